@@ -1,0 +1,106 @@
+"""Atomic file writes: a temporary file in the same directory, fsync, then rename.
+
+A run killed at any moment leaves either the old file or the new one, never half of
+one. Directories (checkpoints, caches) are built under a temporary name and renamed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from plugformer.errors import PlugformerError
+
+__all__ = ["atomic_dir", "atomic_open", "atomic_write_json", "atomic_write_text", "sha256_file"]
+
+
+def _explain(exc: OSError, path: Path) -> PlugformerError:
+    if exc.errno == errno.ENOSPC:
+        return PlugformerError(f"{path}: no space left on device")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return PlugformerError(f"{path}: permission denied (cannot write here)")
+    return PlugformerError(f"{path}: cannot write ({exc.strerror or exc})")
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kw: Any) -> Iterator[IO[Any]]:
+    """Open a temporary sibling of ``path`` for writing; rename it over ``path`` on success."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise _explain(exc, path) from exc
+    try:
+        with os.fdopen(fd, mode, **kw) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise _explain(exc, path) from exc
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    with atomic_open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike[str], overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary directory that replaces ``path`` once the block succeeds."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as exc:
+        raise _explain(exc, path) from exc
+    try:
+        yield tmp
+        for f in tmp.iterdir():  # make the contents durable before the rename publishes them
+            if f.is_file():
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+        if path.exists():
+            if not overwrite:
+                raise PlugformerError(f"{path}: already exists")
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise _explain(exc, path) from exc
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,146 @@
+"""The plugin contract: every hook plugformer calls, each documented where it is declared.
+
+A plugin is a module (found through the ``plugformer`` entry-point group, or registered
+by the core as a default) that implements some of these hooks with ``@hookimpl``::
+
+    from plugformer import hookimpl
+
+    @hookimpl
+    def register_tasks(register):
+        register(MyTask)
+
+Rules that keep old plugins working: hooks only ever *gain* arguments (pluggy passes a
+hook implementation only the arguments it names), and registration hooks take a
+``register`` callback rather than returning values (the simonw/llm convention).
+
+Hooks are grouped below: registration, training, command line, results, data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pluggy
+
+PROJECT_NAME = "plugformer"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+__all__ = ["PROJECT_NAME", "hookimpl", "hookspec"]
+
+
+# --------------------------------------------------------------------------- registration
+
+
+@hookspec
+def register_tasks(register: Any) -> None:
+    """Register task kinds (sentiment, qa, ...).
+
+    :param register: call ``register(TaskClass)`` once per :class:`plugformer.Task`
+        subclass. To keep ``plugformer plugins`` free of heavy imports, a plugin may instead
+        call ``register("module.path:ClassName", name="task-name")``; the class is then
+        imported only when the task is used.
+
+    Called once, when the plugin manager is first asked for tasks. Two plugins that register
+    the same task name are an error naming both distributions. Returns nothing.
+    """
+
+
+@hookspec
+def register_backbones(register: Any) -> None:
+    """Register backbone families.
+
+    :param register: call ``register(name, factory)`` where ``name`` is a family prefix
+        (``"native"``, ``"hf"``) and ``factory(ref: str, **options) -> Backbone`` builds a
+        backbone from the part of a reference after ``"name:"`` (``"hf:minilm-l6"`` calls the
+        ``hf`` factory with ``"minilm-l6"``). A plain directory path is resolved by the
+        ``native`` family.
+
+    Called once, when a backbone reference is first resolved. Returns nothing.
+    """
+
+
+@hookspec
+def register_datasets(register: Any) -> None:
+    """Register dataset recipes: named real public datasets.
+
+    :param register: call ``register(recipe)`` with a :class:`plugformer.Recipe` that says
+        where the data comes from (a pinned package), its licence and citation, and how to
+        parse it into examples of a task kind (or plain text for a ``corpus``).
+
+    Called once, when datasets are first listed or resolved. Returns nothing.
+    """
+
+
+@hookspec
+def register_objectives(register: Any) -> None:
+    """Register pretraining objectives.
+
+    :param register: call ``register(name, objective)`` where ``objective`` is an
+        :class:`plugformer.Objective`: whether it needs a causal backbone, and how it turns a
+        block of token ids into ``(inputs, targets)`` for the LM head (``"clm"`` shifts by
+        one; ``"mlm"`` masks 15% of tokens).
+
+    Called once, when ``pretrain`` resolves ``config.objective``. Returns nothing.
+    """
+
+
+# --------------------------------------------------------------------------- training
+
+
+@hookspec
+def register_callbacks(stage: str, config: Any) -> list[Any] | None:
+    """Add Lightning callbacks to a Trainer that plugformer builds.
+
+    :param stage: ``"pretrain"``, ``"finetune"`` or ``"evaluate"``.
+    :param config: the run's configuration (a :class:`PretrainConfig` or a :class:`TaskSpec`).
+    :return: a list of ``lightning.Callback`` instances, or ``None``. Results of all plugins
+        are concatenated (not firstresult).
+    """
+
+
+# --------------------------------------------------------------------------- command line
+
+
+@hookspec
+def register_commands(cli: Any) -> None:
+    """Add sub-commands to the ``plugformer`` command line.
+
+    :param cli: the root ``click.Group``; call ``cli.command()`` / ``cli.add_command(cmd)``.
+        Keep imports of torch inside the command functions so ``plugformer --help`` stays fast.
+
+    Called once at CLI start-up, after the core's own commands. Returns nothing.
+    """
+
+
+# --------------------------------------------------------------------------- results
+
+
+@hookspec
+def on_result(result: dict[str, Any]) -> None:
+    """Be told of every finished evaluation (a ``plugformer evaluate`` run or a suite cell).
+
+    :param result: a JSON-serialisable dict with at least ``task``, ``backbone``, ``seed``,
+        ``metrics`` (name -> float), ``main_metric`` and ``versions``. Do not mutate it.
+
+    Called on rank 0 only, after the result is written to disk. An exception raised here is
+    reported and does not fail the run. Returns nothing.
+    """
+
+
+# --------------------------------------------------------------------------- data
+
+
+@hookspec(firstresult=True)
+def read_examples(path: str, task: Any) -> list[dict[str, Any]] | None:
+    """Read a data file in a format the core does not know.
+
+    :param path: the file a user named (a task spec's data or ``--data``).
+    :param task: the :class:`plugformer.Task` instance the examples are for.
+    :return: a list of raw example dicts (validated afterwards against ``task.Example``), or
+        ``None`` if this plugin does not read this file.
+
+    firstresult: stops at the first non-None result. The core's JSONL/CSV/TSV/text readers are
+    used when every plugin returns ``None`` (the QA plugin reads SQuAD v1.1 JSON this way).
+    """
