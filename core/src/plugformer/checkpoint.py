@@ -1,0 +1,181 @@
+"""The checkpoint format: a pickle-free, self-describing directory.
+
+::
+
+    plugformer.json     manifest: format version, kind (backbone | task), model config,
+                        tokenizer hash, task name/options/state and plugin version,
+                        library versions, metrics, parent checkpoint hash
+    model.safetensors   backbone weights
+    head.safetensors    task head weights (task checkpoints)
+    tokenizer.json
+
+Written atomically (a temporary directory renamed into place). Loading verifies the manifest
+and the tokenizer hash and refuses anything else with a one-line :class:`CheckpointError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from plugformer.errors import CheckpointError
+from plugformer.fileio import atomic_dir
+
+__all__ = ["FORMAT_VERSION", "LoadedBackbone", "load", "load_backbone", "read_manifest", "save_backbone", "weights_hash"]
+
+FORMAT_VERSION = 1
+MANIFEST = "plugformer.json"
+
+
+def library_versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for dist in ("plugformer", "torch", "lightning", "tokenizers", "safetensors"):
+        try:
+            out[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def weights_hash(path: str | Path) -> str:
+    """sha256 of a checkpoint's model.safetensors: the identity of a backbone."""
+    from plugformer.fileio import sha256_file
+
+    return sha256_file(Path(path) / "model.safetensors")
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """The manifest of a checkpoint directory, checked for format and completeness."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint directory")
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: a checkpoint is a directory (with {MANIFEST}), not a file")
+    mpath = path / MANIFEST
+    if not mpath.is_file():
+        raise CheckpointError(f"{path}: not a plugformer checkpoint (no {MANIFEST})")
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{mpath}: corrupt manifest ({exc})") from None
+    if not isinstance(manifest, dict) or "format_version" not in manifest or "kind" not in manifest:
+        raise CheckpointError(f"{mpath}: manifest lacks format_version/kind")
+    fv = manifest["format_version"]
+    if not isinstance(fv, int) or fv > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{mpath}: checkpoint format {fv} is newer than this plugformer reads ({FORMAT_VERSION}); upgrade plugformer"
+        )
+    for needed in ("model.safetensors", "tokenizer.json"):
+        if not (path / needed).is_file():
+            raise CheckpointError(f"{path}: missing {needed}")
+    if manifest["kind"] == "task" and not (path / "head.safetensors").is_file():
+        raise CheckpointError(f"{path}: task checkpoint missing head.safetensors")
+    return manifest
+
+
+@dataclass
+class LoadedBackbone:
+    """A backbone model with its tokenizer and manifest (what backbone factories return)."""
+
+    model: Any
+    tokenizer: Any
+    manifest: dict[str, Any] = field(default_factory=dict)
+    path: str | None = None
+
+    @property
+    def ref_hash(self) -> str:
+        return self.manifest.get("weights_sha256", "")
+
+
+def _state_dict_for_save(module: Any) -> dict[str, Any]:
+    # safetensors refuses shared storage (tied embeddings): keep one name per tensor.
+    sd = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+    if getattr(getattr(module, "config", None), "tie_embeddings", False):
+        sd.pop("lm_head.weight", None)
+    return sd
+
+
+def save_backbone(path: str | Path, model: Any, tokenizer: Any, extra: dict[str, Any] | None = None) -> Path:
+    """Write a backbone checkpoint directory atomically; returns its path."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    with atomic_dir(path) as tmp:
+        save_file(_state_dict_for_save(model), str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        tokenizer.save(tmp / "tokenizer.json")
+        from plugformer.fileio import sha256_file
+
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "kind": "backbone",
+            "architecture": "plugformer-gpt",
+            "model_config": model.config.model_dump(),
+            "tokenizer_sha256": tokenizer.hash,
+            "weights_sha256": sha256_file(tmp / "model.safetensors"),
+            "n_params": sum(p.numel() for p in model.parameters()),
+            "versions": library_versions(),
+            **(extra or {}),
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
+    return path
+
+
+def load_weights(module: Any, file: Path) -> None:
+    """Load safetensors weights into ``module`` strictly (missing/unexpected keys are errors)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        sd = load_file(str(file))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{file}: corrupt weights ({exc})") from None
+    if getattr(getattr(module, "config", None), "tie_embeddings", False) and "wte.weight" in sd:
+        sd.setdefault("lm_head.weight", sd["wte.weight"])
+    try:
+        module.load_state_dict(sd, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise CheckpointError(f"{file}: weights do not match the manifest's model ({first})") from None
+
+
+def load_backbone(path: str | Path) -> LoadedBackbone:
+    """Load a native backbone (or the backbone part of a task checkpoint)."""
+    from plugformer.config import ModelConfig
+    from plugformer.model import GPT
+    from plugformer.tokenizer import Tokenizer
+
+    path = Path(path)
+    manifest = read_manifest(path)
+    tokenizer = Tokenizer.from_file(path / "tokenizer.json")
+    want = manifest.get("tokenizer_sha256")
+    if want and want != tokenizer.hash:
+        raise CheckpointError(f"{path}: tokenizer.json does not match the manifest's tokenizer_sha256")
+    try:
+        cfg = ModelConfig.model_validate(manifest["model_config"])
+    except Exception as exc:
+        raise CheckpointError(f"{path}: invalid model_config in manifest ({exc})") from None
+    model = GPT(cfg)
+    load_weights(model, path / "model.safetensors")
+    model.eval()
+    return LoadedBackbone(model, tokenizer, manifest, str(path))
+
+
+def config_hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def load(path: str | Path) -> Any:
+    """Load any checkpoint: a task checkpoint gives a ``Predictor`` (``.predict([...])``), a
+    backbone checkpoint a :class:`LoadedBackbone`."""
+    manifest = read_manifest(path)
+    if manifest["kind"] == "task":
+        from plugformer.finetune import Predictor
+
+        return Predictor.from_checkpoint(path)
+    return load_backbone(path)

@@ -1,0 +1,287 @@
+"""Configuration: pydantic v2 models for every run, TOML loading, ``--set`` overrides, schema.
+
+Each field is documented where it is declared; cross-field rules live in one model
+validator per rule; unknown keys are errors (``extra="forbid"``) with a did-you-mean.
+Model presets live in :data:`MODEL_PRESETS` (``model.preset = "tiny"``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from plugformer.errors import ConfigError
+
+__all__ = [
+    "MODEL_PRESETS",
+    "DataConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "PretrainConfig",
+    "StrictModel",
+    "TokenizerConfig",
+    "TrainerConfig",
+    "apply_overrides",
+    "load_config",
+    "load_toml",
+    "parse_model",
+]
+
+
+class StrictModel(BaseModel):
+    """Base for every config model: unknown keys are errors, defaults are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True, use_attribute_docstrings=True)
+
+
+# Named model sizes (LitGPT-style presets). Fields given explicitly override the preset.
+MODEL_PRESETS: dict[str, dict[str, Any]] = {
+    "micro": {"n_layers": 1, "d_model": 16, "n_heads": 2, "max_seq_len": 32},  # tests
+    "tiny": {"n_layers": 2, "d_model": 64, "n_heads": 4, "max_seq_len": 64},
+    "small": {"n_layers": 4, "d_model": 256, "n_heads": 4, "max_seq_len": 128},
+    "base": {"n_layers": 6, "d_model": 384, "n_heads": 6, "max_seq_len": 256},
+}
+
+
+class ModelConfig(StrictModel):
+    """The native GPT-style backbone."""
+
+    preset: str | None = None
+    """Name in MODEL_PRESETS whose values fill the fields not given explicitly."""
+    n_layers: int = Field(4, ge=1)
+    """Number of Transformer blocks."""
+    d_model: int = Field(256, ge=4)
+    """Width of the residual stream."""
+    n_heads: int = Field(4, ge=1)
+    """Attention heads; must divide d_model."""
+    max_seq_len: int = Field(128, ge=2)
+    """Longest sequence (context window) the model accepts."""
+    mlp_ratio: float = Field(4.0, gt=0)
+    """Hidden width of the MLP as a multiple of d_model."""
+    dropout: float = Field(0.0, ge=0, lt=1)
+    """Dropout on attention output and MLP (0 for short pretraining runs)."""
+    positions: Literal["rope", "learned"] = "rope"
+    """Rotary position embeddings or a learned absolute position table."""
+    norm: Literal["rmsnorm", "layernorm"] = "rmsnorm"
+    """Normalisation layer of the pre-norm blocks."""
+    causal: bool = True
+    """Causal (GPT) attention; false gives a bidirectional encoder (masked-LM pretraining)."""
+    tie_embeddings: bool = True
+    """Share the token embedding matrix with the LM head."""
+    bias: bool = False
+    """Biases in linear layers (GPT-2 style); Llama style has none."""
+    vocab_size: int | None = None
+    """Set from the tokenizer; leave unset in configs."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("preset") is not None:
+            name = data["preset"]
+            if name not in MODEL_PRESETS:
+                hint = difflib.get_close_matches(str(name), MODEL_PRESETS, n=1)
+                raise ValueError(
+                    f"unknown preset {name!r}"
+                    + (f" (did you mean {hint[0]!r}?)" if hint else f"; one of {sorted(MODEL_PRESETS)}")
+                )
+            data = {**MODEL_PRESETS[name], **data}
+        return data
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> ModelConfig:
+        if self.d_model % self.n_heads:
+            raise ValueError(f"n_heads ({self.n_heads}) must divide d_model ({self.d_model})")
+        if (self.d_model // self.n_heads) % 2 and self.positions == "rope":
+            raise ValueError("rotary positions need an even head size (d_model / n_heads)")
+        return self
+
+
+class TokenizerConfig(StrictModel):
+    """Byte-level BPE trained with Hugging Face `tokenizers`."""
+
+    vocab_size: int = Field(8192, ge=300)
+    """Target vocabulary size, special tokens included."""
+    min_frequency: int = Field(2, ge=1)
+    """Merges must occur at least this often in the training corpus."""
+    path: str | None = None
+    """An existing tokenizer.json to use instead of training one."""
+
+
+class DataConfig(StrictModel):
+    """The pretraining corpus."""
+
+    corpus: list[str] = Field(default_factory=lambda: ["news-2017-en"])
+    """Text sources: dataset recipe names (their train split) and/or paths to .txt/.jsonl files."""
+    val_fraction: float = Field(0.02, gt=0, lt=0.5)
+    """Share of documents held out for validation (by a hash of each document)."""
+    num_workers: int = Field(0, ge=0)
+    """DataLoader worker processes (0: load in the training process; blocks are memmapped)."""
+
+
+class OptimConfig(StrictModel):
+    """AdamW with linear warm-up then cosine decay."""
+
+    lr: float = Field(1e-3, gt=0)
+    """Peak learning rate."""
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)
+    """Final learning rate as a fraction of lr."""
+    weight_decay: float = Field(0.1, ge=0)
+    """Decoupled weight decay (never applied to norms, biases or embeddings)."""
+    betas: tuple[float, float] = (0.9, 0.95)
+    """Adam betas."""
+    warmup_steps: int = Field(100, ge=0)
+    """Linear warm-up steps."""
+    grad_clip: float = Field(1.0, ge=0)
+    """Clip the global gradient norm to this (0: no clipping)."""
+
+
+class TrainerConfig(StrictModel):
+    """What Lightning's Trainer is given."""
+
+    max_steps: int = Field(1000, ge=1)
+    """Optimiser steps."""
+    max_minutes: float | None = Field(None, gt=0)
+    """Stop after this wall-clock budget even if max_steps is not reached."""
+    batch_size: int = Field(32, ge=1)
+    """Sequences per micro-batch (per process)."""
+    accumulate_grad_batches: int = Field(1, ge=1)
+    """Micro-batches per optimiser step."""
+    precision: Literal["32", "32-true", "bf16-mixed", "bf16-true", "16-mixed"] = "32-true"
+    """Lightning precision plugin."""
+    compile: bool = False
+    """Wrap the model with torch.compile."""
+    val_every: int = Field(200, ge=1)
+    """Validate every this many optimiser steps."""
+    val_batches: int = Field(20, ge=1)
+    """Batches per validation pass."""
+    checkpoint_every: int = Field(200, ge=1)
+    """Save last.ckpt every this many steps (for --resume)."""
+    strategy: str = "auto"
+    """Lightning strategy: auto, ddp, ddp_spawn, fsdp, ..."""
+    accelerator: str = "auto"
+    """Lightning accelerator: auto, cpu, gpu."""
+    devices: int | str = "auto"
+    """Processes/devices per node."""
+    num_nodes: int = Field(1, ge=1)
+    """Nodes (torchrun/SLURM set the rendezvous)."""
+    progress: bool = True
+    """Show a progress bar."""
+    deterministic: bool = False
+    """torch.use_deterministic_algorithms (CPU runs are deterministic anyway)."""
+
+
+class PretrainConfig(StrictModel):
+    """A whole pretraining run (``plugformer pretrain CONFIG``)."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    objective: str = "clm"
+    """Pretraining objective by name: clm (causal LM), mlm (masked LM), or one a plugin adds."""
+    seed: int = 0
+    """Seeds Python, NumPy and torch (and the data order)."""
+    out_dir: str = "runs/pretrain"
+    """Where checkpoints, logs and the final backbone checkpoint (out_dir/final) go."""
+
+    @model_validator(mode="after")
+    def _objective_matches_attention(self) -> PretrainConfig:
+        if self.objective == "mlm" and self.model.causal:
+            self.model.causal = False  # masked LM means a bidirectional encoder
+        if self.objective == "clm" and not self.model.causal:
+            raise ValueError("objective 'clm' needs model.causal = true")
+        return self
+
+
+# --------------------------------------------------------------------------- loading
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML file; a missing file or a syntax error is one ConfigError line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+
+
+def _parse_value(raw: str) -> Any:
+    """``--set`` values are TOML literals where they parse (1, 2.5, true, "x", [1, 2]), else strings."""
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Apply ``a.b=c`` overrides to a nested dict (returns a new dict)."""
+    data = json.loads(json.dumps(data))  # deep copy of plain data
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. model.d_model=128")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = data
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {key}: {p!r} is not a table")
+        node[parts[-1]] = _parse_value(raw.strip())
+    return data
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names valid at the location of an error (for did-you-mean)."""
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        ann = getattr(field, "annotation", None) if field else None
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+        else:
+            return []
+    return list(model.model_fields)
+
+
+def format_validation_error(exc: ValidationError, model: type[BaseModel], source: str) -> str:
+    """One line for the first error: ``file: field a.b: what was expected``."""
+    err = exc.errors()[0]
+    loc = tuple(err["loc"])
+    dotted = ".".join(str(p) for p in loc) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        candidates = _fields_at(model, loc)
+        hint = difflib.get_close_matches(str(loc[-1]), candidates, n=1)
+        msg = f"unknown key {dotted!r}" + (f" (did you mean {'.'.join([*map(str, loc[:-1]), hint[0]])!r}?)" if hint else "")
+    else:
+        got = err.get("input")
+        shown = repr(got) if not isinstance(got, dict) else "a table"
+        msg = f"{dotted}: {err['msg']} (got {shown[:60]})"
+    more = len(exc.errors()) - 1
+    return f"{source}: {msg}" + (f" [and {more} more error{'s' if more > 1 else ''}]" if more else "")
+
+
+def parse_model(model: type[M], data: dict[str, Any], source: str = "<config>") -> M:
+    """Validate ``data`` against ``model``; errors become one ConfigError line."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, model, source)) from None
+
+
+def load_config(path: str | Path, model: type[M] = PretrainConfig, overrides: list[str] | tuple[str, ...] = ()) -> M:  # type: ignore[assignment]
+    """Load a TOML file into ``model``, applying ``--set`` overrides first."""
+    data = apply_overrides(load_toml(path), overrides)
+    cfg = parse_model(model, data, str(path))
+    # Relative paths in a config are relative to the config file, as users expect.
+    return cfg

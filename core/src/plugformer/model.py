@@ -1,0 +1,250 @@
+"""The native backbone: a GPT-style Transformer, read top to bottom as in nanoGPT.
+
+norm → rotary embedding → attention → MLP → block → KV cache → model. ``forward`` returns
+hidden states (the task heads' input); ``lm_logits`` applies the tied LM head. With
+``causal=False`` the same network is a bidirectional encoder (masked-LM pretraining).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from plugformer.config import ModelConfig
+
+__all__ = ["GPT", "KVCache"]
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, (x.size(-1),), self.weight, self.eps)
+
+
+def make_norm(cfg: ModelConfig) -> nn.Module:
+    return RMSNorm(cfg.d_model) if cfg.norm == "rmsnorm" else nn.LayerNorm(cfg.d_model)
+
+
+def rope_tables(head_size: int, max_len: int, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin tables of shape (max_len, head_size) in the rotate-half layout (as Llama)."""
+    inv_freq = 1.0 / (base ** (torch.arange(0, head_size, 2, dtype=torch.float32) / head_size))
+    t = torch.arange(max_len, dtype=torch.float32)
+    freqs = torch.outer(t, inv_freq)  # (T, hs/2)
+    emb = torch.cat([freqs, freqs], dim=-1)  # (T, hs)
+    return emb.cos(), emb.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate ``x`` (B, nh, T, hs) by position; cos/sin are (T, hs) or (B, 1, T, hs)."""
+    x1, x2 = x.chunk(2, dim=-1)
+    rotated = torch.cat([-x2, x1], dim=-1)
+    return (x * cos + rotated * sin).to(x.dtype)
+
+
+@dataclass
+class KVCache:
+    """Per-layer keys and values, preallocated to ``max_len`` positions.
+
+    ``k[i]``/``v[i]`` are (B, nh, max_len, hs); ``length`` positions are filled. Beam search
+    reorders rows with :meth:`reorder`.
+    """
+
+    k: list[torch.Tensor]
+    v: list[torch.Tensor]
+    length: int = 0
+
+    @classmethod
+    def empty(cls, cfg: ModelConfig, batch: int, max_len: int, dtype: torch.dtype, device: torch.device) -> KVCache:
+        hs = cfg.d_model // cfg.n_heads
+        shape = (batch, cfg.n_heads, max_len, hs)
+        return cls(
+            [torch.zeros(shape, dtype=dtype, device=device) for _ in range(cfg.n_layers)],
+            [torch.zeros(shape, dtype=dtype, device=device) for _ in range(cfg.n_layers)],
+        )
+
+    def reorder(self, index: torch.Tensor) -> None:
+        self.k = [k.index_select(0, index) for k in self.k]
+        self.v = [v.index_select(0, index) for v in self.v]
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.head_size = cfg.d_model // cfg.n_heads
+        self.causal = cfg.causal
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=cfg.bias)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.bias)
+        self.dropout = cfg.dropout
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor] | None,
+        mask: torch.Tensor | None,
+        cache: KVCache | None = None,
+        layer: int = 0,
+    ) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q = q.view(B, T, self.n_heads, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(B, T, self.n_heads, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
+        v = v.view(B, T, self.n_heads, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        if cache is not None:
+            start = cache.length
+            cache.k[layer][:, :, start : start + T] = k
+            cache.v[layer][:, :, start : start + T] = v
+            k = cache.k[layer][:, :, : start + T]  # (B, nh, L, hs)
+            v = cache.v[layer][:, :, : start + T]  # (B, nh, L, hs)
+        # Without an explicit mask, SDPA's is_causal picks the fused kernels (the fast path).
+        is_causal = self.causal and mask is None and cache is None
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0, is_causal=is_causal
+        )  # (B, nh, T, hs)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
+        return self.proj(y)
+
+
+class MLP(nn.Module):
+    """SwiGLU (Llama-style, with RMSNorm) or GELU (GPT-2-style, with LayerNorm)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.swiglu = cfg.norm == "rmsnorm"
+        if self.swiglu:
+            # 2/3 of the GELU MLP's hidden width keeps parameters and FLOPs equal.
+            hidden = int(64 * math.ceil(cfg.mlp_ratio * cfg.d_model * 2 / 3 / 64))
+            self.gate = nn.Linear(cfg.d_model, hidden, bias=cfg.bias)
+        else:
+            hidden = int(cfg.mlp_ratio * cfg.d_model)
+        self.up = nn.Linear(cfg.d_model, hidden, bias=cfg.bias)
+        self.down = nn.Linear(hidden, cfg.d_model, bias=cfg.bias)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.silu(self.gate(x)) * self.up(x) if self.swiglu else F.gelu(self.up(x), approximate="tanh")
+        return self.dropout(self.down(h))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.norm1 = make_norm(cfg)
+        self.attn = Attention(cfg)
+        self.norm2 = make_norm(cfg)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x, rope, mask, cache=None, layer=0):  # noqa: ANN001, ANN201 - hot path
+        x = x + self.attn(self.norm1(x), rope, mask, cache, layer)
+        return x + self.mlp(self.norm2(x))
+
+
+class GPT(nn.Module):
+    """Token embeddings → blocks → final norm; ``lm_logits`` on top (tied to the embeddings)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        if cfg.vocab_size is None:
+            raise ValueError("ModelConfig.vocab_size must be set (from the tokenizer)")
+        self.config = cfg
+        self.causal = cfg.causal
+        self.d_model = cfg.d_model
+        self.max_seq_len = cfg.max_seq_len
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.wpe = nn.Embedding(cfg.max_seq_len, cfg.d_model) if cfg.positions == "learned" else None
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.norm = make_norm(cfg)
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.wte.weight
+        if cfg.positions == "rope":
+            cos, sin = rope_tables(cfg.d_model // cfg.n_heads, cfg.max_seq_len)
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
+        self.apply(self._init_weights)
+        # GPT-2 scaled init of residual projections: keeps the residual stream's variance flat.
+        for name, p in self.named_parameters():
+            if name.endswith(("proj.weight", "down.weight")):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layers))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_params(self, non_embedding: bool = True) -> int:
+        n = sum(p.numel() for p in self.parameters())
+        return n - (self.wte.weight.numel() if non_embedding else 0)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        positions: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Hidden states (B, T, C) for ``input_ids`` (B, T).
+
+        ``attention_mask`` (B, T) or, with a cache, (B, L) over all positions so far: 1 for
+        real tokens, 0 for padding. ``positions`` (B, T) overrides 0..T-1 (left-padded
+        generation). Omit both on unpadded batches to get the fused causal kernel.
+        """
+        B, T = input_ids.shape
+        offset = cache.length if cache is not None else 0
+        if offset + T > self.max_seq_len:
+            raise ValueError(f"sequence of {offset + T} tokens exceeds max_seq_len={self.max_seq_len}")
+        if positions is None:
+            positions = torch.arange(offset, offset + T, device=input_ids.device).unsqueeze(0)  # (1, T)
+        x = self.wte(input_ids)  # (B, T, C)
+        rope = None
+        if self.wpe is not None:
+            x = x + self.wpe(positions)
+        else:
+            rope = (self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1))  # (B|1, 1, T, hs)
+        mask = self._attention_mask(attention_mask, T, offset, cache, input_ids.device)
+        for i, block in enumerate(self.blocks):
+            x = block(x, rope, mask, cache, i)
+        if cache is not None:
+            cache.length += T
+        return self.norm(x)
+
+    def _attention_mask(self, attention_mask, T, offset, cache, device):  # noqa: ANN001, ANN202
+        """A boolean (B, 1, T, L) mask (True = may attend), or None for the fused fast path."""
+        L = offset + T
+        need_causal = self.causal and (cache is not None and T > 1)
+        if attention_mask is None and not need_causal:
+            return None  # unpadded: is_causal (no cache) or full attention (decode step / encoder)
+        mask = torch.ones(1, 1, T, L, dtype=torch.bool, device=device)
+        if self.causal:
+            q_pos = torch.arange(offset, L, device=device).unsqueeze(1)  # (T, 1)
+            mask = mask & (torch.arange(L, device=device).unsqueeze(0) <= q_pos)  # (1, 1, T, L)
+        if attention_mask is not None:
+            keys = attention_mask.bool()[:, -L:] if attention_mask.size(1) >= L else attention_mask.bool()
+            mask = mask & keys[:, None, None, :]  # (B, 1, T, L)
+            # A fully masked row (a pad query) would make softmax NaN: let it attend to itself.
+            eye = torch.zeros(T, L, dtype=torch.bool, device=device)
+            eye[torch.arange(T), torch.arange(offset, L)] = True
+            mask = mask | eye
+        return mask
+
+    def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Vocabulary logits (B, T, V) from hidden states (B, T, C)."""
+        return self.lm_head(hidden)
+
+    def new_cache(self, batch: int, max_len: int | None = None) -> KVCache:
+        p = self.wte.weight
+        return KVCache.empty(self.config, batch, max_len or self.max_seq_len, p.dtype, p.device)

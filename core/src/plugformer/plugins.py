@@ -1,0 +1,356 @@
+"""The plugin manager: entry-point discovery, isolation of broken plugins, registries, tracing.
+
+Plugins come from two places, loaded the same way: the core's own defaults
+(:data:`DEFAULT_PLUGINS`) and every entry point of the ``plugformer`` group (first-party
+task packages included). Each is loaded on its own: a plugin that fails to import, declares
+an incompatible ``PLUGFORMER_API``, has a hook implementation with a bad signature, or raises
+inside a registration hook is recorded as broken and skipped — unless plugins are strict
+(``--strict-plugins`` or ``PLUGFORMER_STRICT_PLUGINS=1``), which makes it fatal.
+
+Environment: ``PLUGFORMER_LOAD_PLUGINS=a,b`` loads only those entry points (empty: none);
+``PLUGFORMER_TRACE_PLUGINS=1`` prints every hook call with its duration to stderr.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata as md
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from plugformer import PLUGIN_API_VERSION, hookspecs
+from plugformer.errors import PluginError
+
+__all__ = [
+    "DEFAULT_PLUGINS",
+    "PluginInfo",
+    "Registry",
+    "backbones",
+    "datasets",
+    "get_plugin_manager",
+    "get_task_class",
+    "objectives",
+    "plugin_infos",
+    "reset",
+    "set_strict",
+    "tasks",
+]
+
+DEFAULT_PLUGINS = (
+    "plugformer.default_plugins.backbones",
+    "plugformer.default_plugins.objectives",
+    "plugformer.default_plugins.corpora",
+)
+ENTRY_POINT_GROUP = "plugformer"
+REGISTRATION_HOOKS = ("register_tasks", "register_backbones", "register_datasets", "register_objectives")
+
+
+@dataclass
+class PluginInfo:
+    """What ``plugformer plugins`` shows for one plugin."""
+
+    name: str
+    distribution: str
+    version: str
+    module: str
+    api: str = ""
+    status: str = "ok"
+    error: str = ""
+    hooks: list[str] = field(default_factory=list)
+    provides: dict[str, list[str]] = field(default_factory=dict)
+    default: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+class Registry:
+    """Name → item, remembering which plugin registered each (to name both on a clash)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.items: dict[str, Any] = {}
+        self.owners: dict[str, str] = {}
+        self.conflicts: dict[str, list[str]] = {}
+
+    def add(self, name: str, item: Any, owner: str) -> None:
+        if name in self.items and self.owners[name] != owner:
+            self.conflicts.setdefault(name, [self.owners[name]]).append(owner)
+            raise PluginError(
+                f"{self.kind} {name!r} is registered by both {self.owners[name]!r} and {owner!r}; "
+                "uninstall one of them"
+            )
+        self.items[name] = item
+        self.owners[name] = owner
+
+    def get(self, name: str) -> Any:
+        if name in self.conflicts:
+            owners = " and ".join(repr(o) for o in self.conflicts[name])
+            raise PluginError(f"{self.kind} {name!r} is registered by {owners}; uninstall one of them")
+        if name not in self.items:
+            import difflib
+
+            hint = difflib.get_close_matches(name, self.items, n=1)
+            known = ", ".join(sorted(self.items)) or "none installed"
+            raise PluginError(
+                f"unknown {self.kind} {name!r}" + (f" (did you mean {hint[0]!r}?)" if hint else f"; known: {known}")
+            )
+        return self.items[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.items
+
+    def names(self) -> list[str]:
+        return sorted(self.items)
+
+
+class _State:
+    pm: pluggy.PluginManager | None = None
+    infos: dict[str, PluginInfo] = {}
+    registries: dict[str, Registry] | None = None
+    strict: bool = os.environ.get("PLUGFORMER_STRICT_PLUGINS", "") not in ("", "0")
+
+
+def set_strict(strict: bool) -> None:
+    """Make a broken plugin fatal (the ``--strict-plugins`` flag)."""
+    _State.strict = strict
+
+
+def reset() -> None:
+    """Forget loaded plugins (tests; a new environment)."""
+    _State.pm = None
+    _State.infos = {}
+    _State.registries = None
+
+
+def _broken(info: PluginInfo, reason: str) -> None:
+    info.status = "broken"
+    info.error = reason
+    if _State.strict:
+        raise PluginError(f"plugin {info.name!r} ({info.distribution}): {reason}")
+
+
+def _api_ok(module: Any, info: PluginInfo) -> bool:
+    spec = getattr(module, "PLUGFORMER_API", None)
+    info.api = spec or ""
+    if spec is None:
+        return True  # undeclared: assume compatible, as pytest does with missing metadata
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    try:
+        ok = str(PLUGIN_API_VERSION) in SpecifierSet(spec)
+    except InvalidSpecifier:
+        _broken(info, f"PLUGFORMER_API {spec!r} is not a version specifier such as '>=1,<2'")
+        return False
+    if not ok:
+        _broken(
+            info,
+            f"needs plugin API {spec} but this plugformer provides API {PLUGIN_API_VERSION}; "
+            f"upgrade {'plugformer' if '>' in spec and PLUGIN_API_VERSION < 99 else info.distribution}",
+        )
+    return ok
+
+
+def _register(pm: pluggy.PluginManager, module: Any, info: PluginInfo) -> None:
+    if not _api_ok(module, info):
+        return
+    try:
+        pm.register(module, name=info.name)
+    except (pluggy.PluginValidationError, ValueError) as exc:
+        _broken(info, f"bad hook implementation: {str(exc).splitlines()[0]}")
+        return
+    info.hooks = sorted(h.name for h in pm.get_hookcallers(module) or [])
+
+
+def _trace(pm: pluggy.PluginManager) -> None:
+    starts: list[float] = []
+
+    def before(hook_name: str, impls: list[Any], kwargs: dict[str, Any]) -> None:
+        starts.append(time.perf_counter())
+        print(f"[plugformer] hook {hook_name} → {[i.plugin_name for i in impls]}", file=sys.stderr)
+
+    def after(outcome: Any, hook_name: str, impls: list[Any], kwargs: dict[str, Any]) -> None:
+        took = (time.perf_counter() - starts.pop()) * 1000
+        print(f"[plugformer] hook {hook_name} done in {took:.1f} ms", file=sys.stderr)
+
+    pm.add_hookcall_monitoring(before, after)
+
+
+def _wanted() -> set[str] | None:
+    raw = os.environ.get("PLUGFORMER_LOAD_PLUGINS")
+    if raw is None:
+        return None
+    return {p.strip() for p in raw.split(",") if p.strip()}
+
+
+def get_plugin_manager() -> pluggy.PluginManager:
+    """The process-wide manager with defaults and entry-point plugins loaded."""
+    if _State.pm is not None:
+        return _State.pm
+    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    pm.add_hookspecs(hookspecs)
+    infos: dict[str, PluginInfo] = {}
+    import plugformer
+
+    for modname in DEFAULT_PLUGINS:
+        info = PluginInfo(modname.rsplit(".", 1)[-1], "plugformer", plugformer.__version__, modname, default=True)
+        infos[info.name] = info
+        _register(pm, importlib.import_module(modname), info)
+    wanted = _wanted()
+    seen: set[str] = set()
+    for ep in sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        dist = ep.dist.name if ep.dist else "?"
+        if wanted is not None and ep.name not in wanted and dist not in wanted:
+            continue
+        if ep.name in seen:  # the same distribution found twice on sys.path
+            continue
+        seen.add(ep.name)
+        info = PluginInfo(ep.name, dist, ep.dist.version if ep.dist else "?", ep.value)
+        infos[ep.name] = info
+        try:
+            module = ep.load()
+        except Exception as exc:  # a plugin's import error must not break the others
+            _broken(info, f"import failed: {type(exc).__name__}: {exc}")
+            continue
+        _register(pm, module, info)
+    if os.environ.get("PLUGFORMER_TRACE_PLUGINS", "") not in ("", "0"):
+        _trace(pm)
+    _State.pm, _State.infos = pm, infos
+    return pm
+
+
+def register_plugin(module: Any, name: str, distribution: str = "(test)", version: str = "0") -> PluginInfo:
+    """Register an in-process plugin (tests, notebooks); registries are rebuilt on next use."""
+    pm = get_plugin_manager()
+    info = PluginInfo(name, distribution, version, getattr(module, "__name__", name))
+    _State.infos[name] = info
+    _register(pm, module, info)
+    _State.registries = None
+    return info
+
+
+def unregister_plugin(name: str) -> None:
+    pm = get_plugin_manager()
+    plugin = pm.get_plugin(name)
+    if plugin is not None:
+        pm.unregister(plugin)
+    _State.infos.pop(name, None)
+    _State.registries = None
+
+
+def _collect() -> dict[str, Registry]:
+    """Call each registration hook plugin by plugin, so one failure is attributed and isolated."""
+    if _State.registries is not None:
+        return _State.registries
+    pm = get_plugin_manager()
+    regs = {
+        "register_tasks": Registry("task"),
+        "register_backbones": Registry("backbone family"),
+        "register_datasets": Registry("dataset"),
+        "register_objectives": Registry("objective"),
+    }
+    for hook_name, reg in regs.items():
+        for impl in getattr(pm.hook, hook_name).get_hookimpls():
+            info = _State.infos.get(impl.plugin_name)
+            if info is None or info.status != "ok":
+                continue
+            owner = f"{info.distribution}" if not info.default else "plugformer"
+            added: list[str] = []
+
+            def register(*args: Any, _reg: Registry = reg, _owner: str = owner, _added: list[str] = added, **kw: Any) -> None:
+                name, item = _registration(hook_name, args, kw)
+                _reg.add(name, item, _owner)
+                _added.append(name)
+
+            try:
+                impl.function(register=register)
+            except PluginError as exc:
+                _broken(info, str(exc))
+            except Exception as exc:
+                _broken(info, f"{hook_name} raised {type(exc).__name__}: {exc}")
+            info.provides.setdefault(reg.kind.split()[0] + "s", []).extend(added)
+    _State.registries = regs
+    return regs
+
+
+def _registration(hook_name: str, args: tuple[Any, ...], kw: dict[str, Any]) -> tuple[str, Any]:
+    """Normalise the arguments of the ``register`` callbacks to (name, item)."""
+    if hook_name == "register_tasks":
+        task = args[0] if args else kw["task"]
+        if isinstance(task, str):  # lazy "module:Class"
+            name = kw.get("name") or (args[1] if len(args) > 1 else None)
+            if not name:
+                raise PluginError(f"register({task!r}) needs name=... for a lazy task reference")
+            return name, task
+        return task.name, task
+    if hook_name == "register_datasets":
+        recipe = args[0] if args else kw["recipe"]
+        return recipe.name, recipe
+    name = args[0] if args else kw["name"]
+    item = args[1] if len(args) > 1 else kw.get("factory", kw.get("objective"))
+    return name, item
+
+
+def plugin_infos() -> list[PluginInfo]:
+    """Every plugin with its status; registrations are collected so ``provides`` is filled."""
+    get_plugin_manager()
+    _collect()
+    return list(_State.infos.values())
+
+
+def tasks() -> Registry:
+    return _collect()["register_tasks"]
+
+
+def backbones() -> Registry:
+    return _collect()["register_backbones"]
+
+
+def datasets() -> Registry:
+    return _collect()["register_datasets"]
+
+
+def objectives() -> Registry:
+    return _collect()["register_objectives"]
+
+
+def get_task_class(name: str) -> type:
+    """The Task class registered under ``name`` (importing a lazy reference on first use)."""
+    reg = tasks()
+    item = reg.get(name)
+    if isinstance(item, str):
+        modname, _, attr = item.partition(":")
+        try:
+            item = getattr(importlib.import_module(modname), attr)
+        except Exception as exc:
+            raise PluginError(f"task {name!r} ({reg.owners[name]}): cannot import {item}: {exc}") from exc
+        reg.items[name] = item
+    return item
+
+
+def call_on_result(result: dict[str, Any]) -> None:
+    """Tell every plugin of a finished evaluation; one plugin's failure is reported, not fatal."""
+    pm = get_plugin_manager()
+    for impl in pm.hook.on_result.get_hookimpls():
+        try:
+            impl.function(result=result)
+        except Exception as exc:
+            print(f"plugformer: plugin {impl.plugin_name!r} failed in on_result: {exc}", file=sys.stderr)
+
+
+def extra_callbacks(stage: str, config: Any) -> list[Any]:
+    out: list[Any] = []
+    for group in get_plugin_manager().hook.register_callbacks(stage=stage, config=config):
+        if group:
+            out.extend(group)
+    return out
+
+
+def resolve_hook_caller(name: str) -> Callable[..., Any]:
+    return getattr(get_plugin_manager().hook, name)

@@ -1,0 +1,223 @@
+"""Pretraining: the LightningModule, the DataModule, and ``pretrain(config)``.
+
+``pretrain`` trains (or loads) the tokenizer, builds the token cache, runs Lightning's
+Trainer with the configured objective, logs train/val loss, perplexity and bits per byte
+to CSV, keeps ``last.ckpt`` for ``--resume``, and writes the backbone checkpoint
+``out_dir/final`` atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from plugformer.config import PretrainConfig
+from plugformer.data.corpus import BlockDataset, TokenCache, ValBlocks
+from plugformer.model import GPT
+from plugformer.objectives import IGNORE, Objective
+from plugformer.training import check_finite, cosine_schedule, param_groups
+
+__all__ = ["PretrainData", "PretrainModule", "pretrain"]
+
+
+class PretrainModule(L.LightningModule):
+    def __init__(self, config: PretrainConfig, objective: Objective, mask_id: int, bytes_per_token: float):
+        super().__init__()
+        self.config = config
+        self.objective = objective
+        self.mask_id = mask_id
+        self.bytes_per_token = bytes_per_token
+        self.model = GPT(config.model)
+        self._forward = torch.compile(self.model) if config.trainer.compile else self.model
+        self._val_nats = 0.0
+        self._val_count = 0
+
+    def _loss(self, block: torch.Tensor) -> torch.Tensor:
+        x, y = self.objective.make_batch(block, self.config.model.vocab_size, self.mask_id)
+        logits = self.model.lm_logits(self._forward(x))  # (B, T, V)
+        return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=IGNORE)
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        loss = self._loss(batch)
+        check_finite(loss.detach(), self.global_step)
+        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        return loss
+
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        x, y = self.objective.make_batch(batch, self.config.model.vocab_size, self.mask_id)
+        logits = self.model.lm_logits(self.model(x))
+        nats = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=IGNORE, reduction="sum")
+        self._val_nats += float(nats)
+        self._val_count += int((y != IGNORE).sum())
+
+    def on_validation_epoch_end(self) -> None:
+        # Sum over processes before dividing: the exact mean under DDP.
+        t = torch.tensor([self._val_nats, float(self._val_count)], dtype=torch.float64)
+        t = self.all_gather(t).reshape(-1, 2).sum(0) if self.trainer.world_size > 1 else t
+        self._val_nats, self._val_count = 0.0, 0
+        val_loss = float(t[0] / t[1].clamp(min=1))
+        self.log("val_loss", val_loss, prog_bar=True, sync_dist=False)
+        self.log("val_ppl", math.exp(min(val_loss, 50)))
+        if self.objective.causal:
+            self.log("val_bpb", val_loss / math.log(2) / self.bytes_per_token, prog_bar=True)
+
+    def configure_optimizers(self) -> Any:
+        o = self.config.optim
+        opt = torch.optim.AdamW(param_groups(self.model, o.weight_decay), lr=o.lr, betas=o.betas, foreach=True)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, cosine_schedule(o.warmup_steps, self.config.trainer.max_steps, o.min_lr_ratio)
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+class PretrainData(L.LightningDataModule):
+    def __init__(self, cache: TokenCache, config: PretrainConfig):
+        super().__init__()
+        self.cache, self.config = cache, config
+
+    def train_dataloader(self) -> DataLoader:
+        t = self.config.trainer
+        trainer = self.trainer
+        world = trainer.world_size if trainer else 1
+        rank = trainer.global_rank if trainer else 0
+        step = trainer.global_step if trainer else 0
+        # Restart exactly where a resumed run stopped: the order is a function of the index.
+        start = step * t.batch_size * t.accumulate_grad_batches * world
+        ds = BlockDataset(self.cache.tokens("train"), self.config.model.max_seq_len, self.config.seed, start, rank, world)
+        return DataLoader(ds, batch_size=t.batch_size, num_workers=self.config.data.num_workers)
+
+    def val_dataloader(self) -> DataLoader:
+        t = self.config.trainer
+        trainer = self.trainer
+        world = trainer.world_size if trainer else 1
+        rank = trainer.global_rank if trainer else 0
+        ds = ValBlocks(self.cache.tokens("val"), self.config.model.max_seq_len, t.val_batches * t.batch_size)
+        idx = list(range(rank, len(ds), world))  # shard validation blocks across processes
+        return DataLoader(torch.utils.data.Subset(ds, idx), batch_size=t.batch_size)
+
+
+def _prepare_tokenizer(config: PretrainConfig, out: Path, docs: list[Any]) -> Any:
+    from plugformer.data.recipes import split_of
+    from plugformer.tokenizer import Tokenizer, train_tokenizer
+
+    saved = out / "tokenizer.json"
+    if config.tokenizer.path:
+        return Tokenizer.from_file(config.tokenizer.path)
+    if saved.is_file():
+        return Tokenizer.from_file(saved)
+    fr = (1.0 - config.data.val_fraction, config.data.val_fraction, 0.0)
+    texts = [d.text for d in docs if split_of(d.id, fr) == "train"]
+    tok = train_tokenizer(texts, config.tokenizer.vocab_size, config.tokenizer.min_frequency)
+    tok.save(saved)
+    return tok
+
+
+class _Throughput(L.Callback):
+    """Tokens per second over the run, excluding validation."""
+
+    def __init__(self, tokens_per_step: int):
+        self.tokens_per_step = tokens_per_step
+        self.train_time = 0.0
+        self.steps = 0
+        self._t0 = 0.0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):  # noqa: ANN001, ANN201
+        self._t0 = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):  # noqa: ANN001, ANN201
+        self.train_time += time.perf_counter() - self._t0
+        self.steps += 1
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.steps * self.tokens_per_step / max(self.train_time, 1e-9)
+
+
+def pretrain(config: PretrainConfig, resume: bool = False) -> dict[str, Any]:
+    """Run pretraining; returns a summary (paths, validation metrics, baselines, speed)."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from plugformer import plugins
+    from plugformer.checkpoint import save_backbone
+    from plugformer.data.cache import plugformer_home
+    from plugformer.data.corpus import Corpus, build_token_cache, load_documents
+    from plugformer.errors import ConfigError
+    from plugformer.fileio import atomic_write_json
+    from plugformer.training import build_trainer, seed_everything
+
+    t_start = time.time()
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    last = out / "checkpoints" / "last.ckpt"
+    if resume and not last.is_file():
+        raise ConfigError(f"--resume: no {last} to resume from")
+    objective = plugins.objectives().get(config.objective)
+    seed_everything(config.seed)
+
+    docs = load_documents(config.data.corpus)
+    tokenizer = _prepare_tokenizer(config, out, docs)
+    cache = build_token_cache(docs, tokenizer, config.data.val_fraction, plugformer_home())
+    config = config.model_copy(deep=True)
+    config.model.vocab_size = tokenizer.vocab_size
+    config.model.causal = objective.causal
+    (out / "config.json").write_text(config.model_dump_json(indent=2))
+
+    module = PretrainModule(config, objective, tokenizer.mask_id, cache.bytes_per_token)
+    data = PretrainData(cache, config)
+    t = config.trainer
+    ckpt = ModelCheckpoint(
+        dirpath=out / "checkpoints", save_last=True, save_top_k=0, every_n_train_steps=t.checkpoint_every
+    )
+    throughput = _Throughput(t.batch_size * t.accumulate_grad_batches * config.model.max_seq_len)
+    callbacks = [ckpt, throughput, *plugins.extra_callbacks("pretrain", config)]
+    trainer = build_trainer(
+        t,
+        out,
+        callbacks,
+        val_check_interval=min(t.val_every, t.max_steps) * t.accumulate_grad_batches,
+        limit_val_batches=t.val_batches,
+        grad_clip=config.optim.grad_clip,
+    )
+    trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None, weights_only=True)
+    val = trainer.validate(module, datamodule=data, verbose=False)[0] if trainer.global_step else {}
+    summary: dict[str, Any] = {
+        "steps": trainer.global_step,
+        "objective": config.objective,
+        "n_params": module.model.num_params(non_embedding=False),
+        "train_tokens": cache.meta["train_tokens"],
+        "val_tokens": cache.meta["val_tokens"],
+        "tokens_per_second": round(throughput.tokens_per_second, 1),
+        "wall_seconds": round(time.time() - t_start, 1),
+        **{k: float(v) for k, v in val.items()},
+    }
+    if objective.causal:
+        summary["unigram_val_bpb"] = Corpus.unigram_bits_per_byte(cache, tokenizer.vocab_size)
+    if trainer.is_global_zero:
+        final = save_backbone(
+            out / "final", module.model, tokenizer, {"objective": config.objective, "metrics": summary,
+                                                      "corpus": config.data.corpus, "seed": config.seed}
+        )
+        summary["checkpoint"] = str(final)
+        atomic_write_json(out / "summary.json", summary)
+    return summary
+
+
+def read_metrics_csv(out_dir: str | Path) -> list[dict[str, str]]:
+    """Rows of the CSV log (``out_dir/logs/metrics.csv``)."""
+    import csv
+
+    path = Path(out_dir) / "logs" / "metrics.csv"
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _json(obj: Any) -> str:
+    return json.dumps(obj, indent=2)

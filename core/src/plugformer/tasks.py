@@ -1,0 +1,192 @@
+"""The :class:`Task` base class: what a task plugin implements.
+
+This module is the plugin author's guide. A task turns examples into tensors, builds a head
+on top of any backbone, says how to compute the loss, how to decode predictions, and which
+metrics to report. The core owns everything else: the Trainer, devices, batching, optimisers,
+checkpoints, suites. A task never touches the Trainer.
+
+Data flow (``B`` = batch of features, ``E`` = examples in an evaluation batch)::
+
+    raw row ──parse_example──▶ Example ──encode──▶ [features, ...] ──collate──▶ batch
+    batch ──forward(backbone, head)──▶ outputs ──loss──▶ scalar
+    eval batch ──predict──▶ [prediction per example] ──update_metrics──▶ torchmetrics
+
+Training batches hold features of any examples; evaluation batches hold whole examples
+(all features of each, e.g. every QA window) plus ``batch["examples"]`` (the E examples)
+and ``batch["example_index"]`` (LongTensor, feature → position in ``examples``).
+
+Importing this module does not import torch: torch-using code of a task may import at the
+top of its own module, and the plugin registers it lazily (see ``register_tasks``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ValidationError
+
+from plugformer.config import StrictModel
+from plugformer.errors import DataError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from torch import nn
+
+    from plugformer.tokenizer import Tokenizer
+
+__all__ = ["Baseline", "Task", "TaskOptions"]
+
+
+class TaskOptions(StrictModel):
+    """Options every task accepts; a task's ``Options`` subclasses this."""
+
+    max_length: int | None = None
+    """Truncate encoded inputs to this many tokens (default: the backbone's context)."""
+    columns: dict[str, str] = {}
+    """Map example field → column name in CSV/TSV/JSONL files, e.g. {text = "sentence"}."""
+
+
+Baseline = Callable[[list[Any], list[Any]], list[Any]]
+"""``baseline(train_examples, test_examples) -> predictions`` (one per test example, in the
+format ``predict`` returns) — scored with the task's own metrics."""
+
+
+class Task:
+    """Base class of every task. Subclass it and fill in the class attributes and methods.
+
+    Class attributes
+    ----------------
+    name: the task kind users write in specs (``"sentiment"``).
+    Example: a pydantic model of one example; every input row is validated against it.
+    Options: a pydantic model (subclass of TaskOptions) of the task's options.
+    requires_causal: True if the task decodes left to right (translation, generation): a
+        bidirectional backbone is refused with a clear message.
+    main_metric: the metric name (a key of ``metrics()``) used for model selection and the
+        headline of suite reports.
+    higher_is_better: direction of ``main_metric``.
+    version: the task's own version (usually its distribution's); stored in task
+        checkpoints; ``compatible_versions`` says which it loads.
+    """
+
+    name: ClassVar[str]
+    Example: ClassVar[type[BaseModel]]
+    Options: ClassVar[type[TaskOptions]] = TaskOptions
+    requires_causal: ClassVar[bool] = False
+    main_metric: ClassVar[str]
+    higher_is_better: ClassVar[bool] = True
+    version: ClassVar[str] = "0"
+    compatible_versions: ClassVar[str] = ""
+    """PEP 440 specifier of task-checkpoint versions this class loads (default: same major)."""
+
+    def __init__(self, options: TaskOptions | dict[str, Any] | None = None, tokenizer: Tokenizer | None = None):
+        if isinstance(options, TaskOptions):
+            self.options = options
+        else:
+            from plugformer.config import parse_model
+
+            self.options = parse_model(self.Options, dict(options or {}), f"options of task {self.name!r}")
+        self.tokenizer = tokenizer
+
+    # ------------------------------------------------------------------ data
+    def parse_example(self, raw: dict[str, Any], where: str = "<input>") -> Any:
+        """Validate one raw row as ``self.Example``; errors name ``where`` (file:line) and field."""
+        try:
+            return self.Example.model_validate(raw)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = ".".join(str(p) for p in err["loc"]) or "(row)"
+            raise DataError(f"{where}: field {field!r}: {err['msg']}") from None
+
+    def read_file(self, path: str | Path) -> list[Any]:
+        """Read and validate every example of a JSONL/CSV/TSV file (or a format a plugin reads
+        through the ``read_examples`` hook)."""
+        from plugformer.data.readers import read_records
+        from plugformer.plugins import get_plugin_manager
+
+        raw = get_plugin_manager().hook.read_examples(path=str(path), task=self)
+        if raw is not None:
+            return [self.parse_example(r, f"{path}:{i + 1}") for i, r in enumerate(raw)]
+        return [self.parse_example(rec, where) for where, rec in read_records(path, self.options.columns)]
+
+    def prepare(self, train_examples: Sequence[Any]) -> None:
+        """Learn what the task needs from the training set (e.g. the label names). Optional."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-serialisable state learned by ``prepare``; stored in task checkpoints."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned."""
+
+    def example_from_input(self, value: str | dict[str, Any]) -> Any:
+        """Build an example from user input for ``plugformer predict`` (a string or a dict)."""
+        if isinstance(value, dict):
+            return self.parse_example(value)
+        raise DataError(f"task {self.name!r} needs a JSON object per input, got text")
+
+    # ------------------------------------------------------------------ tensors
+    def encode(self, example: Any, *, train: bool) -> list[dict[str, Any]]:
+        """Features for one example (usually one; QA gives one per context window)."""
+        raise NotImplementedError
+
+    def collate(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        """Stack features into a batch of tensors (pad with ``self.tokenizer.pad_id``)."""
+        raise NotImplementedError
+
+    def max_length(self, backbone: Any) -> int:
+        """Longest input this task feeds the backbone."""
+        limit = backbone.max_seq_len
+        return min(limit, self.options.max_length) if self.options.max_length else limit
+
+    # ------------------------------------------------------------------ model
+    def build_head(self, backbone: Any) -> nn.Module:
+        """The task's trainable head on top of ``backbone`` (read ``backbone.d_model``, and
+        ``backbone.causal``; reuse ``backbone.lm_logits`` for generative tasks)."""
+        raise NotImplementedError
+
+    def forward(self, backbone: Any, head: nn.Module, batch: dict[str, Any]) -> Any:
+        """Run backbone and head on a batch. Default: ``head(backbone(ids, mask), batch)``."""
+        hidden = backbone(batch["input_ids"], batch.get("attention_mask"))  # (B, T, C)
+        return head(hidden, batch)
+
+    def loss(self, outputs: Any, batch: dict[str, Any]) -> torch.Tensor:
+        """Scalar training loss."""
+        raise NotImplementedError
+
+    def predict(self, backbone: Any, head: nn.Module, batch: dict[str, Any]) -> list[Any]:
+        """Decoded predictions, one per example of an evaluation batch (JSON-serialisable)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ metrics
+    def metrics(self) -> dict[str, Any]:
+        """Fresh torchmetrics objects (name → Metric), updated batch by batch."""
+        raise NotImplementedError
+
+    def update_metrics(self, metrics: dict[str, Any], predictions: list[Any], examples: list[Any]) -> None:
+        """Update ``metrics`` with one batch of predictions and their gold examples."""
+        raise NotImplementedError
+
+    def compute_metrics(self, metrics: dict[str, Any]) -> dict[str, float]:
+        """Final values; default ``float(metric.compute())`` for each."""
+        return {k: float(m.compute()) for k, m in metrics.items()}
+
+    def metric_info(self) -> dict[str, Any]:
+        """Definitions stored with every result (e.g. the sacrebleu signature)."""
+        return {}
+
+    def baselines(self) -> dict[str, Baseline]:
+        """Simple reference systems for suite reports (name → Baseline)."""
+        return {}
+
+    # ------------------------------------------------------------------ checks
+    def check_backbone(self, backbone: Any) -> None:
+        """Refuse a backbone this task cannot use (one clear line)."""
+        from plugformer.errors import PlugformerError
+
+        if self.requires_causal and not getattr(backbone, "causal", True):
+            raise PlugformerError(
+                f"task {self.name!r} decodes left to right and needs a causal backbone; "
+                "this backbone is bidirectional (masked-LM / encoder)"
+            )

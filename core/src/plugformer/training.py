@@ -1,0 +1,110 @@
+"""Pieces shared by pretraining and fine-tuning: seeding, optimiser groups, the schedule,
+Trainer construction from a :class:`TrainerConfig`, and the non-finite-loss guard."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from plugformer.config import TrainerConfig
+from plugformer.errors import PlugformerError
+
+__all__ = ["build_trainer", "cosine_schedule", "param_groups", "seed_everything"]
+
+
+def seed_everything(seed: int) -> None:
+    import lightning as L
+
+    L.seed_everything(seed, workers=True, verbose=False)
+
+
+def param_groups(module: torch.nn.Module, weight_decay: float, lr: float | None = None) -> list[dict[str, Any]]:
+    """AdamW groups: decay matrices of linear layers; never norms, biases or embeddings."""
+    decay, no_decay, seen = [], [], set()
+    for mname, mod in module.named_modules():
+        for pname, p in mod.named_parameters(recurse=False):
+            if not p.requires_grad or id(p) in seen:
+                continue
+            seen.add(id(p))
+            if isinstance(mod, torch.nn.Linear) and pname == "weight" and p.dim() == 2:
+                decay.append(p)
+            else:
+                no_decay.append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if lr is not None:
+        for g in groups:
+            g["lr"] = lr
+    return [g for g in groups if g["params"]]
+
+
+def cosine_schedule(warmup: int, total: int, min_ratio: float):  # noqa: ANN201
+    """LR multiplier: linear warm-up to 1, then cosine decay to ``min_ratio`` at ``total``."""
+
+    def fn(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return fn
+
+
+class NonFiniteLossError(PlugformerError):
+    pass
+
+
+def check_finite(loss: torch.Tensor, step: int) -> None:
+    if not torch.isfinite(loss):
+        raise NonFiniteLossError(
+            f"loss became {loss.item()} at step {step}; stopping (the last good checkpoint is kept). "
+            "Try a lower optim.lr or trainer.precision = '32-true'"
+        )
+
+
+def build_trainer(
+    cfg: TrainerConfig,
+    out_dir: Path,
+    callbacks: list[Any],
+    *,
+    max_steps: int | None = None,
+    val_check_interval: int | None = None,
+    limit_val_batches: int | None = None,
+    logger_name: str = "logs",
+    grad_clip: float = 0.0,
+) -> Any:
+    """A ``lightning.Trainer`` configured from ``cfg`` (CSV logger, progress bar, strategy)."""
+    import lightning as L
+    from lightning.pytorch.loggers import CSVLogger
+
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True)
+    precision = "32-true" if cfg.precision == "32" else cfg.precision
+    # Progress bars on a dumb terminal (CI logs) only add noise.
+    progress = cfg.progress and os.environ.get("PLUGFORMER_PROGRESS", "1") != "0"
+    max_time = {"minutes": cfg.max_minutes} if cfg.max_minutes else None
+    return L.Trainer(
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        num_nodes=cfg.num_nodes,
+        strategy=cfg.strategy,
+        precision=precision,
+        max_steps=max_steps or cfg.max_steps,
+        max_time=max_time,
+        accumulate_grad_batches=cfg.accumulate_grad_batches,
+        gradient_clip_val=grad_clip or None,
+        val_check_interval=val_check_interval,
+        check_val_every_n_epoch=None if val_check_interval else 1,
+        limit_val_batches=limit_val_batches,
+        num_sanity_val_steps=0,
+        logger=CSVLogger(str(out_dir), name=logger_name, version=""),
+        callbacks=callbacks,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        log_every_n_steps=min(10, max_steps or cfg.max_steps),
+        deterministic=cfg.deterministic,
+        use_distributed_sampler=False,
+    )
