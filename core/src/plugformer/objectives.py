@@ -7,8 +7,10 @@ The core registers ``clm`` (causal LM) and ``mlm`` (BERT-style masked LM) throug
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported where a batch is made: listing plugins stays light
+    import torch
 
 __all__ = ["CausalLM", "MaskedLM", "Objective"]
 
@@ -24,7 +26,7 @@ class Objective:
     causal: bool = True
     """Whether the objective needs causal attention (``model.causal``)."""
 
-    def make_batch(self, block: torch.Tensor, vocab_size: int, mask_id: int, generator: torch.Generator | None = None):  # noqa: ANN201
+    def make_batch(self, block: "torch.Tensor", vocab_size: int, mask_id: int, generator: torch.Generator | None = None):  # noqa: ANN201
         raise NotImplementedError
 
 
@@ -48,6 +50,8 @@ class MaskedLM(Objective):
     mask_prob: float = 0.15
 
     def make_batch(self, block, vocab_size, mask_id, generator=None):  # noqa: ANN001, ANN201
+        import torch
+
         x = block[:, :-1].clone()  # same length as the causal objective's inputs
         targets = x.clone()
         r = torch.rand(x.shape, generator=generator, device=x.device)

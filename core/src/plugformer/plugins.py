@@ -109,6 +109,9 @@ class Registry:
     def names(self) -> list[str]:
         return sorted(self.items)
 
+    def all(self) -> list[Any]:
+        return [self.items[n] for n in self.names()]
+
 
 class _State:
     pm: pluggy.PluginManager | None = None

@@ -1,0 +1,42 @@
+# The two commands of the README: `make quickstart` and `make test`. Both create .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# CPU build of PyTorch, pinned: an open range would pull a multi-GB CUDA build.
+TORCH := torch==2.13.0
+MEMBERS := core plugins/sentiment plugins/qa plugins/translation plugins/generation
+PYTEST_ARGS ?=
+
+.PHONY: install quickstart test test-fast lint format bench clean
+
+$(BIN)/.installed: Makefile core/pyproject.toml $(wildcard plugins/*/pyproject.toml)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet $(foreach m,$(MEMBERS),-e $(m)) -e "core[test]"
+	touch $@
+
+install: $(BIN)/.installed
+
+quickstart: install
+	$(BIN)/plugformer quickstart $(ARGS)
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow and not network" $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: install
+	$(BIN)/python benchmarks/perf/run.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,331 @@
+"""The ``plugformer`` command line.
+
+Start-up imports neither torch nor Lightning: every command imports what it needs inside
+its function. Errors the user can fix print one line and exit 2 (``--debug`` shows the
+traceback); plugins add sub-commands through ``register_commands``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from plugformer import __version__
+from plugformer.errors import PlugformerError
+
+__all__ = ["cli", "main"]
+
+SET_HELP = "Override a config value, e.g. --set model.d_model=128 (repeatable)."
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="plugformer")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.option("--strict-plugins", is_flag=True, envvar="PLUGFORMER_STRICT_PLUGINS", help="A broken plugin is fatal.")
+def cli(debug: bool, strict_plugins: bool) -> None:
+    """plugformer: pretrain a Transformer, fine-tune it through task plugins, benchmark it."""
+    from plugformer import plugins
+
+    os.environ["PLUGFORMER_DEBUG"] = "1" if debug else os.environ.get("PLUGFORMER_DEBUG", "")
+    plugins.set_strict(strict_plugins)
+    if strict_plugins:  # fail now, before any work, if a plugin is broken
+        plugins.plugin_infos()
+
+
+# --------------------------------------------------------------------------- pretraining
+
+
+@cli.command()
+@click.argument("config", type=click.Path(path_type=Path))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+@click.option("--resume", is_flag=True, help="Continue from out_dir/checkpoints/last.ckpt.")
+def pretrain(config: Path, overrides: tuple[str, ...], resume: bool) -> None:
+    """Pretrain the native backbone as CONFIG (TOML) says."""
+    from plugformer.config import PretrainConfig, load_config
+
+    cfg = load_config(config, PretrainConfig, overrides)
+    from plugformer.pretrain import pretrain as run
+
+    summary = run(cfg, resume=resume)
+    click.echo(json.dumps(summary, indent=2))
+
+
+@cli.command()
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("prompt")
+@click.option("--max-new-tokens", default=64, show_default=True)
+@click.option("--temperature", default=0.0, show_default=True, help="0 = greedy.")
+@click.option("--top-k", type=int, default=None)
+@click.option("--top-p", type=float, default=None)
+@click.option("--repetition-penalty", default=1.0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def generate(checkpoint: Path, prompt: str, max_new_tokens: int, temperature: float, top_k: int | None,
+             top_p: float | None, repetition_penalty: float, seed: int) -> None:
+    """Continue PROMPT with a backbone checkpoint (KV-cache decoding)."""
+    from plugformer.checkpoint import load_backbone
+    from plugformer.generation import SamplingConfig
+    from plugformer.generation import generate as gen
+
+    loaded = load_backbone(checkpoint)
+    if not loaded.model.causal:
+        raise PlugformerError(f"{checkpoint}: a bidirectional (masked-LM) backbone cannot generate text")
+    tok = loaded.tokenizer
+    ids = [tok.bos_id, *tok.encode(prompt)]
+    cfg = SamplingConfig(max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed)
+    out = gen(loaded.model, [ids], cfg, eos_id=tok.eos_id, pad_id=tok.pad_id)[0]
+    click.echo(prompt + tok.decode(out))
+
+
+# --------------------------------------------------------------------------- checkpoints and configs
+
+
+@cli.group()
+def ckpt() -> None:
+    """Inspect checkpoints."""
+
+
+@ckpt.command("inspect")
+@click.argument("path", type=click.Path(path_type=Path))
+def ckpt_inspect(path: Path) -> None:
+    """Print a checkpoint's manifest (validating the directory)."""
+    from plugformer.checkpoint import read_manifest
+
+    click.echo(json.dumps(read_manifest(path), indent=2))
+
+
+@cli.group()
+def config() -> None:
+    """Validate config files; print the JSON Schema."""
+
+
+_KINDS = {"pretrain": "PretrainConfig", "task": "TaskSpec", "suite": "SuiteConfig"}
+
+
+def _model_for(kind: str) -> Any:
+    import plugformer.config as c
+
+    if kind == "suite":
+        from plugformer.bench import SuiteConfig
+
+        return SuiteConfig
+    return getattr(c, _KINDS[kind])
+
+
+def _guess_kind(data: dict[str, Any]) -> str:
+    if "task" in data:
+        return "task"
+    if "tasks" in data or "backbones" in data:
+        return "suite"
+    return "pretrain"
+
+
+@config.command("validate")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--kind", type=click.Choice(list(_KINDS)), default=None, help="Default: guessed from the keys.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+def config_validate(file: Path, kind: str | None, overrides: tuple[str, ...]) -> None:
+    """Check FILE against its schema; print the resolved config."""
+    from plugformer.config import apply_overrides, load_toml, parse_model
+
+    data = apply_overrides(load_toml(file), overrides)
+    kind = kind or _guess_kind(data)
+    model = parse_model(_model_for(kind), data, str(file))
+    click.echo(f"{file}: valid {kind} config", err=True)
+    click.echo(model.model_dump_json(indent=2))
+
+
+@config.command("schema")
+@click.option("--kind", type=click.Choice(list(_KINDS)), default="pretrain", show_default=True)
+def config_schema(kind: str) -> None:
+    """Print the JSON Schema of a config kind."""
+    click.echo(json.dumps(_model_for(kind).model_json_schema(), indent=2))
+
+
+# --------------------------------------------------------------------------- plugins
+
+
+@cli.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins_cmd(as_json: bool) -> None:
+    """List plugins: distribution, version, hooks, what they provide, status."""
+    from plugformer import plugins
+
+    infos = plugins.plugin_infos()
+    if as_json:
+        click.echo(json.dumps([i.as_dict() for i in infos], indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="plugformer plugins")
+    for col in ("plugin", "distribution", "version", "provides", "hooks", "status"):
+        table.add_column(col)
+    for i in infos:
+        provides = "; ".join(f"{k}: {', '.join(v)}" for k, v in i.provides.items() if v)
+        status = "ok" if i.status == "ok" else f"[red]broken[/red]: {i.error}"
+        table.add_row(i.name, i.distribution, i.version, provides, ", ".join(i.hooks), status)
+    Console(width=160).print(table)
+
+
+@cli.command("new-plugin")
+@click.argument("name")
+@click.option("--dir", "directory", type=click.Path(path_type=Path), default=Path("."), show_default=True)
+def new_plugin(name: str, directory: Path) -> None:
+    """Write a complete third-party task plugin distribution named plugformer-NAME."""
+    from plugformer.scaffold import write_plugin
+
+    path = write_plugin(name, directory)
+    click.echo(f"wrote {path}\nnext: pip install -e {path} && pytest {path}")
+
+
+# --------------------------------------------------------------------------- tasks
+
+
+def _load_spec(spec: str, data: Path | None, overrides: tuple[str, ...]) -> Any:
+    from plugformer.config import TaskSpec, apply_overrides, load_toml, parse_model
+
+    path = Path(spec)
+    if path.suffix == ".toml" or path.exists():
+        raw = load_toml(path)
+        source = str(path)
+        raw.setdefault("name", path.stem)
+    else:  # the shorthand: a task name plus --data
+        if data is None:
+            raise PlugformerError(f"{spec!r} is not a spec file; with a task name, give --data FILE (or a dataset name)")
+        source = "command line"
+        raw = {"task": spec, "data": {"dataset": str(data)} if not data.exists() else {"train": str(data)}}
+    if data is not None and path.exists():
+        raw["data"] = {"dataset": str(data)} if not data.exists() else {"train": str(data)}
+    return parse_model(TaskSpec, apply_overrides(raw, overrides), source)
+
+
+@cli.command()
+@click.argument("spec")
+@click.option("--backbone", help="Backbone checkpoint or reference (native:DIR, scratch:DIR, hf:NAME).")
+@click.option("--data", type=click.Path(path_type=Path), help="Training data file or dataset name (shorthand).")
+@click.option("--out", type=click.Path(path_type=Path), help="Output directory (default runs/<spec>).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+def finetune(spec: str, backbone: str | None, data: Path | None, out: Path | None, overrides: tuple[str, ...]) -> None:
+    """Fine-tune a task: SPEC is a task spec file, or a task name with --data."""
+    s = _load_spec(spec, data, overrides)
+    from plugformer.finetune import finetune as run
+
+    summary = run(s, backbone, out)
+    summary.pop("val_history", None)
+    click.echo(json.dumps(summary, indent=2))
+
+
+@cli.command()
+@click.argument("spec")
+@click.option("--checkpoint", required=True, type=click.Path(path_type=Path), help="Task checkpoint directory.")
+@click.option("--split", default="test", show_default=True, type=click.Choice(["validation", "test"]))
+@click.option("--out", type=click.Path(path_type=Path), help="Write the result JSON here.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+def evaluate(spec: str, checkpoint: Path, split: str, out: Path | None, overrides: tuple[str, ...]) -> None:
+    """Score a task checkpoint on SPEC's test split; prints (and writes) the metrics as JSON."""
+    s = _load_spec(spec, None, overrides)
+    from plugformer.finetune import evaluate as run
+
+    result = run(s, checkpoint, split=split, out_json=out or checkpoint.parent / f"eval_{split}.json")
+    click.echo(json.dumps(result["metrics"], indent=2))
+
+
+@cli.command()
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("texts", nargs=-1)
+@click.option("--input", "input_file", type=click.File("r"), help="One input per line (text or JSON); - for stdin.")
+@click.option("--question", help="QA: the question (with --context).")
+@click.option("--context", help="QA: the context passage.")
+def predict(checkpoint: Path, texts: tuple[str, ...], input_file: Any, question: str | None, context: str | None) -> None:
+    """Predict with a task checkpoint; one JSON line per input."""
+    inputs: list[Any] = list(texts)
+    if question is not None or context is not None:
+        inputs.append({"question": question or "", "context": context or ""})
+    if input_file is not None:
+        for line in input_file:
+            line = line.rstrip("\n")
+            if line.strip():
+                inputs.append(json.loads(line) if line.lstrip().startswith("{") else line)
+    if not inputs and not sys.stdin.isatty():
+        inputs = [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    if not inputs:
+        raise PlugformerError("nothing to predict: give TEXT arguments, --input FILE, or pipe lines on stdin")
+    import plugformer
+
+    predictor = plugformer.load(checkpoint)
+    if not hasattr(predictor, "predict"):
+        raise PlugformerError(f"{checkpoint}: a backbone checkpoint; use `plugformer generate` or fine-tune it first")
+    for pred in predictor.predict(inputs):
+        click.echo(json.dumps(pred, ensure_ascii=False))
+
+
+# --------------------------------------------------------------------------- assembly
+
+
+def _add_optional_commands() -> None:
+    from plugformer.data.commands import data
+
+    cli.add_command(data)
+    for modname, attr in (("plugformer.bench", "bench"), ("plugformer.quickstart", "quickstart")):
+        try:
+            import importlib
+
+            mod = importlib.import_module(modname + "_cli")
+            cli.add_command(getattr(mod, attr))
+        except ModuleNotFoundError:
+            pass
+
+
+def _add_plugin_commands() -> None:
+    from plugformer import plugins
+
+    try:
+        pm = plugins.get_plugin_manager()
+    except PlugformerError as exc:  # strict mode, or a broken environment
+        click.echo(f"plugformer: {exc}", err=True)
+        return
+    for impl in pm.hook.register_commands.get_hookimpls():
+        try:
+            impl.function(cli=cli)
+        except Exception as exc:
+            click.echo(f"plugformer: plugin {impl.plugin_name!r} failed to add commands: {exc}", err=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: one clear line for user errors, tracebacks only with --debug."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("PLUGFORMER_DEBUG") == "1"
+    try:
+        _add_optional_commands()
+        _add_plugin_commands()
+        cli.main(argv, prog_name="plugformer", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except PlugformerError as exc:
+        if debug:
+            raise
+        click.echo(f"plugformer: error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:
+        if debug:
+            raise
+        click.echo(f"plugformer: unexpected error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
