@@ -179,3 +179,81 @@ def load(path: str | Path) -> Any:
 
         return Predictor.from_checkpoint(path)
     return load_backbone(path)
+
+
+# --------------------------------------------------------------------------- task checkpoints
+
+
+def save_task(path: str | Path, loaded: LoadedBackbone, head: Any, task: Any, spec: Any, summary: dict[str, Any]) -> Path:
+    """Write a task checkpoint: fine-tuned backbone + head + a manifest naming the task."""
+    from safetensors.torch import save_file
+
+    from plugformer.fileio import sha256_file
+
+    path = Path(path)
+    model = loaded.model
+    with atomic_dir(path) as tmp:
+        save_file(_state_dict_for_save(model), str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        save_file({k: v.detach().contiguous().cpu() for k, v in head.state_dict().items()},
+                  str(tmp / "head.safetensors"), metadata={"format": "pt"})
+        loaded.tokenizer.save(tmp / "tokenizer.json")
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "kind": "task",
+            "architecture": loaded.manifest.get("architecture", "plugformer-gpt"),
+            "model_config": model.config.model_dump(),
+            "tokenizer_sha256": loaded.tokenizer.hash,
+            "weights_sha256": sha256_file(tmp / "model.safetensors"),
+            "task": {"name": task.name, "version": task.version, "options": task.options.model_dump(),
+                     "state": task.state_dict(), "class": f"{type(task).__module__}:{type(task).__qualname__}"},
+            "spec": spec.model_dump(),
+            "backbone_ref": summary.get("backbone"),
+            "parent_weights_sha256": loaded.manifest.get("weights_sha256"),
+            "metrics": {"validation": summary.get("val_metrics", {})},
+            "versions": library_versions(),
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
+    return path
+
+
+def _check_task_version(path: Path, cls: type, saved: str) -> None:
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import InvalidVersion, Version
+
+    spec = getattr(cls, "compatible_versions", "") or ""
+    try:
+        v = Version(saved)
+        if not spec:
+            major = Version(cls.version).major
+            spec = f">={major},<{major + 1}"
+        ok = v in SpecifierSet(spec)
+    except InvalidVersion:
+        ok = False
+    if not ok:
+        raise CheckpointError(
+            f"{path}: saved by task {cls.name!r} version {saved}, but the installed plugin "
+            f"(version {cls.version}) loads {spec or 'its own major version'}; install a matching plugin version"
+        )
+
+
+def load_task(path: str | Path) -> tuple[Any, Any, Any, dict[str, Any]]:
+    """(task, backbone model, head, manifest) of a task checkpoint."""
+    from plugformer import plugins
+    from plugformer.errors import PluginError
+
+    path = Path(path)
+    manifest = read_manifest(path)
+    if manifest["kind"] != "task":
+        raise CheckpointError(f"{path}: a backbone checkpoint, not a task checkpoint (fine-tune it first)")
+    info = manifest.get("task") or {}
+    try:
+        cls = plugins.get_task_class(info.get("name", "?"))
+    except PluginError as exc:
+        raise CheckpointError(f"{path}: needs the plugin for task {info.get('name')!r}: {exc}") from None
+    _check_task_version(path, cls, str(info.get("version", "0")))
+    loaded = load_backbone(path)
+    task = cls(info.get("options") or {}, loaded.tokenizer)
+    task.load_state_dict(info.get("state") or {})
+    head = task.build_head(loaded.model)
+    load_weights(head, path / "head.safetensors")
+    return task, loaded.model, head, manifest

@@ -285,3 +285,84 @@ def load_config(path: str | Path, model: type[M] = PretrainConfig, overrides: li
     cfg = parse_model(model, data, str(path))
     # Relative paths in a config are relative to the config file, as users expect.
     return cfg
+
+
+# --------------------------------------------------------------------------- task specs
+
+
+class TaskData(StrictModel):
+    """Where a task's examples come from: a dataset recipe, or files (JSONL/CSV/TSV/...)."""
+
+    dataset: str | None = None
+    """A dataset recipe name (plugformer data list); its train/validation/test splits are used."""
+    train: str | None = None
+    """Training file (overrides the recipe's train split)."""
+    validation: str | None = None
+    """Validation file (model selection, early stopping)."""
+    test: str | None = None
+    """Test file (plugformer evaluate, suites)."""
+    max_train: int | None = Field(None, ge=1)
+    """Use at most this many training examples (the first N: deterministic)."""
+    max_eval: int | None = Field(None, ge=1)
+    """Use at most this many validation and test examples each."""
+
+    @model_validator(mode="after")
+    def _some_source(self) -> TaskData:
+        if not self.dataset and not (self.train or self.test):
+            raise ValueError("give data.dataset (a recipe name) or data.train / data.test files")
+        return self
+
+
+class FinetuneConfig(StrictModel):
+    """How a task is fine-tuned (the core's loop; the task only supplies head, loss, metrics)."""
+
+    max_steps: int | None = Field(None, ge=1)
+    """Optimiser steps; if unset, epochs decide."""
+    epochs: int = Field(3, ge=1)
+    """Passes over the training set (when max_steps is unset)."""
+    batch_size: int = Field(32, ge=1)
+    eval_batch_size: int = Field(64, ge=1)
+    lr_backbone: float = Field(3e-4, ge=0)
+    """Learning rate of the backbone's parameters."""
+    lr_head: float = Field(1e-3, gt=0)
+    """Learning rate of the task head."""
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.06, ge=0, lt=1)
+    """Share of the steps spent warming the learning rate up."""
+    grad_clip: float = Field(1.0, ge=0)
+    freeze_backbone: bool = False
+    """Train the head only."""
+    freeze_layers: int = Field(0, ge=0)
+    """Freeze the embeddings and this many lowest blocks."""
+    val_every: int | None = Field(None, ge=1)
+    """Validate every N steps (default: once per epoch)."""
+    early_stopping_patience: int | None = Field(None, ge=1)
+    """Stop after this many validations without improvement of the main metric."""
+    precision: Literal["32-true", "bf16-mixed", "bf16-true", "16-mixed"] = "32-true"
+    strategy: str = "auto"
+    devices: int | str = 1
+    num_nodes: int = Field(1, ge=1)
+    accelerator: str = "cpu"
+    progress: bool = True
+
+
+class TaskSpec(StrictModel):
+    """A task spec file (tasks/<kind>/<name>.toml)."""
+
+    task: str
+    """Task name, resolved through the installed plugins (plugformer plugins)."""
+    name: str | None = None
+    """A label for reports (default: the file name)."""
+    data: TaskData
+    options: dict[str, Any] = Field(default_factory=dict)
+    """The task's own options, validated by its Options model."""
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
+    backbone: str | None = None
+    """Backbone reference (a checkpoint dir, native:DIR, scratch:DIR, hf:NAME); CLI --backbone wins."""
+    seed: int = 0
+    out_dir: str | None = None
+    """Where the task checkpoint goes (default runs/<task>)."""
+
+    @property
+    def label(self) -> str:
+        return self.name or self.task

@@ -1,0 +1,329 @@
+"""Fine-tuning and evaluation: one generic LightningModule runs any task on any backbone.
+
+``finetune(spec, backbone)`` resolves the task through the plugins, reads the data, trains
+backbone + head with Lightning's Trainer (early stopping and best-model selection on the
+task's main validation metric) and writes a task checkpoint. ``evaluate(spec, checkpoint)``
+scores the test split and writes JSON. ``Predictor`` (``plugformer.load(ckpt)``) predicts.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from plugformer.config import TaskSpec
+from plugformer.errors import CheckpointError, DataError, PlugformerError
+from plugformer.training import check_finite, cosine_schedule, param_groups
+
+__all__ = ["FinetuneModule", "Predictor", "build_task", "evaluate", "finetune", "load_examples"]
+
+
+# --------------------------------------------------------------------------- data
+
+
+def load_examples(task: Any, spec: TaskSpec, split: str) -> list[Any]:
+    """Validated examples of one split, from a file or the dataset recipe."""
+    path = getattr(spec.data, split)
+    limit = spec.data.max_train if split == "train" else spec.data.max_eval
+    if path:
+        examples = task.read_file(path)
+    elif spec.data.dataset:
+        from pathlib import Path as _P
+
+        if _P(spec.data.dataset).exists():
+            raise DataError(f"data.dataset {spec.data.dataset!r} is a file: give it as data.{split}")
+        from plugformer.data.cache import load_split
+
+        rows = load_split(spec.data.dataset, split)
+        examples = [task.parse_example(r, f"{spec.data.dataset}/{split}:{i + 1}") for i, r in enumerate(rows)]
+    else:
+        return []
+    return examples[:limit] if limit else examples
+
+
+class _Features(torch.utils.data.Dataset):
+    """Training items: every feature of every example, flattened."""
+
+    def __init__(self, task: Any, examples: Sequence[Any]):
+        self.items = [f for ex in examples for f in task.encode(ex, train=True)]
+        if not self.items:
+            raise DataError(f"task {task.name!r}: no training features could be encoded")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.items[i]
+
+
+def eval_collate(task: Any):  # noqa: ANN201
+    """Collate whole examples: all their features, plus the examples and a feature→example map."""
+
+    def collate(examples: list[Any]) -> dict[str, Any]:
+        feats, index = [], []
+        for i, ex in enumerate(examples):
+            for f in task.encode(ex, train=False):
+                feats.append(f)
+                index.append(i)
+        batch = task.collate(feats)
+        batch["examples"] = examples
+        batch["example_index"] = torch.tensor(index, dtype=torch.long)
+        return batch
+
+    return collate
+
+
+# --------------------------------------------------------------------------- module
+
+
+class FinetuneModule(L.LightningModule):
+    """Backbone + task head; the task supplies forward, loss, decoding and metrics."""
+
+    def __init__(self, task: Any, backbone: nn.Module, head: nn.Module, spec: TaskSpec, total_steps: int = 1):
+        super().__init__()
+        self.task, self.spec, self.total_steps = task, spec, total_steps
+        self.backbone, self.head = backbone, head
+        self.val_metrics = nn.ModuleDict(task.metrics())
+        self.test_metrics = nn.ModuleDict(task.metrics())
+        self.val_history: list[dict[str, float]] = []
+        self.predictions: list[Any] = []
+        self.keep_predictions = False
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        loss = self.task.loss(self.task.forward(self.backbone, self.head, batch), batch)
+        check_finite(loss.detach(), self.global_step)
+        self.log("train_loss", loss, prog_bar=True, batch_size=int(batch["input_ids"].size(0)))
+        return loss
+
+    def _eval_step(self, batch: dict[str, Any], metrics: nn.ModuleDict) -> None:
+        preds = self.task.predict(self.backbone, self.head, batch)
+        self.task.update_metrics(dict(metrics.items()), preds, batch["examples"])
+        if self.keep_predictions:
+            self.predictions.extend(preds)
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch, self.val_metrics)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch, self.test_metrics)
+
+    def _log_metrics(self, metrics: nn.ModuleDict, prefix: str) -> dict[str, float]:
+        values = self.task.compute_metrics(dict(metrics.items()))
+        for m in metrics.values():
+            m.reset()
+        for k, v in values.items():
+            self.log(f"{prefix}_{k}", float(v), prog_bar=k == self.task.main_metric)
+        return values
+
+    def on_validation_epoch_end(self) -> None:
+        values = self._log_metrics(self.val_metrics, "val")
+        self.val_history.append({"step": self.global_step, **values})
+
+    def on_test_epoch_end(self) -> None:
+        self.test_results = self._log_metrics(self.test_metrics, "test")
+
+    def configure_optimizers(self) -> Any:
+        ft = self.spec.finetune
+        groups = param_groups(self.head, ft.weight_decay, ft.lr_head)
+        if ft.lr_backbone > 0 and not ft.freeze_backbone:
+            groups += param_groups(self.backbone, ft.weight_decay, ft.lr_backbone)
+        opt = torch.optim.AdamW(groups, betas=(0.9, 0.98), foreach=True)
+        warmup = int(ft.warmup_ratio * self.total_steps)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_schedule(warmup, self.total_steps, 0.0))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+class _KeepBest(L.Callback):
+    """Keeps the weights of the best validation (main metric) in memory: model selection."""
+
+    def __init__(self, metric: str, higher_is_better: bool):
+        self.metric, self.sign = f"val_{metric}", 1.0 if higher_is_better else -1.0
+        self.best: float | None = None
+        self.state: dict[str, torch.Tensor] | None = None
+        self.step = 0
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        value = trainer.callback_metrics.get(self.metric)
+        if value is None:
+            return
+        value = float(value)
+        if self.best is None or self.sign * value > self.sign * self.best:
+            self.best, self.step = value, trainer.global_step
+            self.state = copy.deepcopy({k: v.detach().cpu() for k, v in pl_module.state_dict().items()})
+
+
+# --------------------------------------------------------------------------- API
+
+
+def build_task(name: str, options: dict[str, Any], tokenizer: Any) -> Any:
+    from plugformer.plugins import get_task_class
+
+    return get_task_class(name)(options, tokenizer)
+
+
+def _freeze(backbone: nn.Module, spec: TaskSpec) -> None:
+    ft = spec.finetune
+    if ft.freeze_backbone:
+        backbone.requires_grad_(False)
+        return
+    if ft.freeze_layers:
+        for name, p in backbone.named_parameters():
+            block = name.split(".")[1] if name.startswith("blocks.") else None
+            if name.startswith(("wte", "wpe")) or (block is not None and int(block) < ft.freeze_layers):
+                p.requires_grad_(False)
+
+
+def _loaders(task: Any, spec: TaskSpec, train: list[Any], val: list[Any]) -> tuple[DataLoader, DataLoader | None]:
+    ft = spec.finetune
+    g = torch.Generator().manual_seed(spec.seed)
+    train_dl = DataLoader(_Features(task, train), batch_size=ft.batch_size, shuffle=True, generator=g, collate_fn=task.collate)
+    val_dl = DataLoader(val, batch_size=ft.eval_batch_size, collate_fn=eval_collate(task)) if val else None
+    return train_dl, val_dl
+
+
+def _trainer(spec: TaskSpec, out: Path, callbacks: list[Any], max_steps: int, val_every: int | None, stage: str) -> L.Trainer:
+    from plugformer.config import TrainerConfig
+    from plugformer.plugins import extra_callbacks
+    from plugformer.training import build_trainer
+
+    ft = spec.finetune
+    tc = TrainerConfig(
+        max_steps=max_steps, batch_size=ft.batch_size, precision=ft.precision, strategy=ft.strategy,
+        devices=ft.devices, num_nodes=ft.num_nodes, accelerator=ft.accelerator, progress=ft.progress,
+    )
+    return build_trainer(
+        tc, out, [*callbacks, *extra_callbacks(stage, spec)], max_steps=max_steps,
+        val_check_interval=val_every, grad_clip=ft.grad_clip, logger_name=f"{stage}_logs",
+    )
+
+
+def finetune(spec: TaskSpec, backbone: str | None = None, out_dir: str | Path | None = None) -> dict[str, Any]:
+    """Fine-tune ``spec`` on a backbone reference; writes a task checkpoint; returns a summary."""
+    from plugformer.backbones import resolve_backbone
+    from plugformer.checkpoint import save_task
+    from plugformer.training import seed_everything
+
+    t0 = time.time()
+    ref = backbone or spec.backbone
+    if not ref:
+        raise PlugformerError("no backbone: pass --backbone CKPT or set `backbone` in the spec")
+    out = Path(out_dir or spec.out_dir or f"runs/{spec.label}")
+    seed_everything(spec.seed)
+    loaded = resolve_backbone(ref, seed=spec.seed)
+    task = build_task(spec.task, spec.options, loaded.tokenizer)
+    task.check_backbone(loaded.model)
+    train = load_examples(task, spec, "train")
+    val = load_examples(task, spec, "validation")
+    if not train:
+        raise DataError(f"task {spec.task!r}: no training examples")
+    task.prepare(train)
+    seed_everything(spec.seed)  # the head's init must not depend on how much data was read
+    head = task.build_head(loaded.model)
+    _freeze(loaded.model, spec)
+    train_dl, val_dl = _loaders(task, spec, train, val)
+    ft = spec.finetune
+    steps = ft.max_steps or ft.epochs * len(train_dl)
+    module = FinetuneModule(task, loaded.model, head, spec, total_steps=steps)
+    keep = _KeepBest(task.main_metric, task.higher_is_better)
+    callbacks: list[Any] = [keep]
+    if ft.early_stopping_patience and val_dl is not None:
+        from lightning.pytorch.callbacks import EarlyStopping
+
+        callbacks.append(EarlyStopping(f"val_{task.main_metric}", patience=ft.early_stopping_patience,
+                                       mode="max" if task.higher_is_better else "min"))
+    val_every = min(ft.val_every or len(train_dl), steps)
+    trainer = _trainer(spec, out, callbacks, steps, val_every if val_dl is not None else None, "finetune")
+    trainer.fit(module, train_dataloaders=train_dl, val_dataloaders=val_dl)
+    if keep.state is not None:  # best-checkpoint selection on the main validation metric
+        module.load_state_dict(keep.state)
+    val_metrics = {k: v for k, v in (module.val_history[-1] if module.val_history else {}).items() if k != "step"}
+    if keep.best is not None:
+        val_metrics = next((h for h in module.val_history if h["step"] == keep.step), val_metrics)
+        val_metrics = {k: v for k, v in val_metrics.items() if k != "step"}
+    summary = {
+        "task": spec.task, "backbone": ref, "seed": spec.seed, "steps": trainer.global_step,
+        "best_step": keep.step, "val_metrics": val_metrics, "val_history": module.val_history,
+        "train_examples": len(train), "wall_seconds": round(time.time() - t0, 2),
+    }
+    if trainer.is_global_zero:
+        save_task(out / "final", loaded, head, task, spec, summary)
+        summary["checkpoint"] = str(out / "final")
+    return summary
+
+
+def evaluate(spec: TaskSpec, checkpoint: str | Path, split: str = "test", out_json: str | Path | None = None,
+             keep_predictions: bool = False) -> dict[str, Any]:
+    """Score a task checkpoint on a split of the spec's data; tells plugins via ``on_result``."""
+    from plugformer.checkpoint import library_versions
+    from plugformer.fileio import atomic_write_json
+    from plugformer.plugins import call_on_result
+
+    t0 = time.time()
+    pred = Predictor.from_checkpoint(checkpoint)
+    if pred.task.name != spec.task:
+        raise CheckpointError(f"{checkpoint}: a {pred.task.name!r} checkpoint cannot evaluate task {spec.task!r}")
+    examples = load_examples(pred.task, spec, split)
+    if not examples:
+        raise DataError(f"task {spec.task!r}: no {split} examples")
+    metrics, predictions = pred.score(examples, batch_size=spec.finetune.eval_batch_size, keep=keep_predictions)
+    result = {
+        "task": spec.task, "spec": spec.label, "checkpoint": str(checkpoint), "split": split,
+        "backbone": pred.manifest.get("backbone_ref"), "seed": spec.seed, "metrics": metrics,
+        "main_metric": pred.task.main_metric, "higher_is_better": pred.task.higher_is_better,
+        "metric_info": pred.task.metric_info(), "n_examples": len(examples),
+        "data": {"dataset": spec.data.dataset, "file": getattr(spec.data, split)},
+        "versions": library_versions(), "wall_seconds": round(time.time() - t0, 2),
+    }
+    if keep_predictions:
+        result["predictions"] = predictions
+    if out_json:
+        atomic_write_json(out_json, result)
+    call_on_result(result)
+    return result
+
+
+class Predictor:
+    """A loaded task checkpoint: ``predict(inputs)`` and ``score(examples)``."""
+
+    def __init__(self, task: Any, backbone: nn.Module, head: nn.Module, manifest: dict[str, Any]):
+        self.task, self.backbone, self.head, self.manifest = task, backbone.eval(), head.eval(), manifest
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path) -> Predictor:
+        from plugformer.checkpoint import load_task
+
+        return cls(*load_task(path))
+
+    def _batches(self, examples: Sequence[Any], batch_size: int):  # noqa: ANN202
+        collate = eval_collate(self.task)
+        for i in range(0, len(examples), batch_size):
+            yield collate(list(examples[i : i + batch_size]))
+
+    @torch.inference_mode()
+    def predict(self, inputs: Sequence[str | dict[str, Any]], batch_size: int = 32) -> list[Any]:
+        """Predictions for raw inputs (strings or dicts, as ``task.example_from_input`` takes)."""
+        examples = [self.task.example_from_input(x) for x in inputs]
+        out: list[Any] = []
+        for batch in self._batches(examples, batch_size):
+            out.extend(self.task.predict(self.backbone, self.head, batch))
+        return out
+
+    @torch.inference_mode()
+    def score(self, examples: Sequence[Any], batch_size: int = 64, keep: bool = False) -> tuple[dict[str, float], list[Any]]:
+        """The task's metrics on ``examples`` (updated batch by batch), and the predictions if ``keep``."""
+        metrics = self.task.metrics()
+        kept: list[Any] = []
+        for batch in self._batches(examples, batch_size):
+            preds = self.task.predict(self.backbone, self.head, batch)
+            self.task.update_metrics(metrics, preds, batch["examples"])
+            if keep:
+                kept.extend(preds)
+        return self.task.compute_metrics(metrics), kept

@@ -1,0 +1,54 @@
+"""``plugformer new-plugin NAME``: write a complete third-party task plugin distribution.
+
+The result is what a plugin author starts from: a pyproject with the entry point, a working
+sequence-classification task (head, loss, decoding, torchmetrics), a README, and tests that
+subclass the conformance kit. ``pip install -e`` it and it shows in ``plugformer plugins``;
+its tests pass without edits.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+from pathlib import Path
+
+from plugformer.errors import PlugformerError
+from plugformer.fileio import atomic_dir
+
+__all__ = ["write_plugin"]
+
+_FILES = {
+    "pyproject.toml.tmpl": "pyproject.toml",
+    "README.md.tmpl": "README.md",
+    "init.py.tmpl": "src/{package}/__init__.py",
+    "plugin.py.tmpl": "src/{package}/plugin.py",
+    "task.py.tmpl": "src/{package}/task.py",
+    "test_task.py.tmpl": "tests/test_task.py",
+}
+
+
+def write_plugin(name: str, directory: str | Path = ".") -> Path:
+    """Write ``DIRECTORY/plugformer-NAME`` and return its path."""
+    if not re.fullmatch(r"[a-z][a-z0-9]*(-[a-z0-9]+)*", name):
+        raise PlugformerError(f"plugin name {name!r}: use lower-case words joined by hyphens, e.g. demo-ner")
+    package = "plugformer_" + name.replace("-", "_")
+    dist = f"plugformer-{name}"
+    target = Path(directory) / dist
+    if target.exists():
+        raise PlugformerError(f"{target}: already exists")
+    values = {
+        "name": name,
+        "package": package,
+        "dist": dist,
+        "class_name": "".join(p.capitalize() for p in name.split("-")) + "Task",
+    }
+    templates = resources.files("plugformer") / "templates"
+    with atomic_dir(target, overwrite=False) as tmp:
+        for src, dst in _FILES.items():
+            text = (templates / src).read_text(encoding="utf-8")
+            for key, value in values.items():
+                text = text.replace("{{" + key + "}}", value)
+            out = tmp / dst.format(**values)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(text, encoding="utf-8")
+    return target

@@ -1,0 +1,206 @@
+"""The conformance kit for task plugins (langchain's "standard tests", for tasks).
+
+A plugin's tests subclass :class:`TaskConformance`, name their task and give a few examples;
+they inherit checks of everything the core relies on::
+
+    from plugformer.testing import TaskConformance
+    from my_plugin.task import MyTask
+
+    class TestMyTask(TaskConformance):
+        task_class = MyTask
+        train_examples = [{"text": "great film", "label": "pos"}, ...]  # learnable, 20+
+
+The checks: the example schema accepts the examples and rejects an empty row with a clear
+error; encode/collate produce padded LongTensors of matching shapes; the head trains on a
+micro backbone (loss falls within ``train_steps`` AdamW steps); predictions decode, one per
+example, JSON-serialisable; metrics compute (including the main metric); baselines score;
+a task checkpoint round-trips (same predictions after save → load); a causal-only task
+refuses a bidirectional backbone.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+__all__ = ["TaskConformance", "micro_backbone", "tokenizer_for"]
+
+
+def _strings(obj: Any) -> list[str]:
+    if isinstance(obj, str):
+        return [obj]
+    if isinstance(obj, dict):
+        return [s for v in obj.values() for s in _strings(v)]
+    if isinstance(obj, list | tuple):
+        return [s for v in obj for s in _strings(v)]
+    return []
+
+
+def tokenizer_for(examples: list[dict[str, Any]], vocab_size: int = 400) -> Any:
+    """A small BPE trained on every string in ``examples`` (deterministic)."""
+    from plugformer.tokenizer import train_tokenizer
+
+    texts = [s for ex in examples for s in _strings(ex)] * 3
+    return train_tokenizer(texts, vocab_size=vocab_size, min_frequency=1)
+
+
+def micro_backbone(tokenizer: Any, causal: bool = True, seed: int = 0, **overrides: Any) -> Any:
+    """A LoadedBackbone with a 1–2 layer GPT of a few thousand parameters."""
+    import torch
+
+    from plugformer.checkpoint import LoadedBackbone
+    from plugformer.config import ModelConfig
+    from plugformer.model import GPT
+
+    torch.manual_seed(seed)
+    fields = {"n_layers": 2, "d_model": 32, "n_heads": 2, "max_seq_len": 128, **overrides}
+    cfg = ModelConfig(vocab_size=tokenizer.vocab_size, causal=causal, **fields)
+    model = GPT(cfg)
+    manifest = {"weights_sha256": f"micro-{seed}", "architecture": "plugformer-gpt"}
+    return LoadedBackbone(model, tokenizer, manifest, None)
+
+
+class TaskConformance:
+    """Subclass, set ``task_class`` and ``train_examples``; optionally the rest."""
+
+    task_class: ClassVar[type]
+    train_examples: ClassVar[list[dict[str, Any]]]
+    eval_examples: ClassVar[list[dict[str, Any]] | None] = None
+    """Defaults to the first few training examples."""
+    options: ClassVar[dict[str, Any]] = {}
+    train_steps: ClassVar[int] = 40
+    lr: ClassVar[float] = 3e-3
+    batch_size: ClassVar[int] = 8
+    backbone_overrides: ClassVar[dict[str, Any]] = {}
+
+    # ------------------------------------------------------------------ fixtures
+    @pytest.fixture(scope="class")
+    def tokenizer(self) -> Any:
+        return tokenizer_for(self.train_examples + list(self.eval_examples or []))
+
+    @pytest.fixture()
+    def task(self, tokenizer: Any) -> Any:
+        task = self.task_class(dict(self.options), tokenizer)
+        task.prepare(self._parse(task, self.train_examples))
+        return task
+
+    @pytest.fixture()
+    def backbone(self, tokenizer: Any) -> Any:
+        return micro_backbone(tokenizer, causal=True, **self.backbone_overrides)
+
+    def _parse(self, task: Any, rows: list[dict[str, Any]]) -> list[Any]:
+        return [task.parse_example(dict(r), f"example {i}") for i, r in enumerate(rows)]
+
+    def _eval(self, task: Any) -> list[Any]:
+        return self._parse(task, list(self.eval_examples or self.train_examples[:6]))
+
+    def _eval_batch(self, task: Any, examples: list[Any]) -> dict[str, Any]:
+        from plugformer.finetune import eval_collate
+
+        return eval_collate(task)(examples)
+
+    # ------------------------------------------------------------------ checks
+    def test_declares_contract(self) -> None:
+        cls = self.task_class
+        assert isinstance(cls.name, str) and cls.name, "Task.name must be a non-empty string"
+        assert cls.main_metric, "Task.main_metric must name one of metrics()"
+        assert hasattr(cls, "Example") and hasattr(cls, "Options")
+
+    def test_example_schema(self, task: Any) -> None:
+        from plugformer.errors import DataError
+
+        assert len(self._parse(task, self.train_examples)) == len(self.train_examples)
+        with pytest.raises(DataError, match="row 7"):
+            task.parse_example({"unexpected": object()}, "row 7")
+
+    def test_encode_collate_shapes(self, task: Any, backbone: Any) -> None:
+        import torch
+
+        task.build_head(backbone.model)  # lets the task learn the backbone's context length
+        examples = self._parse(task, self.train_examples[: self.batch_size])
+        feats = [f for ex in examples for f in task.encode(ex, train=True)]
+        assert feats, "encode(train=True) gave no features"
+        batch = task.collate(feats)
+        ids = batch["input_ids"]
+        assert isinstance(ids, torch.Tensor) and ids.dtype == torch.long and ids.dim() == 2
+        assert ids.size(0) == len(feats) and ids.size(1) <= backbone.model.max_seq_len
+        if batch.get("attention_mask") is not None:
+            assert batch["attention_mask"].shape == ids.shape
+
+    def test_head_trains(self, task: Any, backbone: Any) -> None:
+        import torch
+
+        head = task.build_head(backbone.model)
+        feats = [f for ex in self._parse(task, self.train_examples) for f in task.encode(ex, train=True)]
+        params = [p for p in [*backbone.model.parameters(), *head.parameters()] if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=self.lr)
+        g = torch.Generator().manual_seed(0)
+        losses = []
+        for _ in range(self.train_steps):
+            idx = torch.randint(len(feats), (min(self.batch_size, len(feats)),), generator=g).tolist()
+            batch = task.collate([feats[i] for i in idx])
+            loss = task.loss(task.forward(backbone.model, head, batch), batch)
+            assert torch.isfinite(loss), "loss is not finite"
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        k = max(3, self.train_steps // 5)
+        first, last = sum(losses[:k]) / k, sum(losses[-k:]) / k
+        assert last < 0.9 * first, f"loss did not fall: first {first:.3f} → last {last:.3f}"
+
+    def test_predictions_decode_and_metrics_compute(self, task: Any, backbone: Any) -> None:
+        import torch
+
+        head = task.build_head(backbone.model)
+        examples = self._eval(task)
+        with torch.inference_mode():
+            preds = task.predict(backbone.model.eval(), head.eval(), self._eval_batch(task, examples))
+        assert len(preds) == len(examples), "predict must return one prediction per example"
+        json.dumps(preds)  # JSON-serialisable
+        metrics = task.metrics()
+        task.update_metrics(metrics, preds, examples)
+        values = task.compute_metrics(metrics)
+        assert task.main_metric in values, f"main_metric {task.main_metric!r} not in {sorted(values)}"
+        assert all(isinstance(v, float) for v in values.values())
+
+    def test_baselines_score(self, task: Any) -> None:
+        train, test = self._parse(task, self.train_examples), self._eval(task)
+        for name, baseline in task.baselines().items():
+            preds = baseline(train, test)
+            assert len(preds) == len(test), f"baseline {name!r} must predict every example"
+            metrics = task.metrics()
+            task.update_metrics(metrics, preds, test)
+            assert task.main_metric in task.compute_metrics(metrics)
+
+    def test_checkpoint_round_trip(self, task: Any, backbone: Any, tmp_path: Path) -> None:
+        from plugformer import plugins
+        from plugformer.checkpoint import load_task, save_task
+        from plugformer.config import TaskSpec
+
+        head = task.build_head(backbone.model)
+        spec = TaskSpec(task=task.name, data={"train": "unused.jsonl"})
+        save_task(tmp_path / "ckpt", backbone, head, task, spec, {"backbone": "micro"})
+        if task.name not in plugins.tasks():
+            pytest.skip(f"task {task.name!r} is not installed as a plugin; cannot reload by name")
+        task2, model2, head2, _ = load_task(tmp_path / "ckpt")
+        import torch
+
+        examples = self._eval(task)
+        with torch.inference_mode():
+            a = task.predict(backbone.model.eval(), head.eval(), self._eval_batch(task, examples))
+            b = task2.predict(model2.eval(), head2.eval(), self._eval_batch(task2, examples))
+        assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+    def test_refuses_bidirectional_backbone_if_causal(self, task: Any, tokenizer: Any) -> None:
+        from plugformer.errors import PlugformerError
+
+        encoder = micro_backbone(tokenizer, causal=False)
+        if not task.requires_causal:
+            task.check_backbone(encoder.model)  # must accept it
+            return
+        with pytest.raises(PlugformerError, match="causal"):
+            task.check_backbone(encoder.model)
