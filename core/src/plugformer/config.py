@@ -171,6 +171,8 @@ class TrainerConfig(StrictModel):
     """Nodes (torchrun/SLURM set the rendezvous)."""
     progress: bool = True
     """Show a progress bar."""
+    log_every: int = Field(10, ge=1)
+    """Log the training loss every this many steps."""
     deterministic: bool = False
     """torch.use_deterministic_algorithms (CPU runs are deterministic anyway)."""
 

@@ -174,14 +174,20 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> dict[str, Any]:
     data = PretrainData(cache, config)
     t = config.trainer
     ckpt = ModelCheckpoint(
-        dirpath=out / "checkpoints", save_last=True, save_top_k=0, every_n_train_steps=t.checkpoint_every
+        dirpath=out / "checkpoints", save_last=True, save_top_k=0, every_n_train_steps=t.checkpoint_every,
+        enable_version_counter=False,  # a rerun overwrites last.ckpt; never a stale one beside last-v1.ckpt
     )
     throughput = _Throughput(t.batch_size * t.accumulate_grad_batches * config.model.max_seq_len)
     callbacks = [ckpt, throughput, *plugins.extra_callbacks("pretrain", config)]
+    # A resumed run logs into logs/resumeN/ so the CSV of the killed run is kept.
+    version = ""
+    if resume:
+        version = f"resume{len(list((out / 'logs').glob('resume*'))) + 1}"
     trainer = build_trainer(
         t,
         out,
         callbacks,
+        logger_version=version,
         val_check_interval=min(t.val_every, t.max_steps) * t.accumulate_grad_batches,
         limit_val_batches=t.val_batches,
         grad_clip=config.optim.grad_clip,
@@ -211,12 +217,22 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> dict[str, Any]:
 
 
 def read_metrics_csv(out_dir: str | Path) -> list[dict[str, str]]:
-    """Rows of the CSV log (``out_dir/logs/metrics.csv``)."""
+    """Rows of the CSV logs of a run and of its resumptions, in order (``out_dir/logs``)."""
     import csv
 
-    path = Path(out_dir) / "logs" / "metrics.csv"
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+    logs = Path(out_dir) / "logs"
+    files = [logs / "metrics.csv", *sorted(logs.glob("resume*/metrics.csv"), key=lambda p: int(p.parent.name[6:]))]
+    rows: list[dict[str, str]] = []
+    for path in files:
+        if path.is_file():
+            with open(path, newline="") as f:
+                new = list(csv.DictReader(f))
+            # A resumed run repeats the steps after its checkpoint: its rows replace those.
+            first = min((int(r["step"]) for r in new), default=None)
+            if first is not None:
+                rows = [r for r in rows if int(r["step"]) < first]
+            rows.extend(new)
+    return rows
 
 
 def _json(obj: Any) -> str:

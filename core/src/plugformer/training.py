@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from plugformer.config import TrainerConfig
 from plugformer.errors import PlugformerError
 
-__all__ = ["build_trainer", "cosine_schedule", "param_groups", "seed_everything"]
+__all__ = ["AtomicCheckpointIO", "build_trainer", "cosine_schedule", "param_groups", "seed_everything"]
 
 
 def seed_everything(seed: int) -> None:
@@ -65,6 +66,24 @@ def check_finite(loss: torch.Tensor, step: int) -> None:
         )
 
 
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning ``.ckpt`` files written to a temporary sibling, fsynced, then renamed.
+
+    Lightning's own writer stages the file in the *system* temp directory and moves it into
+    place: across file systems that is a copy, so a kill mid-copy leaves a truncated
+    ``last.ckpt`` (and a stray file in /tmp). Staging beside the target makes the rename
+    atomic; ENOSPC/EACCES become one-line errors (:mod:`plugformer.fileio`).
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        from plugformer.fileio import atomic_open
+
+        if storage_options is not None:
+            raise TypeError("AtomicCheckpointIO takes no storage_options")
+        with atomic_open(path, "wb") as f:
+            torch.save(checkpoint, f)
+
+
 def build_trainer(
     cfg: TrainerConfig,
     out_dir: Path,
@@ -75,6 +94,7 @@ def build_trainer(
     limit_val_batches: int | None = None,
     logger_name: str = "logs",
     grad_clip: float = 0.0,
+    logger_version: str = "",
 ) -> Any:
     """A ``lightning.Trainer`` configured from ``cfg`` (CSV logger, progress bar, strategy)."""
     import lightning as L
@@ -100,11 +120,12 @@ def build_trainer(
         check_val_every_n_epoch=None if val_check_interval else 1,
         limit_val_batches=limit_val_batches,
         num_sanity_val_steps=0,
-        logger=CSVLogger(str(out_dir), name=logger_name, version=""),
+        logger=CSVLogger(str(out_dir), name=logger_name, version=logger_version),
         callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
         enable_progress_bar=progress,
         enable_model_summary=False,
-        log_every_n_steps=min(10, max_steps or cfg.max_steps),
+        log_every_n_steps=min(cfg.log_every, max_steps or cfg.max_steps),
         deterministic=cfg.deterministic,
         use_distributed_sampler=False,
     )

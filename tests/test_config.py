@@ -1,0 +1,73 @@
+"""Configuration: TOML loading, overrides, clear one-line errors, presets, schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from plugformer.config import MODEL_PRESETS, ModelConfig, PretrainConfig, TaskSpec, apply_overrides, load_config
+from plugformer.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    return path
+
+
+def test_loads_toml_and_applies_overrides(tmp_path: Path) -> None:
+    path = write(tmp_path, '[model]\nd_model = 64\nn_heads = 4\n[trainer]\nmax_steps = 5\n')
+    cfg = load_config(path, PretrainConfig, ["model.n_layers=3", "optim.lr=0.01", "data.corpus=['a.txt']"])
+    assert (cfg.model.d_model, cfg.model.n_layers, cfg.trainer.max_steps) == (64, 3, 5)
+    assert cfg.optim.lr == 0.01 and cfg.data.corpus == ["a.txt"]
+
+
+def test_unknown_key_suggests_the_right_one(tmp_path: Path) -> None:
+    path = write(tmp_path, "[model]\nn_layer = 2\n")
+    with pytest.raises(ConfigError, match=r"c.toml: unknown key 'model.n_layer' \(did you mean 'model.n_layers'\?\)"):
+        load_config(path)
+
+
+def test_type_error_names_file_and_dotted_path(tmp_path: Path) -> None:
+    path = write(tmp_path, '[trainer]\nbatch_size = "big"\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    msg = str(err.value)
+    assert msg.startswith(f"{path}: trainer.batch_size:") and "\n" not in msg
+
+
+def test_missing_file_and_bad_toml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "nope.toml")
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        load_config(write(tmp_path, "[model\n"))
+
+
+def test_cross_field_rules() -> None:
+    with pytest.raises(ValueError, match="must divide"):
+        ModelConfig(d_model=30, n_heads=4)
+    assert PretrainConfig(objective="mlm").model.causal is False
+
+
+def test_presets_fill_unset_fields() -> None:
+    cfg = ModelConfig(preset="tiny", n_layers=3)
+    assert cfg.d_model == MODEL_PRESETS["tiny"]["d_model"] and cfg.n_layers == 3
+    with pytest.raises(ValueError, match="did you mean 'tiny'"):
+        ModelConfig(preset="tinny")
+
+
+def test_override_syntax_errors() -> None:
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        apply_overrides({}, ["model.d_model"])
+
+
+def test_task_spec_requires_data() -> None:
+    with pytest.raises(ValueError, match="data.dataset"):
+        TaskSpec(task="sentiment", data={})
+
+
+def test_repo_configs_validate() -> None:
+    root = Path(__file__).resolve().parents[1]
+    for path in sorted((root / "tasks" / "pretrain").glob("*.toml")):
+        load_config(path, PretrainConfig)
