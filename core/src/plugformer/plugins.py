@@ -48,7 +48,12 @@ DEFAULT_PLUGINS = (
     "plugformer.default_plugins.corpora",
 )
 ENTRY_POINT_GROUP = "plugformer"
-REGISTRATION_HOOKS = ("register_tasks", "register_backbones", "register_datasets", "register_objectives")
+REGISTRATION_HOOKS = (
+    "register_tasks",
+    "register_backbones",
+    "register_datasets",
+    "register_objectives",
+)
 
 
 @dataclass
@@ -92,14 +97,17 @@ class Registry:
     def get(self, name: str) -> Any:
         if name in self.conflicts:
             owners = " and ".join(repr(o) for o in self.conflicts[name])
-            raise PluginError(f"{self.kind} {name!r} is registered by {owners}; uninstall one of them")
+            raise PluginError(
+                f"{self.kind} {name!r} is registered by {owners}; uninstall one of them"
+            )
         if name not in self.items:
             import difflib
 
             hint = difflib.get_close_matches(name, self.items, n=1)
             known = ", ".join(sorted(self.items)) or "none installed"
             raise PluginError(
-                f"unknown {self.kind} {name!r}" + (f" (did you mean {hint[0]!r}?)" if hint else f"; known: {known}")
+                f"unknown {self.kind} {name!r}"
+                + (f" (did you mean {hint[0]!r}?)" if hint else f"; known: {known}")
             )
         return self.items[name]
 
@@ -166,7 +174,11 @@ def _register(pm: pluggy.PluginManager, module: Any, info: PluginInfo) -> None:
     try:
         pm.register(module, name=info.name)
     except (pluggy.PluginValidationError, ValueError) as exc:
-        _broken(info, f"bad hook implementation: {str(exc).splitlines()[0]}")
+        # pluggy's message spans lines; keep the one line that names the offending arguments.
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        detail = next((ln for ln in lines if ln.startswith("Argument")), lines[0] if lines else "")
+        hook = next((ln for ln in lines if "for hook" in ln), "")
+        _broken(info, f"bad hook implementation: {hook} {detail}".strip())
         return
     info.hooks = sorted(h.name for h in pm.get_hookcallers(module) or [])
 
@@ -202,7 +214,9 @@ def get_plugin_manager() -> pluggy.PluginManager:
     import plugformer
 
     for modname in DEFAULT_PLUGINS:
-        info = PluginInfo(modname.rsplit(".", 1)[-1], "plugformer", plugformer.__version__, modname, default=True)
+        info = PluginInfo(
+            modname.rsplit(".", 1)[-1], "plugformer", plugformer.__version__, modname, default=True
+        )
         infos[info.name] = info
         _register(pm, importlib.import_module(modname), info)
     wanted = _wanted()
@@ -222,13 +236,15 @@ def get_plugin_manager() -> pluggy.PluginManager:
             _broken(info, f"import failed: {type(exc).__name__}: {exc}")
             continue
         _register(pm, module, info)
-    if os.environ.get("PLUGFORMER_TRACE_PLUGINS", "") not in ("", "0"):
+    if _tracing():
         _trace(pm)
     _State.pm, _State.infos = pm, infos
     return pm
 
 
-def register_plugin(module: Any, name: str, distribution: str = "(test)", version: str = "0") -> PluginInfo:
+def register_plugin(
+    module: Any, name: str, distribution: str = "(test)", version: str = "0"
+) -> PluginInfo:
     """Register an in-process plugin (tests, notebooks); registries are rebuilt on next use."""
     pm = get_plugin_manager()
     info = PluginInfo(name, distribution, version, getattr(module, "__name__", name))
@@ -247,6 +263,24 @@ def unregister_plugin(name: str) -> None:
     _State.registries = None
 
 
+def _tracing() -> bool:
+    return os.environ.get("PLUGFORMER_TRACE_PLUGINS", "") not in ("", "0")
+
+
+def _call_impl(impl: Any, hook_name: str, **kwargs: Any) -> Any:
+    """Call one plugin's implementation of a hook (traced when PLUGFORMER_TRACE_PLUGINS is set)."""
+    if not _tracing():
+        return impl.function(**kwargs)
+    t0 = time.perf_counter()
+    try:
+        return impl.function(**kwargs)
+    finally:
+        took = (time.perf_counter() - t0) * 1000
+        print(
+            f"[plugformer] hook {hook_name} in {impl.plugin_name}: {took:.1f} ms", file=sys.stderr
+        )
+
+
 def _collect() -> dict[str, Registry]:
     """Call each registration hook plugin by plugin, so one failure is attributed and isolated."""
     if _State.registries is not None:
@@ -258,22 +292,39 @@ def _collect() -> dict[str, Registry]:
         "register_datasets": Registry("dataset"),
         "register_objectives": Registry("objective"),
     }
+    by_owner: dict[str, PluginInfo] = {}
     for hook_name, reg in regs.items():
         for impl in getattr(pm.hook, hook_name).get_hookimpls():
             info = _State.infos.get(impl.plugin_name)
             if info is None or info.status != "ok":
                 continue
-            owner = f"{info.distribution}" if not info.default else "plugformer"
+            owner = "plugformer" if info.default else f"{info.distribution} (plugin {info.name})"
+            by_owner[owner] = info
             added: list[str] = []
 
-            def register(*args: Any, _reg: Registry = reg, _owner: str = owner, _added: list[str] = added, **kw: Any) -> None:
+            def register(
+                *args: Any,
+                _reg: Registry = reg,
+                _owner: str = owner,
+                _added: list[str] = added,
+                **kw: Any,
+            ) -> None:
                 name, item = _registration(hook_name, args, kw)
                 _reg.add(name, item, _owner)
                 _added.append(name)
 
             try:
-                impl.function(register=register)
+                _call_impl(impl, hook_name, register=register)
             except PluginError as exc:
+                # A name clash: neither registration can be trusted, so both plugins are broken.
+                for name, owners in reg.conflicts.items():
+                    for other in owners:
+                        if (
+                            other in by_owner
+                            and by_owner[other] is not info
+                            and by_owner[other].status == "ok"
+                        ):
+                            by_owner[other].status, by_owner[other].error = "broken", str(exc)
                 _broken(info, str(exc))
             except Exception as exc:
                 _broken(info, f"{hook_name} raised {type(exc).__name__}: {exc}")
@@ -332,7 +383,9 @@ def get_task_class(name: str) -> type:
         try:
             item = getattr(importlib.import_module(modname), attr)
         except Exception as exc:
-            raise PluginError(f"task {name!r} ({reg.owners[name]}): cannot import {item}: {exc}") from exc
+            raise PluginError(
+                f"task {name!r} ({reg.owners[name]}): cannot import {item}: {exc}"
+            ) from exc
         reg.items[name] = item
     return item
 
@@ -342,9 +395,12 @@ def call_on_result(result: dict[str, Any]) -> None:
     pm = get_plugin_manager()
     for impl in pm.hook.on_result.get_hookimpls():
         try:
-            impl.function(result=result)
+            _call_impl(impl, "on_result", result=result)
         except Exception as exc:
-            print(f"plugformer: plugin {impl.plugin_name!r} failed in on_result: {exc}", file=sys.stderr)
+            print(
+                f"plugformer: plugin {impl.plugin_name!r} failed in on_result: {exc}",
+                file=sys.stderr,
+            )
 
 
 def extra_callbacks(stage: str, config: Any) -> list[Any]:
