@@ -77,8 +77,16 @@ def micro_config(corpus: Path, out: Path, **trainer: object) -> dict:
         "tokenizer": {"vocab_size": 320, "min_frequency": 2},
         "data": {"corpus": [str(corpus)], "val_fraction": 0.15},
         "optim": {"lr": 1e-2, "warmup_steps": 5},
-        "trainer": {"max_steps": 30, "batch_size": 8, "val_every": 10, "val_batches": 2,
-                    "checkpoint_every": 10, "progress": False, "log_every": 1, **trainer},
+        "trainer": {
+            "max_steps": 30,
+            "batch_size": 8,
+            "val_every": 10,
+            "val_batches": 2,
+            "checkpoint_every": 10,
+            "progress": False,
+            "log_every": 1,
+            **trainer,
+        },
         "out_dir": str(out),
     }
 

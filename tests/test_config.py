@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from plugformer.config import MODEL_PRESETS, ModelConfig, PretrainConfig, TaskSpec, apply_overrides, load_config
+from plugformer.config import (
+    MODEL_PRESETS,
+    ModelConfig,
+    PretrainConfig,
+    TaskSpec,
+    apply_overrides,
+    load_config,
+)
 from plugformer.errors import ConfigError
 
 
@@ -17,15 +24,20 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_loads_toml_and_applies_overrides(tmp_path: Path) -> None:
-    path = write(tmp_path, '[model]\nd_model = 64\nn_heads = 4\n[trainer]\nmax_steps = 5\n')
-    cfg = load_config(path, PretrainConfig, ["model.n_layers=3", "optim.lr=0.01", "data.corpus=['a.txt']"])
+    path = write(tmp_path, "[model]\nd_model = 64\nn_heads = 4\n[trainer]\nmax_steps = 5\n")
+    cfg = load_config(
+        path, PretrainConfig, ["model.n_layers=3", "optim.lr=0.01", "data.corpus=['a.txt']"]
+    )
     assert (cfg.model.d_model, cfg.model.n_layers, cfg.trainer.max_steps) == (64, 3, 5)
     assert cfg.optim.lr == 0.01 and cfg.data.corpus == ["a.txt"]
 
 
 def test_unknown_key_suggests_the_right_one(tmp_path: Path) -> None:
     path = write(tmp_path, "[model]\nn_layer = 2\n")
-    with pytest.raises(ConfigError, match=r"c.toml: unknown key 'model.n_layer' \(did you mean 'model.n_layers'\?\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"c.toml: unknown key 'model.n_layer' \(did you mean 'model.n_layers'\?\)",
+    ):
         load_config(path)
 
 
@@ -63,7 +75,7 @@ def test_override_syntax_errors() -> None:
 
 
 def test_task_spec_requires_data() -> None:
-    with pytest.raises(ValueError, match="data.dataset"):
+    with pytest.raises(ValueError, match=r"data\.dataset"):
         TaskSpec(task="sentiment", data={})
 
 

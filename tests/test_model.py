@@ -63,7 +63,9 @@ def test_kv_cache_generation_equals_full_recomputation(style: dict) -> None:
 
 def test_sampling_is_reproducible_with_a_seed_and_stops_at_eos() -> None:
     m = model()
-    cfg = SamplingConfig(max_new_tokens=12, temperature=1.0, top_k=20, top_p=0.9, repetition_penalty=1.2, seed=7)
+    cfg = SamplingConfig(
+        max_new_tokens=12, temperature=1.0, top_k=20, top_p=0.9, repetition_penalty=1.2, seed=7
+    )
     a = generate(m, [[5, 6, 7]], cfg, eos_id=None)
     assert a == generate(m, [[5, 6, 7]], cfg, eos_id=None)
     first = a[0][0]

@@ -18,11 +18,17 @@ from tests.conftest import micro_config
 
 
 def run(corpus: Path, out: Path, resume: bool = False, **trainer: object) -> dict:
-    return pretrain(parse_model(PretrainConfig, micro_config(corpus, out, **trainer)), resume=resume)
+    return pretrain(
+        parse_model(PretrainConfig, micro_config(corpus, out, **trainer)), resume=resume
+    )
 
 
 def losses(out: Path) -> list[tuple[int, float]]:
-    return [(int(r["step"]), float(r["train_loss"])) for r in read_metrics_csv(out) if r.get("train_loss")]
+    return [
+        (int(r["step"]), float(r["train_loss"]))
+        for r in read_metrics_csv(out)
+        if r.get("train_loss")
+    ]
 
 
 def test_loss_falls_and_beats_unigram(corpus_file: Path, tmp_path: Path) -> None:
@@ -51,7 +57,7 @@ class KillAt(lightning.Callback):
     def __init__(self, step: int):
         self.step = step
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):  # noqa: ANN001, ANN201
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if trainer.global_step == self.step:
             raise Killed
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from plugformer.errors import CheckpointError, ConfigError, DataError, PluginError, PlugformerError
+from plugformer.errors import CheckpointError, ConfigError, DataError, PlugformerError, PluginError
 from plugformer.hookspecs import hookimpl
 
 __version__ = "0.1.0"
@@ -22,8 +22,8 @@ __all__ = [
     "DataError",
     "DebianSource",
     "Objective",
-    "PluginError",
     "PlugformerError",
+    "PluginError",
     "PyPISource",
     "Recipe",
     "Task",

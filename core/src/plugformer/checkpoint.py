@@ -25,7 +25,15 @@ from typing import Any
 from plugformer.errors import CheckpointError
 from plugformer.fileio import atomic_dir
 
-__all__ = ["FORMAT_VERSION", "LoadedBackbone", "load", "load_backbone", "read_manifest", "save_backbone", "weights_hash"]
+__all__ = [
+    "FORMAT_VERSION",
+    "LoadedBackbone",
+    "load",
+    "load_backbone",
+    "read_manifest",
+    "save_backbone",
+    "weights_hash",
+]
 
 FORMAT_VERSION = 1
 MANIFEST = "plugformer.json"
@@ -101,13 +109,17 @@ def _state_dict_for_save(module: Any) -> dict[str, Any]:
     return sd
 
 
-def save_backbone(path: str | Path, model: Any, tokenizer: Any, extra: dict[str, Any] | None = None) -> Path:
+def save_backbone(
+    path: str | Path, model: Any, tokenizer: Any, extra: dict[str, Any] | None = None
+) -> Path:
     """Write a backbone checkpoint directory atomically; returns its path."""
     from safetensors.torch import save_file
 
     path = Path(path)
     with atomic_dir(path) as tmp:
-        save_file(_state_dict_for_save(model), str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        save_file(
+            _state_dict_for_save(model), str(tmp / "model.safetensors"), metadata={"format": "pt"}
+        )
         tokenizer.save(tmp / "tokenizer.json")
         from plugformer.fileio import sha256_file
 
@@ -122,7 +134,9 @@ def save_backbone(path: str | Path, model: Any, tokenizer: Any, extra: dict[str,
             "versions": library_versions(),
             **(extra or {}),
         }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
+        (tmp / MANIFEST).write_text(
+            json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8"
+        )
     return path
 
 
@@ -141,7 +155,9 @@ def load_weights(module: Any, file: Path) -> None:
         module.load_state_dict(sd, strict=True)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
-        raise CheckpointError(f"{file}: weights do not match the manifest's model ({first})") from None
+        raise CheckpointError(
+            f"{file}: weights do not match the manifest's model ({first})"
+        ) from None
 
 
 def load_backbone(path: str | Path) -> LoadedBackbone:
@@ -155,7 +171,9 @@ def load_backbone(path: str | Path) -> LoadedBackbone:
     tokenizer = Tokenizer.from_file(path / "tokenizer.json")
     want = manifest.get("tokenizer_sha256")
     if want and want != tokenizer.hash:
-        raise CheckpointError(f"{path}: tokenizer.json does not match the manifest's tokenizer_sha256")
+        raise CheckpointError(
+            f"{path}: tokenizer.json does not match the manifest's tokenizer_sha256"
+        )
     try:
         cfg = ModelConfig.model_validate(manifest["model_config"])
     except Exception as exc:
@@ -184,7 +202,14 @@ def load(path: str | Path) -> Any:
 # --------------------------------------------------------------------------- task checkpoints
 
 
-def save_task(path: str | Path, loaded: LoadedBackbone, head: Any, task: Any, spec: Any, summary: dict[str, Any]) -> Path:
+def save_task(
+    path: str | Path,
+    loaded: LoadedBackbone,
+    head: Any,
+    task: Any,
+    spec: Any,
+    summary: dict[str, Any],
+) -> Path:
     """Write a task checkpoint: fine-tuned backbone + head + a manifest naming the task."""
     from safetensors.torch import save_file
 
@@ -193,9 +218,14 @@ def save_task(path: str | Path, loaded: LoadedBackbone, head: Any, task: Any, sp
     path = Path(path)
     model = loaded.model
     with atomic_dir(path) as tmp:
-        save_file(_state_dict_for_save(model), str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        save_file({k: v.detach().contiguous().cpu() for k, v in head.state_dict().items()},
-                  str(tmp / "head.safetensors"), metadata={"format": "pt"})
+        save_file(
+            _state_dict_for_save(model), str(tmp / "model.safetensors"), metadata={"format": "pt"}
+        )
+        save_file(
+            {k: v.detach().contiguous().cpu() for k, v in head.state_dict().items()},
+            str(tmp / "head.safetensors"),
+            metadata={"format": "pt"},
+        )
         loaded.tokenizer.save(tmp / "tokenizer.json")
         manifest = {
             "format_version": FORMAT_VERSION,
@@ -204,15 +234,22 @@ def save_task(path: str | Path, loaded: LoadedBackbone, head: Any, task: Any, sp
             "model_config": model.config.model_dump(),
             "tokenizer_sha256": loaded.tokenizer.hash,
             "weights_sha256": sha256_file(tmp / "model.safetensors"),
-            "task": {"name": task.name, "version": task.version, "options": task.options.model_dump(),
-                     "state": task.state_dict(), "class": f"{type(task).__module__}:{type(task).__qualname__}"},
+            "task": {
+                "name": task.name,
+                "version": task.version,
+                "options": task.options.model_dump(),
+                "state": task.state_dict(),
+                "class": f"{type(task).__module__}:{type(task).__qualname__}",
+            },
             "spec": spec.model_dump(),
             "backbone_ref": summary.get("backbone"),
             "parent_weights_sha256": loaded.manifest.get("weights_sha256"),
             "metrics": {"validation": summary.get("val_metrics", {})},
             "versions": library_versions(),
         }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
+        (tmp / MANIFEST).write_text(
+            json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8"
+        )
     return path
 
 
@@ -244,12 +281,16 @@ def load_task(path: str | Path) -> tuple[Any, Any, Any, dict[str, Any]]:
     path = Path(path)
     manifest = read_manifest(path)
     if manifest["kind"] != "task":
-        raise CheckpointError(f"{path}: a backbone checkpoint, not a task checkpoint (fine-tune it first)")
+        raise CheckpointError(
+            f"{path}: a backbone checkpoint, not a task checkpoint (fine-tune it first)"
+        )
     info = manifest.get("task") or {}
     try:
         cls = plugins.get_task_class(info.get("name", "?"))
     except PluginError as exc:
-        raise CheckpointError(f"{path}: needs the plugin for task {info.get('name')!r}: {exc}") from None
+        raise CheckpointError(
+            f"{path}: needs the plugin for task {info.get('name')!r}: {exc}"
+        ) from None
     _check_task_version(path, cls, str(info.get("version", "0")))
     loaded = load_backbone(path)
     task = cls(info.get("options") or {}, loaded.tokenizer)

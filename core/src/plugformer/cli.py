@@ -26,7 +26,12 @@ SET_HELP = "Override a config value, e.g. --set model.d_model=128 (repeatable)."
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="plugformer")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
-@click.option("--strict-plugins", is_flag=True, envvar="PLUGFORMER_STRICT_PLUGINS", help="A broken plugin is fatal.")
+@click.option(
+    "--strict-plugins",
+    is_flag=True,
+    envvar="PLUGFORMER_STRICT_PLUGINS",
+    help="A broken plugin is fatal.",
+)
 def cli(debug: bool, strict_plugins: bool) -> None:
     """plugformer: pretrain a Transformer, fine-tune it through task plugins, benchmark it."""
     from plugformer import plugins
@@ -64,8 +69,16 @@ def pretrain(config: Path, overrides: tuple[str, ...], resume: bool) -> None:
 @click.option("--top-p", type=float, default=None)
 @click.option("--repetition-penalty", default=1.0, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-def generate(checkpoint: Path, prompt: str, max_new_tokens: int, temperature: float, top_k: int | None,
-             top_p: float | None, repetition_penalty: float, seed: int) -> None:
+def generate(
+    checkpoint: Path,
+    prompt: str,
+    max_new_tokens: int,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    repetition_penalty: float,
+    seed: int,
+) -> None:
     """Continue PROMPT with a backbone checkpoint (KV-cache decoding)."""
     from plugformer.checkpoint import load_backbone
     from plugformer.generation import SamplingConfig
@@ -73,7 +86,9 @@ def generate(checkpoint: Path, prompt: str, max_new_tokens: int, temperature: fl
 
     loaded = load_backbone(checkpoint)
     if not loaded.model.causal:
-        raise PlugformerError(f"{checkpoint}: a bidirectional (masked-LM) backbone cannot generate text")
+        raise PlugformerError(
+            f"{checkpoint}: a bidirectional (masked-LM) backbone cannot generate text"
+        )
     tok = loaded.tokenizer
     ids = [tok.bos_id, *tok.encode(prompt)]
     cfg = SamplingConfig(max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed)
@@ -126,7 +141,9 @@ def _guess_kind(data: dict[str, Any]) -> str:
 
 @config.command("validate")
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("--kind", type=click.Choice(list(_KINDS)), default=None, help="Default: guessed from the keys.")
+@click.option(
+    "--kind", type=click.Choice(list(_KINDS)), default=None, help="Default: guessed from the keys."
+)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
 def config_validate(file: Path, kind: str | None, overrides: tuple[str, ...]) -> None:
     """Check FILE against its schema; print the resolved config."""
@@ -174,7 +191,9 @@ def plugins_cmd(as_json: bool) -> None:
 
 @cli.command("new-plugin")
 @click.argument("name")
-@click.option("--dir", "directory", type=click.Path(path_type=Path), default=Path("."), show_default=True)
+@click.option(
+    "--dir", "directory", type=click.Path(path_type=Path), default=Path("."), show_default=True
+)
 def new_plugin(name: str, directory: Path) -> None:
     """Write a complete third-party task plugin distribution named plugformer-NAME."""
     from plugformer.scaffold import write_plugin
@@ -196,9 +215,14 @@ def _load_spec(spec: str, data: Path | None, overrides: tuple[str, ...]) -> Any:
         raw.setdefault("name", path.stem)
     else:  # the shorthand: a task name plus --data
         if data is None:
-            raise PlugformerError(f"{spec!r} is not a spec file; with a task name, give --data FILE (or a dataset name)")
+            raise PlugformerError(
+                f"{spec!r} is not a spec file; with a task name, give --data FILE (or a dataset name)"
+            )
         source = "command line"
-        raw = {"task": spec, "data": {"dataset": str(data)} if not data.exists() else {"train": str(data)}}
+        raw = {
+            "task": spec,
+            "data": {"dataset": str(data)} if not data.exists() else {"train": str(data)},
+        }
     if data is not None and path.exists():
         raw["data"] = {"dataset": str(data)} if not data.exists() else {"train": str(data)}
     return parse_model(TaskSpec, apply_overrides(raw, overrides), source)
@@ -206,11 +230,21 @@ def _load_spec(spec: str, data: Path | None, overrides: tuple[str, ...]) -> Any:
 
 @cli.command()
 @click.argument("spec")
-@click.option("--backbone", help="Backbone checkpoint or reference (native:DIR, scratch:DIR, hf:NAME).")
-@click.option("--data", type=click.Path(path_type=Path), help="Training data file or dataset name (shorthand).")
-@click.option("--out", type=click.Path(path_type=Path), help="Output directory (default runs/<spec>).")
+@click.option(
+    "--backbone", help="Backbone checkpoint or reference (native:DIR, scratch:DIR, hf:NAME)."
+)
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    help="Training data file or dataset name (shorthand).",
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path), help="Output directory (default runs/<spec>)."
+)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
-def finetune(spec: str, backbone: str | None, data: Path | None, out: Path | None, overrides: tuple[str, ...]) -> None:
+def finetune(
+    spec: str, backbone: str | None, data: Path | None, out: Path | None, overrides: tuple[str, ...]
+) -> None:
     """Fine-tune a task: SPEC is a task spec file, or a task name with --data."""
     s = _load_spec(spec, data, overrides)
     from plugformer.finetune import finetune as run
@@ -222,26 +256,48 @@ def finetune(spec: str, backbone: str | None, data: Path | None, out: Path | Non
 
 @cli.command()
 @click.argument("spec")
-@click.option("--checkpoint", required=True, type=click.Path(path_type=Path), help="Task checkpoint directory.")
-@click.option("--split", default="test", show_default=True, type=click.Choice(["validation", "test"]))
+@click.option(
+    "--checkpoint",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Task checkpoint directory.",
+)
+@click.option(
+    "--split", default="test", show_default=True, type=click.Choice(["validation", "test"])
+)
 @click.option("--out", type=click.Path(path_type=Path), help="Write the result JSON here.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
-def evaluate(spec: str, checkpoint: Path, split: str, out: Path | None, overrides: tuple[str, ...]) -> None:
+def evaluate(
+    spec: str, checkpoint: Path, split: str, out: Path | None, overrides: tuple[str, ...]
+) -> None:
     """Score a task checkpoint on SPEC's test split; prints (and writes) the metrics as JSON."""
     s = _load_spec(spec, None, overrides)
     from plugformer.finetune import evaluate as run
 
-    result = run(s, checkpoint, split=split, out_json=out or checkpoint.parent / f"eval_{split}.json")
+    result = run(
+        s, checkpoint, split=split, out_json=out or checkpoint.parent / f"eval_{split}.json"
+    )
     click.echo(json.dumps(result["metrics"], indent=2))
 
 
 @cli.command()
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.argument("texts", nargs=-1)
-@click.option("--input", "input_file", type=click.File("r"), help="One input per line (text or JSON); - for stdin.")
+@click.option(
+    "--input",
+    "input_file",
+    type=click.File("r"),
+    help="One input per line (text or JSON); - for stdin.",
+)
 @click.option("--question", help="QA: the question (with --context).")
 @click.option("--context", help="QA: the context passage.")
-def predict(checkpoint: Path, texts: tuple[str, ...], input_file: Any, question: str | None, context: str | None) -> None:
+def predict(
+    checkpoint: Path,
+    texts: tuple[str, ...],
+    input_file: Any,
+    question: str | None,
+    context: str | None,
+) -> None:
     """Predict with a task checkpoint; one JSON line per input."""
     inputs: list[Any] = list(texts)
     if question is not None or context is not None:
@@ -254,12 +310,16 @@ def predict(checkpoint: Path, texts: tuple[str, ...], input_file: Any, question:
     if not inputs and not sys.stdin.isatty():
         inputs = [line.rstrip("\n") for line in sys.stdin if line.strip()]
     if not inputs:
-        raise PlugformerError("nothing to predict: give TEXT arguments, --input FILE, or pipe lines on stdin")
+        raise PlugformerError(
+            "nothing to predict: give TEXT arguments, --input FILE, or pipe lines on stdin"
+        )
     import plugformer
 
     predictor = plugformer.load(checkpoint)
     if not hasattr(predictor, "predict"):
-        raise PlugformerError(f"{checkpoint}: a backbone checkpoint; use `plugformer generate` or fine-tune it first")
+        raise PlugformerError(
+            f"{checkpoint}: a backbone checkpoint; use `plugformer generate` or fine-tune it first"
+        )
     for pred in predictor.predict(inputs):
         click.echo(json.dumps(pred, ensure_ascii=False))
 
@@ -293,7 +353,9 @@ def _add_plugin_commands() -> None:
         try:
             impl.function(cli=cli)
         except Exception as exc:
-            click.echo(f"plugformer: plugin {impl.plugin_name!r} failed to add commands: {exc}", err=True)
+            click.echo(
+                f"plugformer: plugin {impl.plugin_name!r} failed to add commands: {exc}", err=True
+            )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -323,7 +385,10 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         if debug:
             raise
-        click.echo(f"plugformer: unexpected error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True)
+        click.echo(
+            f"plugformer: unexpected error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+            err=True,
+        )
         sys.exit(1)
 
 

@@ -87,7 +87,11 @@ class ModelConfig(StrictModel):
                 hint = difflib.get_close_matches(str(name), MODEL_PRESETS, n=1)
                 raise ValueError(
                     f"unknown preset {name!r}"
-                    + (f" (did you mean {hint[0]!r}?)" if hint else f"; one of {sorted(MODEL_PRESETS)}")
+                    + (
+                        f" (did you mean {hint[0]!r}?)"
+                        if hint
+                        else f"; one of {sorted(MODEL_PRESETS)}"
+                    )
                 )
             data = {**MODEL_PRESETS[name], **data}
         return data
@@ -264,13 +268,17 @@ def format_validation_error(exc: ValidationError, model: type[BaseModel], source
     if err["type"] == "extra_forbidden":
         candidates = _fields_at(model, loc)
         hint = difflib.get_close_matches(str(loc[-1]), candidates, n=1)
-        msg = f"unknown key {dotted!r}" + (f" (did you mean {'.'.join([*map(str, loc[:-1]), hint[0]])!r}?)" if hint else "")
+        msg = f"unknown key {dotted!r}" + (
+            f" (did you mean {'.'.join([*map(str, loc[:-1]), hint[0]])!r}?)" if hint else ""
+        )
     else:
         got = err.get("input")
         shown = repr(got) if not isinstance(got, dict) else "a table"
         msg = f"{dotted}: {err['msg']} (got {shown[:60]})"
     more = len(exc.errors()) - 1
-    return f"{source}: {msg}" + (f" [and {more} more error{'s' if more > 1 else ''}]" if more else "")
+    return f"{source}: {msg}" + (
+        f" [and {more} more error{'s' if more > 1 else ''}]" if more else ""
+    )
 
 
 def parse_model(model: type[M], data: dict[str, Any], source: str = "<config>") -> M:
@@ -281,7 +289,9 @@ def parse_model(model: type[M], data: dict[str, Any], source: str = "<config>") 
         raise ConfigError(format_validation_error(exc, model, source)) from None
 
 
-def load_config(path: str | Path, model: type[M] = PretrainConfig, overrides: list[str] | tuple[str, ...] = ()) -> M:  # type: ignore[assignment]
+def load_config(
+    path: str | Path, model: type[M] = PretrainConfig, overrides: list[str] | tuple[str, ...] = ()
+) -> M:  # type: ignore[assignment]
     """Load a TOML file into ``model``, applying ``--set`` overrides first."""
     data = apply_overrides(load_toml(path), overrides)
     cfg = parse_model(model, data, str(path))

@@ -11,8 +11,8 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "DataError",
-    "PluginError",
     "PlugformerError",
+    "PluginError",
 ]
 
 

@@ -39,11 +39,16 @@ def load_examples(task: Any, spec: TaskSpec, split: str) -> list[Any]:
         from pathlib import Path as _P
 
         if _P(spec.data.dataset).exists():
-            raise DataError(f"data.dataset {spec.data.dataset!r} is a file: give it as data.{split}")
+            raise DataError(
+                f"data.dataset {spec.data.dataset!r} is a file: give it as data.{split}"
+            )
         from plugformer.data.cache import load_split
 
         rows = load_split(spec.data.dataset, split)
-        examples = [task.parse_example(r, f"{spec.data.dataset}/{split}:{i + 1}") for i, r in enumerate(rows)]
+        examples = [
+            task.parse_example(r, f"{spec.data.dataset}/{split}:{i + 1}")
+            for i, r in enumerate(rows)
+        ]
     else:
         return []
     return examples[:limit] if limit else examples
@@ -64,7 +69,7 @@ class _Features(torch.utils.data.Dataset):
         return self.items[i]
 
 
-def eval_collate(task: Any):  # noqa: ANN201
+def eval_collate(task: Any):
     """Collate whole examples: all their features, plus the examples and a feature→example map."""
 
     def collate(examples: list[Any]) -> dict[str, Any]:
@@ -87,7 +92,9 @@ def eval_collate(task: Any):  # noqa: ANN201
 class FinetuneModule(L.LightningModule):
     """Backbone + task head; the task supplies forward, loss, decoding and metrics."""
 
-    def __init__(self, task: Any, backbone: nn.Module, head: nn.Module, spec: TaskSpec, total_steps: int = 1):
+    def __init__(
+        self, task: Any, backbone: nn.Module, head: nn.Module, spec: TaskSpec, total_steps: int = 1
+    ):
         super().__init__()
         self.task, self.spec, self.total_steps = task, spec, total_steps
         self.backbone, self.head = backbone, head
@@ -137,7 +144,9 @@ class FinetuneModule(L.LightningModule):
             groups += param_groups(self.backbone, ft.weight_decay, ft.lr_backbone)
         opt = torch.optim.AdamW(groups, betas=(0.9, 0.98), foreach=True)
         warmup = int(ft.warmup_ratio * self.total_steps)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_schedule(warmup, self.total_steps, 0.0))
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, cosine_schedule(warmup, self.total_steps, 0.0)
+        )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
@@ -157,7 +166,9 @@ class _KeepBest(L.Callback):
         value = float(value)
         if self.best is None or self.sign * value > self.sign * self.best:
             self.best, self.step = value, trainer.global_step
-            self.state = copy.deepcopy({k: v.detach().cpu() for k, v in pl_module.state_dict().items()})
+            self.state = copy.deepcopy(
+                {k: v.detach().cpu() for k, v in pl_module.state_dict().items()}
+            )
 
 
 # --------------------------------------------------------------------------- API
@@ -177,35 +188,69 @@ def _freeze(backbone: nn.Module, spec: TaskSpec) -> None:
     if ft.freeze_layers:
         for name, p in backbone.named_parameters():
             block = name.split(".")[1] if name.startswith("blocks.") else None
-            if name.startswith(("wte", "wpe")) or (block is not None and int(block) < ft.freeze_layers):
+            if name.startswith(("wte", "wpe")) or (
+                block is not None and int(block) < ft.freeze_layers
+            ):
                 p.requires_grad_(False)
 
 
-def _loaders(task: Any, spec: TaskSpec, train: list[Any], val: list[Any]) -> tuple[DataLoader, DataLoader | None]:
+def _loaders(
+    task: Any, spec: TaskSpec, train: list[Any], val: list[Any]
+) -> tuple[DataLoader, DataLoader | None]:
     ft = spec.finetune
     g = torch.Generator().manual_seed(spec.seed)
-    train_dl = DataLoader(_Features(task, train), batch_size=ft.batch_size, shuffle=True, generator=g, collate_fn=task.collate)
-    val_dl = DataLoader(val, batch_size=ft.eval_batch_size, collate_fn=eval_collate(task)) if val else None
+    train_dl = DataLoader(
+        _Features(task, train),
+        batch_size=ft.batch_size,
+        shuffle=True,
+        generator=g,
+        collate_fn=task.collate,
+    )
+    val_dl = (
+        DataLoader(val, batch_size=ft.eval_batch_size, collate_fn=eval_collate(task))
+        if val
+        else None
+    )
     return train_dl, val_dl
 
 
-def _trainer(spec: TaskSpec, out: Path, callbacks: list[Any], max_steps: int, val_every: int | None, stage: str) -> L.Trainer:
+def _trainer(
+    spec: TaskSpec,
+    out: Path,
+    callbacks: list[Any],
+    max_steps: int,
+    val_every: int | None,
+    stage: str,
+) -> L.Trainer:
     from plugformer.config import TrainerConfig
     from plugformer.plugins import extra_callbacks
     from plugformer.training import build_trainer
 
     ft = spec.finetune
     tc = TrainerConfig(
-        max_steps=max_steps, batch_size=ft.batch_size, precision=ft.precision, strategy=ft.strategy,
-        devices=ft.devices, num_nodes=ft.num_nodes, accelerator=ft.accelerator, progress=ft.progress,
+        max_steps=max_steps,
+        batch_size=ft.batch_size,
+        precision=ft.precision,
+        strategy=ft.strategy,
+        devices=ft.devices,
+        num_nodes=ft.num_nodes,
+        accelerator=ft.accelerator,
+        progress=ft.progress,
     )
     return build_trainer(
-        tc, out, [*callbacks, *extra_callbacks(stage, spec)], max_steps=max_steps,
-        val_check_interval=val_every, grad_clip=ft.grad_clip, logger_name=f"{stage}_logs",
+        tc,
+        out,
+        [*callbacks, *extra_callbacks(stage, spec)],
+        max_steps=max_steps,
+        val_check_interval=val_every,
+        grad_clip=ft.grad_clip,
+        logger_name=f"{stage}_logs",
     )
 
 
-def finetune(spec: TaskSpec, backbone: str | None = None, out_dir: str | Path | None = None) -> dict[str, Any]:
+def finetune(
+    spec: TaskSpec, backbone: str | None = None, out_dir: str | Path | None = None
+) -> dict[str, Any]:
     """Fine-tune ``spec`` on a backbone reference; writes a task checkpoint; returns a summary."""
     from plugformer.backbones import resolve_backbone
     from plugformer.checkpoint import save_task
@@ -237,21 +282,38 @@ def finetune(spec: TaskSpec, backbone: str | None = None, out_dir: str | Path | 
     if ft.early_stopping_patience and val_dl is not None:
         from lightning.pytorch.callbacks import EarlyStopping
 
-        callbacks.append(EarlyStopping(f"val_{task.main_metric}", patience=ft.early_stopping_patience,
-                                       mode="max" if task.higher_is_better else "min"))
+        callbacks.append(
+            EarlyStopping(
+                f"val_{task.main_metric}",
+                patience=ft.early_stopping_patience,
+                mode="max" if task.higher_is_better else "min",
+            )
+        )
     val_every = min(ft.val_every or len(train_dl), steps)
-    trainer = _trainer(spec, out, callbacks, steps, val_every if val_dl is not None else None, "finetune")
+    trainer = _trainer(
+        spec, out, callbacks, steps, val_every if val_dl is not None else None, "finetune"
+    )
     trainer.fit(module, train_dataloaders=train_dl, val_dataloaders=val_dl)
     if keep.state is not None:  # best-checkpoint selection on the main validation metric
         module.load_state_dict(keep.state)
-    val_metrics = {k: v for k, v in (module.val_history[-1] if module.val_history else {}).items() if k != "step"}
+    val_metrics = {
+        k: v
+        for k, v in (module.val_history[-1] if module.val_history else {}).items()
+        if k != "step"
+    }
     if keep.best is not None:
         val_metrics = next((h for h in module.val_history if h["step"] == keep.step), val_metrics)
         val_metrics = {k: v for k, v in val_metrics.items() if k != "step"}
     summary = {
-        "task": spec.task, "backbone": ref, "seed": spec.seed, "steps": trainer.global_step,
-        "best_step": keep.step, "val_metrics": val_metrics, "val_history": module.val_history,
-        "train_examples": len(train), "wall_seconds": round(time.time() - t0, 2),
+        "task": spec.task,
+        "backbone": ref,
+        "seed": spec.seed,
+        "steps": trainer.global_step,
+        "best_step": keep.step,
+        "val_metrics": val_metrics,
+        "val_history": module.val_history,
+        "train_examples": len(train),
+        "wall_seconds": round(time.time() - t0, 2),
     }
     if trainer.is_global_zero:
         save_task(out / "final", loaded, head, task, spec, summary)
@@ -259,8 +321,13 @@ def finetune(spec: TaskSpec, backbone: str | None = None, out_dir: str | Path | 
     return summary
 
 
-def evaluate(spec: TaskSpec, checkpoint: str | Path, split: str = "test", out_json: str | Path | None = None,
-             keep_predictions: bool = False) -> dict[str, Any]:
+def evaluate(
+    spec: TaskSpec,
+    checkpoint: str | Path,
+    split: str = "test",
+    out_json: str | Path | None = None,
+    keep_predictions: bool = False,
+) -> dict[str, Any]:
     """Score a task checkpoint on a split of the spec's data; tells plugins via ``on_result``."""
     from plugformer.checkpoint import library_versions
     from plugformer.fileio import atomic_write_json
@@ -269,18 +336,30 @@ def evaluate(spec: TaskSpec, checkpoint: str | Path, split: str = "test", out_js
     t0 = time.time()
     pred = Predictor.from_checkpoint(checkpoint)
     if pred.task.name != spec.task:
-        raise CheckpointError(f"{checkpoint}: a {pred.task.name!r} checkpoint cannot evaluate task {spec.task!r}")
+        raise CheckpointError(
+            f"{checkpoint}: a {pred.task.name!r} checkpoint cannot evaluate task {spec.task!r}"
+        )
     examples = load_examples(pred.task, spec, split)
     if not examples:
         raise DataError(f"task {spec.task!r}: no {split} examples")
-    metrics, predictions = pred.score(examples, batch_size=spec.finetune.eval_batch_size, keep=keep_predictions)
+    metrics, predictions = pred.score(
+        examples, batch_size=spec.finetune.eval_batch_size, keep=keep_predictions
+    )
     result = {
-        "task": spec.task, "spec": spec.label, "checkpoint": str(checkpoint), "split": split,
-        "backbone": pred.manifest.get("backbone_ref"), "seed": spec.seed, "metrics": metrics,
-        "main_metric": pred.task.main_metric, "higher_is_better": pred.task.higher_is_better,
-        "metric_info": pred.task.metric_info(), "n_examples": len(examples),
+        "task": spec.task,
+        "spec": spec.label,
+        "checkpoint": str(checkpoint),
+        "split": split,
+        "backbone": pred.manifest.get("backbone_ref"),
+        "seed": spec.seed,
+        "metrics": metrics,
+        "main_metric": pred.task.main_metric,
+        "higher_is_better": pred.task.higher_is_better,
+        "metric_info": pred.task.metric_info(),
+        "n_examples": len(examples),
         "data": {"dataset": spec.data.dataset, "file": getattr(spec.data, split)},
-        "versions": library_versions(), "wall_seconds": round(time.time() - t0, 2),
+        "versions": library_versions(),
+        "wall_seconds": round(time.time() - t0, 2),
     }
     if keep_predictions:
         result["predictions"] = predictions
@@ -294,7 +373,12 @@ class Predictor:
     """A loaded task checkpoint: ``predict(inputs)`` and ``score(examples)``."""
 
     def __init__(self, task: Any, backbone: nn.Module, head: nn.Module, manifest: dict[str, Any]):
-        self.task, self.backbone, self.head, self.manifest = task, backbone.eval(), head.eval(), manifest
+        self.task, self.backbone, self.head, self.manifest = (
+            task,
+            backbone.eval(),
+            head.eval(),
+            manifest,
+        )
 
     @classmethod
     def from_checkpoint(cls, path: str | Path) -> Predictor:
@@ -302,7 +386,7 @@ class Predictor:
 
         return cls(*load_task(path))
 
-    def _batches(self, examples: Sequence[Any], batch_size: int):  # noqa: ANN202
+    def _batches(self, examples: Sequence[Any], batch_size: int):
         collate = eval_collate(self.task)
         for i in range(0, len(examples), batch_size):
             yield collate(list(examples[i : i + batch_size]))
@@ -317,7 +401,9 @@ class Predictor:
         return out
 
     @torch.inference_mode()
-    def score(self, examples: Sequence[Any], batch_size: int = 64, keep: bool = False) -> tuple[dict[str, float], list[Any]]:
+    def score(
+        self, examples: Sequence[Any], batch_size: int = 64, keep: bool = False
+    ) -> tuple[dict[str, float], list[Any]]:
         """The task's metrics on ``examples`` (updated batch by batch), and the predictions if ``keep``."""
         metrics = self.task.metrics()
         kept: list[Any] = []

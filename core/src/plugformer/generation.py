@@ -26,7 +26,7 @@ class SamplingConfig:
     seed: int | None = None
 
 
-def left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device: torch.device | str = "cpu"):  # noqa: ANN201
+def left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device: torch.device | str = "cpu"):
     """(ids, mask, positions), each (B, T): prompts right-aligned so new tokens line up."""
     T = max(len(p) for p in prompts)
     ids = torch.full((len(prompts), T), pad_id, dtype=torch.long, device=device)
@@ -40,13 +40,18 @@ def left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device: torch.device
 
 
 def sample_next(
-    logits: torch.Tensor, cfg: SamplingConfig, seen: torch.Tensor | None, generator: torch.Generator | None
+    logits: torch.Tensor,
+    cfg: SamplingConfig,
+    seen: torch.Tensor | None,
+    generator: torch.Generator | None,
 ) -> torch.Tensor:
     """Next token ids (B,) from last-position logits (B, V)."""
     logits = logits.float()
     if cfg.repetition_penalty != 1.0 and seen is not None:
         picked = logits.gather(1, seen)
-        picked = torch.where(picked > 0, picked / cfg.repetition_penalty, picked * cfg.repetition_penalty)
+        picked = torch.where(
+            picked > 0, picked / cfg.repetition_penalty, picked * cfg.repetition_penalty
+        )
         logits = logits.scatter(1, seen, picked)
     if cfg.temperature <= 0:
         return logits.argmax(-1)
@@ -66,12 +71,12 @@ def sample_next(
 
 @torch.inference_mode()
 def generate(
-    model,  # noqa: ANN001 - any backbone with forward(ids, mask, cache, positions), lm_logits, new_cache
+    model,
     prompts: Sequence[Sequence[int]],
     cfg: SamplingConfig,
     eos_id: int | None,
     pad_id: int = 0,
-    stop_check=None,  # noqa: ANN001 - callable(list[int]) -> bool, for stop strings
+    stop_check=None,
     use_cache: bool = True,
 ) -> list[list[int]]:
     """New token ids for each prompt (eos and what follows are not included)."""
@@ -110,7 +115,9 @@ def generate(
         mask = torch.cat([mask, torch.ones(B, 1, dtype=mask.dtype, device=device)], dim=1)
         positions = positions[:, -1:] + 1
         if use_cache:
-            hidden = model(nxt[:, None], mask if padded else None, cache, positions if padded else None)
+            hidden = model(
+                nxt[:, None], mask if padded else None, cache, positions if padded else None
+            )
         else:  # recompute everything (the reference the cache must match)
             full_pos = (mask.cumsum(1) - 1).clamp(min=0)
             hidden = model(seen, mask if padded else None, None, full_pos if padded else None)

@@ -33,7 +33,9 @@ def make_norm(cfg: ModelConfig) -> nn.Module:
     return RMSNorm(cfg.d_model) if cfg.norm == "rmsnorm" else nn.LayerNorm(cfg.d_model)
 
 
-def rope_tables(head_size: int, max_len: int, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
+def rope_tables(
+    head_size: int, max_len: int, base: float = 10000.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """cos/sin tables of shape (max_len, head_size) in the rotate-half layout (as Llama)."""
     inv_freq = 1.0 / (base ** (torch.arange(0, head_size, 2, dtype=torch.float32) / head_size))
     t = torch.arange(max_len, dtype=torch.float32)
@@ -62,7 +64,9 @@ class KVCache:
     length: int = 0
 
     @classmethod
-    def empty(cls, cfg: ModelConfig, batch: int, max_len: int, dtype: torch.dtype, device: torch.device) -> KVCache:
+    def empty(
+        cls, cfg: ModelConfig, batch: int, max_len: int, dtype: torch.dtype, device: torch.device
+    ) -> KVCache:
         hs = cfg.d_model // cfg.n_heads
         shape = (batch, cfg.n_heads, max_len, hs)
         return cls(
@@ -109,7 +113,12 @@ class Attention(nn.Module):
         # Without an explicit mask, SDPA's is_causal picks the fused kernels (the fast path).
         is_causal = self.causal and mask is None and cache is None
         y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0, is_causal=is_causal
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            dropout_p=self.dropout if self.training else 0.0,
+            is_causal=is_causal,
         )  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
         return self.proj(y)
@@ -132,7 +141,11 @@ class MLP(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.silu(self.gate(x)) * self.up(x) if self.swiglu else F.gelu(self.up(x), approximate="tanh")
+        h = (
+            F.silu(self.gate(x)) * self.up(x)
+            if self.swiglu
+            else F.gelu(self.up(x), approximate="tanh")
+        )
         return self.dropout(self.down(h))
 
 
@@ -144,7 +157,7 @@ class Block(nn.Module):
         self.norm2 = make_norm(cfg)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, rope, mask, cache=None, layer=0):  # noqa: ANN001, ANN201 - hot path
+    def forward(self, x, rope, mask, cache=None, layer=0):
         x = x + self.attn(self.norm1(x), rope, mask, cache, layer)
         return x + self.mlp(self.norm2(x))
 
@@ -161,7 +174,9 @@ class GPT(nn.Module):
         self.d_model = cfg.d_model
         self.max_seq_len = cfg.max_seq_len
         self.wte = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.wpe = nn.Embedding(cfg.max_seq_len, cfg.d_model) if cfg.positions == "learned" else None
+        self.wpe = (
+            nn.Embedding(cfg.max_seq_len, cfg.d_model) if cfg.positions == "learned" else None
+        )
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm = make_norm(cfg)
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
@@ -203,18 +218,25 @@ class GPT(nn.Module):
         real tokens, 0 for padding. ``positions`` (B, T) overrides 0..T-1 (left-padded
         generation). Omit both on unpadded batches to get the fused causal kernel.
         """
-        B, T = input_ids.shape
+        T = input_ids.size(1)
         offset = cache.length if cache is not None else 0
         if offset + T > self.max_seq_len:
-            raise ValueError(f"sequence of {offset + T} tokens exceeds max_seq_len={self.max_seq_len}")
+            raise ValueError(
+                f"sequence of {offset + T} tokens exceeds max_seq_len={self.max_seq_len}"
+            )
         if positions is None:
-            positions = torch.arange(offset, offset + T, device=input_ids.device).unsqueeze(0)  # (1, T)
+            positions = torch.arange(offset, offset + T, device=input_ids.device).unsqueeze(
+                0
+            )  # (1, T)
         x = self.wte(input_ids)  # (B, T, C)
         rope = None
         if self.wpe is not None:
             x = x + self.wpe(positions)
         else:
-            rope = (self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1))  # (B|1, 1, T, hs)
+            rope = (
+                self.rope_cos[positions].unsqueeze(1),
+                self.rope_sin[positions].unsqueeze(1),
+            )  # (B|1, 1, T, hs)
         mask = self._attention_mask(attention_mask, T, offset, cache, input_ids.device)
         for i, block in enumerate(self.blocks):
             x = block(x, rope, mask, cache, i)
@@ -222,7 +244,7 @@ class GPT(nn.Module):
             cache.length += T
         return self.norm(x)
 
-    def _attention_mask(self, attention_mask, T, offset, cache, device):  # noqa: ANN001, ANN202
+    def _attention_mask(self, attention_mask, T, offset, cache, device):
         """A boolean (B, 1, T, L) mask (True = may attend), or None for the fused fast path."""
         L = offset + T
         need_causal = self.causal and (cache is not None and T > 1)
@@ -233,7 +255,11 @@ class GPT(nn.Module):
             q_pos = torch.arange(offset, L, device=device).unsqueeze(1)  # (T, 1)
             mask = mask & (torch.arange(L, device=device).unsqueeze(0) <= q_pos)  # (1, 1, T, L)
         if attention_mask is not None:
-            keys = attention_mask.bool()[:, -L:] if attention_mask.size(1) >= L else attention_mask.bool()
+            keys = (
+                attention_mask.bool()[:, -L:]
+                if attention_mask.size(1) >= L
+                else attention_mask.bool()
+            )
             mask = mask & keys[:, None, None, :]  # (B, 1, T, L)
             # A fully masked row (a pad query) would make softmax NaN: let it attend to itself.
             eye = torch.zeros(T, L, dtype=torch.bool, device=device)

@@ -26,7 +26,13 @@ class Objective:
     causal: bool = True
     """Whether the objective needs causal attention (``model.causal``)."""
 
-    def make_batch(self, block: "torch.Tensor", vocab_size: int, mask_id: int, generator: torch.Generator | None = None):  # noqa: ANN201
+    def make_batch(
+        self,
+        block: torch.Tensor,
+        vocab_size: int,
+        mask_id: int,
+        generator: torch.Generator | None = None,
+    ):
         raise NotImplementedError
 
 
@@ -37,7 +43,7 @@ class CausalLM(Objective):
     name: str = "clm"
     causal: bool = True
 
-    def make_batch(self, block, vocab_size, mask_id, generator=None):  # noqa: ANN001, ANN201
+    def make_batch(self, block, vocab_size, mask_id, generator=None):
         return block[:, :-1], block[:, 1:]
 
 
@@ -49,7 +55,7 @@ class MaskedLM(Objective):
     causal: bool = False
     mask_prob: float = 0.15
 
-    def make_batch(self, block, vocab_size, mask_id, generator=None):  # noqa: ANN001, ANN201
+    def make_batch(self, block, vocab_size, mask_id, generator=None):
         import torch
 
         x = block[:, :-1].clone()  # same length as the causal objective's inputs
@@ -61,5 +67,7 @@ class MaskedLM(Objective):
         x[picked & (r2 < 0.8)] = mask_id
         rand = picked & (r2 >= 0.8) & (r2 < 0.9)
         # Random replacements avoid the reserved ids (the first 16) so they stay meaningful.
-        x[rand] = torch.randint(16, vocab_size, (int(rand.sum()),), generator=generator, device=x.device)
+        x[rand] = torch.randint(
+            16, vocab_size, (int(rand.sum()),), generator=generator, device=x.device
+        )
         return x, targets

@@ -307,9 +307,10 @@ def _collect() -> dict[str, Registry]:
                 _reg: Registry = reg,
                 _owner: str = owner,
                 _added: list[str] = added,
+                _hook: str = hook_name,
                 **kw: Any,
             ) -> None:
-                name, item = _registration(hook_name, args, kw)
+                name, item = _registration(_hook, args, kw)
                 _reg.add(name, item, _owner)
                 _added.append(name)
 
@@ -317,7 +318,7 @@ def _collect() -> dict[str, Registry]:
                 _call_impl(impl, hook_name, register=register)
             except PluginError as exc:
                 # A name clash: neither registration can be trusted, so both plugins are broken.
-                for name, owners in reg.conflicts.items():
+                for owners in reg.conflicts.values():
                     for other in owners:
                         if (
                             other in by_owner

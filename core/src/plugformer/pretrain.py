@@ -29,7 +29,9 @@ __all__ = ["PretrainData", "PretrainModule", "pretrain"]
 
 
 class PretrainModule(L.LightningModule):
-    def __init__(self, config: PretrainConfig, objective: Objective, mask_id: int, bytes_per_token: float):
+    def __init__(
+        self, config: PretrainConfig, objective: Objective, mask_id: int, bytes_per_token: float
+    ):
         super().__init__()
         self.config = config
         self.objective = objective
@@ -54,7 +56,9 @@ class PretrainModule(L.LightningModule):
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
         x, y = self.objective.make_batch(batch, self.config.model.vocab_size, self.mask_id)
         logits = self.model.lm_logits(self.model(x))
-        nats = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=IGNORE, reduction="sum")
+        nats = F.cross_entropy(
+            logits.flatten(0, 1).float(), y.flatten(), ignore_index=IGNORE, reduction="sum"
+        )
         self._val_nats += float(nats)
         self._val_count += int((y != IGNORE).sum())
 
@@ -71,7 +75,9 @@ class PretrainModule(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         o = self.config.optim
-        opt = torch.optim.AdamW(param_groups(self.model, o.weight_decay), lr=o.lr, betas=o.betas, foreach=True)
+        opt = torch.optim.AdamW(
+            param_groups(self.model, o.weight_decay), lr=o.lr, betas=o.betas, foreach=True
+        )
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, cosine_schedule(o.warmup_steps, self.config.trainer.max_steps, o.min_lr_ratio)
         )
@@ -91,7 +97,14 @@ class PretrainData(L.LightningDataModule):
         step = trainer.global_step if trainer else 0
         # Restart exactly where a resumed run stopped: the order is a function of the index.
         start = step * t.batch_size * t.accumulate_grad_batches * world
-        ds = BlockDataset(self.cache.tokens("train"), self.config.model.max_seq_len, self.config.seed, start, rank, world)
+        ds = BlockDataset(
+            self.cache.tokens("train"),
+            self.config.model.max_seq_len,
+            self.config.seed,
+            start,
+            rank,
+            world,
+        )
         return DataLoader(ds, batch_size=t.batch_size, num_workers=self.config.data.num_workers)
 
     def val_dataloader(self) -> DataLoader:
@@ -99,7 +112,9 @@ class PretrainData(L.LightningDataModule):
         trainer = self.trainer
         world = trainer.world_size if trainer else 1
         rank = trainer.global_rank if trainer else 0
-        ds = ValBlocks(self.cache.tokens("val"), self.config.model.max_seq_len, t.val_batches * t.batch_size)
+        ds = ValBlocks(
+            self.cache.tokens("val"), self.config.model.max_seq_len, t.val_batches * t.batch_size
+        )
         idx = list(range(rank, len(ds), world))  # shard validation blocks across processes
         return DataLoader(torch.utils.data.Subset(ds, idx), batch_size=t.batch_size)
 
@@ -129,10 +144,10 @@ class _Throughput(L.Callback):
         self.steps = 0
         self._t0 = 0.0
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):  # noqa: ANN001, ANN201
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self._t0 = time.perf_counter()
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):  # noqa: ANN001, ANN201
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.train_time += time.perf_counter() - self._t0
         self.steps += 1
 
@@ -174,7 +189,10 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> dict[str, Any]:
     data = PretrainData(cache, config)
     t = config.trainer
     ckpt = ModelCheckpoint(
-        dirpath=out / "checkpoints", save_last=True, save_top_k=0, every_n_train_steps=t.checkpoint_every,
+        dirpath=out / "checkpoints",
+        save_last=True,
+        save_top_k=0,
+        every_n_train_steps=t.checkpoint_every,
         enable_version_counter=False,  # a rerun overwrites last.ckpt; never a stale one beside last-v1.ckpt
     )
     throughput = _Throughput(t.batch_size * t.accumulate_grad_batches * config.model.max_seq_len)
@@ -208,8 +226,15 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> dict[str, Any]:
         summary["unigram_val_bpb"] = Corpus.unigram_bits_per_byte(cache, tokenizer.vocab_size)
     if trainer.is_global_zero:
         final = save_backbone(
-            out / "final", module.model, tokenizer, {"objective": config.objective, "metrics": summary,
-                                                      "corpus": config.data.corpus, "seed": config.seed}
+            out / "final",
+            module.model,
+            tokenizer,
+            {
+                "objective": config.objective,
+                "metrics": summary,
+                "corpus": config.data.corpus,
+                "seed": config.seed,
+            },
         )
         summary["checkpoint"] = str(final)
         atomic_write_json(out / "summary.json", summary)
@@ -221,7 +246,10 @@ def read_metrics_csv(out_dir: str | Path) -> list[dict[str, str]]:
     import csv
 
     logs = Path(out_dir) / "logs"
-    files = [logs / "metrics.csv", *sorted(logs.glob("resume*/metrics.csv"), key=lambda p: int(p.parent.name[6:]))]
+    files = [
+        logs / "metrics.csv",
+        *sorted(logs.glob("resume*/metrics.csv"), key=lambda p: int(p.parent.name[6:])),
+    ]
     rows: list[dict[str, str]] = []
     for path in files:
         if path.is_file():

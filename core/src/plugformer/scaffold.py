@@ -30,7 +30,9 @@ _FILES = {
 def write_plugin(name: str, directory: str | Path = ".") -> Path:
     """Write ``DIRECTORY/plugformer-NAME`` and return its path."""
     if not re.fullmatch(r"[a-z][a-z0-9]*(-[a-z0-9]+)*", name):
-        raise PlugformerError(f"plugin name {name!r}: use lower-case words joined by hyphens, e.g. demo-ner")
+        raise PlugformerError(
+            f"plugin name {name!r}: use lower-case words joined by hyphens, e.g. demo-ner"
+        )
     package = "plugformer_" + name.replace("-", "_")
     dist = f"plugformer-{name}"
     target = Path(directory) / dist

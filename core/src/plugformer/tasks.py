@@ -80,13 +80,19 @@ class Task:
     compatible_versions: ClassVar[str] = ""
     """PEP 440 specifier of task-checkpoint versions this class loads (default: same major)."""
 
-    def __init__(self, options: TaskOptions | dict[str, Any] | None = None, tokenizer: Tokenizer | None = None):
+    def __init__(
+        self,
+        options: TaskOptions | dict[str, Any] | None = None,
+        tokenizer: Tokenizer | None = None,
+    ):
         if isinstance(options, TaskOptions):
             self.options = options
         else:
             from plugformer.config import parse_model
 
-            self.options = parse_model(self.Options, dict(options or {}), f"options of task {self.name!r}")
+            self.options = parse_model(
+                self.Options, dict(options or {}), f"options of task {self.name!r}"
+            )
         self.tokenizer = tokenizer
 
     # ------------------------------------------------------------------ data
@@ -108,7 +114,10 @@ class Task:
         raw = get_plugin_manager().hook.read_examples(path=str(path), task=self)
         if raw is not None:
             return [self.parse_example(r, f"{path}:{i + 1}") for i, r in enumerate(raw)]
-        return [self.parse_example(rec, where) for where, rec in read_records(path, self.options.columns)]
+        return [
+            self.parse_example(rec, where)
+            for where, rec in read_records(path, self.options.columns)
+        ]
 
     def prepare(self, train_examples: Sequence[Any]) -> None:
         """Learn what the task needs from the training set (e.g. the label names). Optional."""
@@ -164,7 +173,9 @@ class Task:
         """Fresh torchmetrics objects (name → Metric), updated batch by batch."""
         raise NotImplementedError
 
-    def update_metrics(self, metrics: dict[str, Any], predictions: list[Any], examples: list[Any]) -> None:
+    def update_metrics(
+        self, metrics: dict[str, Any], predictions: list[Any], examples: list[Any]
+    ) -> None:
         """Update ``metrics`` with one batch of predictions and their gold examples."""
         raise NotImplementedError
 

@@ -134,13 +134,17 @@ class TaskConformance:
         import torch
 
         head = task.build_head(backbone.model)
-        feats = [f for ex in self._parse(task, self.train_examples) for f in task.encode(ex, train=True)]
+        feats = [
+            f for ex in self._parse(task, self.train_examples) for f in task.encode(ex, train=True)
+        ]
         params = [p for p in [*backbone.model.parameters(), *head.parameters()] if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=self.lr)
         g = torch.Generator().manual_seed(0)
         losses = []
         for _ in range(self.train_steps):
-            idx = torch.randint(len(feats), (min(self.batch_size, len(feats)),), generator=g).tolist()
+            idx = torch.randint(
+                len(feats), (min(self.batch_size, len(feats)),), generator=g
+            ).tolist()
             batch = task.collate([feats[i] for i in idx])
             loss = task.loss(task.forward(backbone.model, head, batch), batch)
             assert torch.isfinite(loss), "loss is not finite"
@@ -158,13 +162,17 @@ class TaskConformance:
         head = task.build_head(backbone.model)
         examples = self._eval(task)
         with torch.inference_mode():
-            preds = task.predict(backbone.model.eval(), head.eval(), self._eval_batch(task, examples))
+            preds = task.predict(
+                backbone.model.eval(), head.eval(), self._eval_batch(task, examples)
+            )
         assert len(preds) == len(examples), "predict must return one prediction per example"
         json.dumps(preds)  # JSON-serialisable
         metrics = task.metrics()
         task.update_metrics(metrics, preds, examples)
         values = task.compute_metrics(metrics)
-        assert task.main_metric in values, f"main_metric {task.main_metric!r} not in {sorted(values)}"
+        assert task.main_metric in values, (
+            f"main_metric {task.main_metric!r} not in {sorted(values)}"
+        )
         assert all(isinstance(v, float) for v in values.values())
 
     def test_baselines_score(self, task: Any) -> None:

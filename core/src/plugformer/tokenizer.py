@@ -95,7 +95,9 @@ def _build_empty() -> _HFTokenizer:
     return tok
 
 
-def train_tokenizer(texts: Iterable[str] | Iterator[str], vocab_size: int = 8192, min_frequency: int = 2) -> Tokenizer:
+def train_tokenizer(
+    texts: Iterable[str] | Iterator[str], vocab_size: int = 8192, min_frequency: int = 2
+) -> Tokenizer:
     """Train a byte-level BPE on ``texts``; deterministic for the same texts in the same order."""
     tok = _build_empty()
     trainer = trainers.BpeTrainer(

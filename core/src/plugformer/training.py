@@ -14,7 +14,13 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from plugformer.config import TrainerConfig
 from plugformer.errors import PlugformerError
 
-__all__ = ["AtomicCheckpointIO", "build_trainer", "cosine_schedule", "param_groups", "seed_everything"]
+__all__ = [
+    "AtomicCheckpointIO",
+    "build_trainer",
+    "cosine_schedule",
+    "param_groups",
+    "seed_everything",
+]
 
 
 def seed_everything(seed: int) -> None:
@@ -23,10 +29,12 @@ def seed_everything(seed: int) -> None:
     L.seed_everything(seed, workers=True, verbose=False)
 
 
-def param_groups(module: torch.nn.Module, weight_decay: float, lr: float | None = None) -> list[dict[str, Any]]:
+def param_groups(
+    module: torch.nn.Module, weight_decay: float, lr: float | None = None
+) -> list[dict[str, Any]]:
     """AdamW groups: decay matrices of linear layers; never norms, biases or embeddings."""
     decay, no_decay, seen = [], [], set()
-    for mname, mod in module.named_modules():
+    for _, mod in module.named_modules():
         for pname, p in mod.named_parameters(recurse=False):
             if not p.requires_grad or id(p) in seen:
                 continue
@@ -35,14 +43,17 @@ def param_groups(module: torch.nn.Module, weight_decay: float, lr: float | None 
                 decay.append(p)
             else:
                 no_decay.append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
     if lr is not None:
         for g in groups:
             g["lr"] = lr
     return [g for g in groups if g["params"]]
 
 
-def cosine_schedule(warmup: int, total: int, min_ratio: float):  # noqa: ANN201
+def cosine_schedule(warmup: int, total: int, min_ratio: float):
     """LR multiplier: linear warm-up to 1, then cosine decay to ``min_ratio`` at ``total``."""
 
     def fn(step: int) -> float:
@@ -75,7 +86,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     atomic; ENOSPC/EACCES become one-line errors (:mod:`plugformer.fileio`).
     """
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None
+    ) -> None:
         from plugformer.fileio import atomic_open
 
         if storage_options is not None:

@@ -106,7 +106,9 @@ class TokenCache:
         return self.meta["val_bytes"] / max(1, self.meta["val_tokens"])
 
 
-def build_token_cache(docs: list[Document], tokenizer: Any, val_fraction: float, home: Path) -> TokenCache:
+def build_token_cache(
+    docs: list[Document], tokenizer: Any, val_fraction: float, home: Path
+) -> TokenCache:
     """Tokenise documents into train/val memmaps, or reuse the cache of an identical corpus."""
     h = hashlib.sha256()
     for d in docs:
@@ -129,7 +131,11 @@ def build_token_cache(docs: list[Document], tokenizer: Any, val_fraction: float,
         splits["val"].append(splits["train"].pop())
     if not splits["train"]:
         raise DataError("corpus too small: no training documents after the validation split")
-    meta: dict[str, Any] = {"dtype": np.dtype(dtype).name, "tokenizer_sha256": tokenizer.hash, "key": key}
+    meta: dict[str, Any] = {
+        "dtype": np.dtype(dtype).name,
+        "tokenizer_sha256": tokenizer.hash,
+        "key": key,
+    }
     with atomic_dir(cdir) as tmp:
         for split, items in splits.items():
             ids: list[np.ndarray] = []
@@ -141,7 +147,9 @@ def build_token_cache(docs: list[Document], tokenizer: Any, val_fraction: float,
             arr.tofile(tmp / f"{split}.bin")
             meta[f"{split}_tokens"] = int(arr.size)
             meta[f"{split}_docs"] = len(items)
-            meta[f"{split}_bytes"] = sum(len(d.text.encode()) + 1 for d in items)  # +1: the eos stands for "\n"
+            meta[f"{split}_bytes"] = sum(
+                len(d.text.encode()) + 1 for d in items
+            )  # +1: the eos stands for "\n"
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
     return TokenCache(cdir, meta)
 
@@ -149,13 +157,23 @@ def build_token_cache(docs: list[Document], tokenizer: Any, val_fraction: float,
 class BlockDataset(IterableDataset):
     """Endless stream of (T+1)-token blocks in a seeded order, resumable and shardable."""
 
-    def __init__(self, tokens: np.ndarray, block: int, seed: int, start: int = 0, rank: int = 0, world: int = 1):
+    def __init__(
+        self,
+        tokens: np.ndarray,
+        block: int,
+        seed: int,
+        start: int = 0,
+        rank: int = 0,
+        world: int = 1,
+    ):
         super().__init__()
         self.tokens, self.block, self.seed = tokens, block, seed
         self.start, self.rank, self.world = start, rank, world
         self.n_blocks = (len(tokens) - 1) // block
         if self.n_blocks < 1:
-            raise DataError(f"corpus has {len(tokens)} training tokens; need more than one block of {block + 1}")
+            raise DataError(
+                f"corpus has {len(tokens)} training tokens; need more than one block of {block + 1}"
+            )
 
     def _perm(self, epoch: int) -> np.ndarray:
         return np.random.default_rng([self.seed, epoch]).permutation(self.n_blocks)
@@ -183,13 +201,17 @@ class ValBlocks(Dataset):
         n = (len(tokens) - 1) // block
         self.n = min(n, limit) if limit else n
         if self.n < 1:
-            raise DataError(f"validation split has {len(tokens)} tokens; need more than {block + 1}")
+            raise DataError(
+                f"validation split has {len(tokens)} tokens; need more than {block + 1}"
+            )
 
     def __len__(self) -> int:
         return self.n
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        return torch.from_numpy(self.tokens[i * self.block : i * self.block + self.block + 1].astype(np.int64))
+        return torch.from_numpy(
+            self.tokens[i * self.block : i * self.block + self.block + 1].astype(np.int64)
+        )
 
 
 class Corpus:
@@ -198,7 +220,10 @@ class Corpus:
     @staticmethod
     def unigram_bits_per_byte(cache: TokenCache, vocab_size: int) -> float:
         """Held-out bits/byte of an add-one unigram model of the training tokens (a baseline)."""
-        counts = np.bincount(np.asarray(cache.tokens("train")), minlength=vocab_size).astype(np.float64) + 1.0
+        counts = (
+            np.bincount(np.asarray(cache.tokens("train")), minlength=vocab_size).astype(np.float64)
+            + 1.0
+        )
         logp = np.log(counts / counts.sum())
         val = np.asarray(cache.tokens("val"))
         nats = -logp[val].sum()

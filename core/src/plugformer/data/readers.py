@@ -23,7 +23,7 @@ MAX_LINE_BYTES = 8 * 1024 * 1024
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
     try:
-        f = open(path, "rb")  # noqa: SIM115 - closed below
+        f = open(path, "rb")
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -52,7 +52,9 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+            raise DataError(
+                f"{path}:{lineno}: invalid JSON ({exc.msg} at column {exc.colno})"
+            ) from None
         if not isinstance(obj, dict):
             raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
         yield lineno, obj
@@ -73,7 +75,9 @@ def _read_delimited(path: Path, delimiter: str) -> Iterator[tuple[int, dict[str,
             if not row or all(not c.strip() for c in row):
                 continue
             if len(row) != len(header):
-                raise DataError(f"{path}:{reader.line_num}: expected {len(header)} columns {header}, got {len(row)}")
+                raise DataError(
+                    f"{path}:{reader.line_num}: expected {len(header)} columns {header}, got {len(row)}"
+                )
             yield reader.line_num, dict(zip(header, row, strict=True))
     except csv.Error as exc:
         raise DataError(f"{path}:{reader.line_num}: {exc}") from None
@@ -85,7 +89,9 @@ def _read_text(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             yield lineno, {"id": str(lineno), "text": line.rstrip("\n")}
 
 
-def read_records(path: str | Path, columns: Mapping[str, str] | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+def read_records(
+    path: str | Path, columns: Mapping[str, str] | None = None
+) -> Iterator[tuple[str, dict[str, Any]]]:
     """Yield ``(where, record)`` for each row; ``where`` is ``"file:line"`` for error messages.
 
     ``columns`` maps example field → column name in the file, e.g. ``{"text": "sentence"}``.
@@ -110,7 +116,9 @@ def read_records(path: str | Path, columns: Mapping[str, str] | None = None) -> 
         if rename:
             missing = [col for col in rename if col not in rec]
             if missing:
-                raise DataError(f"{path}:{lineno}: missing column {missing[0]!r} (have {sorted(rec)})")
+                raise DataError(
+                    f"{path}:{lineno}: missing column {missing[0]!r} (have {sorted(rec)})"
+                )
             rec = {rename.get(k, k): v for k, v in rec.items()}
         yield f"{path}:{lineno}", rec
     if empty:
