@@ -23,7 +23,7 @@ from plugformer.config import PretrainConfig
 from plugformer.data.corpus import BlockDataset, TokenCache, ValBlocks
 from plugformer.model import GPT
 from plugformer.objectives import IGNORE, Objective
-from plugformer.training import check_finite, cosine_schedule, param_groups
+from plugformer.training import check_finite, check_finite_grads, cosine_schedule, param_groups
 
 __all__ = ["PretrainData", "PretrainModule", "pretrain"]
 
@@ -49,9 +49,14 @@ class PretrainModule(L.LightningModule):
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         loss = self._loss(batch)
-        check_finite(loss.detach(), self.global_step)
+        if self.trainer.world_size == 1:  # under DDP a nan loss shows in the all-reduced gradients
+            check_finite(loss.detach(), self.global_step)
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False)
         return loss
+
+    def on_before_optimizer_step(self, optimizer: Any) -> None:
+        if not str(self.trainer.precision).startswith("16"):  # fp16's GradScaler skips inf steps itself
+            check_finite_grads(self.model, self.global_step)
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
         x, y = self.objective.make_batch(batch, self.config.model.vocab_size, self.mask_id)
@@ -117,6 +122,17 @@ class PretrainData(L.LightningDataModule):
         )
         idx = list(range(rank, len(ds), world))  # shard validation blocks across processes
         return DataLoader(torch.utils.data.Subset(ds, idx), batch_size=t.batch_size)
+
+
+def prepare_tokenizer(config: PretrainConfig) -> Any:
+    """The run's tokenizer: config.tokenizer.path, the one saved in out_dir, or a new one."""
+    from plugformer.data.corpus import load_documents
+
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if config.tokenizer.path or (out / "tokenizer.json").is_file():
+        return _prepare_tokenizer(config, out, [])
+    return _prepare_tokenizer(config, out, load_documents(config.data.corpus))
 
 
 def _prepare_tokenizer(config: PretrainConfig, out: Path, docs: list[Any]) -> Any:

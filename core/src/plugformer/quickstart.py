@@ -1,0 +1,293 @@
+"""The default job: real data → tokenizer → pretraining → the default suite → a report.
+
+``plugformer quickstart`` (and ``make quickstart``) runs every stage on a laptop CPU:
+
+1. obtain the real datasets through their recipes;
+2. build the pretraining corpus from **training splits only** (news articles, English and
+   Spanish Bible verses, Shakespeare) — nothing any task evaluates on;
+3. train the tokenizer and pretrain the native backbone for a fixed wall-clock budget, then
+   measure held-out bits per byte on news text beside unigram and trigram Kneser–Ney models
+   of the same tokens;
+4. run ``benchmarks/suites/default.toml``: every task × {pretrained, same architecture
+   untrained} × seeds, plus each task's baselines;
+5. write ``report.md``, ``results.json`` and the plots, and print the table.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from plugformer.fileio import atomic_write_json, atomic_write_text
+
+__all__ = ["DATASETS", "build_corpus", "corpus_documents", "quickstart"]
+
+DATASETS = (
+    "news-2017-en",
+    "bible-web-en",
+    "shakespeare",
+    "movie-review-sentences",
+    "news-cloze-qa",
+    "bible-en-es",
+    "news-headlines",
+)
+"""Every dataset the default job uses (bible-web-en is fetched for `data list`; the
+pretraining corpus takes its English verses from the train split of bible-en-es)."""
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _log(msg: str) -> None:
+    import click
+
+    click.echo(f"[quickstart {time.strftime('%H:%M:%S')}] {msg}", err=True)
+
+
+def corpus_documents() -> Iterator[dict[str, str]]:
+    """The pretraining documents, from training splits only.
+
+    News articles of the ``news-2017-en`` train split (the QA and headline tasks split by the
+    same article hash, so their test articles are excluded); the train split of
+    ``bible-en-es`` grouped into chapters, once in English and once in Spanish (so the
+    tokenizer and the model know Spanish; the translation test verses are excluded);
+    Shakespeare's train split.
+    """
+    from plugformer.data.cache import load_split
+
+    for row in load_split("news-2017-en", "train"):
+        text = "\n".join(p for p in (row.get("title"), row.get("subtitle"), row.get("text")) if p)
+        if text.strip():
+            yield {"id": f"news:{row['id']}", "text": text}
+    chapters: dict[str, dict[str, list[str]]] = defaultdict(lambda: {"en": [], "es": []})
+    for row in load_split("bible-en-es", "train"):
+        chapter = row["id"].rsplit(".", 1)[0]
+        chapters[chapter]["en"].append(row["source"])
+        chapters[chapter]["es"].append(row["target"])
+    for chapter, langs in chapters.items():
+        for lang, verses in langs.items():
+            yield {"id": f"bible-{lang}:{chapter}", "text": " ".join(verses)}
+    for row in load_split("shakespeare", "train"):
+        yield {"id": f"shakespeare:{row['id']}", "text": row["text"]}
+
+
+def build_corpus(path: Path) -> dict[str, int]:
+    """Write the corpus as JSONL (atomically); returns document counts per source."""
+    counts: dict[str, int] = defaultdict(int)
+    lines = []
+    for doc in corpus_documents():
+        counts[doc["id"].split(":", 1)[0]] += 1
+        lines.append(json.dumps(doc, ensure_ascii=False))
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return dict(counts)
+
+
+def _pretrain_config(out: Path, corpus: Path, minutes: float, fast: bool) -> Any:
+    from plugformer.config import PretrainConfig, load_config
+
+    cfg = load_config(REPO / "tasks" / "pretrain" / ("quickstart-fast.toml" if fast else "quickstart.toml"), PretrainConfig)
+    cfg.data.corpus = [str(corpus)]
+    cfg.out_dir = str(out / "pretrain")
+    cfg.trainer.max_minutes = minutes
+    return cfg
+
+
+def calibrate_steps(cfg: Any, vocab_size: int, minutes: float, probe: int = 6) -> int:
+    """Optimiser steps that fit ``minutes``: time a few real training steps of this model.
+
+    A step-count schedule (warm-up + cosine) must know its length; measuring the step time
+    first lets the schedule end exactly when the budget does.
+    """
+    import lightning as L
+    import torch
+
+    from plugformer.model import GPT
+    from plugformer.training import param_groups
+
+    mcfg = cfg.model.model_copy(update={"vocab_size": vocab_size})
+    model = GPT(mcfg)
+    opt = torch.optim.AdamW(param_groups(model, 0.1), lr=1e-4)
+    prec = cfg.trainer.precision
+    x = torch.randint(0, vocab_size, (cfg.trainer.batch_size, mcfg.max_seq_len + 1))
+    fabric = L.Fabric(accelerator="cpu", devices=1, precision=prec)
+    times = []
+    for _ in range(probe):
+        t0 = time.perf_counter()
+        with fabric.autocast():
+            logits = model.lm_logits(model(x[:, :-1]))
+            loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), x[:, 1:].flatten())
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        times.append(time.perf_counter() - t0)
+    step = sorted(times[2:])[len(times[2:]) // 2]  # median after warm-up
+    # Validation passes and checkpoints take a few percent of the budget.
+    return max(20, int(minutes * 60 / step * 0.9 / cfg.trainer.accumulate_grad_batches))
+
+
+def heldout_news(tokenizer: Any, model: Any, train_corpus: Path, limit: int | None = None) -> dict[str, float]:
+    """Bits per byte on the news validation split: the model, trigram Kneser–Ney, unigram."""
+    import numpy as np
+
+    from plugformer.data.cache import load_split
+    from plugformer.ngram import KneserNey, model_bits_per_byte, token_stream
+
+    rows = load_split("news-2017-en", "validation")[:limit]
+    texts = ["\n".join(p for p in (r.get("title"), r.get("subtitle"), r.get("text")) if p) for r in rows]
+    val, val_bytes = token_stream(tokenizer, [t for t in texts if t.strip()])
+    train_texts = [json.loads(line)["text"] for line in train_corpus.read_text(encoding="utf-8").splitlines()]
+    train, _ = token_stream(tokenizer, train_texts)
+    kn = KneserNey(train, tokenizer.vocab_size)
+    counts = np.bincount(train, minlength=tokenizer.vocab_size).astype(np.float64) + 1.0
+    unigram = float(-np.log(counts / counts.sum())[val].sum() / np.log(2) / val_bytes)
+    return {
+        "model_bpb": model_bits_per_byte(model, val, val_bytes),
+        "kneser_ney_trigram_bpb": kn.bits_per_byte(val, val_bytes),
+        "unigram_bpb": unigram,
+        "heldout_tokens": len(val),
+        "heldout_bytes": val_bytes,
+        "train_tokens": len(train),
+    }
+
+
+def _stage(name: str, timings: dict[str, float]) -> Callable[[], None]:
+    _log(f"stage {len(timings) + 1}/5: {name}")
+    t0 = time.perf_counter()
+
+    def done() -> None:
+        timings[name] = round(time.perf_counter() - t0, 1)
+        _log(f"stage {name} done in {timings[name]:.0f}s")
+
+    return done
+
+
+def quickstart(minutes: float = 10.0, fast: bool = False, out: str | Path = "runs/quickstart",
+               seeds: int | None = None, update_readme: bool = False) -> dict[str, Any]:
+    """Run the default job; returns a summary (stage timings, held-out bpb, report paths)."""
+    from plugformer.bench import run_suite
+    from plugformer.checkpoint import load_backbone
+    from plugformer.data.cache import get_dataset
+    from plugformer.pretrain import pretrain
+
+    out = Path(out)
+    timings: dict[str, float] = {}
+    t_all = time.perf_counter()
+
+    done = _stage("data", timings)
+    sizes = {}
+    for name in DATASETS:
+        info = get_dataset(name)
+        sizes[name] = info.counts
+        _log(f"  {name}: {sum(info.counts.values()):,} examples ({info.counts})")
+    done()
+
+    done = _stage("corpus", timings)
+    corpus = out / "corpus" / "pretrain.jsonl"
+    doc_counts = build_corpus(corpus)
+    _log(f"  corpus: {doc_counts} documents → {corpus}")
+    done()
+
+    done = _stage(f"pretrain ({minutes:g} min budget)", timings)
+    cfg = _pretrain_config(out, corpus, minutes, fast)
+    from plugformer.pretrain import prepare_tokenizer
+
+    tokenizer = prepare_tokenizer(cfg)
+    cfg.trainer.max_steps = calibrate_steps(cfg, tokenizer.vocab_size, minutes)
+    _log(f"  tokenizer: {tokenizer.vocab_size} tokens; calibrated to {cfg.trainer.max_steps} steps")
+    summary = pretrain(cfg)
+    final = Path(summary["checkpoint"])
+    loaded = load_backbone(final)
+    heldout = heldout_news(loaded.tokenizer, loaded.model, corpus, limit=60 if fast else None)
+    _log(
+        f"  {summary['steps']} steps at {summary['tokens_per_second']:,.0f} tok/s; held-out news bits/byte: "
+        f"model {heldout['model_bpb']:.3f}, trigram Kneser–Ney {heldout['kneser_ney_trigram_bpb']:.3f}, "
+        f"unigram {heldout['unigram_bpb']:.3f}"
+    )
+    done()
+
+    done = _stage("suite", timings)
+    suite = REPO / "benchmarks" / "suites" / ("quickstart-fast.toml" if fast else "default.toml")
+    run_dir = run_suite(suite, out / "suite", seeds=seeds,
+                        backbones={"pretrained": str(final), "scratch": f"scratch:{final}"})
+    done()
+
+    done = _stage("report", timings)
+    result = {
+        "date": time.strftime("%Y-%m-%d"),
+        "hardware": {"machine": platform.machine(), "processor": platform.processor(),
+                     "cpus": __import__("os").cpu_count(), "python": platform.python_version()},
+        "fast": fast,
+        "minutes": minutes,
+        "pretrain": {k: v for k, v in summary.items() if k != "checkpoint"},
+        "heldout_news": heldout,
+        "corpus_documents": doc_counts,
+        "datasets": sizes,
+        "suite_dir": str(run_dir),
+        "stage_seconds": timings,
+    }
+    report = (run_dir / "report.md").read_text(encoding="utf-8")
+    text = _quickstart_markdown(result, report)
+    atomic_write_text(out / "report.md", text)
+    timings["report"] = 0.0
+    result["total_seconds"] = round(time.perf_counter() - t_all, 1)
+    atomic_write_json(out / "quickstart.json", result)
+    done()
+    print(text)
+    if update_readme:
+        update_readme_section(REPO / "README.md", result, report, run_dir)
+    return result
+
+
+def _quickstart_markdown(result: dict[str, Any], suite_report: str) -> str:
+    h = result["heldout_news"]
+    p = result["pretrain"]
+    beat = "below" if h["model_bpb"] < h["kneser_ney_trigram_bpb"] else "NOT below"
+    lines = [
+        f"# plugformer quickstart — {result['date']}",
+        "",
+        f"Hardware: {result['hardware']['cpus']} CPU cores ({result['hardware']['machine']}), "
+        f"Python {result['hardware']['python']}. Stage wall times (s): {result['stage_seconds']}.",
+        "",
+        "## Pretraining",
+        "",
+        f"{p['steps']} steps, {p['n_params']:,} parameters, {p['tokens_per_second']:,.0f} tokens/s.",
+        "",
+        "| held-out news (validation split) | bits per byte |",
+        "| --- | --- |",
+        f"| plugformer backbone | {h['model_bpb']:.3f} |",
+        f"| trigram Kneser–Ney, same tokens | {h['kneser_ney_trigram_bpb']:.3f} |",
+        f"| unigram, same tokens | {h['unigram_bpb']:.3f} |",
+        "",
+        f"The backbone is {beat} the trigram Kneser–Ney baseline.",
+        "",
+        "## Tasks",
+        "",
+        suite_report.split("\n", 1)[1] if suite_report.startswith("#") else suite_report,
+    ]
+    return "\n".join(lines)
+
+
+BEGIN, END = "<!-- quickstart:begin -->", "<!-- quickstart:end -->"
+
+
+def update_readme_section(readme: Path, result: dict[str, Any], suite_report: str, run_dir: Path) -> None:
+    """Replace the README's generated quickstart section (between the markers) with this run's."""
+    import shutil
+
+    docs = REPO / "docs" / "quickstart"
+    docs.mkdir(parents=True, exist_ok=True)
+    for png in run_dir.glob("*.png"):
+        shutil.copy(png, docs / png.name)
+    body = _quickstart_markdown(result, suite_report).split("\n", 1)[1]
+    plots = "\n".join(f"![{p.stem}](docs/quickstart/{p.name})" for p in sorted(docs.glob("*.png")))
+    section = f"{BEGIN}\n_Generated by `plugformer quickstart --update-readme` on {result['date']}._\n{body}\n\n{plots}\n{END}"
+    text = readme.read_text(encoding="utf-8")
+    if BEGIN in text and END in text:
+        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) :]
+    else:
+        text += "\n" + section + "\n"
+    atomic_write_text(readme, text)

@@ -1,0 +1,22 @@
+"""``plugformer quickstart``: the command (torch is imported only when it runs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.option("--minutes", default=10.0, show_default=True, help="Pretraining wall-clock budget.")
+@click.option("--fast", is_flag=True, help="A ~3-minute smoke run: tiny model, small data, one seed.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/quickstart"), show_default=True)
+@click.option("--seeds", type=int, default=None, help="Override the suite's number of seeds.")
+@click.option("--update-readme", is_flag=True, help="Rewrite README.md's generated quickstart section.")
+def quickstart(minutes: float, fast: bool, out: Path, seeds: int | None, update_readme: bool) -> None:
+    """The default job: real data → tokenizer → pretraining → default suite → report."""
+    from plugformer.quickstart import quickstart as run
+
+    if fast and minutes == 10.0:
+        minutes = 1.0
+    run(minutes=minutes, fast=fast, out=out, seeds=seeds, update_readme=update_readme)
