@@ -51,11 +51,19 @@ This was invitation enough.
 
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
-    """Each test gets its own cache home and a plugin manager rebuilt from scratch."""
+def _isolated(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """Each test gets its own cache home and a plugin manager rebuilt from scratch.
+
+    Tests marked ``network`` share the user's real cache ($PLUGFORMER_HOME or
+    ~/.cache/plugformer), so each real dataset is downloaded once per machine.
+    """
     from plugformer import plugins
 
-    if "PLUGFORMER_TEST_REAL_HOME" not in os.environ:
+    if request.node.get_closest_marker("network") is None:
         monkeypatch.setenv("PLUGFORMER_HOME", str(tmp_path_factory.mktemp("home")))
     plugins.reset()
     plugins.set_strict(False)

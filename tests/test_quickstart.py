@@ -1,0 +1,65 @@
+"""The default job: no evaluation data leaks into pretraining; --fast runs end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from plugformer import quickstart as qs
+
+
+def test_corpus_uses_training_splits_only(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    calls = []
+
+    def fake_load_split(name: str, split: str) -> list[dict]:
+        calls.append((name, split))
+        if name == "news-2017-en":
+            return [{"id": "a1", "title": "T", "subtitle": "", "text": "news body"}]
+        if name == "bible-en-es":
+            return [{"id": "Gen.1.1", "source": "In the beginning", "target": "En el principio"}]
+        return [{"id": "hamlet", "text": "To be, or not to be"}]
+
+    monkeypatch.setattr("plugformer.data.cache.load_split", fake_load_split)
+    counts = qs.build_corpus(tmp_path / "c.jsonl")
+    assert {split for _, split in calls} == {"train"}
+    assert counts == {"news": 1, "bible-en": 1, "bible-es": 1, "shakespeare": 1}
+    docs = [json.loads(line) for line in (tmp_path / "c.jsonl").read_text().splitlines()]
+    assert {"En el principio", "In the beginning"} <= {d["text"] for d in docs}
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_no_evaluated_article_or_verse_is_in_the_pretraining_corpus() -> None:
+    from plugformer.data.cache import load_split
+
+    docs = list(qs.corpus_documents())
+    news_ids = {d["id"].split(":", 1)[1] for d in docs if d["id"].startswith("news:")}
+    texts = {d["text"] for d in docs}
+    for recipe in ("news-cloze-qa", "news-headlines"):
+        for split in ("validation", "test"):
+            held_out = {str(r["article_id"]) for r in load_split(recipe, split)}
+            assert held_out and not held_out & news_ids, (recipe, split)
+    chapters = {d["id"].split(":", 1)[1] for d in docs if d["id"].startswith("bible-")}
+    corpus_text = "\n".join(t for t in texts if len(t) > 0)
+    for split in ("validation", "test"):
+        rows = load_split("bible-en-es", split)
+        assert rows
+        # A held-out verse may share its chapter with training verses, but never its text.
+        leaked = [
+            r["id"] for r in rows[:500] if len(r["target"]) > 40 and r["target"] in corpus_text
+        ]
+        assert not leaked, leaked[:5]
+    assert chapters
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_fast_quickstart_runs_end_to_end(tmp_path: Path) -> None:
+    result = qs.quickstart(minutes=0.5, fast=True, out=tmp_path / "qs")
+    report = (tmp_path / "qs" / "report.md").read_text()
+    for task in ("sentiment", "qa", "translation", "generation"):
+        assert task in report
+    assert result["heldout_news"]["model_bpb"] > 0
+    assert list(Path(result["suite_dir"]).glob("*.png"))
