@@ -1,0 +1,9 @@
+"""plugformer-qa: extractive question answering (SQuAD v1.1 style) as a plugformer task plugin.
+
+``plugin`` holds the hook implementations (found through the ``plugformer`` entry point and
+kept free of torch imports), ``squad`` reads SQuAD v1.1 JSON files, ``task`` the
+:class:`QATask`, ``baselines`` the lexical-overlap reference system, ``datasets`` the real
+dataset recipes.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,354 @@
+"""The ``qa`` task: extractive question answering in the SQuAD v1.1 format.
+
+Data flow (``W`` = window, the backbone's context length or ``options.max_length``)::
+
+    {"question", "context", "answers": [{"text", "answer_start"}]}
+        ──encode──▶ one feature per context window:
+                    input_ids = question tokens + <sep> + a slice of the context tokens
+                    offsets   = (char start, char end) in the context of each of those tokens
+        ──collate─▶ input_ids, attention_mask, context_mask (B, T); start/end_positions (B,)
+        ──backbone─▶ hidden (B, T, C) ──linear──▶ start_logits, end_logits (B, T)
+        ──decode──▶ best span over all windows of an example ──▶ context[char_start:char_end]
+
+The question comes first so that a causal backbone's context tokens have read it. Contexts
+longer than a window are split into overlapping windows ``doc_stride`` tokens apart. A
+window that holds the whole (first) gold answer is labelled with its token span; a window
+that does not is labelled with its ``<sep>`` token, as in BERT's SQuAD code, so training
+also teaches the model which window holds the answer. Decoding never returns the ``<sep>``:
+SQuAD v1.1 questions always have an answer.
+
+Answers map back through the tokenizer's character offsets (leading and trailing
+whitespace of the span is dropped), so a prediction is always an exact substring of the
+context. A span that starts or ends inside a word (a sub-word token) is widened to the whole
+word (``snap_to_words``), since SQuAD scoring compares whole words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import nn
+from torchmetrics.text import SQuAD
+
+from plugformer import DataError, PlugformerError, Task
+from plugformer.tasks import Baseline, TaskOptions
+from plugformer_qa import __version__
+from plugformer_qa.baselines import lexical_overlap
+
+__all__ = ["Answer", "QAExample", "QAOptions", "QATask", "SpanHead", "best_spans"]
+
+DEFAULT_MAX_LEN = 128
+"""Window used before the task has seen a backbone (``check_backbone`` sets the real one)."""
+
+
+class Answer(BaseModel):
+    """One gold answer: a span of the context."""
+
+    model_config = ConfigDict(extra="ignore", use_attribute_docstrings=True)
+
+    text: str = Field(min_length=1)
+    """The answer exactly as it appears in the context."""
+    answer_start: int = Field(ge=0)
+    """Character offset of the answer in the context."""
+
+
+class QAExample(BaseModel):
+    """A question about a context. Unknown fields (``title``, ``article_id``) are ignored."""
+
+    model_config = ConfigDict(
+        extra="ignore", coerce_numbers_to_str=True, use_attribute_docstrings=True
+    )
+
+    id: str | None = None
+    """Question identifier (optional)."""
+    context: str
+    """The passage the answer is extracted from."""
+    question: str = Field(min_length=1)
+    """The question."""
+    answers: list[Answer] = []
+    """Gold answers (SQuAD dev sets have several); training uses the first. Empty for
+    prediction-only inputs."""
+
+    @model_validator(mode="after")
+    def _answers_are_in_the_context(self) -> QAExample:
+        for k, a in enumerate(self.answers):
+            if self.context[a.answer_start : a.answer_start + len(a.text)] != a.text:
+                raise ValueError(
+                    f"answers[{k}]: {a.text!r} is not at character {a.answer_start} of the context"
+                )
+        return self
+
+
+class QAOptions(TaskOptions):
+    """Options of the ``qa`` task (``[options]`` of a task spec)."""
+
+    doc_stride: int | None = Field(None, ge=1)
+    """Tokens between the starts of consecutive context windows (BERT's ``doc_stride``).
+    Default: half the context tokens a window holds; capped at that number, so windows
+    overlap or abut but never leave gaps."""
+    max_question_tokens: int = Field(64, ge=1)
+    """Questions are cut to this many tokens (and to half the window)."""
+    max_answer_tokens: int = Field(30, ge=1)
+    """Longest span decoding considers, in tokens."""
+    snap_to_words: bool = True
+    """Widen a predicted span that starts or ends inside a word (a sub-word token) to the
+    whole word, since SQuAD scoring compares whole words."""
+
+
+class SpanHead(nn.Module):
+    """Start and end logits per token: hidden (B, T, C) → two (B, T) tensors.
+
+    Positions a label cannot take (question, padding) are masked to the lowest float; the
+    ``<sep>`` stays open because it labels windows without the answer.
+    """
+
+    def __init__(self, d_model: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(d_model, 2)
+
+    def forward(self, hidden: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        start, end = self.proj(hidden).float().unbind(dim=-1)  # (B, T), (B, T)
+        allowed = batch["context_mask"].clone()  # (B, T)
+        rows = torch.arange(allowed.size(0), device=allowed.device)
+        allowed[rows, batch["context_offset"] - 1] = True
+        lowest = torch.finfo(start.dtype).min
+        return {
+            "start_logits": start.masked_fill(~allowed, lowest),
+            "end_logits": end.masked_fill(~allowed, lowest),
+        }
+
+
+def best_spans(
+    start_logits: torch.Tensor,
+    end_logits: torch.Tensor,
+    context_mask: torch.Tensor,
+    max_tokens: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per row, the context span ``i <= j < i + max_tokens`` maximising ``start[i] + end[j]``.
+
+    Returns ``(score, i, j)``, each (B,); ``score`` is ``-inf`` for a row without context
+    tokens. Ties go to the shortest span, then the earliest.
+    """
+    B, T = start_logits.shape
+    L = min(max_tokens, T)
+    band = start_logits.new_full((B, L, T), float("-inf"))  # band[b, d, i]: span i .. i + d
+    for d in range(L):
+        scores = start_logits[:, : T - d] + end_logits[:, d:]  # (B, T - d)
+        ok = context_mask[:, : T - d] & context_mask[:, d:]  # (B, T - d)
+        band[:, d, : T - d] = scores.masked_fill(~ok, float("-inf"))
+    score, flat = band.view(B, L * T).max(dim=1)  # (B,), (B,)
+    start = flat % T
+    return score, start, start + flat // T
+
+
+class _SQuADScore(SQuAD):
+    """torchmetrics' SQuAD metric reporting one of its two scores (``"f1"`` or ``"exact_match"``),
+    so that each score is a metric of its own under its own name."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__()
+        self.key = key
+
+    def compute(self) -> torch.Tensor:
+        return super().compute()[self.key]
+
+
+def _window_starts(n_tokens: int, span: int, stride: int) -> list[int]:
+    """Starts of windows of ``span`` tokens, ``stride`` apart, covering ``n_tokens`` (at least one)."""
+    starts = [0]
+    while starts[-1] + span < n_tokens:
+        starts.append(starts[-1] + stride)
+    return starts
+
+
+def _token_span(
+    offsets: Sequence[tuple[int, int]], char_start: int, char_end: int
+) -> tuple[int, int] | None:
+    """First and last token overlapping characters ``[char_start, char_end)``, if any."""
+    hits = [t for t, (s, e) in enumerate(offsets) if s < char_end and e > char_start]
+    return (hits[0], hits[-1]) if hits else None
+
+
+class QATask(Task):
+    """Extractive QA: the answer is a span of the context."""
+
+    name = "qa"
+    Example = QAExample
+    Options = QAOptions
+    main_metric = "f1"
+    version = __version__
+
+    options: QAOptions
+
+    def __init__(
+        self, options: QAOptions | dict[str, Any] | None = None, tokenizer: Any = None
+    ) -> None:
+        super().__init__(options, tokenizer)
+        self.max_len = self.options.max_length or DEFAULT_MAX_LEN
+
+    def example_from_input(self, value: str | dict[str, Any]) -> QAExample:
+        if isinstance(value, str):
+            raise DataError(
+                'task \'qa\' needs a JSON object per input: {"question": ..., "context": ...}'
+            )
+        return self.parse_example(value, "<input>")
+
+    # ------------------------------------------------------------------ tensors
+    def encode(self, example: QAExample, *, train: bool) -> list[dict[str, Any]]:
+        tok = self.tokenizer
+        keep = min(self.options.max_question_tokens, self.max_len // 2)
+        prefix = [*tok.encode(example.question)[:keep], tok.sep_id]
+        span = self.max_len - len(prefix)  # context tokens per window
+        if span < 1:
+            raise PlugformerError(f"task 'qa': {self.max_len} tokens leave no room for the context")
+        stride = min(self.options.doc_stride or max(1, span // 2), span)
+        ids, offsets = tok.encode_with_offsets(example.context)
+        answer = None
+        if example.answers:
+            first = example.answers[0]
+            answer = _token_span(offsets, first.answer_start, first.answer_start + len(first.text))
+        if train and answer is None:
+            raise DataError(f"example {example.id or '(no id)'}: training needs an answer")
+        features = []
+        for start in _window_starts(len(ids), span, stride):
+            end = min(start + span, len(ids))
+            # context_offset: position of the first context token; offsets: the character
+            # span in the context of each context token of the window.
+            feature: dict[str, Any] = {
+                "input_ids": prefix + ids[start:end],
+                "context_offset": len(prefix),
+                "offsets": offsets[start:end],
+            }
+            if answer is not None and start <= answer[0] and answer[1] < end:
+                feature["start_position"] = len(prefix) + answer[0] - start
+                feature["end_position"] = len(prefix) + answer[1] - start
+            elif answer is not None:  # the answer is not (wholly) in this window: point at <sep>
+                feature["start_position"] = feature["end_position"] = len(prefix) - 1
+            features.append(feature)
+        return features
+
+    def collate(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        B, T = len(features), max(len(f["input_ids"]) for f in features)
+        input_ids = torch.full((B, T), self.tokenizer.pad_id, dtype=torch.long)  # (B, T)
+        attention_mask = torch.zeros((B, T), dtype=torch.long)  # (B, T)
+        context_mask = torch.zeros((B, T), dtype=torch.bool)  # (B, T): tokens an answer may use
+        for i, f in enumerate(features):
+            n, c = len(f["input_ids"]), f["context_offset"]
+            input_ids[i, :n] = torch.tensor(f["input_ids"])
+            attention_mask[i, :n] = 1
+            context_mask[i, c : c + len(f["offsets"])] = True
+        batch: dict[str, Any] = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "context_mask": context_mask,
+            "context_offset": self._longs(features, "context_offset"),
+            "offsets": [f["offsets"] for f in features],
+        }
+        if all("start_position" in f for f in features):
+            batch["start_positions"] = self._longs(features, "start_position")
+            batch["end_positions"] = self._longs(features, "end_position")
+        return batch
+
+    @staticmethod
+    def _longs(features: list[dict[str, Any]], key: str) -> torch.Tensor:
+        return torch.tensor([f[key] for f in features], dtype=torch.long)  # (B,)
+
+    # ------------------------------------------------------------------ model
+    def check_backbone(self, backbone: Any) -> None:
+        super().check_backbone(backbone)
+        self.max_len = self.max_length(backbone)
+
+    def build_head(self, backbone: Any) -> SpanHead:
+        self.check_backbone(backbone)
+        return SpanHead(backbone.d_model)
+
+    def loss(self, outputs: dict[str, torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
+        start = F.cross_entropy(outputs["start_logits"], batch["start_positions"])
+        end = F.cross_entropy(outputs["end_logits"], batch["end_positions"])
+        return (start + end) / 2
+
+    @torch.no_grad()
+    def predict(
+        self, backbone: Any, head: nn.Module, batch: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        outputs = self.forward(backbone, head, batch)
+        return self.decode(outputs["start_logits"], outputs["end_logits"], batch)
+
+    def decode(
+        self, start_logits: torch.Tensor, end_logits: torch.Tensor, batch: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """One prediction per example of an evaluation batch: the best span over its windows.
+
+        A prediction is ``{"answer": text, "answer_start": char offset, "score": start + end
+        logit}``; an example without any context token gets ``{"answer": "", ...: None}``.
+        """
+        scores, starts, ends = best_spans(
+            start_logits, end_logits, batch["context_mask"], self.options.max_answer_tokens
+        )
+        examples = batch["examples"]
+        best: list[tuple[float, int, int, int] | None] = [None] * len(examples)
+        spans = zip(scores.tolist(), starts.tolist(), ends.tolist(), strict=True)
+        for f, ((score, i, j), e) in enumerate(
+            zip(spans, batch["example_index"].tolist(), strict=True)
+        ):
+            if score > float("-inf") and (best[e] is None or score > best[e][0]):
+                best[e] = (score, f, i, j)
+        predictions = []
+        for example, found in zip(examples, best, strict=True):
+            if found is None:
+                predictions.append({"answer": "", "answer_start": None, "score": None})
+                continue
+            score, f, i, j = found
+            offset, offsets = int(batch["context_offset"][f]), batch["offsets"][f]
+            char_start, char_end = offsets[i - offset][0], offsets[j - offset][1]
+            char_start, char_end = self._tidy(example.context, char_start, char_end)
+            answer = example.context[char_start:char_end]
+            predictions.append({"answer": answer, "answer_start": char_start, "score": score})
+        return predictions
+
+    def _tidy(self, context: str, start: int, end: int) -> tuple[int, int]:
+        """Drop surrounding whitespace of ``context[start:end]``; widen to whole words if asked."""
+        while start < end and context[start].isspace():
+            start += 1
+        while end > start and context[end - 1].isspace():
+            end -= 1
+        if self.options.snap_to_words and start < end:
+            while start > 0 and context[start - 1].isalnum() and context[start].isalnum():
+                start -= 1
+            while end < len(context) and context[end - 1].isalnum() and context[end].isalnum():
+                end += 1
+        return start, end
+
+    # ------------------------------------------------------------------ metrics
+    def metrics(self) -> dict[str, Any]:
+        return {"exact_match": _SQuADScore("exact_match"), "f1": _SQuADScore("f1")}
+
+    def update_metrics(
+        self, metrics: dict[str, Any], predictions: list[Any], examples: list[Any]
+    ) -> None:
+        preds, targets = [], []
+        for k, (pred, ex) in enumerate(zip(predictions, examples, strict=True)):
+            if not ex.answers:
+                raise DataError(f"example {ex.id or '(no id)'}: no gold answers to score against")
+            preds.append({"prediction_text": pred["answer"], "id": str(k)})  # ids only pair them up
+            gold = {
+                "text": [a.text for a in ex.answers],
+                "answer_start": [a.answer_start for a in ex.answers],
+            }
+            targets.append({"answers": gold, "id": str(k)})
+        for metric in metrics.values():
+            metric.update(preds, targets)
+
+    def metric_info(self) -> dict[str, Any]:
+        return {
+            "definition": "SQuAD v1.1 exact match and token F1 (torchmetrics.text.SQuAD), max over gold answers",
+            "normalisation": "lower case, remove punctuation, remove a/an/the, collapse whitespace",
+            "scale": "0-100",
+        }
+
+    def baselines(self) -> dict[str, Baseline]:
+        return {"lexical-overlap": lexical_overlap}

@@ -1,0 +1,584 @@
+"""Tests of the QA task: the conformance kit, then windows, offsets, decoding, metrics, files.
+
+Everything runs on a micro GPT (one layer, width 16, 32 positions) and a BPE of ~400 tokens
+trained on the synthetic passages below, so the whole file takes seconds on a CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+import string
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from plugformer import DataError
+from plugformer.config import ModelConfig
+from plugformer.model import GPT
+from plugformer.testing import TaskConformance
+from plugformer.tokenizer import train_tokenizer
+from plugformer_qa.baselines import sliding_window_answer
+from plugformer_qa.task import QAExample, QATask, best_spans
+
+FILLER = "we walked past old houses near a river and saw many birds during an autumn morning with friends".split()
+ANSWERS = ["red", "blue", "green", "amber", "violet", "silver", "golden", "purple"]
+
+
+def make_examples(n: int, seed: int) -> list[dict[str, Any]]:
+    """Passages where the answer always follows the cue "the code is" (learnable by a micro model)."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        before = " ".join(rng.choices(FILLER, k=rng.randint(2, 7)))
+        after = " ".join(rng.choices(FILLER, k=rng.randint(2, 7)))
+        answer = rng.choice(ANSWERS)
+        context = f"{before} the code is {answer} and {after}."
+        start = len(before) + len(" the code is ")
+        rows.append(
+            {
+                "id": f"{seed}-{i}",
+                "question": "what is the code?",
+                "context": context,
+                "answers": [{"text": answer, "answer_start": start}],
+            }
+        )
+    return rows
+
+
+TRAIN = make_examples(48, seed=1)
+TEST = make_examples(24, seed=2)
+
+
+class TestQAConformance(TaskConformance):
+    task_class = QATask
+    train_examples = TRAIN[:24]
+    eval_examples = TEST[:6]
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> Any:
+    texts = [r["context"] for r in TRAIN + TEST] + [r["question"] for r in TRAIN]
+    return train_tokenizer(texts * 3, vocab_size=400, min_frequency=1)
+
+
+def micro_gpt(tokenizer: Any) -> GPT:
+    torch.manual_seed(0)
+    return GPT(ModelConfig(preset="micro", vocab_size=tokenizer.vocab_size))
+
+
+def parse(task: QATask, rows: list[dict[str, Any]]) -> list[QAExample]:
+    return [task.parse_example(r, f"row {i}") for i, r in enumerate(rows)]
+
+
+def eval_batch(task: QATask, examples: list[QAExample]) -> dict[str, Any]:
+    """What the core's evaluation loader gives: all features of each example, plus the examples."""
+    feats, index = [], []
+    for k, ex in enumerate(examples):
+        for f in task.encode(ex, train=False):
+            feats.append(f)
+            index.append(k)
+    return {**task.collate(feats), "examples": examples, "example_index": torch.tensor(index)}
+
+
+def logits_for(
+    batch: dict[str, Any], spans: dict[int, tuple[int, int, float]]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hand-made start/end logits: row -> (start position, end position, height); zero elsewhere."""
+    start = torch.zeros(batch["input_ids"].shape)
+    end = torch.zeros(batch["input_ids"].shape)
+    for row, (i, j, height) in spans.items():
+        start[row, i], end[row, j] = height, height
+    return start, end
+
+
+# --------------------------------------------------------------------------- examples
+
+
+def test_an_answer_must_be_where_answer_start_says() -> None:
+    row = {
+        "question": "q?",
+        "context": "the code is red",
+        "answers": [{"text": "red", "answer_start": 11}],
+    }
+    with pytest.raises(DataError, match=r"row 3: .*'red' is not at character 11"):
+        QATask().parse_example(row, "row 3")
+    row["answers"][0]["answer_start"] = 12
+    assert QATask().parse_example(row).answers[0].text == "red"
+
+
+def test_prediction_inputs_need_no_answers_and_no_id() -> None:
+    example = QATask().example_from_input(
+        {"question": "what is the code?", "context": "the code is red"}
+    )
+    assert example.answers == [] and example.id is None
+    with pytest.raises(DataError, match="JSON object"):
+        QATask().example_from_input("what is the code?")
+
+
+# --------------------------------------------------------------------------- windows and labels
+
+LONG = " ".join(FILLER * 2) + " and then the code is silver and nothing else"
+
+
+def long_example(task: QATask) -> QAExample:
+    start = LONG.index("silver")
+    return task.parse_example(
+        {
+            "id": "long",
+            "question": "what is the code?",
+            "context": LONG,
+            "answers": [{"text": "silver", "answer_start": start}],
+        }
+    )
+
+
+@pytest.mark.parametrize("doc_stride", [None, 3, 100])
+def test_windows_cover_the_context_and_offsets_are_exact(
+    tokenizer: Any, doc_stride: int | None
+) -> None:
+    task = QATask({"max_length": 16, "doc_stride": doc_stride}, tokenizer)
+    example = long_example(task)
+    ids, offsets = tokenizer.encode_with_offsets(example.context)
+    feats = task.encode(example, train=False)
+    assert len(feats) > 1 and all(len(f["input_ids"]) <= 16 for f in feats)
+    covered: list[tuple[int, int]] = []
+    for f in feats:
+        c = f["context_offset"]
+        assert f["input_ids"][c - 1] == tokenizer.sep_id
+        assert f["input_ids"][: c - 1] == tokenizer.encode(example.question)
+        window_ids = f["input_ids"][c:]
+        pos = offsets.index(f["offsets"][0])  # where the window starts in the context's tokens
+        assert (
+            window_ids == ids[pos : pos + len(window_ids)]
+            and f["offsets"] == offsets[pos : pos + len(window_ids)]
+        )
+        covered.extend(f["offsets"])
+    assert sorted(set(covered)) == offsets  # no token left out
+    assert "".join(example.context[s:e] for s, e in sorted(set(covered))) == example.context
+
+
+def test_training_labels_the_window_holding_the_answer_and_sep_elsewhere(tokenizer: Any) -> None:
+    task = QATask({"max_length": 16, "doc_stride": 4}, tokenizer)
+    example = long_example(task)
+    feats = task.encode(example, train=True)
+    with_answer = [f for f in feats if f["start_position"] >= f["context_offset"]]
+    assert with_answer, "some window must hold the answer"
+    for f in feats:
+        c, s, e = f["context_offset"], f["start_position"], f["end_position"]
+        if f in with_answer:
+            span = example.context[f["offsets"][s - c][0] : f["offsets"][e - c][1]]
+            assert span.strip() == "silver"
+        else:
+            assert s == e == c - 1  # the <sep>
+
+
+def test_an_answer_across_a_window_boundary_is_decoded_from_the_window_holding_it(
+    tokenizer: Any,
+) -> None:
+    context = "we walked past old houses near the river and then the code is golden amber violet"
+    start = context.index("golden")
+    row = {
+        "question": "what is the code?",
+        "context": context,
+        "answers": [{"text": "golden amber violet", "answer_start": start}],
+    }
+    _, offsets = tokenizer.encode_with_offsets(context)
+    first = min(t for t, (s, e) in enumerate(offsets) if e > start)  # the answer's first token
+    prefix = len(tokenizer.encode(row["question"])) + 1
+    # Windows of first + 1 context tokens that do not overlap: the first boundary cuts the answer.
+    task = QATask({"max_length": prefix + first + 1, "doc_stride": first + 1}, tokenizer)
+    example = task.parse_example(row)
+    feats = task.encode(example, train=True)
+    assert len(feats[0]["offsets"]) == first + 1 and feats[0]["offsets"][-1][1] < start + len(
+        "golden amber violet"
+    )
+    assert (
+        feats[0]["start_position"] == feats[0]["end_position"] == feats[0]["context_offset"] - 1
+    )  # <sep>
+
+    # With overlapping windows the answer lies whole in a later window; decoding finds it there.
+    task = QATask({"max_length": prefix + first + 1, "doc_stride": 2}, tokenizer)
+    feats = task.encode(example, train=True)
+    holding = next(r for r, f in enumerate(feats) if f["start_position"] >= f["context_offset"])
+    assert holding > 0
+    batch = eval_batch(task, [example])
+    start_logits, end_logits = logits_for(
+        batch, {holding: (feats[holding]["start_position"], feats[holding]["end_position"], 5.0)}
+    )
+    (pred,) = task.decode(start_logits, end_logits, batch)
+    assert pred["answer"] == "golden amber violet" and pred["answer_start"] == start
+
+
+def test_decoding_takes_the_best_window_of_each_example(tokenizer: Any) -> None:
+    task = QATask({"max_length": 16, "doc_stride": 4}, tokenizer)
+    example = long_example(task)
+    other = task.parse_example({"question": "what is the code?", "context": "the code is red"})
+    batch = eval_batch(task, [example, other])
+    rows = batch["example_index"].tolist()
+    last_of_first = rows.count(0) - 1
+    c0, c1 = int(batch["context_offset"][0]), int(batch["context_offset"][last_of_first])
+    start, end = logits_for(batch, {0: (c0, c0 + 1, 2.0), last_of_first: (c1, c1, 3.0)})
+    preds = task.decode(start, end, batch)
+    offsets = batch["offsets"][last_of_first]
+    expected = example.context[offsets[0][0] : offsets[0][1]].strip()
+    assert len(preds) == 2 and preds[0]["answer"] == expected
+    assert preds[0]["score"] == pytest.approx(6.0)
+    assert LONG[preds[0]["answer_start"] :].startswith(expected)
+
+
+def test_spans_respect_order_and_length() -> None:
+    start = torch.tensor([[0.0, 0.0, 0.0, 5.0, 0.0, 0.0]])
+    end = torch.tensor([[0.0, 4.0, 0.0, 0.0, 0.0, 1.0]])
+    mask = torch.tensor([[False, True, True, True, True, True]])
+    score, i, j = best_spans(start, end, mask, max_tokens=2)
+    assert (i.item(), j.item(), score.item()) == (
+        3,
+        3,
+        5.0,
+    )  # end 1 comes before start 3; span 3..5 is 3 tokens
+    score, i, j = best_spans(start, end, mask, max_tokens=3)
+    assert (i.item(), j.item(), score.item()) == (3, 5, 6.0)
+    score, _, _ = best_spans(start, end, torch.zeros_like(mask), max_tokens=5)
+    assert score.item() == float("-inf")
+
+
+def test_an_empty_context_gives_an_empty_prediction(tokenizer: Any) -> None:
+    task = QATask({}, tokenizer)
+    backbone = micro_gpt(tokenizer)
+    head = task.build_head(backbone)
+    examples = [
+        task.example_from_input({"question": "what is the code?", "context": ""}),
+        task.example_from_input({"question": "what is the code?", "context": "   "}),
+    ]
+    preds = task.predict(backbone.eval(), head.eval(), eval_batch(task, examples))
+    assert preds[0] == {"answer": "", "answer_start": None, "score": None}
+    assert preds[1]["answer"] == ""  # a whitespace-only span strips to nothing
+
+
+@pytest.mark.parametrize(
+    ("snap", "expected"), [(True, "ornithologist Melissa"), (False, "ogist Meli")]
+)
+def test_a_span_inside_words_is_widened_to_whole_words(
+    tokenizer: Any, snap: bool, expected: str
+) -> None:
+    task = QATask({"snap_to_words": snap}, tokenizer)
+    context = "the ornithologist Melissa  spoke"
+    char_start, char_end = context.index("ogist"), context.index("ssa")
+    assert context[slice(*task._tidy(context, char_start, char_end))] == expected
+    start, end = task._tidy(context, context.index("  "), context.index("  ") + 2)
+    assert start == end  # a blank span tidies to nothing
+
+
+def test_unicode_offsets_map_back_exactly(tokenizer: Any) -> None:
+    task = QATask({}, tokenizer)
+    context = "Der Code ist grün, sagt Zoë — 東京 ist weit."
+    example = task.parse_example(
+        {
+            "question": "wo?",
+            "context": context,
+            "answers": [{"text": "東京", "answer_start": context.index("東京")}],
+        }
+    )
+    (f,) = task.encode(example, train=True)
+    batch = eval_batch(task, [example])
+    start, end = logits_for(batch, {0: (f["start_position"], f["end_position"], 1.0)})
+    (pred,) = task.decode(start, end, batch)
+    assert pred["answer"] == "東京" and context[pred["answer_start"] :].startswith("東京")
+
+
+# --------------------------------------------------------------------------- training
+
+
+def test_fine_tuning_beats_the_lexical_baseline(tokenizer: Any) -> None:
+    task = QATask({}, tokenizer)
+    backbone = micro_gpt(tokenizer)
+    head = task.build_head(backbone)
+    feats = [f for ex in parse(task, TRAIN) for f in task.encode(ex, train=True)]
+    opt = torch.optim.AdamW([*backbone.parameters(), *head.parameters()], lr=1e-2)
+    g = torch.Generator().manual_seed(0)
+    losses = []
+    for _ in range(80):
+        idx = torch.randint(len(feats), (8,), generator=g).tolist()
+        batch = task.collate([feats[i] for i in idx])
+        loss = task.loss(task.forward(backbone, head, batch), batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert sum(losses[-10:]) < 0.3 * sum(losses[:10])
+
+    test = parse(task, TEST)
+    preds = task.predict(backbone.eval(), head.eval(), eval_batch(task, test))
+    model = score(task, preds, test)
+    baseline = score(task, task.baselines()["lexical-overlap"](parse(task, TRAIN), test), test)
+    assert model["f1"] >= 90 and model["f1"] > baseline["f1"] + 30, (model, baseline)
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def score(task: QATask, preds: list[dict[str, Any]], examples: list[QAExample]) -> dict[str, float]:
+    metrics = task.metrics()
+    for i in range(0, len(examples), 4):  # batch by batch, as the core does
+        task.update_metrics(metrics, preds[i : i + 4], examples[i : i + 4])
+    return task.compute_metrics(metrics)
+
+
+# An independent transcription of the official SQuAD v1.1 evaluation script (evaluate-v1.1.py).
+def official_normalize(s: str) -> str:
+    s = s.lower()
+    s = "".join(ch for ch in s if ch not in set(string.punctuation))
+    s = re.sub(r"\b(a|an|the)\b", " ", s)
+    return " ".join(s.split())
+
+
+def official_f1(prediction: str, truth: str) -> float:
+    pred, gold = official_normalize(prediction).split(), official_normalize(truth).split()
+    same = sum((Counter(pred) & Counter(gold)).values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(pred), same / len(gold)
+    return 2 * precision * recall / (precision + recall)
+
+
+def official_scores(pairs: list[tuple[str, list[str]]]) -> dict[str, float]:
+    em = sum(
+        max(float(official_normalize(p) == official_normalize(t)) for t in golds)
+        for p, golds in pairs
+    )
+    f1 = sum(max(official_f1(p, t) for t in golds) for p, golds in pairs)
+    return {"exact_match": 100 * em / len(pairs), "f1": 100 * f1 / len(pairs)}
+
+
+TRICKY = [
+    ("The Denver Broncos", ["Denver Broncos"]),  # a leading article
+    ("an apple a day", ["apple day"]),  # articles inside
+    ("theatre", ["the atre"]),  # "the" only as a whole word
+    ("Broncos!", ["broncos"]),  # punctuation and case
+    ("U.S. Army", ["US army"]),  # punctuation inside a word
+    ("naïve café", ["Naïve Café"]),  # non-ASCII letters
+    ("Zürich – city", ["Zürich city"]),  # an en dash is not string.punctuation
+    ("“quoted”", ['"quoted"']),  # curly quotes are not string.punctuation either
+    ("Paris", ["London", "Paris, France", "paris"]),  # several gold answers: the best counts
+    ("in 1976 and 1977", ["1976"]),  # partial overlap
+    ("", ["Denver Broncos"]),  # empty prediction
+    ("a b c", ["b c d", "x"]),  # several answers, partial F1
+    ("  spaced\tout  answer ", ["spaced out answer"]),  # whitespace
+]
+
+
+@pytest.mark.parametrize("batch_size", [1, 5])
+def test_metrics_agree_with_the_official_v1_1_script(batch_size: int) -> None:
+    task = QATask()
+    examples, preds = [], []
+    for pred, golds in TRICKY:
+        context = " | ".join(golds)
+        answers = [{"text": g, "answer_start": context.index(g)} for g in golds]
+        examples.append(
+            task.parse_example(
+                {"id": "same-id", "question": "q", "context": context, "answers": answers}
+            )
+        )
+        preds.append({"answer": pred})
+    metrics = task.metrics()
+    for i in range(0, len(examples), batch_size):
+        task.update_metrics(metrics, preds[i : i + batch_size], examples[i : i + batch_size])
+    ours, official = task.compute_metrics(metrics), official_scores(TRICKY)
+    assert ours == pytest.approx(official, abs=1e-4)
+    assert 0 < official["f1"] < 100 and 0 < official["exact_match"] < 100
+
+
+def test_known_divergence_when_both_answers_normalise_to_nothing() -> None:
+    """torchmetrics scores F1 = 1 when prediction and gold both normalise to no tokens (the
+    SQuAD v2.0 rule); the v1.1 script scores 0. Only a gold answer made of articles and
+    punctuation alone can trigger it. This test notices if torchmetrics changes."""
+    task = QATask()
+    example = task.parse_example(
+        {"question": "q", "context": "The", "answers": [{"text": "The", "answer_start": 0}]}
+    )
+    metrics = task.metrics()
+    task.update_metrics(metrics, [{"answer": "a"}], [example])
+    assert task.compute_metrics(metrics) == {"exact_match": 100.0, "f1": 100.0}
+    assert official_scores([("a", ["The"])]) == {"exact_match": 100.0, "f1": 0.0}
+
+
+def test_scoring_needs_gold_answers() -> None:
+    task = QATask()
+    example = task.example_from_input({"question": "q", "context": "c"})
+    with pytest.raises(DataError, match="no gold answers"):
+        task.update_metrics(task.metrics(), [{"answer": "c"}], [example])
+
+
+# --------------------------------------------------------------------------- baseline
+
+
+def reference_sliding_window(question: str, context: str) -> str:
+    """The documented rule, computed the slow and obvious way."""
+    words = [(m.group(), m.start(), m.end()) for m in re.finditer(r"\w+", context)]
+    lower = [w.lower() for w, _, _ in words]
+    asked = {w.lower() for w in re.findall(r"\w+", question)}
+    weight = {w: math.log(1 + 1 / lower.count(w)) for w in lower}
+    best: tuple[float, int, int] | None = None
+    for i in range(len(words)):
+        for j in range(i + 1, min(i + 4, len(words)) + 1):
+            if asked & set(lower[i:j]):
+                continue
+            around = [t for t in range(max(0, i - 5), min(len(words), j + 5)) if not i <= t < j]
+            score = sum(weight[lower[t]] for t in around if lower[t] in asked)
+            if best is None or score > best[0] + 1e-12:
+                best = (score, i, j)
+    return "" if best is None else context[words[best[1]][1] : words[best[2] - 1][2]]
+
+
+def test_lexical_overlap_follows_its_documented_rule() -> None:
+    cases = [(r["question"], r["context"]) for r in TRAIN + TEST]
+    cases += [
+        (
+            "Where did Marie Curie work with Pierre?",
+            "Marie Curie was born in Warsaw. Later she worked in Paris with Pierre.",
+        ),
+        ("Who wrote it, and when?", "It was written by Ann in 1901; Ann wrote it again when old."),
+    ]
+    for question, context in cases:
+        pred = sliding_window_answer(question, context)
+        assert pred["answer"] == reference_sliding_window(question, context)
+        assert context[pred["answer_start"] :].startswith(pred["answer"])
+    greek = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau upsilon phi chi psi omega okapi eats leaves"
+    # The only shared word is "okapi" (word 24); the earliest 4-word span ending within 5 words of it (words 16-19) wins the tie.
+    assert (
+        sliding_window_answer("what does the okapi eat?", greek)["answer"]
+        == "rho sigma tau upsilon"
+    )
+    assert sliding_window_answer("what is it?", "it is what")["answer"] == ""  # no candidate
+
+
+def test_lexical_overlap_is_fast_enough_for_a_thousand_examples() -> None:
+    task = QATask()
+    examples = parse(task, make_examples(1000, seed=3))
+    preds = task.baselines()["lexical-overlap"]([], examples)
+    assert len(preds) == 1000
+
+
+# --------------------------------------------------------------------------- files and plugin
+
+
+def squad_document() -> dict[str, Any]:
+    rows = TRAIN[:3]
+    return {
+        "version": "1.1",
+        "data": [
+            {
+                "title": "Codes",
+                "paragraphs": [
+                    {
+                        "context": r["context"],
+                        "qas": [
+                            {"id": r["id"], "question": r["question"], "answers": r["answers"]}
+                        ],
+                    }
+                    for r in rows
+                ],
+            }
+        ],
+    }
+
+
+def test_reads_squad_json_through_the_plugin_hook(tmp_path: Path) -> None:
+    path = tmp_path / "dev.json"
+    path.write_text(json.dumps(squad_document()), encoding="utf-8")
+    examples = QATask().read_file(path)
+    assert [e.id for e in examples] == [r["id"] for r in TRAIN[:3]]
+    assert (
+        examples[0].context == TRAIN[0]["context"]
+        and examples[0].answers[0].text == TRAIN[0]["answers"][0]["text"]
+    )
+
+
+def test_a_bad_squad_question_is_named_by_its_json_location(tmp_path: Path) -> None:
+    document = squad_document()
+    document["data"][0]["paragraphs"][2]["qas"][0]["answers"][0]["answer_start"] = 0
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    with pytest.raises(
+        DataError, match=r"bad.json: data\[0\]\.paragraphs\[2\]\.qas\[0\]: .*is not at character 0"
+    ):
+        QATask().read_file(path)
+    document["data"][0]["paragraphs"][1]["qas"] = {"oops": 1}
+    path.write_text(json.dumps(document), encoding="utf-8")
+    with pytest.raises(
+        DataError, match=r"bad.json: data\[0\]\.paragraphs\[1\]: field 'qas' must be a list"
+    ):
+        QATask().read_file(path)
+
+
+def test_other_json_is_left_to_the_core(tmp_path: Path) -> None:
+    from plugformer_qa.plugin import read_examples
+
+    path = tmp_path / "list.json"
+    path.write_text("[1, 2]", encoding="utf-8")
+    assert read_examples(str(path), QATask()) is None
+    (tmp_path / "d.json").write_text(json.dumps(squad_document()), encoding="utf-8")
+
+    class Other:
+        name = "sentiment"
+
+    assert read_examples(str(tmp_path / "d.json"), Other()) is None
+
+
+def test_reads_jsonl_and_tsv_with_column_mapping(tmp_path: Path) -> None:
+    rows = [
+        {
+            "qid": r["id"],
+            "passage": r["context"],
+            "question": r["question"],
+            "answers": r["answers"],
+        }
+        for r in TRAIN[:2]
+    ]
+    (tmp_path / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    task = QATask({"columns": {"id": "qid", "context": "passage"}})
+    assert [e.id for e in task.read_file(tmp_path / "a.jsonl")] == [r["id"] for r in TRAIN[:2]]
+    (tmp_path / "a.tsv").write_text(
+        "question\tpassage\nwhat is the code?\tthe code is red\n", encoding="utf-8"
+    )
+    (example,) = QATask({"columns": {"context": "passage"}}).read_file(tmp_path / "a.tsv")
+    assert example.context == "the code is red" and example.answers == []
+
+
+def test_a_bad_jsonl_row_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text(
+        json.dumps(TRAIN[0]) + "\n" + json.dumps({"context": "c", "answers": []}) + "\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(DataError, match=r"bad.jsonl:2: field 'question'"):
+        QATask().read_file(path)
+
+
+def test_plugin_is_discovered_through_its_entry_point() -> None:
+    from plugformer import plugins
+
+    plugins.reset()
+    assert plugins.get_task_class("qa") is QATask
+    info = next(i for i in plugins.plugin_infos() if i.name == "qa")
+    assert (info.status, info.distribution, info.api) == ("ok", "plugformer-qa", ">=1,<2"), (
+        info.error
+    )
+    assert "read_examples" in info.hooks
+
+
+def test_plugin_module_does_not_import_torch() -> None:
+    code = "import sys, plugformer_qa.plugin; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
