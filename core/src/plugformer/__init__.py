@@ -18,6 +18,7 @@ PLUGIN_API_VERSION = 1
 __all__ = [
     "PLUGIN_API_VERSION",
     "CheckpointError",
+    "Baseline",
     "ConfigError",
     "DataError",
     "DebianSource",
@@ -27,6 +28,7 @@ __all__ = [
     "PyPISource",
     "Recipe",
     "Task",
+    "TaskOptions",
     "__version__",
     "evaluate",
     "finetune",
@@ -38,6 +40,8 @@ __all__ = [
 # name -> module that defines it; imported lazily (PEP 562) so `import plugformer` stays fast.
 _LAZY = {
     "Task": "plugformer.tasks",
+    "TaskOptions": "plugformer.tasks",
+    "Baseline": "plugformer.tasks",
     "Recipe": "plugformer.data.recipes",
     "PyPISource": "plugformer.data.recipes",
     "DebianSource": "plugformer.data.recipes",
@@ -63,4 +67,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from plugformer.finetune import evaluate, finetune
     from plugformer.objectives import Objective
     from plugformer.pretrain import pretrain
-    from plugformer.tasks import Task
+    from plugformer.tasks import Baseline, Task, TaskOptions

@@ -51,7 +51,14 @@ def load_examples(task: Any, spec: TaskSpec, split: str) -> list[Any]:
         ]
     else:
         return []
-    return examples[:limit] if limit else examples
+    if limit and limit < len(examples):
+        # A fixed-seed sample, not the first N: recipe files may be ordered (by label, by
+        # source), and every cell of a suite must see the same subset whatever its seed.
+        import numpy as np
+
+        keep = np.sort(np.random.default_rng(0).permutation(len(examples))[:limit])
+        examples = [examples[i] for i in keep]
+    return examples
 
 
 class _Features(torch.utils.data.Dataset):

@@ -78,8 +78,9 @@ class TaskConformance:
 
     # ------------------------------------------------------------------ fixtures
     @pytest.fixture(scope="class")
-    def tokenizer(self) -> Any:
-        return tokenizer_for(self.train_examples + list(self.eval_examples or []))
+    @classmethod
+    def tokenizer(cls) -> Any:
+        return tokenizer_for(cls.train_examples + list(cls.eval_examples or []))
 
     @pytest.fixture()
     def task(self, tokenizer: Any) -> Any:

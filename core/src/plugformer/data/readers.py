@@ -95,7 +95,8 @@ def read_records(
     """Yield ``(where, record)`` for each row; ``where`` is ``"file:line"`` for error messages.
 
     ``columns`` maps example field → column name in the file, e.g. ``{"text": "sentence"}``.
-    The format follows the suffix: .jsonl/.json lines, .csv, .tsv, .txt (one text per line).
+    The format follows the suffix: .jsonl/.ndjson (one JSON object per line), .csv, .tsv,
+    .txt (one text per line). Other formats come from plugins (the ``read_examples`` hook).
     """
     path = Path(path)
     suffix = path.suffix.lower()
