@@ -13,7 +13,7 @@ $(BIN)/.installed: Makefile core/pyproject.toml $(wildcard plugins/*/pyproject.t
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet $(foreach m,$(MEMBERS),-e $(m)) -e "core[test]"
+	$(BIN)/pip install --quiet $(foreach m,$(MEMBERS),-e $(m)) -e "core[test,hf,lm-eval]"
 	touch $@
 
 install: $(BIN)/.installed

@@ -106,6 +106,8 @@ def _state_dict_for_save(module: Any) -> dict[str, Any]:
     sd = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
     if getattr(getattr(module, "config", None), "tie_embeddings", False):
         sd.pop("lm_head.weight", None)
+    for name in getattr(module, "tied_weights", ()):  # other architectures name their tied weights
+        sd.pop(name, None)
     return sd
 
 
@@ -126,7 +128,7 @@ def save_backbone(
         manifest = {
             "format_version": FORMAT_VERSION,
             "kind": "backbone",
-            "architecture": "plugformer-gpt",
+            "architecture": getattr(model, "architecture", "plugformer-gpt"),
             "model_config": model.config.model_dump(),
             "tokenizer_sha256": tokenizer.hash,
             "weights_sha256": sha256_file(tmp / "model.safetensors"),
@@ -168,6 +170,10 @@ def load_backbone(path: str | Path) -> LoadedBackbone:
 
     path = Path(path)
     manifest = read_manifest(path)
+    if manifest.get("architecture") == "hf":  # a transformers backbone (plugformer.hf)
+        from plugformer.hf.backbone import load_hf_checkpoint
+
+        return load_hf_checkpoint(path, manifest)
     tokenizer = Tokenizer.from_file(path / "tokenizer.json")
     want = manifest.get("tokenizer_sha256")
     if want and want != tokenizer.hash:

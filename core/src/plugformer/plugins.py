@@ -46,6 +46,7 @@ DEFAULT_PLUGINS = (
     "plugformer.default_plugins.backbones",
     "plugformer.default_plugins.objectives",
     "plugformer.default_plugins.corpora",
+    "plugformer.default_plugins.hf",
 )
 ENTRY_POINT_GROUP = "plugformer"
 REGISTRATION_HOOKS = (
