@@ -1,0 +1,384 @@
+"""The ``generation`` task: prompt → completion pairs, and plain text for domain adaptation.
+
+Examples come in two kinds (one model, :class:`GenerationExample`):
+
+* a pair ``{prompt, completion}`` is encoded ``prompt <sep> completion <eos>`` with the loss
+  on the completion and its ``<eos>`` only (headline generation, instruction following);
+* a text ``{text}`` is encoded ``<bos> text <eos>`` with the causal-LM loss on every token
+  after ``<bos>``; a text longer than the context becomes several windows, so every token
+  is scored exactly once (domain adaptation; held-out perplexity).
+
+``labels[t]`` is the token position ``t`` must predict (the next one) or ``-100``.
+
+Head. None of its own: the backbone's LM head is the generation head (see the translation
+plugin for the reasoning); a generation checkpoint is the fine-tuned backbone.
+
+Evaluation. ``predict`` scores each example's reference with the model (summed NLL, scored
+tokens, UTF-8 bytes of the scored text) and, for pairs, samples a completion after ``prompt
+<sep>`` with the core's KV-cache decoder (greedy, temperature, top-k, top-p, repetition
+penalty, stop strings; seeded). Metrics: ``perplexity`` and ``bits_per_byte`` from the
+scores; ``rougeL`` (the default ``main_metric``), ``bleu`` and ``chrf`` from the completions.
+For text-only data set the option ``main_metric = "bits_per_byte"``: text examples have no
+completion to compare, and lower is better there.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import nn
+
+from plugformer import DataError, Task
+from plugformer.generation import SamplingConfig, generate
+from plugformer.tasks import Baseline, TaskOptions
+from plugformer_generation import __version__
+from plugformer_generation.metrics import BitsPerByte, CorpusBLEU, CorpusCHRF, Perplexity, RougeL
+
+if TYPE_CHECKING:  # pragma: no cover
+    from plugformer.tokenizer import Tokenizer
+
+__all__ = ["GenerationExample", "GenerationOptions", "GenerationTask"]
+
+IGNORE = -100
+"""Label of positions that carry no loss (``F.cross_entropy``'s ``ignore_index``)."""
+LIKELIHOOD_METRICS = ("perplexity", "bits_per_byte")
+"""Metrics from the model's scores of references (lower is better); the others compare text."""
+
+
+class GenerationExample(BaseModel):
+    """A prompt (with its reference completion) or a plain text; never both.
+
+    Unknown fields (a recipe's extras such as ``article_id``) are ignored.
+    """
+
+    model_config = ConfigDict(
+        extra="ignore", coerce_numbers_to_str=True, use_attribute_docstrings=True
+    )
+
+    id: str | None = None
+    """Identifier carried into predictions and error messages."""
+    prompt: str | None = None
+    """Text the completion follows."""
+    completion: str | None = None
+    """Reference completion of ``prompt``; required for training and scoring, not prediction."""
+    text: str | None = None
+    """A plain text, learned and scored as a whole (causal-LM loss on every token)."""
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> GenerationExample:
+        if (self.prompt is None) == (self.text is None):
+            raise ValueError("give either prompt (with completion) or text, not both or neither")
+        if self.completion is not None and self.prompt is None:
+            raise ValueError("completion needs a prompt")
+        return self
+
+
+class GenerationOptions(TaskOptions):
+    """Options of the ``generation`` task (plus ``max_length`` and ``columns``)."""
+
+    max_new_tokens: int = Field(64, ge=1)
+    """Longest completion in tokens (within the context)."""
+    temperature: float = Field(0.0, ge=0)
+    """Sampling temperature; 0 is greedy decoding."""
+    top_k: int | None = Field(None, ge=1)
+    """Sample among the k most likely tokens only."""
+    top_p: float | None = Field(None, gt=0, le=1)
+    """Sample from the smallest set of tokens whose probability reaches top_p (nucleus)."""
+    repetition_penalty: float = Field(1.0, gt=0)
+    """> 1 discourages tokens already in the prompt or completion (CTRL-style)."""
+    stop: list[str] = []
+    """Stop strings: a completion ends before the first one it produces."""
+    seed: int = 0
+    """Seed of sampling: the same seed, model and prompts give the same completions."""
+    max_prompt_tokens: int | None = Field(None, ge=1)
+    """Prompts are cut to their first max_prompt_tokens (default: half the context); at most
+    the context less two tokens (``<sep>`` and one completion token)."""
+    main_metric: Literal["rougeL", "bleu", "chrf", "bits_per_byte", "perplexity"] = "rougeL"
+    """Metric for model selection and reports; ``bits_per_byte`` for text-only data."""
+
+    @model_validator(mode="after")
+    def _sampling_needs_temperature(self) -> GenerationOptions:
+        if self.temperature == 0 and (self.top_k is not None or self.top_p is not None):
+            raise ValueError("top_k and top_p apply only when sampling: set temperature > 0")
+        return self
+
+
+class GenerationTask(Task):
+    """Conditional generation and language modelling with a causal backbone.
+
+    ``main_metric`` and ``higher_is_better`` are set per instance from the options.
+    """
+
+    name = "generation"
+    Example = GenerationExample
+    Options = GenerationOptions
+    requires_causal = True
+    main_metric = "rougeL"
+    higher_is_better = True
+    version = __version__
+    options: GenerationOptions
+
+    def __init__(
+        self,
+        options: TaskOptions | dict[str, Any] | None = None,
+        tokenizer: Tokenizer | None = None,
+    ) -> None:
+        super().__init__(options, tokenizer)
+        self.max_len: int | None = self.options.max_length
+        """Longest encoded sequence: ``max_length`` within the backbone's context (once known)."""
+        self.main_metric = self.options.main_metric
+        self.higher_is_better = self.main_metric not in LIKELIHOOD_METRICS
+
+    # ------------------------------------------------------------------ data
+    def prepare(self, train_examples: Sequence[GenerationExample]) -> None:
+        """Refuse a completion metric as ``main_metric`` when no example has a completion."""
+        if self.main_metric not in LIKELIHOOD_METRICS and all(
+            ex.text is not None for ex in train_examples
+        ):
+            raise DataError(
+                f"main_metric {self.main_metric!r} compares completions, but the data is plain "
+                "text only; set the option main_metric = 'bits_per_byte'"
+            )
+
+    def example_from_input(self, value: str | dict[str, Any]) -> GenerationExample:
+        """A string is a prompt."""
+        return self.parse_example({"prompt": value} if isinstance(value, str) else value)
+
+    # ------------------------------------------------------------------ tensors
+    def encode(self, example: GenerationExample, *, train: bool) -> list[dict[str, Any]]:
+        """Features with ``input_ids``, ``labels`` and ``prompt_length`` (0 for text windows)."""
+        if example.text is not None:
+            return self._encode_text(example.text)
+        if train and example.completion is None:
+            raise DataError(f"example {example.id!r}: no completion to train on")
+        tok, limit = self.tokenizer, self.max_len
+        prompt_cap = self.options.max_prompt_tokens or (limit // 2 if limit else None)
+        if limit and prompt_cap:
+            prompt_cap = min(prompt_cap, limit - 2)
+        prompt = [*tok.encode(example.prompt or "")[:prompt_cap], tok.sep_id]
+        completion = (
+            [*tok.encode(example.completion), tok.eos_id] if example.completion is not None else []
+        )
+        ids = (prompt + completion)[:limit]
+        labels = [IGNORE] * (len(prompt) - 1) + ids[len(prompt) :] + [IGNORE]
+        return [{"input_ids": ids, "labels": labels[: len(ids)], "prompt_length": len(prompt)}]
+
+    def _encode_text(self, text: str) -> list[dict[str, Any]]:
+        """``<bos> text <eos>`` in windows of the context; each token after ``<bos>`` is a label once."""
+        tok = self.tokenizer
+        seq = [tok.bos_id, *tok.encode(text), tok.eos_id]
+        width = self.max_len or len(seq) - 1
+        features = []
+        for start in range(0, len(seq) - 1, width):
+            ids = seq[start : start + width]
+            labels = seq[start + 1 : start + width + 1]
+            labels += [IGNORE] * (len(ids) - len(labels))
+            features.append({"input_ids": ids, "labels": labels, "prompt_length": 0})
+        return features
+
+    def collate(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        """Right-pad to the longest feature: ``input_ids``, ``attention_mask``, ``labels`` (B, T)."""
+        T = max(len(f["input_ids"]) for f in features)
+        ids = torch.full((len(features), T), self.tokenizer.pad_id, dtype=torch.long)
+        labels = torch.full((len(features), T), IGNORE, dtype=torch.long)
+        mask = torch.zeros((len(features), T), dtype=torch.long)
+        for i, f in enumerate(features):
+            n = len(f["input_ids"])
+            ids[i, :n] = torch.tensor(f["input_ids"])
+            labels[i, :n] = torch.tensor(f["labels"])
+            mask[i, :n] = 1
+        prompt_length = torch.tensor([f["prompt_length"] for f in features])  # (B,)
+        return {
+            "input_ids": ids,
+            "attention_mask": mask,
+            "labels": labels,
+            "prompt_length": prompt_length,
+        }
+
+    # ------------------------------------------------------------------ model
+    def check_backbone(self, backbone: Any) -> None:
+        """Refuse a bidirectional backbone; learn its context length (``max_length`` caps it)."""
+        super().check_backbone(backbone)
+        self.max_len = self.max_length(backbone)
+
+    def build_head(self, backbone: Any) -> nn.Module:
+        """No parameters of its own: the backbone's LM head is the generation head."""
+        self.check_backbone(backbone)
+        return nn.Module()
+
+    def forward(self, backbone: Any, head: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+        """Vocabulary logits (B, T, V).
+
+        No attention mask is passed: in a right-padded batch a causal backbone never lets a
+        real token see the padding after it, and the unmasked call takes the fused kernel.
+        """
+        hidden = backbone(batch["input_ids"])  # (B, T, C)
+        return backbone.lm_logits(hidden)  # (B, T, V)
+
+    def loss(self, outputs: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+        """Mean cross-entropy over the labelled tokens of the batch."""
+        return F.cross_entropy(
+            outputs.flatten(0, 1).float(), batch["labels"].flatten(), ignore_index=IGNORE
+        )
+
+    def predict(
+        self, backbone: Any, head: nn.Module, batch: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """Per example: ``completion`` (pairs), and ``nll``/``tokens``/``bytes`` of its reference."""
+        examples, index = batch["examples"], batch["example_index"]  # index: (B,) feature → example
+        with torch.no_grad():
+            logits = self.forward(backbone, head, batch)  # (B, T, V)
+            labels = batch["labels"]  # (B, T)
+            nll = F.cross_entropy(
+                logits.transpose(1, 2).float(), labels, ignore_index=IGNORE, reduction="none"
+            )
+        nll_sums = torch.zeros(len(examples), dtype=torch.float64).index_add_(
+            0, index.cpu(), nll.sum(1).double().cpu()
+        )
+        scored: list[list[int]] = [[] for _ in examples]  # label ids of each example, in order
+        prompts: dict[int, list[int]] = {}  # example → prompt ids (pairs only)
+        rows = zip(index.tolist(), labels.tolist(), batch["prompt_length"].tolist(), strict=True)
+        for row, (e, row_labels, prompt_length) in enumerate(rows):
+            scored[e] += [t for t in row_labels if t != IGNORE]
+            if prompt_length:
+                prompts[e] = batch["input_ids"][row, :prompt_length].tolist()
+        completions = dict(
+            zip(prompts, self._complete(backbone, list(prompts.values())), strict=True)
+        )
+        predictions = []
+        for e in range(len(examples)):
+            prediction: dict[str, Any] = {"completion": completions[e]} if e in completions else {}
+            if scored[e]:
+                prediction |= {
+                    "nll": float(nll_sums[e]),
+                    "tokens": len(scored[e]),
+                    "bytes": self._bytes(scored[e]),
+                }
+            predictions.append(prediction)
+        return predictions
+
+    def _complete(self, backbone: Any, prompts: list[list[int]]) -> list[str]:
+        """Sampled completions of ``prompts``, each cut before the first stop string."""
+        if not prompts:
+            return []
+        o, tok = self.options, self.tokenizer
+        cfg = SamplingConfig(
+            max_new_tokens=o.max_new_tokens,
+            temperature=o.temperature,
+            top_k=o.top_k,
+            top_p=o.top_p,
+            repetition_penalty=o.repetition_penalty,
+            seed=o.seed,
+        )
+
+        def stopped(ids: list[int]) -> bool:
+            return any(s in tok.decode(ids) for s in o.stop)
+
+        outputs = generate(
+            backbone, prompts, cfg, tok.eos_id, tok.pad_id, stop_check=stopped if o.stop else None
+        )
+        return [self._cut(tok.decode(ids)).strip() for ids in outputs]
+
+    def _cut(self, text: str) -> str:
+        """``text`` up to the first stop string."""
+        for s in self.options.stop:
+            text = text.split(s, 1)[0]
+        return text
+
+    def _bytes(self, ids: list[int]) -> int:
+        """UTF-8 bytes of the text that scored tokens spell (special tokens spell nothing)."""
+        return len(self.tokenizer.decode(ids).encode("utf-8"))
+
+    # ------------------------------------------------------------------ metrics
+    def metrics(self) -> dict[str, Any]:
+        return {
+            "rougeL": RougeL(),
+            "bleu": CorpusBLEU(),
+            "chrf": CorpusCHRF(),
+            "perplexity": Perplexity(),
+            "bits_per_byte": BitsPerByte(),
+        }
+
+    def update_metrics(
+        self,
+        metrics: dict[str, Any],
+        predictions: list[dict[str, Any]],
+        examples: list[GenerationExample],
+    ) -> None:
+        """Scores update the likelihood metrics; completions with a reference update the others."""
+        hypotheses, references = [], []
+        for prediction, ex in zip(predictions, examples, strict=True):
+            if prediction.get("tokens"):
+                for name in LIKELIHOOD_METRICS:
+                    metrics[name].update(
+                        prediction["nll"], prediction["tokens"], prediction["bytes"]
+                    )
+            if "completion" in prediction and ex.completion is not None:
+                hypotheses.append(prediction["completion"])
+                references.append(ex.completion)
+        if hypotheses:
+            for name in ("rougeL", "bleu", "chrf"):
+                metrics[name].update(hypotheses, references)
+
+    def compute_metrics(self, metrics: dict[str, Any]) -> dict[str, float]:
+        """Values of the metrics that saw data (text-only data has no ``rougeL``, a baseline
+        without scores no ``perplexity``)."""
+        return {name: float(m.compute()) for name, m in metrics.items() if m.update_called}
+
+    def metric_info(self) -> dict[str, Any]:
+        """sacrebleu signatures of ``bleu`` and ``chrf``, and what the others measure."""
+        return {
+            "bleu": CorpusBLEU().signature(),
+            "chrf": CorpusCHRF().signature(),
+            "rougeL": "torchmetrics ROUGEScore rougeL F-measure, no stemming",
+            "perplexity": "exp(mean NLL per scored token), scored tokens include <eos>",
+            "bits_per_byte": "summed NLL / (ln 2 * UTF-8 bytes of the scored text), <eos> included",
+        }
+
+    # ------------------------------------------------------------------ baselines
+    def baselines(self) -> dict[str, Baseline]:
+        """The baseline of the main metric: ``lead`` (the prompt's first sentence as its
+        completion; strong for headlines) for completion metrics, ``unigram`` (an add-one
+        unigram LM of the training labels, scored on the same tokens as the model) for
+        perplexity and bits per byte."""
+        if self.main_metric in LIKELIHOOD_METRICS:
+            return {"unigram": self._unigram}
+        return {"lead": self._lead}
+
+    @staticmethod
+    def _lead(
+        train: list[GenerationExample], test: list[GenerationExample]
+    ) -> list[dict[str, Any]]:
+        return [
+            {"completion": re.split(r"(?<=[.!?])\s+", ex.prompt.strip(), maxsplit=1)[0]}
+            if ex.prompt
+            else {}
+            for ex in test
+        ]
+
+    def _unigram(
+        self, train: list[GenerationExample], test: list[GenerationExample]
+    ) -> list[dict[str, Any]]:
+        counts = Counter(
+            t
+            for ex in train
+            for f in self.encode(ex, train=True)
+            for t in f["labels"]
+            if t != IGNORE
+        )
+        total, vocab = sum(counts.values()), self.tokenizer.vocab_size
+        predictions = []
+        for ex in test:
+            ids = [t for f in self.encode(ex, train=False) for t in f["labels"] if t != IGNORE]
+            nll = -sum(math.log((counts[t] + 1) / (total + vocab)) for t in ids)
+            predictions.append(
+                {"nll": nll, "tokens": len(ids), "bytes": self._bytes(ids)} if ids else {}
+            )
+        return predictions

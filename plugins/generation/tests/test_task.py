@@ -1,0 +1,304 @@
+"""Tests of the generation task: both example kinds, scoring, sampling, metrics, baselines.
+
+A tiny byte-level BPE and a micro GPT learn two toy tasks in a couple hundred AdamW steps:
+"headlines" (the completion is the prompt's first two words) and plain text from a small
+grammar (domain adaptation, scored in bits per byte).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+import torch
+
+from plugformer import DataError
+from plugformer.config import ModelConfig
+from plugformer.model import GPT
+from plugformer.testing import TaskConformance
+from plugformer.tokenizer import Tokenizer, train_tokenizer
+from plugformer_generation import plugin
+from plugformer_generation.metrics import BitsPerByte, Perplexity, RougeL
+from plugformer_generation.task import IGNORE, GenerationTask
+
+WORDS = "red blue green cat dog sun moon tree fish bird king road".split()
+
+
+def headlines(n: int = 60, seed: int = 0) -> list[dict[str, str]]:
+    """Prompts of ten random words; the completion ("headline") is their first two."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        words = [rng.choice(WORDS) for _ in range(10)]
+        rows.append(
+            {"id": f"h{i}", "prompt": " ".join(words) + ".", "completion": " ".join(words[:2])}
+        )
+    return rows
+
+
+def texts(n: int = 60, seed: int = 1) -> list[dict[str, str]]:
+    """Sentences of a small grammar: "the <noun> sees the <noun> ." repeated patterns."""
+    rng = random.Random(seed)
+    nouns = WORDS[3:]
+    return [
+        {
+            "id": f"t{i}",
+            "text": f"the {rng.choice(nouns)} sees the {rng.choice(nouns)} . a {rng.choice(nouns)} runs .",
+        }
+        for i in range(n)
+    ]
+
+
+@pytest.fixture(scope="module")
+def tok() -> Tokenizer:
+    corpus = [r["prompt"] for r in headlines()] + [r["text"] for r in texts()]
+    return train_tokenizer(corpus * 3, vocab_size=400)
+
+
+def micro_gpt(tok: Tokenizer, seed: int = 0) -> GPT:
+    torch.manual_seed(seed)
+    return GPT(ModelConfig(preset="micro", vocab_size=tok.vocab_size)).eval()
+
+
+def eval_batch(task: GenerationTask, examples: list) -> dict[str, Any]:
+    """What the core's evaluation loop hands ``predict``: collated features plus the examples."""
+    features, index = [], []
+    for i, ex in enumerate(examples):
+        for f in task.encode(ex, train=False):
+            features.append(f)
+            index.append(i)
+    return task.collate(features) | {"examples": examples, "example_index": torch.tensor(index)}
+
+
+def score(task: GenerationTask, predictions: list, examples: list) -> dict[str, float]:
+    metrics = task.metrics()
+    task.update_metrics(metrics, predictions, examples)
+    return task.compute_metrics(metrics)
+
+
+def train(task: GenerationTask, model: GPT, examples: list, steps: int, lr: float) -> list[float]:
+    """``steps`` AdamW steps on batches of 16 features; returns the loss curve."""
+    model.train()
+    head = task.build_head(model)
+    features = [f for ex in examples for f in task.encode(ex, train=True)]
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    losses = []
+    for step in range(steps):
+        batch = task.collate(random.Random(step).sample(features, min(16, len(features))))
+        loss = task.loss(task.forward(model, head, batch), batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    model.eval()
+    return losses
+
+
+@pytest.fixture(scope="module")
+def headline_model(tok: Tokenizer) -> tuple[GPT, list[float]]:
+    task = GenerationTask({"max_length": 32}, tok)
+    model = micro_gpt(tok)
+    losses = train(
+        task, model, [task.parse_example(r) for r in headlines()[:48]], steps=200, lr=1e-2
+    )
+    return model, losses
+
+
+# --------------------------------------------------------------------------- plugin
+
+
+def test_plugin_registers_lazily() -> None:
+    tasks: list[tuple] = []
+    plugin.register_tasks(register=lambda *a, **kw: tasks.append((a, kw)))
+    assert tasks == [(("plugformer_generation.task:GenerationTask",), {"name": "generation"})]
+    code = "import sys, plugformer_generation.plugin; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# --------------------------------------------------------------------------- data
+
+
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ({"prompt": "a", "text": "b"}, "either prompt"),
+        ({"completion": "b"}, "either prompt"),
+        ({"text": "a", "completion": "b"}, "completion needs a prompt"),
+        ({}, "either prompt"),
+    ],
+)
+def test_an_example_is_a_pair_or_a_text(tok: Tokenizer, row: dict, message: str) -> None:
+    with pytest.raises(DataError, match=f"data.jsonl:3: .*{message}"):
+        GenerationTask({}, tok).parse_example(row, "data.jsonl:3")
+
+
+def test_options_are_checked(tok: Tokenizer) -> None:
+    with pytest.raises(Exception, match="temperature > 0"):
+        GenerationTask({"top_k": 5}, tok)
+    task = GenerationTask({"main_metric": "bits_per_byte"}, tok)
+    assert (task.main_metric, task.higher_is_better) == ("bits_per_byte", False)
+    assert (GenerationTask.main_metric, GenerationTask.higher_is_better) == ("rougeL", True)
+
+
+def test_pair_encoding_puts_loss_on_the_completion(tok: Tokenizer) -> None:
+    task = GenerationTask({}, tok)
+    ex = task.parse_example({"prompt": "red cat sun.", "completion": "red cat"})
+    (f,) = task.encode(ex, train=True)
+    prompt, completion = tok.encode(ex.prompt), tok.encode(ex.completion)
+    assert f["input_ids"] == [*prompt, tok.sep_id, *completion, tok.eos_id]
+    assert f["labels"] == [IGNORE] * len(prompt) + [*completion, tok.eos_id, IGNORE]
+    assert f["prompt_length"] == len(prompt) + 1
+    with pytest.raises(DataError, match="no completion"):
+        task.encode(task.example_from_input("red cat sun."), train=True)
+
+
+def test_long_text_is_windowed_and_every_token_scored_once(tok: Tokenizer) -> None:
+    task = GenerationTask({"max_length": 8}, tok)
+    text = " ".join(r["text"] for r in texts(3))
+    features = task.encode(task.parse_example({"text": text}), train=True)
+    assert len(features) > 2 and all(len(f["input_ids"]) <= 8 for f in features)
+    assert features[0]["input_ids"][0] == tok.bos_id
+    labels = [t for f in features for t in f["labels"] if t != IGNORE]
+    assert labels == [*tok.encode(text), tok.eos_id]
+
+
+def test_collate_forward_loss_backward(tok: Tokenizer) -> None:
+    task = GenerationTask({"max_length": 32}, tok)
+    model = micro_gpt(tok).train()
+    examples = [task.parse_example(r) for r in headlines(3) + texts(3)]
+    batch = task.collate([f for ex in examples for f in task.encode(ex, train=True)])
+    B, T = batch["input_ids"].shape
+    assert batch["labels"].shape == batch["attention_mask"].shape == (B, T)
+    logits = task.forward(model, task.build_head(model), batch)
+    assert logits.shape == (B, T, tok.vocab_size)
+    loss = task.loss(logits, batch)
+    loss.backward()
+    assert torch.isfinite(loss) and model.wte.weight.grad is not None
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def test_scores_match_the_training_loss_and_count_bytes(tok: Tokenizer) -> None:
+    task = GenerationTask({"max_length": 32, "max_new_tokens": 4}, tok)
+    model = micro_gpt(tok)
+    examples = [
+        task.parse_example(r) for r in [*headlines(2), {"text": "the café ☕ sees the king ."}]
+    ]
+    batch = eval_batch(task, examples)
+    predictions = task.predict(model, task.build_head(model), batch)
+    with torch.no_grad():
+        mean_loss = task.loss(task.forward(model, task.build_head(model), batch), batch).item()
+    nll, tokens = sum(p["nll"] for p in predictions), sum(p["tokens"] for p in predictions)
+    assert nll / tokens == pytest.approx(mean_loss, rel=1e-5)
+    assert predictions[2]["bytes"] == len(examples[2].text.encode("utf-8"))
+    assert predictions[0]["bytes"] == len(examples[0].completion)
+    assert "completion" in predictions[0] and "completion" not in predictions[2]
+
+
+def test_likelihood_metrics_accumulate_sums() -> None:
+    ppl, bpb = Perplexity(), BitsPerByte()
+    for metric in (ppl, bpb):
+        metric.update(6.0, 3, 10)
+        metric.update(2.0, 1, 6)
+    assert float(ppl.compute()) == pytest.approx(math.exp(8.0 / 4))
+    assert float(bpb.compute()) == pytest.approx(8.0 / (math.log(2) * 16))
+
+
+def test_rouge_l_is_the_f_measure() -> None:
+    rouge = RougeL()
+    rouge.update(["red cat sun"], ["red cat"])
+    assert float(rouge.compute()) == pytest.approx(2 * (2 / 3) * 1 / (2 / 3 + 1))
+
+
+# --------------------------------------------------------------------------- training
+
+
+def test_headlines_beat_the_lead_baseline(tok: Tokenizer, headline_model: tuple) -> None:
+    model, losses = headline_model
+    assert sum(losses[-10:]) / 10 < 0.3 * sum(losses[:10]) / 10
+    task = GenerationTask({"max_length": 32, "max_new_tokens": 8}, tok)
+    rows = [task.parse_example(r) for r in headlines()]
+    train_set, test_set = rows[:48], rows[48:]
+    predictions = task.predict(model, task.build_head(model), eval_batch(task, test_set))
+    scores = score(task, predictions, test_set)
+    assert set(scores) == {"rougeL", "bleu", "chrf", "perplexity", "bits_per_byte"}
+    lead = score(task, task.baselines()["lead"](train_set, test_set), test_set)
+    assert set(lead) == {"rougeL", "bleu", "chrf"}  # a baseline without scores has no perplexity
+    assert scores["rougeL"] > lead["rougeL"] + 0.1
+
+
+def test_domain_adaptation_beats_the_unigram_baseline(tok: Tokenizer) -> None:
+    task = GenerationTask({"max_length": 32, "main_metric": "bits_per_byte"}, tok)
+    rows = [task.parse_example(r) for r in texts()]
+    train_set, test_set = rows[:48], rows[48:]
+    task.prepare(train_set)
+    model = micro_gpt(tok)
+    before = score(
+        task, task.predict(model, task.build_head(model), eval_batch(task, test_set)), test_set
+    )
+    losses = train(task, model, train_set, steps=60, lr=3e-2)
+    assert losses[-1] < 0.5 * losses[0]
+    after = score(
+        task, task.predict(model, task.build_head(model), eval_batch(task, test_set)), test_set
+    )
+    unigram = score(task, task.baselines()["unigram"](train_set, test_set), test_set)
+    assert set(after) == set(unigram) == {"perplexity", "bits_per_byte"}
+    assert after["bits_per_byte"] < unigram["bits_per_byte"] < before["bits_per_byte"]
+
+
+def test_text_only_data_needs_a_likelihood_main_metric(tok: Tokenizer) -> None:
+    task = GenerationTask({}, tok)
+    with pytest.raises(DataError, match="main_metric = 'bits_per_byte'"):
+        task.prepare([task.parse_example(r) for r in texts(3)])
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def sample(tok: Tokenizer, model: GPT, **options: Any) -> list[str]:
+    task = GenerationTask({"max_length": 32, "max_new_tokens": 10, **options}, tok)
+    examples = [task.parse_example(r) for r in headlines(4, seed=5)]
+    return [
+        p["completion"]
+        for p in task.predict(model, task.build_head(model), eval_batch(task, examples))
+    ]
+
+
+def test_seeded_sampling_is_reproducible(tok: Tokenizer) -> None:
+    model = micro_gpt(tok, seed=3)
+    options = {"temperature": 1.0, "top_k": 50, "top_p": 0.95, "repetition_penalty": 1.2}
+    first = sample(tok, model, seed=7, **options)
+    assert first == sample(tok, model, seed=7, **options)
+    assert first != sample(tok, model, seed=8, **options)
+    assert sample(tok, model) != first  # greedy differs from sampling
+
+
+def test_stop_strings_end_the_completion(tok: Tokenizer, headline_model: tuple) -> None:
+    model, _ = headline_model
+    free = sample(tok, model)
+    assert any(" " in c for c in free)
+    stopped = sample(tok, model, stop=[" "])
+    assert stopped == [c.split(" ")[0] for c in free]
+
+
+# --------------------------------------------------------------------------- conformance
+
+
+class TestHeadlineConformance(TaskConformance):
+    task_class = GenerationTask
+    train_examples = headlines(24)
+    options = {"max_new_tokens": 6}
+    lr = 1e-2
+
+
+class TestTextConformance(TaskConformance):
+    task_class = GenerationTask
+    train_examples = texts(24)
+    options = {"main_metric": "bits_per_byte"}
+    lr = 1e-2

@@ -1,0 +1,245 @@
+"""The ``translation`` task: a causal backbone learns ``source <sep> target <eos>``.
+
+Encoding. One example is one sequence: the source tokens, ``<sep>``, the target tokens and
+``<eos>``. ``labels[t]`` is the token position ``t`` must predict (the next one), ``-100``
+wherever that token is still source or ``<sep>``: the loss covers the target and its
+``<eos>`` only. The source is cut to ``max_source_tokens`` (default: half the
+context), and the whole sequence to the context: ``max_length`` within the backbone's
+``max_seq_len``, learned in ``check_backbone``.
+
+Head. None of its own: the backbone's (tied) LM head already maps hidden states to the
+vocabulary, and translating is continuing a sequence. ``build_head`` returns a module with no
+parameters, so a translation checkpoint is simply the fine-tuned backbone, and a backbone
+can translate zero-shot. A learned adapter would add parameters without adding ability the
+fine-tuned LM head lacks.
+
+Decoding. Greedy (the core's :func:`plugformer.generation.generate`) or beam search
+(:mod:`plugformer_translation.beam`), both over the KV cache, after the prompt ``source
+<sep>``; at most ``max_length_ratio * source tokens + 10`` new tokens, within the context.
+
+Metrics. sacrebleu corpus BLEU (``main_metric``) and chrF on detokenised text
+(:mod:`plugformer_translation.metrics`); their signatures are stored with every result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from plugformer import DataError, Task
+from plugformer.generation import SamplingConfig, generate
+from plugformer.tasks import Baseline, TaskOptions
+from plugformer_translation import __version__
+from plugformer_translation.beam import beam_search
+from plugformer_translation.metrics import CorpusBLEU, CorpusCHRF
+
+if TYPE_CHECKING:  # pragma: no cover
+    from plugformer.tokenizer import Tokenizer
+
+__all__ = ["TranslationExample", "TranslationOptions", "TranslationTask"]
+
+IGNORE = -100
+"""Label of positions that carry no loss (``F.cross_entropy``'s ``ignore_index``)."""
+
+
+class TranslationExample(BaseModel):
+    """One sentence pair. Unknown fields (a recipe's extras, spare TSV columns) are ignored."""
+
+    model_config = ConfigDict(
+        extra="ignore", coerce_numbers_to_str=True, use_attribute_docstrings=True
+    )
+
+    id: str | None = None
+    """Identifier carried into predictions and error messages."""
+    source: str = Field(min_length=1)
+    """Text to translate."""
+    target: str | None = None
+    """Reference translation; required for training and scoring, not for prediction."""
+    source_lang: str | None = None
+    """Language of ``source`` (e.g. ``"en"``); if given, must match the task's ``source_lang``."""
+    target_lang: str | None = None
+    """Language of ``target``; if given, must match the task's ``target_lang``."""
+
+
+class TranslationOptions(TaskOptions):
+    """Options of the ``translation`` task (plus ``max_length`` and ``columns``)."""
+
+    source_lang: str | None = None
+    """Source language code; examples that declare another one are refused."""
+    target_lang: str | None = None
+    """Target language code; picks sacrebleu's BLEU tokenizer as its ``-l`` does (zh, ja, ko)."""
+    decoding: Literal["greedy", "beam"] = "beam"
+    """Greedy decoding, or beam search with ``beam_size`` beams."""
+    beam_size: int = Field(4, ge=1)
+    """Beams per sentence (beam search only; 1 equals greedy)."""
+    length_penalty: float = Field(0.6, ge=0)
+    """GNMT length-penalty exponent alpha: scores are divided by ((5 + length) / 6) ** alpha."""
+    max_length_ratio: float = Field(1.5, gt=0)
+    """At most ``max_length_ratio * source tokens + 10`` new tokens (within the context)."""
+    max_source_tokens: int | None = Field(None, ge=1)
+    """Longer sources are cut to this many tokens (default: half the context); at most the
+    context less two tokens (``<sep>`` and one target token)."""
+
+
+class TranslationTask(Task):
+    """Sentence-level translation with a causal backbone."""
+
+    name = "translation"
+    Example = TranslationExample
+    Options = TranslationOptions
+    requires_causal = True
+    main_metric = "bleu"
+    higher_is_better = True
+    version = __version__
+    options: TranslationOptions
+
+    def __init__(
+        self,
+        options: TaskOptions | dict[str, Any] | None = None,
+        tokenizer: Tokenizer | None = None,
+    ) -> None:
+        super().__init__(options, tokenizer)
+        self.max_len: int | None = self.options.max_length
+        """Longest encoded sequence: ``max_length`` within the backbone's context (once known)."""
+
+    # ------------------------------------------------------------------ data
+    def prepare(self, train_examples: Sequence[TranslationExample]) -> None:
+        """Refuse training data whose declared languages contradict the options."""
+        for ex in train_examples:
+            for side in ("source_lang", "target_lang"):
+                declared, wanted = getattr(ex, side), getattr(self.options, side)
+                if declared and wanted and declared != wanted:
+                    raise DataError(
+                        f"example {ex.id!r}: {side} is {declared!r} but the task's {side} is {wanted!r}"
+                    )
+
+    def example_from_input(self, value: str | dict[str, Any]) -> TranslationExample:
+        """A string is the source sentence."""
+        if isinstance(value, str):
+            return self.parse_example({"source": value})
+        return self.parse_example(value)
+
+    # ------------------------------------------------------------------ tensors
+    def encode(self, example: TranslationExample, *, train: bool) -> list[dict[str, Any]]:
+        """One feature: ``input_ids``, ``labels`` (next token or -100) and ``prompt_length``."""
+        tok = self.tokenizer
+        if train and example.target is None:
+            raise DataError(f"example {example.id!r}: no target to train on")
+        limit = self.max_len
+        source_cap = self.options.max_source_tokens or (limit // 2 if limit else None)
+        if limit and source_cap:
+            source_cap = min(source_cap, limit - 2)
+        prompt = [*tok.encode(example.source)[:source_cap], tok.sep_id]
+        target = [*tok.encode(example.target), tok.eos_id] if example.target is not None else []
+        ids = (prompt + target)[:limit]
+        labels = [IGNORE] * (len(prompt) - 1) + ids[len(prompt) :] + [IGNORE]
+        return [{"input_ids": ids, "labels": labels[: len(ids)], "prompt_length": len(prompt)}]
+
+    def collate(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        """Right-pad to the longest feature: ``input_ids``, ``attention_mask``, ``labels`` (B, T)."""
+        T = max(len(f["input_ids"]) for f in features)
+        ids = torch.full((len(features), T), self.tokenizer.pad_id, dtype=torch.long)
+        labels = torch.full((len(features), T), IGNORE, dtype=torch.long)
+        mask = torch.zeros((len(features), T), dtype=torch.long)
+        for i, f in enumerate(features):
+            n = len(f["input_ids"])
+            ids[i, :n] = torch.tensor(f["input_ids"])
+            labels[i, :n] = torch.tensor(f["labels"])
+            mask[i, :n] = 1
+        prompt_length = torch.tensor([f["prompt_length"] for f in features])  # (B,)
+        return {
+            "input_ids": ids,
+            "attention_mask": mask,
+            "labels": labels,
+            "prompt_length": prompt_length,
+        }
+
+    # ------------------------------------------------------------------ model
+    def check_backbone(self, backbone: Any) -> None:
+        """Refuse a bidirectional backbone; learn its context length (``max_length`` caps it)."""
+        super().check_backbone(backbone)
+        self.max_len = self.max_length(backbone)
+
+    def build_head(self, backbone: Any) -> nn.Module:
+        """No parameters of its own: the backbone's LM head is the translation head."""
+        self.check_backbone(backbone)
+        return nn.Module()
+
+    def forward(self, backbone: Any, head: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+        """Vocabulary logits (B, T, V).
+
+        No attention mask is passed: in a right-padded batch a causal backbone never lets a
+        real token see the padding after it, and the unmasked call takes the fused kernel.
+        """
+        hidden = backbone(batch["input_ids"])  # (B, T, C)
+        return backbone.lm_logits(hidden)  # (B, T, V)
+
+    def loss(self, outputs: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+        """Mean cross-entropy over the target tokens of the batch."""
+        return F.cross_entropy(
+            outputs.flatten(0, 1).float(), batch["labels"].flatten(), ignore_index=IGNORE
+        )
+
+    def predict(
+        self, backbone: Any, head: nn.Module, batch: dict[str, Any]
+    ) -> list[dict[str, str]]:
+        """``{"translation": text}`` per example, decoded after ``source <sep>``."""
+        tok = self.tokenizer
+        examples = batch["examples"]
+        prompts: list[list[int]] = [[] for _ in examples]
+        for row, e in enumerate(batch["example_index"].tolist()):
+            prompts[e] = batch["input_ids"][row, : int(batch["prompt_length"][row])].tolist()
+        budgets = [int(self.options.max_length_ratio * (len(p) - 1)) + 10 for p in prompts]
+        if self.options.decoding == "beam":
+            outputs = beam_search(
+                backbone,
+                prompts,
+                beam_size=self.options.beam_size,
+                max_new_tokens=budgets,
+                eos_id=tok.eos_id,
+                pad_id=tok.pad_id,
+                length_penalty=self.options.length_penalty,
+            )
+        else:
+            greedy = SamplingConfig(max_new_tokens=max(budgets))
+            outputs = generate(backbone, prompts, greedy, eos_id=tok.eos_id, pad_id=tok.pad_id)
+            outputs = [out[:budget] for out, budget in zip(outputs, budgets, strict=True)]
+        return [{"translation": tok.decode(out).strip()} for out in outputs]
+
+    # ------------------------------------------------------------------ metrics
+    def metrics(self) -> dict[str, Any]:
+        return {"bleu": CorpusBLEU(self.options.target_lang), "chrf": CorpusCHRF()}
+
+    def update_metrics(
+        self,
+        metrics: dict[str, Any],
+        predictions: list[dict[str, str]],
+        examples: list[TranslationExample],
+    ) -> None:
+        references = []
+        for ex in examples:
+            if ex.target is None:
+                raise DataError(f"example {ex.id!r}: no target to score the translation against")
+            references.append(ex.target)
+        hypotheses = [p["translation"] for p in predictions]
+        for metric in metrics.values():
+            metric.update(hypotheses, references)
+
+    def metric_info(self) -> dict[str, Any]:
+        """sacrebleu signatures, e.g. ``nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0``."""
+        return {name: metric.signature() for name, metric in self.metrics().items()}
+
+    def baselines(self) -> dict[str, Baseline]:
+        """``copy-source``: the hypothesis is the source sentence itself."""
+
+        def copy_source(
+            train: list[TranslationExample], test: list[TranslationExample]
+        ) -> list[dict[str, str]]:
+            return [{"translation": ex.source} for ex in test]
+
+        return {"copy-source": copy_source}

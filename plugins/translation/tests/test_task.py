@@ -1,0 +1,343 @@
+"""Tests of the translation task: encoding, training, decoding (greedy, beam, cache) and metrics.
+
+Everything runs on a tiny byte-level BPE and a micro GPT trained for a few dozen steps on a
+toy language whose translation is a fixed word mapping, so the whole file takes seconds.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from sacrebleu.metrics import BLEU, CHRF
+
+from plugformer import DataError
+from plugformer.config import ModelConfig
+from plugformer.generation import SamplingConfig, generate
+from plugformer.model import GPT
+from plugformer.testing import TaskConformance
+from plugformer.tokenizer import Tokenizer, train_tokenizer
+from plugformer_translation import plugin
+from plugformer_translation.beam import beam_search
+from plugformer_translation.metrics import CorpusBLEU, CorpusCHRF
+from plugformer_translation.task import IGNORE, TranslationTask
+
+LEXICON = {
+    "the": "el", "a": "un", "cat": "gato", "dog": "perro", "bird": "pájaro", "man": "hombre",
+    "sees": "ve", "eats": "come", "likes": "quiere", "fish": "pez", "bread": "pan", "ball": "balón",
+}  # fmt: skip
+SUBJECTS = ["the cat", "the dog", "a bird", "the man"]
+VERBS = ["sees", "eats", "likes"]
+OBJECTS = ["the fish", "the bread", "a ball"]
+
+
+def toy_pairs() -> list[dict[str, str]]:
+    """36 English → pseudo-Spanish pairs, translated word by word with LEXICON."""
+    pairs = []
+    for i, (s, v, o) in enumerate(itertools.product(SUBJECTS, VERBS, OBJECTS)):
+        source = f"{s} {v} {o} ."
+        pairs.append(
+            {
+                "id": str(i),
+                "source": source,
+                "target": " ".join(LEXICON.get(w, w) for w in source.split()),
+            }
+        )
+    random.Random(0).shuffle(pairs)
+    return pairs
+
+
+@pytest.fixture(scope="module")
+def tok() -> Tokenizer:
+    pairs = toy_pairs()
+    return train_tokenizer(
+        [p["source"] for p in pairs] + [p["target"] for p in pairs] * 4, vocab_size=400
+    )
+
+
+@pytest.fixture(scope="module")
+def task(tok: Tokenizer) -> TranslationTask:
+    return TranslationTask({"max_length": 32, "decoding": "greedy"}, tok)
+
+
+def micro_gpt(tok: Tokenizer, seed: int = 0) -> GPT:
+    torch.manual_seed(seed)
+    return GPT(ModelConfig(preset="micro", vocab_size=tok.vocab_size)).eval()
+
+
+def eval_batch(task: TranslationTask, examples: list) -> dict:
+    """What the core's evaluation loop hands ``predict``: collated features plus the examples."""
+    features, index = [], []
+    for i, ex in enumerate(examples):
+        for f in task.encode(ex, train=False):
+            features.append(f)
+            index.append(i)
+    return task.collate(features) | {"examples": examples, "example_index": torch.tensor(index)}
+
+
+def score(task: TranslationTask, predictions: list, examples: list) -> dict[str, float]:
+    metrics = task.metrics()
+    task.update_metrics(metrics, predictions, examples)
+    return task.compute_metrics(metrics)
+
+
+@pytest.fixture(scope="module")
+def trained(tok: Tokenizer, task: TranslationTask) -> tuple[GPT, list[float]]:
+    """A micro GPT after 120 AdamW steps on 28 pairs; returns it and its loss curve."""
+    model = micro_gpt(tok).train()
+    head = task.build_head(model)
+    train = [task.parse_example(p) for p in toy_pairs()[:28]]
+    features = [f for ex in train for f in task.encode(ex, train=True)]
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-2)
+    losses = []
+    for step in range(120):
+        batch = task.collate(random.Random(step).sample(features, 16))
+        loss = task.loss(task.forward(model, head, batch), batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return model.eval(), losses
+
+
+# --------------------------------------------------------------------------- plugin
+
+
+def test_plugin_registers_lazily() -> None:
+    tasks: list[tuple] = []
+    plugin.register_tasks(register=lambda *a, **kw: tasks.append((a, kw)))
+    assert tasks == [(("plugformer_translation.task:TranslationTask",), {"name": "translation"})]
+    code = "import sys, plugformer_translation.plugin; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# --------------------------------------------------------------------------- data
+
+
+def test_examples_are_validated_with_file_and_line(tmp_path: Path, tok: Tokenizer) -> None:
+    task = TranslationTask({}, tok)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"source": "a cat", "target": "un gato"}\n{"target": "el perro"}\n')
+    with pytest.raises(DataError, match=r"bad.jsonl:2: field 'source'"):
+        task.read_file(bad)
+
+
+def test_tsv_with_column_mapping(tmp_path: Path, tok: Tokenizer) -> None:
+    path = tmp_path / "pairs.tsv"
+    path.write_text("en\tes\tnote\nthe cat .\tel gato .\tx\nthe dog .\tel perro .\ty\n")
+    task = TranslationTask({"columns": {"source": "en", "target": "es"}}, tok)
+    examples = task.read_file(path)
+    assert [(e.source, e.target) for e in examples] == [
+        ("the cat .", "el gato ."),
+        ("the dog .", "el perro ."),
+    ]
+
+
+def test_declared_languages_must_match_the_options(tok: Tokenizer) -> None:
+    task = TranslationTask({"source_lang": "en", "target_lang": "es"}, tok)
+    ok = task.parse_example(
+        {"source": "a", "target": "b", "source_lang": "en", "target_lang": "es"}
+    )
+    task.prepare([ok])
+    with pytest.raises(DataError, match="target_lang is 'fr'"):
+        task.prepare([task.parse_example({"source": "a", "target": "b", "target_lang": "fr"})])
+
+
+def test_encoding_puts_loss_on_the_target_only(task: TranslationTask, tok: Tokenizer) -> None:
+    ex = task.parse_example({"source": "the cat eats .", "target": "el gato come ."})
+    (f,) = task.encode(ex, train=True)
+    source, target = tok.encode(ex.source), tok.encode(ex.target)
+    assert f["input_ids"] == [*source, tok.sep_id, *target, tok.eos_id]
+    assert f["prompt_length"] == len(source) + 1
+    # labels[t] is the token after t; nothing is learned about the source or <sep>.
+    assert f["labels"] == [IGNORE] * len(source) + [*target, tok.eos_id, IGNORE]
+
+
+def test_encoding_truncates_and_needs_a_target_to_train(tok: Tokenizer) -> None:
+    task = TranslationTask({"max_length": 12}, tok)
+    ex = task.parse_example(
+        {"source": "the man likes the bread . " * 4, "target": "el hombre quiere el pan . " * 4}
+    )
+    (f,) = task.encode(ex, train=True)
+    assert len(f["input_ids"]) == len(f["labels"]) == 12
+    assert f["prompt_length"] == 12 // 2 + 1  # source cut to half of max_length, then <sep>
+    with pytest.raises(DataError, match="no target"):
+        task.encode(task.example_from_input("the cat ."), train=True)
+    long_source = TranslationTask({"max_length": 12, "max_source_tokens": 50}, tok)
+    (f,) = long_source.encode(ex, train=True)
+    assert f["prompt_length"] == 12 - 1  # the source leaves room for <sep> and one target token
+
+
+def test_collate_forward_loss_backward(task: TranslationTask, tok: Tokenizer) -> None:
+    model = micro_gpt(tok).train()
+    examples = [task.parse_example(p) for p in toy_pairs()[:4]]
+    batch = task.collate([f for ex in examples for f in task.encode(ex, train=True)])
+    B, T = batch["input_ids"].shape
+    assert batch["labels"].shape == batch["attention_mask"].shape == (B, T)
+    logits = task.forward(model, task.build_head(model), batch)
+    assert logits.shape == (B, T, tok.vocab_size)
+    loss = task.loss(logits, batch)
+    loss.backward()
+    assert torch.isfinite(loss) and model.wte.weight.grad is not None
+    assert list(task.build_head(model).parameters()) == []  # the checkpoint is the backbone
+
+
+# --------------------------------------------------------------------------- training
+
+
+def test_training_lowers_loss_and_beats_copy_source(trained: tuple, task: TranslationTask) -> None:
+    model, losses = trained
+    assert sum(losses[-10:]) / 10 < 0.2 * sum(losses[:10]) / 10
+    pairs = toy_pairs()
+    train = [task.parse_example(p) for p in pairs[:28]]
+    test = [task.parse_example(p) for p in pairs[28:]]
+    predictions = task.predict(model, task.build_head(model), eval_batch(task, test))
+    model_scores = score(task, predictions, test)
+    copy_scores = score(task, task.baselines()["copy-source"](train, test), test)
+    assert model_scores["bleu"] > copy_scores["bleu"] + 10
+    assert model_scores["chrf"] > copy_scores["chrf"] + 10
+
+
+def test_beam_decoding_through_predict(trained: tuple, tok: Tokenizer) -> None:
+    model, _ = trained
+    task = TranslationTask({"max_length": 32, "decoding": "beam", "beam_size": 3}, tok)
+    test = [task.parse_example(p) for p in toy_pairs()[28:]]
+    predictions = task.predict(model, task.build_head(model), eval_batch(task, test))
+    assert score(task, predictions, test)["bleu"] > 20
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def prompts(tok: Tokenizer) -> list[list[int]]:
+    """Prompts of different lengths: the batch is left-padded."""
+    return [
+        [*tok.encode(s), tok.sep_id]
+        for s in ("the cat sees a ball .", "a bird .", "the man eats the fish .")
+    ]
+
+
+@pytest.mark.parametrize("length_penalty", [0.0, 1.0])
+def test_beam_of_one_is_greedy(tok: Tokenizer, trained: tuple, length_penalty: float) -> None:
+    for model in (micro_gpt(tok, seed=1), trained[0]):
+        greedy = generate(
+            model, prompts(tok), SamplingConfig(max_new_tokens=12), tok.eos_id, tok.pad_id
+        )
+        beam = beam_search(
+            model, prompts(tok), beam_size=1, max_new_tokens=12, eos_id=tok.eos_id, pad_id=tok.pad_id,
+            length_penalty=length_penalty,
+        )  # fmt: skip
+        assert beam == greedy
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_cached_beam_search_equals_recomputation(tok: Tokenizer, beam_size: int) -> None:
+    model = micro_gpt(tok, seed=2)
+    kwargs = {
+        "beam_size": beam_size,
+        "max_new_tokens": [5, 9, 7],
+        "eos_id": tok.eos_id,
+        "pad_id": tok.pad_id,
+    }
+    cached = beam_search(model, prompts(tok), **kwargs)
+    assert cached == beam_search(model, prompts(tok), use_cache=False, **kwargs)
+    assert all(len(c) <= b for c, b in zip(cached, [5, 9, 7], strict=True))
+
+
+def test_cached_greedy_equals_recomputation(tok: Tokenizer) -> None:
+    model = micro_gpt(tok, seed=3)
+    cfg = SamplingConfig(max_new_tokens=10)
+    cached = generate(model, prompts(tok), cfg, tok.eos_id, tok.pad_id)
+    assert cached == generate(model, prompts(tok), cfg, tok.eos_id, tok.pad_id, use_cache=False)
+
+
+def test_beam_search_stops_at_eos_and_at_the_context(tok: Tokenizer, trained: tuple) -> None:
+    model, _ = trained
+    out = beam_search(
+        model, prompts(tok), beam_size=4, max_new_tokens=30, eos_id=tok.eos_id, pad_id=tok.pad_id
+    )
+    assert all(tok.eos_id not in o for o in out)
+    assert tok.decode(out[0]).strip() == "el gato ve un balón ."  # a training pair, learned
+    full = [list(range(20, 20 + model.max_seq_len))]
+    assert beam_search(model, full, beam_size=2, max_new_tokens=5, eos_id=tok.eos_id) == [[]]
+
+
+# --------------------------------------------------------------------------- metrics
+
+HYPOTHESES = ["el gato ve un balón .", "un pájaro come pan", "", "el hombre — quiere «el pez» ."]
+REFERENCES = [
+    "el gato ve un balón .",
+    "un pájaro come el pan .",
+    "el perro .",
+    "el hombre quiere el pez .",
+]
+
+
+def test_metrics_equal_the_sacrebleu_command_line(tmp_path: Path) -> None:
+    (tmp_path / "hyp.txt").write_text("\n".join(HYPOTHESES) + "\n", encoding="utf-8")
+    (tmp_path / "ref.txt").write_text("\n".join(REFERENCES) + "\n", encoding="utf-8")
+    cli = [
+        sys.executable,
+        "-m",
+        "sacrebleu",
+        str(tmp_path / "ref.txt"),
+        "-i",
+        str(tmp_path / "hyp.txt"),
+    ]
+    out = subprocess.run(
+        [*cli, "-m", "bleu", "chrf", "-b"], capture_output=True, text=True, check=True
+    )
+    expected = json.loads(out.stdout)  # -b: the scores only, as a JSON list
+    bleu, chrf = CorpusBLEU(), CorpusCHRF()
+    for metric in (bleu, chrf):  # two batches: the corpus score is not a mean of batch scores
+        metric.update(HYPOTHESES[:3], REFERENCES[:3])
+        metric.update(HYPOTHESES[3:], REFERENCES[3:])
+    assert [round(float(bleu.compute()), 1), round(float(chrf.compute()), 1)] == expected
+
+
+def test_metric_states_survive_a_distributed_gather() -> None:
+    """Gathering from two ranks concatenates the byte states; the strings come back intact."""
+    metric = CorpusBLEU(sync_on_compute=False)
+    metric.update(HYPOTHESES, REFERENCES)
+    metric.sync(dist_sync_fn=lambda t, group=None: [t, t], distributed_available=lambda: True)
+    expected = BLEU().corpus_score(HYPOTHESES * 2, [REFERENCES * 2]).score
+    assert float(metric.compute()) == pytest.approx(expected)
+
+
+def test_metric_info_gives_the_sacrebleu_signatures(task: TranslationTask) -> None:
+    info = task.metric_info()
+    assert info["bleu"].startswith("nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:")
+    chrf = CHRF()
+    chrf.corpus_score(["a"], [["a"]])  # sacrebleu knows the number of references once it scored
+    assert info["chrf"] == chrf.get_signature().format()
+
+
+def test_unscorable_examples_are_refused(task: TranslationTask) -> None:
+    with pytest.raises(DataError, match="no target"):
+        task.update_metrics(
+            task.metrics(), [{"translation": "x"}], [task.example_from_input("the cat .")]
+        )
+
+
+# --------------------------------------------------------------------------- conformance
+
+
+class TestGreedyConformance(TaskConformance):
+    task_class = TranslationTask
+    train_examples = toy_pairs()
+    options = {"decoding": "greedy"}
+    lr = 1e-2
+
+
+class TestBeamConformance(TaskConformance):
+    task_class = TranslationTask
+    train_examples = toy_pairs()
+    options = {"decoding": "beam", "beam_size": 3}
+    lr = 1e-2
