@@ -280,6 +280,16 @@ def evaluate(
     click.echo(json.dumps(result["metrics"], indent=2))
 
 
+def _parse_input(text: str) -> Any:
+    """An input line: a JSON object (``{"question": ..., "context": ...}``) or plain text."""
+    if text.lstrip().startswith("{"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise PlugformerError(f"input {text[:40]!r}: invalid JSON object ({exc.msg})") from None
+    return text
+
+
 @cli.command()
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.argument("texts", nargs=-1)
@@ -299,16 +309,16 @@ def predict(
     context: str | None,
 ) -> None:
     """Predict with a task checkpoint; one JSON line per input."""
-    inputs: list[Any] = list(texts)
+    inputs: list[Any] = [_parse_input(t) for t in texts]
     if question is not None or context is not None:
         inputs.append({"question": question or "", "context": context or ""})
     if input_file is not None:
         for line in input_file:
             line = line.rstrip("\n")
             if line.strip():
-                inputs.append(json.loads(line) if line.lstrip().startswith("{") else line)
+                inputs.append(_parse_input(line))
     if not inputs and not sys.stdin.isatty():
-        inputs = [line.rstrip("\n") for line in sys.stdin if line.strip()]
+        inputs = [_parse_input(line.rstrip("\n")) for line in sys.stdin if line.strip()]
     if not inputs:
         raise PlugformerError(
             "nothing to predict: give TEXT arguments, --input FILE, or pipe lines on stdin"

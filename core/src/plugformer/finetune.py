@@ -280,6 +280,13 @@ def finetune(
     seed_everything(spec.seed)  # the head's init must not depend on how much data was read
     head = task.build_head(loaded.model)
     _freeze(loaded.model, spec)
+    trainable = [p for p in (*loaded.model.parameters(), *head.parameters()) if p.requires_grad]
+    if not trainable:
+        raise PlugformerError(
+            f"task {spec.task!r}: nothing to train — its head has no parameters and the backbone is frozen "
+            "(unset finetune.freeze_backbone)"
+        )
+    loaded.model.train()  # loaded checkpoints arrive in eval mode; dropout must be live
     train_dl, val_dl = _loaders(task, spec, train, val)
     ft = spec.finetune
     steps = ft.max_steps or ft.epochs * len(train_dl)

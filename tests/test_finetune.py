@@ -1,0 +1,144 @@
+"""Fine-tune → evaluate → predict through the CLI, for every installed first-party task."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from plugformer import plugins
+from plugformer.cli import main
+
+
+def _sentiment(d: Path) -> tuple[dict, list[str]]:
+    rows = [
+        {"text": f"a {w} film, truly {w}", "label": lab}
+        for w, lab in [("great", "pos"), ("lovely", "pos"), ("awful", "neg"), ("dreadful", "neg")]
+        * 6
+    ]
+    return {"train": rows, "test": rows[:8]}, ["a great film"]
+
+
+def _qa(d: Path) -> tuple[dict, list[str]]:
+    rows = []
+    for i, name in enumerate(["Bingley", "Darcy", "Bennet", "Lucas"] * 4):
+        ctx = f"The house was let at last. It was taken by {name} on Monday."
+        rows.append(
+            {
+                "id": str(i),
+                "context": ctx,
+                "question": "Who took the house?",
+                "answers": [{"text": name, "answer_start": ctx.index(name)}],
+            }
+        )
+    return {"train": rows, "test": rows[:4]}, [
+        json.dumps({"question": "Who took it?", "context": rows[0]["context"]})
+    ]
+
+
+def _translation(d: Path) -> tuple[dict, list[str]]:
+    pairs = [
+        ("the house", "la casa"),
+        ("the dog", "el perro"),
+        ("a house", "una casa"),
+        ("the cat", "el gato"),
+    ] * 5
+    rows = [{"source": s, "target": t} for s, t in pairs]
+    return {"train": rows, "test": rows[:4]}, ["the dog"]
+
+
+def _generation(d: Path) -> tuple[dict, list[str]]:
+    rows = [
+        {"prompt": f"Article: {w} news today. Headline:", "completion": f" {w} news"}
+        for w in ["Local", "Sports", "Weather", "Market"] * 5
+    ]
+    return {"train": rows, "test": rows[:4]}, ["Article: Local news today. Headline:"]
+
+
+BUILDERS = {
+    "sentiment": _sentiment,
+    "qa": _qa,
+    "translation": _translation,
+    "generation": _generation,
+}
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    code = 0
+    try:
+        main(argv)
+    except SystemExit as exc:
+        code = exc.code or 0
+    out = capsys.readouterr()
+    assert code == 0, out.err[-2000:]
+    return out.out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", sorted(BUILDERS))
+def test_finetune_evaluate_predict_round_trip(
+    task: str, micro_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if task not in plugins.tasks().names():
+        pytest.skip(f"plugin for task {task!r} not installed")
+    splits, inputs = BUILDERS[task](tmp_path)
+    for split, rows in splits.items():
+        (tmp_path / f"{split}.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    spec = tmp_path / f"{task}.toml"
+    spec.write_text(
+        f'task = "{task}"\n[data]\ntrain = "{tmp_path / "train.jsonl"}"\ntest = "{tmp_path / "test.jsonl"}"\n'
+        "[finetune]\nmax_steps = 6\nbatch_size = 4\nprogress = false\n"
+    )
+    out = run(
+        [
+            "finetune",
+            str(spec),
+            "--backbone",
+            str(micro_checkpoint),
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        capsys,
+    )
+    summary = json.loads(out)
+    ckpt = Path(summary["checkpoint"])
+    manifest = json.loads((ckpt / "plugformer.json").read_text())
+    assert manifest["kind"] == "task" and manifest["task"]["name"] == task
+    assert (
+        manifest["parent_weights_sha256"]
+        == json.loads((micro_checkpoint / "plugformer.json").read_text())["weights_sha256"]
+    )
+    metrics = json.loads(
+        run(
+            [
+                "evaluate",
+                str(spec),
+                "--checkpoint",
+                str(ckpt),
+                "--out",
+                str(tmp_path / "eval.json"),
+            ],
+            capsys,
+        )
+    )
+    result = json.loads((tmp_path / "eval.json").read_text())
+    assert result["main_metric"] in metrics and result["n_examples"] == len(splits["test"])
+    preds = run(["predict", str(ckpt), *inputs], capsys).strip().splitlines()
+    assert len(preds) == len(inputs) and all(json.loads(p) is not None for p in preds)
+
+
+def test_shorthand_and_bad_data_give_one_line(
+    micro_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if "sentiment" not in plugins.tasks().names():
+        pytest.skip("sentiment plugin not installed")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "fine", "label": "pos"}\n{"text": 3.5\n')
+    with pytest.raises(SystemExit) as exc:
+        main(["finetune", "sentiment", "--data", str(bad), "--backbone", str(micro_checkpoint)])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and f"{bad}:2:" in err and len(err.splitlines()) == 1
+    with pytest.raises(SystemExit) as exc:
+        main(["finetune", "sentimnt", "--data", str(bad), "--backbone", str(micro_checkpoint)])
+    assert "did you mean 'sentiment'" in capsys.readouterr().err
