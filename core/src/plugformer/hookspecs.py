@@ -124,7 +124,7 @@ def on_result(result: dict[str, Any]) -> None:
     :param result: a JSON-serialisable dict with at least ``task``, ``backbone``, ``seed``,
         ``metrics`` (name -> float), ``main_metric`` and ``versions``. Do not mutate it.
 
-    Called on rank 0 only, after the result is written to disk. An exception raised here is
+    Called on rank 0 only, once the result is computed. An exception raised here is
     reported and does not fail the run. Returns nothing.
     """
 

@@ -1,0 +1,590 @@
+"""Benchmark suites: task specs × backbones × seeds, run cell by cell, cached, resumable.
+
+A suite is a TOML file (``benchmarks/suites/*.toml``) validated as :class:`SuiteConfig`.
+Every *model cell* (one spec, one backbone, one seed) is fine-tuned and scored on the test
+split; every *baseline cell* (one spec, one of its task's baselines) is scored once, since
+baselines are deterministic. A run directory holds::
+
+    suite.json              the resolved suite (backbone references, seeds, spec paths)
+    cells/<key>.json        one finished cell each, written atomically
+    work/<key>/             a cell's task checkpoint while it runs (deleted afterwards)
+    results.json  report.md  report.csv  main_metric.png  val_curves.png   (plugformer.report)
+
+A cell's key hashes everything that decides its result (see :func:`cell_key`), so a re-run
+skips finished cells: an interrupted suite resumes, an unchanged one finishes in seconds,
+and a changed seed or spec re-runs exactly the cells it affects.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import importlib
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cache, cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from plugformer.config import StrictModel, TaskSpec, load_toml, parse_model
+from plugformer.errors import ConfigError, PlugformerError
+
+__all__ = [
+    "Cell",
+    "SuiteBackbone",
+    "SuiteConfig",
+    "cell_key",
+    "load_suite",
+    "plan_cells",
+    "run_suite",
+]
+
+# Spec fields that name or display a cell but do not change its result: left out of the key.
+PRESENTATION_FIELDS = {
+    "name": None,
+    "out_dir": None,
+    "backbone": None,
+    "finetune": {"progress": None},
+}
+
+# Core modules that only present results: editing them does not re-run cells.
+PRESENTATION_MODULES = ("report.py", "bench_cli.py", "cli.py")
+
+# What a model cell's record keeps of the fine-tuning summary (val_history feeds the curves).
+SUMMARY_FIELDS = (
+    "steps",
+    "best_step",
+    "val_metrics",
+    "val_history",
+    "train_examples",
+    "wall_seconds",
+)
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+class SuiteBackbone(StrictModel):
+    """One backbone column of a suite."""
+
+    name: str = Field(min_length=1)
+    """Column label in reports, e.g. ``pretrained``."""
+    ref: str = Field(min_length=1)
+    """Backbone reference (a checkpoint dir, native:DIR, scratch:DIR, hf:NAME; paths relative to
+    the working directory); ``${VAR}`` / ``${VAR:-default}`` are read from the environment;
+    ``plugformer bench --backbone NAME=REF`` replaces it."""
+
+
+class SuiteConfig(StrictModel):
+    """A benchmark suite (``benchmarks/suites/<name>.toml``)."""
+
+    name: str = Field(min_length=1)
+    """Suite name (default: the file name); the default run directory is runs/bench/<name>."""
+    description: str = ""
+    """What the suite measures (shown in the report)."""
+    tasks: list[str] = Field(min_length=1)
+    """Task spec files, relative to the suite file, a folder above it (the repository root), or
+    the working directory."""
+    backbones: list[SuiteBackbone] = Field(min_length=1)
+    """Backbone columns: ``{name = "pretrained", ref = "${PLUGFORMER_BACKBONE}"}``."""
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    """Seeds of every model cell: a list, or a count N meaning 0..N-1 (``--seeds N`` wins)."""
+    baselines: bool = True
+    """Add the tasks' baselines (majority class, copy-source, ...) as report columns."""
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    """Applied to every task spec, e.g. ``finetune.max_steps = 50`` or ``data.max_train = 500``."""
+    keep_checkpoints: bool = False
+    """Keep each model cell's task checkpoint under checkpoints/<key> (default: results only)."""
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _count_means_range(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            if value < 1:
+                raise ValueError("give at least one seed (a count >= 1 or a list)")
+            return list(range(value))
+        return value
+
+    @model_validator(mode="after")
+    def _distinct_labels(self) -> SuiteConfig:
+        for what, names in (("backbones", [b.name for b in self.backbones]), ("seeds", self.seeds)):
+            dupes = sorted({str(n) for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"{what}: duplicates {', '.join(dupes)}")
+        return self
+
+    @model_validator(mode="after")
+    def _overrides_name_spec_fields(self) -> SuiteConfig:
+        _check_keys(self.overrides, TaskSpec, "")
+        return self
+
+
+def _check_keys(data: Mapping[str, Any], model: type[BaseModel], prefix: str) -> None:
+    """Every key of a nested override table must be a field of ``model`` (free below ``options``)."""
+    for key, value in data.items():
+        field = model.model_fields.get(key)
+        if field is None:
+            hint = difflib.get_close_matches(key, model.model_fields, n=1)
+            raise ValueError(
+                f"unknown spec key {prefix + key!r}"
+                + (f" (did you mean {prefix + hint[0]!r}?)" if hint else "")
+            )
+        sub = field.annotation
+        if isinstance(value, Mapping) and isinstance(sub, type) and issubclass(sub, BaseModel):
+            _check_keys(value, sub, f"{prefix}{key}.")
+
+
+def load_suite(path: str | Path, seeds: int | None = None) -> SuiteConfig:
+    """Read and validate a suite file; ``seeds`` (a count) replaces its seeds."""
+    path = Path(path)
+    raw = load_toml(path)
+    raw.setdefault("name", path.stem)
+    if seeds is not None:
+        raw["seeds"] = seeds
+    return parse_model(SuiteConfig, raw, str(path))
+
+
+def resolve_backbones(suite: SuiteConfig, given: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Label → reference, after ``--backbone`` replacements and ``${VAR}`` expansion."""
+    given = dict(given or {})
+    labels = [b.name for b in suite.backbones]
+    for label in given:
+        if label not in labels:
+            raise ConfigError(
+                f"--backbone {label}=...: the suite has no backbone {label!r} (it has {', '.join(labels)})"
+            )
+    return {b.name: _expand(given.get(b.name, b.ref), b.name) for b in suite.backbones}
+
+
+def _expand(ref: str, label: str) -> str:
+    """``${VAR}`` and ``${VAR:-default}`` from the environment, as a shell expands them."""
+
+    def var(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        value = os.environ.get(name) or default
+        if value is None:
+            raise ConfigError(
+                f"backbone {label!r}: ${{{name}}} is not set; export it or pass --backbone {label}=REF"
+            )
+        return value
+
+    return re.sub(r"\$\{(\w+)(?::-([^}]*))?\}", var, ref)
+
+
+def _spec_path(suite_file: Path, entry: str) -> Path:
+    here = suite_file.resolve().parent
+    for base in (here, *here.parents, Path.cwd()):
+        if (base / entry).is_file():
+            return base / entry
+    raise ConfigError(
+        f"{suite_file}: task spec {entry!r} not found next to the suite, in a folder above it, "
+        "or in the working directory"
+    )
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        both = isinstance(value, Mapping) and isinstance(out.get(key), Mapping)
+        out[key] = _merge(out[key], value) if both else value
+    return out
+
+
+def load_spec(path: Path, overrides: Mapping[str, Any], seed: int) -> TaskSpec:
+    """A suite's view of one spec file: its overrides applied, this seed, no progress bars."""
+    raw = _merge({"name": path.stem, "finetune": {"progress": False}}, load_toml(path))
+    return parse_model(TaskSpec, _merge(raw, {**overrides, "seed": seed}), f"{path} (in a suite)")
+
+
+# --------------------------------------------------------------------------- cells and keys
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of suite work: a model cell (spec × backbone × seed) or a baseline cell."""
+
+    kind: Literal["model", "baseline"]
+    spec: TaskSpec
+    spec_path: str
+    column: str
+    """Backbone label (model cells) or baseline name."""
+    seed: int | None
+    ref: str | None
+    backbone: dict[str, Any]
+    """Identity of the backbone (hashes); for baselines, of the backbone lending its tokenizer."""
+    data: dict[str, Any]
+    code: dict[str, str]
+    """Versions and source hashes of the task plugin and the core."""
+
+    @cached_property
+    def key(self) -> str:
+        return cell_key(
+            self.kind,
+            self.spec,
+            self.column,
+            self.backbone,
+            self.data,
+            self.code,
+            self.seed,
+        )
+
+    def describe(self) -> str:
+        what = (
+            f"{self.column} · seed {self.seed}"
+            if self.kind == "model"
+            else f"baseline {self.column}"
+        )
+        return f"{self.spec.label} · {what}"
+
+
+def _strip(data: dict[str, Any], drop: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(data)
+    for key, sub in drop.items():
+        if sub is None:
+            out.pop(key, None)
+        elif isinstance(out.get(key), dict):
+            out[key] = _strip(out[key], sub)
+    return out
+
+
+def cell_key(
+    kind: str,
+    spec: TaskSpec,
+    column: str,
+    backbone: Mapping[str, Any],
+    data: Mapping[str, Any],
+    code: Mapping[str, str],
+    seed: int | None,
+) -> str:
+    """sha256 (16 hex) of what decides a cell's result: the resolved spec (presentation fields
+    left out), the backbone's weights and tokenizer hashes, the data version, the task plugin's
+    and the core's versions and source hashes (:func:`code_identity`), the seed, and which
+    baseline (baseline cells)."""
+    spec_json = _strip(spec.model_dump(mode="json"), PRESENTATION_FIELDS)
+    if kind == "baseline":  # a baseline neither trains nor depends on the seed
+        spec_json = _strip(spec_json, {"finetune": None, "seed": None})
+    material = {
+        "kind": kind,
+        "spec": spec_json,
+        "baseline": column if kind == "baseline" else None,
+        "backbone": dict(backbone),
+        "data": dict(data),
+        "code": dict(code),
+        "seed": seed,
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@cache
+def source_hash(module_name: str) -> str:
+    """sha256 (16 hex) of the Python sources of the top-level package holding ``module_name``
+    (the core's reporting and command-line modules left out: they cannot change a result)."""
+    top = importlib.import_module(module_name.partition(".")[0])
+    roots = [Path(p) for p in getattr(top, "__path__", [])]
+    files = (
+        sorted(
+            f for root in roots for f in root.rglob("*.py") if f.name not in PRESENTATION_MODULES
+        )
+        if roots
+        else [Path(str(top.__file__))]
+    )
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def code_identity(task_class: type) -> dict[str, str]:
+    """Versions and source hashes of the task plugin and the core: an edited (editable-installed)
+    plugin or core re-runs its cells even when nobody bumped a version, as ``datasets``
+    fingerprints its transforms."""
+    from plugformer import __version__
+
+    return {
+        "task_plugin": str(getattr(task_class, "version", "0")),
+        "task_plugin_source": source_hash(task_class.__module__),
+        "plugformer": __version__,
+        "plugformer_source": source_hash("plugformer"),
+    }
+
+
+def backbone_identity(ref: str) -> dict[str, Any]:
+    """What identifies a backbone: weights and tokenizer hashes (``scratch`` marks re-initialised
+    weights); a family outside the core is identified by its reference."""
+    from plugformer.backbones import split_ref
+    from plugformer.checkpoint import read_manifest, weights_hash
+
+    family, rest = split_ref(ref)
+    if family not in ("native", "scratch"):
+        return {"family": family, "ref": rest}
+    manifest = read_manifest(rest)
+    return {
+        "weights_sha256": weights_hash(rest),
+        "tokenizer_sha256": manifest.get("tokenizer_sha256"),
+        "scratch": family == "scratch",
+    }
+
+
+def _identity(label: str, ref: str) -> dict[str, Any]:
+    try:
+        return backbone_identity(ref)
+    except PlugformerError as exc:
+        raise PlugformerError(
+            f"suite backbone {label!r}: {exc} (pass --backbone {label}=REF)"
+        ) from None
+
+
+def data_version(spec: TaskSpec) -> dict[str, Any]:
+    """The recipe's name, version and data sha256, and the sha256 of every data file named."""
+    from plugformer.data.cache import SPLITS, get_dataset
+    from plugformer.errors import DataError
+    from plugformer.fileio import sha256_file
+
+    out: dict[str, Any] = {}
+    if spec.data.dataset:
+        info = get_dataset(spec.data.dataset)
+        out["dataset"] = {
+            "name": info.name,
+            "version": info.version,
+            "sha256": info.manifest.get("data_sha256"),
+        }
+    for split in SPLITS:
+        file = getattr(spec.data, split)
+        if file:
+            if not Path(file).is_file():
+                raise DataError(f"{spec.label}: data.{split} file {file!r} not found")
+            out[split] = sha256_file(file)
+    return out
+
+
+def plan_cells(suite: SuiteConfig, suite_file: Path, refs: Mapping[str, str]) -> list[Cell]:
+    """Every cell of the suite, task by task: baselines first, then seed by seed each backbone."""
+    from plugformer.plugins import get_task_class
+
+    ids = {label: _identity(label, ref) for label, ref in refs.items()}
+    first = next(iter(refs))
+    cells: list[Cell] = []
+    for entry in suite.tasks:
+        path = _spec_path(suite_file, entry)
+        spec = load_spec(path, suite.overrides, suite.seeds[0])
+        cls = get_task_class(spec.task)
+        where, data, code = str(path), data_version(spec), code_identity(cls)
+        if suite.baselines:  # a baseline borrows the first backbone's tokenizer
+            cells += [
+                Cell("baseline", spec, where, name, None, refs[first], ids[first], data, code)
+                for name in cls(spec.options, None).baselines()
+            ]
+        for seed in suite.seeds:
+            seeded = load_spec(path, suite.overrides, seed)
+            cells += [
+                Cell("model", seeded, where, label, seed, ref, ids[label], data, code)
+                for label, ref in refs.items()
+            ]
+    return cells
+
+
+# --------------------------------------------------------------------------- running
+
+
+def hardware() -> dict[str, Any]:
+    """Where a cell ran: platform, CPU count, torch threads, accelerator."""
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "gpu": gpu,
+    }
+
+
+def _labels(cell: Cell) -> dict[str, Any]:
+    """A record's fields that name things rather than decide results (refreshed on cache hits)."""
+    backbone = {"ref": cell.ref, **cell.backbone}
+    if cell.kind == "model":
+        return {
+            "spec": cell.spec.label,
+            "spec_path": cell.spec_path,
+            "column": cell.column,
+            "backbone": {"label": cell.column, **backbone},
+        }
+    return {
+        "spec": cell.spec.label,
+        "spec_path": cell.spec_path,
+        "column": cell.column,
+        "tokenizer_from": backbone,
+    }
+
+
+def _record(cell: Cell, result: Mapping[str, Any], wall: float) -> dict[str, Any]:
+    from plugformer.checkpoint import library_versions
+
+    return {
+        "key": cell.key,
+        "kind": cell.kind,
+        "task": cell.spec.task,
+        "seed": cell.seed,
+        **_labels(cell),
+        "metrics": result["metrics"],
+        "main_metric": result["main_metric"],
+        "higher_is_better": result["higher_is_better"],
+        "metric_info": result["metric_info"],
+        "n_examples": result["n_examples"],
+        "data": cell.data,
+        "versions": {**library_versions(), **cell.code},
+        "hardware": hardware(),
+        "spec_config": cell.spec.model_dump(mode="json"),
+        "wall_seconds": round(wall, 2),
+    }
+
+
+def _run_model(cell: Cell, out: Path, keep: bool) -> dict[str, Any]:
+    from plugformer.finetune import evaluate, finetune
+
+    work = out / "work" / cell.key
+    shutil.rmtree(work, ignore_errors=True)  # a killed earlier attempt
+    t0 = time.perf_counter()
+    summary = finetune(cell.spec, cell.ref, work)
+    result = evaluate(cell.spec, summary["checkpoint"], "test")  # tells plugins via on_result
+    record = _record(cell, result, time.perf_counter() - t0)
+    record["finetune"] = {k: summary.get(k) for k in SUMMARY_FIELDS}
+    if keep:
+        shutil.rmtree(out / "checkpoints" / cell.key, ignore_errors=True)
+        shutil.move(summary["checkpoint"], out / "checkpoints" / cell.key)
+    shutil.rmtree(work, ignore_errors=True)
+    return record
+
+
+def _run_baseline(cell: Cell, tokenizer: Any) -> dict[str, Any]:
+    from plugformer.finetune import build_task, load_examples
+    from plugformer.plugins import call_on_result
+
+    t0 = time.perf_counter()
+    task = build_task(cell.spec.task, cell.spec.options, tokenizer)
+    train, test = load_examples(task, cell.spec, "train"), load_examples(task, cell.spec, "test")
+    if not test:
+        raise PlugformerError(f"{cell.spec.label}: no test examples for baseline {cell.column!r}")
+    task.prepare(train)
+    predictions = task.baselines()[cell.column](train, test)
+    metrics, size = task.metrics(), cell.spec.finetune.eval_batch_size
+    for i in range(0, len(test), size):  # batch by batch, as in evaluation
+        task.update_metrics(metrics, predictions[i : i + size], test[i : i + size])
+    result = {
+        "metrics": task.compute_metrics(metrics),
+        "main_metric": task.main_metric,
+        "higher_is_better": task.higher_is_better,
+        "metric_info": task.metric_info(),
+        "n_examples": len(test),
+    }
+    record = _record(cell, result, time.perf_counter() - t0)
+    call_on_result({**record, "split": "test", "backbone": None, "baseline": cell.column})
+    return record
+
+
+class _Progress:
+    """One line per cell: i/N, what, the main metric, its time, elapsed and ETA of the rest."""
+
+    def __init__(self, cells: list[Cell], pending: set[str], log: Callable[[str], None]):
+        self.total, self.log, self.t0 = len(cells), log, time.perf_counter()
+        self.left = {
+            kind: sum(c.key in pending and c.kind == kind for c in cells)
+            for kind in ("model", "baseline")
+        }
+        self.times: dict[str, list[float]] = {"model": [], "baseline": []}
+
+    def start(self, i: int, cell: Cell) -> None:
+        self.log(f"[{i:>{len(str(self.total))}}/{self.total}] {cell.describe()} ...")
+
+    def done(self, i: int, cell: Cell, record: Mapping[str, Any], ran: float | None) -> None:
+        main = record["main_metric"]
+        status = f"{main}={record['metrics'][main]:.4g}"
+        if ran is None:
+            status += " (cached)"
+        else:
+            self.times[cell.kind].append(ran)
+            self.left[cell.kind] -= 1
+            status += f" in {ran:.1f}s"
+        self.log(
+            f"[{i:>{len(str(self.total))}}/{self.total}] {cell.describe()}: {status} | "
+            f"elapsed {_clock(time.perf_counter() - self.t0)}, ETA {self._eta()}"
+        )
+
+    def _eta(self) -> str:
+        left = {kind: n for kind, n in self.left.items() if n > 0}
+        if any(not self.times[kind] for kind in left):
+            return "?"  # no cell of a kind still to run has been timed yet
+        return _clock(sum(n * statistics.fmean(self.times[kind]) for kind, n in left.items()))
+
+
+def _clock(seconds: float) -> str:
+    s = round(seconds)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def run_suite(
+    path: str | Path,
+    out: str | Path | None = None,
+    *,
+    seeds: int | None = None,
+    backbones: Mapping[str, str] | None = None,
+    log: Callable[[str], None] = _stderr,
+) -> Path:
+    """Run (or resume) a suite; writes the cells, results and reports; returns the run directory."""
+    from plugformer.backbones import resolve_backbone
+    from plugformer.fileio import atomic_write_json
+    from plugformer.report import write_reports
+
+    path = Path(path)
+    suite = load_suite(path, seeds)
+    refs = resolve_backbones(suite, backbones)
+    run_dir = Path(out or Path("runs") / "bench" / suite.name)
+    cells = plan_cells(suite, path, refs)
+    cell_file = {c.key: run_dir / "cells" / f"{c.key}.json" for c in cells}
+    pending = {c.key for c in cells if not cell_file[c.key].is_file()}
+    log(
+        f"suite {suite.name}: {len(cells)} cells ({len(cells) - len(pending)} cached, {len(pending)} to run) → {run_dir}"
+    )
+    atomic_write_json(
+        run_dir / "suite.json",
+        {**suite.model_dump(mode="json"), "file": str(path), "backbone_refs": refs},
+    )
+    tokenizer: list[Any] = []  # the first backbone's, lent to baselines; loaded on first need
+    progress, records = _Progress(cells, pending, log), []
+    for i, cell in enumerate(cells, 1):
+        if not cell_file[cell.key].is_file():  # two labels of one backbone share their cells
+            progress.start(i, cell)
+            t0 = time.perf_counter()
+            if cell.kind == "model":
+                record = _run_model(cell, run_dir, suite.keep_checkpoints)
+            else:
+                tokenizer = tokenizer or [resolve_backbone(cell.ref or "", seed=0).tokenizer]
+                record = _run_baseline(cell, tokenizer[0])
+            atomic_write_json(cell_file[cell.key], record)
+            ran: float | None = time.perf_counter() - t0
+        else:
+            record, ran = json.loads(cell_file[cell.key].read_text(encoding="utf-8")), None
+        record.update(_labels(cell))  # a renamed label or moved checkpoint is not a new result
+        records.append(record)
+        progress.done(i, cell, record, ran)
+    written = write_reports(records, run_dir, suite)
+    log(
+        f"suite {suite.name}: done in {_clock(time.perf_counter() - progress.t0)}; "
+        + ", ".join(p.name for p in written)
+    )
+    return run_dir

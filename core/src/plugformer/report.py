@@ -1,0 +1,560 @@
+"""Suite reports: aggregate cells over seeds, write JSON/Markdown/CSV/PNG, compare two runs.
+
+Aggregation: a (task spec, column) pair's main metric is averaged over its seeds, with a
+95% percentile-bootstrap interval of the mean (1000 resamples, fixed RNG seed). Baselines
+are deterministic, so they have one value and no interval. ``compare_runs`` puts two run
+directories side by side: per pair, the difference of means over the seeds both ran, with
+a paired bootstrap p-value; pairs whose data, metric definition or main metric differ are
+flagged and never compared.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from plugformer.errors import PlugformerError
+
+__all__ = [
+    "Aggregate",
+    "Comparison",
+    "aggregate",
+    "bootstrap_ci",
+    "compare_runs",
+    "format_comparison",
+    "paired_bootstrap_p",
+    "write_reports",
+]
+
+RESAMPLES = 1000
+RNG_SEED = 0
+LEVEL = 0.95
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def bootstrap_ci(
+    values: Sequence[float], resamples: int = RESAMPLES, seed: int = RNG_SEED, level: float = LEVEL
+) -> tuple[float, float]:
+    """Percentile-bootstrap interval of the mean; one value or equal values give a zero-width one."""
+    x = np.asarray(values, dtype=float)
+    if x.size == 0:
+        raise ValueError("bootstrap_ci needs at least one value")
+    if np.ptp(x) == 0:
+        return float(x[0]), float(x[0])
+    means = x[np.random.default_rng(seed).integers(0, x.size, (resamples, x.size))].mean(axis=1)
+    low, high = np.percentile(means, [50 * (1 - level), 50 * (1 + level)])
+    return float(low), float(high)
+
+
+def paired_bootstrap_p(
+    a: Sequence[float], b: Sequence[float], resamples: int = RESAMPLES, seed: int = RNG_SEED
+) -> float | None:
+    """Two-sided p-value that the mean paired difference ``b - a`` is zero (bootstrap of the
+    differences, centred on the null); ``None`` with fewer than two pairs."""
+    d = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
+    if d.size < 2:
+        return None
+    observed = d.mean()
+    means = d[np.random.default_rng(seed).integers(0, d.size, (resamples, d.size))].mean(axis=1)
+    extreme = np.abs(means - observed) >= abs(observed) - 1e-12
+    return float((extreme.sum() + 1) / (resamples + 1))
+
+
+# --------------------------------------------------------------------------- aggregation
+
+
+@dataclass
+class Aggregate:
+    """One (task spec, column) pair of a run: its main-metric values over seeds."""
+
+    spec: str
+    task: str
+    column: str
+    kind: str
+    main_metric: str
+    higher_is_better: bool
+    metric_info: dict[str, Any]
+    data: dict[str, Any]
+    n_examples: int
+    seeds: list[int | None] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values))
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return bootstrap_ci(self.values)
+
+    def as_dict(self) -> dict[str, Any]:
+        low, high = self.interval
+        keep = (
+            "spec",
+            "task",
+            "column",
+            "kind",
+            "main_metric",
+            "higher_is_better",
+            "seeds",
+            "values",
+        )
+        return {
+            **{k: getattr(self, k) for k in keep},
+            "mean": self.mean,
+            "ci_low": low,
+            "ci_high": high,
+        }
+
+
+def aggregate(records: Sequence[dict[str, Any]]) -> list[Aggregate]:
+    """Group cells by (spec, column): specs in run order, backbones before baselines."""
+    groups: dict[tuple[str, str], Aggregate] = {}
+    for r in records:
+        agg = groups.setdefault(
+            (r["spec"], r["kind"], r["column"]),
+            Aggregate(
+                r["spec"],
+                r["task"],
+                r["column"],
+                r["kind"],
+                r["main_metric"],
+                r["higher_is_better"],
+                r["metric_info"],
+                r["data"],
+                r["n_examples"],
+            ),
+        )
+        agg.seeds.append(r["seed"])
+        agg.values.append(float(r["metrics"][r["main_metric"]]))
+    specs = list(dict.fromkeys(k[0] for k in groups))
+    return sorted(groups.values(), key=lambda a: (specs.index(a.spec), a.kind == "baseline"))
+
+
+def _columns(aggs: Sequence[Aggregate]) -> list[tuple[str, str]]:
+    """(column, kind) in report order: backbones, then baselines, each in first-seen order."""
+    seen = dict.fromkeys((a.column, a.kind) for a in aggs)
+    return [c for c in seen if c[1] == "model"] + [c for c in seen if c[1] == "baseline"]
+
+
+def _definition(info: dict[str, Any], metric: str) -> str | None:
+    """What metric_info says of ``metric``: its own entry, else the task-wide ``definition``."""
+    text = info.get(metric, info.get("definition"))
+    return text if isinstance(text, str) else None
+
+
+def _scale(info: dict[str, Any], metric: str) -> str | None:
+    """The scale of ``metric`` from metric_info: a ``scale`` entry ("0-100"), a range in its
+    text ("(0-1)", "(-1 to 1)"), or a sacreBLEU signature (0 to 100)."""
+    text = _definition(info, metric) or ""
+    if "nrefs:" in text:
+        return "0 to 100, sacreBLEU"
+    pattern = r"(-?[\d.]+)\s*(?:-|–|to)\s*(-?[\d.]+)"
+    scale = info.get("scale")
+    m = re.search(rf"\({pattern}\)", text) or re.fullmatch(
+        pattern, scale if isinstance(scale, str) else ""
+    )
+    return f"{m.group(1)} to {m.group(2)}" if m else None
+
+
+def metric_label(agg: Aggregate) -> str:
+    """``accuracy (0 to 1), higher is better``: an axis label with scale and direction."""
+    scale = _scale(agg.metric_info, agg.main_metric)
+    better = "higher" if agg.higher_is_better else "lower"
+    return f"{agg.main_metric}{f' ({scale})' if scale else ''}, {better} is better"
+
+
+def _cell_text(agg: Aggregate) -> str:
+    low, high = agg.interval
+    return f"{agg.mean:.4g}" if len(agg.values) == 1 else f"{agg.mean:.4g} [{low:.4g}, {high:.4g}]"
+
+
+# --------------------------------------------------------------------------- writers
+
+
+def _markdown(
+    aggs: Sequence[Aggregate], records: Sequence[dict[str, Any]], suite: Any, plots: list[Path]
+) -> str:
+    cols = _columns(aggs)
+    seeds = sorted({r["seed"] for r in records if r["kind"] == "model"})
+    lines = [f"# Suite `{suite.name}`", ""] + ([suite.description, ""] if suite.description else [])
+    if len(seeds) > 1:
+        lines.append(
+            f"Each entry is the task's main metric on its test split: the mean over seeds "
+            f"{', '.join(map(str, seeds))}, with its {LEVEL:.0%} percentile-bootstrap interval "
+            f"of the mean in brackets ({RESAMPLES} resamples, RNG seed {RNG_SEED})."
+        )
+    else:
+        lines.append(
+            f"Each entry is the task's main metric on its test split from one seed ({seeds[0] if seeds else '-'}): "
+            "single runs, so no intervals are shown."
+        )
+    lines += [
+        "Baselines are deterministic: computed once per task, one value. ↑: higher is better; ↓: lower is better.",
+        "",
+    ]
+    header = ["task", "metric", *(f"{c} (baseline)" if k == "baseline" else c for c, k in cols)]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for spec in dict.fromkeys(a.spec for a in aggs):
+        row = {(a.column, a.kind): a for a in aggs if a.spec == spec}
+        first = next(iter(row.values()))
+        arrow = "↑" if first.higher_is_better else "↓"
+        cells = [_cell_text(row[c]) if c in row else "—" for c in cols]
+        lines.append(
+            f"| {spec} ({first.task}) | {first.main_metric} {arrow} | " + " | ".join(cells) + " |"
+        )
+    lines += ["", "## Backbones", ""]
+    for r in {r["column"]: r for r in records if r["kind"] == "model"}.values():
+        b = r["backbone"]
+        ident = (
+            f"weights sha256 {b['weights_sha256'][:12]}"
+            if b.get("weights_sha256")
+            else "identified by reference"
+        )
+        lines.append(
+            f"- **{b['label']}**: `{b['ref']}` ({ident}{', re-initialised' if b.get('scratch') else ''})"
+        )
+    lines += ["", "## Metrics", ""]
+    for a in {a.spec: a for a in aggs}.values():
+        info = _definition(a.metric_info, a.main_metric)
+        lines.append(f"- {a.spec}: `{a.main_metric}`" + (f": {info}" if info else ""))
+    first = records[0]
+    versions = ", ".join(
+        f"{k} {v}" for k, v in first["versions"].items() if not k.startswith("task_plugin")
+    )
+    hw = first["hardware"]
+    total = sum(r["wall_seconds"] for r in records)
+    lines += [
+        "",
+        "## Environment",
+        "",
+        f"- {versions}",
+        f"- {hw['platform']}, {hw['cpu_count']} CPUs, {hw['torch_threads']} torch threads"
+        + (f", GPU {hw['gpu']}" if hw.get("gpu") else ""),
+        f"- {len(records)} cells, {total:.0f} s of cell time (cached cells count their first run)",
+        "",
+    ]
+    lines += [f"![{p.stem.replace('_', ' ')}]({p.name})" for p in plots]
+    return "\n".join(lines) + "\n"
+
+
+def _csv(aggs: Sequence[Aggregate]) -> str:
+    buf = io.StringIO()
+    fields = [
+        "spec",
+        "task",
+        "column",
+        "kind",
+        "main_metric",
+        "higher_is_better",
+        "n",
+        "mean",
+        "ci_low",
+        "ci_high",
+        "seeds",
+        "values",
+    ]
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for a in aggs:
+        d = {k: f"{v:.6g}" if isinstance(v, float) else v for k, v in a.as_dict().items()}
+        writer.writerow(
+            {
+                **{k: d[k] for k in fields if k in d},
+                "n": len(a.values),
+                "seeds": ";".join("" if s is None else str(s) for s in a.seeds),
+                "values": ";".join(f"{v:.6g}" for v in a.values),
+            }
+        )
+    return buf.getvalue()
+
+
+def _colours(cols: Sequence[tuple[str, str]]) -> dict[str, tuple[Any, str]]:
+    """Column → (colour, hatch): backbones in tab10 colours, baselines in greys, hatched."""
+    from matplotlib import colormaps
+
+    models = [c for c, k in cols if k == "model"]
+    baselines = [c for c, k in cols if k == "baseline"]
+    out = {c: (colormaps["tab10"](i % 10), "") for i, c in enumerate(models)}
+    greys = colormaps["Greys"]
+    out.update(
+        {c: (greys(0.3 + 0.5 * i / max(1, len(baselines))), "//") for i, c in enumerate(baselines)}
+    )
+    return out
+
+
+def _grid(n: int) -> tuple[int, int]:
+    ncols = min(n, 2)
+    return math.ceil(n / ncols), ncols
+
+
+def plot_main_metric(aggs: Sequence[Aggregate], path: Path, title: str) -> Path:
+    """One panel per task: a bar per backbone and baseline, with the bootstrap interval."""
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    cols = _columns(aggs)
+    colour = _colours(cols)
+    specs = list(dict.fromkeys(a.spec for a in aggs))
+    rows, ncols = _grid(len(specs))
+    fig = Figure(figsize=(6 * ncols, 3.6 * rows + 1.0), layout="constrained")
+    axes = list(fig.subplots(rows, ncols, squeeze=False).flat)
+    for ax, spec in zip(axes, specs, strict=False):
+        row = [a for a in aggs if a.spec == spec]
+        for x, a in enumerate(row):
+            low, high = a.interval
+            ax.bar(
+                x,
+                a.mean,
+                color=colour[a.column][0],
+                hatch=colour[a.column][1],
+                edgecolor="black",
+                linewidth=0.6,
+                yerr=[[a.mean - low], [high - a.mean]] if len(a.values) > 1 else None,
+                capsize=5,
+            )
+            ax.annotate(
+                f"{a.mean:.3g}",
+                (x, max(high, a.mean)),
+                xytext=(0, 3),
+                textcoords="offset points",
+                ha="center",
+                va="bottom",
+                fontsize=8,
+            )
+        ax.set_xticks(range(len(row)), [a.column for a in row], rotation=15, ha="right", fontsize=8)
+        ax.set_title(f"{spec} ({row[0].task})", fontsize=10)
+        ax.set_ylabel(metric_label(row[0]), fontsize=9)
+        ax.set_xlabel("backbone / baseline", fontsize=9)
+        ax.margins(y=0.18)
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_axisbelow(True)
+    for ax in axes[len(specs) :]:
+        ax.set_visible(False)
+    handles = [
+        Patch(
+            facecolor=colour[c][0],
+            hatch=colour[c][1],
+            edgecolor="black",
+            label=f"{c} (baseline)" if k == "baseline" else c,
+        )
+        for c, k in cols
+    ]
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncols=min(len(handles), 5),
+        fontsize=9,
+        frameon=False,
+    )
+    fig.suptitle(title, fontsize=11)
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def plot_val_curves(
+    records: Sequence[dict[str, Any]], aggs: Sequence[Aggregate], path: Path
+) -> Path | None:
+    """Validation main metric vs step, one panel per task, one line per backbone (mean over
+    seeds, each seed faint); None when no cell validated."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    curves: dict[str, dict[str, list[list[tuple[int, float]]]]] = {}
+    for r in records:
+        history = (r.get("finetune") or {}).get("val_history") or []
+        points = [
+            (int(h["step"]), float(h[r["main_metric"]])) for h in history if r["main_metric"] in h
+        ]
+        if points:
+            curves.setdefault(r["spec"], {}).setdefault(r["column"], []).append(points)
+    if not curves:
+        return None
+    colour = _colours(_columns(aggs))
+    label, task = {a.spec: metric_label(a) for a in aggs}, {a.spec: a.task for a in aggs}
+    rows, ncols = _grid(len(curves))
+    fig = Figure(figsize=(6 * ncols, 3.6 * rows + 0.6), layout="constrained")
+    axes = list(fig.subplots(rows, ncols, squeeze=False).flat)
+    for ax, (spec, by_column) in zip(axes, curves.items(), strict=False):
+        for column, runs in by_column.items():
+            for points in runs:
+                ax.plot(
+                    *zip(*points, strict=True), color=colour[column][0], alpha=0.3, linewidth=0.8
+                )
+            steps = sorted({s for points in runs for s, _ in points})
+            mean = [
+                np.mean([v for points in runs for s, v in points if s == step]) for step in steps
+            ]
+            ax.plot(
+                steps,
+                mean,
+                color=colour[column][0],
+                marker="o",
+                markersize=3,
+                linewidth=2,
+                label=f"{column} ({len(runs)} seed{'s' if len(runs) > 1 else ''})",
+            )
+        ax.set_title(f"{spec} ({task[spec]})", fontsize=10)
+        ax.set_xlabel("fine-tuning step", fontsize=9)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(f"validation {label[spec]}", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    for ax in axes[len(curves) :]:
+        ax.set_visible(False)
+    fig.suptitle(
+        "Validation main metric during fine-tuning (bold: mean over seeds; faint: each seed)",
+        fontsize=11,
+    )
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def write_reports(records: Sequence[dict[str, Any]], out: Path, suite: Any) -> list[Path]:
+    """results.json, report.md, report.csv and the PNG plots; returns the paths written."""
+    from plugformer.fileio import atomic_write_json, atomic_write_text
+
+    aggs = aggregate(records)
+    seeds = sorted({r["seed"] for r in records if r["kind"] == "model"})
+    title = f"Suite {suite.name}: test main metric" + (
+        f" (mean over {len(seeds)} seeds, {LEVEL:.0%} bootstrap interval)"
+        if len(seeds) > 1
+        else " (one seed)"
+    )
+    plots = [plot_main_metric(aggs, out / "main_metric.png", title)]
+    curves = plot_val_curves(records, aggs, out / "val_curves.png")
+    plots += [curves] if curves else []
+    results = {
+        "suite": suite.model_dump(mode="json"),
+        "aggregation": {
+            "statistic": "mean over seeds",
+            "interval": f"{LEVEL:.0%} percentile bootstrap of the mean",
+            "resamples": RESAMPLES,
+            "rng_seed": RNG_SEED,
+        },
+        "summary": [a.as_dict() for a in aggs],
+        "cells": list(records),
+    }
+    atomic_write_json(out / "results.json", results)
+    atomic_write_text(out / "report.md", _markdown(aggs, records, suite, plots))
+    atomic_write_text(out / "report.csv", _csv(aggs))
+    return [out / "results.json", out / "report.md", out / "report.csv", *plots]
+
+
+# --------------------------------------------------------------------------- comparing runs
+
+
+@dataclass
+class Comparison:
+    """One (task spec, column) pair of two runs: the difference of means, or why there is none."""
+
+    spec: str
+    column: str
+    main_metric: str
+    seeds: list[int | None]
+    mean_a: float | None = None
+    mean_b: float | None = None
+    p_value: float | None = None
+    problem: str | None = None
+
+    @property
+    def delta(self) -> float | None:
+        return None if self.mean_a is None or self.mean_b is None else self.mean_b - self.mean_a
+
+
+def _load_cells(run: str | Path) -> list[dict[str, Any]]:
+    path = Path(run)
+    path = path / "results.json" if path.is_dir() else path
+    if not path.is_file():
+        raise PlugformerError(
+            f"{run}: no results.json (run `plugformer bench SUITE --out {run}` first)"
+        )
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))["cells"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise PlugformerError(f"{path}: not a suite results file ({exc})") from None
+
+
+def _incomparable(a: Aggregate, b: Aggregate) -> str | None:
+    if a.main_metric != b.main_metric:
+        return f"main metric differs ({a.main_metric} vs {b.main_metric})"
+    if a.data != b.data:
+        return "data version differs"
+    if a.metric_info != b.metric_info:
+        return "metric definition (metric_info / signature) differs"
+    if a.n_examples != b.n_examples:
+        return f"test set size differs ({a.n_examples} vs {b.n_examples})"
+    return None
+
+
+def _compare(a: Aggregate, b: Aggregate) -> Comparison:
+    out = Comparison(a.spec, a.column, a.main_metric, [])
+    out.problem = _incomparable(a, b)
+    if out.problem:
+        return out
+    va, vb = dict(zip(a.seeds, a.values, strict=True)), dict(zip(b.seeds, b.values, strict=True))
+    out.seeds = [s for s in a.seeds if s in vb]
+    if not out.seeds:
+        out.problem = "no seeds in common"
+        return out
+    xa, xb = [va[s] for s in out.seeds], [vb[s] for s in out.seeds]
+    out.mean_a, out.mean_b = float(np.mean(xa)), float(np.mean(xb))
+    out.p_value = paired_bootstrap_p(xa, xb)
+    return out
+
+
+def compare_runs(run_a: str | Path, run_b: str | Path) -> list[Comparison]:
+    """Every (task spec, column) pair of either run; pairs present in one only are flagged."""
+    a = {(g.spec, g.kind, g.column): g for g in aggregate(_load_cells(run_a))}
+    b = {(g.spec, g.kind, g.column): g for g in aggregate(_load_cells(run_b))}
+    out = []
+    for key in dict.fromkeys([*a, *b]):
+        if key in a and key in b:
+            out.append(_compare(a[key], b[key]))
+        else:
+            only = a.get(key) or b[key]
+            out.append(
+                Comparison(
+                    key[0],
+                    key[2],
+                    only.main_metric,
+                    [],
+                    problem=f"only in run {'A' if key in a else 'B'}",
+                )
+            )
+    return out
+
+
+def format_comparison(rows: Sequence[Comparison], name_a: str, name_b: str) -> str:
+    """A Markdown table: A, B, Δ = B − A, paired bootstrap p over the seeds both ran."""
+    lines = [
+        f"A = `{name_a}`, B = `{name_b}`; Δ = B − A of the main-metric mean over the seeds both ran; "
+        f"p: paired bootstrap over those seeds ({RESAMPLES} resamples, two-sided; — with under two seeds).",
+        "",
+        "| task | column | metric | A | B | Δ | p | seeds | note |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if r.problem or r.mean_a is None or r.mean_b is None or r.delta is None:
+            lines.append(
+                f"| {r.spec} | {r.column} | {r.main_metric} | | | | | | NOT COMPARED: {r.problem} |"
+            )
+            continue
+        p = "—" if r.p_value is None else f"{r.p_value:.3g}"
+        seeds = ",".join("-" if s is None else str(s) for s in r.seeds)
+        lines.append(
+            f"| {r.spec} | {r.column} | {r.main_metric} | {r.mean_a:.4g} | {r.mean_b:.4g} | "
+            f"{r.delta:+.4g} | {p} | {seeds} | |"
+        )
+    return "\n".join(lines) + "\n"
