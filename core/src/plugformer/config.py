@@ -221,13 +221,15 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid TOML: arrays or tables nested too deeply") from None
 
 
 def _parse_value(raw: str) -> Any:
     """``--set`` values are TOML literals where they parse (1, 2.5, true, "x", [1, 2]), else strings."""
     try:
         return tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         return raw
 
 
@@ -314,7 +316,7 @@ class TaskData(StrictModel):
     test: str | None = None
     """Test file (plugformer evaluate, suites)."""
     max_train: int | None = Field(None, ge=1)
-    """Use at most this many training examples (the first N: deterministic)."""
+    """Use at most this many training examples (a fixed-seed random subset: the same in every run)."""
     max_eval: int | None = Field(None, ge=1)
     """Use at most this many validation and test examples each."""
 

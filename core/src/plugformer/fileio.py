@@ -18,7 +18,7 @@ from typing import IO, Any
 
 from plugformer.errors import PlugformerError
 
-__all__ = ["atomic_dir", "atomic_open", "atomic_write_json", "atomic_write_text", "sha256_file"]
+__all__ = ["atomic_dir", "atomic_open", "atomic_write_json", "atomic_write_text", "ensure_dir", "sha256_file"]
 
 
 def _explain(exc: OSError, path: Path) -> PlugformerError:
@@ -27,6 +27,16 @@ def _explain(exc: OSError, path: Path) -> PlugformerError:
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return PlugformerError(f"{path}: permission denied (cannot write here)")
     return PlugformerError(f"{path}: cannot write ({exc.strerror or exc})")
+
+
+def ensure_dir(path: str | os.PathLike[str]) -> Path:
+    """``mkdir -p path``; failures (read-only, a file in the way, disk full) are one line."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _explain(exc, path) from None
+    return path
 
 
 @contextlib.contextmanager

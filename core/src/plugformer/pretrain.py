@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 
 from plugformer.config import PretrainConfig
 from plugformer.data.corpus import BlockDataset, TokenCache, ValBlocks
+from plugformer.fileio import ensure_dir
 from plugformer.model import GPT
 from plugformer.objectives import IGNORE, Objective
 from plugformer.training import check_finite, check_finite_grads, cosine_schedule, param_groups
@@ -118,7 +119,7 @@ class PretrainData(L.LightningDataModule):
         world = trainer.world_size if trainer else 1
         rank = trainer.global_rank if trainer else 0
         ds = ValBlocks(
-            self.cache.tokens("val"), self.config.model.max_seq_len, t.val_batches * t.batch_size
+            self.cache.tokens("val"), self.config.model.max_seq_len, t.val_batches * t.batch_size * world
         )
         idx = list(range(rank, len(ds), world))  # shard validation blocks across processes
         return DataLoader(torch.utils.data.Subset(ds, idx), batch_size=t.batch_size)
@@ -129,7 +130,7 @@ def prepare_tokenizer(config: PretrainConfig) -> Any:
     from plugformer.data.corpus import load_documents
 
     out = Path(config.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out)
     if config.tokenizer.path or (out / "tokenizer.json").is_file():
         return _prepare_tokenizer(config, out, [])
     return _prepare_tokenizer(config, out, load_documents(config.data.corpus))
@@ -186,10 +187,12 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> dict[str, Any]:
 
     t_start = time.time()
     out = Path(config.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out)
     last = out / "checkpoints" / "last.ckpt"
     if resume and not last.is_file():
         raise ConfigError(f"--resume: no {last} to resume from")
+    if resume:
+        _check_resumable(last)
     objective = plugins.objectives().get(config.objective)
     seed_everything(config.seed)
 
@@ -234,7 +237,7 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> dict[str, Any]:
         "n_params": module.model.num_params(non_embedding=False),
         "train_tokens": cache.meta["train_tokens"],
         "val_tokens": cache.meta["val_tokens"],
-        "tokens_per_second": round(throughput.tokens_per_second, 1),
+        "tokens_per_second": round(throughput.tokens_per_second * trainer.world_size, 1),  # all processes
         "wall_seconds": round(time.time() - t_start, 1),
         **{k: float(v) for k, v in val.items()},
     }
@@ -255,6 +258,24 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> dict[str, Any]:
         summary["checkpoint"] = str(final)
         atomic_write_json(out / "summary.json", summary)
     return summary
+
+
+def _check_resumable(path: Path) -> None:
+    """Open ``last.ckpt`` as Lightning will (``weights_only=True``: tensors and plain data, no
+    code); a corrupt, truncated or code-carrying file is one CheckpointError line."""
+    from plugformer.errors import CheckpointError
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError (refused globals), RuntimeError (truncated zip), EOFError
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        reason = next((ln for ln in lines if "GLOBAL" in ln), lines[0] if lines else "")[:200]
+        raise CheckpointError(
+            f"--resume: {path} cannot be loaded safely ({type(exc).__name__}: {reason}); "
+            "it is corrupt or not a checkpoint this run wrote — delete it to start afresh"
+        ) from None
+    if not isinstance(state, dict) or "state_dict" not in state or "global_step" not in state:
+        raise CheckpointError(f"--resume: {path} is not a Lightning training checkpoint")
 
 
 def read_metrics_csv(out_dir: str | Path) -> list[dict[str, str]]:

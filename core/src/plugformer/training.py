@@ -69,12 +69,25 @@ class NonFiniteLossError(PlugformerError):
     pass
 
 
-def check_finite(loss: torch.Tensor, step: int) -> None:
+def check_finite(loss: torch.Tensor, step: int, what: str = "loss") -> None:
     if not torch.isfinite(loss):
         raise NonFiniteLossError(
-            f"loss became {loss.item()} at step {step}; stopping (the last good checkpoint is kept). "
+            f"{what} became {loss.item()} at step {step}; stopping (the last good checkpoint is kept). "
             "Try a lower optim.lr or trainer.precision = '32-true'"
         )
+
+
+def check_finite_grads(module: torch.nn.Module, step: int) -> None:
+    """Refuse an optimiser step with non-finite gradients (call from ``on_before_optimizer_step``).
+
+    A finite loss can still give inf/nan gradients, and one such step poisons the weights
+    that the next checkpoint would save. Under DDP the gradients are already all-reduced
+    here, so every process stops together (a per-process loss check would leave the others
+    waiting in the all-reduce).
+    """
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if grads:
+        check_finite(torch.nn.utils.get_total_norm(grads), step, "gradient norm")
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -111,7 +124,10 @@ def build_trainer(
 ) -> Any:
     """A ``lightning.Trainer`` configured from ``cfg`` (CSV logger, progress bar, strategy)."""
     import lightning as L
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
     from lightning.pytorch.loggers import CSVLogger
+
+    from plugformer.errors import ConfigError
 
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
@@ -119,7 +135,7 @@ def build_trainer(
     # Progress bars on a dumb terminal (CI logs) only add noise.
     progress = cfg.progress and os.environ.get("PLUGFORMER_PROGRESS", "1") != "0"
     max_time = {"minutes": cfg.max_minutes} if cfg.max_minutes else None
-    return L.Trainer(
+    kwargs: dict[str, Any] = dict(
         accelerator=cfg.accelerator,
         devices=cfg.devices,
         num_nodes=cfg.num_nodes,
@@ -142,3 +158,9 @@ def build_trainer(
         deterministic=cfg.deterministic,
         use_distributed_sampler=False,
     )
+    try:
+        return L.Trainer(**kwargs)
+    except (ValueError, MisconfigurationException) as exc:
+        # e.g. strategy="fsdp" with accelerator="cpu", an unknown strategy, too many devices
+        first = " ".join(str(exc).split())
+        raise ConfigError(f"trainer (strategy={cfg.strategy!r}, accelerator={cfg.accelerator!r}, devices={cfg.devices!r}): {first}") from None

@@ -1,0 +1,329 @@
+"""Hostile and broken input through the command line: every case gives exit 2 and exactly
+one ``plugformer: error:`` line naming the file (and line where there is one); nothing in a
+crafted checkpoint is executed; archives cannot write outside their target."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from plugformer.cli import main
+from plugformer.data import sources
+from plugformer.errors import DataError
+from tests.conftest import micro_config
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    """Run ``plugformer ARGS`` in-process; (exit code, the single error line)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("plugformer:")]
+    assert len(lines) == 1, err[-3000:]
+    return int(exit_info.value.code or 0), lines[0]
+
+
+def toml(path: Path, cfg: dict) -> Path:
+    lines = [f"{k} = {json.dumps(v)}" for k, v in cfg.items() if not isinstance(v, dict)]
+    for table, values in cfg.items():
+        if isinstance(values, dict):
+            lines += [f"[{table}]", *(f"{k} = {json.dumps(v)}" for k, v in values.items())]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# --------------------------------------------------------------------------- crafted checkpoints
+
+
+class _Payload:
+    """Unpickling this would create a marker file (as an attacker's code would run)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("kind", ["pickle-payload", "truncated", "garbage", "not-a-dict"])
+def test_resume_refuses_crafted_last_ckpt(
+    kind: str, corpus_file: Path, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "run"
+    last = out / "checkpoints" / "last.ckpt"
+    last.parent.mkdir(parents=True)
+    marker = tmp_path / "PWNED"
+    if kind == "pickle-payload":
+        torch.save({"state_dict": {}, "global_step": 1, "x": _Payload(marker)}, last)
+    elif kind == "truncated":
+        buf = io.BytesIO()
+        torch.save({"state_dict": {"w": torch.ones(100)}, "global_step": 1}, buf)
+        last.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    elif kind == "garbage":
+        last.write_bytes(b"\x00\xffnot a checkpoint" * 10)
+    else:
+        torch.save([1, 2, 3], last)
+    cfg = toml(tmp_path / "c.toml", micro_config(corpus_file, out))
+    code, line = cli(capsys, "pretrain", str(cfg), "--resume")
+    assert code == 2 and str(last) in line
+    assert not marker.exists(), "the pickle payload was executed"
+    if kind == "pickle-payload":
+        assert "GLOBAL" in line and "system" in line
+
+
+def test_weights_come_only_from_safetensors(micro_checkpoint: Path, tmp_path: Path, capsys) -> None:
+    """A pickle dropped where the weights belong is rejected as corrupt, never unpickled."""
+    ck = tmp_path / "ck"
+    shutil.copytree(micro_checkpoint, ck)
+    marker = tmp_path / "PWNED"
+    torch.save({"x": _Payload(marker)}, ck / "model.safetensors")
+    code, line = cli(capsys, "generate", str(ck), "hello", "--max-new-tokens", "2")
+    assert code == 2 and "model.safetensors" in line and "corrupt" in line
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("manifest", "expect"),
+    [
+        ({"format_version": 99, "kind": "backbone"}, "newer than this plugformer reads"),
+        ({"format_version": "1", "kind": "backbone"}, "format"),
+        ({"kind": "backbone"}, "lacks format_version"),
+        ([1, 2], "lacks format_version"),
+        ("{not json", "corrupt manifest"),
+        (b"\xff\xfe\x00", "corrupt manifest"),
+    ],
+)
+def test_ckpt_inspect_bad_manifests(
+    manifest, expect: str, micro_checkpoint: Path, tmp_path: Path, capsys
+) -> None:
+    ck = tmp_path / "ck"
+    shutil.copytree(micro_checkpoint, ck)
+    target = ck / "plugformer.json"
+    if isinstance(manifest, bytes):
+        target.write_bytes(manifest)
+    elif isinstance(manifest, str):
+        target.write_text(manifest)
+    else:
+        target.write_text(json.dumps(manifest))
+    code, line = cli(capsys, "ckpt", "inspect", str(ck))
+    assert code == 2 and expect in line and "plugformer.json" in line
+
+
+def test_ckpt_inspect_missing_and_file(tmp_path: Path, capsys) -> None:
+    code, line = cli(capsys, "ckpt", "inspect", str(tmp_path / "nope"))
+    assert code == 2 and "no such checkpoint" in line
+    (tmp_path / "f").write_text("x")
+    code, line = cli(capsys, "ckpt", "inspect", str(tmp_path / "f"))
+    assert code == 2 and "not a file" in line
+
+
+# --------------------------------------------------------------------------- configs
+
+
+@pytest.mark.parametrize(
+    ("content", "expect"),
+    [
+        (b"[model\nx=1", "invalid TOML"),
+        (b"\xff\xfe[model]", "not UTF-8"),
+        (b"[model]\nd_model = 'wide'", "model.d_model"),
+        (b"[trainer]\nmax_step = 10", "did you mean 'trainer.max_steps'"),
+        (b"[model]\nn_heads = 3\nd_model = 16", "must divide"),
+        (b"model = 5", "model"),
+        (b"[trainer]\nbatch_size = -1", "trainer.batch_size"),
+        (b"[model]\npreset = 'huge'", "unknown preset"),
+        (b"x = " + b"[" * 5000 + b"]" * 5000, ""),  # deep nesting: an error, not a crash
+    ],
+)
+def test_config_validate_bad_files(content: bytes, expect: str, tmp_path: Path, capsys) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_bytes(content)
+    code, line = cli(capsys, "config", "validate", str(path))
+    assert code == 2 and str(path) in line and expect in line
+
+
+def test_config_missing_file_and_bad_override(tmp_path: Path, capsys) -> None:
+    code, line = cli(capsys, "config", "validate", str(tmp_path / "nope.toml"))
+    assert code == 2 and "no such config file" in line
+    good = toml(tmp_path / "ok.toml", {"seed": 1})
+    code, line = cli(capsys, "config", "validate", str(good), "--set", "seed")
+    assert code == 2 and "KEY=VALUE" in line
+    code, line = cli(capsys, "config", "validate", str(good), "--set", "seed.x=1")
+    assert code == 2 and "not a table" in line
+
+
+# --------------------------------------------------------------------------- pretraining corpora
+
+BAD_CORPORA = {
+    "badjson.jsonl": (b'{"text": "fine"}\n{"text": "oops"\n', ":2: invalid JSON"),
+    "notobj.jsonl": (b'{"text": "fine"}\n["a"]\n', ":2: expected a JSON object"),
+    "notext.jsonl": (b'{"body": "fine"}\n', ":1: expected a string field 'text'"),
+    "texttype.jsonl": (b'{"text": 12}\n', ":1: expected a string field 'text'"),
+    "utf8.jsonl": (b'{"text": "ok"}\n{"text": "\xc3\x28"}\n', ":2: invalid UTF-8"),
+    "utf8.txt": (b"fine text\n\n\xff\xfe broken", "not UTF-8"),
+    "empty.txt": (b"", "no documents"),
+    "blank.txt": (b"\n\n  \n", "no documents"),
+    "empty.jsonl": (b"", "empty file"),
+    "tiny.txt": (b"a\n\nb", "corpus"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_CORPORA))
+def test_pretrain_bad_corpus(name: str, tmp_path: Path, capsys) -> None:
+    content, expect = BAD_CORPORA[name]
+    corpus = tmp_path / name
+    corpus.write_bytes(content)
+    cfg = micro_config(corpus, tmp_path / "run", max_steps=2)
+    code, line = cli(capsys, "pretrain", str(toml(tmp_path / "c.toml", cfg)))
+    assert code == 2 and expect in line, line
+    assert name in line or "corpus" in line
+
+
+def test_pretrain_unknown_corpus_source(tmp_path: Path, capsys) -> None:
+    cfg = micro_config(tmp_path / "no-such-file.txt", tmp_path / "run", max_steps=2)
+    code, line = cli(capsys, "pretrain", str(toml(tmp_path / "c.toml", cfg)))
+    assert code == 2 and "no-such-file.txt" in line
+
+
+def test_pretrain_huge_line_jsonl(tmp_path: Path, capsys) -> None:
+    from plugformer.data.readers import MAX_LINE_BYTES
+
+    corpus = tmp_path / "huge.jsonl"
+    with open(corpus, "w") as f:
+        f.write('{"text": "ok"}\n{"text": "')
+        f.write("a" * (MAX_LINE_BYTES + 10))
+        f.write('"}\n')
+    cfg = micro_config(corpus, tmp_path / "run", max_steps=2)
+    code, line = cli(capsys, "pretrain", str(toml(tmp_path / "c.toml", cfg)))
+    assert code == 2 and "huge.jsonl:2: line longer than" in line
+
+
+# --------------------------------------------------------------------------- fine-tuning data
+
+BAD_EXAMPLES = {
+    "badjson.jsonl": (
+        b'{"text": "good", "label": "positive"}\n{"text": "x", "label": "negative"\n',
+        ":2: invalid JSON",
+    ),
+    "array.jsonl": (
+        b'{"text": "good", "label": "positive"}\n[1, 2]\n',
+        ":2: expected a JSON object",
+    ),
+    "wrongtype.jsonl": (
+        b'{"text": ["a"], "label": "positive"}\n{"text": "b", "label": "negative"}\n',
+        ":1:",
+    ),
+    "utf8.jsonl": (
+        b'{"text": "ok", "label": "positive"}\n{"text": "\xff", "label": "negative"}\n',
+        ":2: invalid UTF-8",
+    ),
+    "empty.jsonl": (b"", "empty file"),
+    "missingcol.csv": (b"sentence,label\nhello,positive\nbye,negative\n", ":2: field 'text'"),
+    "ragged.csv": (b"text,label\na,positive\nb\n", ":3: expected 2 columns"),
+    "headeronly.tsv": (b"text\tlabel\n", "empty file"),
+    "quote.csv": (b'text,label\n"unterminated,positive\n', "csv"),
+    "emptytext.tsv": (b"text\tlabel\n\tpositive\nok\tnegative\n", ":2:"),
+    "data.xml": (b"<a/>", "unknown format"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_EXAMPLES))
+def test_finetune_bad_data(name: str, micro_checkpoint: Path, tmp_path: Path, capsys) -> None:
+    pytest.importorskip("plugformer_sentiment")
+    content, expect = BAD_EXAMPLES[name]
+    data = tmp_path / name
+    data.write_bytes(content)
+    code, line = cli(
+        capsys, "finetune", "sentiment", "--data", str(data), "--backbone", str(micro_checkpoint),
+        "--out", str(tmp_path / "ft"), "--set", "finetune.max_steps=1",
+    )  # fmt: skip
+    assert code == 2 and name in line and (expect in line or expect.lower() in line.lower()), line
+
+
+def test_reader_huge_line_names_file_and_line(tmp_path: Path, monkeypatch) -> None:
+    from plugformer.data import readers
+
+    monkeypatch.setattr(readers, "MAX_LINE_BYTES", 64)
+    path = tmp_path / "x.tsv"
+    path.write_text("text\tlabel\n" + "a" * 100 + "\tpos\n")
+    with pytest.raises(DataError, match=r"x\.tsv:2: line longer than 64 bytes"):
+        list(readers.read_records(path))
+
+
+# --------------------------------------------------------------------------- archives
+
+
+def _tar(members: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for info, data in members:
+            if data is not None:
+                info.size = len(data)
+            tf.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buf.getvalue()
+
+
+def _info(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, link
+    return info
+
+
+@pytest.mark.parametrize(
+    ("members", "expect"),
+    [
+        ([(_info("/etc/evil"), b"x")], "unsafe member path"),
+        ([(_info("a/../../evil"), b"x")], "unsafe member path"),
+        ([(_info("C:/evil"), b"x")], "unsafe member path"),
+        ([(_info("a\\..\\..\\evil"), b"x")], "unsafe member path"),
+        ([(_info("hard", tarfile.LNKTYPE, "../../etc/passwd"), None)], "leaves the target"),
+        ([(_info("sym", tarfile.SYMTYPE, "/etc/passwd"), None)], "leaves the target"),
+        ([(_info("d/sym", tarfile.SYMTYPE, "../../x"), None)], "leaves the target"),
+        ([(_info("dev", tarfile.CHRTYPE), None)], "device or fifo"),
+        ([(_info("fifo", tarfile.FIFOTYPE), None)], "device or fifo"),
+    ],
+)
+def test_tar_extraction_refuses_escapes(members, expect: str, tmp_path: Path) -> None:
+    data = _tar(members)
+    dest = tmp_path / "out"
+    dest.mkdir()
+    with pytest.raises(DataError, match=expect):
+        sources.safe_extract_tar(data, dest)
+    assert list(dest.iterdir()) == []
+    assert not (tmp_path / "evil").exists()
+
+
+def test_symlink_then_write_through_it_is_refused(tmp_path: Path) -> None:
+    """The classic two-step escape: a link to '..' then a file written 'through' it."""
+    data = _tar([(_info("up", tarfile.SYMTYPE, ".."), None), (_info("up/evil"), b"x")])
+    dest = tmp_path / "out"
+    dest.mkdir()
+    with pytest.raises(DataError):
+        sources.safe_extract_tar(data, dest)
+    assert not (tmp_path / "evil").exists()
+
+
+@pytest.mark.parametrize("name", ["/abs/evil", "../evil", "a/../../evil", "C:\\evil"])
+def test_zip_read_members_refuses_unsafe_names(name: str) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr(name, "x")
+    with pytest.raises(DataError, match="unsafe member path"):
+        sources.read_members(buf.getvalue(), "*")
+
+
+@pytest.mark.parametrize(
+    "blob", [b"", b"PK\x03\x04garbage", b"\x1f\x8b\x08garbage", b"not an archive" * 50]
+)
+def test_corrupt_archives_are_data_errors(blob: bytes, tmp_path: Path) -> None:
+    with pytest.raises(DataError):
+        sources.read_members(blob, "*")
+    with pytest.raises(DataError):
+        sources.safe_extract_tar(blob, tmp_path)
