@@ -88,8 +88,11 @@ def generate(
     if cfg.seed is not None:
         generator = torch.Generator(device=device).manual_seed(cfg.seed)
     out: list[list[int]] = [[] for _ in range(B)]
-    done = torch.zeros(B, dtype=torch.bool, device=device)
+    done = [False] * B
     padded = bool((mask == 0).any())
+    # Bookkeeping is per step in Python on one ``tolist()`` of the new tokens: no per-row tensor
+    # indexing, and the sequence/mask/positions only grow when something reads them.
+    keep_seen = cfg.repetition_penalty != 1.0 or not use_cache
     if use_cache:
         cache = model.new_cache(B, T + budget)
         hidden = model(ids, mask if padded else None, cache, positions if padded else None)
@@ -98,27 +101,27 @@ def generate(
     seen = ids
     for _ in range(budget):
         nxt = sample_next(model.lm_logits(hidden[:, -1]), cfg, seen, generator)  # (B,)
-        if eos_id is not None:
-            done_now = nxt == eos_id
-        else:
-            done_now = torch.zeros_like(done)
-        for i in range(B):
-            if not done[i] and not done_now[i]:
-                out[i].append(int(nxt[i]))
-                if stop_check is not None and stop_check(out[i]):
-                    done_now[i] = True
-        done = done | done_now
-        if bool(done.all()):
+        for i, tok in enumerate(nxt.tolist()):
+            if done[i]:
+                continue
+            if tok == eos_id:
+                done[i] = True
+                continue
+            out[i].append(tok)
+            if stop_check is not None and stop_check(out[i]):
+                done[i] = True
+        if all(done):
             break
-        nxt = nxt.masked_fill(done, pad_id)
-        seen = torch.cat([seen, nxt[:, None]], dim=1)
-        mask = torch.cat([mask, torch.ones(B, 1, dtype=mask.dtype, device=device)], dim=1)
-        positions = positions[:, -1:] + 1
+        if any(done):
+            nxt = nxt.masked_fill(torch.tensor(done, device=device), pad_id)
+        if keep_seen:
+            seen = torch.cat([seen, nxt[:, None]], dim=1)
+        if padded:
+            mask = torch.cat([mask, torch.ones(B, 1, dtype=mask.dtype, device=device)], dim=1)
+            positions = positions[:, -1:] + 1
         if use_cache:
-            hidden = model(
-                nxt[:, None], mask if padded else None, cache, positions if padded else None
-            )
+            hidden = model(nxt[:, None], mask if padded else None, cache, positions if padded else None)
         else:  # recompute everything (the reference the cache must match)
-            full_pos = (mask.cumsum(1) - 1).clamp(min=0)
-            hidden = model(seen, mask if padded else None, None, full_pos if padded else None)
+            full_pos = (mask.cumsum(1) - 1).clamp(min=0) if padded else None
+            hidden = model(seen, mask if padded else None, None, full_pos)
     return out

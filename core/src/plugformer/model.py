@@ -224,19 +224,24 @@ class GPT(nn.Module):
             raise ValueError(
                 f"sequence of {offset + T} tokens exceeds max_seq_len={self.max_seq_len}"
             )
-        if positions is None:
-            positions = torch.arange(offset, offset + T, device=input_ids.device).unsqueeze(
-                0
-            )  # (1, T)
         x = self.wte(input_ids)  # (B, T, C)
         rope = None
-        if self.wpe is not None:
-            x = x + self.wpe(positions)
-        else:
+        if positions is None and self.wpe is None:
+            # Unpadded: positions offset..offset+T-1 are a slice of the tables (no gather per step).
             rope = (
-                self.rope_cos[positions].unsqueeze(1),
-                self.rope_sin[positions].unsqueeze(1),
-            )  # (B|1, 1, T, hs)
+                self.rope_cos[None, None, offset : offset + T],
+                self.rope_sin[None, None, offset : offset + T],
+            )  # (1, 1, T, hs)
+        else:
+            if positions is None:
+                positions = torch.arange(offset, offset + T, device=input_ids.device)[None]  # (1, T)
+            if self.wpe is not None:
+                x = x + self.wpe(positions)
+            else:
+                rope = (
+                    self.rope_cos[positions].unsqueeze(1),
+                    self.rope_sin[positions].unsqueeze(1),
+                )  # (B|1, 1, T, hs)
         mask = self._attention_mask(attention_mask, T, offset, cache, input_ids.device)
         for i, block in enumerate(self.blocks):
             x = block(x, rope, mask, cache, i)
