@@ -83,7 +83,7 @@ class ModelConfig(StrictModel):
     def _apply_preset(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("preset") is not None:
             name = data["preset"]
-            if name not in MODEL_PRESETS:
+            if not isinstance(name, str) or name not in MODEL_PRESETS:
                 hint = difflib.get_close_matches(str(name), MODEL_PRESETS, n=1)
                 raise ValueError(
                     f"unknown preset {name!r}"

@@ -98,24 +98,33 @@ class KneserNey:
         return float(-self.log_probs(padded).sum() / math.log(2) / n_bytes)
 
 
-def model_bits_per_byte(model: Any, tokens: np.ndarray, n_bytes: int, batch_size: int = 16) -> float:
-    """Held-out bits/byte of a causal backbone over a token stream, in blocks of its context."""
+def model_bits_per_byte(
+    model: Any, tokens: np.ndarray, n_bytes: int, batch_size: int = 16
+) -> float:
+    """Held-out bits/byte of a causal backbone over a token stream.
+
+    Sliding windows of the model's context with a stride of half of it: every token after the
+    first window is scored with at least T/2 tokens of left context (the usual way to measure
+    a fixed-context LM on a long stream), and every token is scored exactly once.
+    """
     import torch
     import torch.nn.functional as F
 
     T = model.max_seq_len
-    n_blocks = max(1, (len(tokens) - 1) // T)
-    total = 0.0
+    stride = max(1, T // 2)
+    starts = list(range(0, max(1, len(tokens) - T), stride))
+    total, scored = 0.0, 0
     model.eval()
     with torch.inference_mode():
-        for start in range(0, n_blocks, batch_size):
-            rows = [tokens[b * T : b * T + T + 1] for b in range(start, min(n_blocks, start + batch_size))]
-            rows = [r for r in rows if len(r) == T + 1]
-            if not rows:
-                break
-            block = torch.from_numpy(np.stack(rows))  # (B, T+1)
-            logits = model.lm_logits(model(block[:, :-1]))  # (B, T, V)
-            total += float(F.cross_entropy(logits.flatten(0, 1).float(), block[:, 1:].flatten(), reduction="sum"))
-    scored = n_blocks * T
-    # Scale to the bytes of the scored tokens (the tail beyond the last full block is skipped).
+        for b in range(0, len(starts), batch_size):
+            group = starts[b : b + batch_size]
+            block = torch.from_numpy(np.stack([tokens[s : s + T + 1] for s in group]))  # (B, T+1)
+            logits = model.lm_logits(model(block[:, :-1])).float()  # (B, T, V)
+            nll = F.cross_entropy(logits.flatten(0, 1), block[:, 1:].flatten(), reduction="none")
+            nll = nll.view(len(group), T)  # (B, T)
+            for row, s in enumerate(group):
+                first = 0 if s == 0 else T - stride  # score only tokens not scored before
+                total += float(nll[row, first:].sum())
+                scored += T - first
+    # Scale to the bytes of the scored tokens (the stream's tail beyond the last window is skipped).
     return total / math.log(2) / (n_bytes * scored / max(1, len(tokens)))
