@@ -171,7 +171,12 @@ def test_load_only_selected_plugins(thirdparty: Path) -> None:
     names = {p["name"] for p in json.loads(res.stdout)}
     assert "tp-good" in names and "tp-raiser" not in names
     res = cli("plugins", "--json", env={"PLUGFORMER_LOAD_PLUGINS": ""})
-    assert {p["name"] for p in json.loads(res.stdout)} == {"backbones", "objectives", "corpora", "hf"}
+    assert {p["name"] for p in json.loads(res.stdout)} == {
+        "backbones",
+        "objectives",
+        "corpora",
+        "hf",
+    }
 
 
 def test_tracing_prints_hook_calls() -> None:

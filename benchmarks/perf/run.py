@@ -60,11 +60,33 @@ def sync(device: str) -> None:
 
 
 def summarize(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "n": len(values),
+    }
 
 
-def add_row(group: str, name: str, unit: str, values: list[float], ref: dict[str, str] | None = None, **extra: Any) -> None:
-    ROWS.append({"group": group, "name": name, "unit": unit, **summarize(values), "values": values, "ref": ref or {}, **extra})
+def add_row(
+    group: str,
+    name: str,
+    unit: str,
+    values: list[float],
+    ref: dict[str, str] | None = None,
+    **extra: Any,
+) -> None:
+    ROWS.append(
+        {
+            "group": group,
+            "name": name,
+            "unit": unit,
+            **summarize(values),
+            "values": values,
+            "ref": ref or {},
+            **extra,
+        }
+    )
 
 
 def model_config(**over: Any) -> Any:
@@ -133,8 +155,15 @@ def pretrain_config(precision: str, compile_: bool, max_steps: int, out: Path) -
 
     return PretrainConfig(
         model={**SHAPE, "vocab_size": VOCAB},
-        trainer={"precision": precision, "compile": compile_, "max_steps": max_steps, "batch_size": BATCH,
-                 "progress": False, "accelerator": DEVICE, "devices": 1},
+        trainer={
+            "precision": precision,
+            "compile": compile_,
+            "max_steps": max_steps,
+            "batch_size": BATCH,
+            "progress": False,
+            "accelerator": DEVICE,
+            "devices": 1,
+        },
         out_dir=str(out),
     )
 
@@ -179,8 +208,21 @@ class Interleave:
         import lightning as L
 
         class _Interleave(L.Callback):
-            def __init__(self, warm: int, k: int, reps: int, tokens: int, others: dict[str, Callable[[], None]]):
-                self.warm, self.k, self.reps, self.tokens, self.others = warm, k, reps, tokens, others
+            def __init__(
+                self,
+                warm: int,
+                k: int,
+                reps: int,
+                tokens: int,
+                others: dict[str, Callable[[], None]],
+            ):
+                self.warm, self.k, self.reps, self.tokens, self.others = (
+                    warm,
+                    k,
+                    reps,
+                    tokens,
+                    others,
+                )
                 self.times: dict[str, list[float]] = {"plugformer": [], **{n: [] for n in others}}
                 self.i, self.t0, self.warm_s = 0, 0.0, 0.0
                 self.t_start = now()
@@ -216,7 +258,9 @@ class Interleave:
         return _Interleave(*args, **kwargs)
 
 
-def plain_step_fn(model: torch.nn.Module, cfg: Any, precision: str, compile_: bool, grad_clip: float) -> Callable[[], None]:
+def plain_step_fn(
+    model: torch.nn.Module, cfg: Any, precision: str, compile_: bool, grad_clip: float
+) -> Callable[[], None]:
     """A nanoGPT-style loop on the same GPT: AdamW (foreach, same groups), clip, step."""
     from plugformer.training import param_groups
 
@@ -242,7 +286,9 @@ def plain_step_fn(model: torch.nn.Module, cfg: Any, precision: str, compile_: bo
     return step
 
 
-def hf_step_fn(model: torch.nn.Module, cfg: Any, precision: str, compile_: bool, grad_clip: float) -> Callable[[], None]:
+def hf_step_fn(
+    model: torch.nn.Module, cfg: Any, precision: str, compile_: bool, grad_clip: float
+) -> Callable[[], None]:
     from plugformer.training import param_groups
 
     opt = torch.optim.AdamW(param_groups(model, 0.1), lr=1e-3, betas=(0.9, 0.95), foreach=True)
@@ -273,8 +319,22 @@ def bench_train(args: argparse.Namespace, tmp: Path) -> None:
     warm, k, reps = (2, 2, 3) if args.quick else (3, 4, 5)
     tokens = BATCH * SHAPE["max_seq_len"]
     peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
-    ROWS.append({"group": "peak", "name": "matmul 1024³ fp32", "unit": "GFLOP/s", "median": peaks["fp32"] / 1e9})
-    ROWS.append({"group": "peak", "name": "matmul 1024³ bf16", "unit": "GFLOP/s", "median": peaks["bf16"] / 1e9})
+    ROWS.append(
+        {
+            "group": "peak",
+            "name": "matmul 1024³ fp32",
+            "unit": "GFLOP/s",
+            "median": peaks["fp32"] / 1e9,
+        }
+    )
+    ROWS.append(
+        {
+            "group": "peak",
+            "name": "matmul 1024³ bf16",
+            "unit": "GFLOP/s",
+            "median": peaks["bf16"] / 1e9,
+        }
+    )
     compiles = [False, True] if args.compile else [False]
     for compile_ in compiles:
         for precision in ("32-true", "bf16-mixed"):
@@ -287,23 +347,50 @@ def bench_train(args: argparse.Namespace, tmp: Path) -> None:
             plain = GPT(cfg).to(DEVICE)
             hf = hf_llama(cfg).to(DEVICE)
             n_params = plain.num_params(non_embedding=False)
-            cb = Interleave(warm, k, reps, tokens, {
-                "plain": plain_step_fn(plain, cfg, precision, compile_, config.optim.grad_clip),
-                "hf": hf_step_fn(hf, cfg, precision, compile_, config.optim.grad_clip),
-            })
-            trainer = build_trainer(config.trainer, tmp / f"run-{label}", [cb], limit_val_batches=0,
-                                    grad_clip=config.optim.grad_clip)
+            cb = Interleave(
+                warm,
+                k,
+                reps,
+                tokens,
+                {
+                    "plain": plain_step_fn(plain, cfg, precision, compile_, config.optim.grad_clip),
+                    "hf": hf_step_fn(hf, cfg, precision, compile_, config.optim.grad_clip),
+                },
+            )
+            trainer = build_trainer(
+                config.trainer,
+                tmp / f"run-{label}",
+                [cb],
+                limit_val_batches=0,
+                grad_clip=config.optim.grad_clip,
+            )
             trainer.fit(module, datamodule=data)
             peak = peaks["bf16" if precision == "bf16-mixed" else "fp32"]
             fpt = flops_per_token(cfg, n_params)
             hf_params = sum(p.numel() for p in hf.parameters())
             for name in ("plugformer", "plain", "hf"):
                 vals = cb.times[name]
-                mfu = statistics.median(vals) * (fpt if name != "hf" else flops_per_token(cfg, hf_params)) / peak
-                add_row("train", f"{name} {label}", "tok/s", vals,
-                        ref={"plain": "plain", "hf": "hf"} if name == "plugformer" else {"plain": "plain"} if name == "hf" else {},
-                        variant=name, setting=label, mfu=mfu, warmup_s=cb.warm_s if name == "plugformer" else None,
-                        n_params=n_params if name != "hf" else hf_params)
+                mfu = (
+                    statistics.median(vals)
+                    * (fpt if name != "hf" else flops_per_token(cfg, hf_params))
+                    / peak
+                )
+                add_row(
+                    "train",
+                    f"{name} {label}",
+                    "tok/s",
+                    vals,
+                    ref={"plain": "plain", "hf": "hf"}
+                    if name == "plugformer"
+                    else {"plain": "plain"}
+                    if name == "hf"
+                    else {},
+                    variant=name,
+                    setting=label,
+                    mfu=mfu,
+                    warmup_s=cb.warm_s if name == "plugformer" else None,
+                    n_params=n_params if name != "hf" else hf_params,
+                )
             del module, plain, hf, trainer
 
 
@@ -324,7 +411,9 @@ def bench_generate(args: argparse.Namespace, tmp: Path) -> None:
     reps = 2 if args.quick else 3
     scfg = SamplingConfig(max_new_tokens=new)
     for batch in (1, 8):
-        prompts = torch.randint(1, VOCAB, (batch, prompt_len), generator=torch.Generator().manual_seed(batch)).tolist()
+        prompts = torch.randint(
+            1, VOCAB, (batch, prompt_len), generator=torch.Generator().manual_seed(batch)
+        ).tolist()
         hf_ids = torch.tensor(prompts, device=DEVICE)
 
         def run_ours() -> int:
@@ -333,7 +422,9 @@ def bench_generate(args: argparse.Namespace, tmp: Path) -> None:
 
         def run_hf() -> int:
             with torch.inference_mode():
-                out = hf.generate(hf_ids, max_new_tokens=new, min_new_tokens=new, do_sample=False, use_cache=True)
+                out = hf.generate(
+                    hf_ids, max_new_tokens=new, min_new_tokens=new, do_sample=False, use_cache=True
+                )
             return int((out.shape[1] - prompt_len) * batch)
 
         def run_recompute() -> int:
@@ -351,8 +442,15 @@ def bench_generate(args: argparse.Namespace, tmp: Path) -> None:
                 sync(DEVICE)
                 times[name].append(n / (now() - t))
         for name, vals in times.items():
-            add_row("generate", f"{name} b{batch}", "new tok/s", vals,
-                    ref={"hf": "hf", "recompute": "recompute"} if name == "plugformer" else {}, variant=name, setting=f"b{batch}")
+            add_row(
+                "generate",
+                f"{name} b{batch}",
+                "new tok/s",
+                vals,
+                ref={"hf": "hf", "recompute": "recompute"} if name == "plugformer" else {},
+                variant=name,
+                setting=f"b{batch}",
+            )
 
 
 # --------------------------------------------------------------------------- eval
@@ -360,8 +458,15 @@ def bench_generate(args: argparse.Namespace, tmp: Path) -> None:
 SYNTHETIC = {
     # task name → a function making n labelled raw examples (the task's schema)
     "sentiment": lambda n, rng: [
-        {"text": " ".join(rng.choice(["good", "bad", "film", "plot", "great", "awful", "the", "a", "acting"], 24)),
-         "label": ["negative", "positive"][i % 2]} for i in range(n)
+        {
+            "text": " ".join(
+                rng.choice(
+                    ["good", "bad", "film", "plot", "great", "awful", "the", "a", "acting"], 24
+                )
+            ),
+            "label": ["negative", "positive"][i % 2],
+        }
+        for i in range(n)
     ],
 }
 
@@ -379,7 +484,13 @@ def bench_eval(args: argparse.Namespace, tmp: Path) -> None:
     rng = np.random.default_rng(0)
     for name in names:
         if name not in SYNTHETIC:
-            ROWS.append({"group": "eval", "name": f"{name} skipped", "note": "no synthetic examples for this task"})
+            ROWS.append(
+                {
+                    "group": "eval",
+                    "name": f"{name} skipped",
+                    "note": "no synthetic examples for this task",
+                }
+            )
             continue
         raw = SYNTHETIC[name](256, rng)
         tok = tokenizer_for(raw[:64], vocab_size=400)
@@ -410,8 +521,15 @@ def bench_eval(args: argparse.Namespace, tmp: Path) -> None:
                 fn()
                 times[label].append(len(examples) / (now() - t))
         for label, vals in times.items():
-            add_row("eval", f"{name} {label}", "ex/s", vals,
-                    ref={"forward only": "forward only"} if label == "plugformer" else {}, variant=label, setting=name)
+            add_row(
+                "eval",
+                f"{name} {label}",
+                "ex/s",
+                vals,
+                ref={"forward only": "forward only"} if label == "plugformer" else {},
+                variant=label,
+                setting=name,
+            )
 
 
 # --------------------------------------------------------------------------- data
@@ -434,8 +552,15 @@ def bench_data(args: argparse.Namespace, tmp: Path) -> None:
         vals.append(n_batches * BATCH * SHAPE["max_seq_len"] / (now() - t))
     train = [r for r in ROWS if r["group"] == "train" and r["name"] == "plugformer fp32"]
     consume = train[0]["median"] if train else None
-    add_row("data", "DataLoader (num_workers=0)", "tok/s", vals,
-            ref_value={"training fp32": consume} if consume else {}, variant="plugformer", setting="loader")
+    add_row(
+        "data",
+        "DataLoader (num_workers=0)",
+        "tok/s",
+        vals,
+        ref_value={"training fp32": consume} if consume else {},
+        variant="plugformer",
+        setting="loader",
+    )
 
 
 # --------------------------------------------------------------------------- startup
@@ -456,10 +581,21 @@ def bench_startup(args: argparse.Namespace, tmp: Path) -> None:
     for _ in range(n):
         for name, cmd in cmds.items():
             t = now()
-            subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, check=False)
+            subprocess.run(
+                cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, check=False
+            )
             times[name].append(now() - t)
     for name, vals in times.items():
-        ROWS.append({"group": "startup", "name": name, "unit": "s", "best": min(vals), **summarize(vals), "values": vals})
+        ROWS.append(
+            {
+                "group": "startup",
+                "name": name,
+                "unit": "s",
+                "best": min(vals),
+                **summarize(vals),
+                "values": vals,
+            }
+        )
 
 
 # --------------------------------------------------------------------------- report
@@ -470,11 +606,16 @@ def fmt(x: float) -> str:
 
 
 def table() -> str:
-    lines = [f"{'group':9} {'variant':34} {'median':>10} {'min–max':>21} {'unit':9} ratios / notes", "-" * 110]
+    lines = [
+        f"{'group':9} {'variant':34} {'median':>10} {'min–max':>21} {'unit':9} ratios / notes",
+        "-" * 110,
+    ]
     by_name = {(r["group"], r["name"]): r for r in ROWS}
     for r in ROWS:
         if "median" not in r:
-            lines.append(f"{r['group']:9} {r['name']:34} {'':>10} {'':>21} {'':9} {r.get('note', '')}")
+            lines.append(
+                f"{r['group']:9} {r['name']:34} {'':>10} {'':>21} {'':9} {r.get('note', '')}"
+            )
             continue
         rng = f"{fmt(r['min'])}–{fmt(r['max'])}" if "min" in r else ""
         notes = []
@@ -488,7 +629,9 @@ def table() -> str:
             notes.append(f"MFU {100 * r['mfu']:.1f}%")
         if r["group"] == "startup":
             notes.append(f"best {r['best']:.3f}")
-        lines.append(f"{r['group']:9} {r['name']:34} {fmt(r['median']):>10} {rng:>21} {r.get('unit', ''):9} {', '.join(notes)}")
+        lines.append(
+            f"{r['group']:9} {r['name']:34} {fmt(r['median']):>10} {rng:>21} {r.get('unit', ''):9} {', '.join(notes)}"
+        )
     return "\n".join(lines)
 
 
@@ -503,9 +646,14 @@ def hardware() -> dict[str, Any]:
     with contextlib.suppress(OSError):
         flags = Path("/proc/cpuinfo").read_text()
     info = {
-        "cpu": cpu, "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-        "avx512_bf16": "avx512_bf16" in flags, "amx_bf16": "amx_bf16" in flags,
-        "loadavg_start": os.getloadavg(), "device": DEVICE, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "avx512_bf16": "avx512_bf16" in flags,
+        "amx_bf16": "amx_bf16" in flags,
+        "loadavg_start": os.getloadavg(),
+        "device": DEVICE,
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
     }
     if DEVICE == "cuda":
         info["gpu"] = torch.cuda.get_device_name()
@@ -520,27 +668,50 @@ def versions() -> dict[str, str]:
         with contextlib.suppress(md.PackageNotFoundError):
             out[dist] = md.version(dist)
     with contextlib.suppress(Exception):
-        out["git"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                    text=True, check=False).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "core"], cwd=ROOT, capture_output=True,
-                               text=True, check=False).stdout.strip()
+        out["git"] = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "core"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
         out["git_core_dirty"] = bool(dirty)
     return out
 
 
-BENCHES = {"train": bench_train, "generate": bench_generate, "eval": bench_eval, "data": bench_data,
-           "startup": bench_startup}
+BENCHES = {
+    "train": bench_train,
+    "generate": bench_generate,
+    "eval": bench_eval,
+    "data": bench_data,
+    "startup": bench_startup,
+}
 DEVICE = "cpu"
 
 
 def main(argv: list[str] | None = None) -> int:
     global DEVICE
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run, ~5 min on 2 cores)")
-    p.add_argument("--only", default=",".join(BENCHES), help=f"comma-separated subset of {','.join(BENCHES)}")
-    p.add_argument("--compile", action="store_true", help="also train with torch.compile (slow to warm up)")
+    p.add_argument(
+        "--quick", action="store_true", help="fewer repetitions (a smoke run, ~5 min on 2 cores)"
+    )
+    p.add_argument(
+        "--only", default=",".join(BENCHES), help=f"comma-separated subset of {','.join(BENCHES)}"
+    )
+    p.add_argument(
+        "--compile", action="store_true", help="also train with torch.compile (slow to warm up)"
+    )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)"
+    )
     p.add_argument("--note", default="", help="free text stored with the JSON line (what changed)")
     p.add_argument("--no-save", action="store_true", help="do not append to results/")
     args = p.parse_args(argv)
@@ -571,8 +742,14 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     print(table())
     hw["loadavg_end"] = os.getloadavg()
-    record = {"time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "args": vars(args),
-              "hardware": hw, "versions": versions(), "seconds": round(now() - t_start, 1), "rows": ROWS}
+    record = {
+        "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "args": vars(args),
+        "hardware": hw,
+        "versions": versions(),
+        "seconds": round(now() - t_start, 1),
+        "rows": ROWS,
+    }
     if not args.no_save:
         out = HERE / "results" / f"{dt.date.today().isoformat()}.jsonl"
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -17,8 +17,8 @@ PLUGIN_API_VERSION = 1
 
 __all__ = [
     "PLUGIN_API_VERSION",
-    "CheckpointError",
     "Baseline",
+    "CheckpointError",
     "ConfigError",
     "DataError",
     "DebianSource",

@@ -18,7 +18,14 @@ from typing import IO, Any
 
 from plugformer.errors import PlugformerError
 
-__all__ = ["atomic_dir", "atomic_open", "atomic_write_json", "atomic_write_text", "ensure_dir", "sha256_file"]
+__all__ = [
+    "atomic_dir",
+    "atomic_open",
+    "atomic_write_json",
+    "atomic_write_text",
+    "ensure_dir",
+    "sha256_file",
+]
 
 
 def _explain(exc: OSError, path: Path) -> PlugformerError:

@@ -120,7 +120,9 @@ def generate(
             mask = torch.cat([mask, torch.ones(B, 1, dtype=mask.dtype, device=device)], dim=1)
             positions = positions[:, -1:] + 1
         if use_cache:
-            hidden = model(nxt[:, None], mask if padded else None, cache, positions if padded else None)
+            hidden = model(
+                nxt[:, None], mask if padded else None, cache, positions if padded else None
+            )
         else:  # recompute everything (the reference the cache must match)
             full_pos = (mask.cumsum(1) - 1).clamp(min=0) if padded else None
             hidden = model(seen, mask if padded else None, None, full_pos)

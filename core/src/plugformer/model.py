@@ -234,7 +234,9 @@ class GPT(nn.Module):
             )  # (1, 1, T, hs)
         else:
             if positions is None:
-                positions = torch.arange(offset, offset + T, device=input_ids.device)[None]  # (1, T)
+                positions = torch.arange(offset, offset + T, device=input_ids.device)[
+                    None
+                ]  # (1, T)
             if self.wpe is not None:
                 x = x + self.wpe(positions)
             else:

@@ -56,7 +56,9 @@ class PretrainModule(L.LightningModule):
         return loss
 
     def on_before_optimizer_step(self, optimizer: Any) -> None:
-        if not str(self.trainer.precision).startswith("16"):  # fp16's GradScaler skips inf steps itself
+        if not str(self.trainer.precision).startswith(
+            "16"
+        ):  # fp16's GradScaler skips inf steps itself
             check_finite_grads(self.model, self.global_step)
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
@@ -119,7 +121,9 @@ class PretrainData(L.LightningDataModule):
         world = trainer.world_size if trainer else 1
         rank = trainer.global_rank if trainer else 0
         ds = ValBlocks(
-            self.cache.tokens("val"), self.config.model.max_seq_len, t.val_batches * t.batch_size * world
+            self.cache.tokens("val"),
+            self.config.model.max_seq_len,
+            t.val_batches * t.batch_size * world,
         )
         idx = list(range(rank, len(ds), world))  # shard validation blocks across processes
         return DataLoader(torch.utils.data.Subset(ds, idx), batch_size=t.batch_size)
@@ -237,7 +241,9 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> dict[str, Any]:
         "n_params": module.model.num_params(non_embedding=False),
         "train_tokens": cache.meta["train_tokens"],
         "val_tokens": cache.meta["val_tokens"],
-        "tokens_per_second": round(throughput.tokens_per_second * trainer.world_size, 1),  # all processes
+        "tokens_per_second": round(
+            throughput.tokens_per_second * trainer.world_size, 1
+        ),  # all processes
         "wall_seconds": round(time.time() - t_start, 1),
         **{k: float(v) for k, v in val.items()},
     }
@@ -267,7 +273,9 @@ def _check_resumable(path: Path) -> None:
 
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # UnpicklingError (refused globals), RuntimeError (truncated zip), EOFError
+    except (
+        Exception
+    ) as exc:  # UnpicklingError (refused globals), RuntimeError (truncated zip), EOFError
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
         reason = next((ln for ln in lines if "GLOBAL" in ln), lines[0] if lines else "")[:200]
         raise CheckpointError(

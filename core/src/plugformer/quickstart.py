@@ -89,7 +89,10 @@ def build_corpus(path: Path) -> dict[str, int]:
 def _pretrain_config(out: Path, corpus: Path, minutes: float, fast: bool) -> Any:
     from plugformer.config import PretrainConfig, load_config
 
-    cfg = load_config(REPO / "tasks" / "pretrain" / ("quickstart-fast.toml" if fast else "quickstart.toml"), PretrainConfig)
+    cfg = load_config(
+        REPO / "tasks" / "pretrain" / ("quickstart-fast.toml" if fast else "quickstart.toml"),
+        PretrainConfig,
+    )
     cfg.data.corpus = [str(corpus)]
     cfg.out_dir = str(out / "pretrain")
     cfg.trainer.max_minutes = minutes
@@ -119,7 +122,9 @@ def calibrate_steps(cfg: Any, vocab_size: int, minutes: float, probe: int = 6) -
         t0 = time.perf_counter()
         with fabric.autocast():
             logits = model.lm_logits(model(x[:, :-1]))
-            loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), x[:, 1:].flatten())
+            loss = torch.nn.functional.cross_entropy(
+                logits.flatten(0, 1).float(), x[:, 1:].flatten()
+            )
         loss.backward()
         opt.step()
         opt.zero_grad()
@@ -129,7 +134,9 @@ def calibrate_steps(cfg: Any, vocab_size: int, minutes: float, probe: int = 6) -
     return max(20, int(minutes * 60 / step * 0.9 / cfg.trainer.accumulate_grad_batches))
 
 
-def heldout_news(tokenizer: Any, model: Any, train_corpus: Path, limit: int | None = None) -> dict[str, float]:
+def heldout_news(
+    tokenizer: Any, model: Any, train_corpus: Path, limit: int | None = None
+) -> dict[str, float]:
     """Bits per byte on the news validation split: the model, trigram Kneser–Ney, unigram."""
     import numpy as np
 
@@ -137,9 +144,13 @@ def heldout_news(tokenizer: Any, model: Any, train_corpus: Path, limit: int | No
     from plugformer.ngram import KneserNey, model_bits_per_byte, token_stream
 
     rows = load_split("news-2017-en", "validation")[:limit]
-    texts = ["\n".join(p for p in (r.get("title"), r.get("subtitle"), r.get("text")) if p) for r in rows]
+    texts = [
+        "\n".join(p for p in (r.get("title"), r.get("subtitle"), r.get("text")) if p) for r in rows
+    ]
     val, val_bytes = token_stream(tokenizer, [t for t in texts if t.strip()])
-    train_texts = [json.loads(line)["text"] for line in train_corpus.read_text(encoding="utf-8").splitlines()]
+    train_texts = [
+        json.loads(line)["text"] for line in train_corpus.read_text(encoding="utf-8").splitlines()
+    ]
     train, _ = token_stream(tokenizer, train_texts)
     kn = KneserNey(train, tokenizer.vocab_size)
     counts = np.bincount(train, minlength=tokenizer.vocab_size).astype(np.float64) + 1.0
@@ -165,8 +176,13 @@ def _stage(name: str, timings: dict[str, float]) -> Callable[[], None]:
     return done
 
 
-def quickstart(minutes: float = 10.0, fast: bool = False, out: str | Path = "runs/quickstart",
-               seeds: int | None = None, update_readme: bool = False) -> dict[str, Any]:
+def quickstart(
+    minutes: float = 10.0,
+    fast: bool = False,
+    out: str | Path = "runs/quickstart",
+    seeds: int | None = None,
+    update_readme: bool = False,
+) -> dict[str, Any]:
     """Run the default job; returns a summary (stage timings, held-out bpb, report paths)."""
     from plugformer.bench import run_suite
     from plugformer.checkpoint import load_backbone
@@ -211,15 +227,23 @@ def quickstart(minutes: float = 10.0, fast: bool = False, out: str | Path = "run
 
     done = _stage("suite", timings)
     suite = REPO / "benchmarks" / "suites" / ("quickstart-fast.toml" if fast else "default.toml")
-    run_dir = run_suite(suite, out / "suite", seeds=seeds,
-                        backbones={"pretrained": str(final), "scratch": f"scratch:{final}"})
+    run_dir = run_suite(
+        suite,
+        out / "suite",
+        seeds=seeds,
+        backbones={"pretrained": str(final), "scratch": f"scratch:{final}"},
+    )
     done()
 
     done = _stage("report", timings)
     result = {
         "date": time.strftime("%Y-%m-%d"),
-        "hardware": {"machine": platform.machine(), "processor": platform.processor(),
-                     "cpus": __import__("os").cpu_count(), "python": platform.python_version()},
+        "hardware": {
+            "machine": platform.machine(),
+            "processor": platform.processor(),
+            "cpus": __import__("os").cpu_count(),
+            "python": platform.python_version(),
+        },
         "fast": fast,
         "minutes": minutes,
         "pretrain": {k: v for k, v in summary.items() if k != "checkpoint"},
@@ -274,7 +298,9 @@ def _quickstart_markdown(result: dict[str, Any], suite_report: str) -> str:
 BEGIN, END = "<!-- quickstart:begin -->", "<!-- quickstart:end -->"
 
 
-def update_readme_section(readme: Path, result: dict[str, Any], suite_report: str, run_dir: Path) -> None:
+def update_readme_section(
+    readme: Path, result: dict[str, Any], suite_report: str, run_dir: Path
+) -> None:
     """Replace the README's generated quickstart section (between the markers) with this run's."""
     import shutil
 

@@ -9,11 +9,19 @@ import click
 
 @click.command()
 @click.option("--minutes", default=10.0, show_default=True, help="Pretraining wall-clock budget.")
-@click.option("--fast", is_flag=True, help="A ~3-minute smoke run: tiny model, small data, one seed.")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/quickstart"), show_default=True)
+@click.option(
+    "--fast", is_flag=True, help="A ~3-minute smoke run: tiny model, small data, one seed."
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=Path("runs/quickstart"), show_default=True
+)
 @click.option("--seeds", type=int, default=None, help="Override the suite's number of seeds.")
-@click.option("--update-readme", is_flag=True, help="Rewrite README.md's generated quickstart section.")
-def quickstart(minutes: float, fast: bool, out: Path, seeds: int | None, update_readme: bool) -> None:
+@click.option(
+    "--update-readme", is_flag=True, help="Rewrite README.md's generated quickstart section."
+)
+def quickstart(
+    minutes: float, fast: bool, out: Path, seeds: int | None, update_readme: bool
+) -> None:
     """The default job: real data → tokenizer → pretraining → default suite → report."""
     from plugformer.quickstart import quickstart as run
 

@@ -163,4 +163,6 @@ def build_trainer(
     except (ValueError, MisconfigurationException) as exc:
         # e.g. strategy="fsdp" with accelerator="cpu", an unknown strategy, too many devices
         first = " ".join(str(exc).split())
-        raise ConfigError(f"trainer (strategy={cfg.strategy!r}, accelerator={cfg.accelerator!r}, devices={cfg.devices!r}): {first}") from None
+        raise ConfigError(
+            f"trainer (strategy={cfg.strategy!r}, accelerator={cfg.accelerator!r}, devices={cfg.devices!r}): {first}"
+        ) from None
