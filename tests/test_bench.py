@@ -18,9 +18,11 @@ from pydantic import BaseModel
 from torch import nn
 
 from plugformer import hookimpl, plugins
-from plugformer.bench import load_suite, run_suite
+from plugformer.bench import run_suite
+from plugformer.compare import compare_runs, format_comparison, paired_bootstrap_p
 from plugformer.errors import ConfigError
-from plugformer.report import bootstrap_ci, compare_runs, format_comparison, paired_bootstrap_p
+from plugformer.report import bootstrap_ci
+from plugformer.suites import load_suite
 from plugformer.tasks import Task
 
 WORDS = {"pos": ["good", "great", "fine", "nice"], "neg": ["bad", "awful", "poor", "sad"]}

@@ -1,9 +1,10 @@
 """Benchmark suites: task specs × backbones × seeds, run cell by cell, cached, resumable.
 
-A suite is a TOML file (``benchmarks/suites/*.toml``) validated as :class:`SuiteConfig`.
-Every *model cell* (one spec, one backbone, one seed) is fine-tuned and scored on the test
-split; every *baseline cell* (one spec, one of its task's baselines) is scored once, since
-baselines are deterministic. A run directory holds::
+A suite is a TOML file (``benchmarks/suites/*.toml``) validated as :class:`SuiteConfig`
+(its schema and loading live in :mod:`plugformer.suites`; this module plans, keys and runs
+its cells). Every *model cell* (one spec, one backbone, one seed) is fine-tuned and scored on
+the test split; every *baseline cell* (one spec, one of its task's baselines) is scored once,
+since baselines are deterministic. A run directory holds::
 
     suite.json              the resolved suite (backbone references, seeds, spec paths)
     cells/<key>.json        one finished cell each, written atomically
@@ -17,13 +18,11 @@ and a changed seed or spec re-runs exactly the cells it affects.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import importlib
 import json
 import os
 import platform
-import re
 import shutil
 import statistics
 import sys
@@ -34,10 +33,16 @@ from functools import cache, cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
-
-from plugformer.config import StrictModel, TaskSpec, load_toml, parse_model
-from plugformer.errors import ConfigError, PlugformerError
+from plugformer.config import TaskSpec
+from plugformer.errors import PlugformerError
+from plugformer.suites import (
+    SuiteBackbone,
+    SuiteConfig,
+    load_spec,
+    load_suite,
+    resolve_backbones,
+    spec_path,
+)
 
 __all__ = [
     "Cell",
@@ -58,7 +63,7 @@ PRESENTATION_FIELDS = {
 }
 
 # Core modules that only present results: editing them does not re-run cells.
-PRESENTATION_MODULES = ("report.py", "bench_cli.py", "cli.py")
+PRESENTATION_MODULES = ("report.py", "compare.py", "bench_cli.py", "cli.py")
 
 # What a model cell's record keeps of the fine-tuning summary (val_history feeds the curves).
 SUMMARY_FIELDS = (
@@ -69,141 +74,6 @@ SUMMARY_FIELDS = (
     "train_examples",
     "wall_seconds",
 )
-
-
-# --------------------------------------------------------------------------- configuration
-
-
-class SuiteBackbone(StrictModel):
-    """One backbone column of a suite."""
-
-    name: str = Field(min_length=1)
-    """Column label in reports, e.g. ``pretrained``."""
-    ref: str = Field(min_length=1)
-    """Backbone reference (a checkpoint dir, native:DIR, scratch:DIR, hf:NAME; paths relative to
-    the working directory); ``${VAR}`` / ``${VAR:-default}`` are read from the environment;
-    ``plugformer bench --backbone NAME=REF`` replaces it."""
-
-
-class SuiteConfig(StrictModel):
-    """A benchmark suite (``benchmarks/suites/<name>.toml``)."""
-
-    name: str = Field(min_length=1)
-    """Suite name (default: the file name); the default run directory is runs/bench/<name>."""
-    description: str = ""
-    """What the suite measures (shown in the report)."""
-    tasks: list[str] = Field(min_length=1)
-    """Task spec files, relative to the suite file, a folder above it (the repository root), or
-    the working directory."""
-    backbones: list[SuiteBackbone] = Field(min_length=1)
-    """Backbone columns: ``{name = "pretrained", ref = "${PLUGFORMER_BACKBONE}"}``."""
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
-    """Seeds of every model cell: a list, or a count N meaning 0..N-1 (``--seeds N`` wins)."""
-    baselines: bool = True
-    """Add the tasks' baselines (majority class, copy-source, ...) as report columns."""
-    overrides: dict[str, Any] = Field(default_factory=dict)
-    """Applied to every task spec, e.g. ``finetune.max_steps = 50`` or ``data.max_train = 500``."""
-    keep_checkpoints: bool = False
-    """Keep each model cell's task checkpoint under checkpoints/<key> (default: results only)."""
-
-    @field_validator("seeds", mode="before")
-    @classmethod
-    def _count_means_range(cls, value: Any) -> Any:
-        if isinstance(value, int) and not isinstance(value, bool):
-            if value < 1:
-                raise ValueError("give at least one seed (a count >= 1 or a list)")
-            return list(range(value))
-        return value
-
-    @model_validator(mode="after")
-    def _distinct_labels(self) -> SuiteConfig:
-        for what, names in (("backbones", [b.name for b in self.backbones]), ("seeds", self.seeds)):
-            dupes = sorted({str(n) for n in names if names.count(n) > 1})
-            if dupes:
-                raise ValueError(f"{what}: duplicates {', '.join(dupes)}")
-        return self
-
-    @model_validator(mode="after")
-    def _overrides_name_spec_fields(self) -> SuiteConfig:
-        _check_keys(self.overrides, TaskSpec, "")
-        return self
-
-
-def _check_keys(data: Mapping[str, Any], model: type[BaseModel], prefix: str) -> None:
-    """Every key of a nested override table must be a field of ``model`` (free below ``options``)."""
-    for key, value in data.items():
-        field = model.model_fields.get(key)
-        if field is None:
-            hint = difflib.get_close_matches(key, model.model_fields, n=1)
-            raise ValueError(
-                f"unknown spec key {prefix + key!r}"
-                + (f" (did you mean {prefix + hint[0]!r}?)" if hint else "")
-            )
-        sub = field.annotation
-        if isinstance(value, Mapping) and isinstance(sub, type) and issubclass(sub, BaseModel):
-            _check_keys(value, sub, f"{prefix}{key}.")
-
-
-def load_suite(path: str | Path, seeds: int | None = None) -> SuiteConfig:
-    """Read and validate a suite file; ``seeds`` (a count) replaces its seeds."""
-    path = Path(path)
-    raw = load_toml(path)
-    raw.setdefault("name", path.stem)
-    if seeds is not None:
-        raw["seeds"] = seeds
-    return parse_model(SuiteConfig, raw, str(path))
-
-
-def resolve_backbones(suite: SuiteConfig, given: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Label → reference, after ``--backbone`` replacements and ``${VAR}`` expansion."""
-    given = dict(given or {})
-    labels = [b.name for b in suite.backbones]
-    for label in given:
-        if label not in labels:
-            raise ConfigError(
-                f"--backbone {label}=...: the suite has no backbone {label!r} (it has {', '.join(labels)})"
-            )
-    return {b.name: _expand(given.get(b.name, b.ref), b.name) for b in suite.backbones}
-
-
-def _expand(ref: str, label: str) -> str:
-    """``${VAR}`` and ``${VAR:-default}`` from the environment, as a shell expands them."""
-
-    def var(match: re.Match[str]) -> str:
-        name, default = match.group(1), match.group(2)
-        value = os.environ.get(name) or default
-        if value is None:
-            raise ConfigError(
-                f"backbone {label!r}: ${{{name}}} is not set; export it or pass --backbone {label}=REF"
-            )
-        return value
-
-    return re.sub(r"\$\{(\w+)(?::-([^}]*))?\}", var, ref)
-
-
-def _spec_path(suite_file: Path, entry: str) -> Path:
-    here = suite_file.resolve().parent
-    for base in (here, *here.parents, Path.cwd()):
-        if (base / entry).is_file():
-            return base / entry
-    raise ConfigError(
-        f"{suite_file}: task spec {entry!r} not found next to the suite, in a folder above it, "
-        "or in the working directory"
-    )
-
-
-def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        both = isinstance(value, Mapping) and isinstance(out.get(key), Mapping)
-        out[key] = _merge(out[key], value) if both else value
-    return out
-
-
-def load_spec(path: Path, overrides: Mapping[str, Any], seed: int) -> TaskSpec:
-    """A suite's view of one spec file: its overrides applied, this seed, no progress bars."""
-    raw = _merge({"name": path.stem, "finetune": {"progress": False}}, load_toml(path))
-    return parse_model(TaskSpec, _merge(raw, {**overrides, "seed": seed}), f"{path} (in a suite)")
 
 
 # --------------------------------------------------------------------------- cells and keys
@@ -375,7 +245,7 @@ def plan_cells(suite: SuiteConfig, suite_file: Path, refs: Mapping[str, str]) ->
     first = next(iter(refs))
     cells: list[Cell] = []
     for entry in suite.tasks:
-        path = _spec_path(suite_file, entry)
+        path = spec_path(suite_file, entry)
         spec = load_spec(path, suite.overrides, suite.seeds[0])
         cls = get_task_class(spec.task)
         where, data, code = str(path), data_version(spec), code_identity(cls)

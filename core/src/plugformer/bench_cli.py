@@ -74,7 +74,7 @@ def compare(run_a: Path, run_b: Path, as_json: bool) -> None:
     import json
     from dataclasses import asdict
 
-    from plugformer.report import compare_runs, format_comparison
+    from plugformer.compare import compare_runs, format_comparison
 
     rows = compare_runs(run_a, run_b)
     if as_json:

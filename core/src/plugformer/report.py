@@ -1,18 +1,15 @@
-"""Suite reports: aggregate cells over seeds, write JSON/Markdown/CSV/PNG, compare two runs.
+"""Suite reports: aggregate cells over seeds, write JSON/Markdown/CSV/PNG.
 
 Aggregation: a (task spec, column) pair's main metric is averaged over its seeds, with a
 95% percentile-bootstrap interval of the mean (1000 resamples, fixed RNG seed). Baselines
-are deterministic, so they have one value and no interval. ``compare_runs`` puts two run
-directories side by side: per pair, the difference of means over the seeds both ran, with
-a paired bootstrap p-value; pairs whose data, metric definition or main metric differ are
-flagged and never compared.
+are deterministic, so they have one value and no interval. Comparing two runs is
+:mod:`plugformer.compare`.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import re
 from collections.abc import Sequence
@@ -22,16 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from plugformer.errors import PlugformerError
-
 __all__ = [
     "Aggregate",
-    "Comparison",
     "aggregate",
     "bootstrap_ci",
-    "compare_runs",
-    "format_comparison",
-    "paired_bootstrap_p",
     "write_reports",
 ]
 
@@ -55,20 +46,6 @@ def bootstrap_ci(
     means = x[np.random.default_rng(seed).integers(0, x.size, (resamples, x.size))].mean(axis=1)
     low, high = np.percentile(means, [50 * (1 - level), 50 * (1 + level)])
     return float(low), float(high)
-
-
-def paired_bootstrap_p(
-    a: Sequence[float], b: Sequence[float], resamples: int = RESAMPLES, seed: int = RNG_SEED
-) -> float | None:
-    """Two-sided p-value that the mean paired difference ``b - a`` is zero (bootstrap of the
-    differences, centred on the null); ``None`` with fewer than two pairs."""
-    d = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
-    if d.size < 2:
-        return None
-    observed = d.mean()
-    means = d[np.random.default_rng(seed).integers(0, d.size, (resamples, d.size))].mean(axis=1)
-    extreme = np.abs(means - observed) >= abs(observed) - 1e-12
-    return float((extreme.sum() + 1) / (resamples + 1))
 
 
 # --------------------------------------------------------------------------- aggregation
@@ -450,111 +427,3 @@ def write_reports(records: Sequence[dict[str, Any]], out: Path, suite: Any) -> l
     atomic_write_text(out / "report.md", _markdown(aggs, records, suite, plots))
     atomic_write_text(out / "report.csv", _csv(aggs))
     return [out / "results.json", out / "report.md", out / "report.csv", *plots]
-
-
-# --------------------------------------------------------------------------- comparing runs
-
-
-@dataclass
-class Comparison:
-    """One (task spec, column) pair of two runs: the difference of means, or why there is none."""
-
-    spec: str
-    column: str
-    main_metric: str
-    seeds: list[int | None]
-    mean_a: float | None = None
-    mean_b: float | None = None
-    p_value: float | None = None
-    problem: str | None = None
-
-    @property
-    def delta(self) -> float | None:
-        return None if self.mean_a is None or self.mean_b is None else self.mean_b - self.mean_a
-
-
-def _load_cells(run: str | Path) -> list[dict[str, Any]]:
-    path = Path(run)
-    path = path / "results.json" if path.is_dir() else path
-    if not path.is_file():
-        raise PlugformerError(
-            f"{run}: no results.json (run `plugformer bench SUITE --out {run}` first)"
-        )
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))["cells"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise PlugformerError(f"{path}: not a suite results file ({exc})") from None
-
-
-def _incomparable(a: Aggregate, b: Aggregate) -> str | None:
-    if a.main_metric != b.main_metric:
-        return f"main metric differs ({a.main_metric} vs {b.main_metric})"
-    if a.data != b.data:
-        return "data version differs"
-    if a.metric_info != b.metric_info:
-        return "metric definition (metric_info / signature) differs"
-    if a.n_examples != b.n_examples:
-        return f"test set size differs ({a.n_examples} vs {b.n_examples})"
-    return None
-
-
-def _compare(a: Aggregate, b: Aggregate) -> Comparison:
-    out = Comparison(a.spec, a.column, a.main_metric, [])
-    out.problem = _incomparable(a, b)
-    if out.problem:
-        return out
-    va, vb = dict(zip(a.seeds, a.values, strict=True)), dict(zip(b.seeds, b.values, strict=True))
-    out.seeds = [s for s in a.seeds if s in vb]
-    if not out.seeds:
-        out.problem = "no seeds in common"
-        return out
-    xa, xb = [va[s] for s in out.seeds], [vb[s] for s in out.seeds]
-    out.mean_a, out.mean_b = float(np.mean(xa)), float(np.mean(xb))
-    out.p_value = paired_bootstrap_p(xa, xb)
-    return out
-
-
-def compare_runs(run_a: str | Path, run_b: str | Path) -> list[Comparison]:
-    """Every (task spec, column) pair of either run; pairs present in one only are flagged."""
-    a = {(g.spec, g.kind, g.column): g for g in aggregate(_load_cells(run_a))}
-    b = {(g.spec, g.kind, g.column): g for g in aggregate(_load_cells(run_b))}
-    out = []
-    for key in dict.fromkeys([*a, *b]):
-        if key in a and key in b:
-            out.append(_compare(a[key], b[key]))
-        else:
-            only = a.get(key) or b[key]
-            out.append(
-                Comparison(
-                    key[0],
-                    key[2],
-                    only.main_metric,
-                    [],
-                    problem=f"only in run {'A' if key in a else 'B'}",
-                )
-            )
-    return out
-
-
-def format_comparison(rows: Sequence[Comparison], name_a: str, name_b: str) -> str:
-    """A Markdown table: A, B, Δ = B − A, paired bootstrap p over the seeds both ran."""
-    lines = [
-        f"A = `{name_a}`, B = `{name_b}`; Δ = B − A of the main-metric mean over the seeds both ran; "
-        f"p: paired bootstrap over those seeds ({RESAMPLES} resamples, two-sided; — with under two seeds).",
-        "",
-        "| task | column | metric | A | B | Δ | p | seeds | note |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        if r.problem or r.mean_a is None or r.mean_b is None or r.delta is None:
-            lines.append(
-                f"| {r.spec} | {r.column} | {r.main_metric} | | | | | | NOT COMPARED: {r.problem} |"
-            )
-            continue
-        p = "—" if r.p_value is None else f"{r.p_value:.3g}"
-        seeds = ",".join("-" if s is None else str(s) for s in r.seeds)
-        lines.append(
-            f"| {r.spec} | {r.column} | {r.main_metric} | {r.mean_a:.4g} | {r.mean_b:.4g} | "
-            f"{r.delta:+.4g} | {p} | {seeds} | |"
-        )
-    return "\n".join(lines) + "\n"
