@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from plugformer.data.corpus import BlockDataset, TokenCache, ValBlocks
 from plugformer.fileio import ensure_dir
 from plugformer.model import GPT
 from plugformer.objectives import IGNORE, Objective
-from plugformer.training import check_finite, check_finite_grads, cosine_schedule, param_groups
+from plugformer.training import check_finite, cosine_schedule, param_groups
 
 __all__ = ["PretrainData", "PretrainModule", "pretrain"]
 
@@ -55,11 +56,19 @@ class PretrainModule(L.LightningModule):
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False)
         return loss
 
-    def on_before_optimizer_step(self, optimizer: Any) -> None:
-        if not str(self.trainer.precision).startswith(
-            "16"
-        ):  # fp16's GradScaler skips inf steps itself
-            check_finite_grads(self.model, self.global_step)
+    def configure_gradient_clipping(
+        self, optimizer: Any, gradient_clip_val: Any = None, gradient_clip_algorithm: Any = None
+    ) -> None:
+        """Clip the global gradient norm and refuse a non-finite one, from one norm computation.
+
+        A finite loss can still give inf/nan gradients, and one such step would poison the
+        weights the next checkpoint saves. Under DDP the gradients are already all-reduced
+        here, so every process stops at the same step.
+        """
+        limit = float(gradient_clip_val) if gradient_clip_val else float("inf")
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), limit, foreach=True)
+        if not str(self.trainer.precision).startswith("16"):  # fp16's GradScaler skips inf steps
+            check_finite(norm, self.global_step, "gradient norm")
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
         x, y = self.objective.make_batch(batch, self.config.model.vocab_size, self.mask_id)
@@ -157,10 +166,10 @@ def _prepare_tokenizer(config: PretrainConfig, out: Path, docs: list[Any]) -> An
 
 
 class _Throughput(L.Callback):
-    """Tokens per second over the run, excluding validation."""
+    """Tokens per second over the run (per process), excluding validation."""
 
-    def __init__(self, tokens_per_step: int):
-        self.tokens_per_step = tokens_per_step
+    def __init__(self, tokens_per_batch: int):
+        self.tokens_per_step = tokens_per_batch
         self.train_time = 0.0
         self.steps = 0
         self._t0 = 0.0
@@ -175,6 +184,34 @@ class _Throughput(L.Callback):
     @property
     def tokens_per_second(self) -> float:
         return self.steps * self.tokens_per_step / max(self.train_time, 1e-9)
+
+
+class _ProgressLog(L.Callback):
+    """One line per validation (step, losses, elapsed, time left) for logs without a progress bar."""
+
+    def __init__(self, max_steps: int):
+        self.max_steps = max_steps
+        self._t0 = time.perf_counter()
+        self._step0: int | None = None
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero or trainer.global_step == 0:
+            return
+        if self._step0 is None:
+            self._step0 = 0
+        step = trainer.global_step
+        elapsed = time.perf_counter() - self._t0
+        left = elapsed / max(1, step - self._step0) * (self.max_steps - step)
+        m = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        shown = ", ".join(
+            f"{k} {m[k]:.3f}" for k in ("train_loss", "val_loss", "val_bpb") if k in m
+        )
+        print(
+            f"[pretrain] step {step}/{self.max_steps}: {shown} | elapsed {elapsed / 60:.1f} min, "
+            f"about {left / 60:.1f} min left",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def pretrain(config: PretrainConfig, resume: bool = False) -> dict[str, Any]:
@@ -218,8 +255,14 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> dict[str, Any]:
         every_n_train_steps=t.checkpoint_every,
         enable_version_counter=False,  # a rerun overwrites last.ckpt; never a stale one beside last-v1.ckpt
     )
-    throughput = _Throughput(t.batch_size * t.accumulate_grad_batches * config.model.max_seq_len)
-    callbacks = [ckpt, throughput, *plugins.extra_callbacks("pretrain", config)]
+    # on_train_batch_end fires once per micro-batch: count the tokens of one micro-batch.
+    throughput = _Throughput(t.batch_size * config.model.max_seq_len)
+    callbacks = [
+        ckpt,
+        throughput,
+        _ProgressLog(t.max_steps),
+        *plugins.extra_callbacks("pretrain", config),
+    ]
     # A resumed run logs into logs/resumeN/ so the CSV of the killed run is kept.
     version = ""
     if resume:

@@ -123,6 +123,12 @@ def build_trainer(
     logger_version: str = "",
 ) -> Any:
     """A ``lightning.Trainer`` configured from ``cfg`` (CSV logger, progress bar, strategy)."""
+    import logging
+
+    # Lightning's start-up banners (accelerators found, tips) drown plugformer's own progress.
+    if os.environ.get("PLUGFORMER_DEBUG") != "1":
+        for name in ("lightning.pytorch", "lightning.fabric"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     import lightning as L
     from lightning.fabric.utilities.exceptions import MisconfigurationException
     from lightning.pytorch.loggers import CSVLogger
@@ -152,6 +158,9 @@ def build_trainer(
         logger=CSVLogger(str(out_dir), name=logger_name, version=logger_version),
         callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],
+        # Only runs that ask for Lightning checkpoints (pretraining's last.ckpt) write them;
+        # fine-tuning keeps its best weights in memory and writes one task checkpoint.
+        enable_checkpointing=any(type(cb).__name__ == "ModelCheckpoint" for cb in callbacks),
         enable_progress_bar=progress,
         enable_model_summary=False,
         log_every_n_steps=min(cfg.log_every, max_steps or cfg.max_steps),
