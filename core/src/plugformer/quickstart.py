@@ -99,7 +99,7 @@ def _pretrain_config(out: Path, corpus: Path, minutes: float, fast: bool) -> Any
     return cfg
 
 
-def calibrate_steps(cfg: Any, vocab_size: int, minutes: float, probe: int = 6) -> int:
+def calibrate_steps(cfg: Any, vocab_size: int, minutes: float, probe: int = 12) -> int:
     """Optimiser steps that fit ``minutes``: time a few real training steps of this model.
 
     A step-count schedule (warm-up + cosine) must know its length; measuring the step time
@@ -129,9 +129,9 @@ def calibrate_steps(cfg: Any, vocab_size: int, minutes: float, probe: int = 6) -
         opt.step()
         opt.zero_grad()
         times.append(time.perf_counter() - t0)
-    step = sorted(times[2:])[len(times[2:]) // 2]  # median after warm-up
+    step = sorted(times[3:])[len(times[3:]) // 2]  # median after warm-up
     # Validation passes and checkpoints take a few percent of the budget.
-    return max(20, int(minutes * 60 / step * 0.9 / cfg.trainer.accumulate_grad_batches))
+    return max(20, int(minutes * 60 / step * 0.93 / cfg.trainer.accumulate_grad_batches))
 
 
 def heldout_news(
