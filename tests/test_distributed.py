@@ -87,9 +87,7 @@ def test_ddp_two_processes_match_one(corpus_file: Path, tmp_path: Path) -> None:
         corpus_file, tmp_path / "two", **TRAINER, strategy="ddp", devices=2, batch_size=4
     )
     pretrain_cli(write_config(tmp_path / "one.toml", one), home)
-    r = pretrain_cli(write_config(tmp_path / "two.toml", two), home)
-    log = r.stdout + r.stderr
-    assert "MEMBER: 2/2" in log and "distributed_backend=gloo" in log, log[-3000:]
+    pretrain_cli(write_config(tmp_path / "two.toml", two), home)
 
     a, b = val_curve(tmp_path / "one"), val_curve(tmp_path / "two")
     assert a.keys() == b.keys() == {4, 9, 14, 19, 20}  # 20: the final validate()
@@ -100,7 +98,7 @@ def test_ddp_two_processes_match_one(corpus_file: Path, tmp_path: Path) -> None:
     assert wdiff < WEIGHT_TOL
     # only rank 0 wrote the final checkpoint and summary; one last.ckpt
     summary = json.loads((tmp_path / "two" / "summary.json").read_text())
-    assert summary["steps"] == 20
+    assert summary["steps"] == 20 and summary["world_size"] == 2
     assert sorted(p.name for p in (tmp_path / "two" / "checkpoints").iterdir()) == ["last.ckpt"]
     assert not list((tmp_path / "two").glob(".final.*"))
 
@@ -137,7 +135,7 @@ def test_torchrun_two_nodes_on_localhost(corpus_file: Path, tmp_path: Path) -> N
     for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-4000:]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["steps"] == 20
+    assert summary["steps"] == 20 and summary["world_size"] == 2
     assert (tmp_path / "run" / "final" / "model.safetensors").is_file()
     assert sorted(val_curve(tmp_path / "run")) == [4, 9, 14, 19, 20]
 

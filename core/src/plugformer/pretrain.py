@@ -280,6 +280,7 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> dict[str, Any]:
     val = trainer.validate(module, datamodule=data, verbose=False)[0] if trainer.global_step else {}
     summary: dict[str, Any] = {
         "steps": trainer.global_step,
+        "world_size": trainer.world_size,
         "objective": config.objective,
         "n_params": module.model.num_params(non_embedding=False),
         "train_tokens": cache.meta["train_tokens"],
