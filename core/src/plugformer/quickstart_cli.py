@@ -15,7 +15,9 @@ import click
 @click.option(
     "--out", type=click.Path(path_type=Path), default=Path("runs/quickstart"), show_default=True
 )
-@click.option("--seeds", type=int, default=None, help="Override the suite's number of seeds.")
+@click.option(
+    "--seeds", type=int, default=2, show_default=True, help="Seeds per task and backbone."
+)
 @click.option(
     "--update-readme", is_flag=True, help="Rewrite README.md's generated quickstart section."
 )
@@ -27,4 +29,6 @@ def quickstart(
 
     if fast and minutes == 10.0:
         minutes = 1.0
-    run(minutes=minutes, fast=fast, out=out, seeds=seeds, update_readme=update_readme)
+    run(
+        minutes=minutes, fast=fast, out=out, seeds=1 if fast else seeds, update_readme=update_readme
+    )
