@@ -43,12 +43,19 @@ def test_no_evaluated_article_or_verse_is_in_the_pretraining_corpus() -> None:
             assert held_out and not held_out & news_ids, (recipe, split)
     chapters = {d["id"].split(":", 1)[1] for d in docs if d["id"].startswith("bible-")}
     corpus_text = "\n".join(t for t in texts if len(t) > 0)
+    train_verses = {r["target"] for r in load_split("bible-en-es", "train")}
     for split in ("validation", "test"):
         rows = load_split("bible-en-es", split)
         assert rows
-        # A held-out verse may share its chapter with training verses, but never its text.
+        # A held-out verse may share its chapter with training verses, but never its text —
+        # unless the Bible itself repeats that text in a training verse (Numbers 7 repeats
+        # each tribe's offering word for word).
         leaked = [
-            r["id"] for r in rows[:500] if len(r["target"]) > 40 and r["target"] in corpus_text
+            r["id"]
+            for r in rows[:800]
+            if len(r["target"]) > 40
+            and r["target"] in corpus_text
+            and r["target"] not in train_verses
         ]
         assert not leaked, leaked[:5]
     assert chapters
