@@ -20,12 +20,12 @@ from sacrebleu.metrics import BLEU, CHRF
 from plugformer import DataError
 from plugformer.config import ModelConfig
 from plugformer.generation import SamplingConfig, generate
+from plugformer.metrics import CorpusBLEU, CorpusCHRF
 from plugformer.model import GPT
 from plugformer.testing import TaskConformance
 from plugformer.tokenizer import Tokenizer, train_tokenizer
 from plugformer_translation import plugin
 from plugformer_translation.beam import beam_search
-from plugformer_translation.metrics import CorpusBLEU, CorpusCHRF
 from plugformer_translation.task import IGNORE, TranslationTask
 
 LEXICON = {

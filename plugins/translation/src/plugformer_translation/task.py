@@ -18,7 +18,7 @@ Decoding. Greedy (the core's :func:`plugformer.generation.generate`) or beam sea
 <sep>``; at most ``max_length_ratio * source tokens + 10`` new tokens, within the context.
 
 Metrics. sacrebleu corpus BLEU (``main_metric``) and chrF on detokenised text
-(:mod:`plugformer_translation.metrics`); their signatures are stored with every result.
+(:mod:`plugformer.metrics`); their signatures are stored with every result.
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ from torch import nn
 
 from plugformer import DataError, Task
 from plugformer.generation import SamplingConfig, generate
+from plugformer.metrics import CorpusBLEU, CorpusCHRF
 from plugformer.tasks import Baseline, TaskOptions
 from plugformer_translation import __version__
 from plugformer_translation.beam import beam_search
-from plugformer_translation.metrics import CorpusBLEU, CorpusCHRF
 
 if TYPE_CHECKING:  # pragma: no cover
     from plugformer.tokenizer import Tokenizer

@@ -1,5 +1,7 @@
 """Corpus BLEU and chrF as torchmetrics metrics, computed by sacrebleu itself.
 
+Shared by every task that scores text against references (translation, generation).
+
 Corpus-level scores are not averages of sentence scores, so the metrics keep every
 hypothesis/reference string (list states, updated batch by batch) and call sacrebleu's
 ``BLEU``/``CHRF`` once in ``compute``: the figures are sacrebleu's own, with its signature.
