@@ -35,8 +35,9 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
-from plugformer import DataError, Task
+from plugformer import DataError
 from plugformer.generation import SamplingConfig, generate
+from plugformer.lm_task import IGNORE, CausalLMTask
 from plugformer.tasks import Baseline, TaskOptions
 from plugformer_generation import __version__
 from plugformer_generation.metrics import BitsPerByte, CorpusBLEU, CorpusCHRF, Perplexity, RougeL
@@ -46,8 +47,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["GenerationExample", "GenerationOptions", "GenerationTask"]
 
-IGNORE = -100
-"""Label of positions that carry no loss (``F.cross_entropy``'s ``ignore_index``)."""
 LIKELIHOOD_METRICS = ("perplexity", "bits_per_byte")
 """Metrics from the model's scores of references (lower is better); the others compare text."""
 
@@ -110,7 +109,7 @@ class GenerationOptions(TaskOptions):
         return self
 
 
-class GenerationTask(Task):
+class GenerationTask(CausalLMTask):
     """Conditional generation and language modelling with a causal backbone.
 
     ``main_metric`` and ``higher_is_better`` are set per instance from the options.
@@ -119,7 +118,6 @@ class GenerationTask(Task):
     name = "generation"
     Example = GenerationExample
     Options = GenerationOptions
-    requires_causal = True
     main_metric = "rougeL"
     higher_is_better = True
     version = __version__
@@ -182,51 +180,6 @@ class GenerationTask(Task):
             labels += [IGNORE] * (len(ids) - len(labels))
             features.append({"input_ids": ids, "labels": labels, "prompt_length": 0})
         return features
-
-    def collate(self, features: list[dict[str, Any]]) -> dict[str, Any]:
-        """Right-pad to the longest feature: ``input_ids``, ``attention_mask``, ``labels`` (B, T)."""
-        T = max(len(f["input_ids"]) for f in features)
-        ids = torch.full((len(features), T), self.tokenizer.pad_id, dtype=torch.long)
-        labels = torch.full((len(features), T), IGNORE, dtype=torch.long)
-        mask = torch.zeros((len(features), T), dtype=torch.long)
-        for i, f in enumerate(features):
-            n = len(f["input_ids"])
-            ids[i, :n] = torch.tensor(f["input_ids"])
-            labels[i, :n] = torch.tensor(f["labels"])
-            mask[i, :n] = 1
-        prompt_length = torch.tensor([f["prompt_length"] for f in features])  # (B,)
-        return {
-            "input_ids": ids,
-            "attention_mask": mask,
-            "labels": labels,
-            "prompt_length": prompt_length,
-        }
-
-    # ------------------------------------------------------------------ model
-    def check_backbone(self, backbone: Any) -> None:
-        """Refuse a bidirectional backbone; learn its context length (``max_length`` caps it)."""
-        super().check_backbone(backbone)
-        self.max_len = self.max_length(backbone)
-
-    def build_head(self, backbone: Any) -> nn.Module:
-        """No parameters of its own: the backbone's LM head is the generation head."""
-        self.check_backbone(backbone)
-        return nn.Module()
-
-    def forward(self, backbone: Any, head: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
-        """Vocabulary logits (B, T, V).
-
-        No attention mask is passed: in a right-padded batch a causal backbone never lets a
-        real token see the padding after it, and the unmasked call takes the fused kernel.
-        """
-        hidden = backbone(batch["input_ids"])  # (B, T, C)
-        return backbone.lm_logits(hidden)  # (B, T, V)
-
-    def loss(self, outputs: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
-        """Mean cross-entropy over the labelled tokens of the batch."""
-        return F.cross_entropy(
-            outputs.flatten(0, 1).float(), batch["labels"].flatten(), ignore_index=IGNORE
-        )
 
     def predict(
         self, backbone: Any, head: nn.Module, batch: dict[str, Any]

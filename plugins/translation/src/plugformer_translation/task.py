@@ -26,13 +26,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-import torch
-import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from plugformer import DataError, Task
+from plugformer import DataError
 from plugformer.generation import SamplingConfig, generate
+from plugformer.lm_task import IGNORE, CausalLMTask
 from plugformer.metrics import CorpusBLEU, CorpusCHRF
 from plugformer.tasks import Baseline, TaskOptions
 from plugformer_translation import __version__
@@ -42,9 +41,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from plugformer.tokenizer import Tokenizer
 
 __all__ = ["TranslationExample", "TranslationOptions", "TranslationTask"]
-
-IGNORE = -100
-"""Label of positions that carry no loss (``F.cross_entropy``'s ``ignore_index``)."""
 
 
 class TranslationExample(BaseModel):
@@ -86,13 +82,12 @@ class TranslationOptions(TaskOptions):
     context less two tokens (``<sep>`` and one target token)."""
 
 
-class TranslationTask(Task):
+class TranslationTask(CausalLMTask):
     """Sentence-level translation with a causal backbone."""
 
     name = "translation"
     Example = TranslationExample
     Options = TranslationOptions
-    requires_causal = True
     main_metric = "bleu"
     higher_is_better = True
     version = __version__
@@ -139,51 +134,6 @@ class TranslationTask(Task):
         ids = (prompt + target)[:limit]
         labels = [IGNORE] * (len(prompt) - 1) + ids[len(prompt) :] + [IGNORE]
         return [{"input_ids": ids, "labels": labels[: len(ids)], "prompt_length": len(prompt)}]
-
-    def collate(self, features: list[dict[str, Any]]) -> dict[str, Any]:
-        """Right-pad to the longest feature: ``input_ids``, ``attention_mask``, ``labels`` (B, T)."""
-        T = max(len(f["input_ids"]) for f in features)
-        ids = torch.full((len(features), T), self.tokenizer.pad_id, dtype=torch.long)
-        labels = torch.full((len(features), T), IGNORE, dtype=torch.long)
-        mask = torch.zeros((len(features), T), dtype=torch.long)
-        for i, f in enumerate(features):
-            n = len(f["input_ids"])
-            ids[i, :n] = torch.tensor(f["input_ids"])
-            labels[i, :n] = torch.tensor(f["labels"])
-            mask[i, :n] = 1
-        prompt_length = torch.tensor([f["prompt_length"] for f in features])  # (B,)
-        return {
-            "input_ids": ids,
-            "attention_mask": mask,
-            "labels": labels,
-            "prompt_length": prompt_length,
-        }
-
-    # ------------------------------------------------------------------ model
-    def check_backbone(self, backbone: Any) -> None:
-        """Refuse a bidirectional backbone; learn its context length (``max_length`` caps it)."""
-        super().check_backbone(backbone)
-        self.max_len = self.max_length(backbone)
-
-    def build_head(self, backbone: Any) -> nn.Module:
-        """No parameters of its own: the backbone's LM head is the translation head."""
-        self.check_backbone(backbone)
-        return nn.Module()
-
-    def forward(self, backbone: Any, head: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
-        """Vocabulary logits (B, T, V).
-
-        No attention mask is passed: in a right-padded batch a causal backbone never lets a
-        real token see the padding after it, and the unmasked call takes the fused kernel.
-        """
-        hidden = backbone(batch["input_ids"])  # (B, T, C)
-        return backbone.lm_logits(hidden)  # (B, T, V)
-
-    def loss(self, outputs: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
-        """Mean cross-entropy over the target tokens of the batch."""
-        return F.cross_entropy(
-            outputs.flatten(0, 1).float(), batch["labels"].flatten(), ignore_index=IGNORE
-        )
 
     def predict(
         self, backbone: Any, head: nn.Module, batch: dict[str, Any]
