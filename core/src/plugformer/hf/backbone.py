@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,8 +36,8 @@ from torch import nn
 
 from plugformer.checkpoint import LoadedBackbone
 from plugformer.errors import CheckpointError, PlugformerError
-from plugformer.fileio import atomic_write_text
 from plugformer.hf import quiet, require
+from plugformer.tokenizer import Tokenizer
 
 __all__ = [
     "ARCHITECTURE",
@@ -67,7 +66,7 @@ _SPECIAL_SOURCES: dict[str, tuple[str, ...]] = {
 # --------------------------------------------------------------------------- tokenizer
 
 
-class HFTokenizer:
+class HFTokenizer(Tokenizer):
     """A ``transformers`` model's fast tokenizer with plugformer's tokenizer interface.
 
     :param backend: the ``tokenizers.Tokenizer`` (as in the model's ``tokenizer.json``).
@@ -114,22 +113,7 @@ class HFTokenizer:
             special[role] = next((str(t) for a in sources if (t := getattr(auto, a, None))), None)
         return cls(_FastTokenizer.from_str(backend.to_str()), special)
 
-    # ------------------------------------------------------------ serialisation
-    def to_str(self) -> str:
-        return self.hf.to_str()
-
-    def save(self, path: str | Path) -> None:
-        atomic_write_text(path, self.to_str())
-
-    @property
-    def hash(self) -> str:
-        """sha256 of the serialised tokenizer (as for native tokenizers)."""
-        return hashlib.sha256(self.to_str().encode()).hexdigest()
-
-    # ------------------------------------------------------------ use
-    @property
-    def vocab_size(self) -> int:
-        return self.hf.get_vocab_size()
+    # Serialisation, hash, vocab_size, encode*, decode: inherited from Tokenizer.
 
     def special(self, token: str) -> int:
         """Id of ``"<pad>"``, ``"<bos>"``, ``"<eos>"``, ``"<sep>"``, ``"<mask>"`` or any token string."""
@@ -141,20 +125,6 @@ class HFTokenizer:
         if tid is None:
             raise KeyError(f"{token!r} is not a token of this tokenizer")
         return int(tid)
-
-    def encode(self, text: str) -> list[int]:
-        return self.hf.encode(text, add_special_tokens=False).ids
-
-    def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
-        """Ids and (start, end) character offsets of each token in ``text``."""
-        enc = self.hf.encode(text, add_special_tokens=False)
-        return enc.ids, enc.offsets
-
-    def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        return [e.ids for e in self.hf.encode_batch(texts, add_special_tokens=False)]
-
-    def decode(self, ids: Iterable[int], skip_special: bool = True) -> str:
-        return self.hf.decode(list(ids), skip_special_tokens=skip_special)
 
 
 # --------------------------------------------------------------------------- model
