@@ -24,13 +24,11 @@ import datetime as dt
 import json
 import math
 import os
-import platform
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,6 +37,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import ROWS, add_row, hardware, now, summarize, sync, table, versions
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 
@@ -46,47 +47,6 @@ ROOT = HERE.parents[1]
 SHAPE = {"n_layers": 4, "d_model": 256, "n_heads": 4, "max_seq_len": 128}
 VOCAB = 8192
 BATCH = 32
-
-ROWS: list[dict[str, Any]] = []
-
-
-def now() -> float:
-    return time.perf_counter()
-
-
-def sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-def summarize(values: list[float]) -> dict[str, float]:
-    return {
-        "median": statistics.median(values),
-        "min": min(values),
-        "max": max(values),
-        "n": len(values),
-    }
-
-
-def add_row(
-    group: str,
-    name: str,
-    unit: str,
-    values: list[float],
-    ref: dict[str, str] | None = None,
-    **extra: Any,
-) -> None:
-    ROWS.append(
-        {
-            "group": group,
-            "name": name,
-            "unit": unit,
-            **summarize(values),
-            "values": values,
-            "ref": ref or {},
-            **extra,
-        }
-    )
 
 
 def model_config(**over: Any) -> Any:
@@ -598,94 +558,6 @@ def bench_startup(args: argparse.Namespace, tmp: Path) -> None:
         )
 
 
-# --------------------------------------------------------------------------- report
-
-
-def fmt(x: float) -> str:
-    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
-
-
-def table() -> str:
-    lines = [
-        f"{'group':9} {'variant':34} {'median':>10} {'min–max':>21} {'unit':9} ratios / notes",
-        "-" * 110,
-    ]
-    by_name = {(r["group"], r["name"]): r for r in ROWS}
-    for r in ROWS:
-        if "median" not in r:
-            lines.append(
-                f"{r['group']:9} {r['name']:34} {'':>10} {'':>21} {'':9} {r.get('note', '')}"
-            )
-            continue
-        rng = f"{fmt(r['min'])}–{fmt(r['max'])}" if "min" in r else ""
-        notes = []
-        for label, ref in r.get("ref", {}).items():
-            other = by_name.get((r["group"], r["name"].replace(r.get("variant", ""), ref, 1)))
-            if other:
-                notes.append(f"{r['median'] / other['median']:.2f}× {label}")
-        for label, v in r.get("ref_value", {}).items():
-            notes.append(f"{r['median'] / v:.1f}× {label}")
-        if r.get("mfu") is not None:
-            notes.append(f"MFU {100 * r['mfu']:.1f}%")
-        if r["group"] == "startup":
-            notes.append(f"best {r['best']:.3f}")
-        lines.append(
-            f"{r['group']:9} {r['name']:34} {fmt(r['median']):>10} {rng:>21} {r.get('unit', ''):9} {', '.join(notes)}"
-        )
-    return "\n".join(lines)
-
-
-def hardware() -> dict[str, Any]:
-    cpu = platform.processor()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    flags = ""
-    with contextlib.suppress(OSError):
-        flags = Path("/proc/cpuinfo").read_text()
-    info = {
-        "cpu": cpu,
-        "cpus": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "avx512_bf16": "avx512_bf16" in flags,
-        "amx_bf16": "amx_bf16" in flags,
-        "loadavg_start": os.getloadavg(),
-        "device": DEVICE,
-        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
-    }
-    if DEVICE == "cuda":
-        info["gpu"] = torch.cuda.get_device_name()
-    return info
-
-
-def versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {"python": platform.python_version()}
-    for dist in ("torch", "lightning", "transformers", "numpy", "plugformer"):
-        with contextlib.suppress(md.PackageNotFoundError):
-            out[dist] = md.version(dist)
-    with contextlib.suppress(Exception):
-        out["git"] = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "core"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.strip()
-        out["git_core_dirty"] = bool(dirty)
-    return out
-
-
 BENCHES = {
     "train": bench_train,
     "generate": bench_generate,
@@ -729,7 +601,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(only) - set(BENCHES)
     if unknown:
         p.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {list(BENCHES)}")
-    hw = hardware()
+    hw = hardware(DEVICE)
     t_start = now()
     tmp = Path(tempfile.mkdtemp(prefix="plugformer-perf-"))
     try:
