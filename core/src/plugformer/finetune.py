@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 
 from plugformer.config import TaskSpec
 from plugformer.errors import CheckpointError, DataError, PlugformerError
-from plugformer.training import check_finite, cosine_schedule, param_groups
+from plugformer.training import adamw, check_finite, cosine_schedule, param_groups
 
 __all__ = ["FinetuneModule", "Predictor", "build_task", "evaluate", "finetune", "load_examples"]
 
@@ -149,7 +149,7 @@ class FinetuneModule(L.LightningModule):
         groups = param_groups(self.head, ft.weight_decay, ft.lr_head)
         if ft.lr_backbone > 0 and not ft.freeze_backbone:
             groups += param_groups(self.backbone, ft.weight_decay, ft.lr_backbone)
-        opt = torch.optim.AdamW(groups, betas=(0.9, 0.98), foreach=True)
+        opt = adamw(groups, betas=(0.9, 0.98))
         warmup = int(ft.warmup_ratio * self.total_steps)
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, cosine_schedule(warmup, self.total_steps, 0.0)

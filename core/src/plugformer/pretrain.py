@@ -17,15 +17,22 @@ from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from plugformer.config import PretrainConfig
 from plugformer.data.corpus import BlockDataset, TokenCache, ValBlocks
 from plugformer.fileio import ensure_dir
+from plugformer.losses import linear_cross_entropy
 from plugformer.model import GPT
 from plugformer.objectives import IGNORE, Objective
-from plugformer.training import check_finite, cosine_schedule, param_groups
+from plugformer.training import (
+    adamw,
+    attention_kernels,
+    check_finite,
+    cosine_schedule,
+    param_groups,
+    resolve_compile,
+)
 
 __all__ = ["PretrainData", "PretrainModule", "pretrain"]
 
@@ -40,17 +47,25 @@ class PretrainModule(L.LightningModule):
         self.mask_id = mask_id
         self.bytes_per_token = bytes_per_token
         self.model = GPT(config.model)
-        self._forward = torch.compile(self.model) if config.trainer.compile else self.model
+        t = config.trainer
+        gpu = t.accelerator in ("gpu", "cuda") or (
+            t.accelerator == "auto" and torch.cuda.is_available()
+        )
+        self.compiled = resolve_compile(t.compile, t.max_steps, "cuda" if gpu else "cpu")
+        self._forward = torch.compile(self.model) if self.compiled else self.model
         self._val_nats = 0.0
         self._val_count = 0
 
     def _loss(self, block: torch.Tensor) -> torch.Tensor:
         x, y = self.objective.make_batch(block, self.config.model.vocab_size, self.mask_id)
-        logits = self.model.lm_logits(self._forward(x))  # (B, T, V)
-        return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=IGNORE)
+        # The LM head and the loss fused: the (B, T, V) logits are never materialised.
+        hidden = self._forward(x)  # (B, T, C)
+        return linear_cross_entropy(hidden, self.model.lm_head.weight, y, ignore_index=IGNORE)
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        loss = self._loss(batch)
+        kernels = attention_kernels(self.trainer.precision, self.device.type, batch.size(1) - 1)
+        with kernels:
+            loss = self._loss(batch)
         if self.trainer.world_size == 1:  # under DDP a nan loss shows in the all-reduced gradients
             check_finite(loss.detach(), self.global_step)
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False)
@@ -72,9 +87,8 @@ class PretrainModule(L.LightningModule):
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
         x, y = self.objective.make_batch(batch, self.config.model.vocab_size, self.mask_id)
-        logits = self.model.lm_logits(self.model(x))
-        nats = F.cross_entropy(
-            logits.flatten(0, 1).float(), y.flatten(), ignore_index=IGNORE, reduction="sum"
+        nats = linear_cross_entropy(
+            self.model(x), self.model.lm_head.weight, y, ignore_index=IGNORE, reduction="sum"
         )
         self._val_nats += float(nats)
         self._val_count += int((y != IGNORE).sum())
@@ -92,9 +106,7 @@ class PretrainModule(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         o = self.config.optim
-        opt = torch.optim.AdamW(
-            param_groups(self.model, o.weight_decay), lr=o.lr, betas=o.betas, foreach=True
-        )
+        opt = adamw(param_groups(self.model, o.weight_decay), lr=o.lr, betas=o.betas)
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, cosine_schedule(o.warmup_steps, self.config.trainer.max_steps, o.min_lr_ratio)
         )

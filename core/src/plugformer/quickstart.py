@@ -108,24 +108,31 @@ def calibrate_steps(cfg: Any, vocab_size: int, minutes: float, probe: int = 12) 
     import lightning as L
     import torch
 
+    from plugformer.losses import linear_cross_entropy
     from plugformer.model import GPT
-    from plugformer.training import param_groups
+    from plugformer.training import (
+        adamw,
+        attention_kernels,
+        param_groups,
+        resolve_compile,
+        resolve_precision,
+    )
 
+    # The same step as PretrainModule's: precision, compilation, fused loss and optimiser.
     mcfg = cfg.model.model_copy(update={"vocab_size": vocab_size})
     model = GPT(mcfg)
-    opt = torch.optim.AdamW(param_groups(model, 0.1), lr=1e-4)
-    prec = cfg.trainer.precision
+    forward = torch.compile(model) if resolve_compile(cfg.trainer.compile, 100_000) else model
+    opt = adamw(param_groups(model, 0.1), lr=1e-4)
+    prec = resolve_precision(cfg.trainer.precision, "cpu")
     x = torch.randint(0, vocab_size, (cfg.trainer.batch_size, mcfg.max_seq_len + 1))
     fabric = L.Fabric(accelerator="cpu", devices=1, precision=prec)
     times = []
     for _ in range(probe):
         t0 = time.perf_counter()
-        with fabric.autocast():
-            logits = model.lm_logits(model(x[:, :-1]))
-            loss = torch.nn.functional.cross_entropy(
-                logits.flatten(0, 1).float(), x[:, 1:].flatten()
-            )
+        with fabric.autocast(), attention_kernels(prec, "cpu", mcfg.max_seq_len):
+            loss = linear_cross_entropy(forward(x[:, :-1]), model.lm_head.weight, x[:, 1:])
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0, foreach=True)
         opt.step()
         opt.zero_grad()
         times.append(time.perf_counter() - t0)

@@ -16,11 +16,20 @@ from plugformer.errors import PlugformerError
 
 __all__ = [
     "AtomicCheckpointIO",
+    "adamw",
+    "attention_kernels",
     "build_trainer",
     "cosine_schedule",
     "param_groups",
+    "resolve_compile",
+    "resolve_precision",
     "seed_everything",
 ]
+
+COMPILE_MIN_STEPS = 500
+"""``compile = "auto"`` compiles runs of at least this many steps. Measured on the benchmark
+shape (benchmarks/perf): compiling costs ~30 s on 2 cores and saves ~0.15 s per bf16 step,
+so it pays back after ~200 steps."""
 
 
 def seed_everything(seed: int) -> None:
@@ -51,6 +60,72 @@ def param_groups(
         for g in groups:
             g["lr"] = lr
     return [g for g in groups if g["params"]]
+
+
+def adamw(groups: list[dict[str, Any]], **kwargs: Any) -> torch.optim.AdamW:
+    """AdamW with the fused kernel where it exists (CPU and CUDA), else the foreach one.
+
+    The fused step measured 3–5 % faster per pretraining step than foreach on CPU
+    (benchmarks/perf); results are the same up to float rounding.
+    """
+    params = [p for g in groups for p in g["params"]]
+    fusable = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+    if fusable:
+        return torch.optim.AdamW(groups, fused=True, **kwargs)
+    return torch.optim.AdamW(groups, foreach=True, **kwargs)
+
+
+def resolve_precision(precision: str, accelerator: str = "auto") -> str:
+    """``"auto"``: ``bf16-mixed`` where the hardware computes bf16 natively, else ``32-true``.
+
+    On this project's CPU (AVX512-BF16) a bf16-mixed pretraining step is ~1.5× an fp32 one;
+    without native bf16 it emulates and is slower than fp32.
+    """
+    if precision == "32":
+        return "32-true"
+    if precision != "auto":
+        return precision
+    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true"
+    try:
+        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        native = False
+    return "bf16-mixed" if native else "32-true"
+
+
+def resolve_compile(compile_: bool | str, max_steps: int, device: str = "cpu") -> bool:
+    """``"auto"``: compile runs of ``COMPILE_MIN_STEPS`` steps or more, where a compiler exists.
+
+    TorchInductor builds C++ on CPU (it needs a C++ compiler) and Triton kernels on CUDA.
+    """
+    if compile_ != "auto":
+        return bool(compile_)
+    if max_steps < COMPILE_MIN_STEPS:
+        return False
+    if device == "cuda":
+        import importlib.util
+
+        return importlib.util.find_spec("triton") is not None
+    import shutil
+
+    return any(shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if c)
+
+
+def attention_kernels(precision: str, device: str, seq_len: int) -> Any:
+    """The SDPA kernels to train with: the math kernel for bf16 on CPU at short context.
+
+    PyTorch's CPU flash-attention backward is slow in bf16: at context 128 a bf16 step was
+    ~8 % faster with the math kernel (benchmarks/perf), fp32 ~4 % slower. Longer contexts keep
+    flash attention (the math kernel's memory grows with T²).
+    """
+    import contextlib
+
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    if device == "cpu" and str(precision).startswith("bf16") and seq_len <= 256:
+        return sdpa_kernel(SDPBackend.MATH)
+    return contextlib.nullcontext()
 
 
 def cosine_schedule(warmup: int, total: int, min_ratio: float):
@@ -137,7 +212,7 @@ def build_trainer(
 
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
-    precision = "32-true" if cfg.precision == "32" else cfg.precision
+    precision = resolve_precision(cfg.precision, cfg.accelerator)
     # Progress bars on a dumb terminal (CI logs) only add noise.
     progress = cfg.progress and os.environ.get("PLUGFORMER_PROGRESS", "1") != "0"
     max_time = {"minutes": cfg.max_minutes} if cfg.max_minutes else None
