@@ -85,9 +85,11 @@ def table() -> str:
             if other:
                 notes.append(f"{r['median'] / other['median']:.2f}× {label}")
         for label, v in r.get("ref_value", {}).items():
-            notes.append(f"{r['median'] / v:.1f}× {label}")
+            notes.append(f"{r['median'] / v:.2f}× {label}")
         if r.get("mfu") is not None:
             notes.append(f"MFU {100 * r['mfu']:.1f}%")
+        if r.get("note"):
+            notes.append(r["note"])
         if r["group"] == "startup":
             notes.append(f"best {r['best']:.3f}")
         lines.append(

@@ -352,6 +352,39 @@ def bench_train(args: argparse.Namespace, tmp: Path) -> None:
                     n_params=n_params if name != "hf" else hf_params,
                 )
             del module, plain, hf, trainer
+    default_row(peaks, fpt)
+
+
+def default_row(peaks: dict[str, float], fpt: float) -> None:
+    """plugformer's default settings (``precision``/``compile`` = auto on a long run) against
+    the plain loop's eager fp32, with MFU against the bf16 matmul peak."""
+    from plugformer.training import resolve_compile, resolve_precision
+
+    precision = resolve_precision("auto", DEVICE)
+    compile_ = resolve_compile("auto", 10_000, DEVICE)
+    label = f"{'bf16' if precision == 'bf16-mixed' else 'fp32'}{' compiled' if compile_ else ''}"
+    rows = {r["name"]: r for r in ROWS if r["group"] == "train"}
+    ours, base = rows.get(f"plugformer {label}"), rows.get("plain fp32")
+    if ours is None or base is None:
+        ROWS.append(
+            {
+                "group": "train",
+                "name": "defaults skipped",
+                "note": f"defaults are {label}: run without --no-compile to measure them",
+            }
+        )
+        return
+    ROWS.append(
+        {
+            "group": "train",
+            "name": f"plugformer defaults ({label})",
+            "unit": "tok/s",
+            **{k: ours[k] for k in ("median", "min", "max", "n", "values")},
+            "ref_value": {"plain fp32 eager": base["median"]},
+            "mfu_bf16_peak": ours["median"] * fpt / peaks["bf16"],
+            "note": f"MFU {100 * ours['median'] * fpt / peaks['bf16']:.1f}% of the bf16 peak",
+        }
+    )
 
 
 # --------------------------------------------------------------------------- generate
@@ -578,7 +611,10 @@ def main(argv: list[str] | None = None) -> int:
         "--only", default=",".join(BENCHES), help=f"comma-separated subset of {','.join(BENCHES)}"
     )
     p.add_argument(
-        "--compile", action="store_true", help="also train with torch.compile (slow to warm up)"
+        "--no-compile",
+        dest="compile",
+        action="store_false",
+        help="skip the torch.compile variants (they take ~30 s each to warm up)",
     )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument(
