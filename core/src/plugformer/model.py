@@ -36,19 +36,26 @@ def make_norm(cfg: ModelConfig) -> nn.Module:
 def rope_tables(
     head_size: int, max_len: int, base: float = 10000.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin tables of shape (max_len, head_size) in the rotate-half layout (as Llama)."""
+    """cos and signed sin tables, each (max_len, head_size), in the rotate-half layout (as Llama).
+
+    The sin table carries the sign of the rotation (−sin on the first half of each head) so
+    that :func:`apply_rope` needs no negation or concatenation per call.
+    """
     inv_freq = 1.0 / (base ** (torch.arange(0, head_size, 2, dtype=torch.float32) / head_size))
     t = torch.arange(max_len, dtype=torch.float32)
     freqs = torch.outer(t, inv_freq)  # (T, hs/2)
-    emb = torch.cat([freqs, freqs], dim=-1)  # (T, hs)
-    return emb.cos(), emb.sin()
+    sin = freqs.sin()
+    return torch.cat([freqs, freqs], dim=-1).cos(), torch.cat([-sin, sin], dim=-1)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate ``x`` (B, nh, T, hs) by position; cos/sin are (T, hs) or (B, 1, T, hs)."""
-    x1, x2 = x.chunk(2, dim=-1)
-    rotated = torch.cat([-x2, x1], dim=-1)
-    return (x * cos + rotated * sin).to(x.dtype)
+    """Rotate ``x`` (..., T, hs) by position; cos/sin from :func:`rope_tables`, broadcastable.
+
+    Llama's ``x·cos + rotate_half(x)·sin`` with ``rotate_half(x) = (−x2, x1)``: the swap of the
+    halves is one ``flip`` and the sign lives in the table, so q and k together are 4 ops.
+    """
+    swapped = x.unflatten(-1, (2, -1)).flip(-2).flatten(-2)  # (x2, x1)
+    return torch.addcmul(x * cos, swapped, sin).to(x.dtype)
 
 
 @dataclass
@@ -98,12 +105,13 @@ class Attention(nn.Module):
         layer: int = 0,
     ) -> torch.Tensor:
         B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=2)
-        q = q.view(B, T, self.n_heads, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
-        k = k.view(B, T, self.n_heads, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
-        v = v.view(B, T, self.n_heads, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
-        if rope is not None:
-            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        qkv = self.qkv(x).view(B, T, 3, self.n_heads, self.head_size)
+        qkv = qkv.permute(2, 0, 3, 1, 4)  # (3, B, nh, T, hs)
+        if rope is None:
+            q, k, v = qkv.unbind(0)  # each (B, nh, T, hs)
+        else:
+            q, k = apply_rope(qkv[:2], *rope).unbind(0)  # q and k rotated in one pass
+            v = qkv[2]
         if cache is not None:
             start = cache.length
             cache.k[layer][:, :, start : start + T] = k
@@ -138,7 +146,7 @@ class MLP(nn.Module):
             hidden = int(cfg.mlp_ratio * cfg.d_model)
         self.up = nn.Linear(cfg.d_model, hidden, bias=cfg.bias)
         self.down = nn.Linear(hidden, cfg.d_model, bias=cfg.bias)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = nn.Dropout(cfg.dropout) if cfg.dropout else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = (
@@ -146,7 +154,7 @@ class MLP(nn.Module):
             if self.swiglu
             else F.gelu(self.up(x), approximate="tanh")
         )
-        return self.dropout(self.down(h))
+        return self.down(h) if self.dropout is None else self.dropout(self.down(h))
 
 
 class Block(nn.Module):
