@@ -448,62 +448,62 @@ def bench_generate(args: argparse.Namespace, tmp: Path) -> None:
 
 # --------------------------------------------------------------------------- eval
 
-SYNTHETIC = {
-    # task name → a function making n labelled raw examples (the task's schema)
-    "sentiment": lambda n, rng: [
-        {
-            "text": " ".join(
-                rng.choice(
-                    ["good", "bad", "film", "plot", "great", "awful", "the", "a", "acting"], 24
-                )
-            ),
-            "label": ["negative", "positive"][i % 2],
-        }
-        for i in range(n)
-    ],
-}
+def eval_fixture(name: str, n: int) -> tuple[Any, list[Any]] | str:
+    """(task, examples): ``n`` real test examples of the task's smoke spec (tasks/<task>/smoke.toml)
+    from the dataset cache, with a BPE trained on them; or why the task is skipped."""
+    from plugformer.data.cache import load_split
+    from plugformer.finetune import build_task
+    from plugformer.suites import load_spec
+    from plugformer.testing import tokenizer_for
+
+    spec_path = ROOT / "tasks" / name / "smoke.toml"
+    if not spec_path.is_file():
+        return f"no {spec_path.relative_to(ROOT)}"
+    spec = load_spec(spec_path, {}, 0)
+    try:
+        rows = load_split(spec.data.dataset, "test")[:n]
+    except Exception as exc:  # not cached and no network: say so, measure the others
+        return f"dataset {spec.data.dataset!r} unavailable ({type(exc).__name__})"
+    task = build_task(name, spec.options, tokenizer_for(rows, vocab_size=2000))
+    examples = [task.parse_example(r) for r in rows]
+    task.prepare(examples)
+    return task, examples
 
 
 def bench_eval(args: argparse.Namespace, tmp: Path) -> None:
+    """examples/s of ``Predictor.score`` (encode, collate, forward, decode, metrics) on real test
+    examples, against the bare forward pass on pre-collated batches. For generative tasks
+    score decodes (many forwards per example), so its ratio is decoding's cost, not overhead."""
     from plugformer import plugins
-    from plugformer.finetune import Predictor, build_task, eval_collate
+    from plugformer.finetune import Predictor, eval_collate
     from plugformer.model import GPT
-    from plugformer.testing import tokenizer_for
 
     names = plugins.tasks().names()
     if not names:
         ROWS.append({"group": "eval", "name": "skipped", "note": "no task plugins installed"})
         return
-    rng = np.random.default_rng(0)
+    n, bs = (64, 32) if args.quick else (128, 32)
     for name in names:
-        if name not in SYNTHETIC:
-            ROWS.append(
-                {
-                    "group": "eval",
-                    "name": f"{name} skipped",
-                    "note": "no synthetic examples for this task",
-                }
-            )
+        fixture = eval_fixture(name, n)
+        if isinstance(fixture, str):
+            ROWS.append({"group": "eval", "name": f"{name} skipped", "note": fixture})
             continue
-        raw = SYNTHETIC[name](256, rng)
-        tok = tokenizer_for(raw[:64], vocab_size=400)
-        task = build_task(name, {}, tok)
-        examples = [task.parse_example(r) for r in raw]
-        task.prepare(examples)
+        task, examples = fixture
         torch.manual_seed(0)
-        backbone = GPT(model_config(vocab_size=tok.vocab_size)).to(DEVICE)
+        backbone = GPT(model_config(vocab_size=task.tokenizer.vocab_size)).to(DEVICE)
         head = task.build_head(backbone).to(DEVICE)
         pred = Predictor(task, backbone, head, {})
-        batches = [eval_collate(task)(examples[i : i + 64]) for i in range(0, len(examples), 64)]
+        collate = eval_collate(task)
+        batches = [collate(examples[i : i + bs]) for i in range(0, len(examples), bs)]
 
         @torch.inference_mode()
-        def plain() -> None:  # the same forward on pre-collated tensors: no encode/collate/metrics
+        def plain() -> None:  # the same forward on pre-collated tensors: no encode/decode/metrics
             for b in batches:
                 task.forward(backbone, head, b)
             sync(DEVICE)
 
         def ours() -> None:
-            pred.score(examples, batch_size=64)
+            pred.score(examples, batch_size=bs)
             sync(DEVICE)
 
         times: dict[str, list[float]] = {"plugformer": [], "forward only": []}
@@ -522,6 +522,7 @@ def bench_eval(args: argparse.Namespace, tmp: Path) -> None:
                 ref={"forward only": "forward only"} if label == "plugformer" else {},
                 variant=label,
                 setting=name,
+                note=f"{len(examples)} test examples of {task.name}" if label == "plugformer" else "",
             )
 
 
