@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("PLUGFORMER_PROGRESS", "0")
+# Bit-exact resume tests compare runs started at different moments: keep torch's thread
+# count whatever else the machine is doing (the CLI's "auto" adapts to the load).
+os.environ.setdefault("PLUGFORMER_THREADS", "default")
 
 # A few paragraphs of real English prose (public domain: the opening of Jane Austen's
 # "Pride and Prejudice", 1813) — enough for a tokenizer and a few dozen training steps.

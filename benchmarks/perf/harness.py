@@ -23,6 +23,26 @@ ROWS: list[dict[str, Any]] = []
 """Every measured row of this run (``add_row``), in order."""
 
 
+def append_result(benchmark: str, args: Any, **fields: Any) -> Path:
+    """Append one JSON line (time, benchmark, arguments, versions, ``fields``) to
+    ``results/<date>.jsonl``; returns the file."""
+    import datetime as dt
+    import json
+
+    record = {
+        "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "benchmark": benchmark,
+        "args": vars(args),
+        "versions": versions(),
+        **fields,
+    }
+    out = ROOT / "benchmarks" / "perf" / "results" / f"{dt.date.today().isoformat()}.jsonl"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("a") as f:
+        f.write(json.dumps(record, default=float) + "\n")
+    return out
+
+
 def now() -> float:
     return time.perf_counter()
 

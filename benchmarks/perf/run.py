@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import json
 import math
 import os
@@ -38,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import ROWS, add_row, hardware, now, summarize, sync, table, versions
+from harness import ROWS, add_row, append_result, hardware, now, summarize, sync, table
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -448,6 +447,7 @@ def bench_generate(args: argparse.Namespace, tmp: Path) -> None:
 
 # --------------------------------------------------------------------------- eval
 
+
 def eval_fixture(name: str, n: int) -> tuple[Any, list[Any]] | str:
     """(task, examples): ``n`` real test examples of the task's smoke spec (tasks/<task>/smoke.toml)
     from the dataset cache, with a BPE trained on them; or why the task is skipped."""
@@ -522,7 +522,9 @@ def bench_eval(args: argparse.Namespace, tmp: Path) -> None:
                 ref={"forward only": "forward only"} if label == "plugformer" else {},
                 variant=label,
                 setting=name,
-                note=f"{len(examples)} test examples of {task.name}" if label == "plugformer" else "",
+                note=f"{len(examples)} test examples of {task.name}"
+                if label == "plugformer"
+                else "",
             )
 
 
@@ -651,19 +653,8 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     print(table())
     hw["loadavg_end"] = os.getloadavg()
-    record = {
-        "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "args": vars(args),
-        "hardware": hw,
-        "versions": versions(),
-        "seconds": round(now() - t_start, 1),
-        "rows": ROWS,
-    }
     if not args.no_save:
-        out = HERE / "results" / f"{dt.date.today().isoformat()}.jsonl"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with out.open("a") as f:
-            f.write(json.dumps(record, default=float) + "\n")
+        out = append_result("run", args, hardware=hw, seconds=round(now() - t_start, 1), rows=ROWS)
         print(f"appended to {out.relative_to(ROOT)}")
     return 0
 

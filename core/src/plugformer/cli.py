@@ -32,11 +32,25 @@ SET_HELP = "Override a config value, e.g. --set model.d_model=128 (repeatable)."
     envvar="PLUGFORMER_STRICT_PLUGINS",
     help="A broken plugin is fatal.",
 )
-def cli(debug: bool, strict_plugins: bool) -> None:
+@click.option(
+    "--threads",
+    default="auto",
+    envvar="PLUGFORMER_THREADS",
+    show_default=True,
+    metavar="N|auto|default",
+    help="Intra-op threads for torch: auto = all cores, or the idle ones if others are busy; "
+    "default = torch's choice.",
+)
+def cli(debug: bool, strict_plugins: bool, threads: str) -> None:
     """plugformer: pretrain a Transformer, fine-tune it through task plugins, benchmark it."""
     from plugformer import plugins
+    from plugformer.threads import apply_threads
 
     os.environ["PLUGFORMER_DEBUG"] = "1" if debug else os.environ.get("PLUGFORMER_DEBUG", "")
+    try:
+        apply_threads(threads)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--threads") from None
     plugins.set_strict(strict_plugins)
     if strict_plugins:  # fail now, before any work, if a plugin is broken
         plugins.plugin_infos()

@@ -119,12 +119,13 @@ def model_bits_per_byte(
         for b in range(0, len(starts), batch_size):
             group = starts[b : b + batch_size]
             block = torch.from_numpy(np.stack([tokens[s : s + T + 1] for s in group]))  # (B, T+1)
-            logits = model.lm_logits(model(block[:, :-1])).float()  # (B, T, V)
-            nll = F.cross_entropy(logits.flatten(0, 1), block[:, 1:].flatten(), reduction="none")
-            nll = nll.view(len(group), T)  # (B, T)
+            hidden = model(block[:, :-1])  # (B, T, C)
+            # Only the tokens not scored by an earlier window reach the LM head: the first
+            # window scores all T, later ones their last `stride`.
             for row, s in enumerate(group):
-                first = 0 if s == 0 else T - stride  # score only tokens not scored before
-                total += float(nll[row, first:].sum())
+                first = 0 if s == 0 else T - stride
+                logits = model.lm_logits(hidden[row, first:]).float()  # (T - first, V)
+                total += float(F.cross_entropy(logits, block[row, first + 1 :], reduction="sum"))
                 scored += T - first
     # Scale to the bytes of the scored tokens (the stream's tail beyond the last window is skipped).
     return total / math.log(2) / (n_bytes * scored / max(1, len(tokens)))

@@ -1,0 +1,71 @@
+"""How many intra-op threads the CLI gives torch: all cores when idle, the idle ones when busy.
+
+Measured with ``benchmarks/perf/threads.py`` on 2 cores (bf16 pretraining step, batch-1
+decoding):
+
+* quiet machine: 2 threads trained at 6,122 tok/s against 3,569 for 1 thread, and
+  ``OMP_WAIT_POLICY=PASSIVE`` cost ~8 % (5,624), so torch's defaults stay;
+* beside two busy processes: 2 threads fell to 1,824 tok/s and 68 decoded tok/s (OpenMP
+  barriers wait for a descheduled thread), 1 thread gave 2,159 and 148.
+
+So ``auto`` counts the other runnable processes at start-up (``/proc/loadavg``, sampled a
+few times) and uses the cores they leave idle, at least one. Two DDP processes on two cores
+thus get one thread each. An explicit ``OMP_NUM_THREADS`` or ``--threads N`` wins, and
+``--threads default`` keeps torch's choice. Matmul results can depend on the thread count,
+so a run resumed under a different load is exact only with a fixed count. This
+module does not import torch: it sets ``OMP_NUM_THREADS`` before torch is loaded.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+
+__all__ = ["apply_threads", "other_runnable", "pick_threads"]
+
+
+def other_runnable(samples: int = 3, interval: float = 0.003) -> float:
+    """Runnable processes besides this one (median of ``samples`` reads); 0 where unknown."""
+    counts = []
+    for i in range(samples):
+        try:
+            with open("/proc/loadavg") as f:
+                running = f.read().split()[3].split("/")[0]  # "running/total"
+            counts.append(int(running) - 1)  # this process is running while it reads
+        except (OSError, IndexError, ValueError):
+            return 0.0
+        if i < samples - 1:
+            time.sleep(interval)
+    return max(0.0, statistics.median(counts))
+
+
+def pick_threads(setting: str | int | None, cpus: int | None = None) -> int | None:
+    """Threads for ``setting``: ``"auto"``, a number, or ``"default"``/None (torch's choice,
+    whatever the load: what runs that must be bit-reproducible across restarts want)."""
+    if setting is None or setting in ("", "default"):
+        return None
+    if str(setting) != "auto":
+        n = int(setting) if str(setting).isdigit() else 0
+        if n < 1:
+            raise ValueError(f"threads must be a positive number or 'auto', not {setting!r}")
+        return n
+    cpus = cpus or os.cpu_count() or 1
+    busy = other_runnable()
+    if busy < 1:
+        return None  # idle: torch's default (all cores) measured fastest
+    return max(1, cpus - round(busy))
+
+
+def apply_threads(setting: str | int | None) -> int | None:
+    """Set the thread count for this process (unless ``OMP_NUM_THREADS`` is set); returns it."""
+    if os.environ.get("OMP_NUM_THREADS"):
+        return None
+    n = pick_threads(setting)
+    if n is None:
+        return None
+    os.environ["OMP_NUM_THREADS"] = str(n)  # read by torch when it is imported
+    if "torch" in sys.modules:  # already imported (Python API): tell it directly
+        sys.modules["torch"].set_num_threads(n)
+    return n
