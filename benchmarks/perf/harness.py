@@ -19,6 +19,8 @@ from typing import Any
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
+DEVICE = "cpu"
+"""Where the benchmarks run (``run.py --device``)."""
 ROWS: list[dict[str, Any]] = []
 """Every measured row of this run (``add_row``), in order."""
 

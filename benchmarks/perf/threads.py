@@ -30,7 +30,7 @@ from harness import append_result  # noqa: E402
 WORKER = r"""
 import sys, time, json, torch
 sys.path.insert(0, sys.argv[1])
-from run import model_config, BATCH, VOCAB
+from twins import model_config, BATCH, VOCAB
 from plugformer.generation import SamplingConfig, generate
 from plugformer.losses import linear_cross_entropy
 from plugformer.model import GPT

@@ -48,10 +48,7 @@ class PretrainModule(L.LightningModule):
         self.bytes_per_token = bytes_per_token
         self.model = GPT(config.model)
         t = config.trainer
-        gpu = t.accelerator in ("gpu", "cuda") or (
-            t.accelerator == "auto" and torch.cuda.is_available()
-        )
-        self.compiled = resolve_compile(t.compile, t.max_steps, "cuda" if gpu else "cpu")
+        self.compiled = resolve_compile(t.compile, t.max_steps, t.accelerator)
         self._forward = torch.compile(self.model) if self.compiled else self.model
         self._val_nats = 0.0
         self._val_count = 0

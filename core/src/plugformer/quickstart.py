@@ -108,31 +108,27 @@ def calibrate_steps(cfg: Any, vocab_size: int, minutes: float, probe: int = 12) 
     import lightning as L
     import torch
 
-    from plugformer.losses import linear_cross_entropy
-    from plugformer.model import GPT
-    from plugformer.training import (
-        adamw,
-        attention_kernels,
-        param_groups,
-        resolve_compile,
-        resolve_precision,
-    )
+    from plugformer.objectives import CausalLM
+    from plugformer.pretrain import PretrainModule
+    from plugformer.training import attention_kernels, resolve_precision
 
-    # The same step as PretrainModule's: precision, compilation, fused loss and optimiser.
-    mcfg = cfg.model.model_copy(update={"vocab_size": vocab_size})
-    model = GPT(mcfg)
-    forward = torch.compile(model) if resolve_compile(cfg.trainer.compile, 100_000) else model
-    opt = adamw(param_groups(model, 0.1), lr=1e-4)
+    # PretrainModule's own step: its precision, compilation, fused loss and optimiser.
+    config = cfg.model_copy(deep=True)
+    config.model.vocab_size = vocab_size
+    config.trainer.max_steps = 100_000  # a long run, as the calibrated one will be
+    module = PretrainModule(config, CausalLM(), 0, 1.0)
+    opt = module.configure_optimizers()["optimizer"]
     prec = resolve_precision(cfg.trainer.precision, "cpu")
-    x = torch.randint(0, vocab_size, (cfg.trainer.batch_size, mcfg.max_seq_len + 1))
+    seq = config.model.max_seq_len
+    x = torch.randint(0, vocab_size, (cfg.trainer.batch_size, seq + 1))
     fabric = L.Fabric(accelerator="cpu", devices=1, precision=prec)
     times = []
     for _ in range(probe):
         t0 = time.perf_counter()
-        with fabric.autocast(), attention_kernels(prec, "cpu", mcfg.max_seq_len):
-            loss = linear_cross_entropy(forward(x[:, :-1]), model.lm_head.weight, x[:, 1:])
+        with fabric.autocast(), attention_kernels(prec, "cpu", seq):
+            loss = module._loss(x)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0, foreach=True)
+        torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0, foreach=True)
         opt.step()
         opt.zero_grad()
         times.append(time.perf_counter() - t0)

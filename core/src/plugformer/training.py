@@ -3,6 +3,7 @@ Trainer construction from a :class:`TrainerConfig`, and the non-finite-loss guar
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from plugformer.config import TrainerConfig
 from plugformer.errors import PlugformerError
@@ -85,7 +87,7 @@ def resolve_precision(precision: str, accelerator: str = "auto") -> str:
         return "32-true"
     if precision != "auto":
         return precision
-    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+    if _on_cuda(accelerator):
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true"
     try:
         native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
@@ -94,7 +96,11 @@ def resolve_precision(precision: str, accelerator: str = "auto") -> str:
     return "bf16-mixed" if native else "32-true"
 
 
-def resolve_compile(compile_: bool | str, max_steps: int, device: str = "cpu") -> bool:
+def _on_cuda(accelerator: str) -> bool:
+    return accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+
+
+def resolve_compile(compile_: bool | str, max_steps: int, accelerator: str = "auto") -> bool:
     """``"auto"``: compile runs of ``COMPILE_MIN_STEPS`` steps or more, where a compiler exists.
 
     TorchInductor builds C++ on CPU (it needs a C++ compiler) and Triton kernels on CUDA.
@@ -103,7 +109,7 @@ def resolve_compile(compile_: bool | str, max_steps: int, device: str = "cpu") -
         return bool(compile_)
     if max_steps < COMPILE_MIN_STEPS:
         return False
-    if device == "cuda":
+    if _on_cuda(accelerator):
         import importlib.util
 
         return importlib.util.find_spec("triton") is not None
@@ -119,10 +125,6 @@ def attention_kernels(precision: str, device: str, seq_len: int) -> Any:
     ~8 % faster with the math kernel (benchmarks/perf), fp32 ~4 % slower. Longer contexts keep
     flash attention (the math kernel's memory grows with T²).
     """
-    import contextlib
-
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
     if device == "cpu" and str(precision).startswith("bf16") and seq_len <= 256:
         return sdpa_kernel(SDPBackend.MATH)
     return contextlib.nullcontext()

@@ -1,0 +1,334 @@
+"""Pretraining benchmarks: the training step (plugformer's Lightning path vs a plain loop vs
+the ``transformers`` twin, fp32/bf16, eager/compiled, MFU) and the DataLoader's throughput."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import harness as H
+import numpy as np
+import torch
+import torch.nn.functional as F
+from harness import ROWS, add_row, now, sync
+from twins import BATCH, SHAPE, VOCAB, autocast, hf_twin
+
+# --------------------------------------------------------------------------- fixtures
+
+
+def token_cache(tmp: Path, n_train: int = 2_000_000, n_val: int = 50_000) -> Any:
+    """A synthetic TokenCache (uint16 memmaps), as ``build_token_cache`` would leave it."""
+    from plugformer.data.corpus import TokenCache
+
+    rng = np.random.default_rng(0)
+    d = tmp / "tokens"
+    d.mkdir(parents=True, exist_ok=True)
+    rng.integers(0, VOCAB, n_train, dtype=np.uint16).tofile(d / "train.bin")
+    rng.integers(0, VOCAB, n_val, dtype=np.uint16).tofile(d / "val.bin")
+    meta = {"dtype": "uint16", "train_tokens": n_train, "val_tokens": n_val, "val_bytes": 4 * n_val}
+    (d / "meta.json").write_text(json.dumps(meta))
+    return TokenCache(d, meta)
+
+
+def pretrain_config(precision: str, compile_: bool, max_steps: int, out: Path) -> Any:
+    from plugformer.config import PretrainConfig
+
+    return PretrainConfig(
+        model={**SHAPE, "vocab_size": VOCAB},
+        trainer={
+            "precision": precision,
+            "compile": compile_,
+            "max_steps": max_steps,
+            "batch_size": BATCH,
+            "progress": False,
+            "accelerator": H.DEVICE,
+            "devices": 1,
+        },
+        out_dir=str(out),
+    )
+
+
+# --------------------------------------------------------------------------- peak / MFU
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 1024, seconds: float = 1.0) -> float:
+    a = torch.randn(n, n, device=H.DEVICE).to(dtype)
+    b = torch.randn(n, n, device=H.DEVICE).to(dtype)
+    for _ in range(2):
+        a @ b
+    best, t_end = 0.0, now() + seconds
+    while now() < t_end:
+        sync(H.DEVICE)
+        t = now()
+        for _ in range(3):
+            a @ b
+        sync(H.DEVICE)
+        best = max(best, 3 * 2 * n**3 / (now() - t))
+    return best
+
+
+def flops_per_token(cfg: Any, n_params: int) -> float:
+    """nanoGPT/PaLM estimate: 6N (forward+backward of the weights) + attention 12·L·T·d."""
+    return 6 * n_params + 12 * cfg.n_layers * cfg.max_seq_len * cfg.d_model
+
+
+# --------------------------------------------------------------------------- train
+
+
+class Interleave:
+    """Lightning callback: after warm-up, every ``k`` of plugformer's steps run ``k`` steps of each
+    reference and time both; stop the Trainer after ``reps`` rounds.
+
+    plugformer's time runs from the end of one round's references to its k-th
+    ``on_train_batch_end``: it covers the whole loop (DataLoader, training_step, backward,
+    clipping, optimizer, scheduler, logging), not only ``training_step``.
+    """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:  # build a Callback subclass lazily
+        import lightning as L
+
+        class _Interleave(L.Callback):
+            def __init__(
+                self,
+                warm: int,
+                k: int,
+                reps: int,
+                tokens: int,
+                others: dict[str, Callable[[], None]],
+            ):
+                self.warm, self.k, self.reps, self.tokens, self.others = (
+                    warm,
+                    k,
+                    reps,
+                    tokens,
+                    others,
+                )
+                self.times: dict[str, list[float]] = {"plugformer": [], **{n: [] for n in others}}
+                self.i, self.t0, self.warm_s = 0, 0.0, 0.0
+                self.t_start = now()
+
+            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+                sync(H.DEVICE)
+                self.i += 1
+                if self.i < self.warm:
+                    return
+                if self.i == self.warm:
+                    self.warm_s = now() - self.t_start
+                    with torch.enable_grad():
+                        for step in self.others.values():
+                            for _ in range(self.warm):
+                                step()
+                    sync(H.DEVICE)
+                    self.t0 = now()
+                    return
+                if (self.i - self.warm) % self.k:
+                    return
+                self.times["plugformer"].append(self.k * self.tokens / (now() - self.t0))
+                with torch.enable_grad():
+                    for name, step in self.others.items():
+                        t = now()
+                        for _ in range(self.k):
+                            step()
+                        sync(H.DEVICE)
+                        self.times[name].append(self.k * self.tokens / (now() - t))
+                if len(self.times["plugformer"]) >= self.reps:
+                    trainer.should_stop = True
+                self.t0 = now()
+
+        return _Interleave(*args, **kwargs)
+
+
+def gpt_logits(model: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    return lambda x: model.lm_logits(model(x))
+
+
+def hf_logits(model: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    return lambda x: model(input_ids=x, use_cache=False).logits
+
+
+def reference_step(
+    model: torch.nn.Module,
+    logits_fn: Callable[[torch.Tensor], torch.Tensor],
+    seq_len: int,
+    precision: str,
+    compile_: bool,
+    grad_clip: float,
+    seed: int,
+) -> Callable[[], None]:
+    """A nanoGPT-style step of a reference: ``F.cross_entropy`` on ``logits_fn(x)`` (compiled
+    with the forward when ``compile_``), AdamW (foreach, plugformer's groups), clip, step."""
+    from plugformer.training import param_groups
+
+    opt = torch.optim.AdamW(param_groups(model, 0.1), lr=1e-3, betas=(0.9, 0.95), foreach=True)
+    gen = torch.Generator().manual_seed(seed)
+
+    def loss_fn(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits_fn(x).flatten(0, 1).float(), y.flatten())
+
+    fn = torch.compile(loss_fn) if compile_ else loss_fn
+
+    def step() -> None:
+        block = torch.randint(0, VOCAB, (BATCH, seq_len + 1), generator=gen).to(H.DEVICE)
+        with autocast(precision, H.DEVICE):
+            loss = fn(block[:, :-1], block[:, 1:])
+        loss.backward()
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return step
+
+
+def bench_train(args: argparse.Namespace, tmp: Path) -> None:
+    from plugformer.model import GPT
+    from plugformer.objectives import CausalLM
+    from plugformer.pretrain import PretrainData, PretrainModule
+    from plugformer.training import build_trainer, seed_everything
+
+    cache = token_cache(tmp)
+    warm, k, reps = (2, 2, 3) if args.quick else (3, 4, 5)
+    tokens = BATCH * SHAPE["max_seq_len"]
+    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    ROWS.append(
+        {
+            "group": "peak",
+            "name": "matmul 1024³ fp32",
+            "unit": "GFLOP/s",
+            "median": peaks["fp32"] / 1e9,
+        }
+    )
+    ROWS.append(
+        {
+            "group": "peak",
+            "name": "matmul 1024³ bf16",
+            "unit": "GFLOP/s",
+            "median": peaks["bf16"] / 1e9,
+        }
+    )
+    compiles = [False, True] if args.compile else [False]
+    for compile_ in compiles:
+        for precision in ("32-true", "bf16-mixed"):
+            label = f"{'bf16' if precision == 'bf16-mixed' else 'fp32'}{' compiled' if compile_ else ''}"
+            seed_everything(0)
+            config = pretrain_config(precision, compile_, warm + k * reps + 5, tmp / f"run-{label}")
+            module = PretrainModule(config, CausalLM(), 0, 4.0)
+            data = PretrainData(cache, config)
+            cfg = config.model
+            plain = GPT(cfg).to(H.DEVICE)
+            hf = hf_twin(plain).to(H.DEVICE)
+            n_params = plain.num_params(non_embedding=False)
+            step_args = (cfg.max_seq_len, precision, compile_, config.optim.grad_clip)
+            cb = Interleave(
+                warm,
+                k,
+                reps,
+                tokens,
+                {
+                    "plain": reference_step(plain, gpt_logits(plain), *step_args, seed=1),
+                    "hf": reference_step(hf, hf_logits(hf), *step_args, seed=2),
+                },
+            )
+            trainer = build_trainer(
+                config.trainer,
+                tmp / f"run-{label}",
+                [cb],
+                limit_val_batches=0,
+                grad_clip=config.optim.grad_clip,
+            )
+            trainer.fit(module, datamodule=data)
+            peak = peaks["bf16" if precision == "bf16-mixed" else "fp32"]
+            fpt = flops_per_token(cfg, n_params)
+            hf_params = sum(p.numel() for p in hf.parameters())
+            for name in ("plugformer", "plain", "hf"):
+                vals = cb.times[name]
+                mfu = (
+                    statistics.median(vals)
+                    * (fpt if name != "hf" else flops_per_token(cfg, hf_params))
+                    / peak
+                )
+                add_row(
+                    "train",
+                    f"{name} {label}",
+                    "tok/s",
+                    vals,
+                    ref={"plain": "plain", "hf": "hf"}
+                    if name == "plugformer"
+                    else {"plain": "plain"}
+                    if name == "hf"
+                    else {},
+                    variant=name,
+                    setting=label,
+                    mfu=mfu,
+                    warmup_s=cb.warm_s if name == "plugformer" else None,
+                    n_params=n_params if name != "hf" else hf_params,
+                )
+            del module, plain, hf, trainer
+    default_row(peaks, fpt)
+
+
+def default_row(peaks: dict[str, float], fpt: float) -> None:
+    """plugformer's default settings (``precision``/``compile`` = auto on a long run) against
+    the plain loop's eager fp32, with MFU against the bf16 matmul peak."""
+    from plugformer.training import resolve_compile, resolve_precision
+
+    precision = resolve_precision("auto", H.DEVICE)
+    compile_ = resolve_compile("auto", 10_000, H.DEVICE)
+    label = f"{'bf16' if precision == 'bf16-mixed' else 'fp32'}{' compiled' if compile_ else ''}"
+    rows = {r["name"]: r for r in ROWS if r["group"] == "train"}
+    ours, base = rows.get(f"plugformer {label}"), rows.get("plain fp32")
+    if ours is None or base is None:
+        ROWS.append(
+            {
+                "group": "train",
+                "name": "defaults skipped",
+                "note": f"defaults are {label}: run without --no-compile to measure them",
+            }
+        )
+        return
+    ROWS.append(
+        {
+            "group": "train",
+            "name": f"plugformer defaults ({label})",
+            "unit": "tok/s",
+            **{k: ours[k] for k in ("median", "min", "max", "n", "values")},
+            "ref_value": {"plain fp32 eager": base["median"]},
+            "mfu_bf16_peak": ours["median"] * fpt / peaks["bf16"],
+            "note": f"MFU {100 * ours['median'] * fpt / peaks['bf16']:.1f}% of the bf16 peak",
+        }
+    )
+
+
+# --------------------------------------------------------------------------- data
+
+
+def bench_data(args: argparse.Namespace, tmp: Path) -> None:
+    from plugformer.pretrain import PretrainData
+
+    cache = token_cache(tmp / "data")
+    config = pretrain_config("32-true", False, 10, tmp / "data-run")
+    loader = PretrainData(cache, config).train_dataloader()
+    n_batches = 50 if args.quick else 200
+    vals = []
+    for _ in range(3):
+        it = iter(loader)
+        next(it)
+        t = now()
+        for _ in range(n_batches):
+            next(it)
+        vals.append(n_batches * BATCH * SHAPE["max_seq_len"] / (now() - t))
+    train = [r for r in ROWS if r["group"] == "train" and r["name"] == "plugformer fp32"]
+    consume = train[0]["median"] if train else None
+    add_row(
+        "data",
+        "DataLoader (num_workers=0)",
+        "tok/s",
+        vals,
+        ref_value={"training fp32": consume} if consume else {},
+        variant="plugformer",
+        setting="loader",
+    )
