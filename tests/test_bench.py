@@ -200,7 +200,9 @@ class Fakes:
             "wall_seconds": 0.0,
         }
 
-    def evaluate(self, spec: Any, checkpoint: Any, split: str = "test") -> dict[str, Any]:
+    def evaluate(
+        self, spec: Any, checkpoint: Any, split: str = "test", keep_predictions: bool = False
+    ) -> dict[str, Any]:
         accuracy = 0.6 + 0.05 * spec.seed + (0.0 if "scratch" in self.finetunes[-1][1] else 0.2)
         return {
             "metrics": {"accuracy": accuracy},
@@ -208,6 +210,7 @@ class Fakes:
             "higher_is_better": True,
             "metric_info": KeywordTask().metric_info(),
             "n_examples": 8,
+            "samples": [{"index": 0, "id": None, "example": {}, "prediction": {"label": "pos"}}],
         }
 
 
@@ -447,3 +450,71 @@ def test_real_finetune_end_to_end(workspace: Path, monkeypatch: pytest.MonkeyPat
         assert 0.0 <= cell["metrics"]["accuracy"] <= 1.0 and cell["finetune"]["val_history"]
     assert len(RESULTS) == 3  # evaluate told plugins of both model cells, the suite of the baseline
     assert not list((run / "work").iterdir())  # task checkpoints are not kept
+
+
+def test_backbone_settings_override_the_suite_and_pick_tasks(
+    workspace: Path, fakes: Fakes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: dict[tuple[str, str], Any] = {}
+    real = fakes.finetune
+
+    def spy(spec: Any, backbone: str, out_dir: Path) -> dict[str, Any]:
+        seen[(spec.label, backbone)] = spec.finetune
+        return real(spec, backbone, out_dir)
+
+    monkeypatch.setattr("plugformer.finetune.finetune", spy)
+    suite = write_suite(
+        workspace,
+        "per-backbone",
+        tasks='["tasks/alpha.toml", "tasks/beta.toml"]',
+        seeds="[0]",
+        overrides="{finetune = {max_steps = 3, lr_head = 0.01}}",
+        backbones=(
+            '[{name = "pretrained", ref = "${TOY_CKPT}"}, '
+            '{name = "scratch", ref = "scratch:${TOY_CKPT}", tasks = ["alpha"], '
+            "overrides = {finetune = {max_steps = 7, max_minutes = 0.5}}}]"
+        ),
+    )
+    run = run_suite(suite, workspace / "runs" / "per-backbone", log=quiet)
+    ckpt, scratch = str(workspace / "ckpt"), f"scratch:{workspace / 'ckpt'}"
+    # (alpha and beta are the same spec under two names: beta's cell is alpha's, from the cache)
+    assert set(seen) == {("alpha", ckpt), ("alpha", scratch)}
+    assert seen[("alpha", ckpt)].max_steps == 3 and seen[("alpha", ckpt)].max_minutes is None
+    assert seen[("alpha", scratch)].max_steps == 7  # the backbone's own setting wins
+    assert seen[("alpha", scratch)].max_minutes == 0.5
+    assert seen[("alpha", scratch)].lr_head == 0.01  # what it does not set comes from the suite
+    cells = json.loads((run / "results.json").read_text())["cells"]
+    models = sorted((c["spec"], c["column"]) for c in cells if c["kind"] == "model")
+    assert models == [("alpha", "pretrained"), ("alpha", "scratch"), ("beta", "pretrained")]
+
+
+def test_unknown_backbone_override_key_is_named(workspace: Path) -> None:
+    suite = write_suite(
+        workspace,
+        "bad-override",
+        backbones='[{name = "p", ref = "x", overrides = {finetune = {max_step = 3}}}]',
+    )
+    with pytest.raises(ConfigError, match=r"backbones\.p\.overrides\.finetune\.max_step"):
+        load_suite(suite)
+
+
+def test_predictions_are_logged_and_rescore_to_the_reported_metric(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TOY_CKPT", str(workspace / "ckpt"))
+    run = run_suite(
+        write_suite(workspace, "logged", seeds="1"), workspace / "runs" / "logged", log=quiet
+    )
+    cells = json.loads((run / "results.json").read_text())["cells"]
+    for cell in cells:
+        samples = [json.loads(x) for x in (run / cell["predictions_file"]).read_text().splitlines()]
+        assert len(samples) == cell["n_examples"] == 8
+        right = sum(s["prediction"]["label"] == s["example"]["label"] for s in samples)
+        assert right / len(samples) == pytest.approx(cell["metrics"]["accuracy"])
+    model = next(c for c in cells if c["kind"] == "model")
+    compute = model["compute"]
+    assert compute["params_trained"] <= compute["params_total"] and compute["params_total"] > 0
+    assert compute["examples_seen"] == 2 * 8  # max_steps 2 × batch 8
+    assert (
+        compute["tokens_seen"] > 0 and compute["train_flops"] > 0 and compute["train_seconds"] > 0
+    )

@@ -17,6 +17,7 @@ PLUGIN_API_VERSION = 1
 
 __all__ = [
     "PLUGIN_API_VERSION",
+    "SEP",
     "Baseline",
     "CheckpointError",
     "ConfigError",
@@ -40,6 +41,7 @@ __all__ = [
 # name -> module that defines it; imported lazily (PEP 562) so `import plugformer` stays fast.
 _LAZY = {
     "Task": "plugformer.tasks",
+    "SEP": "plugformer.tasks",
     "TaskOptions": "plugformer.tasks",
     "Baseline": "plugformer.tasks",
     "Recipe": "plugformer.data.recipes",

@@ -40,6 +40,7 @@ from plugformer.suites import (
     SuiteConfig,
     load_spec,
     load_suite,
+    merge_overrides,
     resolve_backbones,
     spec_path,
 )
@@ -73,6 +74,7 @@ SUMMARY_FIELDS = (
     "val_history",
     "train_examples",
     "wall_seconds",
+    "compute",
 )
 
 
@@ -254,12 +256,16 @@ def plan_cells(suite: SuiteConfig, suite_file: Path, refs: Mapping[str, str]) ->
                 Cell("baseline", spec, where, name, None, refs[first], ids[first], data, code)
                 for name in cls(spec.options, None).baselines()
             ]
+        entries = {b.name: b for b in suite.backbones}
         for seed in suite.seeds:
-            seeded = load_spec(path, suite.overrides, seed)
-            cells += [
-                Cell("model", seeded, where, label, seed, ref, ids[label], data, code)
-                for label, ref in refs.items()
-            ]
+            for label, ref in refs.items():
+                entry = entries[label]
+                if not entry.runs(spec):
+                    continue
+                # A backbone's own settings (learning rates, budget, length) win over the suite's.
+                overrides = merge_overrides(suite.overrides, entry.overrides)
+                seeded = load_spec(path, overrides, seed)
+                cells.append(Cell("model", seeded, where, label, seed, ref, ids[label], data, code))
     return cells
 
 
@@ -327,9 +333,12 @@ def _run_model(cell: Cell, out: Path, keep: bool) -> dict[str, Any]:
     shutil.rmtree(work, ignore_errors=True)  # a killed earlier attempt
     t0 = time.perf_counter()
     summary = finetune(cell.spec, cell.ref, work)
-    result = evaluate(cell.spec, summary["checkpoint"], "test")  # tells plugins via on_result
+    # tells plugins via on_result; the predictions are logged beside the cell
+    result = evaluate(cell.spec, summary["checkpoint"], "test", keep_predictions=True)
     record = _record(cell, result, time.perf_counter() - t0)
     record["finetune"] = {k: summary.get(k) for k in SUMMARY_FIELDS}
+    record["compute"] = summary.get("compute")
+    record["predictions_file"] = _log_samples(out, cell, result["samples"])
     if keep:
         shutil.rmtree(out / "checkpoints" / cell.key, ignore_errors=True)
         shutil.move(summary["checkpoint"], out / "checkpoints" / cell.key)
@@ -337,7 +346,17 @@ def _run_model(cell: Cell, out: Path, keep: bool) -> dict[str, Any]:
     return record
 
 
-def _run_baseline(cell: Cell, tokenizer: Any) -> dict[str, Any]:
+def _log_samples(out: Path, cell: Cell, samples: list[dict[str, Any]]) -> str:
+    """Write a cell's test predictions to ``predictions/<key>.jsonl``; returns the path
+    relative to the run directory."""
+    from plugformer.samples import write_samples
+
+    rel = Path("predictions") / f"{cell.key}.jsonl"
+    write_samples(out / rel, samples)
+    return rel.as_posix()
+
+
+def _run_baseline(cell: Cell, tokenizer: Any, out: Path) -> dict[str, Any]:
     from plugformer.finetune import build_task, load_examples
     from plugformer.plugins import call_on_result
 
@@ -359,6 +378,9 @@ def _run_baseline(cell: Cell, tokenizer: Any) -> dict[str, Any]:
         "n_examples": len(test),
     }
     record = _record(cell, result, time.perf_counter() - t0)
+    from plugformer.samples import sample_records
+
+    record["predictions_file"] = _log_samples(out, cell, sample_records(test, predictions))
     call_on_result({**record, "split": "test", "backbone": None, "baseline": cell.column})
     return record
 
@@ -444,7 +466,7 @@ def run_suite(
                 record = _run_model(cell, run_dir, suite.keep_checkpoints)
             else:
                 tokenizer = tokenizer or [resolve_backbone(cell.ref or "", seed=0).tokenizer]
-                record = _run_baseline(cell, tokenizer[0])
+                record = _run_baseline(cell, tokenizer[0], run_dir)
             atomic_write_json(cell_file[cell.key], record)
             ran: float | None = time.perf_counter() - t0
         else:

@@ -24,6 +24,7 @@ __all__ = [
     "OptimConfig",
     "PretrainConfig",
     "StrictModel",
+    "TaskMix",
     "TokenizerConfig",
     "TrainerConfig",
     "apply_overrides",
@@ -116,13 +117,39 @@ class TokenizerConfig(StrictModel):
     """An existing tokenizer.json to use instead of training one."""
 
 
+class TaskMix(StrictModel):
+    """A task whose training examples join the pretraining corpus (task-aware pretraining)."""
+
+    spec: str = Field(min_length=1)
+    """A task spec file (its task, data and options); only its **train** split is read."""
+    share: float = Field(gt=0, lt=1)
+    """Fraction of the training tokens this task's documents make up (repeating or sampling
+    its documents as needed); the text corpora make up the rest."""
+    max_examples: int | None = Field(None, ge=1)
+    """Use at most this many training examples (default: the spec's data.max_train, else all)."""
+
+
 class DataConfig(StrictModel):
     """The pretraining corpus."""
 
     corpus: list[str] = Field(default_factory=lambda: ["news-2017-en"])
     """Text sources: dataset recipe names (their train split) and/or paths to .txt/.jsonl files."""
+    tasks: list[TaskMix] = Field(default_factory=list)
+    """Tasks mixed into pretraining, each as a token share: its plugin turns training examples
+    into documents in the task's own format (``Task.pretrain_documents``)."""
     val_fraction: float = Field(0.02, gt=0, lt=0.5)
-    """Share of documents held out for validation (by a hash of each document)."""
+    """Share of text documents held out for validation (by a hash of each document); task
+    documents always train (validation measures the text)."""
+
+    @model_validator(mode="after")
+    def _shares_leave_room_for_text(self) -> DataConfig:
+        total = sum(t.share for t in self.tasks)
+        if self.tasks and total >= 1:
+            raise ValueError(
+                f"data.tasks shares add up to {total:g}: they must leave the text corpora a share"
+            )
+        return self
+
     num_workers: int = Field(0, ge=0)
     """DataLoader worker processes (0: load in the training process; blocks are memmapped)."""
 
@@ -150,7 +177,9 @@ class TrainerConfig(StrictModel):
     max_steps: int = Field(1000, ge=1)
     """Optimiser steps."""
     max_minutes: float | None = Field(None, gt=0)
-    """Stop after this wall-clock budget even if max_steps is not reached."""
+    """Wall-clock budget: the cosine schedule follows the fraction of it spent (or of
+    max_steps, whichever is larger), so a run on a busy machine takes fewer steps but still
+    anneals to its floor, and stops when it is spent."""
     batch_size: int = Field(32, ge=1)
     """Sequences per micro-batch (per process)."""
     accumulate_grad_batches: int = Field(1, ge=1)
@@ -321,6 +350,9 @@ class TaskData(StrictModel):
     """Use at most this many training examples (a fixed-seed random subset: the same in every run)."""
     max_eval: int | None = Field(None, ge=1)
     """Use at most this many validation and test examples each."""
+    max_test: int | None = Field(None, ge=1)
+    """Use at most this many test examples (overrides max_eval for the test split: a larger
+    test set separates systems, while validation runs many times during training)."""
 
     @model_validator(mode="after")
     def _some_source(self) -> TaskData:
@@ -334,6 +366,10 @@ class FinetuneConfig(StrictModel):
 
     max_steps: int | None = Field(None, ge=1)
     """Optimiser steps; if unset, epochs decide."""
+    max_minutes: float | None = Field(None, gt=0)
+    """Wall-clock budget of training (validation included): the schedule follows the
+    fraction of it spent, or of the steps, whichever is larger, and training stops when it is
+    spent. Suites use it to give every backbone the same compute time."""
     epochs: int = Field(3, ge=1)
     """Passes over the training set (when max_steps is unset)."""
     batch_size: int = Field(32, ge=1)

@@ -21,7 +21,8 @@ from torch.utils.data import DataLoader
 
 from plugformer.config import TaskSpec
 from plugformer.errors import CheckpointError, DataError, PlugformerError
-from plugformer.training import adamw, check_finite, cosine_schedule, param_groups
+from plugformer.schedule import BudgetSchedule
+from plugformer.training import adamw, check_finite, param_groups
 
 __all__ = ["FinetuneModule", "Predictor", "build_task", "evaluate", "finetune", "load_examples"]
 
@@ -33,6 +34,8 @@ def load_examples(task: Any, spec: TaskSpec, split: str) -> list[Any]:
     """Validated examples of one split, from a file or the dataset recipe."""
     path = getattr(spec.data, split)
     limit = spec.data.max_train if split == "train" else spec.data.max_eval
+    if split == "test" and spec.data.max_test:
+        limit = spec.data.max_test
     if path:
         examples = task.read_file(path)
     elif spec.data.dataset:
@@ -110,8 +113,14 @@ class FinetuneModule(L.LightningModule):
         self.val_history: list[dict[str, float]] = []
         self.predictions: list[Any] = []
         self.keep_predictions = False
+        self.examples_seen = 0
+        self.tokens_seen = 0
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        ids = batch["input_ids"]  # (B, T)
+        mask = batch.get("attention_mask")
+        self.examples_seen += int(ids.size(0))
+        self.tokens_seen += int(mask.sum()) if mask is not None else int(ids.numel())
         loss = self.task.loss(self.task.forward(self.backbone, self.head, batch), batch)
         check_finite(loss.detach(), self.global_step)
         self.log("train_loss", loss, prog_bar=True, batch_size=int(batch["input_ids"].size(0)))
@@ -149,12 +158,8 @@ class FinetuneModule(L.LightningModule):
         groups = param_groups(self.head, ft.weight_decay, ft.lr_head)
         if ft.lr_backbone > 0 and not ft.freeze_backbone:
             groups += param_groups(self.backbone, ft.weight_decay, ft.lr_backbone)
-        opt = adamw(groups, betas=(0.9, 0.98))
-        warmup = int(ft.warmup_ratio * self.total_steps)
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, cosine_schedule(warmup, self.total_steps, 0.0)
-        )
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        # The learning rate is set before every step by plugformer.schedule.BudgetSchedule.
+        return adamw(groups, betas=(0.9, 0.98))
 
 
 class _KeepBest(L.Callback):
@@ -179,6 +184,36 @@ class _KeepBest(L.Callback):
 
 
 # --------------------------------------------------------------------------- API
+
+
+def training_compute(
+    backbone: nn.Module, head: nn.Module, module: FinetuneModule, schedule: Any, steps: int
+) -> dict[str, Any]:
+    """What a fine-tuning run spent: parameters, seconds, examples, tokens and FLOPs.
+
+    FLOPs follow the usual ``6 · N · D`` estimate (Kaplan et al., 2020: forward 2N, backward
+    4N per token) with N the parameters that touch each token — every parameter but the
+    embedding tables, which are looked up, not multiplied — and D the non-padding tokens the
+    training steps read. Validation passes are not counted.
+    """
+    params = list({id(p): p for p in (*backbone.parameters(), *head.parameters())}.values())
+    embedding = {
+        id(p)
+        for m in (*backbone.modules(), *head.modules())
+        if isinstance(m, nn.Embedding)
+        for p in m.parameters()
+    }
+    tied = getattr(getattr(backbone, "lm_head", None), "weight", None)
+    dense = sum(p.numel() for p in params if id(p) not in embedding or p is tied)
+    return {
+        "params_total": sum(p.numel() for p in params),
+        "params_trained": sum(p.numel() for p in params if p.requires_grad),
+        "train_seconds": round(schedule.seconds(), 2),
+        "steps": steps,
+        "examples_seen": module.examples_seen,
+        "tokens_seen": module.tokens_seen,
+        "train_flops": 6 * dense * module.tokens_seen,
+    }
 
 
 def build_task(name: str, options: dict[str, Any], tokenizer: Any) -> Any:
@@ -292,7 +327,9 @@ def finetune(
     steps = ft.max_steps or ft.epochs * len(train_dl)
     module = FinetuneModule(task, loaded.model, head, spec, total_steps=steps)
     keep = _KeepBest(task.main_metric, task.higher_is_better)
-    callbacks: list[Any] = [keep]
+    budget = ft.max_minutes * 60 if ft.max_minutes else None
+    schedule = BudgetSchedule(int(ft.warmup_ratio * steps), steps, budget, 0.0)
+    callbacks: list[Any] = [keep, schedule]
     if ft.early_stopping_patience and val_dl is not None:
         from lightning.pytorch.callbacks import EarlyStopping
 
@@ -308,6 +345,10 @@ def finetune(
         spec, out, callbacks, steps, val_every if val_dl is not None else None, "finetune"
     )
     trainer.fit(module, train_dataloaders=train_dl, val_dataloaders=val_dl)
+    validated = {h["step"] for h in module.val_history}
+    if val_dl is not None and trainer.global_step and trainer.global_step not in validated:
+        # A budget (or early epoch end) stopped between validations: judge the last weights too.
+        trainer.validate(module, dataloaders=val_dl, verbose=False)
     if keep.state is not None:  # best-checkpoint selection on the main validation metric
         module.load_state_dict(keep.state)
     val_metrics = {
@@ -328,6 +369,7 @@ def finetune(
         "val_history": module.val_history,
         "train_examples": len(train),
         "wall_seconds": round(time.time() - t0, 2),
+        "compute": training_compute(loaded.model, head, module, schedule, trainer.global_step),
     }
     if trainer.is_global_zero:
         save_task(out / "final", loaded, head, task, spec, summary)
@@ -376,7 +418,10 @@ def evaluate(
         "wall_seconds": round(time.time() - t0, 2),
     }
     if keep_predictions:
+        from plugformer.samples import sample_records
+
         result["predictions"] = predictions
+        result["samples"] = sample_records(examples, predictions)
     if out_json:
         atomic_write_json(out_json, result)
     call_on_result(result)

@@ -25,11 +25,11 @@ from plugformer.fileio import ensure_dir
 from plugformer.losses import linear_cross_entropy
 from plugformer.model import GPT
 from plugformer.objectives import IGNORE, Objective
+from plugformer.schedule import BudgetSchedule
 from plugformer.training import (
     adamw,
     attention_kernels,
     check_finite,
-    cosine_schedule,
     param_groups,
     resolve_compile,
 )
@@ -102,12 +102,9 @@ class PretrainModule(L.LightningModule):
             self.log("val_bpb", val_loss / math.log(2) / self.bytes_per_token, prog_bar=True)
 
     def configure_optimizers(self) -> Any:
+        # The learning rate is set before every step by plugformer.schedule.BudgetSchedule.
         o = self.config.optim
-        opt = adamw(param_groups(self.model, o.weight_decay), lr=o.lr, betas=o.betas)
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, cosine_schedule(o.warmup_steps, self.config.trainer.max_steps, o.min_lr_ratio)
-        )
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return adamw(param_groups(self.model, o.weight_decay), lr=o.lr, betas=o.betas)
 
 
 class PretrainData(L.LightningDataModule):
@@ -198,8 +195,9 @@ class _Throughput(L.Callback):
 class _ProgressLog(L.Callback):
     """One line per validation (step, losses, elapsed, time left) for logs without a progress bar."""
 
-    def __init__(self, max_steps: int):
+    def __init__(self, max_steps: int, schedule: Any = None):
         self.max_steps = max_steps
+        self.schedule = schedule
         self._t0 = time.perf_counter()
         self._step0: int | None = None
 
@@ -211,6 +209,8 @@ class _ProgressLog(L.Callback):
         step = trainer.global_step
         elapsed = time.perf_counter() - self._t0
         left = elapsed / max(1, step - self._step0) * (self.max_steps - step)
+        if self.schedule is not None and self.schedule.max_seconds:
+            left = max(0.0, self.schedule.max_seconds - self.schedule.seconds())
         m = {k: float(v) for k, v in trainer.callback_metrics.items()}
         shown = ", ".join(
             f"{k} {m[k]:.3f}" for k in ("train_loss", "val_loss", "val_bpb") if k in m
@@ -230,7 +230,8 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> dict[str, Any]:
     from plugformer import plugins
     from plugformer.checkpoint import save_backbone
     from plugformer.data.cache import plugformer_home
-    from plugformer.data.corpus import Corpus, build_token_cache, load_documents
+    from plugformer.data.corpus import Corpus, Document, build_token_cache, load_documents
+    from plugformer.data.mixture import mix_tasks, task_sources
     from plugformer.errors import ConfigError
     from plugformer.fileio import atomic_write_json
     from plugformer.training import build_trainer, seed_everything
@@ -247,8 +248,18 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> dict[str, Any]:
     seed_everything(config.seed)
 
     docs = load_documents(config.data.corpus)
-    tokenizer = _prepare_tokenizer(config, out, docs)
+    sources = task_sources(config.data.tasks) if config.data.tasks else []
+    # The tokenizer learns from the task documents too (their vocabulary, their languages).
+    task_docs = [
+        Document(f"task:{s.name}:{i}", d) for s in sources for i, d in enumerate(s.documents)
+    ]
+    tokenizer = _prepare_tokenizer(config, out, docs + task_docs)
     cache = build_token_cache(docs, tokenizer, config.data.val_fraction, plugformer_home())
+    mixture: dict[str, Any] | None = None
+    if sources:
+        cache, mixture = mix_tasks(cache, sources, tokenizer, plugformer_home(), config.seed)
+        shown = ", ".join(f"{k} {v['share']:.1%}" for k, v in mixture.items())
+        print(f"[pretrain] token shares: {shown}", file=sys.stderr, flush=True)
     config = config.model_copy(deep=True)
     config.model.vocab_size = tokenizer.vocab_size
     config.model.causal = objective.causal
@@ -266,10 +277,15 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> dict[str, Any]:
     )
     # on_train_batch_end fires once per micro-batch: count the tokens of one micro-batch.
     throughput = _Throughput(t.batch_size * config.model.max_seq_len)
+    o = config.optim
+    schedule = BudgetSchedule(
+        o.warmup_steps, t.max_steps, t.max_minutes * 60 if t.max_minutes else None, o.min_lr_ratio
+    )
     callbacks = [
         ckpt,
         throughput,
-        _ProgressLog(t.max_steps),
+        schedule,
+        _ProgressLog(t.max_steps, schedule),
         *plugins.extra_callbacks("pretrain", config),
     ]
     # A resumed run logs into logs/resumeN/ so the CSV of the killed run is kept.
@@ -293,11 +309,17 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> dict[str, Any]:
         "objective": config.objective,
         "n_params": module.model.num_params(non_embedding=False),
         "train_tokens": cache.meta["train_tokens"],
+        "mixture": mixture,
         "val_tokens": cache.meta["val_tokens"],
         "tokens_per_second": round(
             throughput.tokens_per_second * trainer.world_size, 1
         ),  # all processes
         "wall_seconds": round(time.time() - t_start, 1),
+        "train_seconds": round(schedule.seconds(), 1),
+        "budget_seconds": schedule.max_seconds,
+        "final_lr": schedule.final_lrs(trainer)[0] if trainer.optimizers else None,
+        "final_lr_multiplier": round(schedule.last_multiplier, 6),
+        "min_lr": o.lr * o.min_lr_ratio,
         **{k: float(v) for k, v in val.items()},
     }
     if objective.causal:
@@ -311,6 +333,8 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> dict[str, Any]:
                 "objective": config.objective,
                 "metrics": summary,
                 "corpus": config.data.corpus,
+                "tasks": [t.model_dump() for t in config.data.tasks],
+                "mixture": mixture,
                 "seed": config.seed,
             },
         )

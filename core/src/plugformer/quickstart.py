@@ -1,15 +1,17 @@
-"""The default job: real data → tokenizer → pretraining → the default suite → a report.
+"""The default job: real data → tokenizer → two pretrainings → the default suite → a report.
 
 ``plugformer quickstart`` (and ``make quickstart``) runs every stage on a laptop CPU:
 
 1. obtain the real datasets through their recipes;
-2. build the pretraining corpus from **training splits only** (news articles, English and
-   Spanish Bible verses, Shakespeare) — nothing any task evaluates on;
-3. train the tokenizer and pretrain the native backbone for a fixed wall-clock budget, then
-   measure held-out bits per byte on news text beside unigram and trigram Kneser–Ney models
-   of the same tokens;
-4. run ``benchmarks/suites/default.toml``: every task × {pretrained, same architecture
-   untrained} × seeds, plus each task's baselines;
+2. build the text corpus from **training splits only** (news articles, English and Spanish
+   Bible verses, Shakespeare) — nothing any task evaluates on;
+3. pretrain two native backbones with the same wall-clock budget: one on the text with the
+   four tasks' training examples mixed in (task-aware pretraining, ``data.tasks``), one on the
+   text alone; then measure held-out bits per byte on news text beside unigram and trigram
+   Kneser–Ney models of the same tokens;
+4. run the default suite: every task × {text+tasks, text, scratch (untrained twin)} and a
+   pretrained Hugging Face encoder (MiniLM-L6) on the encoder tasks, × seeds, each model
+   cell with a fine-tuning budget in minutes, plus each task's tuned baselines;
 5. write ``report.md``, ``results.json`` and the plots, and print the table.
 """
 
@@ -86,55 +88,23 @@ def build_corpus(path: Path) -> dict[str, int]:
     return dict(counts)
 
 
-def _pretrain_config(out: Path, corpus: Path, minutes: float, fast: bool) -> Any:
+BACKBONES = ("text+tasks", "text")
+"""The two pretrained columns of the suite: the same budget, with and without the tasks mixed in."""
+
+
+def _pretrain_config(out: Path, corpus: Path, minutes: float, fast: bool, tasks: bool) -> Any:
     from plugformer.config import PretrainConfig, load_config
 
-    cfg = load_config(
-        REPO / "tasks" / "pretrain" / ("quickstart-fast.toml" if fast else "quickstart.toml"),
-        PretrainConfig,
-    )
+    path = REPO / "tasks" / "pretrain" / ("quickstart-fast.toml" if fast else "quickstart.toml")
+    cfg = load_config(path, PretrainConfig)
     cfg.data.corpus = [str(corpus)]
-    cfg.out_dir = str(out / "pretrain")
+    for mix in cfg.data.tasks:  # spec paths are relative to the config file
+        mix.spec = str((path.parent / mix.spec).resolve())
+    if not tasks:
+        cfg.data.tasks = []
+    cfg.out_dir = str(out / ("pretrain" if tasks else "pretrain-text"))
     cfg.trainer.max_minutes = minutes
     return cfg
-
-
-def calibrate_steps(cfg: Any, vocab_size: int, minutes: float, probe: int = 12) -> int:
-    """Optimiser steps that fit ``minutes``: time a few real training steps of this model.
-
-    A step-count schedule (warm-up + cosine) must know its length; measuring the step time
-    first lets the schedule end exactly when the budget does.
-    """
-    import lightning as L
-    import torch
-
-    from plugformer.objectives import CausalLM
-    from plugformer.pretrain import PretrainModule
-    from plugformer.training import attention_kernels, resolve_precision
-
-    # PretrainModule's own step: its precision, compilation, fused loss and optimiser.
-    config = cfg.model_copy(deep=True)
-    config.model.vocab_size = vocab_size
-    config.trainer.max_steps = 100_000  # a long run, as the calibrated one will be
-    module = PretrainModule(config, CausalLM(), 0, 1.0)
-    opt = module.configure_optimizers()["optimizer"]
-    prec = resolve_precision(cfg.trainer.precision, "cpu")
-    seq = config.model.max_seq_len
-    x = torch.randint(0, vocab_size, (cfg.trainer.batch_size, seq + 1))
-    fabric = L.Fabric(accelerator="cpu", devices=1, precision=prec)
-    times = []
-    for _ in range(probe):
-        t0 = time.perf_counter()
-        with fabric.autocast(), attention_kernels(prec, "cpu", seq):
-            loss = module._loss(x)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0, foreach=True)
-        opt.step()
-        opt.zero_grad()
-        times.append(time.perf_counter() - t0)
-    step = sorted(times[3:])[len(times[3:]) // 2]  # median after warm-up
-    # Validation passes and checkpoints take a few percent of the budget.
-    return max(20, int(minutes * 60 / step * 0.93 / cfg.trainer.accumulate_grad_batches))
 
 
 def heldout_news(
@@ -169,7 +139,7 @@ def heldout_news(
 
 
 def _stage(name: str, timings: dict[str, float]) -> Callable[[], None]:
-    _log(f"stage {len(timings) + 1}/5: {name}")
+    _log(f"stage {len(timings) + 1}/6: {name}")
     t0 = time.perf_counter()
 
     def done() -> None:
@@ -210,31 +180,39 @@ def quickstart(
     _log(f"  corpus: {doc_counts} documents → {corpus}")
     done()
 
-    done = _stage(f"pretrain ({minutes:g} min budget)", timings)
-    cfg = _pretrain_config(out, corpus, minutes, fast)
-    from plugformer.pretrain import prepare_tokenizer
-
-    tokenizer = prepare_tokenizer(cfg)
-    cfg.trainer.max_steps = calibrate_steps(cfg, tokenizer.vocab_size, minutes)
-    _log(f"  tokenizer: {tokenizer.vocab_size} tokens; calibrated to {cfg.trainer.max_steps} steps")
-    summary = pretrain(cfg)
-    final = Path(summary["checkpoint"])
-    loaded = load_backbone(final)
-    heldout = heldout_news(loaded.tokenizer, loaded.model, corpus, limit=60 if fast else None)
-    _log(
-        f"  {summary['steps']} steps at {summary['tokens_per_second']:,.0f} tok/s; held-out news bits/byte: "
-        f"model {heldout['model_bpb']:.3f}, trigram Kneser–Ney {heldout['kneser_ney_trigram_bpb']:.3f}, "
-        f"unigram {heldout['unigram_bpb']:.3f}"
-    )
-    done()
+    pretrained: dict[str, dict[str, Any]] = {}
+    for label in BACKBONES:
+        done = _stage(f"pretrain {label} ({minutes:g} min budget)", timings)
+        cfg = _pretrain_config(out, corpus, minutes, fast, tasks=label == "text+tasks")
+        summary = pretrain(cfg)
+        final = Path(summary["checkpoint"])
+        loaded = load_backbone(final)
+        heldout = heldout_news(loaded.tokenizer, loaded.model, corpus, limit=60 if fast else None)
+        _log(
+            f"  {label}: {summary['steps']} steps at {summary['tokens_per_second']:,.0f} tok/s, "
+            f"final lr {summary['final_lr']:.2e} (floor {summary['min_lr']:.2e}); held-out news "
+            f"bits/byte: model {heldout['model_bpb']:.3f}, trigram Kneser–Ney "
+            f"{heldout['kneser_ney_trigram_bpb']:.3f}, unigram {heldout['unigram_bpb']:.3f}"
+        )
+        pretrained[label] = {
+            "checkpoint": str(final),
+            "summary": {k: v for k, v in summary.items() if k != "checkpoint"},
+            "heldout_news": heldout,
+        }
+        done()
 
     done = _stage("suite", timings)
     suite = REPO / "benchmarks" / "suites" / ("quickstart-fast.toml" if fast else "default.toml")
+    main = pretrained["text+tasks"]["checkpoint"]
     run_dir = run_suite(
         suite,
         out / "suite",
         seeds=seeds,
-        backbones={"pretrained": str(final), "scratch": f"scratch:{final}"},
+        backbones={
+            "text+tasks": main,
+            "text": pretrained["text"]["checkpoint"],
+            "scratch": f"scratch:{main}",
+        },
     )
     done()
 
@@ -249,8 +227,7 @@ def quickstart(
         },
         "fast": fast,
         "minutes": minutes,
-        "pretrain": {k: v for k, v in summary.items() if k != "checkpoint"},
-        "heldout_news": heldout,
+        "pretrained": pretrained,
         "corpus_documents": doc_counts,
         "datasets": sizes,
         "suite_dir": str(run_dir),
@@ -270,27 +247,50 @@ def quickstart(
 
 
 def _quickstart_markdown(result: dict[str, Any], suite_report: str) -> str:
-    h = result["heldout_news"]
-    p = result["pretrain"]
-    beat = "below" if h["model_bpb"] < h["kneser_ney_trigram_bpb"] else "NOT below"
     lines = [
         f"# plugformer quickstart — {result['date']}",
         "",
         f"Hardware: {result['hardware']['cpus']} CPU cores ({result['hardware']['machine']}), "
-        f"Python {result['hardware']['python']}. Stage wall times (s): {result['stage_seconds']}.",
+        f"Python {result['hardware']['python']}. Total {result.get('total_seconds', 0) / 60:.1f} "
+        f"minutes; stage wall times (s): {result['stage_seconds']}.",
         "",
         "## Pretraining",
         "",
-        f"{p['steps']} steps, {p['n_params']:,} parameters, {p['tokens_per_second']:,.0f} tokens/s.",
+        f"Two native backbones, {result['minutes']:g} minutes of training each on the same "
+        "text; `text+tasks` also reads the four tasks' training examples, each in its task's "
+        "own format (`Task.pretrain_documents`), at the token shares below. Held-out: the news "
+        "validation split (no task evaluates on it), in bits per byte.",
         "",
-        "| held-out news (validation split) | bits per byte |",
-        "| --- | --- |",
-        f"| plugformer backbone | {h['model_bpb']:.3f} |",
-        f"| trigram Kneser–Ney, same tokens | {h['kneser_ney_trigram_bpb']:.3f} |",
-        f"| unigram, same tokens | {h['unigram_bpb']:.3f} |",
-        "",
-        f"The backbone is {beat} the trigram Kneser–Ney baseline.",
-        "",
+        "| backbone | steps | parameters | tokens/s | final lr (floor) | held-out news bits/byte |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    h = None
+    for label, info in result["pretrained"].items():
+        p, h = info["summary"], info["heldout_news"]
+        lines.append(
+            f"| {label} | {p['steps']:,} | {p['n_params']:,} | {p['tokens_per_second']:,.0f} | "
+            f"{p['final_lr']:.2e} ({p['min_lr']:.2e}) | {h['model_bpb']:.3f} |"
+        )
+    if h is not None:
+        lines += [
+            f"| trigram Kneser–Ney, same tokens | | | | | {h['kneser_ney_trigram_bpb']:.3f} |",
+            f"| unigram, same tokens | | | | | {h['unigram_bpb']:.3f} |",
+            "",
+        ]
+    mix = result["pretrained"].get("text+tasks", {}).get("summary", {}).get("mixture")
+    if mix:
+        lines += [
+            "Token shares of `text+tasks` (training splits only):",
+            "",
+            "| source | split | documents | tokens | share |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for name, m in mix.items():
+            lines.append(
+                f"| {name} | {m['split']} | {m['documents']:,} | {m['tokens']:,} | {m['share']:.1%} |"
+            )
+        lines.append("")
+    lines += [
         "## Tasks",
         "",
         suite_report.split("\n", 1)[1] if suite_report.startswith("#") else suite_report,

@@ -27,6 +27,7 @@ __all__ = [
     "SuiteConfig",
     "load_spec",
     "load_suite",
+    "merge_overrides",
     "resolve_backbones",
     "spec_path",
 ]
@@ -41,6 +42,22 @@ class SuiteBackbone(StrictModel):
     """Backbone reference (a checkpoint dir, native:DIR, scratch:DIR, hf:NAME; paths relative to
     the working directory); ``${VAR}`` / ``${VAR:-default}`` are read from the environment;
     ``plugformer bench --backbone NAME=REF`` replaces it."""
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    """Spec settings for this backbone only, applied after the suite's ``overrides``: its own
+    learning rates, batch size, budget or maximum length, e.g.
+    ``{finetune = {lr_backbone = 5e-5, max_minutes = 2}, options = {max_length = 256}}``."""
+    tasks: list[str] | None = None
+    """Run this backbone only on these specs (spec names or task kinds), e.g. an encoder on
+    ``["sentiment", "qa"]``; default: every spec of the suite."""
+
+    @model_validator(mode="after")
+    def _overrides_name_spec_fields(self) -> SuiteBackbone:
+        _check_keys(self.overrides, TaskSpec, f"backbones.{self.name}.overrides.")
+        return self
+
+    def runs(self, spec: TaskSpec) -> bool:
+        """Whether this backbone has a cell for ``spec``."""
+        return self.tasks is None or spec.label in self.tasks or spec.task in self.tasks
 
 
 class SuiteConfig(StrictModel):
@@ -152,12 +169,16 @@ def spec_path(suite_file: Path, entry: str) -> Path:
     )
 
 
-def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+def merge_overrides(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``extra`` over ``base``, table by table (nested keys of ``extra`` win)."""
     out = dict(base)
     for key, value in extra.items():
         both = isinstance(value, Mapping) and isinstance(out.get(key), Mapping)
-        out[key] = _merge(out[key], value) if both else value
+        out[key] = merge_overrides(out[key], value) if both else value
     return out
+
+
+_merge = merge_overrides
 
 
 def load_spec(path: Path, overrides: Mapping[str, Any], seed: int) -> TaskSpec:

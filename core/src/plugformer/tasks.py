@@ -21,7 +21,7 @@ top of its own module, and the plugin registers it lazily (see ``register_tasks`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -36,7 +36,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from plugformer.tokenizer import Tokenizer
 
-__all__ = ["Baseline", "Task", "TaskOptions"]
+__all__ = ["SEP", "Baseline", "Task", "TaskOptions"]
+
+SEP = "<sep>"
+"""The separator token as text: a task's pretraining documents write it between fields, and
+the tokenizer maps it to ``tokenizer.sep_id`` (the id ``encode`` puts there)."""
 
 
 class TaskOptions(StrictModel):
@@ -190,6 +194,25 @@ class Task:
     def baselines(self) -> dict[str, Baseline]:
         """Simple reference systems for suite reports (name → Baseline)."""
         return {}
+
+    # ------------------------------------------------------------------ pretraining
+    def pretrain_documents(self, examples: Sequence[Any]) -> Iterable[str]:
+        """Language-model documents made of training examples, for task-aware pretraining.
+
+        A pretraining config that names this task (``data.tasks``) mixes these documents into
+        the corpus, so the backbone learns the task's format before fine-tuning (as T5 and
+        FLAN put supervised tasks into pretraining). Write the fields in the order and with
+        the separators that ``encode`` uses, so that pretraining and fine-tuning see the same
+        token sequences: the separator is the special token :data:`SEP` written into the text
+        (``f"{source}{SEP}{target}"``); the corpus ends each document with ``<eos>``. Only
+        training examples are ever passed here. The default refuses: a task opts in.
+        """
+        from plugformer.errors import PlugformerError
+
+        raise PlugformerError(
+            f"task {self.name!r} does not make pretraining documents "
+            "(its plugin does not implement Task.pretrain_documents)"
+        )
 
     # ------------------------------------------------------------------ checks
     def check_backbone(self, backbone: Any) -> None:

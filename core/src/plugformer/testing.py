@@ -213,3 +213,25 @@ class TaskConformance:
             return
         with pytest.raises(PlugformerError, match="causal"):
             task.check_backbone(encoder.model)
+
+    def test_pretrain_documents(self, task: Any, tokenizer: Any) -> None:
+        """Task-aware pretraining: documents are non-empty text, one or more per labelled
+        example, and the separator they write is the tokenizer's ``<sep>`` token; a task that
+        does not opt in refuses with a clear error."""
+        from plugformer.errors import PlugformerError
+        from plugformer.tasks import SEP, Task
+
+        train = self._parse(task, self.train_examples)
+        if type(task).pretrain_documents is Task.pretrain_documents:
+            with pytest.raises(PlugformerError, match="pretraining documents"):
+                task.pretrain_documents(train)
+            return
+        docs = list(task.pretrain_documents(train))
+        assert docs, "pretrain_documents made no documents from the training examples"
+        assert all(isinstance(d, str) and d.strip() for d in docs)
+        for doc in docs:
+            if SEP in doc:
+                ids = tokenizer.encode(doc)
+                assert ids.count(tokenizer.sep_id) == doc.count(SEP), (
+                    f"{SEP!r} in a document must tokenise to the tokenizer's sep id: {doc[:80]!r}"
+                )

@@ -217,7 +217,6 @@ def build_trainer(
     precision = resolve_precision(cfg.precision, cfg.accelerator)
     # Progress bars on a dumb terminal (CI logs) only add noise.
     progress = cfg.progress and os.environ.get("PLUGFORMER_PROGRESS", "1") != "0"
-    max_time = {"minutes": cfg.max_minutes} if cfg.max_minutes else None
     kwargs: dict[str, Any] = dict(
         accelerator=cfg.accelerator,
         devices=cfg.devices,
@@ -225,7 +224,6 @@ def build_trainer(
         strategy=cfg.strategy,
         precision=precision,
         max_steps=max_steps or cfg.max_steps,
-        max_time=max_time,
         accumulate_grad_batches=cfg.accumulate_grad_batches,
         gradient_clip_val=grad_clip or None,
         val_check_interval=val_check_interval,

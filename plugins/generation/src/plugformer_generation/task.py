@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
-from plugformer import DataError
+from plugformer import SEP, DataError
 from plugformer.generation import SamplingConfig, generate
 from plugformer.lm_task import IGNORE, CausalLMTask
 from plugformer.tasks import Baseline, TaskOptions
@@ -180,6 +180,15 @@ class GenerationTask(CausalLMTask):
             labels += [IGNORE] * (len(ids) - len(labels))
             features.append({"input_ids": ids, "labels": labels, "prompt_length": 0})
         return features
+
+    def pretrain_documents(self, examples: Sequence[GenerationExample]) -> Iterator[str]:
+        """``prompt <sep> completion`` (an article and its headline), or a plain text as it is:
+        the sequences ``encode`` trains on (the corpus adds ``<eos>``)."""
+        for ex in examples:
+            if ex.text is not None:
+                yield ex.text
+            elif ex.completion is not None:
+                yield f"{ex.prompt or ''}{SEP}{ex.completion}"
 
     def predict(
         self, backbone: Any, head: nn.Module, batch: dict[str, Any]

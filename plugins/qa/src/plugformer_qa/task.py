@@ -25,7 +25,7 @@ word (``snap_to_words``), since SQuAD scoring compares whole words.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 from torchmetrics.text import SQuAD
 
-from plugformer import DataError, PlugformerError, Task
+from plugformer import SEP, DataError, PlugformerError, Task
 from plugformer.tasks import Baseline, TaskOptions
 from plugformer_qa import __version__
 from plugformer_qa.baselines import lexical_overlap
@@ -230,6 +230,14 @@ class QATask(Task):
                 feature["start_position"] = feature["end_position"] = len(prefix) - 1
             features.append(feature)
         return features
+
+    def pretrain_documents(self, examples: Sequence[QAExample]) -> Iterator[str]:
+        """``question <sep> context <sep> answer``: question first, as ``encode`` puts it, so a
+        causal model reads the question before the passage it must search; then the answer
+        to be copied out of the passage."""
+        for ex in examples:
+            if ex.answers:
+                yield f"{ex.question}{SEP}{ex.context}{SEP}{ex.answers[0].text}"
 
     def collate(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         B, T = len(features), max(len(f["input_ids"]) for f in features)

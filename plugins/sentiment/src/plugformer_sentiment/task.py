@@ -17,7 +17,7 @@ of a bidirectional one.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import partial
 from typing import Any, Literal
 
@@ -31,7 +31,7 @@ from torchmetrics.classification import (
     MulticlassMatthewsCorrCoef,
 )
 
-from plugformer import DataError, PlugformerError, Task
+from plugformer import SEP, DataError, PlugformerError, Task
 from plugformer.tasks import Baseline, TaskOptions
 from plugformer_sentiment import __version__
 from plugformer_sentiment.baselines import majority, prediction, tfidf_logreg
@@ -186,6 +186,13 @@ class SentimentTask(Task):
         if train or example.label is not None:
             feature["label"] = self._label_index(example.label, example.id)
         return [feature]
+
+    def pretrain_documents(self, examples: Sequence[SentimentExample]) -> Iterator[str]:
+        """``text <sep> label``: the label name as a word after the text, so that the language
+        model learns to say what the classifier will be asked."""
+        for ex in examples:
+            if ex.label is not None:
+                yield f"{ex.text}{SEP}{ex.label}"
 
     def collate(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         width = max(len(f["input_ids"]) for f in features)

@@ -23,13 +23,13 @@ Metrics. sacrebleu corpus BLEU (``main_metric``) and chrF on detokenised text
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from plugformer import DataError
+from plugformer import SEP, DataError
 from plugformer.generation import SamplingConfig, generate
 from plugformer.lm_task import IGNORE, CausalLMTask
 from plugformer.metrics import CorpusBLEU, CorpusCHRF
@@ -134,6 +134,12 @@ class TranslationTask(CausalLMTask):
         ids = (prompt + target)[:limit]
         labels = [IGNORE] * (len(prompt) - 1) + ids[len(prompt) :] + [IGNORE]
         return [{"input_ids": ids, "labels": labels[: len(ids)], "prompt_length": len(prompt)}]
+
+    def pretrain_documents(self, examples: Sequence[TranslationExample]) -> Iterator[str]:
+        """``source <sep> target``: the sequence ``encode`` trains on (the corpus adds ``<eos>``)."""
+        for ex in examples:
+            if ex.target is not None:
+                yield f"{ex.source}{SEP}{ex.target}"
 
     def predict(
         self, backbone: Any, head: nn.Module, batch: dict[str, Any]

@@ -1,0 +1,86 @@
+"""The learning-rate schedule: by steps, or by the fraction of a wall-clock budget spent."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+
+from plugformer import schedule as sched
+from plugformer.schedule import BudgetSchedule, lr_multiplier
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _trainer(lr: float = 1.0) -> SimpleNamespace:
+    opt = SimpleNamespace(param_groups=[{"lr": lr}, {"lr": lr / 10}])
+    return SimpleNamespace(optimizers=[opt], global_step=0, should_stop=False)
+
+
+def _run(cb: BudgetSchedule, trainer: SimpleNamespace, clock: _Clock, step_seconds, steps: int):
+    """Drive the callback as Lightning does, one optimiser step at a time."""
+    cb.on_train_start(trainer, None)
+    lrs = []
+    for i in range(steps):
+        cb.on_train_batch_start(trainer, None, None, i)
+        lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+        clock.now += step_seconds(i)
+        trainer.global_step += 1
+        cb.on_train_batch_end(trainer, None, None, None, i)
+        if trainer.should_stop:
+            break
+    cb.on_train_end(trainer, None)
+    return lrs
+
+
+def test_without_a_budget_it_is_the_step_cosine() -> None:
+    cb, trainer = BudgetSchedule(warmup_steps=10, max_steps=100, min_ratio=0.1), _trainer()
+    lrs = _run(cb, trainer, _Clock(), lambda i: 0.0, 100)
+    assert lrs[0] == pytest.approx(1 / 11)
+    assert lrs[10] == pytest.approx(1.0)
+    for step in (10, 40, 99):  # the closed form of warm-up + cosine over the steps
+        p = (step - 10) / 90
+        assert lrs[step] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
+    assert not trainer.should_stop  # Lightning's max_steps ends a step-limited run
+
+
+def test_slow_steps_still_anneal_to_the_floor(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = _Clock()
+    monkeypatch.setattr(sched.time, "perf_counter", clock)
+    cb = BudgetSchedule(warmup_steps=5, max_steps=10_000, max_seconds=60.0, min_ratio=0.05)
+    trainer = _trainer(lr=2.0)
+    # A machine that gets busy: 0.1 s per step for 20 s, then ten times slower.
+    lrs = _run(cb, trainer, clock, lambda i: 0.1 if clock.now < 20 else 1.0, 10_000)
+    assert trainer.should_stop and trainer.global_step < 10_000  # the budget ended it
+    assert clock.now == pytest.approx(60.0, abs=1.0)
+    assert lrs[-1] == pytest.approx(2.0 * 0.05, rel=0.02)  # at its floor, not near the peak
+    assert cb.final_lrs(trainer)[1] == pytest.approx(0.2 * 0.05, rel=0.02)  # every group
+    assert all(a >= b - 1e-12 for a, b in zip(lrs[5:], lrs[6:], strict=False))  # decays only
+
+
+def test_the_elapsed_time_survives_a_resume(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = _Clock()
+    monkeypatch.setattr(sched.time, "perf_counter", clock)
+    cb = BudgetSchedule(warmup_steps=0, max_steps=10_000, max_seconds=100.0)
+    _run(cb, _trainer(), clock, lambda i: 1.0, 30)
+    state = cb.state_dict()
+    assert state["elapsed"] == pytest.approx(30.0)
+    resumed = BudgetSchedule(warmup_steps=0, max_steps=10_000, max_seconds=100.0)
+    resumed.load_state_dict(state)
+    trainer = _trainer()
+    trainer.global_step = 30
+    lrs = _run(resumed, trainer, clock, lambda i: 1.0, 10_000)
+    assert len(lrs) == pytest.approx(70, abs=1)  # 30 + 70 seconds: the budget, not 100 more
+
+
+def test_multiplier_edges() -> None:
+    assert lr_multiplier(0, 4, 0.0, 0.0, 0.1) == pytest.approx(0.2)
+    assert lr_multiplier(10, 4, 1.0, 0.2, 0.1) == pytest.approx(0.1)
+    assert lr_multiplier(10, 4, 5.0, 0.2, 0.1) == pytest.approx(0.1)  # past the end: the floor
