@@ -70,3 +70,44 @@ def test_fast_quickstart_runs_end_to_end(tmp_path: Path) -> None:
         assert task in report
     assert result["heldout_news"]["model_bpb"] > 0
     assert list(Path(result["suite_dir"]).glob("*.png"))
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_no_evaluated_example_of_a_mixed_task_is_in_the_pretraining_mix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Task-aware pretraining reads training splits only: no validation or test example of
+    any task the quickstart mixes in becomes a pretraining document."""
+    import plugformer.finetune as ft
+    from plugformer.config import PretrainConfig, load_config
+    from plugformer.data.mixture import task_sources
+
+    path = qs.REPO / "tasks" / "pretrain" / "quickstart-anneal.toml"
+    cfg = load_config(path, PretrainConfig)
+    for mix in cfg.data.tasks:
+        mix.spec = str((path.parent / mix.spec).resolve())
+    splits, real = [], ft.load_examples
+
+    def spy(task, spec, split):
+        splits.append(split)
+        return real(task, spec, split)
+
+    monkeypatch.setattr(ft, "load_examples", spy)
+    sources = task_sources(cfg.data.tasks)
+    assert {s.task for s in sources} == {"translation", "generation", "qa", "sentiment"}
+    assert set(splits) == {"train"}
+    monkeypatch.setattr(ft, "load_examples", real)
+    for mix, source in zip(cfg.data.tasks, sources, strict=True):
+        spec = load_config(mix.spec, ft.TaskSpec)
+        task = ft.build_task(spec.task, spec.options, None)
+        spec.data.max_train = None
+        assert set(source.documents) <= set(task.pretrain_documents(real(task, spec, "train")))
+        for split in ("validation", "test"):
+            spec.data.max_eval = spec.data.max_test = None
+            held = set(task.pretrain_documents(real(task, spec, split)))
+            # Only texts the data itself repeats across splits may appear (Numbers 7 repeats
+            # each tribe's offering word for word; two reviews may share a sentence): a held-out
+            # split that leaked in would overlap entirely.
+            shared = held & set(source.documents)
+            assert held and len(shared) <= 0.01 * len(held), (source.name, split, len(shared))

@@ -226,6 +226,11 @@ class PretrainConfig(StrictModel):
     """Seeds Python, NumPy and torch (and the data order)."""
     out_dir: str = "runs/pretrain"
     """Where checkpoints, logs and the final backbone checkpoint (out_dir/final) go."""
+    init_from: str | None = None
+    """Continued pretraining: start from this backbone checkpoint's weights, model shape and
+    tokenizer (``model`` and ``tokenizer`` are then ignored) with a fresh optimiser and
+    schedule — e.g. the annealing phase of a warm-up–stable–decay run, on another mixture.
+    The manifest records it as the parent."""
 
     @model_validator(mode="after")
     def _objective_matches_attention(self) -> PretrainConfig:

@@ -121,7 +121,7 @@ class FinetuneModule(L.LightningModule):
         mask = batch.get("attention_mask")
         self.examples_seen += int(ids.size(0))
         self.tokens_seen += int(mask.sum()) if mask is not None else int(ids.numel())
-        loss = self.task.loss(self.task.forward(self.backbone, self.head, batch), batch)
+        loss = self.task.train_loss(self.backbone, self.head, batch)
         check_finite(loss.detach(), self.global_step)
         self.log("train_loss", loss, prog_bar=True, batch_size=int(batch["input_ids"].size(0)))
         return loss

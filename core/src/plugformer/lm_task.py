@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from plugformer.losses import linear_cross_entropy
 from plugformer.objectives import IGNORE
 from plugformer.tasks import Task
 
@@ -70,3 +71,12 @@ class CausalLMTask(Task):
         return F.cross_entropy(
             outputs.flatten(0, 1).float(), batch["labels"].flatten(), ignore_index=IGNORE
         )
+
+    def train_loss(self, backbone: Any, head: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+        """The same loss, fused: logits only for the labelled positions (the targets, not the
+        prompts), a chunk at a time, never the whole (B, T, V) tensor — as pretraining does."""
+        lm_head = getattr(backbone, "lm_head", None)
+        if not isinstance(lm_head, nn.Linear) or lm_head.bias is not None:
+            return super().train_loss(backbone, head, batch)  # a head we cannot fuse
+        hidden = backbone(batch["input_ids"])  # (B, T, C)
+        return linear_cross_entropy(hidden, lm_head.weight, batch["labels"], ignore_index=IGNORE)

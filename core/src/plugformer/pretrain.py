@@ -228,7 +228,7 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> dict[str, Any]:
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from plugformer import plugins
-    from plugformer.checkpoint import save_backbone
+    from plugformer.checkpoint import load_backbone, save_backbone
     from plugformer.data.cache import plugformer_home
     from plugformer.data.corpus import Corpus, Document, build_token_cache, load_documents
     from plugformer.data.mixture import mix_tasks, task_sources
@@ -249,11 +249,18 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> dict[str, Any]:
 
     docs = load_documents(config.data.corpus)
     sources = task_sources(config.data.tasks) if config.data.tasks else []
-    # The tokenizer learns from the task documents too (their vocabulary, their languages).
-    task_docs = [
-        Document(f"task:{s.name}:{i}", d) for s in sources for i, d in enumerate(s.documents)
-    ]
-    tokenizer = _prepare_tokenizer(config, out, docs + task_docs)
+    parent = load_backbone(config.init_from) if config.init_from else None
+    if parent is not None:  # continued pretraining: the parent's shape and tokenizer
+        config = config.model_copy(deep=True)
+        config.model = type(config.model).model_validate(parent.manifest["model_config"])
+        tokenizer = parent.tokenizer
+        tokenizer.save(out / "tokenizer.json")
+    else:
+        # The tokenizer learns from the task documents too (their vocabulary, their languages).
+        task_docs = [
+            Document(f"task:{s.name}:{i}", d) for s in sources for i, d in enumerate(s.documents)
+        ]
+        tokenizer = _prepare_tokenizer(config, out, docs + task_docs)
     cache = build_token_cache(docs, tokenizer, config.data.val_fraction, plugformer_home())
     mixture: dict[str, Any] | None = None
     if sources:
@@ -266,6 +273,8 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> dict[str, Any]:
     (out / "config.json").write_text(config.model_dump_json(indent=2))
 
     module = PretrainModule(config, objective, tokenizer.mask_id, cache.bytes_per_token)
+    if parent is not None:
+        module.model.load_state_dict(parent.model.state_dict())
     data = PretrainData(cache, config)
     t = config.trainer
     ckpt = ModelCheckpoint(
@@ -310,6 +319,7 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> dict[str, Any]:
         "n_params": module.model.num_params(non_embedding=False),
         "train_tokens": cache.meta["train_tokens"],
         "mixture": mixture,
+        "parent": _parent_info(parent),
         "val_tokens": cache.meta["val_tokens"],
         "tokens_per_second": round(
             throughput.tokens_per_second * trainer.world_size, 1
@@ -336,11 +346,26 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> dict[str, Any]:
                 "tasks": [t.model_dump() for t in config.data.tasks],
                 "mixture": mixture,
                 "seed": config.seed,
+                "parent": _parent_info(parent),
             },
         )
         summary["checkpoint"] = str(final)
         atomic_write_json(out / "summary.json", summary)
     return summary
+
+
+def _parent_info(parent: Any) -> dict[str, Any] | None:
+    """What a continued run started from: its path, weights hash and its own pretraining."""
+    if parent is None:
+        return None
+    metrics = parent.manifest.get("metrics", {})
+    return {
+        "path": parent.path,
+        "weights_sha256": parent.manifest.get("weights_sha256"),
+        "steps": metrics.get("steps"),
+        "train_seconds": metrics.get("train_seconds"),
+        "mixture": parent.manifest.get("mixture"),
+    }
 
 
 def _check_resumable(path: Path) -> None:

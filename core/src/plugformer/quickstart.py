@@ -91,20 +91,62 @@ def build_corpus(path: Path) -> dict[str, int]:
 BACKBONES = ("text+tasks", "text")
 """The two pretrained columns of the suite: the same budget, with and without the tasks mixed in."""
 
+TRUNK_SHARE = 0.6
+"""Share of each backbone's pretraining minutes spent in the shared trunk (warm-up, then a
+constant learning rate on the text); the rest is its own annealing phase."""
 
-def _pretrain_config(out: Path, corpus: Path, minutes: float, fast: bool, tasks: bool) -> Any:
+
+def _pretrain_config(name: str, out_dir: Path, corpus: Path, minutes: float) -> Any:
+    """A quickstart pretraining config by file name, with the corpus, budget and output set."""
     from plugformer.config import PretrainConfig, load_config
 
-    path = REPO / "tasks" / "pretrain" / ("quickstart-fast.toml" if fast else "quickstart.toml")
+    path = REPO / "tasks" / "pretrain" / name
     cfg = load_config(path, PretrainConfig)
     cfg.data.corpus = [str(corpus)]
     for mix in cfg.data.tasks:  # spec paths are relative to the config file
         mix.spec = str((path.parent / mix.spec).resolve())
-    if not tasks:
-        cfg.data.tasks = []
-    cfg.out_dir = str(out / ("pretrain" if tasks else "pretrain-text"))
+    cfg.out_dir = str(out_dir)
     cfg.trainer.max_minutes = minutes
     return cfg
+
+
+def pretrain_backbones(
+    out: Path, corpus: Path, minutes: float, fast: bool, log: Callable[[str], None]
+) -> dict[str, dict[str, Any]]:
+    """The suite's two native backbones, ``minutes`` of pretraining each, as a warm-up–stable–
+    decay run that branches for its decay.
+
+    Both share a trunk (``TRUNK_SHARE`` of the minutes: warm-up, then a constant learning
+    rate on the text); each then anneals from the trunk's weights for the rest of its
+    minutes — ``text+tasks`` on the text with the tasks' training examples mixed in (as
+    mid-training mixes in task data), ``text`` on the text alone. Same budget, same trunk:
+    the only difference between the two is what the annealing phase reads.
+    """
+    from plugformer.pretrain import pretrain
+
+    suffix = "-fast" if fast else ""
+    trunk_minutes, anneal_minutes = minutes * TRUNK_SHARE, minutes * (1 - TRUNK_SHARE)
+    log(f"  trunk: {trunk_minutes:.2g} min on the text (warm-up, constant learning rate)")
+    trunk = pretrain(
+        _pretrain_config(f"quickstart{suffix}.toml", out / "pretrain-trunk", corpus, trunk_minutes)
+    )
+    log(f"  trunk: {trunk['steps']} steps at {trunk['tokens_per_second']:,.0f} tok/s")
+    result = {}
+    for label in BACKBONES:
+        slug = "tasks" if label == "text+tasks" else "text"
+        cfg = _pretrain_config(
+            f"quickstart-anneal{suffix}.toml", out / f"pretrain-{slug}", corpus, anneal_minutes
+        )
+        cfg.init_from = trunk["checkpoint"]
+        if label == "text":
+            cfg.data.tasks = []
+        log(f"  {label}: annealing {anneal_minutes:.2g} min from the trunk")
+        summary = pretrain(cfg)
+        summary["trunk"] = {k: v for k, v in trunk.items() if k != "checkpoint"}
+        summary["total_steps"] = trunk["steps"] + summary["steps"]
+        summary["total_train_seconds"] = trunk["train_seconds"] + summary["train_seconds"]
+        result[label] = summary
+    return result
 
 
 def heldout_news(
@@ -150,7 +192,7 @@ def _stage(name: str, timings: dict[str, float]) -> Callable[[], None]:
 
 
 def quickstart(
-    minutes: float = 10.0,
+    minutes: float = 8.0,
     fast: bool = False,
     out: str | Path = "runs/quickstart",
     seeds: int | None = None,
@@ -160,7 +202,6 @@ def quickstart(
     from plugformer.bench import run_suite
     from plugformer.checkpoint import load_backbone
     from plugformer.data.cache import get_dataset
-    from plugformer.pretrain import pretrain
 
     out = Path(out)
     timings: dict[str, float] = {}
@@ -180,16 +221,15 @@ def quickstart(
     _log(f"  corpus: {doc_counts} documents → {corpus}")
     done()
 
+    done = _stage(f"pretrain ({minutes:g} min per backbone)", timings)
+    summaries = pretrain_backbones(out, corpus, minutes, fast, _log)
     pretrained: dict[str, dict[str, Any]] = {}
-    for label in BACKBONES:
-        done = _stage(f"pretrain {label} ({minutes:g} min budget)", timings)
-        cfg = _pretrain_config(out, corpus, minutes, fast, tasks=label == "text+tasks")
-        summary = pretrain(cfg)
+    for label, summary in summaries.items():
         final = Path(summary["checkpoint"])
         loaded = load_backbone(final)
         heldout = heldout_news(loaded.tokenizer, loaded.model, corpus, limit=60 if fast else None)
         _log(
-            f"  {label}: {summary['steps']} steps at {summary['tokens_per_second']:,.0f} tok/s, "
+            f"  {label}: {summary['total_steps']} steps in {summary['total_train_seconds']:.0f}s, "
             f"final lr {summary['final_lr']:.2e} (floor {summary['min_lr']:.2e}); held-out news "
             f"bits/byte: model {heldout['model_bpb']:.3f}, trigram Kneser–Ney "
             f"{heldout['kneser_ney_trigram_bpb']:.3f}, unigram {heldout['unigram_bpb']:.3f}"
@@ -199,7 +239,7 @@ def quickstart(
             "summary": {k: v for k, v in summary.items() if k != "checkpoint"},
             "heldout_news": heldout,
         }
-        done()
+    done()
 
     done = _stage("suite", timings)
     suite = REPO / "benchmarks" / "suites" / ("quickstart-fast.toml" if fast else "default.toml")
@@ -256,19 +296,22 @@ def _quickstart_markdown(result: dict[str, Any], suite_report: str) -> str:
         "",
         "## Pretraining",
         "",
-        f"Two native backbones, {result['minutes']:g} minutes of training each on the same "
-        "text; `text+tasks` also reads the four tasks' training examples, each in its task's "
-        "own format (`Task.pretrain_documents`), at the token shares below. Held-out: the news "
-        "validation split (no task evaluates on it), in bits per byte.",
+        f"Two native backbones, {result['minutes']:g} minutes of pretraining each: a shared "
+        f"trunk ({TRUNK_SHARE:.0%} of the minutes: warm-up, then a constant learning rate on "
+        "the text), then each anneals to its learning-rate floor on its own data — "
+        "`text+tasks` on the text with the four tasks' training examples mixed in, each in its "
+        "task's own format (`Task.pretrain_documents`) at the token shares below; `text` on "
+        "the text alone. Held-out: the news validation split (no task evaluates on it).",
         "",
-        "| backbone | steps | parameters | tokens/s | final lr (floor) | held-out news bits/byte |",
+        "| backbone | steps (trunk + own) | training s | parameters | final lr (floor) | held-out news bits/byte |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     h = None
     for label, info in result["pretrained"].items():
         p, h = info["summary"], info["heldout_news"]
         lines.append(
-            f"| {label} | {p['steps']:,} | {p['n_params']:,} | {p['tokens_per_second']:,.0f} | "
+            f"| {label} | {p['total_steps']:,} ({p['trunk']['steps']:,} + {p['steps']:,}) | "
+            f"{p['total_train_seconds']:.0f} | {p['n_params']:,} | "
             f"{p['final_lr']:.2e} ({p['min_lr']:.2e}) | {h['model_bpb']:.3f} |"
         )
     if h is not None:

@@ -8,7 +8,12 @@ import click
 
 
 @click.command()
-@click.option("--minutes", default=10.0, show_default=True, help="Pretraining wall-clock budget.")
+@click.option(
+    "--minutes",
+    default=8.0,
+    show_default=True,
+    help="Pretraining wall-clock budget of each backbone (a shared trunk, then its own annealing).",
+)
 @click.option(
     "--fast", is_flag=True, help="A ~3-minute smoke run: tiny model, small data, one seed."
 )
@@ -27,7 +32,7 @@ def quickstart(
     """The default job: real data → tokenizer → pretraining → default suite → report."""
     from plugformer.quickstart import quickstart as run
 
-    if fast and minutes == 10.0:
+    if fast and minutes == 8.0:
         minutes = 1.0
     run(
         minutes=minutes, fast=fast, out=out, seeds=1 if fast else seeds, update_readme=update_readme

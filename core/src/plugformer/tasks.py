@@ -168,6 +168,11 @@ class Task:
         """Scalar training loss."""
         raise NotImplementedError
 
+    def train_loss(self, backbone: Any, head: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+        """The loss of one training batch: ``loss(forward(...))``. A task may override it with
+        a faster path that gives the same value (the LM tasks fuse head and loss)."""
+        return self.loss(self.forward(backbone, head, batch), batch)
+
     def predict(self, backbone: Any, head: nn.Module, batch: dict[str, Any]) -> list[Any]:
         """Decoded predictions, one per example of an evaluation batch (JSON-serialisable)."""
         raise NotImplementedError
