@@ -33,6 +33,7 @@ __all__ = [
     "Registry",
     "backbones",
     "datasets",
+    "decoding_strategies",
     "get_plugin_manager",
     "get_task_class",
     "objectives",
@@ -47,6 +48,7 @@ DEFAULT_PLUGINS = (
     "plugformer.default_plugins.objectives",
     "plugformer.default_plugins.corpora",
     "plugformer.default_plugins.hf",
+    "plugformer.default_plugins.decoding",
 )
 ENTRY_POINT_GROUP = "plugformer"
 REGISTRATION_HOOKS = (
@@ -54,6 +56,7 @@ REGISTRATION_HOOKS = (
     "register_backbones",
     "register_datasets",
     "register_objectives",
+    "register_decoding_strategies",
 )
 
 
@@ -292,6 +295,7 @@ def _collect() -> dict[str, Registry]:
         "register_backbones": Registry("backbone family"),
         "register_datasets": Registry("dataset"),
         "register_objectives": Registry("objective"),
+        "register_decoding_strategies": Registry("decoding strategy"),
     }
     by_owner: dict[str, PluginInfo] = {}
     for hook_name, reg in regs.items():
@@ -374,6 +378,10 @@ def datasets() -> Registry:
 
 def objectives() -> Registry:
     return _collect()["register_objectives"]
+
+
+def decoding_strategies() -> Registry:
+    return _collect()["register_decoding_strategies"]
 
 
 def get_task_class(name: str) -> type:
