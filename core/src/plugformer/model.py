@@ -185,6 +185,9 @@ class Block(nn.Module):
 class GPT(nn.Module):
     """Token embeddings → blocks → final norm; ``lm_logits`` on top (tied to the embeddings)."""
 
+    family = "native"
+    """The backbone family that builds, loads and freezes it (:mod:`plugformer.families`)."""
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         if cfg.vocab_size is None:
