@@ -18,7 +18,6 @@ import importlib.metadata as md
 import os
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -419,7 +418,3 @@ def extra_callbacks(stage: str, config: Any) -> list[Any]:
         if group:
             out.extend(group)
     return out
-
-
-def resolve_hook_caller(name: str) -> Callable[..., Any]:
-    return getattr(get_plugin_manager().hook, name)
