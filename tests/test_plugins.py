@@ -176,6 +176,7 @@ def test_load_only_selected_plugins(thirdparty: Path) -> None:
         "objectives",
         "corpora",
         "hf",
+        "decoding",
     }
 
 

@@ -51,7 +51,7 @@ _LAZY = {
     "pretrain": "plugformer.pretrain",
     "finetune": "plugformer.finetune",
     "evaluate": "plugformer.finetune",
-    "load": "plugformer.checkpoint",
+    "load": "plugformer.inference",
 }
 
 
@@ -64,9 +64,9 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from plugformer.checkpoint import load
     from plugformer.data.recipes import DebianSource, PyPISource, Recipe
     from plugformer.finetune import evaluate, finetune
+    from plugformer.inference import load
     from plugformer.objectives import Objective
     from plugformer.pretrain import pretrain
     from plugformer.tasks import Baseline, Task, TaskOptions

@@ -1,15 +1,9 @@
-"""Backbones: the protocol every backbone meets, and resolution of backbone references.
+"""Backbones: the protocol every backbone model meets, and resolution of backbone references.
 
 A reference is ``family:rest`` (``native:runs/x/final``, ``scratch:runs/x/final``,
-``hf:minilm-l6``) or a plain checkpoint directory (the ``native`` family). Families are
-registered through the ``register_backbones`` hook.
-
-The protocol (what tasks may rely on)::
-
-    backbone(input_ids (B, T), attention_mask (B, T) | None) -> hidden (B, T, d_model)
-    backbone.d_model, backbone.max_seq_len, backbone.causal
-    backbone.lm_logits(hidden) -> (B, T, V)        # generative tasks
-    backbone.new_cache(batch, max_len) -> KVCache  # KV-cache decoding (causal only)
+``hf:minilm-l6``, ``encdec:runs/y/final``) or a plain checkpoint directory (read by the
+family its manifest names). Families (:mod:`plugformer.families`) are registered through the
+``register_backbones`` hook.
 """
 
 from __future__ import annotations
@@ -17,18 +11,32 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
-from plugformer.errors import PlugformerError
-
-__all__ = ["Backbone", "resolve_backbone"]
+__all__ = ["Backbone", "resolve_backbone", "split_ref"]
 
 
 class Backbone(Protocol):
+    """What tasks and decoding may rely on in a backbone model.
+
+    ``forward`` returns hidden states (B, T, d_model); ``attention_mask`` (B, T) is 1 for
+    tokens, 0 for padding. Generative backbones (``causal``) also decode incrementally:
+    ``new_cache(batch, max_len)`` gives a KV cache (``length``, ``reorder(index)``) and
+    ``forward(ids, mask, cache, positions)`` extends it, ``positions`` (B, T) overriding
+    0..T-1 for left-padded prompts — or the model provides ``incremental(prompts, ...)``
+    itself (:mod:`plugformer.decoding`).
+    """
+
+    family: str
+    """The registered family that builds, loads and freezes it."""
     d_model: int
     max_seq_len: int
     causal: bool
+    """Whether it can continue a sequence left to right (decoders, encoder–decoders)."""
 
-    def __call__(self, input_ids: Any, attention_mask: Any = None) -> Any: ...
+    def __call__(
+        self, input_ids: Any, attention_mask: Any = None, cache: Any = None, positions: Any = None
+    ) -> Any: ...
     def lm_logits(self, hidden: Any) -> Any: ...
+    def new_cache(self, batch: int, max_len: int | None = None) -> Any: ...
 
 
 def split_ref(ref: str) -> tuple[str, str]:
@@ -40,13 +48,13 @@ def split_ref(ref: str) -> tuple[str, str]:
 
 
 def resolve_backbone(ref: str, **options: Any) -> Any:
-    """Build the backbone a reference names; returns a :class:`LoadedBackbone`."""
-    from plugformer import plugins
+    """Build the backbone a reference names; returns a :class:`plugformer.families.LoadedBackbone`."""
+    from plugformer.errors import PlugformerError
+    from plugformer.families import get_family
 
     family, rest = split_ref(str(ref))
-    registry = plugins.backbones()
-    if family not in registry:
-        raise PlugformerError(
-            f"backbone {ref!r}: unknown family {family!r} (installed: {', '.join(registry.names())})"
-        )
-    return registry.get(family)(rest, **options)
+    try:
+        fam = get_family(family)
+    except PlugformerError as exc:
+        raise PlugformerError(f"backbone {ref!r}: {exc}") from None
+    return fam.resolve(rest, **options)

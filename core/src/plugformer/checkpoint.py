@@ -15,10 +15,8 @@ and the tokenizer hash and refuses anything else with a one-line :class:`Checkpo
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +25,6 @@ from plugformer.fileio import atomic_dir
 
 __all__ = [
     "FORMAT_VERSION",
-    "LoadedBackbone",
-    "load",
     "load_backbone",
     "read_manifest",
     "save_backbone",
@@ -87,20 +83,6 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     return manifest
 
 
-@dataclass
-class LoadedBackbone:
-    """A backbone model with its tokenizer and manifest (what backbone factories return)."""
-
-    model: Any
-    tokenizer: Any
-    manifest: dict[str, Any] = field(default_factory=dict)
-    path: str | None = None
-
-    @property
-    def ref_hash(self) -> str:
-        return self.manifest.get("weights_sha256", "")
-
-
 def _state_dict_for_save(module: Any) -> dict[str, Any]:
     # safetensors refuses shared storage (tied embeddings): keep one name per tensor.
     sd = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
@@ -128,6 +110,7 @@ def save_backbone(
         manifest = {
             "format_version": FORMAT_VERSION,
             "kind": "backbone",
+            "family": getattr(model, "family", "native"),
             "architecture": getattr(model, "architecture", "plugformer-gpt"),
             "model_config": model.config.model_dump(),
             "tokenizer_sha256": tokenizer.hash,
@@ -162,47 +145,31 @@ def load_weights(module: Any, file: Path) -> None:
         ) from None
 
 
-def load_backbone(path: str | Path) -> LoadedBackbone:
-    """Load a native backbone (or the backbone part of a task checkpoint)."""
-    from plugformer.config import ModelConfig
-    from plugformer.model import GPT
-    from plugformer.tokenizer import Tokenizer
+def manifest_family(manifest: dict[str, Any]) -> str:
+    """The backbone family a manifest names (older manifests: ``hf`` or ``native``)."""
+    if manifest.get("family"):
+        return str(manifest["family"])
+    return "hf" if manifest.get("architecture") == "hf" else "native"
+
+
+def load_backbone(path: str | Path) -> Any:
+    """The backbone of a checkpoint (backbone or task), loaded by the family its manifest
+    names, as registered through ``register_backbones``; a ``LoadedBackbone``."""
+    from plugformer import plugins
 
     path = Path(path)
     manifest = read_manifest(path)
-    if manifest.get("architecture") == "hf":  # a transformers backbone (plugformer.hf)
-        from plugformer.hf.backbone import load_hf_checkpoint
-
-        return load_hf_checkpoint(path, manifest)
-    tokenizer = Tokenizer.from_file(path / "tokenizer.json")
-    want = manifest.get("tokenizer_sha256")
-    if want and want != tokenizer.hash:
+    family = manifest_family(manifest)
+    registry = plugins.backbones()
+    if family not in registry:
         raise CheckpointError(
-            f"{path}: tokenizer.json does not match the manifest's tokenizer_sha256"
+            f"{path}: made on backbone family {family!r}, which no installed plugin provides "
+            f"(installed: {', '.join(registry.names())})"
         )
-    try:
-        cfg = ModelConfig.model_validate(manifest["model_config"])
-    except Exception as exc:
-        raise CheckpointError(f"{path}: invalid model_config in manifest ({exc})") from None
-    model = GPT(cfg)
-    load_weights(model, path / "model.safetensors")
-    model.eval()
-    return LoadedBackbone(model, tokenizer, manifest, str(path))
-
-
-def config_hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def load(path: str | Path) -> Any:
-    """Load any checkpoint: a task checkpoint gives a ``Predictor`` (``.predict([...])``), a
-    backbone checkpoint a :class:`LoadedBackbone`."""
-    manifest = read_manifest(path)
-    if manifest["kind"] == "task":
-        from plugformer.finetune import Predictor
-
-        return Predictor.from_checkpoint(path)
-    return load_backbone(path)
+    loader = getattr(registry.get(family), "load", None)
+    if loader is None:
+        raise CheckpointError(f"{path}: backbone family {family!r} cannot load checkpoints")
+    return loader(path, manifest)
 
 
 # --------------------------------------------------------------------------- task checkpoints
@@ -210,7 +177,7 @@ def load(path: str | Path) -> Any:
 
 def save_task(
     path: str | Path,
-    loaded: LoadedBackbone,
+    loaded: Any,
     head: Any,
     task: Any,
     spec: Any,
@@ -236,7 +203,8 @@ def save_task(
         manifest = {
             "format_version": FORMAT_VERSION,
             "kind": "task",
-            "architecture": loaded.manifest.get("architecture", "plugformer-gpt"),
+            "family": getattr(model, "family", "native"),
+            "architecture": getattr(model, "architecture", "plugformer-gpt"),
             "model_config": model.config.model_dump(),
             "tokenizer_sha256": loaded.tokenizer.hash,
             "weights_sha256": sha256_file(tmp / "model.safetensors"),

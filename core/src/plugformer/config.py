@@ -395,7 +395,10 @@ class FinetuneConfig(StrictModel):
     """Validate every N steps (default: once per epoch)."""
     early_stopping_patience: int | None = Field(None, ge=1)
     """Stop after this many validations without improvement of the main metric."""
-    precision: Literal["32-true", "bf16-mixed", "bf16-true", "16-mixed"] = "32-true"
+    precision: Literal["auto", "32", "32-true", "bf16-mixed", "bf16-true", "16-mixed"] = "auto"
+    """Lightning precision, as ``trainer.precision``: ``auto`` is resolved by
+    :func:`plugformer.training.resolve_precision` (bf16-mixed where the hardware has native
+    bf16, else 32-true)."""
     strategy: str = "auto"
     devices: int | str = 1
     num_nodes: int = Field(1, ge=1)

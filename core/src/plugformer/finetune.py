@@ -3,7 +3,8 @@
 ``finetune(spec, backbone)`` resolves the task through the plugins, reads the data, trains
 backbone + head with Lightning's Trainer (early stopping and best-model selection on the
 task's main validation metric) and writes a task checkpoint. ``evaluate(spec, checkpoint)``
-scores the test split and writes JSON. ``Predictor`` (``plugformer.load(ckpt)``) predicts.
+scores the test split and writes JSON. ``Predictor`` (``plugformer.load(ckpt)``) predicts; it
+lives in :mod:`plugformer.inference` and is re-exported here.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from torch.utils.data import DataLoader
 
 from plugformer.config import TaskSpec
 from plugformer.errors import CheckpointError, DataError, PlugformerError
+from plugformer.families import freeze_layers
+from plugformer.inference import Predictor, eval_collate
 from plugformer.schedule import BudgetSchedule
 from plugformer.training import adamw, check_finite, param_groups
 
@@ -77,23 +80,6 @@ class _Features(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         return self.items[i]
-
-
-def eval_collate(task: Any):
-    """Collate whole examples: all their features, plus the examples and a feature→example map."""
-
-    def collate(examples: list[Any]) -> dict[str, Any]:
-        feats, index = [], []
-        for i, ex in enumerate(examples):
-            for f in task.encode(ex, train=False):
-                feats.append(f)
-                index.append(i)
-        batch = task.collate(feats)
-        batch["examples"] = examples
-        batch["example_index"] = torch.tensor(index, dtype=torch.long)
-        return batch
-
-    return collate
 
 
 # --------------------------------------------------------------------------- module
@@ -228,12 +214,7 @@ def _freeze(backbone: nn.Module, spec: TaskSpec) -> None:
         backbone.requires_grad_(False)
         return
     if ft.freeze_layers:
-        for name, p in backbone.named_parameters():
-            block = name.split(".")[1] if name.startswith("blocks.") else None
-            if name.startswith(("wte", "wpe")) or (
-                block is not None and int(block) < ft.freeze_layers
-            ):
-                p.requires_grad_(False)
+        freeze_layers(backbone, ft.freeze_layers)
 
 
 def _loaders(
@@ -426,49 +407,3 @@ def evaluate(
         atomic_write_json(out_json, result)
     call_on_result(result)
     return result
-
-
-class Predictor:
-    """A loaded task checkpoint: ``predict(inputs)`` and ``score(examples)``."""
-
-    def __init__(self, task: Any, backbone: nn.Module, head: nn.Module, manifest: dict[str, Any]):
-        self.task, self.backbone, self.head, self.manifest = (
-            task,
-            backbone.eval(),
-            head.eval(),
-            manifest,
-        )
-
-    @classmethod
-    def from_checkpoint(cls, path: str | Path) -> Predictor:
-        from plugformer.checkpoint import load_task
-
-        return cls(*load_task(path))
-
-    def _batches(self, examples: Sequence[Any], batch_size: int):
-        collate = eval_collate(self.task)
-        for i in range(0, len(examples), batch_size):
-            yield collate(list(examples[i : i + batch_size]))
-
-    @torch.inference_mode()
-    def predict(self, inputs: Sequence[str | dict[str, Any]], batch_size: int = 32) -> list[Any]:
-        """Predictions for raw inputs (strings or dicts, as ``task.example_from_input`` takes)."""
-        examples = [self.task.example_from_input(x) for x in inputs]
-        out: list[Any] = []
-        for batch in self._batches(examples, batch_size):
-            out.extend(self.task.predict(self.backbone, self.head, batch))
-        return out
-
-    @torch.inference_mode()
-    def score(
-        self, examples: Sequence[Any], batch_size: int = 64, keep: bool = False
-    ) -> tuple[dict[str, float], list[Any]]:
-        """The task's metrics on ``examples`` (updated batch by batch), and the predictions if ``keep``."""
-        metrics = self.task.metrics()
-        kept: list[Any] = []
-        for batch in self._batches(examples, batch_size):
-            preds = self.task.predict(self.backbone, self.head, batch)
-            self.task.update_metrics(metrics, preds, batch["examples"])
-            if keep:
-                kept.extend(preds)
-        return self.task.compute_metrics(metrics), kept

@@ -86,6 +86,19 @@ def register_objectives(register: Any) -> None:
     """
 
 
+@hookspec
+def register_decoding_strategies(register: Any) -> None:
+    """Register decoding strategies (how a generative task picks each next token).
+
+    :param register: call ``register(name, factory)`` where ``factory(**options)`` returns a
+        :class:`plugformer.decoding.Strategy`: one per-step method choosing candidates from
+        the log-probabilities of every live beam (the core registers ``"greedy"``,
+        ``"sample"`` and ``"beam"``). :func:`plugformer.decoding.decode` runs any of them.
+
+    Called once, the first time a strategy is looked up. Returns nothing.
+    """
+
+
 # --------------------------------------------------------------------------- training
 
 

@@ -82,8 +82,20 @@ class KVCache:
         )
 
     def reorder(self, index: torch.Tensor) -> None:
-        self.k = [k.index_select(0, index) for k in self.k]
-        self.v = [v.index_select(0, index) for v in self.v]
+        """Row ``i`` becomes old row ``index[i]``: beams reordered, finished rows dropped.
+
+        In place when the batch does not grow: only the filled positions are gathered, into
+        the first ``len(index)`` rows of the same buffers (no new cache per step).
+        """
+        n, L = index.numel(), self.length
+        if n > self.k[0].size(0):  # growing (one row per beam, once): new buffers
+            self.k = [k.index_select(0, index) for k in self.k]
+            self.v = [v.index_select(0, index) for v in self.v]
+            return
+        for buf in (*self.k, *self.v):
+            buf[:n, :, :L] = buf[index, :, :L]  # (n, nh, L, hs), gathered before written
+        self.k = [k[:n] for k in self.k]
+        self.v = [v[:n] for v in self.v]
 
 
 class Attention(nn.Module):
@@ -172,6 +184,9 @@ class Block(nn.Module):
 
 class GPT(nn.Module):
     """Token embeddings → blocks → final norm; ``lm_logits`` on top (tied to the embeddings)."""
+
+    family = "native"
+    """The backbone family that builds, loads and freezes it (:mod:`plugformer.families`)."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()

@@ -18,7 +18,6 @@ import importlib.metadata as md
 import os
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +32,7 @@ __all__ = [
     "Registry",
     "backbones",
     "datasets",
+    "decoding_strategies",
     "get_plugin_manager",
     "get_task_class",
     "objectives",
@@ -47,6 +47,7 @@ DEFAULT_PLUGINS = (
     "plugformer.default_plugins.objectives",
     "plugformer.default_plugins.corpora",
     "plugformer.default_plugins.hf",
+    "plugformer.default_plugins.decoding",
 )
 ENTRY_POINT_GROUP = "plugformer"
 REGISTRATION_HOOKS = (
@@ -54,6 +55,7 @@ REGISTRATION_HOOKS = (
     "register_backbones",
     "register_datasets",
     "register_objectives",
+    "register_decoding_strategies",
 )
 
 
@@ -292,6 +294,7 @@ def _collect() -> dict[str, Registry]:
         "register_backbones": Registry("backbone family"),
         "register_datasets": Registry("dataset"),
         "register_objectives": Registry("objective"),
+        "register_decoding_strategies": Registry("decoding strategy"),
     }
     by_owner: dict[str, PluginInfo] = {}
     for hook_name, reg in regs.items():
@@ -376,6 +379,10 @@ def objectives() -> Registry:
     return _collect()["register_objectives"]
 
 
+def decoding_strategies() -> Registry:
+    return _collect()["register_decoding_strategies"]
+
+
 def get_task_class(name: str) -> type:
     """The Task class registered under ``name`` (importing a lazy reference on first use)."""
     reg = tasks()
@@ -411,7 +418,3 @@ def extra_callbacks(stage: str, config: Any) -> list[Any]:
         if group:
             out.extend(group)
     return out
-
-
-def resolve_hook_caller(name: str) -> Callable[..., Any]:
-    return getattr(get_plugin_manager().hook, name)

@@ -8,7 +8,6 @@ to CSV, keeps ``last.ckpt`` for ``--resume``, and writes the backbone checkpoint
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
@@ -408,7 +407,3 @@ def read_metrics_csv(out_dir: str | Path) -> list[dict[str, str]]:
                 rows = [r for r in rows if int(r["step"]) < first]
             rows.extend(new)
     return rows
-
-
-def _json(obj: Any) -> str:
-    return json.dumps(obj, indent=2)

@@ -51,8 +51,8 @@ def micro_backbone(tokenizer: Any, causal: bool = True, seed: int = 0, **overrid
     """A LoadedBackbone with a 1–2 layer GPT of a few thousand parameters."""
     import torch
 
-    from plugformer.checkpoint import LoadedBackbone
     from plugformer.config import ModelConfig
+    from plugformer.families import LoadedBackbone
     from plugformer.model import GPT
 
     torch.manual_seed(seed)

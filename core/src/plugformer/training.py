@@ -154,19 +154,6 @@ def check_finite(loss: torch.Tensor, step: int, what: str = "loss") -> None:
         )
 
 
-def check_finite_grads(module: torch.nn.Module, step: int) -> None:
-    """Refuse an optimiser step with non-finite gradients (call from ``on_before_optimizer_step``).
-
-    A finite loss can still give inf/nan gradients, and one such step poisons the weights
-    that the next checkpoint would save. Under DDP the gradients are already all-reduced
-    here, so every process stops together (a per-process loss check would leave the others
-    waiting in the all-reduce).
-    """
-    grads = [p.grad for p in module.parameters() if p.grad is not None]
-    if grads:
-        check_finite(torch.nn.utils.get_total_norm(grads), step, "gradient norm")
-
-
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning ``.ckpt`` files written to a temporary sibling, fsynced, then renamed.
 

@@ -19,13 +19,11 @@ from sacrebleu.metrics import BLEU, CHRF
 
 from plugformer import DataError
 from plugformer.config import ModelConfig
-from plugformer.generation import SamplingConfig, generate
 from plugformer.metrics import CorpusBLEU, CorpusCHRF
 from plugformer.model import GPT
 from plugformer.testing import TaskConformance
 from plugformer.tokenizer import Tokenizer, train_tokenizer
 from plugformer_translation import plugin
-from plugformer_translation.beam import beam_search
 from plugformer_translation.task import IGNORE, TranslationTask
 
 LEXICON = {
@@ -214,59 +212,16 @@ def test_beam_decoding_through_predict(trained: tuple, tok: Tokenizer) -> None:
 
 
 # --------------------------------------------------------------------------- decoding
+# The strategies themselves (greedy, beam, sampling, cache = recomputation) are tested once,
+# in the core's tests/test_decoding.py; here only that the task decodes through them.
 
 
-def prompts(tok: Tokenizer) -> list[list[int]]:
-    """Prompts of different lengths: the batch is left-padded."""
-    return [
-        [*tok.encode(s), tok.sep_id]
-        for s in ("the cat sees a ball .", "a bird .", "the man eats the fish .")
-    ]
-
-
-@pytest.mark.parametrize("length_penalty", [0.0, 1.0])
-def test_beam_of_one_is_greedy(tok: Tokenizer, trained: tuple, length_penalty: float) -> None:
-    for model in (micro_gpt(tok, seed=1), trained[0]):
-        greedy = generate(
-            model, prompts(tok), SamplingConfig(max_new_tokens=12), tok.eos_id, tok.pad_id
-        )
-        beam = beam_search(
-            model, prompts(tok), beam_size=1, max_new_tokens=12, eos_id=tok.eos_id, pad_id=tok.pad_id,
-            length_penalty=length_penalty,
-        )  # fmt: skip
-        assert beam == greedy
-
-
-@pytest.mark.parametrize("beam_size", [1, 3])
-def test_cached_beam_search_equals_recomputation(tok: Tokenizer, beam_size: int) -> None:
-    model = micro_gpt(tok, seed=2)
-    kwargs = {
-        "beam_size": beam_size,
-        "max_new_tokens": [5, 9, 7],
-        "eos_id": tok.eos_id,
-        "pad_id": tok.pad_id,
-    }
-    cached = beam_search(model, prompts(tok), **kwargs)
-    assert cached == beam_search(model, prompts(tok), use_cache=False, **kwargs)
-    assert all(len(c) <= b for c, b in zip(cached, [5, 9, 7], strict=True))
-
-
-def test_cached_greedy_equals_recomputation(tok: Tokenizer) -> None:
-    model = micro_gpt(tok, seed=3)
-    cfg = SamplingConfig(max_new_tokens=10)
-    cached = generate(model, prompts(tok), cfg, tok.eos_id, tok.pad_id)
-    assert cached == generate(model, prompts(tok), cfg, tok.eos_id, tok.pad_id, use_cache=False)
-
-
-def test_beam_search_stops_at_eos_and_at_the_context(tok: Tokenizer, trained: tuple) -> None:
+def test_greedy_decoding_through_predict(trained: tuple, tok: Tokenizer) -> None:
     model, _ = trained
-    out = beam_search(
-        model, prompts(tok), beam_size=4, max_new_tokens=30, eos_id=tok.eos_id, pad_id=tok.pad_id
-    )
-    assert all(tok.eos_id not in o for o in out)
-    assert tok.decode(out[0]).strip() == "el gato ve un balón ."  # a training pair, learned
-    full = [list(range(20, 20 + model.max_seq_len))]
-    assert beam_search(model, full, beam_size=2, max_new_tokens=5, eos_id=tok.eos_id) == [[]]
+    task = TranslationTask({"max_length": 32, "decoding": "greedy"}, tok)
+    test = [task.parse_example(p) for p in toy_pairs()[:4]]
+    predictions = task.predict(model, task.build_head(model), eval_batch(task, test))
+    assert predictions[0]["translation"] == test[0].target  # a training pair, learned
 
 
 # --------------------------------------------------------------------------- metrics

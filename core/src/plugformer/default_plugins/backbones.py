@@ -1,37 +1,56 @@
 """The core's backbone families, registered like any plugin's.
 
-``native``: a plugformer backbone checkpoint directory (a bare path means the same).
-``scratch``: the architecture and tokenizer of a checkpoint, freshly initialised — the
-"no pretraining" control of benchmark suites.
+``native``: a plugformer GPT checkpoint directory (a bare path means the same).
+``scratch``: any backbone reference (``scratch:runs/x/final``, ``scratch:hf:minilm-l6``), its
+architecture and tokenizer freshly initialised by its own family — the "no pretraining"
+control of benchmark suites.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from plugformer.families import BackboneFamily, LoadedBackbone, get_family
 from plugformer.hookspecs import hookimpl
 
 
-def _native(ref: str, **_: Any) -> Any:
-    from plugformer.checkpoint import load_backbone
+class NativeFamily(BackboneFamily):
+    """The native GPT (:mod:`plugformer.model`): causal decoder or, with ``causal=False``, encoder."""
 
-    return load_backbone(ref)
+    name = "native"
+
+    def resolve(self, ref: str, **_: Any) -> LoadedBackbone:
+        from plugformer.checkpoint import load_backbone
+
+        return load_backbone(ref)
+
+    def build(self, model_config: dict[str, Any]) -> Any:
+        from plugformer.config import ModelConfig
+        from plugformer.model import GPT
+
+        return GPT(ModelConfig.model_validate(model_config))
+
+    def layers(self, model: Any) -> tuple[list[Any], list[Any]]:
+        embeddings = [m for m in (model.wte, model.wpe) if m is not None]
+        return embeddings, list(model.blocks)
 
 
-def _scratch(ref: str, seed: int = 0, **_: Any) -> Any:
-    import torch
+class ScratchFamily(BackboneFamily):
+    """``scratch:REF``: the backbone REF names, re-initialised by its own family."""
 
-    from plugformer.checkpoint import load_backbone
-    from plugformer.model import GPT
+    name = "scratch"
 
-    loaded = load_backbone(ref)
-    torch.manual_seed(seed)
-    loaded.model = GPT(loaded.model.config)
-    loaded.manifest = {**loaded.manifest, "scratch": True}
-    return loaded
+    def resolve(self, ref: str, seed: int = 0, **options: Any) -> LoadedBackbone:
+        from plugformer.backbones import resolve_backbone
+        from plugformer.families import family_name
+
+        loaded = resolve_backbone(ref, seed=seed, **options)
+        loaded.model = get_family(family_name(loaded.model)).untrained(loaded.model, seed)
+        loaded.manifest = {**loaded.manifest, "scratch": True}
+        return loaded
 
 
 @hookimpl
 def register_backbones(register: Any) -> None:
-    register("native", _native)
-    register("scratch", _scratch)
+    register("native", NativeFamily())
+    register("scratch", ScratchFamily())

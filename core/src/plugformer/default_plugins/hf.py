@@ -11,18 +11,42 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from plugformer.families import BackboneFamily
 from plugformer.hookspecs import hookimpl
 
 
-def _hf(ref: str, **options: Any) -> Any:
-    from plugformer.hf.backbone import load_hf_backbone
+class HFFamily(BackboneFamily):
+    """``transformers`` decoders and encoders (:mod:`plugformer.hf.backbone`)."""
 
-    return load_hf_backbone(ref, **options)
+    name = "hf"
+
+    def resolve(self, ref: str, **options: Any) -> Any:
+        from plugformer.hf.backbone import load_hf_backbone
+
+        return load_hf_backbone(ref, **options)
+
+    def load(self, path: Path, manifest: dict[str, Any]) -> Any:
+        from plugformer.hf.backbone import load_hf_checkpoint
+
+        return load_hf_checkpoint(path, manifest)
+
+    def untrained(self, model: Any, seed: int = 0) -> Any:
+        import torch
+
+        from plugformer.hf.backbone import untrained_twin
+
+        torch.manual_seed(seed)
+        return untrained_twin(model)
+
+    def layers(self, model: Any) -> tuple[list[Any], list[Any]]:
+        from plugformer.hf.backbone import layers
+
+        return layers(model)
 
 
 @hookimpl
 def register_backbones(register: Any) -> None:
-    register("hf", _hf)
+    register("hf", HFFamily())
 
 
 @hookimpl

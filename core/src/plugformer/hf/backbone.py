@@ -19,7 +19,9 @@ fetched from a model hub: every ``from_pretrained`` runs with ``local_files_only
 
 A task checkpoint of an HF backbone has ``"architecture": "hf"`` in its manifest and the
 ``transformers`` config, the causal flag and the special-token map under ``model_config``;
-:func:`plugformer.checkpoint.load_backbone` hands such checkpoints to :func:`load_hf_checkpoint`.
+:func:`plugformer.checkpoint.load_backbone` hands such checkpoints (``"family": "hf"``) to the
+``hf`` family (:mod:`plugformer.default_plugins.hf`), which loads them with
+:func:`load_hf_checkpoint`.
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ import torch
 from tokenizers import Tokenizer as _FastTokenizer
 from torch import nn
 
-from plugformer.checkpoint import LoadedBackbone
 from plugformer.errors import CheckpointError, PlugformerError
+from plugformer.families import LoadedBackbone
 from plugformer.hf import quiet, require
 from plugformer.tokenizer import Tokenizer
 
@@ -176,6 +178,7 @@ class HFBackbone(nn.Module):
     """
 
     architecture = ARCHITECTURE
+    family = "hf"
 
     def __init__(
         self, model: nn.Module, causal: bool, special_tokens: dict[str, str | None]
@@ -406,3 +409,33 @@ def _weights_hash(path: Path) -> str:
     if len(files) == 1:
         return sha256_file(files[0])
     return hashlib.sha256("".join(f"{f.name}:{sha256_file(f)}" for f in files).encode()).hexdigest()
+
+
+def untrained_twin(backbone: HFBackbone) -> HFBackbone:
+    """The same ``transformers`` architecture, freshly initialised from its config."""
+    transformers = require("transformers")
+    model = _build(transformers, backbone.hf_model.config, backbone.causal, None)
+    return HFBackbone(model.float(), backbone.causal, backbone.config.special_tokens)
+
+
+def layers(backbone: HFBackbone) -> tuple[list[nn.Module], list[nn.Module]]:
+    """(embedding modules, transformer blocks from the input up) of a wrapped model.
+
+    The blocks are the longest ``ModuleList`` of the body (BERT ``encoder.layer``, GPT-2
+    ``h``, Llama ``layers``); the embeddings are the body's embedding modules (BERT's
+    ``embeddings`` with its positions and norm, GPT-2's ``wte``/``wpe``, Llama's
+    ``embed_tokens``).
+    """
+    body = backbone.body
+    lists = [m for m in body.modules() if isinstance(m, nn.ModuleList)]
+    if not lists:
+        raise PlugformerError(f"{type(body).__name__}: no list of layers to freeze")
+    blocks = list(max(lists, key=len))
+    embeddings = [
+        m
+        for name in ("embeddings", "wte", "wpe", "embed_tokens", "embed_positions")
+        if isinstance(m := getattr(body, name, None), nn.Module)
+    ]
+    if not embeddings:
+        embeddings = [body.get_input_embeddings()]
+    return embeddings, blocks

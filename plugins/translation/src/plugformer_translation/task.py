@@ -13,9 +13,8 @@ parameters, so a translation checkpoint is simply the fine-tuned backbone, and a
 can translate zero-shot. A learned adapter would add parameters without adding ability the
 fine-tuned LM head lacks.
 
-Decoding. Greedy (the core's :func:`plugformer.generation.generate`) or beam search
-(:mod:`plugformer_translation.beam`), both over the KV cache, after the prompt ``source
-<sep>``; at most ``max_length_ratio * source tokens + 10`` new tokens, within the context.
+Decoding. Any of the core's decoding strategies (:mod:`plugformer.decoding`: greedy, beam,
+sample, or one a plugin registers), over the KV cache, after the prompt ``source <sep>``; at most ``max_length_ratio * source tokens + 10`` new tokens, within the context.
 
 Metrics. sacrebleu corpus BLEU (``main_metric``) and chrF on detokenised text
 (:mod:`plugformer.metrics`); their signatures are stored with every result.
@@ -24,18 +23,17 @@ Metrics. sacrebleu corpus BLEU (``main_metric``) and chrF on detokenised text
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from plugformer import SEP, DataError
-from plugformer.generation import SamplingConfig, generate
+from plugformer.decoding import decode, get_strategy
 from plugformer.lm_task import IGNORE, CausalLMTask
 from plugformer.metrics import CorpusBLEU, CorpusCHRF
 from plugformer.tasks import Baseline, TaskOptions
 from plugformer_translation import __version__
-from plugformer_translation.beam import beam_search
 
 if TYPE_CHECKING:  # pragma: no cover
     from plugformer.tokenizer import Tokenizer
@@ -69,8 +67,9 @@ class TranslationOptions(TaskOptions):
     """Source language code; examples that declare another one are refused."""
     target_lang: str | None = None
     """Target language code; picks sacrebleu's BLEU tokenizer as its ``-l`` does (zh, ja, ko)."""
-    decoding: Literal["greedy", "beam"] = "beam"
-    """Greedy decoding, or beam search with ``beam_size`` beams."""
+    decoding: str = "beam"
+    """A decoding strategy: ``greedy``, ``beam`` (``beam_size`` beams), ``sample`` or one a
+    plugin registers (``register_decoding_strategies``)."""
     beam_size: int = Field(4, ge=1)
     """Beams per sentence (beam search only; 1 equals greedy)."""
     length_penalty: float = Field(0.6, ge=0)
@@ -151,21 +150,17 @@ class TranslationTask(CausalLMTask):
         for row, e in enumerate(batch["example_index"].tolist()):
             prompts[e] = batch["input_ids"][row, : int(batch["prompt_length"][row])].tolist()
         budgets = [int(self.options.max_length_ratio * (len(p) - 1)) + 10 for p in prompts]
-        if self.options.decoding == "beam":
-            outputs = beam_search(
-                backbone,
-                prompts,
-                beam_size=self.options.beam_size,
-                max_new_tokens=budgets,
-                eos_id=tok.eos_id,
-                pad_id=tok.pad_id,
-                length_penalty=self.options.length_penalty,
-            )
-        else:
-            greedy = SamplingConfig(max_new_tokens=max(budgets))
-            outputs = generate(backbone, prompts, greedy, eos_id=tok.eos_id, pad_id=tok.pad_id)
-            outputs = [out[:budget] for out, budget in zip(outputs, budgets, strict=True)]
-        return [{"translation": tok.decode(out).strip()} for out in outputs]
+        o = self.options
+        strategy = get_strategy(o.decoding, beam_size=o.beam_size, length_penalty=o.length_penalty)
+        results = decode(
+            backbone,
+            prompts,
+            strategy,
+            max_new_tokens=budgets,
+            eos_id=tok.eos_id,
+            pad_id=tok.pad_id,
+        )
+        return [{"translation": tok.decode(h[0].tokens if h else []).strip()} for h in results]
 
     # ------------------------------------------------------------------ metrics
     def metrics(self) -> dict[str, Any]:

@@ -1,0 +1,156 @@
+"""Backbone families: the contract a model architecture meets to be a plugformer backbone.
+
+A family is registered through the ``register_backbones`` hook (``register(name, family)``),
+the core's own (``native``, ``hf``, ``encdec``) exactly like a plugin's. It knows how to:
+
+* **resolve** a reference ``name:rest`` into a :class:`LoadedBackbone` (model + tokenizer);
+* **build** a model from a manifest's ``model_config`` — which gives an untrained twin
+  (``scratch:REF`` for any family) and checkpoint loading for free;
+* **load** its checkpoints: the manifest names the family (``"family"``) and
+  :func:`plugformer.checkpoint.load_backbone` picks the loader from the registry;
+* **freeze** its lowest N layers (:meth:`BackboneFamily.layers`: embeddings, then blocks);
+* report its model's **kind**: ``decoder`` (causal), ``encoder`` (bidirectional) or
+  ``encoder-decoder``;
+* decode incrementally where it can generate: its model meets the causal decoding surface
+  (``forward(ids, mask, cache, positions)``, ``lm_logits``, ``new_cache``) or provides
+  ``incremental(prompts, ...)`` (see :mod:`plugformer.decoding`).
+
+A model names its family in a ``family`` attribute (``"native"`` when absent). A plain
+callable registered as a family (the older form) still resolves references.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from plugformer.errors import CheckpointError, PlugformerError
+
+__all__ = [
+    "KINDS",
+    "BackboneFamily",
+    "LoadedBackbone",
+    "family_name",
+    "freeze_layers",
+    "get_family",
+    "kind_of",
+]
+
+KINDS = ("decoder", "encoder", "encoder-decoder")
+"""What a backbone is: causal decoder, bidirectional encoder, or encoder–decoder."""
+
+
+@dataclass
+class LoadedBackbone:
+    """A backbone model with its tokenizer and manifest (what :meth:`BackboneFamily.resolve` returns)."""
+
+    model: Any
+    tokenizer: Any
+    manifest: dict[str, Any] = field(default_factory=dict)
+    path: str | None = None
+
+
+class BackboneFamily:
+    """Base class of a family. Subclasses set :attr:`name` and implement :meth:`resolve`,
+    :meth:`build` and :meth:`layers`; the rest has working defaults."""
+
+    name: str = ""
+
+    def resolve(self, ref: str, **options: Any) -> LoadedBackbone:
+        """The backbone ``ref`` names (the part after ``name:``). ``options``: ``seed``, ..."""
+        raise NotImplementedError
+
+    def build(self, model_config: dict[str, Any]) -> Any:
+        """A freshly initialised model for a manifest's ``model_config``."""
+        raise PlugformerError(f"backbone family {self.name!r} cannot build a model from a config")
+
+    def untrained(self, model: Any, seed: int = 0) -> Any:
+        """The same architecture as ``model``, freshly initialised (``scratch:``)."""
+        import torch
+
+        torch.manual_seed(seed)
+        return self.build(model.config.model_dump())
+
+    def load_tokenizer(self, path: Path, manifest: dict[str, Any]) -> Any:
+        """The checkpoint's tokenizer, checked against the manifest's hash."""
+        from plugformer.tokenizer import Tokenizer
+
+        tokenizer = Tokenizer.from_file(path / "tokenizer.json")
+        want = manifest.get("tokenizer_sha256")
+        if want and want != tokenizer.hash:
+            raise CheckpointError(
+                f"{path}: tokenizer.json does not match the manifest's tokenizer_sha256"
+            )
+        return tokenizer
+
+    def load(self, path: Path, manifest: dict[str, Any]) -> LoadedBackbone:
+        """A checkpoint of this family (backbone, or the backbone of a task checkpoint)."""
+        from plugformer.checkpoint import load_weights
+
+        tokenizer = self.load_tokenizer(path, manifest)
+        try:
+            model = self.build(manifest["model_config"])
+        except (KeyError, TypeError, ValueError) as exc:
+            first = str(exc).splitlines()[0] if str(exc) else repr(exc)
+            raise CheckpointError(f"{path}: invalid model_config in manifest ({first})") from None
+        load_weights(model, path / "model.safetensors")
+        model.eval()
+        return LoadedBackbone(model, tokenizer, manifest, str(path))
+
+    def layers(self, model: Any) -> tuple[list[Any], list[Any]]:
+        """(embedding modules, blocks from the input upwards): what ``freeze_layers`` counts."""
+        raise PlugformerError(f"backbone family {self.name!r} cannot freeze layers")
+
+    def freeze_layers(self, model: Any, n: int) -> None:
+        """Freeze the embeddings and the lowest ``n`` blocks."""
+        embeddings, blocks = self.layers(model)
+        if n > len(blocks):
+            raise PlugformerError(
+                f"finetune.freeze_layers={n}, but this {self.name} backbone has {len(blocks)} layers"
+            )
+        for module in [*embeddings, *blocks[:n]]:
+            module.requires_grad_(False)
+
+    def kind(self, model: Any) -> str:
+        """One of :data:`KINDS`."""
+        return getattr(model, "kind", None) or ("decoder" if model.causal else "encoder")
+
+
+class _CallableFamily(BackboneFamily):
+    """A family registered as a plain ``factory(ref, **options)``: it only resolves references."""
+
+    def __init__(self, name: str, factory: Callable[..., LoadedBackbone]) -> None:
+        self.name, self.factory = name, factory
+
+    def resolve(self, ref: str, **options: Any) -> LoadedBackbone:
+        return self.factory(ref, **options)
+
+
+def get_family(name: str) -> BackboneFamily:
+    """The family registered as ``name``; one clear error naming the installed ones."""
+    from plugformer import plugins
+
+    registry = plugins.backbones()
+    if name not in registry:
+        raise PlugformerError(
+            f"unknown backbone family {name!r} (installed: {', '.join(registry.names())})"
+        )
+    item = registry.get(name)
+    return item if isinstance(item, BackboneFamily) else _CallableFamily(name, item)
+
+
+def family_name(model: Any) -> str:
+    """The family a model belongs to (its ``family`` attribute; ``native`` by default)."""
+    return getattr(model, "family", "native")
+
+
+def kind_of(model: Any) -> str:
+    """``decoder``, ``encoder`` or ``encoder-decoder``, as the model's family reports it."""
+    return get_family(family_name(model)).kind(model)
+
+
+def freeze_layers(model: Any, n: int) -> None:
+    """Freeze a backbone's embeddings and lowest ``n`` layers, whatever its family."""
+    get_family(family_name(model)).freeze_layers(model, n)

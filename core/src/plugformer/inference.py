@@ -1,0 +1,89 @@
+"""Inference: a task checkpoint as a :class:`Predictor`, and ``load`` for any checkpoint.
+
+Depends on the checkpoint format and the plugins only, never on fine-tuning (which uses
+:func:`eval_collate` and :class:`Predictor` from here).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["Predictor", "eval_collate", "load"]
+
+
+def eval_collate(task: Any):
+    """Collate whole examples: all their features, plus the examples and a feature→example map."""
+
+    def collate(examples: list[Any]) -> dict[str, Any]:
+        feats, index = [], []
+        for i, ex in enumerate(examples):
+            for f in task.encode(ex, train=False):
+                feats.append(f)
+                index.append(i)
+        batch = task.collate(feats)
+        batch["examples"] = examples
+        batch["example_index"] = torch.tensor(index, dtype=torch.long)
+        return batch
+
+    return collate
+
+
+class Predictor:
+    """A loaded task checkpoint: ``predict(inputs)`` and ``score(examples)``."""
+
+    def __init__(self, task: Any, backbone: nn.Module, head: nn.Module, manifest: dict[str, Any]):
+        self.task, self.backbone, self.head, self.manifest = (
+            task,
+            backbone.eval(),
+            head.eval(),
+            manifest,
+        )
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path) -> Predictor:
+        from plugformer.checkpoint import load_task
+
+        return cls(*load_task(path))
+
+    def _batches(self, examples: Sequence[Any], batch_size: int):
+        collate = eval_collate(self.task)
+        for i in range(0, len(examples), batch_size):
+            yield collate(list(examples[i : i + batch_size]))
+
+    @torch.inference_mode()
+    def predict(self, inputs: Sequence[str | dict[str, Any]], batch_size: int = 32) -> list[Any]:
+        """Predictions for raw inputs (strings or dicts, as ``task.example_from_input`` takes)."""
+        examples = [self.task.example_from_input(x) for x in inputs]
+        out: list[Any] = []
+        for batch in self._batches(examples, batch_size):
+            out.extend(self.task.predict(self.backbone, self.head, batch))
+        return out
+
+    @torch.inference_mode()
+    def score(
+        self, examples: Sequence[Any], batch_size: int = 64, keep: bool = False
+    ) -> tuple[dict[str, float], list[Any]]:
+        """The task's metrics on ``examples`` (updated batch by batch), and the predictions if ``keep``."""
+        metrics = self.task.metrics()
+        kept: list[Any] = []
+        for batch in self._batches(examples, batch_size):
+            preds = self.task.predict(self.backbone, self.head, batch)
+            self.task.update_metrics(metrics, preds, batch["examples"])
+            if keep:
+                kept.extend(preds)
+        return self.task.compute_metrics(metrics), kept
+
+
+def load(path: str | Path) -> Any:
+    """Load any checkpoint: a task checkpoint gives a :class:`Predictor` (``.predict([...])``),
+    a backbone checkpoint a :class:`plugformer.families.LoadedBackbone`."""
+    from plugformer.checkpoint import load_backbone, read_manifest
+
+    if read_manifest(path)["kind"] == "task":
+        return Predictor.from_checkpoint(path)
+    return load_backbone(path)
