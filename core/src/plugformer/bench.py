@@ -359,14 +359,17 @@ def _log_samples(out: Path, cell: Cell, samples: list[dict[str, Any]]) -> str:
 def _run_baseline(cell: Cell, tokenizer: Any, out: Path) -> dict[str, Any]:
     from plugformer.finetune import build_task, load_examples
     from plugformer.plugins import call_on_result
+    from plugformer.tasks import run_baseline
 
     t0 = time.perf_counter()
     task = build_task(cell.spec.task, cell.spec.options, tokenizer)
     train, test = load_examples(task, cell.spec, "train"), load_examples(task, cell.spec, "test")
     if not test:
         raise PlugformerError(f"{cell.spec.label}: no test examples for baseline {cell.column!r}")
+    validation = load_examples(task, cell.spec, "validation")  # its only tuning data
     task.prepare(train)
-    predictions = task.baselines()[cell.column](train, test)
+    baseline = task.baselines()[cell.column]
+    predictions, described = run_baseline(baseline, train, test, validation)
     metrics, size = task.metrics(), cell.spec.finetune.eval_batch_size
     for i in range(0, len(test), size):  # batch by batch, as in evaluation
         task.update_metrics(metrics, predictions[i : i + size], test[i : i + size])
@@ -378,6 +381,7 @@ def _run_baseline(cell: Cell, tokenizer: Any, out: Path) -> dict[str, Any]:
         "n_examples": len(test),
     }
     record = _record(cell, result, time.perf_counter() - t0)
+    record["baseline"] = {"name": cell.column, **described}
     from plugformer.samples import sample_records
 
     record["predictions_file"] = _log_samples(out, cell, sample_records(test, predictions))

@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from plugformer.tokenizer import Tokenizer
 
-__all__ = ["SEP", "Baseline", "Task", "TaskOptions"]
+__all__ = ["SEP", "Baseline", "Task", "TaskOptions", "run_baseline", "score_predictions"]
 
 SEP = "<sep>"
 """The separator token as text: a task's pretraining documents write it between fields, and
@@ -52,9 +52,62 @@ class TaskOptions(StrictModel):
     """Map example field → column name in CSV/TSV/JSONL files, e.g. {text = "sentence"}."""
 
 
-Baseline = Callable[[list[Any], list[Any]], list[Any]]
-"""``baseline(train_examples, test_examples) -> predictions`` (one per test example, in the
-format ``predict`` returns) — scored with the task's own metrics."""
+Baseline = Callable[..., list[Any]]
+"""``baseline(train, test, validation=...) -> predictions``: a simple reference system.
+
+It returns one prediction per test example, in the format ``predict`` returns, and is scored
+with the task's own metrics. The contract (see :func:`run_baseline`):
+
+* ``validation`` (keyword): the validation examples, passed only when the callable names a
+  ``validation`` parameter (or takes ``**kwargs``), so two-argument baselines keep working.
+  Every choice a baseline makes (hyperparameters, variants) is made on these, never on
+  ``test``; an empty list means "use your defaults".
+* ``definition`` (optional attribute, ``str``): a one-line description of the system for
+  reports, e.g. ``"TF-IDF + logistic regression, C chosen on validation accuracy"``.
+* ``chosen`` (optional attribute, ``dict``, set by the call): what it picked on validation,
+  e.g. ``{"C": 4.0}``.
+
+A baseline with settings is most simply a small class whose ``__call__`` tunes on
+``validation`` and sets ``self.chosen``; :meth:`Task.baselines` makes new instances.
+"""
+
+
+def run_baseline(
+    baseline: Baseline, train: list[Any], test: list[Any], validation: list[Any]
+) -> tuple[list[Any], dict[str, Any]]:
+    """Call ``baseline`` (with ``validation`` if it accepts it): its predictions, and what it
+    reports: ``{"definition", "chosen", "tuned_on"}`` (``tuned_on`` is ``"validation"`` when it
+    was given validation examples, else ``None``)."""
+    import inspect
+
+    try:
+        params = inspect.signature(baseline).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: the old contract
+        params = []  # type: ignore[assignment]
+    accepts = any(p.name == "validation" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+    if accepts:
+        predictions = baseline(train, test, validation=validation)
+    else:
+        predictions = baseline(train, test)
+    info = {
+        "definition": getattr(baseline, "definition", None),
+        "chosen": dict(getattr(baseline, "chosen", None) or {}),
+        "tuned_on": "validation" if accepts and validation else None,
+    }
+    return predictions, info
+
+
+def score_predictions(
+    task: Task, predictions: Sequence[Any], examples: Sequence[Any], batch_size: int = 64
+) -> dict[str, float]:
+    """The task's metrics of ``predictions`` (one per example), updated batch by batch as in
+    evaluation: what a baseline tunes on."""
+    metrics = task.metrics()
+    for i in range(0, len(examples), batch_size):
+        task.update_metrics(
+            metrics, list(predictions[i : i + batch_size]), list(examples[i : i + batch_size])
+        )
+    return task.compute_metrics(metrics)
 
 
 class Task:
@@ -197,7 +250,8 @@ class Task:
         return {}
 
     def baselines(self) -> dict[str, Baseline]:
-        """Simple reference systems for suite reports (name → Baseline)."""
+        """Simple reference systems for suite reports (name → :data:`Baseline`), new
+        instances on every call; each tunes on validation only."""
         return {}
 
     # ------------------------------------------------------------------ pretraining

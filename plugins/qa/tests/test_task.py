@@ -7,7 +7,6 @@ trained on the synthetic passages below, so the whole file takes seconds on a CP
 from __future__ import annotations
 
 import json
-import math
 import random
 import re
 import string
@@ -25,7 +24,6 @@ from plugformer.config import ModelConfig
 from plugformer.model import GPT
 from plugformer.testing import TaskConformance
 from plugformer.tokenizer import train_tokenizer
-from plugformer_qa.baselines import sliding_window_answer
 from plugformer_qa.task import QAExample, QATask, best_spans
 
 FILLER = "we walked past old houses near a river and saw many birds during an autumn morning with friends".split()
@@ -300,7 +298,7 @@ def test_unicode_offsets_map_back_exactly(tokenizer: Any) -> None:
 # --------------------------------------------------------------------------- training
 
 
-def test_fine_tuning_beats_the_lexical_baseline(tokenizer: Any) -> None:
+def test_fine_tuning_beats_the_entity_ranker(tokenizer: Any) -> None:
     task = QATask({}, tokenizer)
     backbone = micro_gpt(tokenizer)
     head = task.build_head(backbone)
@@ -321,7 +319,7 @@ def test_fine_tuning_beats_the_lexical_baseline(tokenizer: Any) -> None:
     test = parse(task, TEST)
     preds = task.predict(backbone.eval(), head.eval(), eval_batch(task, test))
     model = score(task, preds, test)
-    baseline = score(task, task.baselines()["lexical-overlap"](parse(task, TRAIN), test), test)
+    baseline = score(task, task.baselines()["entity-ranker"](parse(task, TRAIN), test), test)
     assert model["f1"] >= 90 and model["f1"] > baseline["f1"] + 30, (model, baseline)
 
 
@@ -418,56 +416,6 @@ def test_scoring_needs_gold_answers() -> None:
     example = task.example_from_input({"question": "q", "context": "c"})
     with pytest.raises(DataError, match="no gold answers"):
         task.update_metrics(task.metrics(), [{"answer": "c"}], [example])
-
-
-# --------------------------------------------------------------------------- baseline
-
-
-def reference_sliding_window(question: str, context: str) -> str:
-    """The documented rule, computed the slow and obvious way."""
-    words = [(m.group(), m.start(), m.end()) for m in re.finditer(r"\w+", context)]
-    lower = [w.lower() for w, _, _ in words]
-    asked = {w.lower() for w in re.findall(r"\w+", question)}
-    weight = {w: math.log(1 + 1 / lower.count(w)) for w in lower}
-    best: tuple[float, int, int] | None = None
-    for i in range(len(words)):
-        for j in range(i + 1, min(i + 4, len(words)) + 1):
-            if asked & set(lower[i:j]):
-                continue
-            around = [t for t in range(max(0, i - 5), min(len(words), j + 5)) if not i <= t < j]
-            score = sum(weight[lower[t]] for t in around if lower[t] in asked)
-            if best is None or score > best[0] + 1e-12:
-                best = (score, i, j)
-    return "" if best is None else context[words[best[1]][1] : words[best[2] - 1][2]]
-
-
-def test_lexical_overlap_follows_its_documented_rule() -> None:
-    cases = [(r["question"], r["context"]) for r in TRAIN + TEST]
-    cases += [
-        (
-            "Where did Marie Curie work with Pierre?",
-            "Marie Curie was born in Warsaw. Later she worked in Paris with Pierre.",
-        ),
-        ("Who wrote it, and when?", "It was written by Ann in 1901; Ann wrote it again when old."),
-    ]
-    for question, context in cases:
-        pred = sliding_window_answer(question, context)
-        assert pred["answer"] == reference_sliding_window(question, context)
-        assert context[pred["answer_start"] :].startswith(pred["answer"])
-    greek = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau upsilon phi chi psi omega okapi eats leaves"
-    # The only shared word is "okapi" (word 24); the earliest 4-word span ending within 5 words of it (words 16-19) wins the tie.
-    assert (
-        sliding_window_answer("what does the okapi eat?", greek)["answer"]
-        == "rho sigma tau upsilon"
-    )
-    assert sliding_window_answer("what is it?", "it is what")["answer"] == ""  # no candidate
-
-
-def test_lexical_overlap_is_fast_enough_for_a_thousand_examples() -> None:
-    task = QATask()
-    examples = parse(task, make_examples(1000, seed=3))
-    preds = task.baselines()["lexical-overlap"]([], examples)
-    assert len(preds) == 1000
 
 
 # --------------------------------------------------------------------------- files and plugin

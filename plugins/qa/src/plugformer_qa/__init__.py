@@ -2,7 +2,7 @@
 
 ``plugin`` holds the hook implementations (found through the ``plugformer`` entry point and
 kept free of torch imports), ``squad`` reads SQuAD v1.1 JSON files, ``task`` the
-:class:`QATask`, ``baselines`` the lexical-overlap reference system, ``datasets`` the real
+:class:`QATask`, ``baselines`` the entity-ranker reference system, ``datasets`` the real
 dataset recipes.
 """
 

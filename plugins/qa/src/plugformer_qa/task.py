@@ -35,9 +35,9 @@ from torch import nn
 from torchmetrics.text import SQuAD
 
 from plugformer import SEP, DataError, PlugformerError, Task
-from plugformer.tasks import Baseline, TaskOptions
+from plugformer.tasks import Baseline, TaskOptions, score_predictions
 from plugformer_qa import __version__
-from plugformer_qa.baselines import lexical_overlap
+from plugformer_qa.baselines import EntityRanker
 
 __all__ = ["Answer", "QAExample", "QAOptions", "QATask", "SpanHead", "best_spans"]
 
@@ -359,4 +359,10 @@ class QATask(Task):
         }
 
     def baselines(self) -> dict[str, Baseline]:
-        return {"lexical-overlap": lexical_overlap}
+        """``entity-ranker``: the context entity a logistic regression of lexical features
+        ranks first (see :mod:`plugformer_qa.baselines`), tuned on validation F1."""
+
+        def f1(predictions: list[dict[str, Any]], examples: Sequence[QAExample]) -> float:
+            return score_predictions(self, predictions, examples)["f1"]
+
+        return {"entity-ranker": EntityRanker(f1)}

@@ -1,37 +1,29 @@
 """Reference systems reported beside fine-tuned models: majority class, TF-IDF + logistic regression.
 
-Both take ``(train_examples, test_examples, labels)`` and return predictions in the format of
-:meth:`SentimentTask.predict` (``{"label": name, "probs": {name: p}}``), so the task's own
-metrics score them. :class:`SentimentTask` binds ``labels`` (its label order).
+Both are callables ``baseline(train, test[, validation=...])`` returning predictions in the
+format of :meth:`SentimentTask.predict` (``{"label": name, "probs": {name: p}}``), so the
+task's own metrics score them; :class:`SentimentTask` gives them its label order.
 
-The TF-IDF + logistic regression baseline is written with torch rather than scikit-learn,
-to keep the plugin's dependencies to those of the core. It follows scikit-learn's
-``TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)`` followed by
-``LogisticRegression(C=1.0)`` (multinomial, L2 penalty, L-BFGS, 100 iterations):
+* :class:`Majority`: always the most frequent training label.
+* :class:`TfidfLogreg`: scikit-learn's ``TfidfVectorizer`` (sublinear tf, smoothed idf, L2
+  rows) and ``LogisticRegression`` (L2, L-BFGS), trained on the training split. Two settings
+  are chosen on **validation accuracy** (never on test), over a grid, ties going to the
+  earlier (simpler, more regularised) setting:
 
-* terms: lower-cased words of two or more word characters (``\\b\\w\\w+\\b``, scikit-learn's
-  default pattern) and pairs of adjacent words, vocabulary from the training texts;
-* weights: ``(1 + ln tf) * idf`` with the smoothed ``idf = ln((1 + n) / (1 + df)) + 1``, each
-  row scaled to unit L2 norm;
-* classifier: minimise ``mean cross-entropy + ||W||² / (2 C n)`` (the intercept is not
-  penalised) with full-batch L-BFGS and a strong-Wolfe line search.
+  - ``features``: ``"word"`` (word 1-2-grams, scikit-learn's default token pattern) or
+    ``"word+char"`` (those plus character 2-5-grams within word boundaries, ``char_wb``);
+  - ``C``: the inverse regularisation strength, 0.25 to 32 by powers of two.
+
+  Without validation examples it uses ``features="word+char"``, ``C=4``.
 """
 
 from __future__ import annotations
 
-import math
-import re
 from collections import Counter
 from collections.abc import Sequence
-from itertools import pairwise
 from typing import Any
 
-import torch
-import torch.nn.functional as F
-
-__all__ = ["TfidfVectorizer", "majority", "prediction", "tfidf_logreg"]
-
-WORD = re.compile(r"\b\w\w+\b")
+__all__ = ["Majority", "TfidfLogreg", "prediction"]
 
 
 def prediction(probs: Sequence[float], labels: Sequence[str]) -> dict[str, Any]:
@@ -43,82 +35,91 @@ def prediction(probs: Sequence[float], labels: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def majority(
-    train: Sequence[Any], test: Sequence[Any], labels: Sequence[str]
-) -> list[dict[str, Any]]:
-    """Always the most frequent training label (ties: the first in ``labels``); probabilities are
-    the training label frequencies."""
-    counts = Counter(ex.label for ex in train)
-    total = sum(counts.values())
-    probs = [counts.get(name, 0) / total for name in labels]
-    return [prediction(probs, labels) for _ in test]
+class Majority:
+    """Always the most frequent training label (ties: the first in ``labels``); probabilities
+    are the training label frequencies."""
+
+    definition = "the most frequent training label"
+
+    def __init__(self, labels: Sequence[str]) -> None:
+        self.labels = list(labels)
+
+    def __call__(self, train: Sequence[Any], test: Sequence[Any]) -> list[dict[str, Any]]:
+        counts = Counter(ex.label for ex in train)
+        total = sum(counts.values())
+        probs = [counts.get(name, 0) / total for name in self.labels]
+        return [prediction(probs, self.labels) for _ in test]
 
 
-def terms(text: str) -> list[str]:
-    """Word unigrams and bigrams of ``text`` (lower-cased)."""
-    words = WORD.findall(text.lower())
-    return words + [f"{a} {b}" for a, b in pairwise(words)]
+FEATURES = ("word", "word+char")
+"""Feature sets tried, simplest first."""
+CS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+"""Inverse regularisation strengths tried, strongest regularisation first."""
+DEFAULT = {"features": "word+char", "C": 4.0}
+"""The setting used when there are no validation examples."""
 
 
-class TfidfVectorizer:
-    """Sparse TF-IDF rows (sublinear term frequency, smoothed idf, L2-normalised)."""
+def vectorizer(features: str) -> Any:
+    """An unfitted TF-IDF vectorizer of one feature set (see the module docstring)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import make_union
 
-    def fit(self, texts: Sequence[str]) -> TfidfVectorizer:
-        df = Counter(t for text in texts for t in set(terms(text)))
-        self.vocab = {t: i for i, t in enumerate(sorted(df))}
-        n = len(texts)
-        self.idf = torch.tensor([math.log((1 + n) / (1 + df[t])) + 1 for t in sorted(df)])  # (V,)
-        return self
-
-    def transform(self, texts: Sequence[str]) -> torch.Tensor:
-        """A sparse (N, V) matrix; terms outside the training vocabulary are ignored."""
-        rows, cols, vals = [], [], []
-        for r, text in enumerate(texts):
-            tf = Counter(self.vocab[t] for t in terms(text) if t in self.vocab)
-            weights = {c: (1 + math.log(k)) * float(self.idf[c]) for c, k in tf.items()}
-            norm = math.sqrt(sum(w * w for w in weights.values())) or 1.0
-            for c, w in sorted(weights.items()):
-                rows.append(r)
-                cols.append(c)
-                vals.append(w / norm)
-        index = torch.tensor([rows, cols], dtype=torch.long).reshape(2, -1)  # (2, nnz)
-        size = (len(texts), len(self.vocab))
-        x = torch.sparse_coo_tensor(index, torch.tensor(vals), size, check_invariants=True)
-        return x.coalesce()
+    words = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
+    if features == "word":
+        return words
+    chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True)
+    return make_union(words, chars)
 
 
-def fit_logreg(
-    x: torch.Tensor, y: torch.Tensor, num_classes: int, c: float = 1.0, max_iter: int = 100
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Multinomial logistic regression on sparse ``x`` (N, V): weights (V, K) and intercept (K,)."""
-    n, v = x.shape
-    weight = torch.zeros(v, num_classes, requires_grad=True)
-    bias = torch.zeros(num_classes, requires_grad=True)
-    opt = torch.optim.LBFGS(
-        [weight, bias], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe"
+class TfidfLogreg:
+    """TF-IDF + logistic regression; features and ``C`` chosen on validation accuracy."""
+
+    definition = (
+        "TF-IDF (word 1-2-grams, or with character 2-5-grams; sublinear tf) + logistic "
+        "regression trained on train; features and C chosen on validation accuracy"
     )
 
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        logits = torch.sparse.mm(x, weight) + bias  # (N, K)
-        loss = F.cross_entropy(logits, y) + weight.pow(2).sum() / (2 * c * n)
-        loss.backward()
-        return loss
+    def __init__(
+        self,
+        labels: Sequence[str],
+        features: Sequence[str] = FEATURES,
+        cs: Sequence[float] = CS,
+    ) -> None:
+        self.labels, self.features, self.cs = list(labels), list(features), list(cs)
+        self.chosen: dict[str, Any] = {}
 
-    opt.step(closure)
-    return weight.detach(), bias.detach()
+    def __call__(
+        self, train: Sequence[Any], test: Sequence[Any], validation: Sequence[Any] = ()
+    ) -> list[dict[str, Any]]:
+        from sklearn.linear_model import LogisticRegression
 
-
-def tfidf_logreg(
-    train: Sequence[Any], test: Sequence[Any], labels: Sequence[str]
-) -> list[dict[str, Any]]:
-    """TF-IDF features + logistic regression trained on ``train`` (see the module docstring)."""
-    index = {name: k for k, name in enumerate(labels)}
-    vectorizer = TfidfVectorizer().fit([ex.text for ex in train])
-    y = torch.tensor([index[ex.label] for ex in train])  # (N,)
-    weight, bias = fit_logreg(vectorizer.transform([ex.text for ex in train]), y, len(labels))
-    logits = (
-        torch.sparse.mm(vectorizer.transform([ex.text for ex in test]), weight) + bias
-    )  # (M, K)
-    probs = logits.softmax(dim=-1)
-    return [prediction(p, labels) for p in probs.tolist()]
+        texts, gold = [ex.text for ex in train], [ex.label for ex in train]
+        if len(set(gold)) < 2:  # nothing to discriminate: the majority answer
+            self.chosen = {}
+            return Majority(self.labels)(train, test)
+        best: tuple[float, str, float, Any, Any] | None = None
+        if validation:
+            for features in self.features:
+                vec = vectorizer(features).fit(texts)
+                x, xv = vec.transform(texts), vec.transform([ex.text for ex in validation])
+                for c in self.cs:
+                    model = LogisticRegression(C=c, max_iter=2000).fit(x, gold)
+                    hits = model.predict(xv) == [ex.label for ex in validation]
+                    accuracy = float(hits.mean())
+                    if best is None or accuracy > best[0]:  # ties: the earlier setting
+                        best = (accuracy, features, c, vec, model)
+        if best is None:
+            vec = vectorizer(DEFAULT["features"]).fit(texts)
+            model = LogisticRegression(C=DEFAULT["C"], max_iter=2000).fit(
+                vec.transform(texts), gold
+            )
+            self.chosen = dict(DEFAULT)
+        else:
+            accuracy, features, c, vec, model = best
+            self.chosen = {"features": features, "C": c, "validation_accuracy": accuracy}
+        probs = model.predict_proba(vec.transform([ex.text for ex in test]))  # (M, classes)
+        column = {name: k for k, name in enumerate(model.classes_)}
+        return [
+            prediction([p[column[n]] if n in column else 0.0 for n in self.labels], self.labels)
+            for p in probs
+        ]

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from functools import partial
 from typing import Any, Literal
 
 import torch
@@ -34,7 +33,7 @@ from torchmetrics.classification import (
 from plugformer import SEP, DataError, PlugformerError, Task
 from plugformer.tasks import Baseline, TaskOptions
 from plugformer_sentiment import __version__
-from plugformer_sentiment.baselines import majority, prediction, tfidf_logreg
+from plugformer_sentiment.baselines import Majority, TfidfLogreg, prediction
 
 __all__ = ["ClassificationHead", "SentimentExample", "SentimentOptions", "SentimentTask"]
 
@@ -265,7 +264,5 @@ class SentimentTask(Task):
         }
 
     def baselines(self) -> dict[str, Baseline]:
-        return {
-            "majority": partial(majority, labels=self.labels),
-            "tfidf-logreg": partial(tfidf_logreg, labels=self.labels),
-        }
+        """``majority`` and ``tfidf-logreg`` (its features and C chosen on validation)."""
+        return {"majority": Majority(self.labels), "tfidf-logreg": TfidfLogreg(self.labels)}

@@ -32,8 +32,9 @@ from plugformer import SEP, DataError
 from plugformer.decoding import decode, get_strategy
 from plugformer.lm_task import IGNORE, CausalLMTask
 from plugformer.metrics import CorpusBLEU, CorpusCHRF
-from plugformer.tasks import Baseline, TaskOptions
+from plugformer.tasks import Baseline, TaskOptions, score_predictions
 from plugformer_translation import __version__
+from plugformer_translation.baselines import WordTranslation, copy_source
 
 if TYPE_CHECKING:  # pragma: no cover
     from plugformer.tokenizer import Tokenizer
@@ -186,11 +187,12 @@ class TranslationTask(CausalLMTask):
         return {name: metric.signature() for name, metric in self.metrics().items()}
 
     def baselines(self) -> dict[str, Baseline]:
-        """``copy-source``: the hypothesis is the source sentence itself."""
+        """``copy-source`` (the source sentence itself) and ``ibm1-words`` (word-for-word
+        IBM Model 1 translation, tuned on validation BLEU); see :mod:`.baselines`."""
 
-        def copy_source(
-            train: list[TranslationExample], test: list[TranslationExample]
-        ) -> list[dict[str, str]]:
-            return [{"translation": ex.source} for ex in test]
+        def bleu(
+            predictions: list[dict[str, str]], examples: Sequence[TranslationExample]
+        ) -> float:
+            return score_predictions(self, predictions, examples)["bleu"]
 
-        return {"copy-source": copy_source}
+        return {"copy-source": copy_source, "ibm1-words": WordTranslation(bleu)}
