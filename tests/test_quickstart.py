@@ -70,3 +70,26 @@ def test_fast_quickstart_runs_end_to_end(tmp_path: Path) -> None:
         assert task in report
     assert result["heldout_news"]["model_bpb"] > 0
     assert list(Path(result["suite_dir"]).glob("*.png"))
+
+
+def test_update_readme_writes_only_the_named_readme_and_its_plots(tmp_path: Path) -> None:
+    """``--update-readme PATH``: the section between the markers, plots beside that README."""
+    readme = tmp_path / "repo" / "README.md"
+    readme.parent.mkdir()
+    readme.write_text(f"# Title\n\nkept\n\n{qs.BEGIN}\nold\n{qs.END}\n\ntail\n")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "main_metric.png").write_bytes(b"\x89PNG")
+    result = {
+        "date": "2026-01-01",
+        "hardware": {"cpus": 2, "machine": "x86_64", "python": "3.11"},
+        "stage_seconds": {"data": 1.0},
+        "pretrain": {"steps": 5, "n_params": 1000, "tokens_per_second": 10.0},
+        "heldout_news": {"model_bpb": 1.5, "kneser_ney_trigram_bpb": 1.6, "unigram_bpb": 2.0},
+    }
+    qs.update_readme_section(readme, result, "# Suite\n\n| task | x |", run_dir)
+    text = readme.read_text()
+    assert text.startswith("# Title\n\nkept\n") and text.endswith("\n\ntail\n")
+    assert "old" not in text and "| task | x |" in text and "2026-01-01" in text
+    assert (readme.parent / "docs" / "quickstart" / "main_metric.png").is_file()
+    assert "![main_metric](docs/quickstart/main_metric.png)" in text
