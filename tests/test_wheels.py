@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import AUSTEN
+
 ROOT = Path(__file__).resolve().parents[1]
 MEMBERS = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["plugformer"]["workspace"][
     "members"
@@ -116,7 +118,7 @@ def venv(dists: dict[str, object], tmp_path_factory: pytest.TempPathFactory) -> 
     return {"bin": where / "bin", "py": py, "env": env, "cwd": cwd}
 
 
-def plugformer(venv: dict[str, object], *args: str, timeout: float = 300) -> str:
+def plugformer(venv: dict[str, object], *args: str, timeout: float = 600) -> str:
     exe = Path(str(venv["bin"])) / "plugformer"
     res = _run([str(exe), *args], timeout, env=venv["env"], cwd=venv["cwd"])
     return res.stdout
@@ -150,18 +152,25 @@ def test_installed_wheels_know_their_plugins_specs_and_suites(venv: dict[str, ob
 @pytest.mark.network
 def test_pretrain_and_finetune_by_name_from_installed_wheels(venv: dict[str, object]) -> None:
     """``plugformer pretrain tiny`` and ``plugformer finetune sentiment-smoke`` (a spec the
-    sentiment plugin ships) from a directory that is not the repository."""
-    micro = ["--set", "model.preset=micro", "--set", "tokenizer.vocab_size=300"]
-    steps = ["--set", "trainer.max_steps=4", "--set", "trainer.val_every=2"]
+    sentiment plugin ships) from a directory that is not the repository; micro-sized."""
+    corpus = Path(str(venv["cwd"])) / "austen.txt"
+    corpus.write_text(AUSTEN * 4, encoding="utf-8")
     summary = json.loads(
-        plugformer(venv, "pretrain", "tiny", *micro, *steps, "--set", "out_dir=pre")
-    )
-    backbone = summary["checkpoint"]
-    tune = ["--set", "finetune.max_steps=3", "--set", "data.max_train=32"]
-    out = plugformer(
-        venv, "finetune", "sentiment-smoke", "--backbone", backbone, *tune, "--out", "tuned"
-    )
-    result = json.loads(out)
+        plugformer(
+            venv, "pretrain", "tiny",
+            *("--set", "model.preset=micro", "--set", "tokenizer.vocab_size=300"),
+            *("--set", f'data.corpus=["{corpus}"]', "--set", "data.val_fraction=0.15"),
+            *("--set", "trainer.max_steps=4", "--set", "trainer.val_every=2"),
+            *("--set", "trainer.val_batches=1", "--set", "out_dir=pre"),
+        )
+    )  # fmt: skip
+    result = json.loads(
+        plugformer(
+            venv, "finetune", "sentiment-smoke", "--backbone", summary["checkpoint"],
+            *("--set", "finetune.max_steps=3", "--set", "finetune.val_every=3"),
+            *("--set", "data.max_train=32", "--set", "data.max_eval=16", "--out", "tuned"),
+        )
+    )  # fmt: skip
     assert Path(str(venv["cwd"]), "tuned").is_dir() and result["checkpoint"]
 
 
