@@ -81,5 +81,7 @@ def test_task_spec_requires_data() -> None:
 
 def test_repo_configs_validate() -> None:
     root = Path(__file__).resolve().parents[1]
-    for path in sorted((root / "tasks" / "pretrain").glob("*.toml")):
+    paths = sorted((root / "core" / "src" / "plugformer" / "configs" / "pretrain").glob("*.toml"))
+    assert paths
+    for path in paths:
         load_config(path, PretrainConfig)

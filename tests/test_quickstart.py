@@ -82,11 +82,9 @@ def test_no_evaluated_example_of_a_mixed_task_is_in_the_pretraining_mix(
     import plugformer.finetune as ft
     from plugformer.config import PretrainConfig, load_config
     from plugformer.data.mixture import task_sources
+    from plugformer.specs import resolve
 
-    path = qs.REPO / "tasks" / "pretrain" / "quickstart-anneal.toml"
-    cfg = load_config(path, PretrainConfig)
-    for mix in cfg.data.tasks:
-        mix.spec = str((path.parent / mix.spec).resolve())
+    cfg = load_config(resolve("quickstart-anneal", "pretrain"), PretrainConfig)
     splits, real = [], ft.load_examples
 
     def spy(task, spec, split):
@@ -99,7 +97,7 @@ def test_no_evaluated_example_of_a_mixed_task_is_in_the_pretraining_mix(
     assert set(splits) == {"train"}
     monkeypatch.setattr(ft, "load_examples", real)
     for mix, source in zip(cfg.data.tasks, sources, strict=True):
-        spec = load_config(mix.spec, ft.TaskSpec)
+        spec = load_config(resolve(mix.spec, "task"), ft.TaskSpec)
         task = ft.build_task(spec.task, spec.options, None)
         spec.data.max_train = None
         assert set(source.documents) <= set(task.pretrain_documents(real(task, spec, "train")))
@@ -111,3 +109,43 @@ def test_no_evaluated_example_of_a_mixed_task_is_in_the_pretraining_mix(
             # split that leaked in would overlap entirely.
             shared = held & set(source.documents)
             assert held and len(shared) <= 0.01 * len(held), (source.name, split, len(shared))
+
+
+def test_update_readme_writes_only_the_named_readme_and_its_plots(tmp_path: Path) -> None:
+    """``--update-readme PATH``: the section between the markers, plots beside that README."""
+    readme = tmp_path / "repo" / "README.md"
+    readme.parent.mkdir()
+    readme.write_text(f"# Title\n\nkept\n\n{qs.BEGIN}\nold\n{qs.END}\n\ntail\n")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "main_metric.png").write_bytes(b"\x89PNG")
+    result = {
+        "date": "2026-01-01",
+        "hardware": {"cpus": 2, "machine": "x86_64", "python": "3.11"},
+        "stage_seconds": {"data": 1.0},
+        "minutes": 1.0,
+        "pretrained": {
+            "text": {
+                "summary": {
+                    "steps": 5,
+                    "total_steps": 9,
+                    "trunk": {"steps": 4},
+                    "total_train_seconds": 60.0,
+                    "n_params": 1000,
+                    "final_lr": 1e-4,
+                    "min_lr": 1e-4,
+                },
+                "heldout_news": {
+                    "model_bpb": 1.5,
+                    "kneser_ney_trigram_bpb": 1.6,
+                    "unigram_bpb": 2.0,
+                },
+            }
+        },
+    }
+    qs.update_readme_section(readme, result, "# Suite\n\n| task | x |", run_dir)
+    text = readme.read_text()
+    assert text.startswith("# Title\n\nkept\n") and text.endswith("\n\ntail\n")
+    assert "old" not in text and "| task | x |" in text and "2026-01-01" in text
+    assert (readme.parent / "docs" / "quickstart" / "main_metric.png").is_file()
+    assert "![main_metric](docs/quickstart/main_metric.png)" in text

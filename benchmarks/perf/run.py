@@ -102,16 +102,18 @@ def bench_generate(args: argparse.Namespace, tmp: Path) -> None:
 
 
 def eval_fixture(name: str, n: int) -> tuple[Any, list[Any]] | str:
-    """(task, examples): ``n`` real test examples of the task's smoke spec (tasks/<task>/smoke.toml)
+    """(task, examples): ``n`` real test examples of the task's smoke spec (``<task>-smoke``)
     from the dataset cache, with a BPE trained on them; or why the task is skipped."""
+    from plugformer import plugins
     from plugformer.data.cache import load_split
     from plugformer.finetune import build_task
+    from plugformer.specs import resolve
     from plugformer.suites import load_spec
     from plugformer.testing import tokenizer_for
 
-    spec_path = ROOT / "tasks" / name / "smoke.toml"
-    if not spec_path.is_file():
-        return f"no {spec_path.relative_to(ROOT)}"
+    if f"{name}-smoke" not in plugins.named_specs("task"):
+        return f"no spec named {name}-smoke"
+    spec_path = resolve(f"{name}-smoke", "task")
     spec = load_spec(spec_path, {}, 0)
     try:
         rows = load_split(spec.data.dataset, "test")[:n]

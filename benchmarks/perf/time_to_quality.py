@@ -104,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="plugformer-ttq-"))
     corpus = tmp / "corpus.jsonl"
     build_corpus(corpus)
-    cfg = load_config(ROOT / "tasks" / "pretrain" / "quickstart.toml", PretrainConfig, args.set)
+    from plugformer.specs import resolve
+
+    cfg = load_config(resolve("quickstart", "pretrain"), PretrainConfig, args.set)
     cfg.data.corpus = [str(corpus)]
     cfg.out_dir = str(tmp / "pretrain")
     tokenizer = prepare_tokenizer(cfg)

@@ -1,7 +1,7 @@
 """Benchmark suites: task specs × backbones × seeds, run cell by cell, cached, resumable.
 
-A suite is a TOML file (``benchmarks/suites/*.toml``) validated as :class:`SuiteConfig`
-(its schema and loading live in :mod:`plugformer.suites`; this module plans, keys and runs
+A suite is a TOML file (a registered name such as ``default``, or a path) validated as
+:class:`SuiteConfig` (its schema and loading live in :mod:`plugformer.suites`; this module plans, keys and runs
 its cells). Every *model cell* (one spec, one backbone, one seed) is fine-tuned and scored on
 the test split; every *baseline cell* (one spec, one of its task's baselines) is scored once,
 since baselines are deterministic. A run directory holds::
@@ -35,6 +35,7 @@ from typing import Any, Literal
 
 from plugformer.config import TaskSpec
 from plugformer.errors import PlugformerError
+from plugformer.specs import resolve
 from plugformer.suites import (
     SuiteBackbone,
     SuiteConfig,
@@ -446,7 +447,7 @@ def run_suite(
     from plugformer.fileio import atomic_write_json
     from plugformer.report import write_reports
 
-    path = Path(path)
+    path = resolve(path, "suite")  # a file, or a registered suite name such as "default"
     suite = load_suite(path, seeds)
     refs = resolve_backbones(suite, backbones)
     run_dir = Path(out or Path("runs") / "bench" / suite.name)

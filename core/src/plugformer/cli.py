@@ -60,14 +60,15 @@ def cli(debug: bool, strict_plugins: bool, threads: str) -> None:
 
 
 @cli.command()
-@click.argument("config", type=click.Path(path_type=Path))
+@click.argument("config")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
 @click.option("--resume", is_flag=True, help="Continue from out_dir/checkpoints/last.ckpt.")
-def pretrain(config: Path, overrides: tuple[str, ...], resume: bool) -> None:
-    """Pretrain the native backbone as CONFIG (TOML) says."""
+def pretrain(config: str, overrides: tuple[str, ...], resume: bool) -> None:
+    """Pretrain the native backbone as CONFIG says: a TOML file or a registered name (tiny)."""
     from plugformer.config import PretrainConfig, load_config
+    from plugformer.specs import resolve
 
-    cfg = load_config(config, PretrainConfig, overrides)
+    cfg = load_config(resolve(config, "pretrain"), PretrainConfig, overrides)
     from plugformer.pretrain import pretrain as run
 
     summary = run(cfg, resume=resume)
@@ -153,20 +154,38 @@ def _guess_kind(data: dict[str, Any]) -> str:
     return "pretrain"
 
 
+def _named_file(ref: str, kind: str | None) -> Path:
+    """A config file, or the file registered under a name (of ``kind``, or of the one kind that
+    has it)."""
+    from plugformer import specs
+
+    if kind is not None or specs.is_path(ref):
+        return specs.resolve(ref, kind or "task")
+    from plugformer import plugins
+
+    kinds = [k for k in specs.KINDS if ref in plugins.named_specs(k)]
+    if len(kinds) > 1:
+        raise PlugformerError(
+            f"{ref!r} names a {' and a '.join(kinds)} config; say which with --kind"
+        )
+    return specs.resolve(ref, kinds[0] if kinds else "task")
+
+
 @config.command("validate")
-@click.argument("file", type=click.Path(path_type=Path))
+@click.argument("file")
 @click.option(
     "--kind", type=click.Choice(list(_KINDS)), default=None, help="Default: guessed from the keys."
 )
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
-def config_validate(file: Path, kind: str | None, overrides: tuple[str, ...]) -> None:
-    """Check FILE against its schema; print the resolved config."""
+def config_validate(file: str, kind: str | None, overrides: tuple[str, ...]) -> None:
+    """Check FILE (a path or a registered name) against its schema; print the resolved config."""
     from plugformer.config import apply_overrides, load_toml, parse_model
 
-    data = apply_overrides(load_toml(file), overrides)
+    path = _named_file(file, kind)
+    data = apply_overrides(load_toml(path), overrides)
     kind = kind or _guess_kind(data)
-    model = parse_model(_model_for(kind), data, str(file))
-    click.echo(f"{file}: valid {kind} config", err=True)
+    model = parse_model(_model_for(kind), data, str(path))
+    click.echo(f"{path}: valid {kind} config", err=True)
     click.echo(model.model_dump_json(indent=2))
 
 
@@ -203,6 +222,50 @@ def plugins_cmd(as_json: bool) -> None:
     Console(width=160).print(table)
 
 
+@cli.command("tasks")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def tasks_cmd(as_json: bool) -> None:
+    """List the named task specs: name, task, dataset, the distribution that ships it."""
+    _list_named("task", ("name", "task", "dataset", "distribution"), as_json)
+
+
+@cli.command("suites")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def suites_cmd(as_json: bool) -> None:
+    """List the named benchmark suites: name, task specs, distribution, description."""
+    _list_named("suite", ("name", "tasks", "distribution", "description"), as_json)
+
+
+def _list_named(kind: str, columns: tuple[str, ...], as_json: bool) -> None:
+    from plugformer import plugins
+    from plugformer.specs import describe_specs
+
+    rows = describe_specs(kind)
+    clashes = plugins.named_specs(kind).conflicts
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"plugformer {kind}s" if kind == "suite" else "plugformer task specs")
+        for col in columns:
+            table.add_column(col)
+        for row in rows:
+            cells = [row.get(c, "") for c in columns]
+            cells = [", ".join(c) if isinstance(c, list) else str(c) for c in cells]
+            if row.get("error"):
+                cells[-1] = f"[red]{row['error']}[/red]"
+            table.add_row(*cells)
+        Console(width=160).print(table)
+    for name, owners in sorted(clashes.items()):
+        click.echo(
+            f"plugformer: {kind} name {name!r} is registered by {' and '.join(owners)}; "
+            "uninstall one of them",
+            err=True,
+        )
+
+
 @cli.command("new-plugin")
 @click.argument("name")
 @click.option(
@@ -220,17 +283,27 @@ def new_plugin(name: str, directory: Path) -> None:
 
 
 def _load_spec(spec: str, data: Path | None, overrides: tuple[str, ...]) -> Any:
+    """SPEC: a spec file, a registered spec name (``plugformer tasks``), or a task name + --data."""
+    from plugformer import plugins
     from plugformer.config import TaskSpec, apply_overrides, load_toml, parse_model
+    from plugformer.specs import is_path, resolve
 
-    path = Path(spec)
+    path, named = Path(spec), plugins.named_specs("task")
+    if not is_path(spec) and (spec in named or spec in named.conflicts):
+        path = resolve(spec, "task")  # a registered spec name
     if path.suffix == ".toml" or path.exists():
         raw = load_toml(path)
         source = str(path)
         raw.setdefault("name", path.stem)
     else:  # the shorthand: a task name plus --data
         if data is None:
+            import difflib
+
+            hint = difflib.get_close_matches(spec, named.names(), n=1)
             raise PlugformerError(
-                f"{spec!r} is not a spec file; with a task name, give --data FILE (or a dataset name)"
+                f"{spec!r} is neither a spec file nor a spec name"
+                + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                + "; `plugformer tasks` lists the names; with a task name, give --data FILE (or a dataset name)"
             )
         source = "command line"
         raw = {
@@ -259,7 +332,7 @@ def _load_spec(spec: str, data: Path | None, overrides: tuple[str, ...]) -> Any:
 def finetune(
     spec: str, backbone: str | None, data: Path | None, out: Path | None, overrides: tuple[str, ...]
 ) -> None:
-    """Fine-tune a task: SPEC is a task spec file, or a task name with --data."""
+    """Fine-tune a task: SPEC is a spec file or name (plugformer tasks), or a task name with --data."""
     s = _load_spec(spec, data, overrides)
     from plugformer.finetune import finetune as run
 
@@ -284,7 +357,7 @@ def finetune(
 def evaluate(
     spec: str, checkpoint: Path, split: str, out: Path | None, overrides: tuple[str, ...]
 ) -> None:
-    """Score a task checkpoint on SPEC's test split; prints (and writes) the metrics as JSON."""
+    """Score a task checkpoint on SPEC's test split (a spec file or name); prints the metrics."""
     s = _load_spec(spec, None, overrides)
     from plugformer.finetune import evaluate as run
 

@@ -121,7 +121,8 @@ class TaskMix(StrictModel):
     """A task whose training examples join the pretraining corpus (task-aware pretraining)."""
 
     spec: str = Field(min_length=1)
-    """A task spec file (its task, data and options); only its **train** split is read."""
+    """A task spec: a registered name (``plugformer tasks``) or a file; only its **train**
+    split is read."""
     share: float = Field(gt=0, lt=1)
     """Fraction of the training tokens this task's documents make up (repeating or sampling
     its documents as needed); the text corpora make up the rest."""

@@ -157,3 +157,27 @@ def read_examples(path: str, task: Any) -> list[dict[str, Any]] | None:
     firstresult: stops at the first non-None result. The core's JSONL/CSV/TSV/text readers are
     used when every plugin returns ``None`` (the QA plugin reads SQuAD v1.1 JSON this way).
     """
+
+
+# --------------------------------------------------------------------------- named configs
+
+
+@hookspec
+def register_specs(register: Any) -> None:
+    """Register named config files shipped as package data: task specs, suites, pretraining configs.
+
+    :param register: call ``register(path, kind="task")`` with a TOML file or a folder of them
+        (every ``*.toml`` directly inside it). The name of each file is its file name without
+        ``.toml``, unless ``name=`` is given for a single file. ``kind`` is ``"task"`` (a task
+        spec, the default), ``"suite"`` (a benchmark suite) or ``"pretrain"`` (a pretraining
+        config). A plugin ships its files inside its package (declared as package data) and
+        passes ``importlib.resources.files(__package__) / "specs"``, so they are found from an
+        installed wheel as from a checkout.
+
+    A registered name works wherever a file does: ``plugformer finetune NAME``,
+    ``plugformer bench NAME``, ``plugformer pretrain NAME`` and the ``tasks`` entries of a
+    suite. ``plugformer tasks`` and ``plugformer suites`` list them. Two plugins that register
+    the same name of the same kind are an error naming both distributions.
+
+    Called once, when a name is first resolved or listed. Returns nothing.
+    """

@@ -35,6 +35,7 @@ __all__ = [
     "decoding_strategies",
     "get_plugin_manager",
     "get_task_class",
+    "named_specs",
     "objectives",
     "plugin_infos",
     "reset",
@@ -48,6 +49,7 @@ DEFAULT_PLUGINS = (
     "plugformer.default_plugins.corpora",
     "plugformer.default_plugins.hf",
     "plugformer.default_plugins.decoding",
+    "plugformer.default_plugins.configs",
 )
 ENTRY_POINT_GROUP = "plugformer"
 REGISTRATION_HOOKS = (
@@ -56,7 +58,14 @@ REGISTRATION_HOOKS = (
     "register_datasets",
     "register_objectives",
     "register_decoding_strategies",
+    "register_specs",
 )
+SPEC_KINDS = {
+    "task": ("task spec", "specs"),
+    "suite": ("suite", "suites"),
+    "pretrain": ("pretrain config", "pretrain configs"),
+}
+"""``register_specs`` kinds → (label in messages, key in ``provides``); see :mod:`plugformer.specs`."""
 
 
 @dataclass
@@ -81,8 +90,10 @@ class PluginInfo:
 class Registry:
     """Name → item, remembering which plugin registered each (to name both on a clash)."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, key: str | None = None) -> None:
         self.kind = kind
+        self.key = key or kind.split()[0] + "s"
+        """The key of ``PluginInfo.provides`` that lists this registry's names."""
         self.items: dict[str, Any] = {}
         self.owners: dict[str, str] = {}
         self.conflicts: dict[str, list[str]] = {}
@@ -295,34 +306,38 @@ def _collect() -> dict[str, Registry]:
         "register_datasets": Registry("dataset"),
         "register_objectives": Registry("objective"),
         "register_decoding_strategies": Registry("decoding strategy"),
+        **{f"specs:{k}": Registry(*names) for k, names in SPEC_KINDS.items()},
     }
     by_owner: dict[str, PluginInfo] = {}
-    for hook_name, reg in regs.items():
+    for info in _State.infos.values():
+        info.provides = {}  # rebuilt below (registries are re-collected after register_plugin)
+    for hook_name in REGISTRATION_HOOKS:
         for impl in getattr(pm.hook, hook_name).get_hookimpls():
             info = _State.infos.get(impl.plugin_name)
             if info is None or info.status != "ok":
                 continue
             owner = "plugformer" if info.default else f"{info.distribution} (plugin {info.name})"
             by_owner[owner] = info
-            added: list[str] = []
+            added: list[tuple[Registry, str]] = []
 
             def register(
                 *args: Any,
-                _reg: Registry = reg,
+                _info: PluginInfo = info,
                 _owner: str = owner,
-                _added: list[str] = added,
+                _added: list[tuple[Registry, str]] = added,
                 _hook: str = hook_name,
                 **kw: Any,
             ) -> None:
-                name, item = _registration(_hook, args, kw)
-                _reg.add(name, item, _owner)
-                _added.append(name)
+                for key, name, item in _registrations(_hook, args, kw, _info):
+                    regs[key].add(name, item, _owner)
+                    _added.append((regs[key], name))
 
             try:
                 _call_impl(impl, hook_name, register=register)
             except PluginError as exc:
                 # A name clash: neither registration can be trusted, so both plugins are broken.
-                for owners in reg.conflicts.values():
+                clashes = [o for r in regs.values() for o in r.conflicts.values()]
+                for owners in clashes:
                     for other in owners:
                         if (
                             other in by_owner
@@ -333,9 +348,21 @@ def _collect() -> dict[str, Registry]:
                 _broken(info, str(exc))
             except Exception as exc:
                 _broken(info, f"{hook_name} raised {type(exc).__name__}: {exc}")
-            info.provides.setdefault(reg.kind.split()[0] + "s", []).extend(added)
+            for reg, name in added:
+                info.provides.setdefault(reg.key, []).append(name)
     _State.registries = regs
     return regs
+
+
+def _registrations(
+    hook_name: str, args: tuple[Any, ...], kw: dict[str, Any], info: PluginInfo
+) -> list[tuple[str, str, Any]]:
+    """Normalise the arguments of one ``register`` call to (registry key, name, item) triples."""
+    if hook_name == "register_specs":
+        from plugformer.specs import named_files
+
+        return [(f"specs:{f.kind}", f.name, f) for f in named_files(args, kw, info.distribution)]
+    return [(hook_name, *_registration(hook_name, args, kw))]
 
 
 def _registration(hook_name: str, args: tuple[Any, ...], kw: dict[str, Any]) -> tuple[str, Any]:
@@ -381,6 +408,11 @@ def objectives() -> Registry:
 
 def decoding_strategies() -> Registry:
     return _collect()["register_decoding_strategies"]
+
+
+def named_specs(kind: str) -> Registry:
+    """Named config files of one ``register_specs`` kind: ``task``, ``suite`` or ``pretrain``."""
+    return _collect()[f"specs:{kind}"]
 
 
 def get_task_class(name: str) -> type:

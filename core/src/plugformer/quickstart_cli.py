@@ -24,10 +24,14 @@ import click
     "--seeds", type=int, default=2, show_default=True, help="Seeds per task and backbone."
 )
 @click.option(
-    "--update-readme", is_flag=True, help="Rewrite README.md's generated quickstart section."
+    "--update-readme",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    metavar="PATH",
+    help="Rewrite the generated quickstart section of this README (the repository's own).",
 )
 def quickstart(
-    minutes: float, fast: bool, out: Path, seeds: int | None, update_readme: bool
+    minutes: float, fast: bool, out: Path, seeds: int | None, update_readme: Path | None
 ) -> None:
     """The default job: real data → tokenizer → pretraining → default suite → report."""
     from plugformer.quickstart import quickstart as run

@@ -1,9 +1,9 @@
 """Suite configuration: the TOML file's schema, loading it, and what it names.
 
-A suite file (``benchmarks/suites/<name>.toml``) is validated as :class:`SuiteConfig`: its
-task spec files, its backbone columns (:class:`SuiteBackbone`), seeds, baselines and the
+A suite file (a named suite such as ``default``, shipped in ``plugformer/configs/suites/``, or
+any ``<name>.toml``) is validated as :class:`SuiteConfig`: its task specs (names or files), its backbone columns (:class:`SuiteBackbone`), seeds, baselines and the
 overrides applied to every spec. Here too: resolving backbone references (``--backbone``
-replacements, ``${VAR}`` expansion), finding a suite's spec files, and loading one spec as
+replacements, ``${VAR}`` expansion), finding a suite's spec files by name or path, and loading one spec as
 the suite sees it (overrides applied, one seed). Planning and running cells is
 :mod:`plugformer.bench`.
 """
@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from plugformer.config import StrictModel, TaskSpec, load_toml, parse_model
 from plugformer.errors import ConfigError
+from plugformer.specs import is_path, resolve
 
 __all__ = [
     "SuiteBackbone",
@@ -61,15 +62,15 @@ class SuiteBackbone(StrictModel):
 
 
 class SuiteConfig(StrictModel):
-    """A benchmark suite (``benchmarks/suites/<name>.toml``)."""
+    """A benchmark suite (``plugformer/configs/suites/<name>.toml``, or any file)."""
 
     name: str = Field(min_length=1)
     """Suite name (default: the file name); the default run directory is runs/bench/<name>."""
     description: str = ""
     """What the suite measures (shown in the report)."""
     tasks: list[str] = Field(min_length=1)
-    """Task spec files, relative to the suite file, a folder above it (the repository root), or
-    the working directory."""
+    """Task specs: registered spec names (``movie-reviews``; ``plugformer tasks`` lists them), or
+    spec files relative to the suite file, a folder above it, or the working directory."""
     backbones: list[SuiteBackbone] = Field(min_length=1)
     """Backbone columns: ``{name = "pretrained", ref = "${PLUGFORMER_BACKBONE}"}``."""
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
@@ -157,8 +158,13 @@ def _expand(ref: str, label: str) -> str:
 
 
 def spec_path(suite_file: Path, entry: str) -> Path:
-    """Where a suite's task spec ``entry`` lives: next to the suite file, in a folder above it
-    (the repository root), or in the working directory."""
+    """Where a suite's task spec ``entry`` lives: the file registered under that name, or a file
+    next to the suite file, in a folder above it, or in the working directory."""
+    if not is_path(entry):
+        try:
+            return resolve(entry, "task")
+        except ConfigError as exc:
+            raise ConfigError(f"{suite_file}: task spec {exc}") from None
     here = suite_file.resolve().parent
     for base in (here, *here.parents, Path.cwd()):
         if (base / entry).is_file():

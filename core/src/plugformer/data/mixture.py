@@ -56,8 +56,11 @@ def task_sources(mixes: Sequence[Any]) -> list[TaskSource]:
     from plugformer.finetune import build_task, load_examples
 
     sources = []
+    from plugformer.specs import resolve
+
     for mix in mixes:
-        spec = load_config(mix.spec, TaskSpec)
+        path = resolve(mix.spec, "task")  # a registered spec name or a file
+        spec = load_config(path, TaskSpec)
         if mix.max_examples:
             spec.data.max_train = mix.max_examples
         task = build_task(spec.task, spec.options, None)
@@ -65,12 +68,10 @@ def task_sources(mixes: Sequence[Any]) -> list[TaskSource]:
         docs = tuple(d for d in task.pretrain_documents(examples) if d)
         if not docs:
             raise DataError(
-                f"{mix.spec}: task {spec.task!r} made no pretraining documents "
+                f"{path}: task {spec.task!r} made no pretraining documents "
                 f"from {len(examples)} training examples"
             )
-        sources.append(
-            TaskSource(spec.label, spec.task, str(mix.spec), mix.share, len(examples), docs)
-        )
+        sources.append(TaskSource(spec.label, spec.task, mix.spec, mix.share, len(examples), docs))
     return sources
 
 

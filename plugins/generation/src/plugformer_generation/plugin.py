@@ -27,3 +27,10 @@ def register_datasets(register: Callable[..., Any]) -> None:
 
     for recipe in RECIPES:
         register(recipe)
+
+
+@hookimpl
+def register_specs(register: Any) -> None:
+    from importlib.resources import files
+
+    register(files("plugformer_generation") / "specs")

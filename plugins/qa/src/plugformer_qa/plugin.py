@@ -45,3 +45,10 @@ def read_examples(path: str, task: Any) -> list[dict[str, Any]] | None:
     for where, record in located:
         task.parse_example(record, where)
     return [record for _, record in located]
+
+
+@hookimpl
+def register_specs(register: Any) -> None:
+    from importlib.resources import files
+
+    register(files("plugformer_qa") / "specs")

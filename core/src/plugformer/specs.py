@@ -1,0 +1,142 @@
+"""Named config files: task specs, suites and pretraining configs shipped as package data.
+
+A distribution ships its TOML files inside its package and registers them through the
+``register_specs`` hook (the core registers its pretraining configs and suites the same way,
+from :mod:`plugformer.default_plugins.configs`). Each file is then known by a name (its file
+name without ``.toml``), and a name works wherever a file path does:
+``plugformer finetune movie-reviews``, ``plugformer bench default``,
+``plugformer pretrain tiny``, and the ``tasks`` entries of a suite.
+
+:func:`resolve` turns a reference (a path or a name) into a file; :func:`describe_specs` lists
+task specs for ``plugformer tasks``. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from plugformer.errors import ConfigError, PluginError
+
+__all__ = ["NamedFile", "describe_specs", "is_path", "named_files", "resolve"]
+
+KINDS = ("task", "suite", "pretrain")
+
+
+@dataclass(frozen=True)
+class NamedFile:
+    """One registered config file."""
+
+    name: str
+    """What users type: ``movie-reviews``."""
+    kind: str
+    """``task``, ``suite`` or ``pretrain``."""
+    path: Path
+    """The TOML file (inside the installed package)."""
+    distribution: str
+    """The distribution that ships it (``plugformer-sentiment``)."""
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "path": str(self.path),
+            "distribution": self.distribution,
+        }
+
+
+def _as_path(where: Any) -> Path:
+    """A str, os.PathLike or importlib.resources Traversable that is a real file or folder."""
+    if isinstance(where, str | os.PathLike):
+        return Path(where)
+    raise PluginError(
+        f"register_specs: {where!r} is not a path on disk; pass a str, a pathlib.Path or "
+        "importlib.resources.files(...) / 'folder' of a package installed unzipped"
+    )
+
+
+def named_files(args: tuple[Any, ...], kw: Mapping[str, Any], distribution: str) -> list[NamedFile]:
+    """The files one ``register(path, kind="task", name=None)`` call registers."""
+    where = args[0] if args else kw.get("path")
+    kind = args[1] if len(args) > 1 else kw.get("kind", "task")
+    name = args[2] if len(args) > 2 else kw.get("name")
+    if where is None:
+        raise PluginError("register_specs: register(path, kind=...) needs a path")
+    if kind not in KINDS:
+        raise PluginError(f"register_specs: kind {kind!r} is not one of {', '.join(KINDS)}")
+    path = _as_path(where)
+    if path.is_dir():
+        if name is not None:
+            raise PluginError(f"register_specs: name= names one file, but {path} is a folder")
+        files = sorted(p for p in path.iterdir() if p.suffix == ".toml" and p.is_file())
+    elif path.is_file():
+        files = [path]
+    else:
+        raise PluginError(f"register_specs: {path} is neither a file nor a folder")
+    return [NamedFile(name or f.stem, kind, f, distribution) for f in files]
+
+
+def is_path(ref: str | os.PathLike[str]) -> bool:
+    """Whether ``ref`` reads as a file path rather than a registered name."""
+    text = os.fspath(ref)
+    return text.endswith(".toml") or "/" in text or os.sep in text or Path(text).is_file()
+
+
+def resolve(ref: str | os.PathLike[str], kind: str) -> Path:
+    """The file a reference means: a path as given, else the file registered under that name.
+
+    :param ref: a file path (anything ending in ``.toml``, holding a ``/``, or an existing
+        file) or a name registered through ``register_specs``.
+    :param kind: ``task``, ``suite`` or ``pretrain``: which registry a name is looked up in.
+    :raises ConfigError: an unknown name (with a did-you-mean and where names are listed).
+    """
+    if is_path(ref):
+        return Path(ref)
+    from plugformer import plugins
+
+    reg = plugins.named_specs(kind)
+    name = os.fspath(ref)
+    if name in reg or name in reg.conflicts:
+        item: NamedFile = reg.get(name)  # a clash raises PluginError naming both owners
+        return item.path
+    import difflib
+
+    hint = difflib.get_close_matches(name, reg.names(), n=1)
+    listing = {"task": "plugformer tasks", "suite": "plugformer suites"}.get(
+        kind, "plugformer plugins"
+    )
+    raise ConfigError(
+        f"{name!r} is neither a file nor a registered {reg.kind} name"
+        + (f" (did you mean {hint[0]!r}?)" if hint else "")
+        + f"; `{listing}` lists the names"
+    )
+
+
+def describe_specs(kind: str = "task") -> list[dict[str, Any]]:
+    """Every registered file of ``kind`` with what its TOML says (task and dataset for specs,
+    description and task entries for suites). A file that does not parse is listed with its
+    error rather than hiding the others."""
+    from plugformer import plugins
+    from plugformer.config import load_toml
+
+    rows = []
+    for item in plugins.named_specs(kind).all():
+        row: dict[str, Any] = item.as_dict()
+        try:
+            raw = load_toml(item.path)
+        except ConfigError as exc:
+            row["error"] = str(exc)
+            rows.append(row)
+            continue
+        if kind == "task":
+            data = raw.get("data") or {}
+            row["task"] = raw.get("task", "")
+            row["dataset"] = data.get("dataset") or data.get("train") or ""
+        elif kind == "suite":
+            row["description"] = raw.get("description", "")
+            row["tasks"] = list(raw.get("tasks", []))
+        rows.append(row)
+    return rows
