@@ -485,3 +485,66 @@ def test_minilm_sentence_embeddings_match_transformers() -> None:
     )
     assert sim[0, 1] > sim[0, 2] + 0.3  # a real sentence encoder: paraphrases are close
     assert json.loads((path / "plugformer-model.json").read_text())["sha256"].startswith("b9a0018d")
+
+
+def test_qa_on_a_wordpiece_encoder_windows_and_snaps_to_words(
+    bert_dir: Path, tmp_path: Path
+) -> None:
+    """Extractive QA on a BERT-style encoder: WordPiece offsets map answers to tokens, long
+    contexts split into windows of the encoder's context, and every prediction is a whole-word
+    substring of its context."""
+    pytest.importorskip("plugformer_qa")
+    import plugformer
+    from plugformer.config import TaskSpec
+    from plugformer.finetune import evaluate, finetune
+
+    paragraphs = [p.strip() for p in AUSTEN.split("\n\n") if len(p.split()) > 25]
+    rows = []
+    for i, context in enumerate(paragraphs):
+        words = re.findall(r"[A-Z][a-z]+", context)
+        answer = words[len(words) // 2]
+        rows.append(
+            {
+                "id": f"q{i}",
+                "question": f"Who or what is {answer.lower()}?",
+                "context": context,
+                "answers": [{"text": answer, "answer_start": context.index(answer)}],
+            }
+        )
+    data = tmp_path / "qa.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    spec = TaskSpec.model_validate(
+        {
+            "task": "qa",
+            "options": {"max_length": 24},
+            "data": {"train": str(data), "validation": str(data), "test": str(data)},
+            "finetune": {"max_steps": 3, "batch_size": 4, "progress": False},
+        }
+    )
+    task_cls = plugformer.plugins.get_task_class("qa")
+    from plugformer.backbones import resolve_backbone
+
+    loaded = resolve_backbone(f"hf:{bert_dir}")
+    task = task_cls({"max_length": 24}, loaded.tokenizer)
+    task.check_backbone(loaded.model)
+    ex = task.parse_example(rows[0])
+    features = task.encode(ex, train=True)
+    assert len(features) > 1  # 24 positions: the paragraph needs several windows
+    assert all(len(f["input_ids"]) <= 24 for f in features)
+    labelled = [f for f in features if f["start_position"] >= f["context_offset"]]
+    assert labelled  # one window holds the whole answer, located through WordPiece offsets
+    f = labelled[0]
+    (s, _), (_, e) = (
+        f["offsets"][f["start_position"] - f["context_offset"]],
+        f["offsets"][f["end_position"] - f["context_offset"]],
+    )
+    assert ex.context[s:e] == ex.answers[0].text
+    summary = finetune(spec, backbone=f"hf:{bert_dir}", out_dir=tmp_path / "run")
+    result = evaluate(spec, summary["checkpoint"], keep_predictions=True)
+    for sample in result["samples"]:
+        context, answer = sample["example"]["context"], sample["prediction"]["answer"]
+        assert answer and answer in context
+        start = context.index(answer)
+        end = start + len(answer)  # whole words: never starts or ends inside a word
+        assert start == 0 or not (context[start - 1].isalnum() and context[start].isalnum())
+        assert end == len(context) or not (context[end - 1].isalnum() and context[end].isalnum())

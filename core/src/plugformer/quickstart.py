@@ -194,7 +194,7 @@ def _stage(name: str, timings: dict[str, float]) -> Callable[[], None]:
 
 
 def quickstart(
-    minutes: float = 8.0,
+    minutes: float = 6.0,
     fast: bool = False,
     out: str | Path = "runs/quickstart",
     seeds: int | None = None,

@@ -10,7 +10,7 @@ import click
 @click.command()
 @click.option(
     "--minutes",
-    default=8.0,
+    default=6.0,
     show_default=True,
     help="Pretraining wall-clock budget of each backbone (a shared trunk, then its own annealing).",
 )
@@ -36,7 +36,7 @@ def quickstart(
     """The default job: real data → tokenizer → pretraining → default suite → report."""
     from plugformer.quickstart import quickstart as run
 
-    if fast and minutes == 8.0:
+    if fast and minutes == 6.0:
         minutes = 1.0
     run(
         minutes=minutes, fast=fast, out=out, seeds=1 if fast else seeds, update_readme=update_readme
