@@ -296,3 +296,37 @@ class TestBeamConformance(TaskConformance):
     train_examples = toy_pairs()
     options = {"decoding": "beam", "beam_size": 3}
     lr = 1e-2
+
+
+def test_logged_predictions_rescore_with_the_sacrebleu_command_line(
+    trained: tuple, task: TranslationTask, tok: Tokenizer, tmp_path: Path
+) -> None:
+    """What a suite cell keeps (``evaluate(..., keep_predictions=True)``'s samples) re-scores
+    with sacrebleu's own command line to the BLEU and chrF that were reported."""
+    from plugformer.checkpoint import save_task
+    from plugformer.config import TaskSpec
+    from plugformer.families import LoadedBackbone
+    from plugformer.finetune import evaluate
+    from plugformer.samples import read_samples, write_samples
+
+    model, _ = trained
+    test = tmp_path / "test.jsonl"
+    test.write_text("".join(json.dumps(p) + "\n" for p in toy_pairs()[28:]), encoding="utf-8")
+    spec = TaskSpec.model_validate(
+        {"task": "translation", "options": {"max_length": 32, "decoding": "greedy"},
+         "data": {"test": str(test)}}
+    )  # fmt: skip
+    manifest = {"weights_sha256": "micro", "family": "native", "architecture": "plugformer-gpt"}
+    backbone = LoadedBackbone(model, tok, manifest, None)
+    save_task(tmp_path / "ckpt", backbone, task.build_head(model), task, spec, {"backbone": "x"})
+    result = evaluate(spec, tmp_path / "ckpt", keep_predictions=True)
+    samples = read_samples(write_samples(tmp_path / "predictions.jsonl", result["samples"]))
+    assert [s["id"] for s in samples] == [p["id"] for p in toy_pairs()[28:]]
+    hyp, ref = tmp_path / "hyp.txt", tmp_path / "ref.txt"
+    hyp.write_text("".join(s["prediction"]["translation"] + "\n" for s in samples))
+    ref.write_text("".join(s["example"]["target"] + "\n" for s in samples))
+    cli = [sys.executable, "-m", "sacrebleu", str(ref), "-i", str(hyp), "-m", "bleu", "chrf"]
+    out = subprocess.run([*cli, "-b"], capture_output=True, text=True, check=True)
+    expected = json.loads(out.stdout)
+    got = [round(result["metrics"]["bleu"], 1), round(result["metrics"]["chrf"], 1)]
+    assert got == expected and expected[1] > 0
