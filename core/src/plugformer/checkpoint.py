@@ -74,11 +74,9 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{mpath}: corrupt manifest ({exc})") from None
     if not isinstance(manifest, dict) or "format_version" not in manifest or "kind" not in manifest:
         raise CheckpointError(f"{mpath}: manifest lacks format_version/kind")
-    fv = manifest["format_version"]
-    if not isinstance(fv, int) or fv > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{mpath}: checkpoint format {fv} is newer than this plugformer reads ({FORMAT_VERSION}); upgrade plugformer"
-        )
+    from plugformer.manifest import validate_manifest
+
+    validate_manifest(manifest, mpath)  # every field the loaders read, typed (plugformer.manifest)
     for needed in ("model.safetensors", "tokenizer.json"):
         if not (path / needed).is_file():
             raise CheckpointError(f"{path}: missing {needed}")
@@ -174,16 +172,22 @@ def load_backbone(path: str | Path) -> LoadedBackbone:
         from plugformer.hf.backbone import load_hf_checkpoint
 
         return load_hf_checkpoint(path, manifest)
+    from plugformer.manifest import check_shapes, native_shapes, validate_manifest, verify_files
+
     tokenizer = Tokenizer.from_file(path / "tokenizer.json")
-    want = manifest.get("tokenizer_sha256")
-    if want and want != tokenizer.hash:
-        raise CheckpointError(
-            f"{path}: tokenizer.json does not match the manifest's tokenizer_sha256"
-        )
+    verify_files(path, validate_manifest(manifest, path / MANIFEST), tokenizer.hash)
     try:
         cfg = ModelConfig.model_validate(manifest["model_config"])
     except Exception as exc:
         raise CheckpointError(f"{path}: invalid model_config in manifest ({exc})") from None
+    if cfg.vocab_size != tokenizer.vocab_size:
+        raise CheckpointError(
+            f"{path}: model_config.vocab_size {cfg.vocab_size} != the tokenizer's {tokenizer.vocab_size}"
+        )
+    # Shapes from the safetensors header against a meta-device model: a tampered config is
+    # refused before its parameters are allocated.
+    tied = {"lm_head.weight"} if cfg.tie_embeddings else set()
+    check_shapes(path / "model.safetensors", native_shapes(cfg), tied)
     model = GPT(cfg)
     load_weights(model, path / "model.safetensors")
     model.eval()
@@ -290,17 +294,29 @@ def load_task(path: str | Path) -> tuple[Any, Any, Any, dict[str, Any]]:
         raise CheckpointError(
             f"{path}: a backbone checkpoint, not a task checkpoint (fine-tune it first)"
         )
-    info = manifest.get("task") or {}
+    from plugformer.manifest import validate_manifest
+
+    task_info = validate_manifest(manifest, path / MANIFEST).task
+    assert task_info is not None  # validated: a task checkpoint names its task
+    info = task_info.model_dump(by_alias=True)
     try:
-        cls = plugins.get_task_class(info.get("name", "?"))
+        cls = plugins.get_task_class(info["name"])
     except PluginError as exc:
         raise CheckpointError(
             f"{path}: needs the plugin for task {info.get('name')!r}: {exc}"
         ) from None
     _check_task_version(path, cls, str(info.get("version", "0")))
     loaded = load_backbone(path)
-    task = cls(info.get("options") or {}, loaded.tokenizer)
-    task.load_state_dict(info.get("state") or {})
+    try:
+        task = cls(info["options"], loaded.tokenizer)
+        task.load_state_dict(info["state"])
+    except CheckpointError:
+        raise
+    except Exception as exc:  # options or state the task refuses
+        raise CheckpointError(
+            f"{path}: the manifest's task options/state do not fit task {info['name']!r} "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from None
     head = task.build_head(loaded.model)
     load_weights(head, path / "head.safetensors")
     return task, loaded.model, head, manifest

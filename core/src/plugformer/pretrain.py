@@ -153,24 +153,61 @@ def prepare_tokenizer(config: PretrainConfig) -> Any:
 
     out = Path(config.out_dir)
     ensure_dir(out)
-    if config.tokenizer.path or (out / "tokenizer.json").is_file():
+    if config.tokenizer.path:
         return _prepare_tokenizer(config, out, [])
     return _prepare_tokenizer(config, out, load_documents(config.data.corpus))
 
 
-def _prepare_tokenizer(config: PretrainConfig, out: Path, docs: list[Any]) -> Any:
+def _tokenizer_recipe(config: PretrainConfig, texts: list[str]) -> dict[str, Any]:
+    """What decides a trained tokenizer: its settings and a hash of its training texts."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for text in texts:
+        h.update(hashlib.sha256(text.encode("utf-8")).digest())
+    return {
+        "vocab_size": config.tokenizer.vocab_size,
+        "min_frequency": config.tokenizer.min_frequency,
+        "texts_sha256": h.hexdigest(),
+    }
+
+
+def _prepare_tokenizer(
+    config: PretrainConfig, out: Path, docs: list[Any], resume: bool = False
+) -> Any:
+    """``out/tokenizer.json`` is reused only when ``out/tokenizer.recipe.json`` shows it was
+    trained from the same texts and settings (a leftover of another run is retrained); a
+    resumed run refuses a tokenizer that changed under it."""
     from plugformer.data.recipes import split_of
+    from plugformer.errors import ConfigError
+    from plugformer.fileio import atomic_write_json
     from plugformer.tokenizer import Tokenizer, train_tokenizer
 
-    saved = out / "tokenizer.json"
+    saved, recipe_file = out / "tokenizer.json", out / "tokenizer.recipe.json"
     if config.tokenizer.path:
         return Tokenizer.from_file(config.tokenizer.path)
-    if saved.is_file():
-        return Tokenizer.from_file(saved)
     fr = (1.0 - config.data.val_fraction, config.data.val_fraction, 0.0)
     texts = [d.text for d in docs if split_of(d.id, fr) == "train"]
+    recipe = _tokenizer_recipe(config, texts)
+    if saved.is_file():
+        try:
+            matches = json.loads(recipe_file.read_text(encoding="utf-8")) == recipe
+        except (OSError, ValueError):
+            matches = False
+        if matches or (resume and not recipe_file.exists()):  # a run from before recipes
+            return Tokenizer.from_file(saved)
+        if resume:
+            raise ConfigError(
+                f"--resume: {saved} was not trained from this config's corpus and tokenizer "
+                "settings; resume with the config of the interrupted run"
+            )
+        print(
+            f"[pretrain] {saved} is from another corpus or settings: training a new tokenizer",
+            file=sys.stderr,
+        )
     tok = train_tokenizer(texts, config.tokenizer.vocab_size, config.tokenizer.min_frequency)
     tok.save(saved)
+    atomic_write_json(recipe_file, recipe)
     return tok
 
 
@@ -224,7 +261,18 @@ class _ProgressLog(L.Callback):
 
 
 def pretrain(config: PretrainConfig, resume: bool = False) -> dict[str, Any]:
-    """Run pretraining; returns a summary (paths, validation metrics, baselines, speed)."""
+    """Run pretraining; returns a summary (paths, validation metrics, baselines, speed).
+
+    The output directory is held for the run (:mod:`plugformer.outdir`); SIGINT/SIGTERM stop
+    at a step boundary, writing ``checkpoints/last.ckpt`` for ``resume=True``.
+    """
+    from plugformer.outdir import claim
+
+    with claim(config.out_dir, "pretrain"):
+        return _pretrain(config, resume)
+
+
+def _pretrain(config: PretrainConfig, resume: bool) -> dict[str, Any]:
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from plugformer import plugins
@@ -233,6 +281,7 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> dict[str, Any]:
     from plugformer.data.corpus import Corpus, build_token_cache, load_documents
     from plugformer.errors import ConfigError
     from plugformer.fileio import atomic_write_json
+    from plugformer.signals import checkpoint_on_signal, fit
     from plugformer.training import build_trainer, seed_everything
 
     t_start = time.time()
@@ -247,7 +296,7 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> dict[str, Any]:
     seed_everything(config.seed)
 
     docs = load_documents(config.data.corpus)
-    tokenizer = _prepare_tokenizer(config, out, docs)
+    tokenizer = _prepare_tokenizer(config, out, docs, resume=resume)
     cache = build_token_cache(docs, tokenizer, config.data.val_fraction, plugformer_home())
     config = config.model_copy(deep=True)
     config.model.vocab_size = tokenizer.vocab_size
@@ -266,8 +315,10 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> dict[str, Any]:
     )
     # on_train_batch_end fires once per micro-batch: count the tokens of one micro-batch.
     throughput = _Throughput(t.batch_size * config.model.max_seq_len)
+    on_signal = checkpoint_on_signal(last)
     callbacks = [
         ckpt,
+        on_signal,
         throughput,
         _ProgressLog(t.max_steps),
         *plugins.extra_callbacks("pretrain", config),
@@ -285,7 +336,14 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> dict[str, Any]:
         limit_val_batches=t.val_batches,
         grad_clip=config.optim.grad_clip,
     )
-    trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None, weights_only=True)
+    fit(
+        trainer,
+        on_signal,
+        module,
+        datamodule=data,
+        ckpt_path=str(last) if resume else None,
+        weights_only=True,
+    )
     val = trainer.validate(module, datamodule=data, verbose=False)[0] if trainer.global_step else {}
     summary: dict[str, Any] = {
         "steps": trainer.global_step,
