@@ -379,6 +379,9 @@ def _add_optional_commands() -> None:
             pass
 
 
+_CORE_COMMANDS: dict[str, click.Command] | None = None
+
+
 def _add_plugin_commands() -> None:
     from plugformer import plugins
 
@@ -387,7 +390,10 @@ def _add_plugin_commands() -> None:
     except PlugformerError as exc:  # strict mode, or a broken environment
         click.echo(f"plugformer: {exc}", err=True)
         return
-    core = dict(cli.commands)  # core commands cannot be replaced or removed by a plugin
+    global _CORE_COMMANDS
+    if _CORE_COMMANDS is None:  # before any plugin added one (main may run more than once)
+        _CORE_COMMANDS = dict(cli.commands)
+    core = _CORE_COMMANDS  # core commands cannot be replaced or removed by a plugin
     for impl in pm.hook.register_commands.get_hookimpls():
         try:
             plugins._call_impl(impl, "register_commands", bounded=True, cli=cli)
