@@ -76,18 +76,19 @@ def validate_manifest(raw: Any, where: str | Path) -> Manifest:
     """The validated manifest, or one CheckpointError line naming the first bad field."""
     from plugformer.checkpoint import FORMAT_VERSION
 
+    version = raw.get("format_version") if isinstance(raw, dict) else None
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+        # Checked first: a newer format may describe itself with fields this version lacks.
+        raise CheckpointError(
+            f"{where}: checkpoint format {version} is newer than this plugformer reads "
+            f"({FORMAT_VERSION}); upgrade plugformer"
+        )
     try:
-        manifest = Manifest.model_validate(raw)
+        return Manifest.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"]) or "(top level)"
         raise CheckpointError(f"{where}: invalid manifest field {field!r}: {err['msg']}") from None
-    if manifest.format_version > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{where}: checkpoint format {manifest.format_version} is newer than this plugformer "
-            f"reads ({FORMAT_VERSION}); upgrade plugformer"
-        )
-    return manifest
 
 
 def verify_files(path: Path, manifest: Manifest, tokenizer_hash: str) -> None:
