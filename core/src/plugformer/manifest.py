@@ -102,8 +102,8 @@ def verify_files(path: Path, manifest: Manifest, tokenizer_hash: str) -> None:
         )
     if sha256_file(path / "model.safetensors") != manifest.weights_sha256:
         raise CheckpointError(
-            f"{path}: model.safetensors does not match the manifest's weights_sha256 "
-            "(corrupt, or weights from another checkpoint)"
+            f"{path}: corrupt weights: model.safetensors does not match the manifest's "
+            "weights_sha256 (damaged, or weights from another checkpoint)"
         )
 
 

@@ -170,7 +170,7 @@ class SentimentTask(Task):
             first = next(ex for ex in train_examples if ex.label is None)
             raise DataError(
                 f"{_where(first)}: no label (task 'sentiment': {counts[None]} training "
-                "example(s) have none)"
+                "example(s) have no label)"
             )
         if self.options.labels:
             unknown = sorted(set(counts) - set(self.options.labels))
