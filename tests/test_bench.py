@@ -294,6 +294,55 @@ def test_unchanged_rerun_uses_the_cache(workspace: Path, fakes: Fakes) -> None:
     assert json.loads((run / "results.json").read_text())["summary"] == first["summary"]
 
 
+def _cells_by_kind(run: Path) -> dict[str, list[Path]]:
+    out: dict[str, list[Path]] = {"model": [], "baseline": []}
+    for f in sorted((run / "cells").glob("*.json")):
+        out[json.loads(f.read_text())["kind"]].append(f)
+    return out
+
+
+def test_a_cell_copied_over_another_is_recomputed_with_a_warning(
+    workspace: Path, fakes: Fakes
+) -> None:
+    """Issue 20 (2): a cached cell was used without checking its key: a baseline's file copied
+    over a model cell's showed the baseline's result in the model's row."""
+    suite, run = write_suite(workspace), workspace / "runs" / "copied"
+    run_suite(suite, run, log=quiet)
+    cells = _cells_by_kind(run)
+    victim, other = cells["model"][0], cells["baseline"][0]
+    victim.write_bytes(other.read_bytes())
+    lines: list[str] = []
+    run_suite(suite, run, log=lines.append)
+    warned = [ln for ln in lines if "invalid" in ln]
+    assert len(warned) == 1 and str(victim) in warned[0] and "key" in warned[0], lines
+    assert len(fakes.finetunes) == 5  # the model cell ran again
+    assert json.loads(victim.read_text())["kind"] == "model"
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda text: text[: len(text) // 2],  # truncated
+        lambda text: text.replace('"metrics": {', '"metrics": {"injected": 1.0, ', 1),  # edited
+        lambda text: "",  # empty
+    ],
+    ids=["truncated", "edited", "empty"],
+)
+def test_a_damaged_cell_is_recomputed_and_named(workspace: Path, fakes: Fakes, damage: Any) -> None:
+    """Issue 20 (2): a truncated cell stopped the suite with a JSONDecodeError naming no file;
+    an edited one was trusted. Each is now named in a warning and recomputed."""
+    suite, run = write_suite(workspace), workspace / "runs" / f"damaged-{id(damage)}"
+    run_suite(suite, run, log=quiet)
+    victim = _cells_by_kind(run)["model"][1]
+    victim.write_text(damage(victim.read_text()))
+    lines: list[str] = []
+    run_suite(suite, run, log=lines.append)
+    warned = [ln for ln in lines if "invalid" in ln]
+    assert len(warned) == 1 and str(victim) in warned[0], lines
+    assert len(fakes.finetunes) == 5
+    assert sum("(cached)" in line for line in lines) == 4
+
+
 def test_changes_invalidate_exactly_the_affected_cells(workspace: Path, fakes: Fakes) -> None:
     run = workspace / "runs" / "invalidate"
     run_suite(write_suite(workspace), run, log=quiet)

@@ -18,6 +18,7 @@ and a changed seed or spec re-runs exactly the cells it affects.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib
 import json
@@ -434,6 +435,22 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def _cached_cells(
+    cells: list[Cell], cell_file: Mapping[str, Path], log: Callable[[str], None]
+) -> dict[str, dict[str, Any]]:
+    """The verified records of cached cells (:mod:`plugformer.cellcache`); bad ones are named
+    in a warning and left out, so they are recomputed."""
+    from plugformer.cellcache import read_cell
+
+    out: dict[str, dict[str, Any]] = {}
+    for c in cells:
+        if c.key not in out:
+            record = read_cell(cell_file[c.key], c.key, c.kind, c.spec.task, log)
+            if record is not None:
+                out[c.key] = record
+    return out
+
+
 def run_suite(
     path: str | Path,
     out: str | Path | None = None,
@@ -444,6 +461,7 @@ def run_suite(
 ) -> Path:
     """Run (or resume) a suite; writes the cells, results and reports; returns the run directory."""
     from plugformer.backbones import resolve_backbone
+    from plugformer.cellcache import write_cell
     from plugformer.fileio import atomic_write_json
     from plugformer.report import write_reports
 
@@ -453,7 +471,8 @@ def run_suite(
     run_dir = Path(out or Path("runs") / "bench" / suite.name)
     cells = plan_cells(suite, path, refs)
     cell_file = {c.key: run_dir / "cells" / f"{c.key}.json" for c in cells}
-    pending = {c.key for c in cells if not cell_file[c.key].is_file()}
+    cached = _cached_cells(cells, cell_file, log)
+    pending = {c.key for c in cells if c.key not in cached}
     log(
         f"suite {suite.name}: {len(cells)} cells ({len(cells) - len(pending)} cached, {len(pending)} to run) → {run_dir}"
     )
@@ -464,7 +483,7 @@ def run_suite(
     tokenizer: list[Any] = []  # the first backbone's, lent to baselines; loaded on first need
     progress, records = _Progress(cells, pending, log), []
     for i, cell in enumerate(cells, 1):
-        if not cell_file[cell.key].is_file():  # two labels of one backbone share their cells
+        if cell.key not in cached:  # two labels of one backbone share their cells
             progress.start(i, cell)
             t0 = time.perf_counter()
             if cell.kind == "model":
@@ -472,10 +491,11 @@ def run_suite(
             else:
                 tokenizer = tokenizer or [resolve_backbone(cell.ref or "", seed=0).tokenizer]
                 record = _run_baseline(cell, tokenizer[0], run_dir)
-            atomic_write_json(cell_file[cell.key], record)
+            write_cell(cell_file[cell.key], record)
+            cached[cell.key] = copy.deepcopy(record)
             ran: float | None = time.perf_counter() - t0
         else:
-            record, ran = json.loads(cell_file[cell.key].read_text(encoding="utf-8")), None
+            record, ran = copy.deepcopy(cached[cell.key]), None
         record.update(_labels(cell))  # a renamed label or moved checkpoint is not a new result
         records.append(record)
         progress.done(i, cell, record, ran)

@@ -70,11 +70,9 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{mpath}: corrupt manifest ({exc})") from None
     if not isinstance(manifest, dict) or "format_version" not in manifest or "kind" not in manifest:
         raise CheckpointError(f"{mpath}: manifest lacks format_version/kind")
-    fv = manifest["format_version"]
-    if not isinstance(fv, int) or fv > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{mpath}: checkpoint format {fv} is newer than this plugformer reads ({FORMAT_VERSION}); upgrade plugformer"
-        )
+    from plugformer.manifest import validate_manifest
+
+    validate_manifest(manifest, mpath)  # every field the loaders read, typed (plugformer.manifest)
     for needed in ("model.safetensors", "tokenizer.json"):
         if not (path / needed).is_file():
             raise CheckpointError(f"{path}: missing {needed}")
@@ -258,17 +256,29 @@ def load_task(path: str | Path) -> tuple[Any, Any, Any, dict[str, Any]]:
         raise CheckpointError(
             f"{path}: a backbone checkpoint, not a task checkpoint (fine-tune it first)"
         )
-    info = manifest.get("task") or {}
+    from plugformer.manifest import validate_manifest
+
+    task_info = validate_manifest(manifest, path / MANIFEST).task
+    assert task_info is not None  # validated: a task checkpoint names its task
+    info = task_info.model_dump(by_alias=True)
     try:
-        cls = plugins.get_task_class(info.get("name", "?"))
+        cls = plugins.get_task_class(info["name"])
     except PluginError as exc:
         raise CheckpointError(
             f"{path}: needs the plugin for task {info.get('name')!r}: {exc}"
         ) from None
     _check_task_version(path, cls, str(info.get("version", "0")))
     loaded = load_backbone(path)
-    task = cls(info.get("options") or {}, loaded.tokenizer)
-    task.load_state_dict(info.get("state") or {})
+    try:
+        task = cls(info["options"], loaded.tokenizer)
+        task.load_state_dict(info["state"])
+    except CheckpointError:
+        raise
+    except Exception as exc:  # options or state the task refuses
+        raise CheckpointError(
+            f"{path}: the manifest's task options/state do not fit task {info['name']!r} "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from None
     head = task.build_head(loaded.model)
     load_weights(head, path / "head.safetensors")
     return task, loaded.model, head, manifest

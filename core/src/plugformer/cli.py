@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from plugformer import __version__
-from plugformer.errors import PlugformerError
+from plugformer.errors import Interrupted, PlugformerError
 
 __all__ = ["cli", "main"]
 
@@ -329,14 +329,22 @@ def _load_spec(spec: str, data: Path | None, overrides: tuple[str, ...]) -> Any:
     "--out", type=click.Path(path_type=Path), help="Output directory (default runs/<spec>)."
 )
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+@click.option(
+    "--resume", is_flag=True, help="Continue an interrupted run from OUT/checkpoints/last.ckpt."
+)
 def finetune(
-    spec: str, backbone: str | None, data: Path | None, out: Path | None, overrides: tuple[str, ...]
+    spec: str,
+    backbone: str | None,
+    data: Path | None,
+    out: Path | None,
+    overrides: tuple[str, ...],
+    resume: bool,
 ) -> None:
     """Fine-tune a task: SPEC is a spec file or name (plugformer tasks), or a task name with --data."""
     s = _load_spec(spec, data, overrides)
     from plugformer.finetune import finetune as run
 
-    summary = run(s, backbone, out)
+    summary = run(s, backbone, out, resume=resume)
     summary.pop("val_history", None)
     click.echo(json.dumps(summary, indent=2))
 
@@ -359,12 +367,18 @@ def evaluate(
 ) -> None:
     """Score a task checkpoint on SPEC's test split (a spec file or name); prints the metrics."""
     s = _load_spec(spec, None, overrides)
+    from plugformer.fileio import atomic_write_json
     from plugformer.finetune import evaluate as run
 
-    result = run(
-        s, checkpoint, split=split, out_json=out or checkpoint.parent / f"eval_{split}.json"
-    )
-    click.echo(json.dumps(result["metrics"], indent=2))
+    result = run(s, checkpoint, split=split)
+    click.echo(json.dumps(result["metrics"], indent=2))  # shown even if the file cannot be written
+    target = out or checkpoint.parent / f"eval_{split}.json"
+    try:
+        atomic_write_json(target, result)
+    except PlugformerError as exc:
+        if out is not None:  # asked for: a failure
+            raise
+        click.echo(f"plugformer: warning: result not saved ({exc}); pass --out FILE", err=True)
 
 
 def _parse_input(text: str) -> Any:
@@ -438,6 +452,9 @@ def _add_optional_commands() -> None:
             pass
 
 
+_CORE_COMMANDS: dict[str, click.Command] | None = None
+
+
 def _add_plugin_commands() -> None:
     from plugformer import plugins
 
@@ -446,26 +463,44 @@ def _add_plugin_commands() -> None:
     except PlugformerError as exc:  # strict mode, or a broken environment
         click.echo(f"plugformer: {exc}", err=True)
         return
+    global _CORE_COMMANDS
+    if _CORE_COMMANDS is None:  # before any plugin added one (main may run more than once)
+        _CORE_COMMANDS = dict(cli.commands)
+    core = _CORE_COMMANDS  # core commands cannot be replaced or removed by a plugin
     for impl in pm.hook.register_commands.get_hookimpls():
         try:
-            impl.function(cli=cli)
+            plugins._call_impl(impl, "register_commands", bounded=True, cli=cli)
         except Exception as exc:
             click.echo(
                 f"plugformer: plugin {impl.plugin_name!r} failed to add commands: {exc}", err=True
             )
+        for name, command in core.items():
+            if cli.commands.get(name) is not command:
+                cli.commands[name] = command
+                click.echo(
+                    f"plugformer: plugin {impl.plugin_name!r} may not replace the core command "
+                    f"{name!r}; ignored",
+                    err=True,
+                )
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one clear line for user errors, tracebacks only with --debug."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("PLUGFORMER_DEBUG") == "1"
+    from plugformer.signals import install_default_handlers
+
+    install_default_handlers()
     try:
         _add_optional_commands()
         _add_plugin_commands()
         cli.main(argv, prog_name="plugformer", standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+        click.echo("plugformer: aborted", err=True)
         sys.exit(130)
+    except Interrupted as exc:
+        click.echo(f"plugformer: {exc}", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
@@ -477,7 +512,7 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"plugformer: error: {exc}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
+        click.echo("plugformer: interrupted by SIGINT", err=True)
         sys.exit(130)
     except Exception as exc:
         if debug:

@@ -7,11 +7,13 @@ Model presets live in :data:`MODEL_PRESETS` (``model.preset = "tiny"``).
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import json
 import tomllib
+import typing
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -34,10 +36,33 @@ __all__ = [
 ]
 
 
+def _counts_not_flags(annotation: Any) -> bool:
+    """Whether a field takes numbers but not booleans (``int``, ``float | None``, ...)."""
+    args = set(typing.get_args(annotation)) or {annotation}
+    return bool(args & {int, float}) and bool not in args
+
+
 class StrictModel(BaseModel):
-    """Base for every config model: unknown keys are errors, defaults are validated."""
+    """Base for every config model: unknown keys are errors, defaults are validated, and a
+    number field refuses ``true``/``false`` (pydantic would take ``max_steps = true`` as 1)."""
 
     model_config = ConfigDict(extra="forbid", validate_default=True, use_attribute_docstrings=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name, field in cls.model_fields.items():
+                value = data.get(field.alias or name)
+                if isinstance(value, bool) and _counts_not_flags(field.annotation):
+                    raise ValueError(f"{name}: expected a number, got {str(value).lower()}")
+        return data
+
+
+SEED_MAX = 2**32 - 1
+"""Largest seed: NumPy's seeding (``lightning.seed_everything``) takes 32-bit seeds."""
+
+Beta = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]
 
 
 # Named model sizes (LitGPT-style presets). Fields given explicitly override the preset.
@@ -164,8 +189,8 @@ class OptimConfig(StrictModel):
     """Final learning rate as a fraction of lr."""
     weight_decay: float = Field(0.1, ge=0)
     """Decoupled weight decay (never applied to norms, biases or embeddings)."""
-    betas: tuple[float, float] = (0.9, 0.95)
-    """Adam betas."""
+    betas: tuple[Beta, Beta] = (0.9, 0.95)
+    """Adam betas, each in [0, 1)."""
     warmup_steps: int = Field(100, ge=0)
     """Linear warm-up steps."""
     grad_clip: float = Field(1.0, ge=0)
@@ -223,7 +248,7 @@ class PretrainConfig(StrictModel):
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     objective: str = "clm"
     """Pretraining objective by name: clm (causal LM), mlm (masked LM), or one a plugin adds."""
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=SEED_MAX)
     """Seeds Python, NumPy and torch (and the data order)."""
     out_dir: str = "runs/pretrain"
     """Where checkpoints, logs and the final backbone checkpoint (out_dir/final) go."""
@@ -253,21 +278,39 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     except RecursionError:
         raise ConfigError(f"{path}: invalid TOML: arrays or tables nested too deeply") from None
+    _refuse_dates(data, str(path), "")
+    return data
+
+
+def _refuse_dates(value: Any, source: str, where: str) -> None:
+    """TOML dates and times have no place in a plugformer config: name the first one."""
+    if isinstance(value, datetime.date | datetime.time):
+        raise ConfigError(
+            f"{source}: {where or 'value'}: a TOML date/time ({value.isoformat()}) where no config "
+            "field takes one; quote it if you mean text"
+        )
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _refuse_dates(v, source, f"{where}.{k}" if where else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _refuse_dates(v, source, f"{where}[{i}]")
 
 
 def _parse_value(raw: str) -> Any:
     """``--set`` values are TOML literals where they parse (1, 2.5, true, "x", [1, 2]), else strings."""
     try:
-        return tomllib.loads(f"v = {raw}")["v"]
+        value = tomllib.loads(f"v = {raw}")["v"]
     except (tomllib.TOMLDecodeError, RecursionError):
         return raw
+    return raw if isinstance(value, datetime.date | datetime.time) else value
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
@@ -420,7 +463,7 @@ class TaskSpec(StrictModel):
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     backbone: str | None = None
     """Backbone reference (a checkpoint dir, native:DIR, scratch:DIR, hf:NAME); CLI --backbone wins."""
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=SEED_MAX)
     out_dir: str | None = None
     """Where the task checkpoint goes (default runs/<task>)."""
 

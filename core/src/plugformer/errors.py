@@ -11,6 +11,7 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "DataError",
+    "Interrupted",
     "PlugformerError",
     "PluginError",
 ]
@@ -34,3 +35,19 @@ class CheckpointError(PlugformerError):
 
 class PluginError(PlugformerError):
     """A plugin is broken, incompatible, or conflicts with another."""
+
+
+class Interrupted(BaseException):
+    """The run was stopped by a signal; the CLI exits ``128 + signum`` (130 SIGINT, 143 SIGTERM).
+
+    A ``BaseException``, like ``KeyboardInterrupt``: ``except Exception`` blocks (plugin
+    isolation, readers) must not swallow it.
+    """
+
+    def __init__(self, signum: int, message: str) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + int(self.signum)

@@ -36,6 +36,23 @@ def _explain(exc: OSError, path: Path) -> PlugformerError:
     return PlugformerError(f"{path}: cannot write ({exc.strerror or exc})")
 
 
+def _umask() -> int:
+    """The process umask (read by setting and restoring it: POSIX has no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _publish_mode(fd_or_path: int | Path, directory: bool = False) -> None:
+    """Give a temporary file (0600) or directory (0700) the mode a plain ``open``/``mkdir``
+    would: readable by others under a normal umask (issue 20: results were private)."""
+    mode = (0o777 if directory else 0o666) & ~_umask()
+    if isinstance(fd_or_path, int):
+        os.fchmod(fd_or_path, mode)
+    else:
+        os.chmod(fd_or_path, mode)
+
+
 def ensure_dir(path: str | os.PathLike[str]) -> Path:
     """``mkdir -p path``; failures (read-only, a file in the way, disk full) are one line."""
     path = Path(path)
@@ -53,6 +70,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kw: Any) -> Ite
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        _publish_mode(fd)
     except OSError as exc:
         raise _explain(exc, path) from exc
     try:
@@ -87,6 +105,7 @@ def atomic_dir(path: str | os.PathLike[str], overwrite: bool = True) -> Iterator
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        _publish_mode(tmp, directory=True)
     except OSError as exc:
         raise _explain(exc, path) from exc
     try:

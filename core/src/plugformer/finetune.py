@@ -10,8 +10,9 @@ lives in :mod:`plugformer.inference` and is re-exported here.
 from __future__ import annotations
 
 import copy
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +169,57 @@ class _KeepBest(L.Callback):
                 {k: v.detach().cpu() for k, v in pl_module.state_dict().items()}
             )
 
+    # Saved in the Lightning checkpoint of an interrupted run, so --resume selects the same
+    # best weights as an uninterrupted run; the validation history goes with them.
+    def state_dict(self) -> dict[str, Any]:
+        history = getattr(self, "_module", None)
+        return {
+            "best": self.best,
+            "step": self.step,
+            "state": self.state,
+            "history": list(history.val_history) if history is not None else [],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.step, self.state = state["best"], state["step"], state["state"]
+        self._history = state.get("history", [])
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._module = pl_module
+        pl_module.val_history[:0] = getattr(self, "_history", [])
+
+
+class _RngState(L.Callback):
+    """The global torch RNG (dropout) in the checkpoint: a resumed run draws what the
+    uninterrupted one would have."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"torch": torch.get_rng_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        torch.set_rng_state(state["torch"])
+
+
+class _ResumableOrder(torch.utils.data.Sampler[int]):
+    """Training order as a function of the position: epoch ``e`` is a permutation seeded by
+    ``(seed, e)``; iteration starts at item ``start`` and runs to ``total`` (all epochs as one
+    stream), so a run resumed at step ``k`` sees exactly the batches it would have seen."""
+
+    def __init__(self, n: int, seed: int, total: int, start: int = 0) -> None:
+        self.n, self.seed, self.total, self.start = n, seed, total, start
+
+    def __len__(self) -> int:
+        return max(0, self.total - self.start)
+
+    def __iter__(self) -> Iterator[int]:
+        epoch, perm = -1, None
+        for i in range(self.start, self.total):
+            if i // self.n != epoch:
+                epoch = i // self.n
+                g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+                perm = torch.randperm(self.n, generator=g).tolist()
+            yield perm[i % self.n]
+
 
 # --------------------------------------------------------------------------- API
 
@@ -218,23 +270,35 @@ def _freeze(backbone: nn.Module, spec: TaskSpec) -> None:
 
 
 def _loaders(
-    task: Any, spec: TaskSpec, train: list[Any], val: list[Any]
-) -> tuple[DataLoader, DataLoader | None]:
+    task: Any, spec: TaskSpec, train: list[Any], val: list[Any], start_step: int = 0
+) -> tuple[DataLoader, DataLoader | None, int, int]:
+    """Training and validation loaders, the run's training steps and the steps per epoch."""
     ft = spec.finetune
-    g = torch.Generator().manual_seed(spec.seed)
+    features = _Features(task, train)
+    per_epoch = math.ceil(len(features) / ft.batch_size)
+    steps = ft.max_steps or ft.epochs * per_epoch
+    order = _ResumableOrder(
+        len(features), spec.seed, steps * ft.batch_size, start_step * ft.batch_size
+    )
+    # Own generators: a loader drawing its base seed from the global RNG would shift dropout.
     train_dl = DataLoader(
-        _Features(task, train),
+        features,
         batch_size=ft.batch_size,
-        shuffle=True,
-        generator=g,
+        sampler=order,
+        generator=torch.Generator().manual_seed(spec.seed),
         collate_fn=task.collate,
     )
     val_dl = (
-        DataLoader(val, batch_size=ft.eval_batch_size, collate_fn=eval_collate(task))
+        DataLoader(
+            val,
+            batch_size=ft.eval_batch_size,
+            collate_fn=eval_collate(task),
+            generator=torch.Generator().manual_seed(spec.seed),
+        )
         if val
         else None
     )
-    return train_dl, val_dl
+    return train_dl, val_dl, steps, per_epoch
 
 
 def _trainer(
@@ -244,6 +308,7 @@ def _trainer(
     max_steps: int,
     val_every: int | None,
     stage: str,
+    logger_version: str = "",
 ) -> L.Trainer:
     from plugformer.config import TrainerConfig
     from plugformer.plugins import extra_callbacks
@@ -268,22 +333,55 @@ def _trainer(
         val_check_interval=val_every,
         grad_clip=ft.grad_clip,
         logger_name=f"{stage}_logs",
+        logger_version=logger_version,
     )
 
 
 def finetune(
-    spec: TaskSpec, backbone: str | None = None, out_dir: str | Path | None = None
+    spec: TaskSpec,
+    backbone: str | None = None,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
-    """Fine-tune ``spec`` on a backbone reference; writes a task checkpoint; returns a summary."""
-    from plugformer.backbones import resolve_backbone
-    from plugformer.checkpoint import save_task
-    from plugformer.training import seed_everything
+    """Fine-tune ``spec`` on a backbone reference; writes a task checkpoint; returns a summary.
 
-    t0 = time.time()
+    The output directory is held for the run (:mod:`plugformer.outdir`). SIGINT/SIGTERM stop
+    at a step boundary with ``out/checkpoints/last.ckpt`` (``resume=True`` continues it to the
+    result an uninterrupted run gives) and the best weights so far as a task checkpoint in
+    ``out/best``.
+    """
+    from plugformer.outdir import claim
+
     ref = backbone or spec.backbone
     if not ref:
         raise PlugformerError("no backbone: pass --backbone CKPT or set `backbone` in the spec")
     out = Path(out_dir or spec.out_dir or f"runs/{spec.label}")
+    with claim(out, "finetune"):
+        return _finetune(spec, ref, out, resume)
+
+
+def _finetune(spec: TaskSpec, ref: str, out: Path, resume: bool) -> dict[str, Any]:
+    from plugformer.backbones import resolve_backbone
+    from plugformer.checkpoint import save_task
+    from plugformer.errors import ConfigError, Interrupted
+    from plugformer.signals import checkpoint_on_signal, fit
+    from plugformer.training import seed_everything
+
+    t0 = time.time()
+    last = out / "checkpoints" / "last.ckpt"
+    start_step = 0
+    if resume:
+        from plugformer.pretrain import _check_resumable
+
+        if not last.is_file():
+            raise ConfigError(f"--resume: no {last} to resume from (the run was not interrupted)")
+        _check_resumable(last)
+        start_step = int(torch.load(last, map_location="cpu", weights_only=True)["global_step"])
+    elif last.is_file():
+        raise ConfigError(
+            f"{out}: holds an interrupted run ({last}); continue it with --resume, "
+            "or delete it (or choose another --out) to start afresh"
+        )
     seed_everything(spec.seed)
     loaded = resolve_backbone(ref, seed=spec.seed)
     task = build_task(spec.task, spec.options, loaded.tokenizer)
@@ -303,14 +401,14 @@ def finetune(
             "(unset finetune.freeze_backbone)"
         )
     loaded.model.train()  # loaded checkpoints arrive in eval mode; dropout must be live
-    train_dl, val_dl = _loaders(task, spec, train, val)
+    train_dl, val_dl, steps, per_epoch = _loaders(task, spec, train, val, start_step)
     ft = spec.finetune
-    steps = ft.max_steps or ft.epochs * len(train_dl)
     module = FinetuneModule(task, loaded.model, head, spec, total_steps=steps)
     keep = _KeepBest(task.main_metric, task.higher_is_better)
     budget = ft.max_minutes * 60 if ft.max_minutes else None
     schedule = BudgetSchedule(int(ft.warmup_ratio * steps), steps, budget, 0.0)
-    callbacks: list[Any] = [keep, schedule]
+    on_signal = checkpoint_on_signal(last)
+    callbacks: list[Any] = [keep, schedule, _RngState(), on_signal]
     if ft.early_stopping_patience and val_dl is not None:
         from lightning.pytorch.callbacks import EarlyStopping
 
@@ -321,11 +419,28 @@ def finetune(
                 mode="max" if task.higher_is_better else "min",
             )
         )
-    val_every = min(ft.val_every or len(train_dl), steps)
+    val_every = min(ft.val_every or per_epoch, steps)
+    # A resumed run logs into finetune_logs/resumeN/, keeping the interrupted run's CSV.
+    version = f"resume{len(list((out / 'finetune_logs').glob('resume*'))) + 1}" if resume else ""
     trainer = _trainer(
-        spec, out, callbacks, steps, val_every if val_dl is not None else None, "finetune"
+        spec, out, callbacks, steps, val_every if val_dl is not None else None, "finetune", version
     )
-    trainer.fit(module, train_dataloaders=train_dl, val_dataloaders=val_dl)
+    try:
+        fit(
+            trainer,
+            on_signal,
+            module,
+            train_dataloaders=train_dl,
+            val_dataloaders=val_dl,
+            ckpt_path=str(last) if resume else None,
+            weights_only=True,
+        )
+    except Interrupted:
+        if keep.state is not None and trainer.is_global_zero:  # the best weights so far, usable
+            module.load_state_dict(keep.state)
+            summary = {"backbone": ref, "val_metrics": {"best_step": keep.step}}
+            save_task(out / "best", loaded, head, task, spec, summary)
+        raise
     validated = {h["step"] for h in module.val_history}
     if val_dl is not None and trainer.global_step and trainer.global_step not in validated:
         # A budget (or early epoch end) stopped between validations: judge the last weights too.
@@ -355,6 +470,7 @@ def finetune(
     if trainer.is_global_zero:
         save_task(out / "final", loaded, head, task, spec, summary)
         summary["checkpoint"] = str(out / "final")
+        last.unlink(missing_ok=True)  # the run is complete: nothing is left to resume
     return summary
 
 

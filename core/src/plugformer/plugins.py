@@ -8,7 +8,10 @@ inside a registration hook is recorded as broken and skipped — unless plugins 
 (``--strict-plugins`` or ``PLUGFORMER_STRICT_PLUGINS=1``), which makes it fatal.
 
 Environment: ``PLUGFORMER_LOAD_PLUGINS=a,b`` loads only those entry points (empty: none);
-``PLUGFORMER_TRACE_PLUGINS=1`` prints every hook call with its duration to stderr.
+``PLUGFORMER_TRACE_PLUGINS=1`` prints every hook call (plugin by plugin, before it starts,
+so a hang names its culprit) with its duration to stderr; ``PLUGFORMER_PLUGIN_TIMEOUT``
+(seconds, default 30) bounds each plugin's registration hook: one that does not return in
+time is reported broken and skipped.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import importlib.metadata as md
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -281,18 +285,61 @@ def _tracing() -> bool:
     return os.environ.get("PLUGFORMER_TRACE_PLUGINS", "") not in ("", "0")
 
 
-def _call_impl(impl: Any, hook_name: str, **kwargs: Any) -> Any:
-    """Call one plugin's implementation of a hook (traced when PLUGFORMER_TRACE_PLUGINS is set)."""
-    if not _tracing():
-        return impl.function(**kwargs)
+def hook_timeout() -> float:
+    """Seconds a plugin's registration hook may take (``PLUGFORMER_PLUGIN_TIMEOUT``)."""
+    raw = os.environ.get("PLUGFORMER_PLUGIN_TIMEOUT", "30")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise PluginError(f"PLUGFORMER_PLUGIN_TIMEOUT={raw!r} is not a number of seconds") from None
+    return value if value > 0 else float("inf")
+
+
+def _bounded(function: Callable[..., Any], timeout: float, **kwargs: Any) -> Any:
+    """``function(**kwargs)`` in a daemon thread; PluginTimeout if it has not returned in time
+    (the thread is abandoned: Python cannot stop it, and a daemon does not block exit)."""
+    import threading
+
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = function(**kwargs)
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True, name="plugformer-plugin-hook")
+    thread.start()
+    thread.join(None if timeout == float("inf") else timeout)
+    if thread.is_alive():
+        raise PluginTimeout(f"did not return within {timeout:g} s (PLUGFORMER_PLUGIN_TIMEOUT)")
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+class PluginTimeout(PluginError):
+    """A plugin's hook did not return within the time limit."""
+
+
+def _call_impl(impl: Any, hook_name: str, bounded: bool = False, **kwargs: Any) -> Any:
+    """Call one plugin's implementation of a hook (traced when PLUGFORMER_TRACE_PLUGINS is set:
+    the plugin is named before the call starts); ``bounded`` applies :func:`hook_timeout`."""
+    tracing = _tracing()
+    if tracing:
+        print(f"[plugformer] hook {hook_name} in {impl.plugin_name}: calling", file=sys.stderr)
     t0 = time.perf_counter()
     try:
+        if bounded:
+            return _bounded(impl.function, hook_timeout(), **kwargs)
         return impl.function(**kwargs)
     finally:
-        took = (time.perf_counter() - t0) * 1000
-        print(
-            f"[plugformer] hook {hook_name} in {impl.plugin_name}: {took:.1f} ms", file=sys.stderr
-        )
+        if tracing:
+            took = (time.perf_counter() - t0) * 1000
+            print(
+                f"[plugformer] hook {hook_name} in {impl.plugin_name}: {took:.1f} ms",
+                file=sys.stderr,
+            )
 
 
 def _collect() -> dict[str, Registry]:
@@ -328,12 +375,16 @@ def _collect() -> dict[str, Registry]:
                 _hook: str = hook_name,
                 **kw: Any,
             ) -> None:
+                if by_owner[_owner].status != "ok":  # a late call from a timed-out hook
+                    return
                 for key, name, item in _registrations(_hook, args, kw, _info):
                     regs[key].add(name, item, _owner)
                     _added.append((regs[key], name))
 
             try:
-                _call_impl(impl, hook_name, register=register)
+                _call_impl(impl, hook_name, bounded=True, register=register)
+            except PluginTimeout as exc:
+                _broken(info, f"{hook_name} {exc}")
             except PluginError as exc:
                 # A name clash: neither registration can be trusted, so both plugins are broken.
                 clashes = [o for r in regs.values() for o in r.conflicts.values()]
@@ -433,10 +484,12 @@ def get_task_class(name: str) -> type:
 
 def call_on_result(result: dict[str, Any]) -> None:
     """Tell every plugin of a finished evaluation; one plugin's failure is reported, not fatal."""
+    import copy
+
     pm = get_plugin_manager()
     for impl in pm.hook.on_result.get_hookimpls():
-        try:
-            _call_impl(impl, "on_result", result=result)
+        try:  # each plugin gets its own copy: an edit must not reach the caller or the others
+            _call_impl(impl, "on_result", result=copy.deepcopy(result))
         except Exception as exc:
             print(
                 f"plugformer: plugin {impl.plugin_name!r} failed in on_result: {exc}",

@@ -8,6 +8,7 @@ to CSV, keeps ``last.ckpt`` for ``--resume``, and writes the backbone checkpoint
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import time
@@ -149,24 +150,61 @@ def prepare_tokenizer(config: PretrainConfig) -> Any:
 
     out = Path(config.out_dir)
     ensure_dir(out)
-    if config.tokenizer.path or (out / "tokenizer.json").is_file():
+    if config.tokenizer.path:
         return _prepare_tokenizer(config, out, [])
     return _prepare_tokenizer(config, out, load_documents(config.data.corpus))
 
 
-def _prepare_tokenizer(config: PretrainConfig, out: Path, docs: list[Any]) -> Any:
+def _tokenizer_recipe(config: PretrainConfig, texts: list[str]) -> dict[str, Any]:
+    """What decides a trained tokenizer: its settings and a hash of its training texts."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for text in texts:
+        h.update(hashlib.sha256(text.encode("utf-8")).digest())
+    return {
+        "vocab_size": config.tokenizer.vocab_size,
+        "min_frequency": config.tokenizer.min_frequency,
+        "texts_sha256": h.hexdigest(),
+    }
+
+
+def _prepare_tokenizer(
+    config: PretrainConfig, out: Path, docs: list[Any], resume: bool = False
+) -> Any:
+    """``out/tokenizer.json`` is reused only when ``out/tokenizer.recipe.json`` shows it was
+    trained from the same texts and settings (a leftover of another run is retrained); a
+    resumed run refuses a tokenizer that changed under it."""
     from plugformer.data.recipes import split_of
+    from plugformer.errors import ConfigError
+    from plugformer.fileio import atomic_write_json
     from plugformer.tokenizer import Tokenizer, train_tokenizer
 
-    saved = out / "tokenizer.json"
+    saved, recipe_file = out / "tokenizer.json", out / "tokenizer.recipe.json"
     if config.tokenizer.path:
         return Tokenizer.from_file(config.tokenizer.path)
-    if saved.is_file():
-        return Tokenizer.from_file(saved)
     fr = (1.0 - config.data.val_fraction, config.data.val_fraction, 0.0)
     texts = [d.text for d in docs if split_of(d.id, fr) == "train"]
+    recipe = _tokenizer_recipe(config, texts)
+    if saved.is_file():
+        try:
+            matches = json.loads(recipe_file.read_text(encoding="utf-8")) == recipe
+        except (OSError, ValueError):
+            matches = False
+        if matches or (resume and not recipe_file.exists()):  # a run from before recipes
+            return Tokenizer.from_file(saved)
+        if resume:
+            raise ConfigError(
+                f"--resume: {saved} was not trained from this config's corpus and tokenizer "
+                "settings; resume with the config of the interrupted run"
+            )
+        print(
+            f"[pretrain] {saved} is from another corpus or settings: training a new tokenizer",
+            file=sys.stderr,
+        )
     tok = train_tokenizer(texts, config.tokenizer.vocab_size, config.tokenizer.min_frequency)
     tok.save(saved)
+    atomic_write_json(recipe_file, recipe)
     return tok
 
 
@@ -223,7 +261,18 @@ class _ProgressLog(L.Callback):
 
 
 def pretrain(config: PretrainConfig, resume: bool = False) -> dict[str, Any]:
-    """Run pretraining; returns a summary (paths, validation metrics, baselines, speed)."""
+    """Run pretraining; returns a summary (paths, validation metrics, baselines, speed).
+
+    The output directory is held for the run (:mod:`plugformer.outdir`); SIGINT/SIGTERM stop
+    at a step boundary, writing ``checkpoints/last.ckpt`` for ``resume=True``.
+    """
+    from plugformer.outdir import claim
+
+    with claim(config.out_dir, "pretrain"):
+        return _pretrain(config, resume)
+
+
+def _pretrain(config: PretrainConfig, resume: bool) -> dict[str, Any]:
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from plugformer import plugins
@@ -233,6 +282,7 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> dict[str, Any]:
     from plugformer.data.mixture import mix_tasks, task_sources
     from plugformer.errors import ConfigError
     from plugformer.fileio import atomic_write_json
+    from plugformer.signals import checkpoint_on_signal, fit
     from plugformer.training import build_trainer, seed_everything
 
     t_start = time.time()
@@ -259,7 +309,7 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> dict[str, Any]:
         task_docs = [
             Document(f"task:{s.name}:{i}", d) for s in sources for i, d in enumerate(s.documents)
         ]
-        tokenizer = _prepare_tokenizer(config, out, docs + task_docs)
+        tokenizer = _prepare_tokenizer(config, out, docs + task_docs, resume=resume)
     cache = build_token_cache(docs, tokenizer, config.data.val_fraction, plugformer_home())
     mixture: dict[str, Any] | None = None
     if sources:
@@ -289,8 +339,10 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> dict[str, Any]:
     schedule = BudgetSchedule(
         o.warmup_steps, t.max_steps, t.max_minutes * 60 if t.max_minutes else None, o.min_lr_ratio
     )
+    on_signal = checkpoint_on_signal(last)
     callbacks = [
         ckpt,
+        on_signal,
         throughput,
         schedule,
         _ProgressLog(t.max_steps, schedule),
@@ -309,7 +361,14 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> dict[str, Any]:
         limit_val_batches=t.val_batches,
         grad_clip=config.optim.grad_clip,
     )
-    trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None, weights_only=True)
+    fit(
+        trainer,
+        on_signal,
+        module,
+        datamodule=data,
+        ckpt_path=str(last) if resume else None,
+        weights_only=True,
+    )
     val = trainer.validate(module, datamodule=data, verbose=False)[0] if trainer.global_step else {}
     summary: dict[str, Any] = {
         "steps": trainer.global_step,

@@ -156,11 +156,14 @@ class Task:
     def parse_example(self, raw: dict[str, Any], where: str = "<input>") -> Any:
         """Validate one raw row as ``self.Example``; errors name ``where`` (file:line) and field."""
         try:
-            return self.Example.model_validate(raw)
+            example = self.Example.model_validate(raw)
         except ValidationError as exc:
             err = exc.errors()[0]
             field = ".".join(str(p) for p in err["loc"]) or "(row)"
             raise DataError(f"{where}: field {field!r}: {err['msg']}") from None
+        if "_where" in getattr(type(example), "__private_attributes__", {}):
+            example._where = where  # an Example with this private attribute learns its file:line
+        return example
 
     def read_file(self, path: str | Path) -> list[Any]:
         """Read and validate every example of a JSONL/CSV/TSV file (or a format a plugin reads

@@ -195,6 +195,7 @@ def build_trainer(
             logging.getLogger(name).setLevel(logging.WARNING)
     import lightning as L
     from lightning.fabric.utilities.exceptions import MisconfigurationException
+    from lightning.pytorch.callbacks import Checkpoint
     from lightning.pytorch.loggers import CSVLogger
 
     from plugformer.errors import ConfigError
@@ -220,9 +221,9 @@ def build_trainer(
         logger=CSVLogger(str(out_dir), name=logger_name, version=logger_version),
         callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],
-        # Only runs that ask for Lightning checkpoints (pretraining's last.ckpt) write them;
-        # fine-tuning keeps its best weights in memory and writes one task checkpoint.
-        enable_checkpointing=any(type(cb).__name__ == "ModelCheckpoint" for cb in callbacks),
+        # Only runs that ask for Lightning checkpoints (pretraining's last.ckpt, the checkpoint
+        # of a signal: plugformer.signals) write them; Lightning adds no default one.
+        enable_checkpointing=any(isinstance(cb, Checkpoint) for cb in callbacks),
         enable_progress_bar=progress,
         enable_model_summary=False,
         log_every_n_steps=min(cfg.log_every, max_steps or cfg.max_steps),

@@ -397,18 +397,51 @@ def test_metrics_agree_with_the_official_v1_1_script(batch_size: int) -> None:
     assert 0 < official["f1"] < 100 and 0 < official["exact_match"] < 100
 
 
-def test_known_divergence_when_both_answers_normalise_to_nothing() -> None:
-    """torchmetrics scores F1 = 1 when prediction and gold both normalise to no tokens (the
-    SQuAD v2.0 rule); the v1.1 script scores 0. Only a gold answer made of articles and
-    punctuation alone can trigger it. This test notices if torchmetrics changes."""
+@pytest.mark.parametrize(("pred", "gold"), [("the", "The"), ("a", "The"), ("!", "the.")])
+def test_f1_is_zero_when_both_answers_normalise_to_nothing(pred: str, gold: str) -> None:
+    """Issue 20 (8): the official v1.1 script scores F1 0 when prediction and gold both
+    normalise to no tokens ("the" against "the"); torchmetrics scored 100 (its v2 rule)."""
     task = QATask()
     example = task.parse_example(
-        {"question": "q", "context": "The", "answers": [{"text": "The", "answer_start": 0}]}
+        {"question": "q", "context": gold, "answers": [{"text": gold, "answer_start": 0}]}
     )
     metrics = task.metrics()
-    task.update_metrics(metrics, [{"answer": "a"}], [example])
-    assert task.compute_metrics(metrics) == {"exact_match": 100.0, "f1": 100.0}
-    assert official_scores([("a", ["The"])]) == {"exact_match": 100.0, "f1": 0.0}
+    task.update_metrics(metrics, [{"answer": pred}], [example])
+    assert task.compute_metrics(metrics) == official_scores([(pred, [gold])])
+    assert task.compute_metrics(metrics) == {"exact_match": 100.0, "f1": 0.0}
+
+
+def test_a_long_context_is_scored_a_few_windows_at_a_time(
+    tokenizer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 20 (5): every window of one example went through the backbone as one batch (a
+    5 MB context took 7 GB). Windows now run in mini-batches, with the same predictions."""
+    import plugformer_qa.task as qa_task
+
+    task = QATask({"doc_stride": 4}, tokenizer)
+    task.check_backbone(gpt := micro_gpt(tokenizer))
+    head = task.build_head(gpt).eval()
+    gpt.eval()
+    context = " ".join(TRAIN[i % len(TRAIN)]["context"] for i in range(12))
+    example = task.parse_example({"question": "what is the code?", "context": context})
+    batch = eval_batch(task, [example, *parse(task, TEST[:2])])
+    n_windows = int(batch["input_ids"].size(0))
+    sizes: list[int] = []
+    forward = task.forward
+
+    def spy(backbone: Any, head_: Any, b: dict[str, Any]) -> Any:
+        sizes.append(int(b["input_ids"].size(0)))
+        return forward(backbone, head_, b)
+
+    monkeypatch.setattr(task, "forward", spy)
+    with torch.no_grad():
+        out = forward(gpt, head, batch)
+        whole = task.decode(out["start_logits"], out["end_logits"], batch)
+    monkeypatch.setattr(qa_task, "WINDOW_BATCH", 8)
+    chunked = task.predict(gpt, head, batch)
+    assert n_windows > 24 and max(sizes) <= 8 and sum(sizes) == n_windows
+    assert [p["answer"] for p in chunked] == [p["answer"] for p in whole]
+    assert [p["score"] for p in chunked] == pytest.approx([p["score"] for p in whole], abs=1e-5)
 
 
 def test_scoring_needs_gold_answers() -> None:

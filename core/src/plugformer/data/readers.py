@@ -47,6 +47,8 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     for lineno, line in _lines(path):
+        if lineno == 1:
+            line = line.removeprefix("\ufeff")  # a UTF-8 byte-order mark
         if not line.strip():
             continue
         try:
@@ -62,6 +64,7 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 def _read_delimited(path: Path, delimiter: str) -> Iterator[tuple[int, dict[str, Any]]]:
     text = "".join(line for _, line in _lines(path))
+    text = text.removeprefix("\ufeff")  # a UTF-8 byte-order mark (Excel's CSV export)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
         header = next(reader)

@@ -8,6 +8,7 @@ control of benchmark suites.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from plugformer.families import BackboneFamily, LoadedBackbone, get_family
@@ -29,6 +30,35 @@ class NativeFamily(BackboneFamily):
         from plugformer.model import GPT
 
         return GPT(ModelConfig.model_validate(model_config))
+
+    def load(self, path: Path, manifest: dict[str, Any]) -> LoadedBackbone:
+        """Verify, then load: every hash is mandatory and checked, and the weights' shapes
+        (read from the safetensors header) must match the config — all before any parameter
+        is allocated, so a tampered manifest cannot make it allocate or mis-load."""
+        from plugformer.checkpoint import MANIFEST, load_weights
+        from plugformer.config import ModelConfig
+        from plugformer.errors import CheckpointError
+        from plugformer.manifest import check_shapes, native_shapes, validate_manifest, verify_files
+
+        tokenizer = self.load_tokenizer(path, manifest)
+        verify_files(path, validate_manifest(manifest, path / MANIFEST), tokenizer.hash)
+        try:
+            cfg = ModelConfig.model_validate(manifest["model_config"])
+        except Exception as exc:
+            raise CheckpointError(f"{path}: invalid model_config in manifest ({exc})") from None
+        if cfg.vocab_size != tokenizer.vocab_size:
+            raise CheckpointError(
+                f"{path}: model_config.vocab_size {cfg.vocab_size} != the tokenizer's "
+                f"{tokenizer.vocab_size}"
+            )
+        tied = {"lm_head.weight"} if cfg.tie_embeddings else set()
+        check_shapes(path / "model.safetensors", native_shapes(cfg), tied)
+        from plugformer.model import GPT
+
+        model = GPT(cfg)
+        load_weights(model, path / "model.safetensors")
+        model.eval()
+        return LoadedBackbone(model, tokenizer, manifest, str(path))
 
     def layers(self, model: Any) -> tuple[list[Any], list[Any]]:
         embeddings = [m for m in (model.wte, model.wpe) if m is not None]

@@ -25,6 +25,9 @@ word (``snap_to_words``), since SQuAD scoring compares whole words.
 
 from __future__ import annotations
 
+import re
+import string
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -39,7 +42,7 @@ from plugformer.tasks import Baseline, TaskOptions, score_predictions
 from plugformer_qa import __version__
 from plugformer_qa.baselines import EntityRanker
 
-__all__ = ["Answer", "QAExample", "QAOptions", "QATask", "SpanHead", "best_spans"]
+__all__ = ["Answer", "QAExample", "QAOptions", "QATask", "SpanHead", "best_spans", "squad_f1"]
 
 DEFAULT_MAX_LEN = 128
 """Window used before the task has seen a backbone (``check_backbone`` sets the real one)."""
@@ -153,8 +156,61 @@ class _SQuADScore(SQuAD):
         super().__init__()
         self.key = key
 
+    def update(self, preds: Any, target: Any) -> None:
+        """torchmetrics' update, but with the official v1.1 F1 (see :func:`squad_f1`)."""
+        golds = {t["id"]: t["answers"]["text"] for t in target}
+        for p in preds:
+            answers = golds[p["id"]]
+            self.f1_score += max(squad_f1(p["prediction_text"], g) for g in answers)
+            self.exact_match += max(
+                float(_normalize_text(p["prediction_text"]) == _normalize_text(g)) for g in answers
+            )
+            self.total += 1
+
     def compute(self) -> torch.Tensor:
         return super().compute()[self.key]
+
+
+def _normalize_text(text: str) -> str:
+    """The official v1.1 normalisation: lower case, no punctuation, no a/an/the, single spaces."""
+    text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
+    return " ".join(re.sub(r"\b(a|an|the)\b", " ", text).split())
+
+
+_PUNCTUATION = frozenset(string.punctuation)
+
+
+def squad_f1(prediction: str, gold: str) -> float:
+    """Token F1 exactly as the official SQuAD v1.1 script (``evaluate-v1.1.py``) defines it.
+
+    Both normalise to nothing ("the" against "the"): no common token, so 0 — torchmetrics
+    scores that 1 (its SQuAD v2 no-answer rule), which v1.1 does not have.
+    """
+    pred, ref = _normalize_text(prediction).split(), _normalize_text(gold).split()
+    same = sum((Counter(pred) & Counter(ref)).values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(pred), same / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+WINDOW_BATCH = 64
+"""Windows scored per forward pass in evaluation: bounds memory whatever a context's length."""
+
+
+def _rows(batch: dict[str, Any], n: int, lo: int, hi: int) -> dict[str, Any]:
+    """Rows ``lo:hi`` of the per-window entries of a collated batch (tensors and lists of n)."""
+    out: dict[str, Any] = {}
+    for key, value in batch.items():
+        if key in ("examples", "example_index"):
+            continue
+        if isinstance(value, torch.Tensor) and value.dim() > 0 and value.size(0) == n:
+            out[key] = value[lo:hi]
+        elif isinstance(value, list) and len(value) == n:
+            out[key] = value[lo:hi]
+        else:
+            out[key] = value
+    return out
 
 
 def _window_starts(n_tokens: int, span: int, stride: int) -> list[int]:
@@ -283,8 +339,35 @@ class QATask(Task):
     def predict(
         self, backbone: Any, head: nn.Module, batch: dict[str, Any]
     ) -> list[dict[str, Any]]:
-        outputs = self.forward(backbone, head, batch)
-        return self.decode(outputs["start_logits"], outputs["end_logits"], batch)
+        spans = self._windowed_spans(backbone, head, batch)
+        return self._decode_spans(*spans, batch)
+
+    def _windowed_spans(
+        self, backbone: Any, head: nn.Module, batch: dict[str, Any]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``best_spans`` of every window, run ``WINDOW_BATCH`` windows at a time.
+
+        One long context becomes thousands of windows; running them as one batch held every
+        window's activations at once (a 5 MB context took 7 GB of RAM on a tiny model).
+        """
+        n = int(batch["input_ids"].size(0))
+        parts = []
+        for lo in range(0, n, WINDOW_BATCH):
+            sub = _rows(batch, n, lo, lo + WINDOW_BATCH)
+            out = self.forward(backbone, head, sub)
+            parts.append(
+                best_spans(
+                    out["start_logits"],
+                    out["end_logits"],
+                    sub["context_mask"],
+                    self.options.max_answer_tokens,
+                )
+            )
+        if not parts:
+            empty = torch.empty(0, dtype=torch.long)
+            return empty.float(), empty, empty
+        scores, starts, ends = (torch.cat(p) for p in zip(*parts, strict=True))  # each (B,)
+        return scores, starts, ends
 
     def decode(
         self, start_logits: torch.Tensor, end_logits: torch.Tensor, batch: dict[str, Any]
@@ -294,9 +377,18 @@ class QATask(Task):
         A prediction is ``{"answer": text, "answer_start": char offset, "score": start + end
         logit}``; an example without any context token gets ``{"answer": "", ...: None}``.
         """
-        scores, starts, ends = best_spans(
+        spans = best_spans(
             start_logits, end_logits, batch["context_mask"], self.options.max_answer_tokens
         )
+        return self._decode_spans(*spans, batch)
+
+    def _decode_spans(
+        self,
+        scores: torch.Tensor,
+        starts: torch.Tensor,
+        ends: torch.Tensor,
+        batch: dict[str, Any],
+    ) -> list[dict[str, Any]]:
         examples = batch["examples"]
         best: list[tuple[float, int, int, int] | None] = [None] * len(examples)
         spans = zip(scores.tolist(), starts.tolist(), ends.tolist(), strict=True)

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from torch import nn
 from torchmetrics.classification import (
     MulticlassAccuracy,
@@ -54,8 +54,31 @@ class SentimentExample(BaseModel):
     text: str = Field(min_length=1)
     """The text to classify."""
     label: str | None = None
-    """Label name, e.g. ``"positive"``; integer labels become names (``1`` → ``"1"``). Needed
-    for training and scoring, absent for prediction-only inputs."""
+    """Label name, e.g. ``"positive"``; integer labels become names (``1``, ``1.0`` and
+    ``"1.0"`` all → ``"1"``). Needed for training and scoring, absent for prediction-only
+    inputs; an empty cell is an error, not a class of its own."""
+
+    _where: str = PrivateAttr("")  # file:line, set by Task.parse_example
+
+    @field_validator("label", mode="before")
+    @classmethod
+    def _one_name_per_label(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, bool):
+            raise ValueError("a label is a name or an integer, not true/false")
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        if isinstance(value, str):
+            value = value.strip()
+            if not value:
+                raise ValueError("empty label (leave the label column out for prediction inputs)")
+            try:
+                number = float(value)
+            except ValueError:
+                return value
+            return str(int(number)) if number.is_integer() and "e" not in value.lower() else value
+        return value
 
 
 class SentimentOptions(TaskOptions):
@@ -109,6 +132,11 @@ class ClassificationHead(nn.Module):
         return self.classifier(self.dropout(pooled))  # (B, K)
 
 
+def _where(example: SentimentExample) -> str:
+    """Where an example came from (file:line), else its id."""
+    return example._where or f"example {example.id or '(no id)'}"
+
+
 def _sorted_labels(names: Sequence[str]) -> list[str]:
     if all(n.lstrip("-").isdigit() for n in names):
         return sorted(names, key=int)
@@ -138,12 +166,18 @@ class SentimentTask(Task):
     def prepare(self, train_examples: Sequence[SentimentExample]) -> None:
         counts = Counter(ex.label for ex in train_examples)
         if None in counts:
-            raise DataError(f"task 'sentiment': {counts[None]} training example(s) have no label")
+            first = next(ex for ex in train_examples if ex.label is None)
+            raise DataError(
+                f"{_where(first)}: no label (task 'sentiment': {counts[None]} training "
+                "example(s) have no label)"
+            )
         if self.options.labels:
             unknown = sorted(set(counts) - set(self.options.labels))
             if unknown:
+                first = next(ex for ex in train_examples if ex.label in unknown)
                 raise DataError(
-                    f"training labels {unknown} are not in options.labels {self.options.labels}"
+                    f"{_where(first)}: training labels {unknown} are not in options.labels "
+                    f"{self.options.labels}"
                 )
         else:
             self.labels = _sorted_labels(list(counts))
@@ -163,18 +197,17 @@ class SentimentTask(Task):
     def example_from_input(self, value: str | dict[str, Any]) -> SentimentExample:
         return self.parse_example({"text": value} if isinstance(value, str) else value, "<input>")
 
-    def _label_index(self, label: str | None, example_id: str | None = None) -> int:
+    def _label_index(self, label: str | None, example: SentimentExample | None = None) -> int:
         if not self.labels:
             raise PlugformerError(NO_LABELS_YET)
+        where = _where(example) if example is not None else "prediction"
         if label is None:
-            raise DataError(
-                f"example {example_id or '(no id)'}: no label to train on or score against"
-            )
+            raise DataError(f"{where}: no label to train on or score against")
         try:
             return self.labels.index(label)
         except ValueError:
             raise DataError(
-                f"example {example_id or '(no id)'}: label {label!r} is not one of {self.labels} "
+                f"{where}: label {label!r} is not one of {self.labels} "
                 "(set options.labels to list every label)"
             ) from None
 
@@ -183,7 +216,7 @@ class SentimentTask(Task):
         ids = [*self.tokenizer.encode(example.text)[: self.max_len - 1], self.tokenizer.eos_id]
         feature: dict[str, Any] = {"input_ids": ids}
         if train or example.label is not None:
-            feature["label"] = self._label_index(example.label, example.id)
+            feature["label"] = self._label_index(example.label, example)
         return [feature]
 
     def pretrain_documents(self, examples: Sequence[SentimentExample]) -> Iterator[str]:
@@ -249,7 +282,7 @@ class SentimentTask(Task):
         self, metrics: dict[str, Any], predictions: list[Any], examples: list[Any]
     ) -> None:
         preds = [self._label_index(p["label"]) for p in predictions]
-        gold = [self._label_index(ex.label, ex.id) for ex in examples]
+        gold = [self._label_index(ex.label, ex) for ex in examples]
         for metric in metrics.values():  # tensors on the metric's device (the core moves metrics)
             metric.update(
                 torch.tensor(preds, device=metric.device), torch.tensor(gold, device=metric.device)

@@ -1,0 +1,86 @@
+"""An output directory belongs to one run at a time.
+
+``claim(out, "finetune")`` creates ``out`` (one line if it cannot: a file in the way, no
+permission), then holds an exclusive ``flock`` on ``out/.plugformer.lock`` for the run. A
+second run into the same directory is refused with a line naming the holder. The lock is a
+kernel lock, so a run killed even with SIGKILL never leaves a stale one behind.
+
+Only the process of global rank 0 claims: the other processes of a distributed run
+(Lightning's subprocess launcher, torchrun) share their launcher's directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from plugformer.errors import PlugformerError
+from plugformer.fileio import ensure_dir
+
+__all__ = ["LOCK_NAME", "claim"]
+
+LOCK_NAME = ".plugformer.lock"
+
+
+def _is_rank_zero() -> bool:
+    if "RANK" in os.environ:  # torchrun
+        return os.environ["RANK"] == "0"
+    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+
+
+def _holder(path: Path) -> str:
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+        return f"pid {info['pid']} on {info['host']}, {info['command']}, since {info['since']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"
+
+
+@contextlib.contextmanager
+def claim(out: str | os.PathLike[str], command: str) -> Iterator[Path]:
+    """Hold ``out`` for this run (creating it); refuse with one line if another run holds it."""
+    import fcntl
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise PlugformerError(f"{out}: exists and is not a directory; choose another output path")
+    ensure_dir(out)
+    if not _is_rank_zero():
+        yield out
+        return
+    path = out / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise PlugformerError(
+            f"{out}: cannot write here ({exc.strerror or exc}); choose another output directory"
+        ) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            raise PlugformerError(
+                f"{out}: in use by another run ({_holder(path)}); wait for it to finish or "
+                "choose another output directory"
+            ) from None
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "command": command,
+            "argv": sys.argv,
+            "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+        yield out
+    finally:
+        os.close(fd)  # releases the flock

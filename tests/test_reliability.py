@@ -1,0 +1,376 @@
+"""Issue 20, "Reliability, round two": one test (or a few) per finding of the hostile-user
+attack, each reproducing the attack. Signals (1) are in test_signals.py; QA memory (5) and the
+SQuAD metric (8) in plugins/qa/tests; bench cells (2) in test_bench.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import time
+import types
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+import torch
+
+from plugformer import hookimpl, plugins
+from plugformer.checkpoint import load_backbone, save_backbone, save_task
+from plugformer.config import ModelConfig, TaskSpec, parse_model
+from plugformer.errors import CheckpointError, DataError, PlugformerError
+from plugformer.families import LoadedBackbone
+from plugformer.inference import load
+from plugformer.model import GPT
+from plugformer.tokenizer import train_tokenizer
+
+TEXTS = [
+    f"the film was {w} and the plot was {v} indeed"
+    for w in ("good", "bad", "fine", "odd")
+    for v in ("thin", "rich", "dull")
+]
+
+
+# --------------------------------------------------------------------------- 3. manifests
+
+
+@pytest.fixture(scope="module")
+def tok() -> Any:
+    return train_tokenizer(TEXTS * 4, vocab_size=300, min_frequency=1)
+
+
+def _backbone(tmp: Path, tok: Any) -> Path:
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(preset="micro", vocab_size=tok.vocab_size))
+    return save_backbone(tmp / "bb", model, tok)
+
+
+def _edit(path: Path, fn: Any) -> None:
+    manifest = json.loads((path / "plugformer.json").read_text())
+    fn(manifest)
+    (path / "plugformer.json").write_text(json.dumps(manifest))
+
+
+def test_a_removed_tokenizer_hash_is_refused(tmp_path: Path, tok: Any) -> None:
+    """Before: the tokenizer hash was checked only when present; with it removed, a swapped
+    tokenizer gave an IndexError or silently different predictions."""
+    ckpt = _backbone(tmp_path, tok)
+    _edit(ckpt, lambda m: m.pop("tokenizer_sha256"))
+    with pytest.raises(CheckpointError, match="tokenizer_sha256"):
+        load_backbone(ckpt)
+
+
+def test_a_swapped_tokenizer_of_the_same_size_is_refused(tmp_path: Path, tok: Any) -> None:
+    ckpt = _backbone(tmp_path, tok)
+    other = train_tokenizer([t.upper() for t in TEXTS] * 4, vocab_size=300, min_frequency=1)
+    assert other.vocab_size == tok.vocab_size and other.hash != tok.hash
+    other.save(ckpt / "tokenizer.json")
+    _edit(ckpt, lambda m: m.pop("tokenizer_sha256"))  # the attack removed the hash as well
+    with pytest.raises(CheckpointError):
+        load_backbone(ckpt)
+    _edit(ckpt, lambda m: m.update(tokenizer_sha256=tok.hash))
+    with pytest.raises(CheckpointError, match=r"tokenizer\.json does not match"):
+        load_backbone(ckpt)
+
+
+def test_edited_weights_are_refused_by_their_hash(tmp_path: Path, tok: Any) -> None:
+    ckpt = _backbone(tmp_path, tok)
+    data = bytearray((ckpt / "model.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (ckpt / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="weights_sha256"):
+        load_backbone(ckpt)
+
+
+def test_an_enlarged_model_config_is_refused_before_any_allocation(
+    tmp_path: Path, tok: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: the model was built from model_config first (an enlarged config allocated ~2 GB),
+    and only then did the weights fail to load."""
+    import plugformer.model as model_mod
+
+    ckpt = _backbone(tmp_path, tok)
+    _edit(ckpt, lambda m: m["model_config"].update(d_model=4096, n_layers=32, n_heads=32))
+    built: list[str] = []
+
+    class Spy(model_mod.GPT):
+        def __init__(self, cfg: Any) -> None:
+            built.append(torch.empty(()).device.type)  # "meta" inside a meta-device context
+            super().__init__(cfg)
+
+    monkeypatch.setattr(model_mod, "GPT", Spy)
+    with pytest.raises(CheckpointError, match=r"do not match the manifest's model_config"):
+        load_backbone(ckpt)
+    assert built == ["meta"]  # only the shape check's meta-device model was built
+
+
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        (lambda m: m["task"].update(name=5), "task.name"),
+        (lambda m: m["task"].update(options="fast"), "task.options"),
+        (lambda m: m["task"].update(state=[1]), "task.state"),
+        (lambda m: m.pop("task"), "a task checkpoint needs"),
+        (lambda m: m.update(format_version="1"), "format_version"),
+        (lambda m: m.update(kind="model"), "kind"),
+    ],
+)
+def test_manifest_fields_are_type_checked(tmp_path: Path, tok: Any, edit: Any, field: str) -> None:
+    """Before: a wrong type in a manifest's task fields ended in AttributeError/KeyError/TypeError."""
+    from plugformer.finetune import build_task
+
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(preset="micro", vocab_size=tok.vocab_size))
+    task = build_task("sentiment", {}, tok)
+    task.prepare([task.parse_example({"text": "a", "label": lab}) for lab in ("pos", "neg")])
+    spec = parse_model(TaskSpec, {"task": "sentiment", "data": {"dataset": "x"}})
+    ckpt = save_task(
+        tmp_path / "t", LoadedBackbone(model, tok, {}), task.build_head(model), task, spec, {}
+    )
+    assert load(ckpt).predict(["a good film"])[0]["label"] in ("pos", "neg")
+    _edit(ckpt, edit)
+    with pytest.raises(CheckpointError, match=field.replace(".", r"\.")):
+        load(ckpt)
+
+
+# --------------------------------------------------------------------------- 4. output directories
+
+
+def test_a_second_run_into_a_held_directory_is_refused(tmp_path: Path, tok: Any) -> None:
+    """Before: two runs into one out_dir both exited 0, with one run's weights beside the
+    other's summary and a metrics.csv mixing both."""
+    from plugformer.finetune import finetune
+    from plugformer.outdir import claim
+
+    spec = parse_model(TaskSpec, {"task": "sentiment", "data": {"train": "nowhere.csv"}})
+    with claim(tmp_path / "out", "test"):
+        with pytest.raises(PlugformerError, match=r"in use by another run \(pid \d+"):
+            finetune(spec, "scratch:whatever", tmp_path / "out")
+    with claim(tmp_path / "out", "test"):  # released when the first run ended
+        pass
+
+
+def test_finetune_into_a_file_is_one_line(tmp_path: Path) -> None:
+    """Before: `finetune --out` a file or an unwritable path ended in "unexpected error"."""
+    from plugformer.finetune import finetune
+
+    (tmp_path / "file").write_text("x")
+    spec = parse_model(TaskSpec, {"task": "sentiment", "data": {"train": "nowhere.csv"}})
+    with pytest.raises(PlugformerError, match="not a directory"):
+        finetune(spec, "scratch:x", tmp_path / "file")
+    with pytest.raises(PlugformerError, match="file"):
+        finetune(spec, "scratch:x", tmp_path / "file" / "below")
+
+
+def test_a_stale_tokenizer_in_out_dir_is_not_reused(corpus_file: Path, tmp_path: Path) -> None:
+    """Before: a fresh pretraining run silently reused any out_dir/tokenizer.json, even of
+    another vocabulary size or corpus."""
+    from plugformer.config import PretrainConfig
+    from plugformer.data.corpus import load_documents
+    from plugformer.errors import ConfigError
+    from plugformer.pretrain import _prepare_tokenizer
+    from tests.conftest import micro_config
+
+    out = tmp_path / "run"
+    out.mkdir()
+    stale = train_tokenizer(TEXTS * 4, vocab_size=280, min_frequency=1)
+    stale.save(out / "tokenizer.json")
+    cfg = parse_model(PretrainConfig, micro_config(corpus_file, out))
+    docs = load_documents(cfg.data.corpus)
+    fresh = _prepare_tokenizer(cfg, out, docs)
+    assert fresh.hash != stale.hash and fresh.vocab_size != 280
+    assert _prepare_tokenizer(cfg, out, docs).hash == fresh.hash  # its own is reused
+    cfg.tokenizer.vocab_size = 300
+    with pytest.raises(ConfigError, match="--resume"):  # a resumed run must not retrain it
+        _prepare_tokenizer(cfg, out, docs, resume=True)
+
+
+def test_evaluate_prints_its_metrics_when_the_checkpoint_is_read_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: `evaluate` computed the metrics, failed writing eval_test.json beside a read-only
+    checkpoint and never printed them."""
+    import plugformer.finetune as ft
+    from plugformer.cli import main
+
+    monkeypatch.setattr(
+        ft, "evaluate", lambda spec, ckpt, split="test", **kw: {"metrics": {"accuracy": 0.75}}
+    )
+    (tmp_path / "ro").write_text("a file: nothing can be written below it")
+    spec = tmp_path / "s.toml"
+    spec.write_text('task = "sentiment"\n[data]\ndataset = "x"\n')
+    main(["evaluate", str(spec), "--checkpoint", str(tmp_path / "ro" / "ckpt")])  # exits 0
+    out = capsys.readouterr()
+    assert json.loads(out.out) == {"accuracy": 0.75}
+    assert "not saved" in out.err
+
+
+def test_outputs_are_readable_by_others_under_a_normal_umask(tmp_path: Path) -> None:
+    """Before: atomic writes left files 0600 and directories 0700 (mkstemp/mkdtemp modes)."""
+    from plugformer.fileio import atomic_dir, atomic_write_json
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_json(tmp_path / "r.json", {"a": 1})
+        with atomic_dir(tmp_path / "d") as d:
+            atomic_write_json(d / "x.json", {})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "r.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "d" / "x.json").stat().st_mode) == 0o644
+
+
+# --------------------------------------------------------------------------- 6. plugins
+
+
+def test_on_result_gets_a_copy() -> None:
+    """Before: a plugin editing the result changed what evaluate printed and the cache stored."""
+    plugin = types.ModuleType("vandal")
+
+    @hookimpl
+    def on_result(result: dict[str, Any]) -> None:
+        result["metrics"]["accuracy"] = 1.0
+        result.clear()
+
+    plugin.on_result = on_result  # type: ignore[attr-defined]
+    plugins.register_plugin(plugin, "vandal")
+    result = {"metrics": {"accuracy": 0.5}}
+    plugins.call_on_result(result)
+    assert result == {"metrics": {"accuracy": 0.5}}
+
+
+def test_a_plugin_cannot_replace_a_core_command(capsys: pytest.CaptureFixture[str]) -> None:
+    from plugformer import cli as cli_mod
+
+    plugin = types.ModuleType("usurper")
+
+    @hookimpl
+    def register_commands(cli: click.Group) -> None:
+        @cli.command("pretrain")
+        def fake() -> None:
+            click.echo("hijacked")
+
+        @cli.command("usurper-extra")
+        def extra() -> None:
+            click.echo("fine")
+
+    plugin.register_commands = register_commands  # type: ignore[attr-defined]
+    plugins.register_plugin(plugin, "usurper")
+    original = cli_mod.cli.commands["pretrain"]
+    try:
+        cli_mod._add_plugin_commands()
+        assert cli_mod.cli.commands["pretrain"] is original
+        assert "usurper-extra" in cli_mod.cli.commands  # new commands are still welcome
+        assert "may not replace the core command 'pretrain'" in capsys.readouterr().err
+    finally:
+        cli_mod.cli.commands.pop("usurper-extra", None)
+        cli_mod.cli.commands["pretrain"] = original
+
+
+def test_a_hanging_registration_hook_is_timed_out_and_named(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: a plugin hanging in a registration hook hung `plugins` and `predict` forever, and
+    PLUGFORMER_TRACE_PLUGINS never named it (it printed only after a call returned)."""
+    plugin = types.ModuleType("sleeper")
+
+    @hookimpl
+    def register_tasks(register: Any) -> None:
+        time.sleep(30)
+
+    plugin.register_tasks = register_tasks  # type: ignore[attr-defined]
+    monkeypatch.setenv("PLUGFORMER_PLUGIN_TIMEOUT", "0.5")
+    monkeypatch.setenv("PLUGFORMER_TRACE_PLUGINS", "1")
+    plugins.register_plugin(plugin, "sleeper")
+    t0 = time.perf_counter()
+    infos = {i.name: i for i in plugins.plugin_infos()}
+    assert time.perf_counter() - t0 < 10
+    assert (
+        infos["sleeper"].status == "broken"
+        and "did not return within 0.5 s" in infos["sleeper"].error
+    )
+    assert "sentiment" in plugins.tasks()  # the others still load
+    assert "register_tasks in sleeper: calling" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- 7. inputs and configs
+
+
+def _sentiment() -> Any:
+    from plugformer.finetune import build_task
+
+    return build_task("sentiment", {}, None)
+
+
+def test_a_csv_with_a_byte_order_mark_reads_its_first_column(tmp_path: Path) -> None:
+    path = tmp_path / "bom.csv"
+    path.write_bytes("text,label\na fine film,pos\na dull film,neg\n".encode("utf-8-sig"))
+    examples = _sentiment().read_file(path)
+    assert [e.text for e in examples] == ["a fine film", "a dull film"]
+
+
+def test_an_empty_label_cell_is_an_error_naming_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text("text,label\ngood,pos\nbad,\n")
+    with pytest.raises(DataError, match=rf"{path}:3: field 'label': .*empty label"):
+        _sentiment().read_file(path)
+
+
+def test_integer_labels_written_as_floats_are_one_class(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    rows = [("good", 1), ("fine", "1.0"), ("bad", 0), ("awful", 0.0), ("ok", " 1 ")]
+    path.write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in rows))
+    task = _sentiment()
+    task.prepare(task.read_file(path))
+    assert task.labels == ["0", "1"]
+
+
+def test_label_errors_name_file_and_line(tmp_path: Path) -> None:
+    from plugformer.finetune import build_task
+
+    path = tmp_path / "d.csv"
+    path.write_text("text,label\ngood,pos\nbad,neg\nodd,maybe\n")
+    task = build_task("sentiment", {"labels": ["neg", "pos"]}, None)
+    with pytest.raises(DataError, match=rf"{path}:4: training labels \['maybe'\]"):
+        task.prepare(task.read_file(path))
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("seed = 1979-05-27", "date"),
+        ("seed = 4294967296", "seed"),
+        ("[optim]\nbetas = [nan, 0.95]", "betas"),
+        ("[optim]\nbetas = [0.9, inf]", "betas"),
+        ("[trainer]\nmax_steps = true", "max_steps"),
+        ("out_dir = 2026-12-01T10:00:00", "date"),
+    ],
+)
+def test_bad_config_values_fail_validation_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], line: str, message: str
+) -> None:
+    """Before: TOML dates, seeds beyond 2**32 and NaN betas passed `config validate` and then
+    crashed the run with "unexpected error"; `max_steps = true` was taken as 1."""
+    from plugformer.cli import main
+
+    path = tmp_path / "c.toml"
+    path.write_text(
+        f'{line}\n[data]\ncorpus = ["x.txt"]\n'
+        if not line.startswith("[")
+        else f'[data]\ncorpus = ["x.txt"]\n{line}\n'
+    )
+    with pytest.raises(SystemExit) as exc:
+        main(["config", "validate", str(path), "--kind", "pretrain"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("plugformer:")]
+    assert len(lines) == 1 and message in lines[0] and str(path) in lines[0], err
+
+
+def test_a_task_spec_seed_beyond_32_bits_is_refused() -> None:
+    from plugformer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="seed"):
+        parse_model(TaskSpec, {"task": "sentiment", "data": {"dataset": "x"}, "seed": 2**32})
