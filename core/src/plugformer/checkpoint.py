@@ -300,6 +300,7 @@ def load_task(path: str | Path) -> tuple[Any, Any, Any, dict[str, Any]]:
     _check_task_version(path, cls, str(info.get("version", "0")))
     loaded = load_backbone(path)
     task = cls(info.get("options") or {}, loaded.tokenizer)
+    task.check_backbone(loaded.model)  # hands the task its length budget before any encode
     task.load_state_dict(info.get("state") or {})
     head = task.build_head(loaded.model)
     load_weights(head, path / "head.safetensors")

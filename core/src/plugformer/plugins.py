@@ -47,6 +47,7 @@ DEFAULT_PLUGINS = (
     "plugformer.default_plugins.objectives",
     "plugformer.default_plugins.corpora",
     "plugformer.default_plugins.hf",
+    "plugformer.default_plugins.tasks",
 )
 ENTRY_POINT_GROUP = "plugformer"
 REGISTRATION_HOOKS = (
