@@ -152,7 +152,11 @@ class TaggingTask(Task):
             raise DataError(f"task {self.name!r}: an example to score has no tags")
         predicted = [p["tags"] for p in predictions]
         metrics["span_f1"].update(predicted, gold)
-        hits = [float(a == b) for p, g in zip(predicted, gold, strict=True) for a, b in zip(p, g)]
+        hits = [
+            float(a == b)
+            for p, g in zip(predicted, gold, strict=True)
+            for a, b in zip(p, g, strict=True)
+        ]
         metrics["accuracy"].update(on_device(metrics["accuracy"], hits))
 
     def metric_info(self) -> dict[str, Any]:
