@@ -334,6 +334,24 @@ def load_config(
 
 # --------------------------------------------------------------------------- task specs
 
+SPEC_PATH_KEYS = ("train", "validation", "test")
+
+
+def resolve_spec_paths(raw: dict[str, Any], spec_file: str | Path) -> dict[str, Any]:
+    """Relative ``data.train`` / ``validation`` / ``test`` paths of a spec file, made relative
+    to the file's directory (not the working directory); returns a new dict."""
+    data = raw.get("data")
+    if not isinstance(data, dict):
+        return raw
+    base = Path(spec_file).parent
+    fixed = {
+        k: str(base / v)
+        if k in SPEC_PATH_KEYS and isinstance(v, str) and not Path(v).is_absolute()
+        else v
+        for k, v in data.items()
+    }
+    return {**raw, "data": fixed}
+
 
 class TaskData(StrictModel):
     """Where a task's examples come from: a dataset recipe, or files (JSONL/CSV/TSV/...)."""
@@ -353,6 +371,9 @@ class TaskData(StrictModel):
     max_test: int | None = Field(None, ge=1)
     """Use at most this many test examples (overrides max_eval for the test split: a larger
     test set separates systems, while validation runs many times during training)."""
+    holdout: float | None = Field(None, gt=0, lt=1)
+    """With no validation data, hold out this share of the training examples (a random subset
+    fixed by the spec's ``seed``) for validation. ``finetune NAME --data FILE`` sets 0.1."""
 
     @model_validator(mode="after")
     def _some_source(self) -> TaskData:

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from plugformer.config import StrictModel, TaskSpec, load_toml, parse_model
+from plugformer.config import StrictModel, TaskSpec, load_toml, parse_model, resolve_spec_paths
 from plugformer.errors import ConfigError
 
 __all__ = [
@@ -183,5 +183,6 @@ _merge = merge_overrides
 
 def load_spec(path: Path, overrides: Mapping[str, Any], seed: int) -> TaskSpec:
     """A suite's view of one spec file: its overrides applied, this seed, no progress bars."""
-    raw = _merge({"name": path.stem, "finetune": {"progress": False}}, load_toml(path))
+    spec = resolve_spec_paths(load_toml(path), path)  # paths relative to the spec file
+    raw = _merge({"name": path.stem, "finetune": {"progress": False}}, spec)
     return parse_model(TaskSpec, _merge(raw, {**overrides, "seed": seed}), f"{path} (in a suite)")
