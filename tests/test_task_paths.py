@@ -49,8 +49,10 @@ def test_declarative_spec_data_paths_evaluate_and_predict(
     fast = ["--set", "finetune.max_steps=4", "--set", "finetune.batch_size=4"]
     fast += ["--set", "finetune.val_every=2", "--set", "finetune.progress=false"]
     out, err = run(
-        ["finetune", str(SPEC), "--data", str(train), "--backbone", str(micro_checkpoint)]
-        + ["--out", str(tmp_path / "run"), *fast],
+        [
+            *["finetune", str(SPEC), "--data", str(train), "--backbone", str(micro_checkpoint)],
+            *["--out", str(tmp_path / "run"), *fast],
+        ],
         capsys,
     )
     held = [ln for ln in err.splitlines() if "holding out" in ln]
@@ -62,8 +64,10 @@ def test_declarative_spec_data_paths_evaluate_and_predict(
     # --validation FILE: no hold-out, every training row trains
     val = _write(tmp_path / "val.jsonl", ROWS[:4])
     out, err = run(
-        ["finetune", "classification", "--data", str(train), "--validation", str(val)]
-        + ["--backbone", str(micro_checkpoint), "--out", str(tmp_path / "run2"), *fast],
+        [
+            *["finetune", "classification", "--data", str(train), "--validation", str(val)],
+            *["--backbone", str(micro_checkpoint), "--out", str(tmp_path / "run2"), *fast],
+        ],
         capsys,
     )
     assert "holding out" not in err and json.loads(out)["train_examples"] == 20
@@ -104,7 +108,7 @@ def test_installed_but_broken_task_says_why() -> None:
     broken = types.ModuleType("plugformer_nli_plugin")
 
     @hookimpl
-    def register_tasks(register):  # noqa: ANN001, ANN202
+    def register_tasks(register):
         raise RuntimeError("labels.txt is missing")
 
     broken.register_tasks = register_tasks  # type: ignore[attr-defined]
