@@ -217,11 +217,18 @@ def plugins_cmd(as_json: bool, check: bool) -> None:
 @click.option(
     "--dir", "directory", type=click.Path(path_type=Path), default=Path("."), show_default=True
 )
-def new_plugin(name: str, directory: Path) -> None:
+@click.option(
+    "--template",
+    type=click.Choice(["classification", "pair", "span", "generation", "tagging"]),
+    default="classification",
+    show_default=True,
+    help="The task's shape (its base in plugformer.blocks).",
+)
+def new_plugin(name: str, directory: Path, template: str) -> None:
     """Write a complete third-party task plugin distribution named plugformer-NAME."""
     from plugformer.scaffold import write_plugin
 
-    path = write_plugin(name, directory)
+    path = write_plugin(name, directory, template)
     click.echo(f"wrote {path}\nnext: pip install -e {path} && pytest {path}")
 
 

@@ -80,6 +80,9 @@ class SuiteConfig(StrictModel):
     """Applied to every task spec, e.g. ``finetune.max_steps = 50`` or ``data.max_train = 500``."""
     keep_checkpoints: bool = False
     """Keep each model cell's task checkpoint under checkpoints/<key> (default: results only)."""
+    report_metrics: list[str] = Field(default_factory=list)
+    """Metrics shown in the report beside each task's main one (e.g. ``["macro_f1", "chrf"]``);
+    a task that does not report one shows a dash."""
 
     @field_validator("seeds", mode="before")
     @classmethod
