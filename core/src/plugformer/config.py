@@ -359,11 +359,12 @@ class TaskData(StrictModel):
     dataset: str | None = None
     """A dataset recipe name (plugformer data list); its train/validation/test splits are used."""
     train: str | None = None
-    """Training file (overrides the recipe's train split)."""
+    """Training file (overrides the recipe's train split); a relative path is relative to the
+    spec file."""
     validation: str | None = None
-    """Validation file (model selection, early stopping)."""
+    """Validation file (model selection, early stopping); relative to the spec file."""
     test: str | None = None
-    """Test file (plugformer evaluate, suites)."""
+    """Test file (plugformer evaluate, suites); relative to the spec file."""
     max_train: int | None = Field(None, ge=1)
     """Use at most this many training examples (a fixed-seed random subset: the same in every run)."""
     max_eval: int | None = Field(None, ge=1)

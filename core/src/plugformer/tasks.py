@@ -109,8 +109,9 @@ class Task:
                 self.Options, dict(options or {}), f"options of task {self.name!r}"
             )
         self.tokenizer = tokenizer
-        self.max_len: int | None = None
-        """The length budget: longest input fed to the backbone (set by ``check_backbone``)."""
+        self.max_len: int | None = self.options.max_length
+        """The length budget: longest input fed to the backbone (``options.max_length`` until
+        ``check_backbone`` sets it from the backbone's context)."""
 
     # ------------------------------------------------------------------ data
     def parse_example(self, raw: dict[str, Any], where: str = "<input>") -> Any:

@@ -20,7 +20,7 @@ class with the fields, labels, metrics and baselines read from a spec's ``[optio
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -38,7 +38,7 @@ from plugformer.blocks.metrics import (
     on_device,
 )
 from plugformer.errors import DataError
-from plugformer.tasks import Baseline, Task, TaskOptions
+from plugformer.tasks import SEP, Baseline, Task, TaskOptions
 
 __all__ = ["ClassificationOptions", "ClassificationTask", "classification_example"]
 
@@ -137,20 +137,30 @@ class ClassificationTask(Task):
             )
         if opts.main_metric or opts.metrics[0] != type(self).main_metric:
             self.main_metric = opts.main_metric or opts.metrics[0]  # type: ignore[misc]
-        self.labels = LabelSet(self.name, opts.labels)
+        self.label_set = LabelSet(self.name, opts.labels)
+
+    @property
+    def labels(self) -> list[str]:
+        """The label names, in output order."""
+        return self.label_set.names
+
+    @property
+    def label_counts(self) -> list[int]:
+        """Training examples per label (after ``prepare``)."""
+        return self.label_set.counts
 
     # ------------------------------------------------------------------ data
     def gold(self, example: Any) -> str | None:
         return getattr(example, self.label_key)
 
     def prepare(self, train_examples: Sequence[Any]) -> None:
-        self.labels.learn(self.gold(ex) for ex in train_examples)
+        self.label_set.learn(self.gold(ex) for ex in train_examples)
 
     def state_dict(self) -> dict[str, Any]:
-        return self.labels.state_dict()
+        return self.label_set.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.labels.load_state_dict(state)
+        self.label_set.load_state_dict(state)
 
     def example_from_input(self, value: str | dict[str, Any]) -> Any:
         if isinstance(value, str):
@@ -162,6 +172,13 @@ class ClassificationTask(Task):
             value = {self.fields[0]: value}
         return self.parse_example(value, "<input>")
 
+    def pretrain_documents(self, examples: Sequence[Any]) -> Iterator[str]:
+        """``field1 <sep> field2 … <sep> label``: the texts as ``encode`` joins them, then the
+        label name as a word, so the language model learns what the classifier is asked."""
+        for ex in examples:
+            if self.gold(ex) is not None:
+                yield SEP.join([*(getattr(ex, f) for f in self.fields), self.gold(ex)])
+
     # ------------------------------------------------------------------ tensors
     def encode(self, example: Any, *, train: bool) -> list[dict[str, Any]]:
         texts = [getattr(example, f) for f in self.fields]
@@ -169,7 +186,7 @@ class ClassificationTask(Task):
             "input_ids": encode_fields(self.tokenizer, texts, self.length_budget)
         }
         if train or self.gold(example) is not None:
-            feature["labels"] = self.labels.index(self.gold(example), example.id)
+            feature["labels"] = self.label_set.index(self.gold(example), example.id)
         return [feature]
 
     def collate(self, features: list[dict[str, Any]]) -> dict[str, Any]:
@@ -180,41 +197,41 @@ class ClassificationTask(Task):
         self.check_backbone(backbone)
         pooling = resolve_pooling(self.options.pooling, backbone)
         return PooledHead(
-            backbone.d_model, len(self.labels.require()), pooling, self.options.dropout
+            backbone.d_model, len(self.label_set.require()), pooling, self.options.dropout
         )
 
     def loss(self, outputs: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
         weight = None
-        if self.options.class_weights and self.labels.counts:
-            weight = torch.tensor(self.labels.inverse_frequency(), device=outputs.device)  # (K,)
+        if self.options.class_weights and self.label_set.counts:
+            weight = torch.tensor(self.label_set.inverse_frequency(), device=outputs.device)  # (K,)
         return F.cross_entropy(outputs.float(), batch["labels"], weight=weight)
 
     @torch.no_grad()
     def predict(self, backbone: Any, head: nn.Module, batch: dict[str, Any]) -> list[Any]:
         logits = self.forward(backbone, head, batch)  # (B, K): one feature per example
         probs = logits.float().softmax(dim=-1).tolist()
-        return [prediction(p, self.labels.names) for p in probs]
+        return [prediction(p, self.label_set.names) for p in probs]
 
     # ------------------------------------------------------------------ metrics
     def metrics(self) -> dict[str, Any]:
-        return classification_metrics(len(self.labels.require()), self.options.metrics)
+        return classification_metrics(len(self.label_set.require()), self.options.metrics)
 
     def update_metrics(
         self, metrics: dict[str, Any], predictions: list[Any], examples: list[Any]
     ) -> None:
-        preds = [self.labels.index(p["label"]) for p in predictions]
-        gold = [self.labels.index(self.gold(ex), ex.id) for ex in examples]
+        preds = [self.label_set.index(p["label"]) for p in predictions]
+        gold = [self.label_set.index(self.gold(ex), ex.id) for ex in examples]
         for metric in metrics.values():
             metric.update(on_device(metric, preds), on_device(metric, gold))
 
     def metric_info(self) -> dict[str, Any]:
         info: dict[str, Any] = {m: CLASSIFICATION_INFO[m] for m in self.options.metrics}
-        return {**info, "_task": {"labels": self.labels.names}}
+        return {**info, "_task": {"labels": self.label_set.names}}
 
     def baselines(self) -> dict[str, Baseline]:
         out: dict[str, Baseline] = {}
         if "majority" in self.options.baselines:
-            names = self.labels.names
+            names = self.label_set.names
             out["majority"] = majority_baseline(
                 self.gold,
                 lambda top: prediction([float(n == top) for n in names], names),

@@ -15,7 +15,7 @@ A subclass names its fields and output key::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -24,7 +24,7 @@ from torch import nn
 from plugformer.errors import DataError
 from plugformer.lm_task import IGNORE, CausalLMTask
 from plugformer.metric_info import MetricInfo
-from plugformer.tasks import Baseline, TaskOptions
+from plugformer.tasks import SEP, Baseline, TaskOptions
 
 __all__ = ["ConditionalGenerationTask", "GenerationOptions", "seq2seq_example"]
 
@@ -84,11 +84,21 @@ class ConditionalGenerationTask(CausalLMTask):
         """A string is the prompt."""
         return self.parse_example({self.src: value} if isinstance(value, str) else value, "<input>")
 
+    def pretrain_documents(self, examples: Sequence[Any]) -> Iterator[str]:
+        """``prompt <sep> target``: the sequence ``encode`` trains on (the corpus adds ``<eos>``)."""
+        for ex in examples:
+            if getattr(ex, self.tgt) is not None:
+                yield f"{getattr(ex, self.src)}{SEP}{getattr(ex, self.tgt)}"
+
     # ------------------------------------------------------------------ tensors
+    def prompt_budget(self) -> int | None:
+        """Longest prompt asked for (``options.prompt_budget``); ``None``: half the budget."""
+        return self.options.prompt_budget
+
     def prompt_ids(self, example: Any) -> list[int]:
         """The prompt's tokens, cut to the prompt budget, then ``<sep>``."""
         budget = self.length_budget
-        cap = min(getattr(self.options, "prompt_budget", None) or budget // 2, budget - 2)
+        cap = min(self.prompt_budget() or budget // 2, budget - 2)
         return [*self.tokenizer.encode(getattr(example, self.src))[:cap], self.tokenizer.sep_id]
 
     def encode(self, example: Any, *, train: bool) -> list[dict[str, Any]]:

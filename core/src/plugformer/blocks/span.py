@@ -15,6 +15,7 @@ the question).
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -27,7 +28,7 @@ from plugformer.blocks.heads import TokenHead
 from plugformer.blocks.metrics import MeanOf, normalise_answer, on_device, token_f1
 from plugformer.errors import DataError
 from plugformer.metric_info import MetricInfo
-from plugformer.tasks import Baseline, Task, TaskOptions
+from plugformer.tasks import SEP, Baseline, Task, TaskOptions
 
 __all__ = ["SpanExample", "SpanOptions", "SpanSelectionTask"]
 
@@ -72,6 +73,12 @@ class SpanSelectionTask(Task):
         if isinstance(value, str):
             raise DataError(f"task {self.name!r} needs --field question=... --field context=...")
         return self.parse_example(value, "<input>")
+
+    def pretrain_documents(self, examples: Sequence[Any]) -> Iterator[str]:
+        """``question <sep> context <sep> answer``: the window ``encode`` reads, then the answer."""
+        for ex in examples:
+            if ex.answer is not None:
+                yield f"{ex.question}{SEP}{ex.context}{SEP}{ex.answer}"
 
     def _window(self, example: Any) -> tuple[list[int], list[tuple[int, int]], int]:
         """(ids, context offsets per context token, index of the first context token)."""

@@ -15,7 +15,7 @@ frequent training tag (``O`` for unseen words).
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -29,7 +29,7 @@ from plugformer.blocks.labels import LabelSet
 from plugformer.blocks.metrics import MeanOf, SpanF1, on_device
 from plugformer.errors import DataError
 from plugformer.metric_info import MetricInfo
-from plugformer.tasks import Baseline, Task, TaskOptions
+from plugformer.tasks import SEP, Baseline, Task, TaskOptions
 
 __all__ = ["TaggingExample", "TaggingOptions", "TaggingTask"]
 
@@ -72,22 +72,34 @@ class TaggingTask(Task):
 
     def __init__(self, options: Any = None, tokenizer: Any = None) -> None:
         super().__init__(options, tokenizer)
-        self.labels = LabelSet(self.name, self.options.labels, minimum=1)
+        self.label_set = LabelSet(self.name, self.options.labels, minimum=1)
+
+    @property
+    def labels(self) -> list[str]:
+        """The tag names, in output order."""
+        return self.label_set.names
 
     def prepare(self, train_examples: Sequence[TaggingExample]) -> None:
         if any(ex.tags is None for ex in train_examples):
             raise DataError(f"task {self.name!r}: every training example needs tags")
-        self.labels.learn(t for ex in train_examples for t in ex.tags or [])
+        self.label_set.learn(t for ex in train_examples for t in ex.tags or [])
 
     def state_dict(self) -> dict[str, Any]:
-        return self.labels.state_dict()
+        return self.label_set.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.labels.load_state_dict(state)
+        self.label_set.load_state_dict(state)
 
     def example_from_input(self, value: str | dict[str, Any]) -> TaggingExample:
         """A string is split into words on white space."""
         return self.parse_example({"tokens": value.split()} if isinstance(value, str) else value)
+
+    def pretrain_documents(self, examples: Sequence[TaggingExample]) -> Iterator[str]:
+        """``words <sep> word/TAG …``: the sentence, then each word with its tag."""
+        for ex in examples:
+            if ex.tags is not None:
+                tagged = " ".join(f"{w}/{t}" for w, t in zip(ex.tokens, ex.tags, strict=True))
+                yield f"{' '.join(ex.tokens)}{SEP}{tagged}"
 
     # ------------------------------------------------------------------ tensors
     def encode(self, example: TaggingExample, *, train: bool) -> list[dict[str, Any]]:
@@ -101,7 +113,7 @@ class TaggingTask(Task):
             if len(ids) + len(pieces) > budget:
                 break
             gold = example.tags[i] if example.tags is not None else None
-            first = self.labels.index(gold, example.id) if gold is not None else IGNORE
+            first = self.label_set.index(gold, example.id) if gold is not None else IGNORE
             ids += pieces
             labels += [first] + [IGNORE] * (len(pieces) - 1)
         if train and example.tags is None:
@@ -114,7 +126,7 @@ class TaggingTask(Task):
     # ------------------------------------------------------------------ model
     def build_head(self, backbone: Any) -> nn.Module:
         self.check_backbone(backbone)
-        return TokenHead(backbone.d_model, len(self.labels.require()), self.options.dropout)
+        return TokenHead(backbone.d_model, len(self.label_set.require()), self.options.dropout)
 
     def loss(self, outputs: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
         return F.cross_entropy(
@@ -127,7 +139,7 @@ class TaggingTask(Task):
         out = []
         for row, ex in enumerate(batch["examples"]):
             starts = self._word_starts(ex)
-            tags = [self.labels.names[best[row][p]] if p is not None else "O" for p in starts]
+            tags = [self.label_set.names[best[row][p]] if p is not None else "O" for p in starts]
             out.append({"tags": tags})
         return out
 
@@ -163,7 +175,7 @@ class TaggingTask(Task):
         return {
             "span_f1": MetricInfo(definition="micro F1 of BIO entity spans (exact words and type)"),
             "accuracy": MetricInfo(definition="fraction of words tagged correctly"),
-            "_task": {"labels": self.labels.names},
+            "_task": {"labels": self.label_set.names},
         }
 
     def baselines(self) -> dict[str, Baseline]:
