@@ -360,6 +360,7 @@ def _log_samples(out: Path, cell: Cell, samples: list[dict[str, Any]]) -> str:
 
 def _run_baseline(cell: Cell, tokenizer: Any, out: Path) -> dict[str, Any]:
     from plugformer.finetune import build_task, load_examples
+    from plugformer.metric_info import normalise_metric_info
     from plugformer.plugins import call_on_result
     from plugformer.tasks import run_baseline
 
@@ -379,7 +380,7 @@ def _run_baseline(cell: Cell, tokenizer: Any, out: Path) -> dict[str, Any]:
         "metrics": task.compute_metrics(metrics),
         "main_metric": task.main_metric,
         "higher_is_better": task.higher_is_better,
-        "metric_info": task.metric_info(),
+        "metric_info": normalise_metric_info(task.metric_info()),
         "n_examples": len(test),
     }
     record = _record(cell, result, time.perf_counter() - t0)

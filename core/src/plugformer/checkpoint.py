@@ -271,6 +271,7 @@ def load_task(path: str | Path) -> tuple[Any, Any, Any, dict[str, Any]]:
     loaded = load_backbone(path)
     try:
         task = cls(info["options"], loaded.tokenizer)
+        task.check_backbone(loaded.model)  # hands the task its length budget before any encode
         task.load_state_dict(info["state"])
     except CheckpointError:
         raise

@@ -201,13 +201,20 @@ def config_schema(kind: str) -> None:
 
 @cli.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def plugins_cmd(as_json: bool) -> None:
+@click.option(
+    "--check", is_flag=True, help="Import every lazy task reference (slower; catches typos)."
+)
+def plugins_cmd(as_json: bool, check: bool) -> None:
     """List plugins: distribution, version, hooks, what they provide, status."""
     from plugformer import plugins
 
     infos = plugins.plugin_infos()
+    if check:
+        infos = plugins.check_lazy_references()
     if as_json:
         click.echo(json.dumps([i.as_dict() for i in infos], indent=2))
+        if check and any(i.status != "ok" for i in infos):
+            raise SystemExit(1)
         return
     from rich.console import Console
     from rich.table import Table
@@ -220,6 +227,8 @@ def plugins_cmd(as_json: bool) -> None:
         status = "ok" if i.status == "ok" else f"[red]broken[/red]: {i.error}"
         table.add_row(i.name, i.distribution, i.version, provides, ", ".join(i.hooks), status)
     Console(width=160).print(table)
+    if check and any(i.status != "ok" for i in infos):
+        raise SystemExit(1)
 
 
 @cli.command("tasks")
@@ -271,28 +280,56 @@ def _list_named(kind: str, columns: tuple[str, ...], as_json: bool) -> None:
 @click.option(
     "--dir", "directory", type=click.Path(path_type=Path), default=Path("."), show_default=True
 )
-def new_plugin(name: str, directory: Path) -> None:
+@click.option(
+    "--template",
+    type=click.Choice(["classification", "pair", "span", "generation", "tagging"]),
+    default="classification",
+    show_default=True,
+    help="The task's shape (its base in plugformer.blocks).",
+)
+def new_plugin(name: str, directory: Path, template: str) -> None:
     """Write a complete third-party task plugin distribution named plugformer-NAME."""
     from plugformer.scaffold import write_plugin
 
-    path = write_plugin(name, directory)
+    path = write_plugin(name, directory, template)
     click.echo(f"wrote {path}\nnext: pip install -e {path} && pytest {path}")
 
 
 # --------------------------------------------------------------------------- tasks
 
 
-def _load_spec(spec: str, data: Path | None, overrides: tuple[str, ...]) -> Any:
+def _data_table(data: Path, validation: Path | None) -> dict[str, Any]:
+    """``--data`` (a file or a dataset name) and ``--validation`` as a spec's ``[data]``."""
+    if not data.exists():
+        table: dict[str, Any] = {"dataset": str(data)}
+    else:
+        table = {"train": str(data)}
+        if validation is None:
+            table["holdout"] = 0.1  # a seeded share, announced in one line by finetune
+    if validation is not None:
+        table["validation"] = str(validation)
+    return table
+
+
+def _load_spec(
+    spec: str, data: Path | None, overrides: tuple[str, ...], validation: Path | None = None
+) -> Any:
     """SPEC: a spec file, a registered spec name (``plugformer tasks``), or a task name + --data."""
     from plugformer import plugins
-    from plugformer.config import TaskSpec, apply_overrides, load_toml, parse_model
+    from plugformer.config import (
+        TaskSpec,
+        apply_overrides,
+        load_toml,
+        parse_model,
+        resolve_spec_paths,
+    )
     from plugformer.specs import is_path, resolve
 
     path, named = Path(spec), plugins.named_specs("task")
     if not is_path(spec) and (spec in named or spec in named.conflicts):
         path = resolve(spec, "task")  # a registered spec name
     if path.suffix == ".toml" or path.exists():
-        raw = load_toml(path)
+        raw = resolve_spec_paths(load_toml(path), path)  # data paths are relative to the file
         source = str(path)
         raw.setdefault("name", path.stem)
     else:  # the shorthand: a task name plus --data
@@ -306,12 +343,11 @@ def _load_spec(spec: str, data: Path | None, overrides: tuple[str, ...]) -> Any:
                 + "; `plugformer tasks` lists the names; with a task name, give --data FILE (or a dataset name)"
             )
         source = "command line"
-        raw = {
-            "task": spec,
-            "data": {"dataset": str(data)} if not data.exists() else {"train": str(data)},
-        }
+        raw = {"task": spec, "data": _data_table(data, validation)}
     if data is not None and path.exists():
-        raw["data"] = {"dataset": str(data)} if not data.exists() else {"train": str(data)}
+        raw["data"] = _data_table(data, validation)
+    elif validation is not None:
+        raw.setdefault("data", {})["validation"] = str(validation)
     return parse_model(TaskSpec, apply_overrides(raw, overrides), source)
 
 
@@ -323,7 +359,11 @@ def _load_spec(spec: str, data: Path | None, overrides: tuple[str, ...]) -> Any:
 @click.option(
     "--data",
     type=click.Path(path_type=Path),
-    help="Training data file or dataset name (shorthand).",
+    help="Training data file or dataset name (shorthand). Without --validation, 10% of a "
+    "file's rows (seeded) are held out for validation.",
+)
+@click.option(
+    "--validation", type=click.Path(path_type=Path), help="Validation data file (with --data)."
 )
 @click.option(
     "--out", type=click.Path(path_type=Path), help="Output directory (default runs/<spec>)."
@@ -336,12 +376,13 @@ def finetune(
     spec: str,
     backbone: str | None,
     data: Path | None,
+    validation: Path | None,
     out: Path | None,
     overrides: tuple[str, ...],
     resume: bool,
 ) -> None:
     """Fine-tune a task: SPEC is a spec file or name (plugformer tasks), or a task name with --data."""
-    s = _load_spec(spec, data, overrides)
+    s = _load_spec(spec, data, overrides, validation)
     from plugformer.finetune import finetune as run
 
     summary = run(s, backbone, out, resume=resume)
@@ -349,13 +390,37 @@ def finetune(
     click.echo(json.dumps(summary, indent=2))
 
 
+def _is_checkpoint(path: Path) -> bool:
+    return (path / "plugformer.json").is_file()
+
+
+def _spec_from_checkpoint(
+    checkpoint: Path, data: Path | None, split: str, overrides: tuple[str, ...]
+) -> Any:
+    """The spec stored in a task checkpoint, with ``--data`` as the split to score."""
+    from plugformer.checkpoint import read_manifest
+    from plugformer.config import TaskSpec, apply_overrides, parse_model
+
+    stored = read_manifest(checkpoint).get("spec")
+    if not stored:
+        raise PlugformerError(f"{checkpoint}: stores no spec; give a SPEC file or --data FILE")
+    raw = {k: v for k, v in stored.items() if v is not None}
+    if data is not None:
+        raw["data"] = {split: str(data)} if data.exists() else {"dataset": str(data)}
+    return parse_model(TaskSpec, apply_overrides(raw, overrides), f"{checkpoint} (stored spec)")
+
+
 @cli.command()
-@click.argument("spec")
+@click.argument("target", metavar="SPEC|CHECKPOINT")
 @click.option(
     "--checkpoint",
-    required=True,
     type=click.Path(path_type=Path),
-    help="Task checkpoint directory.",
+    help="Task checkpoint directory (when the first argument is a spec).",
+)
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    help="Data file (or dataset name) to score; default: the spec's --split.",
 )
 @click.option(
     "--split", default="test", show_default=True, type=click.Choice(["validation", "test"])
@@ -363,10 +428,34 @@ def finetune(
 @click.option("--out", type=click.Path(path_type=Path), help="Write the result JSON here.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
 def evaluate(
-    spec: str, checkpoint: Path, split: str, out: Path | None, overrides: tuple[str, ...]
+    target: str,
+    checkpoint: Path | None,
+    data: Path | None,
+    split: str,
+    out: Path | None,
+    overrides: tuple[str, ...],
 ) -> None:
-    """Score a task checkpoint on SPEC's test split (a spec file or name); prints the metrics."""
-    s = _load_spec(spec, None, overrides)
+    """Score a task checkpoint; prints (and writes) the metrics as JSON.
+
+    \b
+    plugformer evaluate CKPT --data test.jsonl      the checkpoint's own spec, this data
+    plugformer evaluate CKPT                        the checkpoint's own spec and split
+    plugformer evaluate SPEC --checkpoint CKPT      another spec's data
+    """
+    if checkpoint is None:
+        if not _is_checkpoint(Path(target)):
+            raise PlugformerError(
+                f"{target}: not a task checkpoint; give CHECKPOINT [--data FILE] "
+                "or SPEC --checkpoint CHECKPOINT"
+            )
+        checkpoint = Path(target)
+        s = _spec_from_checkpoint(checkpoint, data, split, overrides)
+    else:
+        s = _load_spec(target, None, overrides)
+        if data is not None:
+            s = s.model_copy(
+                update={"data": s.data.model_copy(update={split: str(data), "dataset": None})}
+            )
     from plugformer.fileio import atomic_write_json
     from plugformer.finetune import evaluate as run
 
@@ -391,7 +480,28 @@ def _parse_input(text: str) -> Any:
     return text
 
 
-@cli.command()
+def _split_field_flags(args: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Texts, and ``--name value`` / ``--name=value`` pairs click left over: a task's own
+    fields (``--question ... --context ...``), checked against its example model later."""
+    texts: list[str] = []
+    fields: dict[str, str] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg.startswith("--") and len(arg) > 2:
+            key, eq, value = arg[2:].partition("=")
+            if not eq:
+                if i + 1 >= len(args):
+                    raise PlugformerError(f"predict: --{key} needs a value")
+                value, i = args[i + 1], i + 1
+            fields[key.replace("-", "_")] = value
+        else:
+            texts.append(arg)
+        i += 1
+    return texts, fields
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.argument("texts", nargs=-1)
 @click.option(
@@ -400,19 +510,32 @@ def _parse_input(text: str) -> Any:
     type=click.File("r"),
     help="One input per line (text or JSON); - for stdin.",
 )
-@click.option("--question", help="QA: the question (with --context).")
-@click.option("--context", help="QA: the context passage.")
+@click.option(
+    "--field",
+    "fields",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="One field of a single input, e.g. --field premise='...' (repeatable). Any field of "
+    "the task's examples also works as its own flag: --question ... --context ...",
+)
+@click.pass_context
 def predict(
+    ctx: click.Context,
     checkpoint: Path,
     texts: tuple[str, ...],
     input_file: Any,
-    question: str | None,
-    context: str | None,
+    fields: tuple[str, ...],
 ) -> None:
-    """Predict with a task checkpoint; one JSON line per input."""
-    inputs: list[Any] = [_parse_input(t) for t in texts]
-    if question is not None or context is not None:
-        inputs.append({"question": question or "", "context": context or ""})
+    """Predict with a task checkpoint; one JSON line per input (with the input's id, if any)."""
+    plain, one = _split_field_flags([*texts, *ctx.args])
+    for item in fields:
+        if "=" not in item:
+            raise PlugformerError(f"--field {item!r}: expected NAME=VALUE")
+        key, value = item.split("=", 1)
+        one[key.strip()] = value
+    inputs: list[Any] = [_parse_input(t) for t in plain]
+    if one:
+        inputs.append(one)
     if input_file is not None:
         for line in input_file:
             line = line.rstrip("\n")
@@ -422,7 +545,7 @@ def predict(
         inputs = [_parse_input(line.rstrip("\n")) for line in sys.stdin if line.strip()]
     if not inputs:
         raise PlugformerError(
-            "nothing to predict: give TEXT arguments, --input FILE, or pipe lines on stdin"
+            "nothing to predict: give TEXT arguments, --field NAME=VALUE, --input FILE, or pipe lines on stdin"
         )
     import plugformer
 
@@ -431,7 +554,21 @@ def predict(
         raise PlugformerError(
             f"{checkpoint}: a backbone checkpoint; use `plugformer generate` or fine-tune it first"
         )
-    for pred in predictor.predict(inputs):
+    known = getattr(predictor.task, "Example", None)
+    unknown = sorted(set(one) - set(getattr(known, "model_fields", one)))
+    if unknown:
+        raise PlugformerError(
+            f"task {predictor.task.name!r} has no field {unknown[0]!r}; its fields: "
+            + ", ".join(known.model_fields)  # type: ignore[union-attr]
+        )
+    for value, pred in zip(inputs, predictor.predict(inputs), strict=True):
+        ident = value.get("id") if isinstance(value, dict) else None
+        if ident is not None:
+            pred = (
+                {"id": ident, **pred}
+                if isinstance(pred, dict)
+                else {"id": ident, "prediction": pred}
+            )
         click.echo(json.dumps(pred, ensure_ascii=False))
 
 

@@ -383,6 +383,24 @@ def load_config(
 
 # --------------------------------------------------------------------------- task specs
 
+SPEC_PATH_KEYS = ("train", "validation", "test")
+
+
+def resolve_spec_paths(raw: dict[str, Any], spec_file: str | Path) -> dict[str, Any]:
+    """Relative ``data.train`` / ``validation`` / ``test`` paths of a spec file, made relative
+    to the file's directory (not the working directory); returns a new dict."""
+    data = raw.get("data")
+    if not isinstance(data, dict):
+        return raw
+    base = Path(spec_file).parent
+    fixed = {
+        k: str(base / v)
+        if k in SPEC_PATH_KEYS and isinstance(v, str) and not Path(v).is_absolute()
+        else v
+        for k, v in data.items()
+    }
+    return {**raw, "data": fixed}
+
 
 class TaskData(StrictModel):
     """Where a task's examples come from: a dataset recipe, or files (JSONL/CSV/TSV/...)."""
@@ -390,11 +408,12 @@ class TaskData(StrictModel):
     dataset: str | None = None
     """A dataset recipe name (plugformer data list); its train/validation/test splits are used."""
     train: str | None = None
-    """Training file (overrides the recipe's train split)."""
+    """Training file (overrides the recipe's train split); a relative path is relative to the
+    spec file."""
     validation: str | None = None
-    """Validation file (model selection, early stopping)."""
+    """Validation file (model selection, early stopping); relative to the spec file."""
     test: str | None = None
-    """Test file (plugformer evaluate, suites)."""
+    """Test file (plugformer evaluate, suites); relative to the spec file."""
     max_train: int | None = Field(None, ge=1)
     """Use at most this many training examples (a fixed-seed random subset: the same in every run)."""
     max_eval: int | None = Field(None, ge=1)
@@ -402,6 +421,9 @@ class TaskData(StrictModel):
     max_test: int | None = Field(None, ge=1)
     """Use at most this many test examples (overrides max_eval for the test split: a larger
     test set separates systems, while validation runs many times during training)."""
+    holdout: float | None = Field(None, gt=0, lt=1)
+    """With no validation data, hold out this share of the training examples (a random subset
+    fixed by the spec's ``seed``) for validation. ``finetune NAME --data FILE`` sets 0.1."""
 
     @model_validator(mode="after")
     def _some_source(self) -> TaskData:

@@ -28,7 +28,15 @@ from plugformer.inference import Predictor, eval_collate
 from plugformer.schedule import BudgetSchedule
 from plugformer.training import adamw, check_finite, param_groups
 
-__all__ = ["FinetuneModule", "Predictor", "build_task", "evaluate", "finetune", "load_examples"]
+__all__ = [
+    "FinetuneModule",
+    "Predictor",
+    "build_task",
+    "evaluate",
+    "finetune",
+    "hold_out",
+    "load_examples",
+]
 
 
 # --------------------------------------------------------------------------- data
@@ -66,6 +74,29 @@ def load_examples(task: Any, spec: TaskSpec, split: str) -> list[Any]:
         keep = np.sort(np.random.default_rng(0).permutation(len(examples))[:limit])
         examples = [examples[i] for i in keep]
     return examples
+
+
+def hold_out(examples: list[Any], share: float, seed: int) -> tuple[list[Any], list[Any]]:
+    """Split off ``share`` of ``examples`` (a ``seed``-fixed random subset) for validation; says so
+    in one line on stderr."""
+    import sys
+
+    import numpy as np
+
+    n_val = max(1, round(share * len(examples)))
+    if len(examples) - n_val < 1:
+        raise DataError(
+            f"{len(examples)} training example(s): too few to hold any out for validation"
+        )
+    order = np.random.default_rng(seed).permutation(len(examples))
+    held = set(order[:n_val].tolist())
+    print(
+        f"plugformer: no validation data: holding out {n_val} of {len(examples)} training "
+        f"examples ({share:.0%}, seed {seed}) for validation; give --validation FILE to choose",
+        file=sys.stderr,
+    )
+    train = [ex for i, ex in enumerate(examples) if i not in held]
+    return train, [ex for i, ex in enumerate(examples) if i in held]
 
 
 class _Features(torch.utils.data.Dataset):
@@ -390,6 +421,8 @@ def _finetune(spec: TaskSpec, ref: str, out: Path, resume: bool) -> dict[str, An
     val = load_examples(task, spec, "validation")
     if not train:
         raise DataError(f"task {spec.task!r}: no training examples")
+    if not val and spec.data.holdout:
+        train, val = hold_out(train, spec.data.holdout, spec.seed)
     task.prepare(train)
     seed_everything(spec.seed)  # the head's init must not depend on how much data was read
     head = task.build_head(loaded.model)
@@ -484,6 +517,7 @@ def evaluate(
     """Score a task checkpoint on a split of the spec's data; tells plugins via ``on_result``."""
     from plugformer.checkpoint import library_versions
     from plugformer.fileio import atomic_write_json
+    from plugformer.metric_info import normalise_metric_info
     from plugformer.plugins import call_on_result
 
     t0 = time.time()
@@ -508,7 +542,7 @@ def evaluate(
         "metrics": metrics,
         "main_metric": pred.task.main_metric,
         "higher_is_better": pred.task.higher_is_better,
-        "metric_info": pred.task.metric_info(),
+        "metric_info": normalise_metric_info(pred.task.metric_info()),
         "n_examples": len(examples),
         "data": {"dataset": spec.data.dataset, "file": getattr(spec.data, split)},
         "versions": library_versions(),

@@ -35,6 +35,7 @@ __all__ = [
     "PluginInfo",
     "Registry",
     "backbones",
+    "check_lazy_references",
     "datasets",
     "decoding_strategies",
     "get_plugin_manager",
@@ -54,6 +55,7 @@ DEFAULT_PLUGINS = (
     "plugformer.default_plugins.hf",
     "plugformer.default_plugins.decoding",
     "plugformer.default_plugins.configs",
+    "plugformer.default_plugins.tasks",
 )
 ENTRY_POINT_GROUP = "plugformer"
 REGISTRATION_HOOKS = (
@@ -469,6 +471,10 @@ def named_specs(kind: str) -> Registry:
 def get_task_class(name: str) -> type:
     """The Task class registered under ``name`` (importing a lazy reference on first use)."""
     reg = tasks()
+    if name not in reg:
+        broken = _broken_provider(name)
+        if broken is not None:
+            raise PluginError(f"task {name!r} is installed but broken: {broken.error}")
     item = reg.get(name)
     if isinstance(item, str):
         modname, _, attr = item.partition(":")
@@ -480,6 +486,43 @@ def get_task_class(name: str) -> type:
             ) from exc
         reg.items[name] = item
     return item
+
+
+def _broken_provider(name: str) -> PluginInfo | None:
+    """A broken plugin that likely provides ``name``: its entry point or distribution names it."""
+    for info in _State.infos.values():
+        dist_words = info.distribution.lower().replace("_", "-").split("-")
+        if info.status != "ok" and (info.name == name or name.lower() in dist_words):
+            return info
+    return None
+
+
+def check_lazy_references() -> list[PluginInfo]:
+    """Import every lazy ``module:Class`` task reference; a failure marks its plugin broken.
+
+    ``plugformer plugins --check``: a typo in a reference otherwise shows as ``ok`` until the
+    task is first used.
+    """
+    reg = tasks()
+    for name in reg.names():
+        if not isinstance(reg.items[name], str):
+            continue
+        try:
+            get_task_class(name)
+        except PluginError as exc:
+            owner = reg.owners[name]
+            info = next(
+                (
+                    i
+                    for i in _State.infos.values()
+                    if owner
+                    in ("plugformer" if i.default else f"{i.distribution} (plugin {i.name})",)
+                ),
+                None,
+            )
+            if info is not None:
+                info.status, info.error = "broken", str(exc)
+    return list(_State.infos.values())
 
 
 def call_on_result(result: dict[str, Any]) -> None:

@@ -128,12 +128,20 @@ def _columns(aggs: Sequence[Aggregate]) -> list[tuple[str, str]]:
 def _definition(info: dict[str, Any], metric: str) -> str | None:
     """What metric_info says of ``metric``: its own entry, else the task-wide ``definition``."""
     text = info.get(metric, info.get("definition"))
+    if isinstance(text, dict):  # a typed MetricInfo
+        text = text.get("definition")
     return text if isinstance(text, str) else None
 
 
 def _scale(info: dict[str, Any], metric: str) -> str | None:
-    """The scale of ``metric`` from metric_info: a ``scale`` entry ("0-100"), a range in its
-    text ("(0-1)", "(-1 to 1)"), or a sacreBLEU signature (0 to 100)."""
+    """The scale of ``metric``: its typed :class:`MetricInfo` range; for results written before
+    MetricInfo, a ``scale`` entry ("0-100"), a range in its text ("(0-1)") or a sacreBLEU
+    signature (0 to 100)."""
+    typed = info.get(metric)
+    if isinstance(typed, dict) and "range" in typed:
+        from plugformer.metric_info import MetricInfo
+
+        return MetricInfo.model_validate(typed).scale
     text = _definition(info, metric) or ""
     if "nrefs:" in text:
         return "0 to 100, sacreBLEU"
@@ -191,6 +199,7 @@ def _markdown(
         lines.append(
             f"| {spec} ({first.task}) | {first.main_metric} {arrow} | " + " | ".join(cells) + " |"
         )
+    lines += _other_metrics(aggs, records, getattr(suite, "report_metrics", []), cols)
     lines += ["", "## Backbones", ""]
     for r in {r["column"]: r for r in records if r["kind"] == "model"}.values():
         b = r["backbone"]
@@ -224,6 +233,51 @@ def _markdown(
     ]
     lines += [f"![{p.stem.replace('_', ' ')}]({p.name})" for p in plots]
     return "\n".join(lines) + "\n"
+
+
+def _other_metrics(
+    aggs: Sequence[Aggregate],
+    records: Sequence[dict[str, Any]],
+    names: Sequence[str],
+    cols: Sequence[tuple[str, str]],
+) -> list[str]:
+    """A table of the suite's ``report_metrics`` (other than each task's main one): the mean
+    over seeds per column, with the bootstrap interval when there are several seeds."""
+    if not names:
+        return []
+    header = ["task", "metric", *(f"{c} (baseline)" if k == "baseline" else c for c, k in cols)]
+    lines = [
+        "",
+        "## Other metrics",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for spec in dict.fromkeys(a.spec for a in aggs):
+        first = next(a for a in aggs if a.spec == spec)
+        for metric in names:
+            if metric == first.main_metric:
+                continue
+            cells = []
+            for col, kind in cols:
+                values = [
+                    float(r["metrics"][metric])
+                    for r in records
+                    if r["spec"] == spec
+                    and (r["column"], r["kind"]) == (col, kind)
+                    and metric in r["metrics"]
+                ]
+                if not values:
+                    cells.append("—")
+                    continue
+                low, high = bootstrap_ci(values)
+                mean = float(np.mean(values))
+                cells.append(
+                    f"{mean:.4g}" if len(values) == 1 else f"{mean:.4g} [{low:.4g}, {high:.4g}]"
+                )
+            if any(c != "—" for c in cells):
+                lines.append(f"| {spec} ({first.task}) | {metric} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _csv(aggs: Sequence[Aggregate]) -> str:

@@ -1,9 +1,9 @@
 """``plugformer new-plugin NAME``: write a complete third-party task plugin distribution.
 
-The result is what a plugin author starts from: a pyproject with the entry point, a working
-sequence-classification task (head, loss, decoding, torchmetrics), a README, and tests that
-subclass the conformance kit. ``pip install -e`` it and it shows in ``plugformer plugins``;
-its tests pass without edits.
+The result is what a plugin author starts from: a pyproject with the entry point, a task on
+one of the core's bases (``--template classification|pair|span|generation|tagging``), a
+README, and tests that subclass the conformance kit. ``pip install -e`` it and it shows in
+``plugformer plugins``; its tests pass without edits.
 """
 
 from __future__ import annotations
@@ -15,20 +15,25 @@ from pathlib import Path
 from plugformer.errors import PlugformerError
 from plugformer.fileio import atomic_dir
 
-__all__ = ["write_plugin"]
+__all__ = ["TEMPLATES", "write_plugin"]
+
+TEMPLATES = ("classification", "pair", "span", "generation", "tagging")
+"""Task shapes ``new-plugin --template`` writes (each on its base in :mod:`plugformer.blocks`)."""
 
 _FILES = {
     "pyproject.toml.tmpl": "pyproject.toml",
     "README.md.tmpl": "README.md",
     "init.py.tmpl": "src/{package}/__init__.py",
     "plugin.py.tmpl": "src/{package}/plugin.py",
-    "task.py.tmpl": "src/{package}/task.py",
-    "test_task.py.tmpl": "tests/test_task.py",
+    "task_{template}.py.tmpl": "src/{package}/task.py",
+    "test_{template}.py.tmpl": "tests/test_task.py",
 }
 
 
-def write_plugin(name: str, directory: str | Path = ".") -> Path:
-    """Write ``DIRECTORY/plugformer-NAME`` and return its path."""
+def write_plugin(name: str, directory: str | Path = ".", template: str = "classification") -> Path:
+    """Write ``DIRECTORY/plugformer-NAME`` (a task of shape ``template``) and return its path."""
+    if template not in TEMPLATES:
+        raise PlugformerError(f"template {template!r}: choose one of {', '.join(TEMPLATES)}")
     if not re.fullmatch(r"[a-z][a-z0-9]*(-[a-z0-9]+)*", name):
         raise PlugformerError(
             f"plugin name {name!r}: use lower-case words joined by hyphens, e.g. demo-ner"
@@ -43,11 +48,12 @@ def write_plugin(name: str, directory: str | Path = ".") -> Path:
         "package": package,
         "dist": dist,
         "class_name": "".join(p.capitalize() for p in name.split("-")) + "Task",
+        "template": template,
     }
     templates = resources.files("plugformer") / "templates"
     with atomic_dir(target, overwrite=False) as tmp:
         for src, dst in _FILES.items():
-            text = (templates / src).read_text(encoding="utf-8")
+            text = (templates / src.format(template=template)).read_text(encoding="utf-8")
             for key, value in values.items():
                 text = text.replace("{{" + key + "}}", value)
             out = tmp / dst.format(**values)

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from plugformer.config import StrictModel, TaskSpec, load_toml, parse_model
+from plugformer.config import StrictModel, TaskSpec, load_toml, parse_model, resolve_spec_paths
 from plugformer.errors import ConfigError
 from plugformer.specs import is_path, resolve
 
@@ -81,6 +81,9 @@ class SuiteConfig(StrictModel):
     """Applied to every task spec, e.g. ``finetune.max_steps = 50`` or ``data.max_train = 500``."""
     keep_checkpoints: bool = False
     """Keep each model cell's task checkpoint under checkpoints/<key> (default: results only)."""
+    report_metrics: list[str] = Field(default_factory=list)
+    """Metrics shown in the report beside each task's main one (e.g. ``["macro_f1", "chrf"]``);
+    a task that does not report one shows a dash."""
 
     @field_validator("seeds", mode="before")
     @classmethod
@@ -189,5 +192,6 @@ _merge = merge_overrides
 
 def load_spec(path: Path, overrides: Mapping[str, Any], seed: int) -> TaskSpec:
     """A suite's view of one spec file: its overrides applied, this seed, no progress bars."""
-    raw = _merge({"name": path.stem, "finetune": {"progress": False}}, load_toml(path))
+    spec = resolve_spec_paths(load_toml(path), path)  # paths relative to the spec file
+    raw = _merge({"name": path.stem, "finetune": {"progress": False}}, spec)
     return parse_model(TaskSpec, _merge(raw, {**overrides, "seed": seed}), f"{path} (in a suite)")

@@ -11,6 +11,17 @@ Data flow (``B`` = batch of features, ``E`` = examples in an evaluation batch)::
     batch ──forward(backbone, head)──▶ outputs ──loss──▶ scalar
     eval batch ──predict──▶ [prediction per example] ──update_metrics──▶ torchmetrics
 
+Lifecycle (the order the core calls a task in)::
+
+    __init__(options, tokenizer) → check_backbone(backbone)   # sets self.max_len, the length budget
+      → prepare(train) [fine-tuning] | load_state_dict(state) [loading a checkpoint]
+      → build_head(backbone) → encode/collate → forward/loss | predict → update_metrics
+
+``encode`` must keep every feature within ``self.max_len`` tokens (``self.length_budget``
+raises if the core has not handed it over yet). Unlabelled inputs (``plugformer predict``)
+leave the label field ``None``. ``update_metrics`` builds its tensors on each metric's own
+``device`` (the core moves metrics with the model).
+
 Training batches hold features of any examples; evaluation batches hold whole examples
 (all features of each, e.g. every QA window) plus ``batch["examples"]`` (the E examples)
 and ``batch["example_index"]`` (LongTensor, feature → position in ``examples``).
@@ -151,6 +162,9 @@ class Task:
                 self.Options, dict(options or {}), f"options of task {self.name!r}"
             )
         self.tokenizer = tokenizer
+        self.max_len: int | None = self.options.max_length
+        """The length budget: longest input fed to the backbone (``options.max_length`` until
+        ``check_backbone`` sets it from the backbone's context)."""
 
     # ------------------------------------------------------------------ data
     def parse_example(self, raw: dict[str, Any], where: str = "<input>") -> Any:
@@ -205,9 +219,21 @@ class Task:
         raise NotImplementedError
 
     def max_length(self, backbone: Any) -> int:
-        """Longest input this task feeds the backbone."""
+        """Longest input this task feeds the backbone: its context, capped by ``options.max_length``."""
         limit = backbone.max_seq_len
         return min(limit, self.options.max_length) if self.options.max_length else limit
+
+    @property
+    def length_budget(self) -> int:
+        """``self.max_len``, or a clear error if the core has not called ``check_backbone`` yet."""
+        if self.max_len is None:
+            from plugformer.errors import PlugformerError
+
+            raise PlugformerError(
+                f"task {self.name!r} has no length budget yet: call check_backbone(backbone) "
+                "before encode"
+            )
+        return self.max_len
 
     # ------------------------------------------------------------------ model
     def build_head(self, backbone: Any) -> nn.Module:
@@ -249,7 +275,8 @@ class Task:
         return {k: float(m.compute()) for k, m in metrics.items()}
 
     def metric_info(self) -> dict[str, Any]:
-        """Definitions stored with every result (e.g. the sacrebleu signature)."""
+        """``{metric: MetricInfo}`` for every metric (definition, range, direction, signature);
+        stored with every result. Task-wide facts (label set, …) go under ``"_task"``."""
         return {}
 
     def baselines(self) -> dict[str, Baseline]:
@@ -278,7 +305,11 @@ class Task:
 
     # ------------------------------------------------------------------ checks
     def check_backbone(self, backbone: Any) -> None:
-        """Refuse a backbone this task cannot use (one clear line)."""
+        """Refuse a backbone this task cannot use (one clear line); learn the length budget.
+
+        The core calls it with the backbone before ``prepare``, ``build_head`` and ``encode``;
+        an override calls ``super().check_backbone(backbone)``.
+        """
         from plugformer.errors import PlugformerError
 
         if self.requires_causal and not getattr(backbone, "causal", True):
@@ -286,3 +317,4 @@ class Task:
                 f"task {self.name!r} decodes left to right and needs a causal backbone; "
                 "this backbone is bidirectional (masked-LM / encoder)"
             )
+        self.max_len = self.max_length(backbone)

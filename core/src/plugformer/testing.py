@@ -14,8 +14,11 @@ The checks: the example schema accepts the examples and rejects an empty row wit
 error; encode/collate produce padded LongTensors of matching shapes; the head trains on a
 micro backbone (loss falls within ``train_steps`` AdamW steps); predictions decode, one per
 example, JSON-serialisable; metrics compute (including the main metric); baselines score;
-a task checkpoint round-trips (same predictions after save → load); a causal-only task
-refuses a bidirectional backbone.
+a task checkpoint round-trips (same predictions after save → load; the task must be
+registered — installed, or ``register_in_process = True`` — or the check fails); a
+causal-only task refuses a bidirectional backbone, any other trains and predicts on one;
+a short-context backbone (``short_context`` tokens) with inputs made long never sees a
+sequence past its context; ``update_metrics`` builds its tensors on the metrics' device.
 """
 
 from __future__ import annotations
@@ -75,6 +78,12 @@ class TaskConformance:
     lr: ClassVar[float] = 3e-3
     batch_size: ClassVar[int] = 8
     backbone_overrides: ClassVar[dict[str, Any]] = {}
+    register_in_process: ClassVar[bool] = False
+    """Register ``task_class`` as an in-process plugin (a task not installed through an entry point)."""
+    short_context: ClassVar[int] = 24
+    """Context length of the short backbone of the length-budget check."""
+    keep_short: ClassVar[tuple[str, ...]] = ("id", "label", "answer")
+    """Fields never lengthened by the length-budget check (labels, answers that must match)."""
 
     # ------------------------------------------------------------------ fixtures
     @pytest.fixture(scope="class")
@@ -91,6 +100,34 @@ class TaskConformance:
     @pytest.fixture()
     def backbone(self, tokenizer: Any) -> Any:
         return micro_backbone(tokenizer, causal=True, **self.backbone_overrides)
+
+    @pytest.fixture(autouse=True)
+    def _in_process_plugin(self) -> Any:
+        if not self.register_in_process:
+            yield
+            return
+        import types
+
+        from plugformer import hookimpl, plugins
+
+        cls = self.task_class
+        module = types.ModuleType(f"conformance_{cls.name}")
+        module.register_tasks = hookimpl(lambda register: register(cls))  # type: ignore[attr-defined]
+        plugins.register_plugin(module, f"conformance-{cls.name}")
+        yield
+        plugins.unregister_plugin(f"conformance-{cls.name}")
+
+    def _long(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Rows whose texts (string fields with a space, outside ``keep_short``) are ~12× longer;
+        each text keeps its start, so character offsets into it stay valid."""
+        out = []
+        for row in rows:
+            new = dict(row)
+            for k, v in row.items():
+                if isinstance(v, str) and " " in v and k not in self.keep_short:
+                    new[k] = " ".join([v] * 12)
+            out.append(new)
+        return out
 
     def _parse(self, task: Any, rows: list[dict[str, Any]]) -> list[Any]:
         return [task.parse_example(dict(r), f"example {i}") for i, r in enumerate(rows)]
@@ -194,7 +231,10 @@ class TaskConformance:
         spec = TaskSpec(task=task.name, data={"train": "unused.jsonl"})
         save_task(tmp_path / "ckpt", backbone, head, task, spec, {"backbone": "micro"})
         if task.name not in plugins.tasks():
-            pytest.skip(f"task {task.name!r} is not installed as a plugin; cannot reload by name")
+            pytest.fail(
+                f"task {task.name!r} is not registered, so its checkpoint cannot be reloaded by "
+                "name: install the plugin (pip install -e .) or set register_in_process = True"
+            )
         task2, model2, head2, _ = load_task(tmp_path / "ckpt")
         import torch
 
@@ -235,3 +275,91 @@ class TaskConformance:
                 assert ids.count(tokenizer.sep_id) == doc.count(SEP), (
                     f"{SEP!r} in a document must tokenise to the tokenizer's sep id: {doc[:80]!r}"
                 )
+
+    def test_length_budget_on_short_context_with_long_inputs(self, tokenizer: Any) -> None:
+        import torch
+
+        short = micro_backbone(tokenizer, causal=True, max_seq_len=self.short_context)
+        task = self.task_class(dict(self.options), tokenizer)
+        task.check_backbone(short.model)
+        assert task.max_len is not None and task.max_len <= self.short_context, (
+            "check_backbone must set task.max_len (the length budget) from the backbone"
+        )
+        task.prepare(self._parse(task, self.train_examples))
+        head = task.build_head(short.model)
+        examples = self._parse(task, self._long(list(self.train_examples[: self.batch_size])))
+        feats = [f for ex in examples for f in task.encode(ex, train=True)]
+        longest = max(len(f["input_ids"]) for f in feats)
+        assert longest <= self.short_context, (
+            f"encode gave {longest} tokens; the backbone's context is {self.short_context}"
+        )
+        batch = task.collate(feats)
+        assert torch.isfinite(task.loss(task.forward(short.model, head, batch), batch))
+        evals = self._parse(task, self._long(list(self.eval_examples or self.train_examples[:6])))
+        with torch.inference_mode():
+            preds = task.predict(short.model.eval(), head.eval(), self._eval_batch(task, evals))
+        assert len(preds) == len(evals)
+
+    def test_bidirectional_backbone_trains_and_predicts(self, tokenizer: Any) -> None:
+        import torch
+
+        if self.task_class.requires_causal:
+            pytest.skip("a causal-only task (refusal is checked separately)")
+        encoder = micro_backbone(tokenizer, causal=False, **self.backbone_overrides)
+        task = self.task_class(dict(self.options), tokenizer)
+        task.check_backbone(encoder.model)
+        task.prepare(self._parse(task, self.train_examples))
+        head = task.build_head(encoder.model)
+        feats = [
+            f
+            for ex in self._parse(task, self.train_examples[: self.batch_size])
+            for f in task.encode(ex, train=True)
+        ]
+        batch = task.collate(feats)
+        loss = task.loss(task.forward(encoder.model, head, batch), batch)
+        assert torch.isfinite(loss)
+        loss.backward()
+        examples = self._eval(task)
+        with torch.inference_mode():
+            preds = task.predict(
+                encoder.model.eval(), head.eval(), self._eval_batch(task, examples)
+            )
+        assert len(preds) == len(examples)
+
+    def test_metrics_updated_on_their_device(self, task: Any, backbone: Any) -> None:
+        import torch
+
+        head = task.build_head(backbone.model)
+        examples = self._eval(task)
+        with torch.inference_mode():
+            preds = task.predict(
+                backbone.model.eval(), head.eval(), self._eval_batch(task, examples)
+            )
+        probes = {k: _DeviceProbe(m) for k, m in task.metrics().items()}
+        task.update_metrics(probes, preds, examples)
+        wrong = {k: sorted(p.wrong) for k, p in probes.items() if p.wrong}
+        assert not wrong, (
+            f"update_metrics built tensors on {wrong} for metrics on device 'meta': create them "
+            "with device=metric.device (plugformer.blocks.on_device)"
+        )
+
+
+class _DeviceProbe:
+    """Stands in for a metric that lives on the ``meta`` device; records tensors sent elsewhere."""
+
+    def __init__(self, metric: Any) -> None:
+        import torch
+
+        self._metric = metric
+        self.device = torch.device("meta")
+        self.wrong: set[str] = set()
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        import torch
+
+        for value in [*args, *kwargs.values()]:
+            if isinstance(value, torch.Tensor) and value.device.type != "meta":
+                self.wrong.add(str(value.device))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._metric, name)

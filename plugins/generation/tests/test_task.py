@@ -146,7 +146,7 @@ def test_options_are_checked(tok: Tokenizer) -> None:
 
 
 def test_pair_encoding_puts_loss_on_the_completion(tok: Tokenizer) -> None:
-    task = GenerationTask({}, tok)
+    task = GenerationTask({"max_length": 64}, tok)  # the length budget, before any backbone
     ex = task.parse_example({"prompt": "red cat sun.", "completion": "red cat"})
     (f,) = task.encode(ex, train=True)
     prompt, completion = tok.encode(ex.prompt), tok.encode(ex.completion)

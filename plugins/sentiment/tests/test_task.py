@@ -70,6 +70,7 @@ def parse(task: SentimentTask, rows: list[dict[str, Any]]) -> list[SentimentExam
 
 def prepared(tokenizer: Any, **options: Any) -> SentimentTask:
     task = SentimentTask(options, tokenizer)
+    task.check_backbone(micro_gpt(tokenizer))  # the core hands over the length budget first
     task.prepare(parse(task, TRAIN))
     return task
 
@@ -117,7 +118,7 @@ def test_options_are_validated() -> None:
 def test_training_needs_labels_prediction_does_not(tokenizer: Any) -> None:
     task = prepared(tokenizer)
     unlabelled = task.example_from_input("what a lovely day")
-    assert unlabelled.label is None and "label" not in task.encode(unlabelled, train=False)[0]
+    assert unlabelled.label is None and "labels" not in task.encode(unlabelled, train=False)[0]
     with pytest.raises(DataError, match="no label"):
         task.encode(unlabelled, train=True)
     with pytest.raises(DataError, match="have no label"):

@@ -268,10 +268,13 @@ def test_metric_states_survive_a_distributed_gather() -> None:
 
 def test_metric_info_gives_the_sacrebleu_signatures(task: TranslationTask) -> None:
     info = task.metric_info()
-    assert info["bleu"].startswith("nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:")
+    assert info["bleu"].signature.startswith(
+        "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:"
+    )
+    assert info["bleu"].range == (0.0, 100.0) and info["bleu"].higher_is_better
     chrf = CHRF()
     chrf.corpus_score(["a"], [["a"]])  # sacrebleu knows the number of references once it scored
-    assert info["chrf"] == chrf.get_signature().format()
+    assert info["chrf"].signature == chrf.get_signature().format()
 
 
 def test_unscorable_examples_are_refused(task: TranslationTask) -> None:

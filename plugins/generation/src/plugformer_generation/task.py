@@ -20,6 +20,10 @@ penalty, stop strings; seeded). Metrics: ``perplexity`` and ``bits_per_byte`` fr
 scores; ``rougeL`` (the default ``main_metric``), ``bleu`` and ``chrf`` from the completions.
 For text-only data set the option ``main_metric = "bits_per_byte"``: text examples have no
 completion to compare, and lower is better there.
+
+Pairs are encoded by the core's :class:`~plugformer.blocks.ConditionalGenerationTask`
+(``prompt`` → ``completion``); this module adds plain texts, sampling, likelihood scores
+and their metrics.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -36,14 +40,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from plugformer import SEP, DataError
+from plugformer.blocks import ConditionalGenerationTask
+from plugformer.blocks import GenerationOptions as PairOptions
 from plugformer.generation import SamplingConfig, generate
-from plugformer.lm_task import IGNORE, CausalLMTask
-from plugformer.tasks import Baseline, TaskOptions
+from plugformer.lm_task import IGNORE
+from plugformer.metric_info import MetricInfo
+from plugformer.tasks import Baseline
 from plugformer_generation import __version__
 from plugformer_generation.metrics import BitsPerByte, CorpusBLEU, CorpusCHRF, Perplexity, RougeL
-
-if TYPE_CHECKING:  # pragma: no cover
-    from plugformer.tokenizer import Tokenizer
 
 __all__ = ["GenerationExample", "GenerationOptions", "GenerationTask"]
 
@@ -79,11 +83,9 @@ class GenerationExample(BaseModel):
         return self
 
 
-class GenerationOptions(TaskOptions):
-    """Options of the ``generation`` task (plus ``max_length`` and ``columns``)."""
+class GenerationOptions(PairOptions):
+    """Options of the ``generation`` task (plus ``max_length``, ``max_new_tokens``, ``columns``)."""
 
-    max_new_tokens: int = Field(64, ge=1)
-    """Longest completion in tokens (within the context)."""
     temperature: float = Field(0.0, ge=0)
     """Sampling temperature; 0 is greedy decoding."""
     top_k: int | None = Field(None, ge=1)
@@ -109,7 +111,7 @@ class GenerationOptions(TaskOptions):
         return self
 
 
-class GenerationTask(CausalLMTask):
+class GenerationTask(ConditionalGenerationTask):
     """Conditional generation and language modelling with a causal backbone.
 
     ``main_metric`` and ``higher_is_better`` are set per instance from the options.
@@ -118,19 +120,14 @@ class GenerationTask(CausalLMTask):
     name = "generation"
     Example = GenerationExample
     Options = GenerationOptions
+    source_field, target_field, output_key = "prompt", "completion", "completion"
     main_metric = "rougeL"
     higher_is_better = True
     version = __version__
     options: GenerationOptions
 
-    def __init__(
-        self,
-        options: TaskOptions | dict[str, Any] | None = None,
-        tokenizer: Tokenizer | None = None,
-    ) -> None:
+    def __init__(self, options: Any = None, tokenizer: Any = None) -> None:
         super().__init__(options, tokenizer)
-        self.max_len: int | None = self.options.max_length
-        """Longest encoded sequence: ``max_length`` within the backbone's context (once known)."""
         self.main_metric = self.options.main_metric
         self.higher_is_better = self.main_metric not in LIKELIHOOD_METRICS
 
@@ -145,28 +142,15 @@ class GenerationTask(CausalLMTask):
                 "text only; set the option main_metric = 'bits_per_byte'"
             )
 
-    def example_from_input(self, value: str | dict[str, Any]) -> GenerationExample:
-        """A string is a prompt."""
-        return self.parse_example({"prompt": value} if isinstance(value, str) else value)
-
     # ------------------------------------------------------------------ tensors
     def encode(self, example: GenerationExample, *, train: bool) -> list[dict[str, Any]]:
         """Features with ``input_ids``, ``labels`` and ``prompt_length`` (0 for text windows)."""
         if example.text is not None:
             return self._encode_text(example.text)
-        if train and example.completion is None:
-            raise DataError(f"example {example.id!r}: no completion to train on")
-        tok, limit = self.tokenizer, self.max_len
-        prompt_cap = self.options.max_prompt_tokens or (limit // 2 if limit else None)
-        if limit and prompt_cap:
-            prompt_cap = min(prompt_cap, limit - 2)
-        prompt = [*tok.encode(example.prompt or "")[:prompt_cap], tok.sep_id]
-        completion = (
-            [*tok.encode(example.completion), tok.eos_id] if example.completion is not None else []
-        )
-        ids = (prompt + completion)[:limit]
-        labels = [IGNORE] * (len(prompt) - 1) + ids[len(prompt) :] + [IGNORE]
-        return [{"input_ids": ids, "labels": labels[: len(ids)], "prompt_length": len(prompt)}]
+        return super().encode(example, train=train)  # prompt <sep> completion <eos>
+
+    def prompt_budget(self) -> int | None:
+        return self.options.max_prompt_tokens or self.options.prompt_budget
 
     def _encode_text(self, text: str) -> list[dict[str, Any]]:
         """``<bos> text <eos>`` in windows of the context; each token after ``<bos>`` is a label once."""
@@ -295,13 +279,21 @@ class GenerationTask(CausalLMTask):
         return {name: float(m.compute()) for name, m in metrics.items() if m.update_called}
 
     def metric_info(self) -> dict[str, Any]:
-        """sacrebleu signatures of ``bleu`` and ``chrf``, and what the others measure."""
+        """sacrebleu BLEU and chrF (with signatures), ROUGE-L, and the likelihood metrics."""
+        lower = {"higher_is_better": False, "range": (0.0, None)}
         return {
-            "bleu": CorpusBLEU().signature(),
-            "chrf": CorpusCHRF().signature(),
-            "rougeL": "torchmetrics ROUGEScore rougeL F-measure, no stemming",
-            "perplexity": "exp(mean NLL per scored token), scored tokens include <eos>",
-            "bits_per_byte": "summed NLL / (ln 2 * UTF-8 bytes of the scored text), <eos> included",
+            **super().metric_info(),
+            "rougeL": MetricInfo(
+                definition="torchmetrics ROUGEScore rougeL F-measure, no stemming"
+            ),
+            "perplexity": MetricInfo(
+                definition="exp(mean NLL per scored token), scored tokens include <eos>",
+                **{**lower, "range": (1.0, None)},
+            ),
+            "bits_per_byte": MetricInfo(
+                definition="summed NLL / (ln 2 * UTF-8 bytes of the scored text), <eos> included",
+                **lower,
+            ),
         }
 
     # ------------------------------------------------------------------ baselines

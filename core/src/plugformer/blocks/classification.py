@@ -1,0 +1,240 @@
+"""``ClassificationTask``: one label for one or more text fields (single text, pairs, triples).
+
+A subclass names its fields and is done::
+
+    class NLITask(ClassificationTask):
+        name = "nli"
+        text_fields = ("premise", "hypothesis")
+
+Data flow::
+
+    {"premise": ..., "hypothesis": ..., "label": "entailment"}
+        ──encode──▶ premise <sep> hypothesis <eos>  (longest-first truncation to the budget)
+        ──collate─▶ input_ids, attention_mask (B, T), labels (B,)
+        ──backbone─▶ (B, T, C) ──pool──▶ (B, C) ──dropout, linear──▶ logits (B, K)
+
+Labels keep their names end to end (:class:`LabelSet`); predictions are
+``{"label": name, "probs": {name: p}}``. The declarative task ``classification`` is this
+class with the fields, labels, metrics and baselines read from a spec's ``[options]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+from torch import nn
+
+from plugformer.blocks.encoding import encode_fields, pad_collate
+from plugformer.blocks.heads import PooledHead, resolve_pooling
+from plugformer.blocks.labels import LabelSet
+from plugformer.blocks.metrics import (
+    CLASSIFICATION_INFO,
+    classification_metrics,
+    majority_baseline,
+    on_device,
+)
+from plugformer.errors import DataError
+from plugformer.tasks import SEP, Baseline, Task, TaskOptions
+
+__all__ = ["ClassificationOptions", "ClassificationTask", "classification_example"]
+
+
+def classification_example(
+    name: str, text_fields: Sequence[str], label_field: str = "label"
+) -> type[BaseModel]:
+    """A pydantic example model: optional ``id``, required non-empty texts, optional label.
+
+    Unknown fields are ignored; numbers are read as strings (``label = 1`` → ``"1"``).
+    """
+    fields: dict[str, Any] = {"id": (str | None, None)}
+    fields.update({f: (str, Field(min_length=1)) for f in text_fields})
+    fields[label_field] = (str | None, None)
+    config = ConfigDict(extra="ignore", coerce_numbers_to_str=True)
+    return create_model(name, __config__=config, **fields)
+
+
+def prediction(probs: Sequence[float], labels: Sequence[str]) -> dict[str, Any]:
+    """``{"label": most probable name, "probs": {name: p}}`` (ties: the first in ``labels``)."""
+    best = max(range(len(labels)), key=lambda k: probs[k])
+    return {
+        "label": labels[best],
+        "probs": {n: float(p) for n, p in zip(labels, probs, strict=True)},
+    }
+
+
+class ClassificationOptions(TaskOptions):
+    """Options of a classification task (``[options]`` of a spec)."""
+
+    text_fields: list[str] | None = None
+    """Example fields joined as the input, in order (default: the task class's ``text_fields``)."""
+    label_field: str | None = None
+    """Example field holding the label (default: the task class's, ``label``)."""
+    labels: list[str] | None = None
+    """Fixed label names in output order; default: the training labels, sorted."""
+    pooling: Literal["auto", "last", "mean"] = "auto"
+    """``last`` real token, ``mean`` of real tokens, or ``auto`` (last if causal, else mean)."""
+    dropout: float = Field(0.1, ge=0, lt=1)
+    """Dropout on the pooled vector, before the linear classifier."""
+    class_weights: bool = False
+    """Weight the cross-entropy by inverse label frequency."""
+    metrics: list[Literal["accuracy", "macro_f1", "mcc"]] = ["accuracy", "macro_f1", "mcc"]
+    """Metrics to report; the first is the main metric unless ``main_metric`` names one."""
+    main_metric: str | None = None
+    """Metric for model selection and report headlines (default: the first of ``metrics``)."""
+    baselines: list[Literal["majority"]] = ["majority"]
+    """Reference systems scored beside the model."""
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _names_as_strings(cls, value: Any) -> Any:
+        return [str(v) for v in value] if isinstance(value, list) else value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ClassificationOptions:
+        if self.labels is not None:
+            if len(self.labels) < 2:
+                raise ValueError("labels: give at least two label names")
+            if len(set(self.labels)) != len(self.labels):
+                raise ValueError(f"labels: names must be distinct, got {self.labels}")
+        if self.main_metric is not None and self.main_metric not in self.metrics:
+            raise ValueError(
+                f"main_metric {self.main_metric!r} is not one of metrics {self.metrics}"
+            )
+        if self.text_fields is not None and not self.text_fields:
+            raise ValueError("text_fields: name at least one field")
+        return self
+
+
+class ClassificationTask(Task):
+    """Text classification over ``text_fields``; subclasses set ``name`` and the fields."""
+
+    text_fields: ClassVar[tuple[str, ...]] = ("text",)
+    label_field: ClassVar[str] = "label"
+    Example: ClassVar[type[BaseModel]]
+    Options = ClassificationOptions
+    main_metric = "accuracy"
+    options: ClassificationOptions
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "Example" not in cls.__dict__:  # built from the declared fields
+            cls.Example = classification_example(
+                f"{cls.__name__}Example", cls.text_fields, cls.label_field
+            )
+
+    def __init__(self, options: Any = None, tokenizer: Any = None) -> None:
+        super().__init__(options, tokenizer)
+        opts = self.options
+        self.fields = tuple(opts.text_fields or self.text_fields)
+        self.label_key = opts.label_field or self.label_field
+        if (self.fields, self.label_key) != (self.text_fields, self.label_field):
+            self.Example = classification_example(  # type: ignore[misc]
+                f"{type(self).__name__}Example", self.fields, self.label_key
+            )
+        if opts.main_metric or opts.metrics[0] != type(self).main_metric:
+            self.main_metric = opts.main_metric or opts.metrics[0]  # type: ignore[misc]
+        self.label_set = LabelSet(self.name, opts.labels)
+
+    @property
+    def labels(self) -> list[str]:
+        """The label names, in output order."""
+        return self.label_set.names
+
+    @property
+    def label_counts(self) -> list[int]:
+        """Training examples per label (after ``prepare``)."""
+        return self.label_set.counts
+
+    # ------------------------------------------------------------------ data
+    def gold(self, example: Any) -> str | None:
+        return getattr(example, self.label_key)
+
+    def prepare(self, train_examples: Sequence[Any]) -> None:
+        wheres = [getattr(ex, "_where", "") or "" for ex in train_examples]
+        self.label_set.learn([self.gold(ex) for ex in train_examples], wheres)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.label_set.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.label_set.load_state_dict(state)
+
+    def example_from_input(self, value: str | dict[str, Any]) -> Any:
+        if isinstance(value, str):
+            if len(self.fields) > 1:
+                raise DataError(
+                    f"task {self.name!r} needs the fields {list(self.fields)}: give a JSON object "
+                    "or --field NAME=VALUE for each"
+                )
+            value = {self.fields[0]: value}
+        return self.parse_example(value, "<input>")
+
+    def pretrain_documents(self, examples: Sequence[Any]) -> Iterator[str]:
+        """``field1 <sep> field2 … <sep> label``: the texts as ``encode`` joins them, then the
+        label name as a word, so the language model learns what the classifier is asked."""
+        for ex in examples:
+            if self.gold(ex) is not None:
+                yield SEP.join([*(getattr(ex, f) for f in self.fields), self.gold(ex)])
+
+    # ------------------------------------------------------------------ tensors
+    def encode(self, example: Any, *, train: bool) -> list[dict[str, Any]]:
+        texts = [getattr(example, f) for f in self.fields]
+        feature: dict[str, Any] = {
+            "input_ids": encode_fields(self.tokenizer, texts, self.length_budget)
+        }
+        if train or self.gold(example) is not None:
+            feature["labels"] = self.label_set.index(self.gold(example), example.id)
+        return [feature]
+
+    def collate(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        return pad_collate(features, {"input_ids": self.tokenizer.pad_id})
+
+    # ------------------------------------------------------------------ model
+    def build_head(self, backbone: Any) -> nn.Module:
+        self.check_backbone(backbone)
+        pooling = resolve_pooling(self.options.pooling, backbone)
+        return PooledHead(
+            backbone.d_model, len(self.label_set.require()), pooling, self.options.dropout
+        )
+
+    def loss(self, outputs: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+        weight = None
+        if self.options.class_weights and self.label_set.counts:
+            weight = torch.tensor(self.label_set.inverse_frequency(), device=outputs.device)  # (K,)
+        return F.cross_entropy(outputs.float(), batch["labels"], weight=weight)
+
+    @torch.no_grad()
+    def predict(self, backbone: Any, head: nn.Module, batch: dict[str, Any]) -> list[Any]:
+        logits = self.forward(backbone, head, batch)  # (B, K): one feature per example
+        probs = logits.float().softmax(dim=-1).tolist()
+        return [prediction(p, self.label_set.names) for p in probs]
+
+    # ------------------------------------------------------------------ metrics
+    def metrics(self) -> dict[str, Any]:
+        return classification_metrics(len(self.label_set.require()), self.options.metrics)
+
+    def update_metrics(
+        self, metrics: dict[str, Any], predictions: list[Any], examples: list[Any]
+    ) -> None:
+        preds = [self.label_set.index(p["label"]) for p in predictions]
+        gold = [self.label_set.index(self.gold(ex), ex.id) for ex in examples]
+        for metric in metrics.values():
+            metric.update(on_device(metric, preds), on_device(metric, gold))
+
+    def metric_info(self) -> dict[str, Any]:
+        info: dict[str, Any] = {m: CLASSIFICATION_INFO[m] for m in self.options.metrics}
+        return {**info, "_task": {"labels": self.label_set.names}}
+
+    def baselines(self) -> dict[str, Baseline]:
+        out: dict[str, Baseline] = {}
+        if "majority" in self.options.baselines:
+            names = self.label_set.names
+            out["majority"] = majority_baseline(
+                self.gold,
+                lambda top: prediction([float(n == top) for n in names], names),
+            )
+        return out

@@ -1,0 +1,75 @@
+"""Encoding pieces shared by task bases: longest-first truncation, field joining, pad-collate.
+
+``encode_fields`` turns one or more texts into ``a <sep> b <sep> c <eos>`` within a token
+budget, trimming the longest segment first (Hugging Face's ``longest_first``), so a pair
+task never loses its short hypothesis to a long premise. ``pad_collate`` right-pads any
+list-valued feature and stacks scalar ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from plugformer.errors import DataError
+
+__all__ = ["IGNORE", "encode_fields", "pad_collate", "truncate_longest_first"]
+
+IGNORE = -100
+"""Label value that losses ignore (padding, special tokens, sub-word continuations)."""
+
+
+def truncate_longest_first(segments: Sequence[Sequence[int]], budget: int) -> list[list[int]]:
+    """Trim the currently longest segment one token at a time until all fit in ``budget``."""
+    out = [list(s) for s in segments]
+    excess = sum(map(len, out)) - budget
+    while excess > 0:
+        longest = max(range(len(out)), key=lambda i: len(out[i]))
+        if not out[longest]:
+            break
+        out[longest].pop()
+        excess -= 1
+    return out
+
+
+def encode_fields(
+    tokenizer: Any, texts: Sequence[str], budget: int, *, end: bool = True
+) -> list[int]:
+    """``t1 <sep> t2 … <eos>`` in at most ``budget`` tokens (longest-first truncation)."""
+    specials = (len(texts) - 1) + (1 if end else 0)
+    if budget <= specials:
+        raise DataError(f"length budget {budget} cannot hold {len(texts)} field(s)")
+    segments = truncate_longest_first([tokenizer.encode(t) for t in texts], budget - specials)
+    ids: list[int] = []
+    for i, seg in enumerate(segments):
+        ids += ([tokenizer.sep_id] if i else []) + seg
+    return ids + ([tokenizer.eos_id] if end else [])
+
+
+def pad_collate(
+    features: Sequence[Mapping[str, Any]], pad_values: Mapping[str, int]
+) -> dict[str, Any]:
+    """Right-pad list-valued features to the longest (value from ``pad_values``, default 0),
+    stack scalar ones; ``attention_mask`` (B, T) marks ``input_ids``' real tokens.
+
+    A key missing from some features is left out of the batch (e.g. labels at predict time).
+    """
+    import torch
+
+    batch: dict[str, Any] = {}
+    keys = [k for k in features[0] if all(k in f for f in features)]
+    for key in keys:
+        values = [f[key] for f in features]
+        if isinstance(values[0], list | tuple):
+            width = max(len(v) for v in values)
+            out = torch.full((len(values), width), pad_values.get(key, 0), dtype=torch.long)
+            for i, v in enumerate(values):
+                out[i, : len(v)] = torch.tensor(v, dtype=torch.long)
+            batch[key] = out  # (B, T)
+        else:
+            batch[key] = torch.tensor(values)  # (B,)
+    if "input_ids" in batch:
+        lengths = torch.tensor([len(f["input_ids"]) for f in features])  # (B,)
+        width = batch["input_ids"].size(1)
+        batch["attention_mask"] = (torch.arange(width) < lengths[:, None]).long()  # (B, T)
+    return batch

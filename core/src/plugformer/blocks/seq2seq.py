@@ -1,0 +1,175 @@
+"""``ConditionalGenerationTask``: prompt → target on a causal backbone (translation, headlines).
+
+Encoding is ``prompt <sep> target <eos>`` with the loss on the target tokens only; the
+prompt is cut to ``prompt_budget`` tokens (default: half the length budget) so a target
+always has room. Decoding is greedy by default (``decode`` is the one method a subclass
+overrides for beam search or sampling). Metrics are sacreBLEU's corpus BLEU and chrF on the
+decoded text; the baseline copies the prompt.
+
+A subclass names its fields and output key::
+
+    class HeadlineTask(ConditionalGenerationTask):
+        name = "headline"
+        source_field, target_field, output_key = "article", "headline", "headline"
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+from torch import nn
+
+from plugformer.errors import DataError
+from plugformer.lm_task import IGNORE, CausalLMTask
+from plugformer.metric_info import MetricInfo
+from plugformer.tasks import SEP, Baseline, TaskOptions
+
+__all__ = ["ConditionalGenerationTask", "GenerationOptions", "seq2seq_example"]
+
+
+def seq2seq_example(name: str, source: str, target: str) -> type[BaseModel]:
+    """Example model: optional ``id``, a non-empty source, an optional target; extras ignored."""
+    config = ConfigDict(extra="ignore", coerce_numbers_to_str=True)
+    return create_model(
+        name,
+        __config__=config,
+        id=(str | None, None),
+        **{source: (str, Field(min_length=1)), target: (str | None, None)},
+    )
+
+
+class GenerationOptions(TaskOptions):
+    """Options of a conditional-generation task."""
+
+    prompt_budget: int | None = Field(None, ge=1)
+    """Longest prompt in tokens (default: half the length budget; at most the budget less two)."""
+    max_new_tokens: int = Field(64, ge=1)
+    """Most tokens generated per example (within the context)."""
+    source_field: str | None = None
+    """Example field of the prompt (default: the class's ``source_field``)."""
+    target_field: str | None = None
+    """Example field of the target (default: the class's ``target_field``)."""
+
+
+class ConditionalGenerationTask(CausalLMTask):
+    """Prompt → target generation; predictions are ``{output_key: text}``."""
+
+    source_field: ClassVar[str] = "source"
+    target_field: ClassVar[str] = "target"
+    output_key: ClassVar[str] = "output"
+    Example: ClassVar[type[BaseModel]]
+    Options = GenerationOptions
+    main_metric = "bleu"
+    options: GenerationOptions
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "Example" not in cls.__dict__:
+            cls.Example = seq2seq_example(
+                f"{cls.__name__}Example", cls.source_field, cls.target_field
+            )
+
+    def __init__(self, options: Any = None, tokenizer: Any = None) -> None:
+        super().__init__(options, tokenizer)
+        self.src = getattr(self.options, "source_field", None) or self.source_field
+        self.tgt = getattr(self.options, "target_field", None) or self.target_field
+        if (self.src, self.tgt) != (self.source_field, self.target_field):
+            self.Example = seq2seq_example(  # type: ignore[misc]
+                f"{type(self).__name__}Example", self.src, self.tgt
+            )
+
+    def example_from_input(self, value: str | dict[str, Any]) -> Any:
+        """A string is the prompt."""
+        return self.parse_example({self.src: value} if isinstance(value, str) else value, "<input>")
+
+    def pretrain_documents(self, examples: Sequence[Any]) -> Iterator[str]:
+        """``prompt <sep> target``: the sequence ``encode`` trains on (the corpus adds ``<eos>``)."""
+        for ex in examples:
+            if getattr(ex, self.tgt) is not None:
+                yield f"{getattr(ex, self.src)}{SEP}{getattr(ex, self.tgt)}"
+
+    # ------------------------------------------------------------------ tensors
+    def prompt_budget(self) -> int | None:
+        """Longest prompt asked for (``options.prompt_budget``); ``None``: half the budget."""
+        return self.options.prompt_budget
+
+    def prompt_ids(self, example: Any) -> list[int]:
+        """The prompt's tokens, cut to the prompt budget, then ``<sep>``."""
+        budget = self.length_budget
+        cap = min(self.prompt_budget() or budget // 2, budget - 2)
+        return [*self.tokenizer.encode(getattr(example, self.src))[:cap], self.tokenizer.sep_id]
+
+    def encode(self, example: Any, *, train: bool) -> list[dict[str, Any]]:
+        """``input_ids``, ``labels`` (next target token or -100) and ``prompt_length``."""
+        target = getattr(example, self.tgt)
+        if train and target is None:
+            raise DataError(f"example {example.id!r}: no {self.tgt} to train on")
+        prompt = self.prompt_ids(example)
+        answer = (
+            [*self.tokenizer.encode(target), self.tokenizer.eos_id] if target is not None else []
+        )
+        ids = (prompt + answer)[: self.length_budget]
+        labels = [IGNORE] * (len(prompt) - 1) + ids[len(prompt) :] + [IGNORE]
+        return [{"input_ids": ids, "labels": labels[: len(ids)], "prompt_length": len(prompt)}]
+
+    # ------------------------------------------------------------------ decoding
+    def prompts(self, batch: dict[str, Any]) -> list[list[int]]:
+        """Each example's prompt tokens (``... <sep>``), read back from an evaluation batch."""
+        out: list[list[int]] = [[] for _ in batch["examples"]]
+        for row, e in enumerate(batch["example_index"].tolist()):
+            out[e] = batch["input_ids"][row, : int(batch["prompt_length"][row])].tolist()
+        return out
+
+    def decode(self, backbone: Any, prompts: list[list[int]]) -> list[list[int]]:
+        """New token ids per prompt; greedy, at most ``max_new_tokens`` within the context."""
+        from plugformer.generation import SamplingConfig, generate
+
+        room = self.length_budget - max(len(p) for p in prompts)
+        cfg = SamplingConfig(max_new_tokens=max(1, min(self.options.max_new_tokens, room)))
+        tok = self.tokenizer
+        return generate(backbone, prompts, cfg, eos_id=tok.eos_id, pad_id=tok.pad_id)
+
+    def predict(self, backbone: Any, head: nn.Module, batch: dict[str, Any]) -> list[Any]:
+        outputs = self.decode(backbone, self.prompts(batch))
+        return [{self.output_key: self.tokenizer.decode(o).strip()} for o in outputs]
+
+    # ------------------------------------------------------------------ metrics
+    def metrics(self) -> dict[str, Any]:
+        from plugformer.metrics import CorpusBLEU, CorpusCHRF
+
+        return {"bleu": CorpusBLEU(), "chrf": CorpusCHRF()}
+
+    def references(self, examples: Sequence[Any]) -> list[str]:
+        refs = [getattr(ex, self.tgt) for ex in examples]
+        missing = next((ex for ex, r in zip(examples, refs, strict=True) if r is None), None)
+        if missing is not None:
+            raise DataError(f"example {missing.id!r}: no {self.tgt} to score the output against")
+        return refs
+
+    def update_metrics(
+        self, metrics: dict[str, Any], predictions: list[Any], examples: list[Any]
+    ) -> None:
+        hypotheses, refs = [p[self.output_key] for p in predictions], self.references(examples)
+        for metric in metrics.values():
+            metric.update(hypotheses, refs)
+
+    def metric_info(self) -> dict[str, Any]:
+        """sacreBLEU corpus scores (0-100) with their signatures."""
+        words = {"bleu": "corpus BLEU, sacreBLEU", "chrf": "corpus chrF, sacreBLEU"}
+        return {
+            name: MetricInfo(
+                definition=words.get(name, name), range=(0.0, 100.0), signature=m.signature()
+            )
+            for name, m in self.metrics().items()
+            if hasattr(m, "signature")
+        }
+
+    def baselines(self) -> dict[str, Baseline]:
+        """``copy-source``: the output is the prompt itself."""
+
+        def copy_source(train: list[Any], test: list[Any]) -> list[Any]:
+            return [{self.output_key: getattr(ex, self.src)} for ex in test]
+
+        return {"copy-source": copy_source}

@@ -1,0 +1,117 @@
+"""Task building blocks: a pair-classification (NLI) task in a few lines passes the conformance
+kit; the tagging, span and conditional-generation bases pass it too; the shared pieces."""
+
+from __future__ import annotations
+
+import pytest
+
+from plugformer.blocks import (
+    ClassificationTask,
+    ConditionalGenerationTask,
+    SpanSelectionTask,
+    TaggingTask,
+    bio_spans,
+    truncate_longest_first,
+)
+from plugformer.testing import TaskConformance
+
+NLI_ROWS = [
+    ("a man plays a guitar", "a man plays music", "entailment"),
+    ("a woman reads a book", "a woman is reading", "entailment"),
+    ("two dogs run in a field", "animals are running", "entailment"),
+    ("a man plays a guitar", "a man is asleep", "contradiction"),
+    ("a woman reads a book", "the woman is swimming", "contradiction"),
+    ("two dogs run in a field", "the dogs sleep indoors", "contradiction"),
+    ("a man plays a guitar", "he plays for his friends", "neutral"),
+    ("a woman reads a book", "the book is about cats", "neutral"),
+    ("two dogs run in a field", "the dogs are brothers", "neutral"),
+]
+
+
+class NLITask(ClassificationTask):
+    name = "nli-test"
+    text_fields = ("premise", "hypothesis")
+
+
+class TestNLITask(TaskConformance):
+    task_class = NLITask
+    register_in_process = True
+    train_examples = [{"premise": p, "hypothesis": h, "label": lab} for p, h, lab in NLI_ROWS] * 3
+    train_steps = 60
+
+
+class Tagger(TaggingTask):
+    name = "tagger-test"
+
+
+class TestTaggingBase(TaskConformance):
+    task_class = Tagger
+    register_in_process = True
+    train_examples = [
+        {
+            "tokens": ["Mr.", "Bennet", "replied", "to", "Lizzy"],
+            "tags": ["O", "B-PER", "O", "O", "B-PER"],
+        },
+        {"tokens": ["Lizzy", "went", "to", "Longbourn"], "tags": ["B-PER", "O", "O", "B-LOC"]},
+        {
+            "tokens": ["Mrs.", "Long", "came", "to", "Netherfield", "Park"],
+            "tags": ["O", "B-PER", "O", "O", "B-LOC", "I-LOC"],
+        },
+    ] * 6
+    keep_short = ("id",)
+
+
+class Reader(SpanSelectionTask):
+    name = "reader-test"
+
+
+_CTX = "The house was let at last. It was taken by {} on Monday."
+
+
+class TestSpanBase(TaskConformance):
+    task_class = Reader
+    register_in_process = True
+    train_examples = [
+        {"question": "Who took the house?", "context": _CTX.format(n), "answer": n}
+        for n in ["Bingley", "Darcy", "Bennet", "Lucas"] * 4
+    ]
+
+
+class Echo(ConditionalGenerationTask):
+    name = "echo-test"
+    source_field, target_field, output_key = "source", "target", "echo"
+
+
+class TestConditionalGenerationBase(TaskConformance):
+    task_class = Echo
+    register_in_process = True
+    train_examples = [
+        {"source": s, "target": t}
+        for s, t in [("the house", "la casa"), ("the dog", "el perro"), ("a cat", "un gato")] * 6
+    ]
+    options = {"max_new_tokens": 6}
+
+
+def test_longest_first_truncation_keeps_the_short_field() -> None:
+    a, b = truncate_longest_first([list(range(30)), [1, 2, 3]], 10)
+    assert (len(a), b) == (7, [1, 2, 3])
+    assert [len(s) for s in truncate_longest_first([[0] * 6, [0] * 6], 8)] == [4, 4]
+
+
+def test_bio_spans() -> None:
+    assert bio_spans(["B-PER", "I-PER", "O", "B-LOC"]) == {(0, 2, "PER"), (3, 4, "LOC")}
+    assert bio_spans(["I-PER", "B-PER"]) == {(0, 1, "PER"), (1, 2, "PER")}
+
+
+def test_nli_task_is_at_most_forty_lines() -> None:
+    import inspect
+
+    lines = [ln for ln in inspect.getsource(NLITask).splitlines() if ln.strip()]
+    assert len(lines) <= 40
+
+
+def test_pair_input_needs_every_field() -> None:
+    from plugformer.errors import DataError
+
+    with pytest.raises(DataError, match="premise"):
+        NLITask({}, None).example_from_input("only one text")
