@@ -25,7 +25,6 @@ completion to compare, and lower is better there.
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
@@ -38,8 +37,9 @@ from torch import nn
 from plugformer import SEP, DataError
 from plugformer.generation import SamplingConfig, generate
 from plugformer.lm_task import IGNORE, CausalLMTask
-from plugformer.tasks import Baseline, TaskOptions
+from plugformer.tasks import Baseline, TaskOptions, score_predictions
 from plugformer_generation import __version__
+from plugformer_generation.baselines import Lead
 from plugformer_generation.metrics import BitsPerByte, CorpusBLEU, CorpusCHRF, Perplexity, RougeL
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -306,24 +306,17 @@ class GenerationTask(CausalLMTask):
 
     # ------------------------------------------------------------------ baselines
     def baselines(self) -> dict[str, Baseline]:
-        """The baseline of the main metric: ``lead`` (the prompt's first sentence as its
-        completion; strong for headlines) for completion metrics, ``unigram`` (an add-one
-        unigram LM of the training labels, scored on the same tokens as the model) for
-        perplexity and bits per byte."""
+        """The baseline of the main metric: ``lead`` (the prompt's opening words, how many
+        chosen on validation; strong for headlines, see :mod:`.baselines`) for completion
+        metrics, ``unigram`` (an add-one unigram LM of the training labels, scored on the
+        same tokens as the model) for perplexity and bits per byte."""
         if self.main_metric in LIKELIHOOD_METRICS:
             return {"unigram": self._unigram}
-        return {"lead": self._lead}
 
-    @staticmethod
-    def _lead(
-        train: list[GenerationExample], test: list[GenerationExample]
-    ) -> list[dict[str, Any]]:
-        return [
-            {"completion": re.split(r"(?<=[.!?])\s+", ex.prompt.strip(), maxsplit=1)[0]}
-            if ex.prompt
-            else {}
-            for ex in test
-        ]
+        def main(predictions: list[dict[str, Any]], examples: Sequence[GenerationExample]) -> float:
+            return score_predictions(self, predictions, examples)[self.main_metric]
+
+        return {"lead": Lead(main)}
 
     def _unigram(
         self, train: list[GenerationExample], test: list[GenerationExample]
