@@ -3,9 +3,11 @@
 Each baseline is tuned on the validation split (as ``plugformer bench`` does) and scored with
 the task's own metrics on validation (optimistic: it chose its settings there) and on test::
 
-    python benchmarks/baselines.py tasks/sentiment/movie-reviews.toml
-    python benchmarks/baselines.py tasks/qa/news-cloze.toml --max-eval 1000
-    python benchmarks/baselines.py tasks/translation/bible-en-es.toml --max-eval 500 --only ibm1-words
+    python benchmarks/baselines.py movie-reviews
+    python benchmarks/baselines.py news-cloze --max-eval 1000 --max-test 1000
+    python benchmarks/baselines.py bible-en-es --max-test 1000 --only ibm1-words
+
+A spec is a registered name (``plugformer tasks``) or a TOML file.
 
 Baselines that need no tokenizer run as they are; ``--tokenizer FILE`` lends one (a
 ``tokenizer.json``) to those that do. One JSON line per baseline goes to stdout.
@@ -21,14 +23,16 @@ from pathlib import Path
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("specs", nargs="+", type=Path, help="task spec files (TOML)")
-    parser.add_argument("--max-eval", type=int, help="override data.max_eval")
+    parser.add_argument("specs", nargs="+", help="task spec names or files (TOML)")
+    parser.add_argument("--max-eval", type=int, help="override data.max_eval (validation)")
+    parser.add_argument("--max-test", type=int, help="override data.max_test")
     parser.add_argument("--max-train", type=int, help="override data.max_train")
     parser.add_argument("--only", action="append", help="baseline names to run (default: all)")
     parser.add_argument("--tokenizer", type=Path, help="a tokenizer.json for tasks that need one")
     args = parser.parse_args()
 
     from plugformer.finetune import build_task, load_examples
+    from plugformer.specs import resolve
     from plugformer.suites import load_spec
     from plugformer.tasks import run_baseline, score_predictions
 
@@ -39,11 +43,15 @@ def main() -> None:
         tokenizer = Tokenizer.load(args.tokenizer)
     data = {
         k: v
-        for k, v in {"max_eval": args.max_eval, "max_train": args.max_train}.items()
+        for k, v in {
+            "max_eval": args.max_eval,
+            "max_test": args.max_test,
+            "max_train": args.max_train,
+        }.items()
         if v is not None
     }
-    for path in args.specs:
-        spec = load_spec(path, {"data": data} if data else {}, 0)
+    for ref in args.specs:
+        spec = load_spec(resolve(ref, "task"), {"data": data} if data else {}, 0)
         task = build_task(spec.task, spec.options, tokenizer)
         splits = {s: load_examples(task, spec, s) for s in ("train", "validation", "test")}
         task.prepare(splits["train"])

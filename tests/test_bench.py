@@ -457,6 +457,45 @@ def test_on_result_is_called_for_baseline_cells(workspace: Path, fakes: Fakes) -
     assert baseline["baseline"] == "always-pos" and baseline["metrics"]["accuracy"] == 0.5
 
 
+class ValidationSpy:
+    """A tuned baseline: it answers the majority label of the validation examples it is given."""
+
+    definition = "the most frequent validation label"
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def __call__(self, train: list[Any], test: list[Any], validation: list[Any]) -> list[Any]:
+        self.seen = [ex.text for ex in validation]
+        labels = [ex.label for ex in validation]
+        label = max(sorted(set(labels)), key=labels.count)
+        self.chosen = {"label": label, "n_validation": len(validation)}
+        return [{"label": label} for _ in test]
+
+
+def test_baselines_get_validation_and_their_choices_are_recorded(
+    workspace: Path, fakes: Fakes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spy = ValidationSpy()
+    old = {"always-pos": lambda train, test: [{"label": "pos"} for _ in test]}
+    monkeypatch.setattr(KeywordTask, "baselines", lambda self: {**old, "spy": spy})
+    run = run_suite(write_suite(workspace, seeds="[0]"), workspace / "runs" / "tuned", log=quiet)
+    cells = {c["column"]: c for c in json.loads((run / "results.json").read_text())["cells"]}
+    validation = [json.loads(line)["text"] for line in open(workspace / "validation.jsonl")]
+    assert spy.seen == validation  # the validation split, never test
+    assert cells["spy"]["baseline"] == {
+        "name": "spy",
+        "definition": "the most frequent validation label",
+        "chosen": {"label": "neg", "n_validation": 6},
+        "tuned_on": "validation",
+    }
+    # A two-argument baseline still runs; it reports nothing and was tuned on nothing.
+    assert cells["always-pos"]["baseline"] == {
+        "name": "always-pos", "definition": None, "chosen": {}, "tuned_on": None
+    }  # fmt: skip
+    assert json.loads((run / "cells" / f"{cells['spy']['key']}.json").read_text())["baseline"]
+
+
 def test_compare_flags_incomparable_cells(workspace: Path, fakes: Fakes) -> None:
     run_a, run_b = workspace / "runs" / "cmp-a", workspace / "runs" / "cmp-b"
     run_suite(write_suite(workspace), run_a, log=quiet)

@@ -214,10 +214,15 @@ class TaskConformance:
         assert all(isinstance(v, float) for v in values.values())
 
     def test_baselines_score(self, task: Any) -> None:
+        from plugformer.tasks import run_baseline
+
         train, test = self._parse(task, self.train_examples), self._eval(task)
         for name, baseline in task.baselines().items():
-            preds = baseline(train, test)
+            # Validation examples stand in from train: this checks shapes, not quality.
+            preds, info = run_baseline(baseline, train, test, train[: len(test)])
             assert len(preds) == len(test), f"baseline {name!r} must predict every example"
+            assert isinstance(info["definition"], str | None), f"{name!r}: definition is text"
+            json.dumps(info["chosen"])  # it goes into the suite's JSON records
             metrics = task.metrics()
             task.update_metrics(metrics, preds, test)
             assert task.main_metric in task.compute_metrics(metrics)

@@ -29,7 +29,6 @@ and their metrics.
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal
@@ -45,8 +44,9 @@ from plugformer.blocks import GenerationOptions as PairOptions
 from plugformer.generation import SamplingConfig, generate
 from plugformer.lm_task import IGNORE
 from plugformer.metric_info import MetricInfo
-from plugformer.tasks import Baseline
+from plugformer.tasks import Baseline, score_predictions
 from plugformer_generation import __version__
+from plugformer_generation.baselines import Lead
 from plugformer_generation.metrics import BitsPerByte, CorpusBLEU, CorpusCHRF, Perplexity, RougeL
 
 __all__ = ["GenerationExample", "GenerationOptions", "GenerationTask"]
@@ -298,24 +298,17 @@ class GenerationTask(ConditionalGenerationTask):
 
     # ------------------------------------------------------------------ baselines
     def baselines(self) -> dict[str, Baseline]:
-        """The baseline of the main metric: ``lead`` (the prompt's first sentence as its
-        completion; strong for headlines) for completion metrics, ``unigram`` (an add-one
-        unigram LM of the training labels, scored on the same tokens as the model) for
-        perplexity and bits per byte."""
+        """The baseline of the main metric: ``lead`` (the prompt's opening words, how many
+        chosen on validation; strong for headlines, see :mod:`.baselines`) for completion
+        metrics, ``unigram`` (an add-one unigram LM of the training labels, scored on the
+        same tokens as the model) for perplexity and bits per byte."""
         if self.main_metric in LIKELIHOOD_METRICS:
             return {"unigram": self._unigram}
-        return {"lead": self._lead}
 
-    @staticmethod
-    def _lead(
-        train: list[GenerationExample], test: list[GenerationExample]
-    ) -> list[dict[str, Any]]:
-        return [
-            {"completion": re.split(r"(?<=[.!?])\s+", ex.prompt.strip(), maxsplit=1)[0]}
-            if ex.prompt
-            else {}
-            for ex in test
-        ]
+        def main(predictions: list[dict[str, Any]], examples: Sequence[GenerationExample]) -> float:
+            return score_predictions(self, predictions, examples)[self.main_metric]
+
+        return {"lead": Lead(main)}
 
     def _unigram(
         self, train: list[GenerationExample], test: list[GenerationExample]
