@@ -22,6 +22,7 @@ from typing import Any
 
 from plugformer.errors import CheckpointError
 from plugformer.fileio import atomic_dir
+from plugformer.manifest import FORMAT_VERSION
 
 __all__ = [
     "FORMAT_VERSION",
@@ -31,7 +32,6 @@ __all__ = [
     "weights_hash",
 ]
 
-FORMAT_VERSION = 1
 MANIFEST = "plugformer.json"
 
 

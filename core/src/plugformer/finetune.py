@@ -402,11 +402,11 @@ def _finetune(spec: TaskSpec, ref: str, out: Path, resume: bool) -> dict[str, An
     last = out / "checkpoints" / "last.ckpt"
     start_step = 0
     if resume:
-        from plugformer.pretrain import _check_resumable
+        from plugformer.training import check_resumable
 
         if not last.is_file():
             raise ConfigError(f"--resume: no {last} to resume from (the run was not interrupted)")
-        _check_resumable(last)
+        check_resumable(last)
         start_step = int(torch.load(last, map_location="cpu", weights_only=True)["global_step"])
     elif last.is_file():
         raise ConfigError(

@@ -28,6 +28,10 @@ __all__ = [
 _SHA256 = r"^[0-9a-f]{64}$"
 
 
+FORMAT_VERSION = 1
+"""The checkpoint format this plugformer writes and reads (newer ones are refused by name)."""
+
+
 class TaskInfo(BaseModel):
     """The ``task`` entry of a task checkpoint's manifest."""
 
@@ -74,8 +78,6 @@ class Manifest(BaseModel):
 
 def validate_manifest(raw: Any, where: str | Path) -> Manifest:
     """The validated manifest, or one CheckpointError line naming the first bad field."""
-    from plugformer.checkpoint import FORMAT_VERSION
-
     version = raw.get("format_version") if isinstance(raw, dict) else None
     if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
         # Checked first: a newer format may describe itself with fields this version lacks.

@@ -412,7 +412,7 @@ def _registrations(
 ) -> list[tuple[str, str, Any]]:
     """Normalise the arguments of one ``register`` call to (registry key, name, item) triples."""
     if hook_name == "register_specs":
-        from plugformer.specs import named_files
+        from plugformer.specfiles import named_files
 
         return [(f"specs:{f.kind}", f.name, f) for f in named_files(args, kw, info.distribution)]
     return [(hook_name, *_registration(hook_name, args, kw))]

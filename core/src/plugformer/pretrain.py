@@ -30,6 +30,7 @@ from plugformer.training import (
     adamw,
     attention_kernels,
     check_finite,
+    check_resumable,
     param_groups,
     resolve_compile,
 )
@@ -292,7 +293,7 @@ def _pretrain(config: PretrainConfig, resume: bool) -> dict[str, Any]:
     if resume and not last.is_file():
         raise ConfigError(f"--resume: no {last} to resume from")
     if resume:
-        _check_resumable(last)
+        check_resumable(last)
     objective = plugins.objectives().get(config.objective)
     seed_everything(config.seed)
 
@@ -424,26 +425,6 @@ def _parent_info(parent: Any) -> dict[str, Any] | None:
         "train_seconds": metrics.get("train_seconds"),
         "mixture": parent.manifest.get("mixture"),
     }
-
-
-def _check_resumable(path: Path) -> None:
-    """Open ``last.ckpt`` as Lightning will (``weights_only=True``: tensors and plain data, no
-    code); a corrupt, truncated or code-carrying file is one CheckpointError line."""
-    from plugformer.errors import CheckpointError
-
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (
-        Exception
-    ) as exc:  # UnpicklingError (refused globals), RuntimeError (truncated zip), EOFError
-        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-        reason = next((ln for ln in lines if "GLOBAL" in ln), lines[0] if lines else "")[:200]
-        raise CheckpointError(
-            f"--resume: {path} cannot be loaded safely ({type(exc).__name__}: {reason}); "
-            "it is corrupt or not a checkpoint this run wrote — delete it to start afresh"
-        ) from None
-    if not isinstance(state, dict) or "state_dict" not in state or "global_step" not in state:
-        raise CheckpointError(f"--resume: {path} is not a Lightning training checkpoint")
 
 
 def read_metrics_csv(out_dir: str | Path) -> list[dict[str, str]]:

@@ -21,6 +21,7 @@ __all__ = [
     "adamw",
     "attention_kernels",
     "build_trainer",
+    "check_resumable",
     "cosine_schedule",
     "param_groups",
     "resolve_compile",
@@ -238,3 +239,23 @@ def build_trainer(
         raise ConfigError(
             f"trainer (strategy={cfg.strategy!r}, accelerator={cfg.accelerator!r}, devices={cfg.devices!r}): {first}"
         ) from None
+
+
+def check_resumable(path: Path) -> None:
+    """Open ``last.ckpt`` as Lightning will (``weights_only=True``: tensors and plain data, no
+    code); a corrupt, truncated or code-carrying file is one CheckpointError line."""
+    from plugformer.errors import CheckpointError
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (
+        Exception
+    ) as exc:  # UnpicklingError (refused globals), RuntimeError (truncated zip), EOFError
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        reason = next((ln for ln in lines if "GLOBAL" in ln), lines[0] if lines else "")[:200]
+        raise CheckpointError(
+            f"--resume: {path} cannot be loaded safely ({type(exc).__name__}: {reason}); "
+            "it is corrupt or not a checkpoint this run wrote — delete it to start afresh"
+        ) from None
+    if not isinstance(state, dict) or "state_dict" not in state or "global_step" not in state:
+        raise CheckpointError(f"--resume: {path} is not a Lightning training checkpoint")
