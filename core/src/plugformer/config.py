@@ -50,8 +50,13 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
 
 
 class ModelConfig(StrictModel):
-    """The native GPT-style backbone."""
+    """The native GPT-style backbone (and the encoder–decoder, ``family = "encdec"``)."""
 
+    family: str = "native"
+    """Backbone family that builds the model (``native`` GPT, ``encdec`` encoder–decoder, or a
+    plugin's that builds from this config)."""
+    encoder_layers: int | None = Field(None, ge=1)
+    """Encoder–decoder families: encoder blocks (default n_layers; n_layers counts the decoder's)."""
     preset: str | None = None
     """Name in MODEL_PRESETS whose values fill the fields not given explicitly."""
     n_layers: int = Field(4, ge=1)

@@ -48,6 +48,7 @@ DEFAULT_PLUGINS = (
     "plugformer.default_plugins.corpora",
     "plugformer.default_plugins.hf",
     "plugformer.default_plugins.decoding",
+    "plugformer.default_plugins.encdec",
 )
 ENTRY_POINT_GROUP = "plugformer"
 REGISTRATION_HOOKS = (
