@@ -315,12 +315,17 @@ class EncDecIncremental(CausalIncremental):
         src = torch.full((len(prompts), S), PAD_ID, dtype=torch.long, device=device)
         for i, s in enumerate(sources):
             src[i, : len(s)] = torch.tensor(s, dtype=torch.long, device=device)
-        src_mask = torch.arange(S, device=device)[None] < torch.tensor(
-            [len(s) for s in sources], device=device
-        )[:, None]  # (B, S)
+        src_mask = (
+            torch.arange(S, device=device)[None]
+            < torch.tensor([len(s) for s in sources], device=device)[:, None]
+        )  # (B, S)
         self.decoder = _BoundDecoder(model, model.encode(src, src_mask))
         super().__init__(
-            self.decoder, prefixes, pad_id=pad_id, max_new_tokens=max_new_tokens, use_cache=use_cache
+            self.decoder,
+            prefixes,
+            pad_id=pad_id,
+            max_new_tokens=max_new_tokens,
+            use_cache=use_cache,
         )
 
     def reorder(self, index: torch.Tensor) -> None:
