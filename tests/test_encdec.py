@@ -75,8 +75,10 @@ def test_forward_splits_each_row_at_its_first_sep(model: EncoderDecoder) -> None
 
 
 def test_greedy_is_the_argmax_path_of_the_full_forward(model: EncoderDecoder) -> None:
-    out = tokens(decode(model, PROMPTS, Greedy(), max_new_tokens=8, eos_id=None))
-    assert out == [argmax_reference(model, p, 8) for p in PROMPTS]
+    # (Not the row without <sep>: once it generates one, the full forward would split there.)
+    prompts = PROMPTS[:3]
+    out = tokens(decode(model, prompts, Greedy(), max_new_tokens=8, eos_id=None))
+    assert out == [argmax_reference(model, p, 8) for p in prompts]
 
 
 @pytest.mark.parametrize("strategy", [Greedy(), Beam(3, 0.6), Sampling(1.0, top_k=10)])

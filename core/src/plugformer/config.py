@@ -226,7 +226,8 @@ class PretrainConfig(StrictModel):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     objective: str = "clm"
-    """Pretraining objective by name: clm (causal LM), mlm (masked LM), or one a plugin adds."""
+    """Pretraining objective by name: clm (causal LM), mlm (masked LM), denoise (text
+    infilling as ``corrupted <sep> original``, for encoder–decoders), or one a plugin adds."""
     seed: int = 0
     """Seeds Python, NumPy and torch (and the data order)."""
     out_dir: str = "runs/pretrain"
