@@ -226,5 +226,6 @@ def test_translation_task_finetunes_saves_loads_and_decodes_on_encdec(tmp_path: 
     # the reloaded checkpoint scores exactly as the fine-tuned model did at its best step
     result = evaluate(spec, ckpt, split="validation")
     assert result["metrics"]["bleu"] == pytest.approx(summary["val_metrics"]["bleu"], abs=1e-6)
-    first = summary["val_history"][0]["bleu"]
-    assert summary["val_metrics"]["bleu"] >= first
+    # and it learns: chrF at step 40 well above step 20 (measured: 9.1 then 20.1)
+    history = summary["val_history"]
+    assert history[-1]["step"] == 40 and history[-1]["chrf"] > history[0]["chrf"] + 5
