@@ -126,6 +126,9 @@ class EncoderDecoder(nn.Module):
     architecture = "plugformer-encdec"
     causal = True
     """It continues a sequence left to right (the decoder); the encoder is bidirectional."""
+    compilable = False
+    """Pretraining does not ``torch.compile`` it: the split at ``<sep>`` gives data-dependent
+    shapes, on which torch 2.x's compiler fails (a fake-tensor stride assertion)."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()

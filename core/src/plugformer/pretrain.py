@@ -48,7 +48,9 @@ class PretrainModule(L.LightningModule):
         # Built by the family the config names (native GPT, encdec, a plugin's).
         self.model = get_family(config.model.family).build(config.model.model_dump())
         t = config.trainer
-        self.compiled = resolve_compile(t.compile, t.max_steps, t.accelerator)
+        self.compiled = resolve_compile(t.compile, t.max_steps, t.accelerator) and getattr(
+            self.model, "compilable", True
+        )  # a family may opt out (data-dependent shapes)
         self._forward = torch.compile(self.model) if self.compiled else self.model
         self._val_nats = 0.0
         self._val_count = 0
