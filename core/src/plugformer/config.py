@@ -75,8 +75,13 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
 
 
 class ModelConfig(StrictModel):
-    """The native GPT-style backbone."""
+    """The native GPT-style backbone (and the encoder–decoder, ``family = "encdec"``)."""
 
+    family: str = "native"
+    """Backbone family that builds the model (``native`` GPT, ``encdec`` encoder–decoder, or a
+    plugin's that builds from this config)."""
+    encoder_layers: int | None = Field(None, ge=1)
+    """Encoder–decoder families: encoder blocks (default n_layers; n_layers counts the decoder's)."""
     preset: str | None = None
     """Name in MODEL_PRESETS whose values fill the fields not given explicitly."""
     n_layers: int = Field(4, ge=1)
@@ -247,7 +252,8 @@ class PretrainConfig(StrictModel):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     objective: str = "clm"
-    """Pretraining objective by name: clm (causal LM), mlm (masked LM), or one a plugin adds."""
+    """Pretraining objective by name: clm (causal LM), mlm (masked LM), denoise (text
+    infilling as ``corrupted <sep> original``, for encoder–decoders), or one a plugin adds."""
     seed: int = Field(0, ge=0, le=SEED_MAX)
     """Seeds Python, NumPy and torch (and the data order)."""
     out_dir: str = "runs/pretrain"

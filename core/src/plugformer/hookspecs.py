@@ -80,7 +80,7 @@ def register_objectives(register: Any) -> None:
     :param register: call ``register(name, objective)`` where ``objective`` is an
         :class:`plugformer.Objective`: whether it needs a causal backbone, and how it turns a
         block of token ids into ``(inputs, targets)`` for the LM head (``"clm"`` shifts by
-        one; ``"mlm"`` masks 15% of tokens).
+        one; ``"mlm"`` masks 15% of tokens; ``"denoise"`` makes ``corrupted <sep> original``).
 
     Called once, when ``pretrain`` resolves ``config.objective``. Returns nothing.
     """

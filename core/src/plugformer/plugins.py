@@ -56,6 +56,7 @@ DEFAULT_PLUGINS = (
     "plugformer.default_plugins.decoding",
     "plugformer.default_plugins.configs",
     "plugformer.default_plugins.tasks",
+    "plugformer.default_plugins.encdec",
 )
 ENTRY_POINT_GROUP = "plugformer"
 REGISTRATION_HOOKS = (

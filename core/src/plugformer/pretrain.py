@@ -21,9 +21,9 @@ from torch.utils.data import DataLoader
 
 from plugformer.config import PretrainConfig
 from plugformer.data.corpus import BlockDataset, TokenCache, ValBlocks
+from plugformer.families import get_family
 from plugformer.fileio import ensure_dir
 from plugformer.losses import linear_cross_entropy
-from plugformer.model import GPT
 from plugformer.objectives import IGNORE, Objective
 from plugformer.schedule import BudgetSchedule
 from plugformer.training import (
@@ -47,9 +47,12 @@ class PretrainModule(L.LightningModule):
         self.objective = objective
         self.mask_id = mask_id
         self.bytes_per_token = bytes_per_token
-        self.model = GPT(config.model)
+        # Built by the family the config names (native GPT, encdec, a plugin's).
+        self.model = get_family(config.model.family).build(config.model.model_dump())
         t = config.trainer
-        self.compiled = resolve_compile(t.compile, t.max_steps, t.accelerator)
+        self.compiled = resolve_compile(t.compile, t.max_steps, t.accelerator) and getattr(
+            self.model, "compilable", True
+        )  # a family may opt out (data-dependent shapes)
         self._forward = torch.compile(self.model) if self.compiled else self.model
         self._val_nats = 0.0
         self._val_count = 0
@@ -99,7 +102,7 @@ class PretrainModule(L.LightningModule):
         val_loss = float(t[0] / t[1].clamp(min=1))
         self.log("val_loss", val_loss, prog_bar=True, sync_dist=False)
         self.log("val_ppl", math.exp(min(val_loss, 50)))
-        if self.objective.causal:
+        if self.objective.causal and getattr(self.objective, "next_token", True):
             self.log("val_bpb", val_loss / math.log(2) / self.bytes_per_token, prog_bar=True)
 
     def configure_optimizers(self) -> Any:
@@ -391,7 +394,7 @@ def _pretrain(config: PretrainConfig, resume: bool) -> dict[str, Any]:
         "min_lr": o.lr * o.min_lr_ratio,
         **{k: float(v) for k, v in val.items()},
     }
-    if objective.causal:
+    if objective.causal and getattr(objective, "next_token", True):
         summary["unigram_val_bpb"] = Corpus.unigram_bits_per_byte(cache, tokenizer.vocab_size)
     if trainer.is_global_zero:
         final = save_backbone(

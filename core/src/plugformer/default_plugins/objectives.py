@@ -9,7 +9,8 @@ from plugformer.hookspecs import hookimpl
 
 @hookimpl
 def register_objectives(register: Any) -> None:
-    from plugformer.objectives import CausalLM, MaskedLM
+    from plugformer.objectives import CausalLM, Denoising, MaskedLM
 
     register("clm", CausalLM())
     register("mlm", MaskedLM())
+    register("denoise", Denoising())
