@@ -606,3 +606,6 @@ def test_predictions_are_logged_and_rescore_to_the_reported_metric(
     assert (
         compute["tokens_seen"] > 0 and compute["train_flops"] > 0 and compute["train_seconds"] > 0
     )
+    report = (run / "report.md").read_text()
+    assert "## Compute" in report and "quality_vs_compute.png" in report
+    assert (run / "quality_vs_compute.png").read_bytes()[:4] == b"\x89PNG"

@@ -66,7 +66,15 @@ PRESENTATION_FIELDS = {
 }
 
 # Core modules that only present results: editing them does not re-run cells.
-PRESENTATION_MODULES = ("report.py", "compare.py", "bench_cli.py", "cli.py")
+PRESENTATION_MODULES = (
+    "report.py",
+    "report_compute.py",
+    "compare.py",
+    "bench_cli.py",
+    "cli.py",
+    "quickstart.py",
+    "quickstart_cli.py",
+)
 
 # What a model cell's record keeps of the fine-tuning summary (val_history feeds the curves).
 SUMMARY_FIELDS = (

@@ -279,10 +279,10 @@ def quickstart(
         "stage_seconds": timings,
     }
     report = (run_dir / "report.md").read_text(encoding="utf-8")
-    text = _quickstart_markdown(result, report)
-    atomic_write_text(out / "report.md", text)
     timings["report"] = 0.0
     result["total_seconds"] = round(time.perf_counter() - t_all, 1)
+    text = _quickstart_markdown(result, report)
+    atomic_write_text(out / "report.md", text)
     atomic_write_json(out / "quickstart.json", result)
     done()
     print(text)

@@ -466,6 +466,10 @@ def write_reports(records: Sequence[dict[str, Any]], out: Path, suite: Any) -> l
     plots = [plot_main_metric(aggs, out / "main_metric.png", title)]
     curves = plot_val_curves(records, aggs, out / "val_curves.png")
     plots += [curves] if curves else []
+    from plugformer.report_compute import compute_markdown, plot_quality_vs_compute
+
+    cost = plot_quality_vs_compute(records, out / "quality_vs_compute.png")
+    plots += [cost] if cost else []
     results = {
         "suite": suite.model_dump(mode="json"),
         "aggregation": {
@@ -478,6 +482,11 @@ def write_reports(records: Sequence[dict[str, Any]], out: Path, suite: Any) -> l
         "cells": list(records),
     }
     atomic_write_json(out / "results.json", results)
-    atomic_write_text(out / "report.md", _markdown(aggs, records, suite, plots))
+    text = _markdown(aggs, records, suite, plots)
+    compute = compute_markdown(records)
+    if compute:  # before the backbones section: what each result cost
+        at = text.find("\n## Backbones")
+        text = text[:at] + "\n" + compute + text[at:] if at >= 0 else text + "\n" + compute
+    atomic_write_text(out / "report.md", text)
     atomic_write_text(out / "report.csv", _csv(aggs))
     return [out / "results.json", out / "report.md", out / "report.csv", *plots]
