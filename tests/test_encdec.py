@@ -211,7 +211,7 @@ def test_translation_task_finetunes_saves_loads_and_decodes_on_encdec(tmp_path: 
             "data": {"train": str(data), "validation": str(data)},
             "options": {"decoding": "beam", "beam_size": 2},
             "finetune": {
-                "max_steps": 40, "batch_size": 6, "lr_backbone": 1e-2, "val_every": 20,
+                "max_steps": 80, "batch_size": 6, "lr_backbone": 1e-2, "val_every": 40,
                 "precision": "32", "progress": False,
             },
         }
@@ -226,6 +226,6 @@ def test_translation_task_finetunes_saves_loads_and_decodes_on_encdec(tmp_path: 
     # the reloaded checkpoint scores exactly as the fine-tuned model did at its best step
     result = evaluate(spec, ckpt, split="validation")
     assert result["metrics"]["bleu"] == pytest.approx(summary["val_metrics"]["bleu"], abs=1e-6)
-    # and it learns: chrF at step 40 well above step 20 (measured: 9.1 then 20.1)
+    # and it learns: chrF at step 80 well above step 40 (measured, greedy: 37.8 then 64.3)
     history = summary["val_history"]
-    assert history[-1]["step"] == 40 and history[-1]["chrf"] > history[0]["chrf"] + 5
+    assert history[-1]["step"] == 80 and history[-1]["chrf"] > history[0]["chrf"] + 5

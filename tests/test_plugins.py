@@ -179,6 +179,7 @@ def test_load_only_selected_plugins(thirdparty: Path) -> None:
         "decoding",
         "configs",
         "tasks",
+        "encdec",
     }
 
 

@@ -68,8 +68,21 @@ def test_fast_quickstart_runs_end_to_end(tmp_path: Path) -> None:
     report = (tmp_path / "qs" / "report.md").read_text()
     for task in ("sentiment", "qa", "translation", "generation"):
         assert task in report
-    assert result["heldout_news"]["model_bpb"] > 0
+    assert set(result["pretrained"]) == {"text+tasks", "text"}
+    for info in result["pretrained"].values():
+        assert info["heldout_news"]["model_bpb"] > 0
+        summary = info["summary"]  # the budget ran out and the schedule reached its floor
+        assert summary["final_lr"] == pytest.approx(summary["min_lr"], rel=0.05)
+    mixture = result["pretrained"]["text+tasks"]["summary"]["mixture"]
+    assert {k for k in mixture if k.startswith("task:")} == {
+        "task:sentiment-smoke",
+        "task:qa-smoke",
+        "task:translation-smoke",
+        "task:generation-smoke",
+    }
+    assert result["pretrained"]["text"]["summary"]["mixture"] is None
     assert list(Path(result["suite_dir"]).glob("*.png"))
+    assert list((Path(result["suite_dir"]) / "predictions").glob("*.jsonl"))
 
 
 @pytest.mark.network
