@@ -25,7 +25,6 @@ Layer counts: ``n_layers`` decoder blocks, ``encoder_layers`` encoder blocks (de
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +35,16 @@ from torch import nn
 
 from plugformer.config import ModelConfig
 from plugformer.decoding import CausalIncremental
-from plugformer.model import GPT, MLP, Attention, Block, KVCache, make_norm, rope_tables
+from plugformer.model import (
+    GPT,
+    MLP,
+    Attention,
+    Block,
+    KVCache,
+    make_norm,
+    rope_tables,
+    scale_residual_init,
+)
 from plugformer.tokenizer import SPECIAL_TOKENS
 
 __all__ = ["EncDecIncremental", "EncoderDecoder", "Memory", "split_prompt"]
@@ -160,10 +168,7 @@ class EncoderDecoder(nn.Module):
             self.register_buffer("rope_cos", cos, persistent=False)
             self.register_buffer("rope_sin", sin, persistent=False)
         self.apply(GPT._init_weights)
-        depth = n_enc + 2 * cfg.n_layers  # residual branches that write projections
-        for name, p in self.named_parameters():
-            if name.endswith(("proj.weight", "down.weight")):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(depth))
+        scale_residual_init(self, n_enc + 2 * cfg.n_layers)  # residual branches that write
 
     def num_params(self, non_embedding: bool = True) -> int:
         n = sum(p.numel() for p in self.parameters())

@@ -182,6 +182,14 @@ class Block(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
+def scale_residual_init(model: nn.Module, branches: int) -> None:
+    """GPT-2's scaled init of the projections that write into the residual stream (std
+    0.02 / sqrt(branches)): keeps the stream's variance flat however deep the model."""
+    for name, p in model.named_parameters():
+        if name.endswith(("proj.weight", "down.weight")):
+            nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(branches))
+
+
 class GPT(nn.Module):
     """Token embeddings → blocks → final norm; ``lm_logits`` on top (tied to the embeddings)."""
 
@@ -210,10 +218,7 @@ class GPT(nn.Module):
             self.register_buffer("rope_cos", cos, persistent=False)
             self.register_buffer("rope_sin", sin, persistent=False)
         self.apply(self._init_weights)
-        # GPT-2 scaled init of residual projections: keeps the residual stream's variance flat.
-        for name, p in self.named_parameters():
-            if name.endswith(("proj.weight", "down.weight")):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layers))
+        scale_residual_init(self, 2 * cfg.n_layers)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:

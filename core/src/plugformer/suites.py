@@ -187,11 +187,10 @@ def merge_overrides(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[s
     return out
 
 
-_merge = merge_overrides
-
-
 def load_spec(path: Path, overrides: Mapping[str, Any], seed: int) -> TaskSpec:
     """A suite's view of one spec file: its overrides applied, this seed, no progress bars."""
     spec = resolve_spec_paths(load_toml(path), path)  # paths relative to the spec file
-    raw = _merge({"name": path.stem, "finetune": {"progress": False}}, spec)
-    return parse_model(TaskSpec, _merge(raw, {**overrides, "seed": seed}), f"{path} (in a suite)")
+    raw = merge_overrides({"name": path.stem, "finetune": {"progress": False}}, spec)
+    return parse_model(
+        TaskSpec, merge_overrides(raw, {**overrides, "seed": seed}), f"{path} (in a suite)"
+    )

@@ -32,7 +32,14 @@ from plugformer.data.recipes import split_of
 from plugformer.errors import DataError
 from plugformer.fileio import atomic_dir
 
-__all__ = ["BlockDataset", "Corpus", "TokenCache", "build_token_cache", "load_documents"]
+__all__ = [
+    "BlockDataset",
+    "Corpus",
+    "TokenCache",
+    "build_token_cache",
+    "encode_documents",
+    "load_documents",
+]
 
 
 @dataclass(frozen=True)
@@ -138,11 +145,7 @@ def build_token_cache(
     }
     with atomic_dir(cdir) as tmp:
         for split, items in splits.items():
-            ids: list[np.ndarray] = []
-            for start in range(0, len(items), 512):
-                chunk = items[start : start + 512]
-                for enc in tokenizer.encode_batch([d.text for d in chunk]):
-                    ids.append(np.asarray([*enc, tokenizer.eos_id], dtype=dtype))
+            ids = encode_documents([d.text for d in items], tokenizer, dtype)
             arr = np.concatenate(ids) if ids else np.zeros(0, dtype=dtype)
             arr.tofile(tmp / f"{split}.bin")
             meta[f"{split}_tokens"] = int(arr.size)
@@ -152,6 +155,15 @@ def build_token_cache(
             )  # +1: the eos stands for "\n"
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
     return TokenCache(cdir, meta)
+
+
+def encode_documents(texts: list[str], tokenizer: Any, dtype: Any) -> list[np.ndarray]:
+    """Each text's token ids followed by ``<eos>``, tokenised in batches of 512."""
+    out = []
+    for start in range(0, len(texts), 512):
+        for ids in tokenizer.encode_batch(texts[start : start + 512]):
+            out.append(np.asarray([*ids, tokenizer.eos_id], dtype=dtype))
+    return out
 
 
 class BlockDataset(IterableDataset):

@@ -75,14 +75,6 @@ def task_sources(mixes: Sequence[Any]) -> list[TaskSource]:
     return sources
 
 
-def _encode(docs: Sequence[str], tokenizer: Any, dtype: Any) -> list[np.ndarray]:
-    out = []
-    for start in range(0, len(docs), 512):
-        for ids in tokenizer.encode_batch(list(docs[start : start + 512])):
-            out.append(np.asarray([*ids, tokenizer.eos_id], dtype=dtype))
-    return out
-
-
 def _fill(docs: list[np.ndarray], target: int, rng: np.random.Generator) -> tuple[list[int], int]:
     """Document indices, whole passes in fresh seeded orders then part of one more, until
     ``target`` tokens are reached (the last document may overshoot by less than its length)."""
@@ -111,7 +103,7 @@ def mix_tasks(
     Returns the new :class:`~plugformer.data.corpus.TokenCache` and the provenance
     (per source: task, spec, split, examples, documents, tokens, target and actual share).
     """
-    from plugformer.data.corpus import TokenCache
+    from plugformer.data.corpus import TokenCache, encode_documents
 
     h = hashlib.sha256()
     h.update(text_cache.meta["key"].encode())
@@ -141,7 +133,7 @@ def mix_tasks(
         }
     }
     for i, src in enumerate(sources):
-        encoded = _encode(src.documents, tokenizer, dtype)
+        encoded = encode_documents(list(src.documents), tokenizer, dtype)
         target = round(src.share * total)
         order, tokens = _fill(encoded, target, np.random.default_rng([seed, i]))
         parts.extend(encoded[j] for j in order)
