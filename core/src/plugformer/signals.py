@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -123,7 +124,12 @@ def fit(trainer: Any, checkpoint: Any, *args: Any, **kwargs: Any) -> None:
     graceful = _Graceful(trainer)
     checkpoint.graceful = graceful
     try:
-        with _handlers(graceful.handle):
+        with _handlers(graceful.handle), warnings.catch_warnings():
+            # ``checkpoint`` is an OnExceptionCheckpoint, so Lightning turns a fresh run's
+            # ckpt_path=None into "last" and warns twice that there is none to load: noise
+            # on every run that is not a resume (a resume passes the path it means).
+            warnings.filterwarnings("ignore", message=r".*ckpt_path=None\)` was called without")
+            warnings.filterwarnings("ignore", message=r".*there is no last checkpoint available")
             trainer.fit(*args, **kwargs)
     except (SystemExit, KeyboardInterrupt) as exc:  # SIGTERMException is a SystemExit
         signum = graceful.signum or (signal.SIGINT if isinstance(exc, KeyboardInterrupt) else None)
