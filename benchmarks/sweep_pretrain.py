@@ -11,10 +11,11 @@ changed and the same minutes. It is scored on validation data only:
   backbone has learnt.
 
 Usage (the corpus is the quickstart's; build it once with ``plugformer quickstart`` or let
-this script build it)::
+this script build it). Each process trains with one thread by default, so two processes
+side by side on two cores see the same machine, and a busy machine slows both alike: ::
 
-    .venv/bin/python benchmarks/sweep_pretrain.py --minutes 3 --out runs/sweep
-    .venv/bin/python benchmarks/sweep_pretrain.py --only base,trunk40 --minutes 6
+    .venv/bin/python benchmarks/sweep_pretrain.py --only base,trunk40 --out runs/sweep &
+    .venv/bin/python benchmarks/sweep_pretrain.py --only wide192,deep6x96 --out runs/sweep
 
 It prints a table and writes ``OUT/sweep.jsonl`` (one line per variant, with the settings,
 steps, tokens/s, final learning rate and every score) and ``OUT/sweep.md``. Read the
@@ -35,6 +36,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "trunk40": {"trunk_share": 0.4},
     "wide192": {"model.d_model": 192, "model.n_heads": 3, "optim.lr": 4e-3},
     "deep6x96": {"model.n_layers": 6, "model.d_model": 96, "model.n_heads": 2},
+    "4x96": {"model.d_model": 96, "model.n_heads": 2},
+    "deep8x80": {"model.n_layers": 8, "model.d_model": 80, "model.n_heads": 2},
+    "deep6x96-lr1e-2": {
+        "model.n_layers": 6,
+        "model.d_model": 96,
+        "model.n_heads": 2,
+        "optim.lr": 1e-2,
+    },
     "lr3e-3": {"optim.lr": 3e-3},
     "ctx64": {"model.max_seq_len": 64, "trainer.batch_size": 32},
 }
@@ -119,7 +128,17 @@ def main() -> None:
     parser.add_argument("--only", default=",".join(VARIANTS), help="comma-separated variants")
     parser.add_argument("--out", type=Path, default=Path("runs/sweep"))
     parser.add_argument("--corpus", type=Path, help="quickstart corpus JSONL (default: built)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads per variant (1: variants run side by side see the same machine)",
+    )
     args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
 
     from plugformer.fileio import atomic_write_text
     from plugformer.quickstart import build_corpus
@@ -128,14 +147,15 @@ def main() -> None:
     corpus = args.corpus or args.out / "corpus.jsonl"
     if not corpus.exists():
         build_corpus(corpus)
-    rows = []
     for name in args.only.split(","):
         row = run_variant(name, VARIANTS[name], corpus, args.out, args.minutes)
-        rows.append(row)
+        row["threads"] = args.threads
         print(json.dumps(row), flush=True)
         with open(args.out / "sweep.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
-    table = _table(rows)
+    # Every variant measured into OUT so far (side-by-side processes share the file).
+    lines = (args.out / "sweep.jsonl").read_text(encoding="utf-8").splitlines()
+    table = _table([json.loads(line) for line in lines if line.strip()])
     atomic_write_text(args.out / "sweep.md", table + "\n")
     print(table)
 
