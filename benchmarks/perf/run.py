@@ -32,8 +32,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness as H
+from finetune import bench_finetune
 from harness import ROWS, add_row, append_result, hardware, now, summarize, sync, table
-from train import bench_data, bench_train
+from train import bench_data, bench_reference, bench_train
 from twins import VOCAB, hf_twin, model_config
 
 HERE = Path(__file__).resolve().parent
@@ -43,8 +44,11 @@ ROOT = HERE.parents[1]
 
 
 def bench_generate(args: argparse.Namespace, tmp: Path) -> None:
+    import copy
+
     from plugformer.generation import SamplingConfig, generate
     from plugformer.model import GPT
+    from plugformer.quantize import autocast, prepare
 
     new = 200
     prompt_len = 16
@@ -53,6 +57,14 @@ def bench_generate(args: argparse.Namespace, tmp: Path) -> None:
     torch.manual_seed(0)
     ours = GPT(cfg).to(H.DEVICE).eval()
     hf = hf_twin(ours).to(H.DEVICE).eval()
+    # The inference precisions of plugformer.quantize, applied as `plugformer.load(...,
+    # precision=)` does; transformers gets the same int8 dynamic quantisation and bf16 cast.
+    models = {
+        "fp32": (ours, hf),
+        "int8": (prepare(copy.deepcopy(ours), "int8"), prepare(copy.deepcopy(hf), "int8")),
+        "bf16": (prepare(copy.deepcopy(ours), "bf16"), copy.deepcopy(hf).to(torch.bfloat16)),
+    }
+    precisions = [p for p in args.gen_precisions.split(",") if p]
     reps = 2 if args.quick else 3
     scfg = SamplingConfig(max_new_tokens=new)
     for batch in (1, 8):
@@ -61,23 +73,28 @@ def bench_generate(args: argparse.Namespace, tmp: Path) -> None:
         ).tolist()
         hf_ids = torch.tensor(prompts, device=H.DEVICE)
 
-        def run_ours() -> int:
-            out = generate(ours, prompts, scfg, eos_id=None)
+        def run_ours(model: Any, precision: str, use_cache: bool = True) -> int:
+            with torch.inference_mode(), autocast(precision):
+                out = generate(model, prompts, scfg, eos_id=None, use_cache=use_cache)
             return sum(len(o) for o in out)
 
-        def run_hf() -> int:
+        def run_hf(model: Any) -> int:
             with torch.inference_mode():
-                out = hf.generate(
+                out = model.generate(
                     hf_ids, max_new_tokens=new, min_new_tokens=new, do_sample=False, use_cache=True
                 )
             return int((out.shape[1] - prompt_len) * batch)
 
-        def run_recompute() -> int:
-            out = generate(ours, prompts, scfg, eos_id=None, use_cache=False)
-            return sum(len(o) for o in out)
-
-        variants = {"plugformer": run_ours, "hf": run_hf, "recompute": run_recompute}
-        run_ours(), run_hf()  # warm-up (recompute is slow enough to need none)
+        variants: dict[str, Any] = {}
+        for prec in precisions:
+            mine, theirs = models[prec]
+            suffix = "" if prec == "fp32" else f" {prec}"
+            variants[f"plugformer{suffix}"] = lambda m=mine, p=prec: run_ours(m, p)
+            variants[f"hf{suffix}"] = lambda m=theirs: run_hf(m)
+        variants["recompute"] = lambda: run_ours(ours, "fp32", use_cache=False)
+        for name, fn in variants.items():
+            if name != "recompute":
+                fn()  # warm-up (recompute is slow enough to need none)
         times: dict[str, list[float]] = {n: [] for n in variants}
         for _ in range(reps):
             for name, fn in variants.items():
@@ -87,12 +104,24 @@ def bench_generate(args: argparse.Namespace, tmp: Path) -> None:
                 sync(H.DEVICE)
                 times[name].append(n / (now() - t))
         for name, vals in times.items():
+            ref: dict[str, str] = {}
+            if name.startswith("plugformer"):
+                # hf at every precision measured (the best one is the fair reference), and
+                # plugformer's own fp32 for the low-precision rows.
+                ref = {
+                    ("hf" if p == "fp32" else f"hf {p}"): ("hf" if p == "fp32" else f"hf {p}")
+                    for p in precisions
+                }
+                if name != "plugformer":
+                    ref["plugformer fp32"] = "plugformer"
+                else:
+                    ref["recompute"] = "recompute"
             add_row(
                 "generate",
                 f"{name} b{batch}",
                 "new tok/s",
                 vals,
-                ref={"hf": "hf", "recompute": "recompute"} if name == "plugformer" else {},
+                ref=ref,
                 variant=name,
                 setting=f"b{batch}",
             )
@@ -219,8 +248,10 @@ def bench_startup(args: argparse.Namespace, tmp: Path) -> None:
 
 
 BENCHES = {
+    "reference": bench_reference,
     "train": bench_train,
     "generate": bench_generate,
+    "finetune": bench_finetune,
     "eval": bench_eval,
     "data": bench_data,
     "startup": bench_startup,
@@ -240,6 +271,16 @@ def main(argv: list[str] | None = None) -> int:
         dest="compile",
         action="store_false",
         help="skip the torch.compile variants (they take ~30 s each to warm up)",
+    )
+    p.add_argument(
+        "--finetune-tasks",
+        default="sentiment,qa",
+        help="tasks of the finetune group (their <task>-smoke specs' cached training data)",
+    )
+    p.add_argument(
+        "--gen-precisions",
+        default="fp32,int8,bf16",
+        help="inference precisions of the generate group (plugformer.quantize), comma-separated",
     )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument(

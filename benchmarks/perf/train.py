@@ -150,6 +150,16 @@ def hf_logits(model: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     return lambda x: model(input_ids=x, use_cache=False).logits
 
 
+def reference_loss(
+    logits_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor
+) -> torch.Tensor:
+    """nanoGPT's loss: ``F.cross_entropy`` on the (B·T, V) logits (cast to fp32 under autocast)."""
+    logits = logits_fn(x)  # (B, T, V)
+    if logits.dtype != torch.float32:
+        logits = logits.float()
+    return F.cross_entropy(logits.flatten(0, 1), y.flatten())
+
+
 def reference_step(
     model: torch.nn.Module,
     logits_fn: Callable[[torch.Tensor], torch.Tensor],
@@ -158,30 +168,123 @@ def reference_step(
     compile_: bool,
     grad_clip: float,
     seed: int,
+    fused: bool = True,
 ) -> Callable[[], None]:
-    """A nanoGPT-style step of a reference: ``F.cross_entropy`` on ``logits_fn(x)`` (compiled
-    with the forward when ``compile_``), AdamW (foreach, plugformer's groups), clip, step."""
+    """A nanoGPT-style step of a reference: :func:`reference_loss` on ``logits_fn(x)``
+    (compiled with the forward when ``compile_``), AdamW (plugformer's groups; the fused
+    kernel, as plugformer uses, unless ``fused=False``: then foreach), clip, step,
+    ``zero_grad(set_to_none=True)``. Batches are drawn ahead, off the clock (plugformer's
+    DataLoader is timed, but it delivers >1000× what training consumes)."""
     from plugformer.training import param_groups
 
-    opt = torch.optim.AdamW(param_groups(model, 0.1), lr=1e-3, betas=(0.9, 0.95), foreach=True)
+    groups = param_groups(model, 0.1)
+    kind = {"fused": True} if fused else {"foreach": True}
+    opt = torch.optim.AdamW(groups, lr=1e-3, betas=(0.9, 0.95), **kind)
     gen = torch.Generator().manual_seed(seed)
-
-    def loss_fn(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits_fn(x).flatten(0, 1).float(), y.flatten())
-
-    fn = torch.compile(loss_fn) if compile_ else loss_fn
+    blocks = [
+        torch.randint(0, VOCAB, (BATCH, seq_len + 1), generator=gen).to(H.DEVICE) for _ in range(8)
+    ]
+    fn = torch.compile(reference_loss, fullgraph=False) if compile_ else reference_loss
+    params = [p for p in model.parameters() if p.requires_grad]
+    i = 0
 
     def step() -> None:
-        block = torch.randint(0, VOCAB, (BATCH, seq_len + 1), generator=gen).to(H.DEVICE)
+        nonlocal i
+        block = blocks[i % len(blocks)]
+        i += 1
         with autocast(precision, H.DEVICE):
-            loss = fn(block[:, :-1], block[:, 1:])
+            loss = fn(logits_fn, block[:, :-1], block[:, 1:])
         loss.backward()
         if grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            torch.nn.utils.clip_grad_norm_(params, grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
 
     return step
+
+
+def minimal_step(model: torch.nn.Module, seq_len: int, seed: int) -> Callable[[], None]:
+    """An independent, straightforward nanoGPT loop (what the issue compared against): plain
+    ``torch.optim.AdamW`` defaults (weight decay on every parameter), ``F.cross_entropy`` on
+    the logits, clip 1.0, ``zero_grad(set_to_none=True)``; nothing of plugformer but the ``GPT``."""
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1)
+    gen = torch.Generator().manual_seed(seed)
+    blocks = [torch.randint(0, VOCAB, (BATCH, seq_len + 1), generator=gen) for _ in range(8)]
+    i = 0
+
+    def step() -> None:
+        nonlocal i
+        b = blocks[i % len(blocks)].to(H.DEVICE)
+        i += 1
+        logits = model.lm_logits(model(b[:, :-1]))
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), b[:, 1:].reshape(-1))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return step
+
+
+def bench_reference(args: argparse.Namespace, tmp: Path) -> None:
+    """The harness's plain reference step against an independent minimal loop, outside
+    Lightning, interleaved (fp32 eager): the reference is only fair if it is not the slower."""
+    from twins import model_config
+
+    from plugformer.model import GPT
+    from plugformer.training import seed_everything
+
+    seed_everything(0)
+    cfg = model_config()
+    tokens = BATCH * SHAPE["max_seq_len"]
+    models = {
+        n: GPT(cfg).to(H.DEVICE) for n in ("harness plain", "harness plain foreach", "minimal")
+    }
+    steps = {
+        "harness plain": reference_step(
+            models["harness plain"],
+            gpt_logits(models["harness plain"]),
+            cfg.max_seq_len,
+            "32-true",
+            False,
+            1.0,
+            seed=1,
+        ),
+        "harness plain foreach": reference_step(
+            models["harness plain foreach"],
+            gpt_logits(models["harness plain foreach"]),
+            cfg.max_seq_len,
+            "32-true",
+            False,
+            1.0,
+            seed=1,
+            fused=False,
+        ),
+        "minimal": minimal_step(models["minimal"], cfg.max_seq_len, seed=1),
+    }
+    k, reps = (2, 3) if args.quick else (3, 5)
+    for step in steps.values():
+        step()
+        step()
+    times: dict[str, list[float]] = {n: [] for n in steps}
+    for _ in range(reps):
+        for name, step in steps.items():
+            sync(H.DEVICE)
+            t = now()
+            for _ in range(k):
+                step()
+            sync(H.DEVICE)
+            times[name].append(k * tokens / (now() - t))
+    for name, vals in times.items():
+        add_row(
+            "reference",
+            f"{name} fp32",
+            "tok/s",
+            vals,
+            ref={"minimal": "minimal"} if name != "minimal" else {},
+            variant=name,
+            setting="fp32",
+        )
 
 
 def bench_train(args: argparse.Namespace, tmp: Path) -> None:

@@ -518,6 +518,13 @@ def _split_field_flags(args: list[str]) -> tuple[list[str], dict[str, str]]:
     help="One field of a single input, e.g. --field premise='...' (repeatable). Any field of "
     "the task's examples also works as its own flag: --question ... --context ...",
 )
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "bf16", "int8"]),
+    default=None,
+    help="Inference precision (default: the checkpoint's [inference] precision); int8 "
+    "quantises the linear layers dynamically, for fast CPU decoding.",
+)
 @click.pass_context
 def predict(
     ctx: click.Context,
@@ -525,6 +532,7 @@ def predict(
     texts: tuple[str, ...],
     input_file: Any,
     fields: tuple[str, ...],
+    precision: str | None,
 ) -> None:
     """Predict with a task checkpoint; one JSON line per input (with the input's id, if any)."""
     plain, one = _split_field_flags([*texts, *ctx.args])
@@ -549,7 +557,7 @@ def predict(
         )
     import plugformer
 
-    predictor = plugformer.load(checkpoint)
+    predictor = plugformer.load(checkpoint, precision)
     if not hasattr(predictor, "predict"):
         raise PlugformerError(
             f"{checkpoint}: a backbone checkpoint; use `plugformer generate` or fine-tune it first"

@@ -22,6 +22,7 @@ from plugformer.errors import ConfigError
 __all__ = [
     "MODEL_PRESETS",
     "DataConfig",
+    "InferenceConfig",
     "ModelConfig",
     "OptimConfig",
     "PretrainConfig",
@@ -478,6 +479,17 @@ class FinetuneConfig(StrictModel):
     progress: bool = True
 
 
+class InferenceConfig(StrictModel):
+    """How a task checkpoint decodes and scores (``[inference]`` in a task spec; saved in the
+    checkpoint's manifest and honoured by ``plugformer.load``, which can override it)."""
+
+    precision: Literal["fp32", "bf16", "int8"] = "fp32"
+    """Weights for inference only, never for training (:mod:`plugformer.quantize`): ``fp32``;
+    ``bf16`` (weights cast to bfloat16, run under bf16 autocast: fast only with native bf16);
+    ``int8`` (``torch.ao`` dynamic quantisation of every ``nn.Linear``: qint8 weights,
+    per-channel, activations quantised per batch; for CPU decoding)."""
+
+
 class TaskSpec(StrictModel):
     """A task spec file (tasks/<kind>/<name>.toml)."""
 
@@ -489,6 +501,8 @@ class TaskSpec(StrictModel):
     options: dict[str, Any] = Field(default_factory=dict)
     """The task's own options, validated by its Options model."""
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
+    inference: InferenceConfig = Field(default_factory=InferenceConfig)
+    """Inference settings, saved in the task checkpoint (``plugformer.load`` overrides them)."""
     backbone: str | None = None
     """Backbone reference (a checkpoint dir, native:DIR, scratch:DIR, hf:NAME); CLI --backbone wins."""
     seed: int = Field(0, ge=0, le=SEED_MAX)

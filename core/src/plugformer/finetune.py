@@ -521,7 +521,9 @@ def evaluate(
     from plugformer.plugins import call_on_result
 
     t0 = time.time()
-    pred = Predictor.from_checkpoint(checkpoint)
+    # The spec's [inference] precision when it sets one, else the checkpoint's saved one.
+    explicit = "inference" in spec.model_fields_set
+    pred = Predictor.from_checkpoint(checkpoint, spec.inference.precision if explicit else None)
     if pred.task.name != spec.task:
         raise CheckpointError(
             f"{checkpoint}: a {pred.task.name!r} checkpoint cannot evaluate task {spec.task!r}"
@@ -544,6 +546,7 @@ def evaluate(
         "higher_is_better": pred.task.higher_is_better,
         "metric_info": normalise_metric_info(pred.task.metric_info()),
         "n_examples": len(examples),
+        "precision": pred.precision,
         "data": {"dataset": spec.data.dataset, "file": getattr(spec.data, split)},
         "versions": library_versions(),
         "wall_seconds": round(time.time() - t0, 2),

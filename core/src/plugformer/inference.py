@@ -34,21 +34,41 @@ def eval_collate(task: Any):
 
 
 class Predictor:
-    """A loaded task checkpoint: ``predict(inputs)`` and ``score(examples)``."""
+    """A loaded task checkpoint: ``predict(inputs)`` and ``score(examples)``.
 
-    def __init__(self, task: Any, backbone: nn.Module, head: nn.Module, manifest: dict[str, Any]):
+    ``precision`` is the inference precision the backbone and head were prepared for
+    (:func:`plugformer.quantize.prepare`); predicting and scoring run in its context."""
+
+    def __init__(
+        self,
+        task: Any,
+        backbone: nn.Module,
+        head: nn.Module,
+        manifest: dict[str, Any],
+        precision: str = "fp32",
+    ):
         self.task, self.backbone, self.head, self.manifest = (
             task,
             backbone.eval(),
             head.eval(),
             manifest,
         )
+        self.precision = precision
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path) -> Predictor:
+    def from_checkpoint(cls, path: str | Path, precision: str | None = None) -> Predictor:
+        """Load a task checkpoint at ``precision`` (``fp32``, ``bf16``, ``int8``); ``None``
+        takes the one saved in its manifest (``[inference]`` of the spec it was trained with)."""
         from plugformer.checkpoint import load_task
+        from plugformer.quantize import check_precision, prepare, saved_precision
 
-        return cls(*load_task(path))
+        if precision is not None:
+            check_precision(precision)  # refuse a bad value before loading anything
+        task, backbone, head, manifest = load_task(path)
+        precision = precision or saved_precision(manifest)
+        return cls(
+            task, prepare(backbone, precision), prepare(head, precision), manifest, precision
+        )
 
     def _batches(self, examples: Sequence[Any], batch_size: int):
         collate = eval_collate(self.task)
@@ -58,10 +78,13 @@ class Predictor:
     @torch.inference_mode()
     def predict(self, inputs: Sequence[str | dict[str, Any]], batch_size: int = 32) -> list[Any]:
         """Predictions for raw inputs (strings or dicts, as ``task.example_from_input`` takes)."""
+        from plugformer.quantize import autocast
+
         examples = [self.task.example_from_input(x) for x in inputs]
         out: list[Any] = []
         for batch in self._batches(examples, batch_size):
-            out.extend(self.task.predict(self.backbone, self.head, batch))
+            with autocast(self.precision):
+                out.extend(self.task.predict(self.backbone, self.head, batch))
         return out
 
     @torch.inference_mode()
@@ -69,21 +92,33 @@ class Predictor:
         self, examples: Sequence[Any], batch_size: int = 64, keep: bool = False
     ) -> tuple[dict[str, float], list[Any]]:
         """The task's metrics on ``examples`` (updated batch by batch), and the predictions if ``keep``."""
+        from plugformer.quantize import autocast
+
         metrics = self.task.metrics()
         kept: list[Any] = []
         for batch in self._batches(examples, batch_size):
-            preds = self.task.predict(self.backbone, self.head, batch)
+            with autocast(self.precision):
+                preds = self.task.predict(self.backbone, self.head, batch)
             self.task.update_metrics(metrics, preds, batch["examples"])
             if keep:
                 kept.extend(preds)
         return self.task.compute_metrics(metrics), kept
 
 
-def load(path: str | Path) -> Any:
+def load(path: str | Path, precision: str | None = None) -> Any:
     """Load any checkpoint: a task checkpoint gives a :class:`Predictor` (``.predict([...])``),
-    a backbone checkpoint a :class:`plugformer.families.LoadedBackbone`."""
+    a backbone checkpoint a :class:`plugformer.families.LoadedBackbone`.
+
+    ``precision`` (``fp32``, ``bf16``, ``int8``; :mod:`plugformer.quantize`) overrides the
+    inference precision a task checkpoint saved; a backbone checkpoint's model is prepared
+    at it when given (run bf16 models under ``plugformer.quantize.autocast``)."""
     from plugformer.checkpoint import load_backbone, read_manifest
 
     if read_manifest(path)["kind"] == "task":
-        return Predictor.from_checkpoint(path)
-    return load_backbone(path)
+        return Predictor.from_checkpoint(path, precision)
+    loaded = load_backbone(path)
+    if precision is not None:
+        from plugformer.quantize import prepare
+
+        loaded.model = prepare(loaded.model, precision)
+    return loaded

@@ -1,0 +1,132 @@
+"""Fine-tuning benchmark: optimiser steps/s of plugformer's fine-tuning path against a plain
+PyTorch loop with the same backbone, head, loss and batches, interleaved in one Trainer run.
+
+plugformer: ``FinetuneModule`` + the Trainer ``plugformer.finetune`` builds (``_loaders`` over
+real training examples of the task's smoke spec, ``_trainer``: logging, grad clipping, fused
+AdamW with its parameter groups, the learning-rate schedule callback); the time runs between ``on_train_batch_end`` calls, so the
+DataLoader (encode-once features, ``task.collate``) is inside it. plain: the same
+``task.train_loss`` on pre-collated batches, backward, clip 1.0, fused AdamW, ``zero_grad``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import harness as H
+import torch
+from harness import ROWS, add_row, sync
+from train import Interleave
+from twins import model_config
+
+
+def finetune_fixture(name: str, n: int) -> tuple[Any, Any, list[Any]] | str:
+    """(task, spec, examples): ``n`` real training examples of the task's smoke spec from the
+    dataset cache, with a BPE trained on them; or why the task is skipped."""
+    from plugformer import plugins
+    from plugformer.data.cache import load_split
+    from plugformer.finetune import build_task
+    from plugformer.specs import resolve
+    from plugformer.suites import load_spec
+    from plugformer.testing import tokenizer_for
+
+    if f"{name}-smoke" not in plugins.named_specs("task"):
+        return f"no spec named {name}-smoke"
+    spec = load_spec(resolve(f"{name}-smoke", "task"), {}, 0)
+    try:
+        rows = load_split(spec.data.dataset, "train")[:n]
+    except Exception as exc:  # not cached and no network: say so, measure the others
+        return f"dataset {spec.data.dataset!r} unavailable ({type(exc).__name__})"
+    task = build_task(name, spec.options, tokenizer_for(rows, vocab_size=2000))
+    examples = [task.parse_example(r) for r in rows]
+    task.prepare(examples)
+    return task, spec, examples
+
+
+def plain_step(task: Any, backbone: Any, head: Any, batches: list[Any], clip: float):
+    from plugformer.training import param_groups
+
+    groups = param_groups(head, 0.01, 1e-3) + param_groups(backbone, 0.01, 3e-4)
+    opt = torch.optim.AdamW(groups, betas=(0.9, 0.98), fused=True)
+    params = [p for g in groups for p in g["params"]]
+    i = 0
+
+    def step() -> None:
+        nonlocal i
+        batch = batches[i % len(batches)]
+        i += 1
+        loss = task.train_loss(backbone, head, batch)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return step
+
+
+def bench_finetune(args: argparse.Namespace, tmp: Path) -> None:
+    from plugformer import plugins
+    from plugformer.finetune import FinetuneModule, _loaders, _RngState, _trainer
+    from plugformer.model import GPT
+    from plugformer.schedule import BudgetSchedule
+    from plugformer.training import seed_everything
+
+    wanted = [t for t in args.finetune_tasks.split(",") if t]
+    warm, k, reps = (2, 2, 3) if args.quick else (3, 4, 5)
+    for name in wanted:
+        if name not in plugins.tasks().names():
+            ROWS.append({"group": "finetune", "name": f"{name} skipped", "note": "not installed"})
+            continue
+        fixture = finetune_fixture(name, 512)
+        if isinstance(fixture, str):
+            ROWS.append({"group": "finetune", "name": f"{name} skipped", "note": fixture})
+            continue
+        task, spec, examples = fixture
+        steps = warm + k * reps + 5
+        spec = spec.model_copy(
+            update={
+                "finetune": spec.finetune.model_copy(
+                    update={"max_steps": steps, "progress": False, "accelerator": H.DEVICE}
+                )
+            }
+        )
+        bs = spec.finetune.batch_size
+        seed_everything(0)
+        cfg = model_config(vocab_size=task.tokenizer.vocab_size)
+        models = {}
+        for who in ("plugformer", "plain"):
+            backbone = GPT(cfg).to(H.DEVICE)
+            models[who] = (backbone, task.build_head(backbone).to(H.DEVICE))
+        train_dl, _, _, _ = _loaders(task, spec, examples, [])
+        batches = [
+            {k2: v.to(H.DEVICE) if torch.is_tensor(v) else v for k2, v in b.items()}
+            for _, b in zip(range(8), iter(train_dl), strict=False)
+        ]
+        cb = Interleave(
+            warm,
+            k,
+            reps,
+            1,  # "tokens" per step: the rows are steps/s
+            {"plain": plain_step(task, *models["plain"], batches, spec.finetune.grad_clip)},
+        )
+        module = FinetuneModule(task, *models["plugformer"], spec, total_steps=steps)
+        # The callbacks plugformer.finetune trains with (no validation data here: no _KeepBest).
+        schedule = BudgetSchedule(int(spec.finetune.warmup_ratio * steps), steps, None, 0.0)
+        callbacks = [schedule, _RngState(), cb]
+        trainer = _trainer(spec, tmp / f"ft-{name}", callbacks, steps, None, "finetune")
+        trainer.fit(module, train_dataloaders=train_dl)
+        sync(H.DEVICE)
+        for who in ("plugformer", "plain"):
+            add_row(
+                "finetune",
+                f"{name} {who}",
+                "steps/s",
+                cb.times[who],
+                ref={"plain": "plain"} if who == "plugformer" else {},
+                variant=who,
+                setting=name,
+                note=f"batch {bs}, fp32, {len(examples)} training examples"
+                if who == "plugformer"
+                else "",
+            )

@@ -1,0 +1,132 @@
+"""Inference precision (``plugformer.quantize``): int8 and bf16 stay close to fp32, the setting
+round-trips through a task checkpoint, and a bad value is one line.
+
+Tolerances, on the session's micro backbone (2 layers, width 32, 30 pretraining steps) scoring
+its own corpus teacher-forced: max abs logit difference from fp32 ≤ ``INT8_MAX_ABS`` (int8) /
+``BF16_MAX_ABS`` (bf16), top-1 agreement with fp32 ≥ ``INT8_TOP1`` / ``BF16_TOP1``, and greedy
+continuations that share their first tokens with fp32's.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from plugformer.errors import ConfigError
+
+INT8_MAX_ABS, INT8_TOP1 = 0.1, 0.95  # measured 0.017 and 1.00 (logit std 2.3)
+BF16_MAX_ABS, BF16_TOP1 = 0.1, 0.95  # measured 0.021 and 1.00
+
+
+def _logits(model, ids: torch.Tensor, precision: str) -> torch.Tensor:
+    from plugformer.quantize import autocast
+
+    with torch.inference_mode(), autocast(precision):
+        return model.lm_logits(model(ids)).float()
+
+
+@pytest.mark.parametrize(
+    "precision,max_abs,top1", [("int8", INT8_MAX_ABS, INT8_TOP1), ("bf16", BF16_MAX_ABS, BF16_TOP1)]
+)
+def test_logits_and_greedy_decoding_close_to_fp32(
+    micro_checkpoint: Path, precision: str, max_abs: float, top1: float
+) -> None:
+    import plugformer
+    from plugformer.generation import SamplingConfig, generate
+    from plugformer.quantize import autocast
+
+    ref = plugformer.load(micro_checkpoint)
+    low = plugformer.load(micro_checkpoint, precision=precision)
+    text = "It is a truth universally acknowledged, that a single man in possession of a good"
+    ids = torch.tensor([ref.tokenizer.encode(text)[:32]] * 2)
+    fp32, other = _logits(ref.model, ids, "fp32"), _logits(low.model, ids, precision)
+    diff = (fp32 - other).abs().max().item()
+    agree = (fp32.argmax(-1) == other.argmax(-1)).float().mean().item()
+    assert diff <= max_abs, f"{precision}: max abs logit diff {diff:.3f} > {max_abs}"
+    assert agree >= top1, f"{precision}: top-1 agreement {agree:.2f} < {top1}"
+
+    prompts = [ids[0, :8].tolist(), ids[0, :3].tolist()]
+    cfg = SamplingConfig(max_new_tokens=12)
+    with torch.inference_mode():
+        want = generate(ref.model, prompts, cfg, eos_id=None)
+        with autocast(precision):
+            got = generate(low.model, prompts, cfg, eos_id=None)
+    assert all(len(g) == 12 for g in got)
+    assert [g[:4] for g in got] == [w[:4] for w in want]
+
+
+def test_int8_quantises_every_linear_and_leaves_the_source_model(micro_checkpoint: Path) -> None:
+    from torch import nn
+
+    import plugformer
+    from plugformer.quantize import prepare
+
+    loaded = plugformer.load(micro_checkpoint)
+    q = prepare(loaded.model, "int8")
+    assert not any(type(m) is nn.Linear for m in q.modules())
+    assert any(type(m) is nn.Linear for m in loaded.model.modules())  # a copy, not in place
+    assert q.inference_precision == "int8"
+
+
+def _sentiment_checkpoint(backbone: Path, tmp: Path, precision: str) -> Path:
+    from plugformer.config import TaskSpec, parse_model
+    from plugformer.finetune import finetune
+
+    rows = [
+        {"text": f"a {w} film, truly {w}", "label": lab}
+        for w, lab in [("great", "pos"), ("lovely", "pos"), ("awful", "neg"), ("dreadful", "neg")]
+        * 4
+    ]
+    (tmp / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    spec = parse_model(
+        TaskSpec,
+        {
+            "task": "sentiment",
+            "data": {"train": str(tmp / "train.jsonl"), "test": str(tmp / "train.jsonl")},
+            "finetune": {"max_steps": 2, "batch_size": 4, "progress": False},
+            "inference": {"precision": precision},
+        },
+    )
+    return Path(finetune(spec, str(backbone), tmp / "run")["checkpoint"]), spec
+
+
+def test_precision_round_trips_through_a_task_checkpoint(
+    micro_checkpoint: Path, tmp_path: Path
+) -> None:
+    from torch import nn
+
+    import plugformer
+    from plugformer import plugins
+    from plugformer.finetune import evaluate
+
+    if "sentiment" not in plugins.tasks().names():
+        pytest.skip("sentiment plugin not installed")
+    ckpt, spec = _sentiment_checkpoint(micro_checkpoint, tmp_path, "int8")
+    manifest = json.loads((ckpt / "plugformer.json").read_text())
+    assert manifest["spec"]["inference"] == {"precision": "int8"}
+    saved = plugformer.load(ckpt)
+    assert saved.precision == "int8"
+    assert not any(type(m) is nn.Linear for m in saved.backbone.modules())
+    fp32 = plugformer.load(ckpt, precision="fp32")  # overridden at load time
+    assert fp32.precision == "fp32" and any(type(m) is nn.Linear for m in fp32.backbone.modules())
+    inputs = ["a great film", "an awful film"]
+    assert saved.predict(inputs) and fp32.predict(inputs)
+    assert evaluate(spec, ckpt)["precision"] == "int8"
+
+
+def test_bad_precision_is_one_line(micro_checkpoint: Path) -> None:
+    import plugformer
+    from plugformer.config import TaskSpec, parse_model
+
+    with pytest.raises(ConfigError) as exc:
+        parse_model(
+            TaskSpec,
+            {"task": "sentiment", "data": {"dataset": "x"}, "inference": {"precision": "fp16"}},
+        )
+    assert "inference.precision" in str(exc.value) and "\n" not in str(exc.value)
+    with pytest.raises(ConfigError) as exc:
+        plugformer.load(micro_checkpoint, precision="int4")
+    assert str(exc.value) == "inference precision 'int4': expected one of fp32, bf16, int8"
