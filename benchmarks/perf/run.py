@@ -43,8 +43,8 @@ ROOT = HERE.parents[1]
 
 
 def bench_generate(args: argparse.Namespace, tmp: Path) -> None:
-    from plugformer.generation import SamplingConfig, generate
-    from plugformer.model import GPT
+    from plugformer.inference.generation import SamplingConfig, generate
+    from plugformer.models.gpt import GPT
 
     new = 200
     prompt_len = 16
@@ -106,10 +106,10 @@ def eval_fixture(name: str, n: int) -> tuple[Any, list[Any]] | str:
     from the dataset cache, with a BPE trained on them; or why the task is skipped."""
     from plugformer import plugins
     from plugformer.data.cache import load_split
-    from plugformer.finetune import build_task
     from plugformer.specs import resolve
-    from plugformer.suites import load_spec
+    from plugformer.suites.config import load_spec
     from plugformer.testing import tokenizer_for
+    from plugformer.training.finetune import build_task
 
     if f"{name}-smoke" not in plugins.named_specs("task"):
         return f"no spec named {name}-smoke"
@@ -130,8 +130,8 @@ def bench_eval(args: argparse.Namespace, tmp: Path) -> None:
     examples, against the bare forward pass on pre-collated batches. For generative tasks
     score decodes (many forwards per example), so its ratio is decoding's cost, not overhead."""
     from plugformer import plugins
-    from plugformer.finetune import Predictor, eval_collate
-    from plugformer.model import GPT
+    from plugformer.models.gpt import GPT
+    from plugformer.training.finetune import Predictor, eval_collate
 
     names = plugins.tasks().names()
     if not names:
@@ -188,7 +188,7 @@ def bench_eval(args: argparse.Namespace, tmp: Path) -> None:
 
 def bench_startup(args: argparse.Namespace, tmp: Path) -> None:
     exe = Path(sys.executable).with_name("plugformer")
-    cli = [str(exe)] if exe.exists() else [sys.executable, "-m", "plugformer.cli"]
+    cli = [str(exe)] if exe.exists() else [sys.executable, "-m", "plugformer"]
     cmds = {
         "python -c pass": [sys.executable, "-c", "pass"],
         "plugformer --help": [*cli, "--help"],

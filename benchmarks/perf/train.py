@@ -161,7 +161,7 @@ def reference_step(
 ) -> Callable[[], None]:
     """A nanoGPT-style step of a reference: ``F.cross_entropy`` on ``logits_fn(x)`` (compiled
     with the forward when ``compile_``), AdamW (foreach, plugformer's groups), clip, step."""
-    from plugformer.training import param_groups
+    from plugformer.training.common import param_groups
 
     opt = torch.optim.AdamW(param_groups(model, 0.1), lr=1e-3, betas=(0.9, 0.95), foreach=True)
     gen = torch.Generator().manual_seed(seed)
@@ -185,10 +185,10 @@ def reference_step(
 
 
 def bench_train(args: argparse.Namespace, tmp: Path) -> None:
-    from plugformer.model import GPT
-    from plugformer.objectives import CausalLM
-    from plugformer.pretrain import PretrainData, PretrainModule
-    from plugformer.training import build_trainer, seed_everything
+    from plugformer.models.gpt import GPT
+    from plugformer.training.common import build_trainer, seed_everything
+    from plugformer.training.objectives import CausalLM
+    from plugformer.training.pretrain import PretrainData, PretrainModule
 
     cache = token_cache(tmp)
     warm, k, reps = (2, 2, 3) if args.quick else (3, 4, 5)
@@ -274,7 +274,7 @@ def bench_train(args: argparse.Namespace, tmp: Path) -> None:
 def default_row(peaks: dict[str, float], fpt: float) -> None:
     """plugformer's default settings (``precision``/``compile`` = auto on a long run) against
     the plain loop's eager fp32, with MFU against the bf16 matmul peak."""
-    from plugformer.training import resolve_compile, resolve_precision
+    from plugformer.training.common import resolve_compile, resolve_precision
 
     precision = resolve_precision("auto", H.DEVICE)
     compile_ = resolve_compile("auto", 10_000, H.DEVICE)
@@ -307,7 +307,7 @@ def default_row(peaks: dict[str, float], fpt: float) -> None:
 
 
 def bench_data(args: argparse.Namespace, tmp: Path) -> None:
-    from plugformer.pretrain import PretrainData
+    from plugformer.training.pretrain import PretrainData
 
     cache = token_cache(tmp / "data")
     config = pretrain_config("32-true", False, 10, tmp / "data-run")

@@ -47,11 +47,11 @@ _LAZY = {
     "Recipe": "plugformer.data.recipes",
     "PyPISource": "plugformer.data.recipes",
     "DebianSource": "plugformer.data.recipes",
-    "Objective": "plugformer.objectives",
-    "pretrain": "plugformer.pretrain",
-    "finetune": "plugformer.finetune",
-    "evaluate": "plugformer.finetune",
-    "load": "plugformer.inference",
+    "Objective": "plugformer.training.objectives",
+    "pretrain": "plugformer.training.pretrain",
+    "finetune": "plugformer.training.finetune",
+    "evaluate": "plugformer.training.finetune",
+    "load": "plugformer.inference.predictor",
 }
 
 
@@ -65,8 +65,8 @@ def __getattr__(name: str) -> Any:
 
 if TYPE_CHECKING:  # pragma: no cover
     from plugformer.data.recipes import DebianSource, PyPISource, Recipe
-    from plugformer.finetune import evaluate, finetune
-    from plugformer.inference import load
-    from plugformer.objectives import Objective
-    from plugformer.pretrain import pretrain
+    from plugformer.inference.predictor import load
     from plugformer.tasks import Baseline, Task, TaskOptions
+    from plugformer.training.finetune import evaluate, finetune
+    from plugformer.training.objectives import Objective
+    from plugformer.training.pretrain import pretrain

@@ -469,7 +469,7 @@ class FinetuneConfig(StrictModel):
     """Stop after this many validations without improvement of the main metric."""
     precision: Literal["auto", "32", "32-true", "bf16-mixed", "bf16-true", "16-mixed"] = "auto"
     """Lightning precision, as ``trainer.precision``: ``auto`` is resolved by
-    :func:`plugformer.training.resolve_precision` (bf16-mixed where the hardware has native
+    :func:`plugformer.training.common.resolve_precision` (bf16-mixed where the hardware has native
     bf16, else 32-true)."""
     strategy: str = "auto"
     devices: int | str = 1

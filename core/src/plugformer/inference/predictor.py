@@ -81,7 +81,7 @@ class Predictor:
 
 def load(path: str | Path) -> Any:
     """Load any checkpoint: a task checkpoint gives a :class:`Predictor` (``.predict([...])``),
-    a backbone checkpoint a :class:`plugformer.families.LoadedBackbone`."""
+    a backbone checkpoint a :class:`plugformer.models.families.LoadedBackbone`."""
     from plugformer.checkpoint import load_backbone, read_manifest
 
     if read_manifest(path)["kind"] == "task":
