@@ -346,16 +346,7 @@ def _trainer(
     from plugformer.training.common import build_trainer
 
     ft = spec.finetune
-    tc = TrainerConfig(
-        max_steps=max_steps,
-        batch_size=ft.batch_size,
-        precision=ft.precision,
-        strategy=ft.strategy,
-        devices=ft.devices,
-        num_nodes=ft.num_nodes,
-        accelerator=ft.accelerator,
-        progress=ft.progress,
-    )
+    tc = TrainerConfig(max_steps=max_steps, batch_size=ft.batch_size, **ft.hardware())
     return build_trainer(
         tc,
         out,
