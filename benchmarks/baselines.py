@@ -31,10 +31,10 @@ def main() -> None:
     parser.add_argument("--tokenizer", type=Path, help="a tokenizer.json for tasks that need one")
     args = parser.parse_args()
 
-    from plugformer.finetune import build_task, load_examples
     from plugformer.specs import resolve
-    from plugformer.suites import load_spec
+    from plugformer.suites.config import load_spec
     from plugformer.tasks import run_baseline, score_predictions
+    from plugformer.training.finetune import build_task, load_examples
 
     tokenizer = None
     if args.tokenizer:

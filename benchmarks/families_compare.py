@@ -31,7 +31,7 @@ from typing import Any
 def pretrain_family(name: str, out: Path, minutes: float) -> dict[str, Any]:
     """``minutes`` of the named pretraining config into ``out/name``."""
     from plugformer.config import PretrainConfig, load_config
-    from plugformer.pretrain import pretrain
+    from plugformer.training.pretrain import pretrain
     from plugformer.specs import resolve
 
     cfg = load_config(resolve(name, "pretrain"), PretrainConfig)
@@ -44,8 +44,8 @@ def decode_speed(ref: str, n_prompts: int = 96, new_tokens: int = 40) -> dict[st
     """Greedy decoding tokens/s of a backbone at batch 1 and 32 (best of three)."""
     from plugformer.checkpoint import load_backbone
     from plugformer.config import TaskSpec, load_config
-    from plugformer.decoding import Greedy, decode
-    from plugformer.finetune import build_task, load_examples
+    from plugformer.inference.decoding import Greedy, decode
+    from plugformer.training.finetune import build_task, load_examples
     from plugformer.specs import resolve
 
     loaded = load_backbone(ref)  # the family named in its manifest
@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--pretrain-only", help=argparse.SUPPRESS)  # one side of step 1
     args = parser.parse_args()
 
-    from plugformer.bench import run_suite
+    from plugformer.suites.bench import run_suite
     from plugformer.fileio import atomic_write_json
 
     out = args.out

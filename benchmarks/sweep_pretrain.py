@@ -37,6 +37,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "wide192": {"model.d_model": 192, "model.n_heads": 3, "optim.lr": 4e-3},
     "deep6x96": {"model.n_layers": 6, "model.d_model": 96, "model.n_heads": 2},
     "4x96": {"model.d_model": 96, "model.n_heads": 2},
+    "4x64": {"model.d_model": 64, "model.n_heads": 2},
     "deep8x80": {"model.n_layers": 8, "model.d_model": 80, "model.n_heads": 2},
     "deep6x96-lr1e-2": {
         "model.n_layers": 6,
@@ -62,8 +63,8 @@ def _set(cfg: Any, key: str, value: Any) -> None:
 def _task_docs_bpb(model: Any, tokenizer: Any, spec_name: str, limit: int = 400) -> float:
     """Bits/byte of a task's validation examples as pretraining documents."""
     from plugformer.config import TaskSpec, load_config
-    from plugformer.finetune import build_task, load_examples
-    from plugformer.ngram import model_bits_per_byte, token_stream
+    from plugformer.training.finetune import build_task, load_examples
+    from plugformer.suites.ngram import model_bits_per_byte, token_stream
     from plugformer.specs import resolve
 
     spec = load_config(resolve(spec_name, "task"), TaskSpec)
@@ -76,8 +77,8 @@ def _task_docs_bpb(model: Any, tokenizer: Any, spec_name: str, limit: int = 400)
 def run_variant(name: str, changes: dict[str, Any], corpus: Path, out: Path, minutes: float):
     """Trunk then task-aware anneal with ``changes``; returns the variant's scores."""
     from plugformer.checkpoint import load_backbone
-    from plugformer.pretrain import pretrain
-    from plugformer.quickstart import TRUNK_SHARE, _pretrain_config, heldout_news
+    from plugformer.training.pretrain import pretrain
+    from plugformer.suites.quickstart import TRUNK_SHARE, _pretrain_config, heldout_news
 
     share = changes.get("trunk_share", TRUNK_SHARE)
     settings = {k: v for k, v in changes.items() if k != "trunk_share"}
@@ -141,7 +142,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from plugformer.fileio import atomic_write_text
-    from plugformer.quickstart import build_corpus
+    from plugformer.suites.quickstart import build_corpus
 
     args.out.mkdir(parents=True, exist_ok=True)
     corpus = args.corpus or args.out / "corpus.jsonl"

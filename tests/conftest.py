@@ -106,7 +106,7 @@ def micro_config(corpus: Path, out: Path, **trainer: object) -> dict:
 def micro_checkpoint(tmp_path_factory: pytest.TempPathFactory, corpus_file: Path) -> Path:
     """A pretrained micro backbone checkpoint (built once per session)."""
     from plugformer.config import PretrainConfig, parse_model
-    from plugformer.pretrain import pretrain
+    from plugformer.training.pretrain import pretrain
 
     out = tmp_path_factory.mktemp("micro_pretrain")
     old = os.environ.get("PLUGFORMER_HOME")

@@ -18,11 +18,11 @@ from pydantic import BaseModel
 from torch import nn
 
 from plugformer import hookimpl, plugins
-from plugformer.bench import run_suite
-from plugformer.compare import compare_runs, format_comparison, paired_bootstrap_p
 from plugformer.errors import ConfigError
-from plugformer.report import bootstrap_ci
-from plugformer.suites import load_suite
+from plugformer.suites.bench import run_suite
+from plugformer.suites.compare import compare_runs, format_comparison, paired_bootstrap_p
+from plugformer.suites.config import load_suite
+from plugformer.suites.report import bootstrap_ci
 from plugformer.tasks import Task
 
 WORDS = {"pos": ["good", "great", "fine", "nice"], "neg": ["bad", "awful", "poor", "sad"]}
@@ -216,11 +216,11 @@ class Fakes:
 
 @pytest.fixture()
 def fakes(monkeypatch: pytest.MonkeyPatch, workspace: Path) -> Fakes:
-    import plugformer.finetune
+    import plugformer.training.finetune
 
     f = Fakes()
-    monkeypatch.setattr(plugformer.finetune, "finetune", f.finetune)
-    monkeypatch.setattr(plugformer.finetune, "evaluate", f.evaluate)
+    monkeypatch.setattr(plugformer.training.finetune, "finetune", f.finetune)
+    monkeypatch.setattr(plugformer.training.finetune, "evaluate", f.evaluate)
     monkeypatch.setenv("TOY_CKPT", str(workspace / "ckpt"))
     return f
 
@@ -372,13 +372,13 @@ def test_changes_invalidate_exactly_the_affected_cells(workspace: Path, fakes: F
 def test_edited_plugin_source_reruns_its_cells(
     workspace: Path, fakes: Fakes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import plugformer.bench
+    import plugformer.suites.bench
 
     run = workspace / "runs" / "edited"
     run_suite(write_suite(workspace), run, log=quiet)
-    real = plugformer.bench.source_hash
+    real = plugformer.suites.bench.source_hash
     edited = {KeywordTask.__module__: "edited"}
-    monkeypatch.setattr(plugformer.bench, "source_hash", lambda m: edited.get(m) or real(m))
+    monkeypatch.setattr(plugformer.suites.bench, "source_hash", lambda m: edited.get(m) or real(m))
     run_suite(write_suite(workspace), run, log=quiet)
     assert len(fakes.finetunes) == 8 and len(cell_files(run)) == 10
 
@@ -397,9 +397,9 @@ def test_renamed_backbone_label_reuses_cells(workspace: Path, fakes: Fakes) -> N
 def test_cli_backbone_override_and_seed_count(workspace: Path, fakes: Fakes) -> None:
     from click.testing import CliRunner
 
-    from plugformer.cli import _add_optional_commands, cli
+    from plugformer.cli.main import _add_commands, cli
 
-    _add_optional_commands()
+    _add_commands()
     run = workspace / "runs" / "cli"
     args = [
         "bench",
@@ -550,7 +550,7 @@ def test_backbone_settings_override_the_suite_and_pick_tasks(
         seen[(spec.label, backbone)] = spec.finetune
         return real(spec, backbone, out_dir)
 
-    monkeypatch.setattr("plugformer.finetune.finetune", spy)
+    monkeypatch.setattr("plugformer.training.finetune.finetune", spy)
     suite = write_suite(
         workspace,
         "per-backbone",

@@ -85,3 +85,24 @@ def test_repo_configs_validate() -> None:
     assert paths
     for path in paths:
         load_config(path, PretrainConfig)
+
+
+def test_finetune_and_trainer_share_one_set_of_hardware_settings() -> None:
+    """Issue 18: fine-tuning reuses the trainer's hardware settings (same fields, same
+    defaults) instead of copying them; the TOML keys under [finetune] stay as users write them."""
+    from plugformer.config import FinetuneConfig, HardwareConfig, TaskSpec, TrainerConfig
+
+    shared = set(HardwareConfig.model_fields)
+    assert shared == {"precision", "strategy", "accelerator", "devices", "num_nodes", "progress"}
+    assert issubclass(FinetuneConfig, HardwareConfig) and issubclass(TrainerConfig, HardwareConfig)
+    assert FinetuneConfig().hardware() == TrainerConfig().hardware()
+    assert FinetuneConfig().precision == "auto"
+    spec = TaskSpec.model_validate(
+        {
+            "task": "sentiment",
+            "data": {"train": "t.jsonl"},
+            "finetune": {"precision": "32-true", "devices": 1, "accelerator": "cpu"},
+        }
+    )
+    assert spec.finetune.hardware()["precision"] == "32-true"
+    assert TrainerConfig(**spec.finetune.hardware()).accelerator == "cpu"

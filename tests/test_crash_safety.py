@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 
 from tests.conftest import micro_config
 
-PLUGFORMER = [sys.executable, "-m", "plugformer.cli"]
+PLUGFORMER = [sys.executable, "-m", "plugformer"]
 
 
 def write_config(path: Path, cfg: dict) -> Path:
@@ -80,7 +80,7 @@ def test_sigkill_at_random_steps_then_resume_is_exact(corpus_file: Path, tmp_pat
     home = tmp_path / "home"
     # the uninterrupted reference runs in-process (same code path, one process start saved)
     from plugformer.config import PretrainConfig, parse_model
-    from plugformer.pretrain import pretrain
+    from plugformer.training.pretrain import pretrain
 
     os.environ["PLUGFORMER_HOME"] = str(home)  # restored by conftest's monkeypatch of it
     pretrain(parse_model(PretrainConfig, micro_config(corpus_file, tmp_path / "ref", **trainer)))
@@ -132,7 +132,7 @@ def test_checkpoint_write_is_atomic_when_killed_mid_write(
     corpus_file: Path, tmp_path: Path
 ) -> None:
     """A failure inside ``torch.save`` (as a kill would cause) leaves the old last.ckpt intact."""
-    from plugformer.training import AtomicCheckpointIO
+    from plugformer.training.common import AtomicCheckpointIO
 
     io = AtomicCheckpointIO()
     path = tmp_path / "checkpoints" / "last.ckpt"
@@ -167,7 +167,7 @@ def test_rerun_without_resume_overwrites_last_ckpt(corpus_file: Path, tmp_path: 
     """A second run into the same out_dir must not leave a stale last.ckpt beside last-v1.ckpt
     (``--resume`` would then continue the old run)."""
     from plugformer.config import PretrainConfig, parse_model
-    from plugformer.pretrain import pretrain
+    from plugformer.training.pretrain import pretrain
 
     cfg = micro_config(corpus_file, tmp_path / "run", max_steps=4, checkpoint_every=2)
     pretrain(parse_model(PretrainConfig, cfg))
@@ -238,7 +238,7 @@ def test_disk_full_is_one_line(tmp_path: Path, monkeypatch) -> None:
     """ENOSPC while writing a checkpoint → the one-line 'no space left' error, nothing left behind."""
     from plugformer import fileio
     from plugformer.errors import PlugformerError
-    from plugformer.training import AtomicCheckpointIO
+    from plugformer.training.common import AtomicCheckpointIO
 
     real_fsync = os.fsync
 

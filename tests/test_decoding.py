@@ -10,9 +10,9 @@ import torch
 
 from plugformer import hookimpl, plugins
 from plugformer.config import ModelConfig
-from plugformer.decoding import Beam, Greedy, Sampling, Strategy, decode, get_strategy
 from plugformer.errors import PlugformerError
-from plugformer.model import GPT
+from plugformer.inference.decoding import Beam, Greedy, Sampling, Strategy, decode, get_strategy
+from plugformer.models.gpt import GPT
 
 PROMPTS = [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14]]  # ragged: the batch is left-padded
 

@@ -15,10 +15,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from plugformer.pretrain import read_metrics_csv
+from plugformer.training.pretrain import read_metrics_csv
 from tests.conftest import micro_config
 
-PLUGFORMER = [sys.executable, "-m", "plugformer.cli"]
+PLUGFORMER = [sys.executable, "-m", "plugformer"]
 
 # 2 processes vs 1 at the same global batch: the gradients are the same mean computed in a
 # different order (per-rank means, then an all-reduce mean), so results agree to float32
@@ -123,7 +123,7 @@ def test_torchrun_two_nodes_on_localhost(corpus_file: Path, tmp_path: Path) -> N
     port = free_port()
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
                 "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "pf-test"]  # fmt: skip
-    cmd = ["-m", "plugformer.cli", "pretrain", str(path)]
+    cmd = ["-m", "plugformer", "pretrain", str(path)]
     procs = [
         subprocess.Popen(
             [*torchrun, "--node-rank", str(n), *cmd],
@@ -150,7 +150,7 @@ def test_fsdp_is_selectable(tmp_path: Path) -> None:
 
     from plugformer.config import TrainerConfig
     from plugformer.errors import ConfigError
-    from plugformer.training import build_trainer
+    from plugformer.training.common import build_trainer
 
     cfg = TrainerConfig(strategy="fsdp", accelerator="cpu", devices=1, max_steps=1, progress=False)
     with pytest.raises(ConfigError, match=r"fsdp.*requires a GPU") as info:

@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from plugformer.backbones import resolve_backbone
 from plugformer.checkpoint import load_backbone, save_backbone
 from plugformer.config import ModelConfig, PretrainConfig, TaskSpec, parse_model
-from plugformer.decoding import Beam, Greedy, Sampling, Strategy, decode
-from plugformer.encdec import SEP_ID, EncoderDecoder
-from plugformer.families import freeze_layers, kind_of
-from plugformer.objectives import IGNORE, Denoising
+from plugformer.inference.decoding import Beam, Greedy, Sampling, Strategy, decode
+from plugformer.models.backbones import resolve_backbone
+from plugformer.models.encdec import SEP_ID, EncoderDecoder
+from plugformer.models.families import freeze_layers, kind_of
 from plugformer.testing import tokenizer_for
+from plugformer.training.objectives import IGNORE, Denoising
 from tests.conftest import micro_config
 
 MASK_ID = 4
@@ -164,7 +164,7 @@ def test_denoising_batches_are_corrupted_sep_original() -> None:
 
 @pytest.mark.slow
 def test_denoising_pretraining_runs_and_the_loss_falls(corpus_file: Path, tmp_path: Path) -> None:
-    from plugformer.pretrain import pretrain, read_metrics_csv
+    from plugformer.training.pretrain import pretrain, read_metrics_csv
 
     cfg = micro_config(corpus_file, tmp_path / "run", max_steps=24, val_every=12)
     cfg["model"] |= {"family": "encdec", "encoder_layers": 1}
@@ -195,8 +195,8 @@ def toy_pairs() -> list[dict[str, str]]:
 @pytest.mark.slow
 def test_translation_task_finetunes_saves_loads_and_decodes_on_encdec(tmp_path: Path) -> None:
     pytest.importorskip("plugformer_translation")
-    from plugformer.finetune import evaluate, finetune
-    from plugformer.inference import load
+    from plugformer.inference.predictor import load
+    from plugformer.training.finetune import evaluate, finetune
 
     pairs = toy_pairs()
     tok = tokenizer_for(pairs, vocab_size=300)

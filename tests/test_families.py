@@ -15,11 +15,11 @@ from pydantic import BaseModel
 from torch import nn
 
 from plugformer import hookimpl, plugins
-from plugformer.backbones import resolve_backbone
 from plugformer.config import TaskSpec
 from plugformer.errors import CheckpointError
-from plugformer.families import BackboneFamily, LoadedBackbone, freeze_layers, kind_of
-from plugformer.inference import load
+from plugformer.inference.predictor import load
+from plugformer.models.backbones import resolve_backbone
+from plugformer.models.families import BackboneFamily, LoadedBackbone, freeze_layers, kind_of
 from plugformer.testing import tokenizer_for
 
 
@@ -119,7 +119,7 @@ def test_a_plugin_family_finetunes_saves_loads_and_predicts(
     toy_family: ToyFamily, tmp_path: Path
 ) -> None:
     pytest.importorskip("plugformer_sentiment")
-    from plugformer.finetune import finetune
+    from plugformer.training.finetune import finetune
 
     data = tmp_path / "train.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in ROWS) + "\n", encoding="utf-8")

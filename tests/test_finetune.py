@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from plugformer import plugins
-from plugformer.cli import main
+from plugformer.cli.main import main
 
 
 def _sentiment(d: Path) -> tuple[dict, list[str]]:

@@ -22,9 +22,9 @@ from tests.conftest import AUSTEN
 transformers = pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
 
-from plugformer.backbones import resolve_backbone  # noqa: E402
 from plugformer.checkpoint import load_backbone, save_backbone, save_task  # noqa: E402
 from plugformer.errors import PlugformerError  # noqa: E402
+from plugformer.models.backbones import resolve_backbone  # noqa: E402
 
 TEXT = "It is a truth universally acknowledged, that a single man must be in want of a wife."
 
@@ -101,7 +101,7 @@ def native_tokenizer():
 def native_checkpoint(path: Path, tokenizer, **style) -> Path:
     """A micro native backbone with non-trivial norms and biases (random, not trained)."""
     from plugformer.config import ModelConfig
-    from plugformer.model import GPT
+    from plugformer.models.gpt import GPT
 
     torch.manual_seed(0)
     model = GPT(ModelConfig(preset="micro", vocab_size=tokenizer.vocab_size, **style)).eval()
@@ -161,7 +161,7 @@ def test_hf_encoder_meets_the_backbone_protocol(bert_dir: Path, tmp_path: Path) 
 
 
 def test_hf_decoder_backbone_generates_and_checkpoints(gpt2_dir: Path, tmp_path: Path) -> None:
-    from plugformer.generation import SamplingConfig, generate
+    from plugformer.inference.generation import SamplingConfig, generate
 
     loaded = resolve_backbone(f"hf:{gpt2_dir}")
     model, tok = loaded.model, loaded.tokenizer
@@ -209,7 +209,7 @@ def test_finetune_on_an_hf_encoder_writes_a_loadable_task_checkpoint(
     pytest.importorskip("plugformer_sentiment")
     import plugformer
     from plugformer.config import TaskSpec
-    from plugformer.finetune import finetune
+    from plugformer.training.finetune import finetune
 
     sentences = [s.strip() for s in re.split(r"[.!?]", AUSTEN) if len(s.strip()) > 10][:12]
     rows = [{"text": s, "label": "pos" if i % 2 else "neg"} for i, s in enumerate(sentences)]
@@ -265,7 +265,7 @@ STYLES = {
 def test_export_to_transformers_and_import_back(
     style: str, native_tokenizer, tmp_path: Path
 ) -> None:
-    from plugformer.cli import main
+    from plugformer.cli.main import main
     from plugformer.hf.export import import_hf
 
     ckpt = native_checkpoint(tmp_path / "ckpt", native_tokenizer, **STYLES[style])
@@ -496,7 +496,7 @@ def test_qa_on_a_wordpiece_encoder_windows_and_snaps_to_words(
     pytest.importorskip("plugformer_qa")
     import plugformer
     from plugformer.config import TaskSpec
-    from plugformer.finetune import evaluate, finetune
+    from plugformer.training.finetune import evaluate, finetune
 
     paragraphs = [p.strip() for p in AUSTEN.split("\n\n") if len(p.split()) > 25]
     rows = []
@@ -522,7 +522,7 @@ def test_qa_on_a_wordpiece_encoder_windows_and_snaps_to_words(
         }
     )
     task_cls = plugformer.plugins.get_task_class("qa")
-    from plugformer.backbones import resolve_backbone
+    from plugformer.models.backbones import resolve_backbone
 
     loaded = resolve_backbone(f"hf:{bert_dir}")
     task = task_cls({"max_length": 24}, loaded.tokenizer)

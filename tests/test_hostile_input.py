@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from plugformer.cli import main
+from plugformer.cli.main import main
 from plugformer.data import sources
 from plugformer.errors import DataError
 from tests.conftest import micro_config

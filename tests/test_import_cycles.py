@@ -71,9 +71,32 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
+SUBPACKAGES = (
+    "blocks",
+    "cli",
+    "data",
+    "default_plugins",
+    "hf",
+    "inference",
+    "models",
+    "suites",
+    "training",
+)
+
+
+def test_the_graph_walks_every_subpackage() -> None:
+    graph = import_graph()
+    for sub in SUBPACKAGES:
+        modules = [m for m in graph if m.startswith(f"plugformer.{sub}.")]
+        assert modules, f"no module of plugformer.{sub} in the graph"
+    on_disk = {p.parent.name for p in ROOT.glob("*/__init__.py")}
+    assert on_disk == set(SUBPACKAGES), "a subpackage the test does not know of: add it"
+    assert "plugformer.training.finetune" in graph["plugformer.cli.run"]  # an import in a function
+
+
 def test_the_graph_sees_function_level_imports() -> None:
     graph = import_graph()
-    assert graph.get("plugformer.finetune")
+    assert graph.get("plugformer.training.finetune")
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from plugformer.losses import linear_cross_entropy
+from plugformer.training.losses import linear_cross_entropy
 
 
 def _case(ignore: bool, seed: int = 0):
@@ -80,7 +80,7 @@ def test_bad_shapes_are_one_clear_error():
 
 
 def test_training_helpers_choose_measured_fast_paths():
-    from plugformer.training import adamw, resolve_compile, resolve_precision
+    from plugformer.training.common import adamw, resolve_compile, resolve_precision
 
     model = torch.nn.Linear(4, 4)
     opt = adamw([{"params": list(model.parameters())}], lr=1e-3)

@@ -45,7 +45,7 @@ def _write_translation(root: Path) -> Path:
 
 
 def _pretrain(tmp_path: Path, corpus_file: Path, tasks: list[dict]) -> dict:
-    from plugformer.pretrain import pretrain
+    from plugformer.training.pretrain import pretrain
 
     raw = micro_config(corpus_file, tmp_path / "run", max_steps=2)
     raw["data"]["tasks"] = tasks

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from plugformer.config import ModelConfig
-from plugformer.generation import SamplingConfig, generate
-from plugformer.model import GPT
+from plugformer.inference.generation import SamplingConfig, generate
+from plugformer.models.gpt import GPT
 
 STYLES = [
     {"positions": "rope", "norm": "rmsnorm"},

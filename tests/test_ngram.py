@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from plugformer.config import ModelConfig
-from plugformer.model import GPT
-from plugformer.ngram import KneserNey, model_bits_per_byte
+from plugformer.models.gpt import GPT
+from plugformer.suites.ngram import KneserNey, model_bits_per_byte
 
 
 def _model(T: int = 16) -> GPT:

@@ -26,8 +26,8 @@ def perf_train():
 
 def test_plain_reference_and_plugformer_compute_the_same_loss(perf_train) -> None:
     from plugformer.config import PretrainConfig
-    from plugformer.objectives import CausalLM
-    from plugformer.pretrain import PretrainModule
+    from plugformer.training.objectives import CausalLM
+    from plugformer.training.pretrain import PretrainModule
 
     torch.manual_seed(0)
     config = PretrainConfig(

@@ -15,7 +15,7 @@ import pytest
 from plugformer import hookimpl, plugins
 from plugformer.errors import PluginError
 
-PLUGFORMER = [sys.executable, "-m", "plugformer.cli"]
+PLUGFORMER = [sys.executable, "-m", "plugformer"]
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -192,7 +192,7 @@ def test_tracing_prints_hook_calls() -> None:
 def test_help_and_plugin_listing_do_not_import_torch() -> None:
     code = textwrap.dedent("""
         import sys
-        from plugformer.cli import main
+        from plugformer.cli.main import main
         for argv in (["--help"], ["plugins", "--json"]):
             try:
                 main(argv)
@@ -211,7 +211,7 @@ class InProcess:
 
     @hookimpl
     def register_objectives(self, register):
-        from plugformer.objectives import CausalLM
+        from plugformer.training.objectives import CausalLM
 
         register("clm-again", CausalLM(name="clm-again"))
 

@@ -13,7 +13,7 @@ from plugformer import hookimpl
 from plugformer.checkpoint import load_backbone
 from plugformer.config import PretrainConfig, parse_model
 from plugformer.plugins import register_plugin, unregister_plugin
-from plugformer.pretrain import pretrain, read_metrics_csv
+from plugformer.training.pretrain import pretrain, read_metrics_csv
 from tests.conftest import micro_config
 
 

@@ -1,4 +1,4 @@
-"""Inference precision (``plugformer.quantize``): int8 and bf16 stay close to fp32, the setting
+"""Inference precision (``plugformer.inference.quantize``): int8 and bf16 stay close to fp32, the setting
 round-trips through a task checkpoint, and a bad value is one line.
 
 Tolerances, on the session's micro backbone (2 layers, width 32, 30 pretraining steps) scoring
@@ -22,7 +22,7 @@ BF16_MAX_ABS, BF16_TOP1 = 0.1, 0.95  # measured 0.021 and 1.00
 
 
 def _logits(model, ids: torch.Tensor, precision: str) -> torch.Tensor:
-    from plugformer.quantize import autocast
+    from plugformer.inference.quantize import autocast
 
     with torch.inference_mode(), autocast(precision):
         return model.lm_logits(model(ids)).float()
@@ -35,8 +35,8 @@ def test_logits_and_greedy_decoding_close_to_fp32(
     micro_checkpoint: Path, precision: str, max_abs: float, top1: float
 ) -> None:
     import plugformer
-    from plugformer.generation import SamplingConfig, generate
-    from plugformer.quantize import autocast
+    from plugformer.inference.generation import SamplingConfig, generate
+    from plugformer.inference.quantize import autocast
 
     ref = plugformer.load(micro_checkpoint)
     low = plugformer.load(micro_checkpoint, precision=precision)
@@ -62,7 +62,7 @@ def test_int8_quantises_every_linear_and_leaves_the_source_model(micro_checkpoin
     from torch import nn
 
     import plugformer
-    from plugformer.quantize import prepare
+    from plugformer.inference.quantize import prepare
 
     loaded = plugformer.load(micro_checkpoint)
     q = prepare(loaded.model, "int8")
@@ -73,7 +73,7 @@ def test_int8_quantises_every_linear_and_leaves_the_source_model(micro_checkpoin
 
 def _sentiment_checkpoint(backbone: Path, tmp: Path, precision: str) -> Path:
     from plugformer.config import TaskSpec, parse_model
-    from plugformer.finetune import finetune
+    from plugformer.training.finetune import finetune
 
     rows = [
         {"text": f"a {w} film, truly {w}", "label": lab}
@@ -100,7 +100,7 @@ def test_precision_round_trips_through_a_task_checkpoint(
 
     import plugformer
     from plugformer import plugins
-    from plugformer.finetune import evaluate
+    from plugformer.training.finetune import evaluate
 
     if "sentiment" not in plugins.tasks().names():
         pytest.skip("sentiment plugin not installed")

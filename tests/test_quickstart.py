@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from plugformer import quickstart as qs
+from plugformer.suites import quickstart as qs
 
 
 def test_corpus_uses_training_splits_only(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -92,7 +92,7 @@ def test_no_evaluated_example_of_a_mixed_task_is_in_the_pretraining_mix(
 ) -> None:
     """Task-aware pretraining reads training splits only: no validation or test example of
     any task the quickstart mixes in becomes a pretraining document."""
-    import plugformer.finetune as ft
+    import plugformer.training.finetune as ft
     from plugformer.config import PretrainConfig, load_config
     from plugformer.data.mixture import task_sources
     from plugformer.specs import resolve

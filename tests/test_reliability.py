@@ -20,9 +20,9 @@ from plugformer import hookimpl, plugins
 from plugformer.checkpoint import load_backbone, save_backbone, save_task
 from plugformer.config import ModelConfig, TaskSpec, parse_model
 from plugformer.errors import CheckpointError, DataError, PlugformerError
-from plugformer.families import LoadedBackbone
-from plugformer.inference import load
-from plugformer.model import GPT
+from plugformer.inference.predictor import load
+from plugformer.models.families import LoadedBackbone
+from plugformer.models.gpt import GPT
 from plugformer.tokenizer import train_tokenizer
 
 TEXTS = [
@@ -88,7 +88,7 @@ def test_an_enlarged_model_config_is_refused_before_any_allocation(
 ) -> None:
     """Before: the model was built from model_config first (an enlarged config allocated ~2 GB),
     and only then did the weights fail to load."""
-    import plugformer.model as model_mod
+    import plugformer.models.gpt as model_mod
 
     ckpt = _backbone(tmp_path, tok)
     _edit(ckpt, lambda m: m["model_config"].update(d_model=4096, n_layers=32, n_heads=32))
@@ -118,7 +118,7 @@ def test_an_enlarged_model_config_is_refused_before_any_allocation(
 )
 def test_manifest_fields_are_type_checked(tmp_path: Path, tok: Any, edit: Any, field: str) -> None:
     """Before: a wrong type in a manifest's task fields ended in AttributeError/KeyError/TypeError."""
-    from plugformer.finetune import build_task
+    from plugformer.training.finetune import build_task
 
     torch.manual_seed(0)
     model = GPT(ModelConfig(preset="micro", vocab_size=tok.vocab_size))
@@ -140,8 +140,8 @@ def test_manifest_fields_are_type_checked(tmp_path: Path, tok: Any, edit: Any, f
 def test_a_second_run_into_a_held_directory_is_refused(tmp_path: Path, tok: Any) -> None:
     """Before: two runs into one out_dir both exited 0, with one run's weights beside the
     other's summary and a metrics.csv mixing both."""
-    from plugformer.finetune import finetune
     from plugformer.outdir import claim
+    from plugformer.training.finetune import finetune
 
     spec = parse_model(TaskSpec, {"task": "sentiment", "data": {"train": "nowhere.csv"}})
     with claim(tmp_path / "out", "test"):
@@ -153,7 +153,7 @@ def test_a_second_run_into_a_held_directory_is_refused(tmp_path: Path, tok: Any)
 
 def test_finetune_into_a_file_is_one_line(tmp_path: Path) -> None:
     """Before: `finetune --out` a file or an unwritable path ended in "unexpected error"."""
-    from plugformer.finetune import finetune
+    from plugformer.training.finetune import finetune
 
     (tmp_path / "file").write_text("x")
     spec = parse_model(TaskSpec, {"task": "sentiment", "data": {"train": "nowhere.csv"}})
@@ -169,7 +169,7 @@ def test_a_stale_tokenizer_in_out_dir_is_not_reused(corpus_file: Path, tmp_path:
     from plugformer.config import PretrainConfig
     from plugformer.data.corpus import load_documents
     from plugformer.errors import ConfigError
-    from plugformer.pretrain import _prepare_tokenizer
+    from plugformer.training.pretrain import _prepare_tokenizer
     from tests.conftest import micro_config
 
     out = tmp_path / "run"
@@ -191,8 +191,8 @@ def test_evaluate_prints_its_metrics_when_the_checkpoint_is_read_only(
 ) -> None:
     """Before: `evaluate` computed the metrics, failed writing eval_test.json beside a read-only
     checkpoint and never printed them."""
-    import plugformer.finetune as ft
-    from plugformer.cli import main
+    import plugformer.training.finetune as ft
+    from plugformer.cli.main import main
 
     monkeypatch.setattr(
         ft, "evaluate", lambda spec, ckpt, split="test", **kw: {"metrics": {"accuracy": 0.75}}
@@ -242,7 +242,8 @@ def test_on_result_gets_a_copy() -> None:
 
 
 def test_a_plugin_cannot_replace_a_core_command(capsys: pytest.CaptureFixture[str]) -> None:
-    from plugformer import cli as cli_mod
+    from plugformer.cli import main as cli_mod
+    from plugformer.cli.run import pretrain
 
     plugin = types.ModuleType("usurper")
 
@@ -258,15 +259,23 @@ def test_a_plugin_cannot_replace_a_core_command(capsys: pytest.CaptureFixture[st
 
     plugin.register_commands = register_commands  # type: ignore[attr-defined]
     plugins.register_plugin(plugin, "usurper")
-    original = cli_mod.cli.commands["pretrain"]
-    try:
-        cli_mod._add_plugin_commands()
-        assert cli_mod.cli.commands["pretrain"] is original
-        assert "usurper-extra" in cli_mod.cli.commands  # new commands are still welcome
-        assert "may not replace the core command 'pretrain'" in capsys.readouterr().err
-    finally:
-        cli_mod.cli.commands.pop("usurper-extra", None)
-        cli_mod.cli.commands["pretrain"] = original
+    cli_mod._add_commands()
+    assert cli_mod.cli.commands["pretrain"] is pretrain
+    assert "usurper-extra" in cli_mod.cli.commands  # new commands are still welcome
+    assert "may not replace the core command 'pretrain'" in capsys.readouterr().err
+
+
+def test_the_core_commands_come_through_register_commands() -> None:
+    """The root group holds nothing of its own: the default plugin adds the core's commands
+    through the same hook as a third-party plugin's."""
+    from plugformer.cli import main as cli_mod
+
+    pm = plugins.get_plugin_manager()
+    owners = {i.plugin_name for i in pm.hook.register_commands.get_hookimpls()}
+    assert "commands" in owners
+    cli_mod._add_commands()
+    for name in ("pretrain", "finetune", "evaluate", "predict", "generate", "bench", "data"):
+        assert name in cli_mod.cli.commands
 
 
 def test_a_hanging_registration_hook_is_timed_out_and_named(
@@ -299,7 +308,7 @@ def test_a_hanging_registration_hook_is_timed_out_and_named(
 
 
 def _sentiment() -> Any:
-    from plugformer.finetune import build_task
+    from plugformer.training.finetune import build_task
 
     return build_task("sentiment", {}, None)
 
@@ -328,7 +337,7 @@ def test_integer_labels_written_as_floats_are_one_class(tmp_path: Path) -> None:
 
 
 def test_label_errors_name_file_and_line(tmp_path: Path) -> None:
-    from plugformer.finetune import build_task
+    from plugformer.training.finetune import build_task
 
     path = tmp_path / "d.csv"
     path.write_text("text,label\ngood,pos\nbad,neg\nodd,maybe\n")
@@ -353,7 +362,7 @@ def test_bad_config_values_fail_validation_with_one_line(
 ) -> None:
     """Before: TOML dates, seeds beyond 2**32 and NaN betas passed `config validate` and then
     crashed the run with "unexpected error"; `max_steps = true` was taken as 1."""
-    from plugformer.cli import main
+    from plugformer.cli.main import main
 
     path = tmp_path / "c.toml"
     path.write_text(

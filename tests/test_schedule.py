@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from plugformer import schedule as sched
-from plugformer.schedule import BudgetSchedule, lr_multiplier
+from plugformer.training import schedule as sched
+from plugformer.training.schedule import BudgetSchedule, lr_multiplier
 
 
 class _Clock:

@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 
 from plugformer import hookimpl, plugins, specs
-from plugformer.cli import _load_spec, main
+from plugformer.cli.main import main
+from plugformer.cli.run import _load_spec
 from plugformer.config import PretrainConfig, TaskSpec, load_config
 from plugformer.errors import ConfigError, PluginError
-from plugformer.suites import load_suite, spec_path
+from plugformer.suites.config import load_suite, spec_path
 
 ROOT = Path(__file__).resolve().parents[1]
 FIRST_PARTY = {

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from plugformer import hookimpl, plugins
-from plugformer.cli import main
+from plugformer.cli.main import main
 from plugformer.errors import PluginError
 
 ROOT = Path(__file__).resolve().parents[1]

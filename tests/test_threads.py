@@ -42,7 +42,7 @@ def test_omp_num_threads_from_the_user_wins(monkeypatch):
 
 def test_cli_threads_option_reaches_torch(tmp_path):
     code = (
-        "import sys; from plugformer.cli import main; import torch;"
+        "import sys; from plugformer.cli.main import main; import torch;"
         "sys.argv=['plugformer','--threads','1','plugins'];"
         "\ntry: main()\nexcept SystemExit: pass\n"
         "import torch; print('THREADS', torch.get_num_threads())"
@@ -54,7 +54,7 @@ def test_cli_threads_option_reaches_torch(tmp_path):
 
 def test_cli_rejects_a_bad_thread_count():
     out = subprocess.run(
-        [sys.executable, "-m", "plugformer.cli", "--threads", "none", "plugins"],
+        [sys.executable, "-m", "plugformer", "--threads", "none", "plugins"],
         capture_output=True,
         text=True,
     )

@@ -26,9 +26,9 @@ def finetune_fixture(name: str, n: int) -> tuple[Any, Any, list[Any]] | str:
     dataset cache, with a BPE trained on them; or why the task is skipped."""
     from plugformer import plugins
     from plugformer.data.cache import load_split
-    from plugformer.finetune import build_task
+    from plugformer.training.finetune import build_task
     from plugformer.specs import resolve
-    from plugformer.suites import load_spec
+    from plugformer.suites.config import load_spec
     from plugformer.testing import tokenizer_for
 
     if f"{name}-smoke" not in plugins.named_specs("task"):
@@ -45,7 +45,7 @@ def finetune_fixture(name: str, n: int) -> tuple[Any, Any, list[Any]] | str:
 
 
 def plain_step(task: Any, backbone: Any, head: Any, batches: list[Any], clip: float):
-    from plugformer.training import param_groups
+    from plugformer.training.common import param_groups
 
     groups = param_groups(head, 0.01, 1e-3) + param_groups(backbone, 0.01, 3e-4)
     opt = torch.optim.AdamW(groups, betas=(0.9, 0.98), fused=True)
@@ -67,10 +67,10 @@ def plain_step(task: Any, backbone: Any, head: Any, batches: list[Any], clip: fl
 
 def bench_finetune(args: argparse.Namespace, tmp: Path) -> None:
     from plugformer import plugins
-    from plugformer.finetune import FinetuneModule, _loaders, _RngState, _trainer
-    from plugformer.model import GPT
-    from plugformer.schedule import BudgetSchedule
-    from plugformer.training import seed_everything
+    from plugformer.training.finetune import FinetuneModule, _loaders, _RngState, _trainer
+    from plugformer.models.gpt import GPT
+    from plugformer.training.schedule import BudgetSchedule
+    from plugformer.training.common import seed_everything
 
     wanted = [t for t in args.finetune_tasks.split(",") if t]
     warm, k, reps = (2, 2, 3) if args.quick else (3, 4, 5)

@@ -16,7 +16,7 @@ import sys
 import torch
 
 import plugformer
-from plugformer.quantize import autocast
+from plugformer.inference.quantize import autocast
 
 ck, data = sys.argv[1], sys.argv[2]
 ref = plugformer.load(ck)

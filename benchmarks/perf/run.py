@@ -46,9 +46,9 @@ ROOT = HERE.parents[1]
 def bench_generate(args: argparse.Namespace, tmp: Path) -> None:
     import copy
 
-    from plugformer.generation import SamplingConfig, generate
-    from plugformer.model import GPT
-    from plugformer.quantize import autocast, prepare
+    from plugformer.inference.generation import SamplingConfig, generate
+    from plugformer.models.gpt import GPT
+    from plugformer.inference.quantize import autocast, prepare
 
     new = 200
     prompt_len = 16
@@ -57,7 +57,7 @@ def bench_generate(args: argparse.Namespace, tmp: Path) -> None:
     torch.manual_seed(0)
     ours = GPT(cfg).to(H.DEVICE).eval()
     hf = hf_twin(ours).to(H.DEVICE).eval()
-    # The inference precisions of plugformer.quantize, applied as `plugformer.load(...,
+    # The inference precisions of plugformer.inference.quantize, applied as `plugformer.load(...,
     # precision=)` does; transformers gets the same int8 dynamic quantisation and bf16 cast.
     models = {
         "fp32": (ours, hf),
@@ -135,10 +135,10 @@ def eval_fixture(name: str, n: int) -> tuple[Any, list[Any]] | str:
     from the dataset cache, with a BPE trained on them; or why the task is skipped."""
     from plugformer import plugins
     from plugformer.data.cache import load_split
-    from plugformer.finetune import build_task
     from plugformer.specs import resolve
-    from plugformer.suites import load_spec
+    from plugformer.suites.config import load_spec
     from plugformer.testing import tokenizer_for
+    from plugformer.training.finetune import build_task
 
     if f"{name}-smoke" not in plugins.named_specs("task"):
         return f"no spec named {name}-smoke"
@@ -159,8 +159,8 @@ def bench_eval(args: argparse.Namespace, tmp: Path) -> None:
     examples, against the bare forward pass on pre-collated batches. For generative tasks
     score decodes (many forwards per example), so its ratio is decoding's cost, not overhead."""
     from plugformer import plugins
-    from plugformer.finetune import Predictor, eval_collate
-    from plugformer.model import GPT
+    from plugformer.models.gpt import GPT
+    from plugformer.training.finetune import Predictor, eval_collate
 
     names = plugins.tasks().names()
     if not names:
@@ -217,7 +217,7 @@ def bench_eval(args: argparse.Namespace, tmp: Path) -> None:
 
 def bench_startup(args: argparse.Namespace, tmp: Path) -> None:
     exe = Path(sys.executable).with_name("plugformer")
-    cli = [str(exe)] if exe.exists() else [sys.executable, "-m", "plugformer.cli"]
+    cli = [str(exe)] if exe.exists() else [sys.executable, "-m", "plugformer"]
     cmds = {
         "python -c pass": [sys.executable, "-c", "pass"],
         "plugformer --help": [*cli, "--help"],
@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--gen-precisions",
         default="fp32,int8,bf16",
-        help="inference precisions of the generate group (plugformer.quantize), comma-separated",
+        help="inference precisions of the generate group (plugformer.inference.quantize), comma-separated",
     )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument(

@@ -31,10 +31,10 @@ WORKER = r"""
 import sys, time, json, torch
 sys.path.insert(0, sys.argv[1])
 from twins import model_config, BATCH, VOCAB
-from plugformer.generation import SamplingConfig, generate
-from plugformer.losses import linear_cross_entropy
-from plugformer.model import GPT
-from plugformer.training import adamw, attention_kernels, param_groups
+from plugformer.inference.generation import SamplingConfig, generate
+from plugformer.training.losses import linear_cross_entropy
+from plugformer.models.gpt import GPT
+from plugformer.training.common import adamw, attention_kernels, param_groups
 threads, seconds = int(sys.argv[2]), float(sys.argv[3])
 torch.set_num_threads(threads)
 torch.manual_seed(0)

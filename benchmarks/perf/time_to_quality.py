@@ -32,7 +32,7 @@ from harness import append_result  # noqa: E402
 
 def heldout_stream(tokenizer: Any) -> tuple[Any, int]:
     from plugformer.data.cache import load_split
-    from plugformer.ngram import token_stream
+    from plugformer.suites.ngram import token_stream
 
     rows = load_split("news-2017-en", "validation")
     texts = [
@@ -44,7 +44,7 @@ def heldout_stream(tokenizer: Any) -> tuple[Any, int]:
 def quality_clock(target: float, val: Any, val_bytes: int, every_s: float, tokens_per_step: int):
     import lightning as L
 
-    from plugformer.ngram import model_bits_per_byte
+    from plugformer.suites.ngram import model_bits_per_byte
 
     class QualityClock(L.Callback):
         """Scores held-out bpb every ``every_s`` seconds of training (its own time excluded)."""
@@ -96,10 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     from plugformer import plugins
     from plugformer.config import PretrainConfig, load_config
     from plugformer.hookspecs import hookimpl
-    from plugformer.ngram import KneserNey, token_stream
-    from plugformer.pretrain import prepare_tokenizer, pretrain
-    from plugformer.quickstart import build_corpus, calibrate_steps
-    from plugformer.training import resolve_compile, resolve_precision
+    from plugformer.suites.ngram import KneserNey, token_stream
+    from plugformer.suites.quickstart import build_corpus, calibrate_steps
+    from plugformer.training.common import resolve_compile, resolve_precision
+    from plugformer.training.pretrain import prepare_tokenizer, pretrain
 
     tmp = Path(tempfile.mkdtemp(prefix="plugformer-ttq-"))
     corpus = tmp / "corpus.jsonl"

@@ -175,7 +175,7 @@ def reference_step(
     kernel, as plugformer uses, unless ``fused=False``: then foreach), clip, step,
     ``zero_grad(set_to_none=True)``. Batches are drawn ahead, off the clock (plugformer's
     DataLoader is timed, but it delivers >1000× what training consumes)."""
-    from plugformer.training import param_groups
+    from plugformer.training.common import param_groups
 
     groups = param_groups(model, 0.1)
     kind = {"fused": True} if fused else {"foreach": True}
@@ -231,8 +231,8 @@ def bench_reference(args: argparse.Namespace, tmp: Path) -> None:
     Lightning, interleaved (fp32 eager): the reference is only fair if it is not the slower."""
     from twins import model_config
 
-    from plugformer.model import GPT
-    from plugformer.training import seed_everything
+    from plugformer.models.gpt import GPT
+    from plugformer.training.common import seed_everything
 
     seed_everything(0)
     cfg = model_config()
@@ -288,10 +288,10 @@ def bench_reference(args: argparse.Namespace, tmp: Path) -> None:
 
 
 def bench_train(args: argparse.Namespace, tmp: Path) -> None:
-    from plugformer.model import GPT
-    from plugformer.objectives import CausalLM
-    from plugformer.pretrain import PretrainData, PretrainModule
-    from plugformer.training import build_trainer, seed_everything
+    from plugformer.models.gpt import GPT
+    from plugformer.training.common import build_trainer, seed_everything
+    from plugformer.training.objectives import CausalLM
+    from plugformer.training.pretrain import PretrainData, PretrainModule
 
     cache = token_cache(tmp)
     warm, k, reps = (2, 2, 3) if args.quick else (3, 4, 5)
@@ -377,7 +377,7 @@ def bench_train(args: argparse.Namespace, tmp: Path) -> None:
 def default_row(peaks: dict[str, float], fpt: float) -> None:
     """plugformer's default settings (``precision``/``compile`` = auto on a long run) against
     the plain loop's eager fp32, with MFU against the bf16 matmul peak."""
-    from plugformer.training import resolve_compile, resolve_precision
+    from plugformer.training.common import resolve_compile, resolve_precision
 
     precision = resolve_precision("auto", H.DEVICE)
     compile_ = resolve_compile("auto", 10_000, H.DEVICE)
@@ -410,7 +410,7 @@ def default_row(peaks: dict[str, float], fpt: float) -> None:
 
 
 def bench_data(args: argparse.Namespace, tmp: Path) -> None:
-    from plugformer.pretrain import PretrainData
+    from plugformer.training.pretrain import PretrainData
 
     cache = token_cache(tmp / "data")
     config = pretrain_config("32-true", False, 10, tmp / "data-run")

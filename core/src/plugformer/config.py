@@ -22,6 +22,7 @@ from plugformer.errors import ConfigError
 __all__ = [
     "MODEL_PRESETS",
     "DataConfig",
+    "HardwareConfig",
     "InferenceConfig",
     "ModelConfig",
     "OptimConfig",
@@ -203,8 +204,34 @@ class OptimConfig(StrictModel):
     """Clip the global gradient norm to this (0: no clipping)."""
 
 
-class TrainerConfig(StrictModel):
-    """What Lightning's Trainer is given."""
+class HardwareConfig(StrictModel):
+    """Where and in what precision a run trains: the Lightning settings that pretraining
+    (``[trainer]``) and fine-tuning (``[finetune]``) share, declared once with one set of
+    defaults. Both sections keep these keys at their top level."""
+
+    precision: Literal["auto", "32", "32-true", "bf16-mixed", "bf16-true", "16-mixed"] = "auto"
+    """Lightning precision plugin; ``auto`` is resolved by
+    :func:`plugformer.training.common.resolve_precision`: bf16-mixed where the CPU or GPU has
+    native bf16 (measured 1.5× fp32 per step on AVX512-BF16), else 32-true."""
+    strategy: str = "auto"
+    """Lightning strategy: auto, ddp, ddp_spawn, fsdp, ..."""
+    accelerator: str = "auto"
+    """Lightning accelerator: auto, cpu, gpu."""
+    devices: int | str = "auto"
+    """Processes/devices per node."""
+    num_nodes: int = Field(1, ge=1)
+    """Nodes (torchrun/SLURM set the rendezvous)."""
+    progress: bool = True
+    """Show a progress bar."""
+
+    def hardware(self) -> dict[str, Any]:
+        """These settings alone, as keyword arguments for another :class:`HardwareConfig`."""
+        return {name: getattr(self, name) for name in HardwareConfig.model_fields}
+
+
+class TrainerConfig(HardwareConfig):
+    """What Lightning's Trainer is given (the hardware settings of :class:`HardwareConfig`,
+    and these)."""
 
     max_steps: int = Field(1000, ge=1)
     """Optimiser steps."""
@@ -216,9 +243,6 @@ class TrainerConfig(StrictModel):
     """Sequences per micro-batch (per process)."""
     accumulate_grad_batches: int = Field(1, ge=1)
     """Micro-batches per optimiser step."""
-    precision: Literal["auto", "32", "32-true", "bf16-mixed", "bf16-true", "16-mixed"] = "auto"
-    """Lightning precision plugin; ``auto`` is bf16-mixed where the CPU or GPU has native bf16
-    (measured 1.5× fp32 per step on AVX512-BF16), else 32-true."""
     compile: bool | Literal["auto"] = "auto"
     """Wrap the model with torch.compile; ``auto`` compiles runs of 500+ steps where a compiler
     exists (~30 s of compiling, then ~1.3× per bf16 step on CPU)."""
@@ -228,16 +252,6 @@ class TrainerConfig(StrictModel):
     """Batches per validation pass."""
     checkpoint_every: int = Field(200, ge=1)
     """Save last.ckpt every this many steps (for --resume)."""
-    strategy: str = "auto"
-    """Lightning strategy: auto, ddp, ddp_spawn, fsdp, ..."""
-    accelerator: str = "auto"
-    """Lightning accelerator: auto, cpu, gpu."""
-    devices: int | str = "auto"
-    """Processes/devices per node."""
-    num_nodes: int = Field(1, ge=1)
-    """Nodes (torchrun/SLURM set the rendezvous)."""
-    progress: bool = True
-    """Show a progress bar."""
     log_every: int = Field(10, ge=1)
     """Log the training loss every this many steps."""
     deterministic: bool = False
@@ -439,8 +453,11 @@ class TaskData(StrictModel):
         return self
 
 
-class FinetuneConfig(StrictModel):
-    """How a task is fine-tuned (the core's loop; the task only supplies head, loss, metrics)."""
+class FinetuneConfig(HardwareConfig):
+    """How a task is fine-tuned (the core's loop; the task only supplies head, loss, metrics).
+
+    The hardware settings (precision, strategy, accelerator, devices, num_nodes, progress) are
+    the trainer's own (:class:`HardwareConfig`), written at the top of ``[finetune]``."""
 
     max_steps: int | None = Field(None, ge=1)
     """Optimiser steps; if unset, epochs decide."""
@@ -468,15 +485,6 @@ class FinetuneConfig(StrictModel):
     """Validate every N steps (default: once per epoch)."""
     early_stopping_patience: int | None = Field(None, ge=1)
     """Stop after this many validations without improvement of the main metric."""
-    precision: Literal["auto", "32", "32-true", "bf16-mixed", "bf16-true", "16-mixed"] = "auto"
-    """Lightning precision, as ``trainer.precision``: ``auto`` is resolved by
-    :func:`plugformer.training.resolve_precision` (bf16-mixed where the hardware has native
-    bf16, else 32-true)."""
-    strategy: str = "auto"
-    devices: int | str = 1
-    num_nodes: int = Field(1, ge=1)
-    accelerator: str = "cpu"
-    progress: bool = True
 
 
 class InferenceConfig(StrictModel):
@@ -484,7 +492,7 @@ class InferenceConfig(StrictModel):
     checkpoint's manifest and honoured by ``plugformer.load``, which can override it)."""
 
     precision: Literal["fp32", "bf16", "int8"] = "fp32"
-    """Weights for inference only, never for training (:mod:`plugformer.quantize`): ``fp32``;
+    """Weights for inference only, never for training (:mod:`plugformer.inference.quantize`): ``fp32``;
     ``bf16`` (weights cast to bfloat16, run under bf16 autocast: fast only with native bf16);
     ``int8`` (``torch.ao`` dynamic quantisation of every ``nn.Linear``: qint8 weights,
     per-channel, activations quantised per batch; for CPU decoding)."""

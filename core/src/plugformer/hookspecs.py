@@ -91,9 +91,9 @@ def register_decoding_strategies(register: Any) -> None:
     """Register decoding strategies (how a generative task picks each next token).
 
     :param register: call ``register(name, factory)`` where ``factory(**options)`` returns a
-        :class:`plugformer.decoding.Strategy`: one per-step method choosing candidates from
+        :class:`plugformer.inference.decoding.Strategy`: one per-step method choosing candidates from
         the log-probabilities of every live beam (the core registers ``"greedy"``,
-        ``"sample"`` and ``"beam"``). :func:`plugformer.decoding.decode` runs any of them.
+        ``"sample"`` and ``"beam"``). :func:`plugformer.inference.decoding.decode` runs any of them.
 
     Called once, the first time a strategy is looked up. Returns nothing.
     """
@@ -123,7 +123,10 @@ def register_commands(cli: Any) -> None:
     :param cli: the root ``click.Group``; call ``cli.command()`` / ``cli.add_command(cmd)``.
         Keep imports of torch inside the command functions so ``plugformer --help`` stays fast.
 
-    Called once at CLI start-up, after the core's own commands. Returns nothing.
+    Called once at CLI start-up. The core's own commands come through this hook too (the
+    default plugin ``plugformer.default_plugins.commands``) and are added first; a plugin may
+    not replace or remove them. A plugin that raises here loses its commands, not the
+    others'. Returns nothing.
     """
 
 

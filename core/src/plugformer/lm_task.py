@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plugformer.losses import linear_cross_entropy
-from plugformer.objectives import IGNORE
 from plugformer.tasks import Task
+from plugformer.training.losses import linear_cross_entropy
+from plugformer.training.objectives import IGNORE
 
 __all__ = ["IGNORE", "CausalLMTask"]
 

@@ -137,7 +137,7 @@ def native_shapes(cfg: Any) -> dict[str, tuple[int, ...]]:
     """Parameter shapes of the native GPT for ``cfg``, built on the meta device (no memory)."""
     import torch
 
-    from plugformer.model import GPT
+    from plugformer.models.gpt import GPT
 
     with torch.device("meta"):
         model = GPT(cfg)

@@ -57,6 +57,7 @@ DEFAULT_PLUGINS = (
     "plugformer.default_plugins.configs",
     "plugformer.default_plugins.tasks",
     "plugformer.default_plugins.encdec",
+    "plugformer.default_plugins.commands",
 )
 ENTRY_POINT_GROUP = "plugformer"
 REGISTRATION_HOOKS = (

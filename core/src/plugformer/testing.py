@@ -55,8 +55,8 @@ def micro_backbone(tokenizer: Any, causal: bool = True, seed: int = 0, **overrid
     import torch
 
     from plugformer.config import ModelConfig
-    from plugformer.families import LoadedBackbone
-    from plugformer.model import GPT
+    from plugformer.models.families import LoadedBackbone
+    from plugformer.models.gpt import GPT
 
     torch.manual_seed(seed)
     fields = {"n_layers": 2, "d_model": 32, "n_heads": 2, "max_seq_len": 128, **overrides}
@@ -136,7 +136,7 @@ class TaskConformance:
         return self._parse(task, list(self.eval_examples or self.train_examples[:6]))
 
     def _eval_batch(self, task: Any, examples: list[Any]) -> dict[str, Any]:
-        from plugformer.finetune import eval_collate
+        from plugformer.training.finetune import eval_collate
 
         return eval_collate(task)(examples)
 

@@ -21,7 +21,7 @@ import torch
 
 from plugformer import DataError
 from plugformer.config import ModelConfig
-from plugformer.model import GPT
+from plugformer.models.gpt import GPT
 from plugformer.testing import TaskConformance
 from plugformer.tokenizer import train_tokenizer
 from plugformer_qa.task import QAExample, QATask, best_spans

@@ -18,7 +18,7 @@ import torch
 
 from plugformer import DataError, PlugformerError
 from plugformer.config import ModelConfig
-from plugformer.model import GPT
+from plugformer.models.gpt import GPT
 from plugformer.testing import TaskConformance
 from plugformer.tokenizer import train_tokenizer
 from plugformer_sentiment.task import SentimentExample, SentimentTask

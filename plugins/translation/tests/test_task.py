@@ -20,7 +20,7 @@ from sacrebleu.metrics import BLEU, CHRF
 from plugformer import DataError
 from plugformer.config import ModelConfig
 from plugformer.metrics import CorpusBLEU, CorpusCHRF
-from plugformer.model import GPT
+from plugformer.models.gpt import GPT
 from plugformer.testing import TaskConformance
 from plugformer.tokenizer import Tokenizer, train_tokenizer
 from plugformer_translation import plugin
@@ -308,9 +308,9 @@ def test_logged_predictions_rescore_with_the_sacrebleu_command_line(
     with sacrebleu's own command line to the BLEU and chrF that were reported."""
     from plugformer.checkpoint import save_task
     from plugformer.config import TaskSpec
-    from plugformer.families import LoadedBackbone
-    from plugformer.finetune import evaluate
-    from plugformer.samples import read_samples, write_samples
+    from plugformer.inference.samples import read_samples, write_samples
+    from plugformer.models.families import LoadedBackbone
+    from plugformer.training.finetune import evaluate
 
     model, _ = trained
     test = tmp_path / "test.jsonl"

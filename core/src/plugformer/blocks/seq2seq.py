@@ -124,7 +124,7 @@ class ConditionalGenerationTask(CausalLMTask):
 
     def decode(self, backbone: Any, prompts: list[list[int]]) -> list[list[int]]:
         """New token ids per prompt; greedy, at most ``max_new_tokens`` within the context."""
-        from plugformer.generation import SamplingConfig, generate
+        from plugformer.inference.generation import SamplingConfig, generate
 
         room = self.length_budget - max(len(p) for p in prompts)
         cfg = SamplingConfig(max_new_tokens=max(1, min(self.options.max_new_tokens, room)))

@@ -53,7 +53,7 @@ class TaskSource:
 def task_sources(mixes: Sequence[Any]) -> list[TaskSource]:
     """Read each ``TaskMix``'s spec, its train split, and the task's documents."""
     from plugformer.config import TaskSpec, load_config
-    from plugformer.finetune import build_task, load_examples
+    from plugformer.training.finetune import build_task, load_examples
 
     sources = []
     from plugformer.specs import resolve

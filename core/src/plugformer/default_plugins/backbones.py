@@ -11,12 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from plugformer.families import BackboneFamily, LoadedBackbone, get_family
 from plugformer.hookspecs import hookimpl
+from plugformer.models.families import BackboneFamily, LoadedBackbone, get_family
 
 
 class NativeFamily(BackboneFamily):
-    """The native GPT (:mod:`plugformer.model`): causal decoder or, with ``causal=False``, encoder."""
+    """The native GPT (:mod:`plugformer.models.gpt`): causal decoder or, with ``causal=False``, encoder."""
 
     name = "native"
 
@@ -27,7 +27,7 @@ class NativeFamily(BackboneFamily):
 
     def build(self, model_config: dict[str, Any]) -> Any:
         from plugformer.config import ModelConfig
-        from plugformer.model import GPT
+        from plugformer.models.gpt import GPT
 
         return GPT(ModelConfig.model_validate(model_config))
 
@@ -53,7 +53,7 @@ class NativeFamily(BackboneFamily):
             )
         tied = {"lm_head.weight"} if cfg.tie_embeddings else set()
         check_shapes(path / "model.safetensors", native_shapes(cfg), tied)
-        from plugformer.model import GPT
+        from plugformer.models.gpt import GPT
 
         model = GPT(cfg)
         load_weights(model, path / "model.safetensors")
@@ -71,8 +71,8 @@ class ScratchFamily(BackboneFamily):
     name = "scratch"
 
     def resolve(self, ref: str, seed: int = 0, **options: Any) -> LoadedBackbone:
-        from plugformer.backbones import resolve_backbone
-        from plugformer.families import family_name
+        from plugformer.models.backbones import resolve_backbone
+        from plugformer.models.families import family_name
 
         loaded = resolve_backbone(ref, seed=seed, **options)
         loaded.model = get_family(family_name(loaded.model)).untrained(loaded.model, seed)

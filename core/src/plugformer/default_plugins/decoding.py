@@ -8,7 +8,7 @@ from plugformer.hookspecs import hookimpl
 
 
 def _greedy(**_: Any) -> Any:
-    from plugformer.decoding import Greedy
+    from plugformer.inference.decoding import Greedy
 
     return Greedy()
 
@@ -16,13 +16,13 @@ def _greedy(**_: Any) -> Any:
 def _sample(
     temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None, **_: Any
 ) -> Any:
-    from plugformer.decoding import Sampling
+    from plugformer.inference.decoding import Sampling
 
     return Sampling(temperature, top_k, top_p)
 
 
 def _beam(beam_size: int = 4, length_penalty: float = 0.6, **_: Any) -> Any:
-    from plugformer.decoding import Beam
+    from plugformer.inference.decoding import Beam
 
     return Beam(beam_size, length_penalty)
 

@@ -1,4 +1,4 @@
-"""The ``encdec`` backbone family (:mod:`plugformer.encdec`), registered like any plugin's.
+"""The ``encdec`` backbone family (:mod:`plugformer.models.encdec`), registered like any plugin's.
 
 ``encdec:DIR`` names an encoder–decoder checkpoint directory (a bare path works too: the
 manifest names the family). Pretrain one with ``model.family = "encdec"`` and objective
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from plugformer.families import BackboneFamily, LoadedBackbone
 from plugformer.hookspecs import hookimpl
+from plugformer.models.families import BackboneFamily, LoadedBackbone
 
 
 class EncDecFamily(BackboneFamily):
@@ -26,7 +26,7 @@ class EncDecFamily(BackboneFamily):
 
     def build(self, model_config: dict[str, Any]) -> Any:
         from plugformer.config import ModelConfig
-        from plugformer.encdec import EncoderDecoder
+        from plugformer.models.encdec import EncoderDecoder
 
         return EncoderDecoder(ModelConfig.model_validate({**model_config, "family": self.name}))
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from plugformer.families import BackboneFamily
 from plugformer.hookspecs import hookimpl
+from plugformer.models.families import BackboneFamily
 
 
 class HFFamily(BackboneFamily):

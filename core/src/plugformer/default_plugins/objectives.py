@@ -9,7 +9,7 @@ from plugformer.hookspecs import hookimpl
 
 @hookimpl
 def register_objectives(register: Any) -> None:
-    from plugformer.objectives import CausalLM, Denoising, MaskedLM
+    from plugformer.training.objectives import CausalLM, Denoising, MaskedLM
 
     register("clm", CausalLM())
     register("mlm", MaskedLM())

@@ -37,8 +37,8 @@ from tokenizers import Tokenizer as _FastTokenizer
 from torch import nn
 
 from plugformer.errors import CheckpointError, PlugformerError
-from plugformer.families import LoadedBackbone
 from plugformer.hf import quiet, require
+from plugformer.models.families import LoadedBackbone
 from plugformer.tokenizer import Tokenizer
 
 __all__ = [
@@ -157,8 +157,8 @@ class HFBackboneConfig:
 class HFCache:
     """A KV cache for :class:`HFBackbone` decoders: the model's own ``past_key_values``.
 
-    Same surface as :class:`plugformer.model.KVCache` (``length``, ``reorder``), so
-    :func:`plugformer.generation.generate` and beam search work unchanged.
+    Same surface as :class:`plugformer.models.gpt.KVCache` (``length``, ``reorder``), so
+    :func:`plugformer.inference.generation.generate` and beam search work unchanged.
     """
 
     past: Any

@@ -72,14 +72,16 @@ def style_of(cfg: ModelConfig) -> str:
 
 
 def _swiglu_hidden(cfg: ModelConfig) -> int:
-    return int(64 * math.ceil(cfg.mlp_ratio * cfg.d_model * 2 / 3 / 64))  # as plugformer.model.MLP
+    return int(
+        64 * math.ceil(cfg.mlp_ratio * cfg.d_model * 2 / 3 / 64)
+    )  # as plugformer.models.gpt.MLP
 
 
 # --------------------------------------------------------------------------- native → transformers
 
 
 def native_to_hf(model: Any, tokenizer: Any) -> tuple[Any, StateDict]:
-    """(``transformers`` config, state dict in its naming) of a native :class:`~plugformer.model.GPT`."""
+    """(``transformers`` config, state dict in its naming) of a native :class:`~plugformer.models.gpt.GPT`."""
     transformers = require("transformers")
     cfg: ModelConfig = model.config
     sd = {k: v.detach().float().cpu() for k, v in model.state_dict().items()}
@@ -337,7 +339,7 @@ def import_hf(src: str | Path, out: str | Path) -> Path:
     directory written by :func:`export_hf` has); for other models use ``hf:DIR`` instead.
     """
     transformers = require("transformers")
-    from plugformer.model import GPT
+    from plugformer.models.gpt import GPT
     from plugformer.tokenizer import Tokenizer
 
     src = Path(src)

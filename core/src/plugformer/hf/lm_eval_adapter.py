@@ -65,8 +65,8 @@ class PlugformerLM(TemplateLM):
         **_: Any,
     ) -> None:
         super().__init__()
-        from plugformer.backbones import resolve_backbone
         from plugformer.errors import PlugformerError
+        from plugformer.models.backbones import resolve_backbone
 
         if str(device).startswith("cuda") and not torch.cuda.is_available():
             device = "cpu"  # lm_eval's CLI asks for cuda by default; fall back as its HF model does
@@ -166,7 +166,7 @@ class PlugformerLM(TemplateLM):
 
     # ------------------------------------------------------------------ generation
     def generate_until(self, requests: list[Any], disable_tqdm: bool = False) -> list[str]:
-        from plugformer.generation import SamplingConfig, generate
+        from plugformer.inference.generation import SamplingConfig, generate
 
         out = []
         for req in requests:

@@ -41,7 +41,7 @@ from torch import nn
 from plugformer import SEP, DataError
 from plugformer.blocks import ConditionalGenerationTask
 from plugformer.blocks import GenerationOptions as PairOptions
-from plugformer.generation import SamplingConfig, generate
+from plugformer.inference.generation import SamplingConfig, generate
 from plugformer.lm_task import IGNORE
 from plugformer.metric_info import MetricInfo
 from plugformer.tasks import Baseline, score_predictions

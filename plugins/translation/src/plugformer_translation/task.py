@@ -13,7 +13,7 @@ parameters, so a translation checkpoint is simply the fine-tuned backbone, and a
 can translate zero-shot. A learned adapter would add parameters without adding ability the
 fine-tuned LM head lacks.
 
-Decoding. Greedy (the core's :func:`plugformer.generation.generate`) or beam search
+Decoding. Greedy (the core's :func:`plugformer.inference.generation.generate`) or beam search
 (:mod:`plugformer_translation.beam`), both over the KV cache, after the prompt ``source
 <sep>``; at most ``max_length_ratio * source tokens + 10`` new tokens, within the context.
 
@@ -33,8 +33,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from plugformer import DataError, decoding
+from plugformer import DataError
 from plugformer.blocks import ConditionalGenerationTask, GenerationOptions
+from plugformer.inference import decoding
 from plugformer.lm_task import IGNORE
 from plugformer.metrics import CorpusBLEU, CorpusCHRF
 from plugformer.tasks import Baseline, score_predictions
@@ -71,7 +72,7 @@ class TranslationOptions(GenerationOptions):
     target_lang: str | None = None
     """Target language code; picks sacrebleu's BLEU tokenizer as its ``-l`` does (zh, ja, ko)."""
     decoding: str = "beam"
-    """A decoding strategy by name (``plugformer.decoding``): ``greedy``, ``beam`` (with
+    """A decoding strategy by name (``plugformer.inference.decoding``): ``greedy``, ``beam`` (with
     ``beam_size`` beams), or one a plugin registers."""
     beam_size: int = Field(4, ge=1)
     """Beams per sentence (beam search only; 1 equals greedy)."""

@@ -124,7 +124,7 @@ def pretrain_backbones(
     mid-training mixes in task data), ``text`` on the text alone. Same budget, same trunk:
     the only difference between the two is what the annealing phase reads.
     """
-    from plugformer.pretrain import pretrain
+    from plugformer.training.pretrain import pretrain
 
     suffix = "-fast" if fast else ""
     trunk_minutes, anneal_minutes = minutes * TRUNK_SHARE, minutes * (1 - TRUNK_SHARE)
@@ -160,7 +160,7 @@ def heldout_news(
     tokenizer: Any, model: Any, train_corpus: Path, limit: int | None = None
 ) -> dict[str, float]:
     """Bits per byte on the news validation split: the model, trigram Kneser–Ney, unigram."""
-    from plugformer.ngram import model_bits_per_byte
+    from plugformer.suites.ngram import model_bits_per_byte
 
     key = (tokenizer.hash, str(train_corpus), limit)
     if key not in _BASELINES:
@@ -176,7 +176,7 @@ def _ngram_baselines(
     import numpy as np
 
     from plugformer.data.cache import load_split
-    from plugformer.ngram import KneserNey, token_stream
+    from plugformer.suites.ngram import KneserNey, token_stream
 
     rows = load_split("news-2017-en", "validation")[:limit]
     texts = [
@@ -225,9 +225,9 @@ def quickstart(
 
     ``update_readme``: a README.md whose generated quickstart section is rewritten (the plots
     are copied to ``docs/quickstart/`` beside it); the repository's own, not a user's."""
-    from plugformer.bench import run_suite
     from plugformer.checkpoint import load_backbone
     from plugformer.data.cache import get_dataset
+    from plugformer.suites.bench import run_suite
 
     out = Path(out)
     timings: dict[str, float] = {}

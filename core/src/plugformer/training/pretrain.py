@@ -21,12 +21,9 @@ from torch.utils.data import DataLoader
 
 from plugformer.config import PretrainConfig
 from plugformer.data.corpus import BlockDataset, TokenCache, ValBlocks
-from plugformer.families import get_family
 from plugformer.fileio import ensure_dir
-from plugformer.losses import linear_cross_entropy
-from plugformer.objectives import IGNORE, Objective
-from plugformer.schedule import BudgetSchedule
-from plugformer.training import (
+from plugformer.models.families import get_family
+from plugformer.training.common import (
     adamw,
     attention_kernels,
     check_finite,
@@ -34,6 +31,9 @@ from plugformer.training import (
     param_groups,
     resolve_compile,
 )
+from plugformer.training.losses import linear_cross_entropy
+from plugformer.training.objectives import IGNORE, Objective
+from plugformer.training.schedule import BudgetSchedule
 
 __all__ = ["PretrainData", "PretrainModule", "pretrain"]
 
@@ -106,7 +106,7 @@ class PretrainModule(L.LightningModule):
             self.log("val_bpb", val_loss / math.log(2) / self.bytes_per_token, prog_bar=True)
 
     def configure_optimizers(self) -> Any:
-        # The learning rate is set before every step by plugformer.schedule.BudgetSchedule.
+        # The learning rate is set before every step by plugformer.training.schedule.BudgetSchedule.
         o = self.config.optim
         return adamw(param_groups(self.model, o.weight_decay), lr=o.lr, betas=o.betas)
 
@@ -287,7 +287,7 @@ def _pretrain(config: PretrainConfig, resume: bool) -> dict[str, Any]:
     from plugformer.errors import ConfigError
     from plugformer.fileio import atomic_write_json
     from plugformer.signals import checkpoint_on_signal, fit
-    from plugformer.training import build_trainer, seed_everything
+    from plugformer.training.common import build_trainer, seed_everything
 
     t_start = time.time()
     out = Path(config.out_dir)

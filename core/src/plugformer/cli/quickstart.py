@@ -34,7 +34,7 @@ def quickstart(
     minutes: float, fast: bool, out: Path, seeds: int | None, update_readme: Path | None
 ) -> None:
     """The default job: real data → tokenizer → pretraining → default suite → report."""
-    from plugformer.quickstart import quickstart as run
+    from plugformer.suites.quickstart import quickstart as run
 
     if fast and minutes == 6.0:
         minutes = 1.0

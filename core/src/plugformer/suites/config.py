@@ -5,7 +5,7 @@ any ``<name>.toml``) is validated as :class:`SuiteConfig`: its task specs (names
 overrides applied to every spec. Here too: resolving backbone references (``--backbone``
 replacements, ``${VAR}`` expansion), finding a suite's spec files by name or path, and loading one spec as
 the suite sees it (overrides applied, one seed). Planning and running cells is
-:mod:`plugformer.bench`.
+:mod:`plugformer.suites.bench`.
 """
 
 from __future__ import annotations

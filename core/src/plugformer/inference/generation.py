@@ -1,7 +1,7 @@
 """Autoregressive generation: ``generate`` with a :class:`SamplingConfig` (greedy, temperature,
 top-k, top-p, repetition penalty, stop on eos or stop strings). Batched prompts are left-padded.
 
-A thin front of :func:`plugformer.decoding.decode`, the one decoding loop that greedy search,
+A thin front of :func:`plugformer.inference.decoding.decode`, the one decoding loop that greedy search,
 sampling, beam search and plugins' strategies share.
 """
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from plugformer.decoding import Greedy, Sampling, Strategy, decode, left_pad
+from plugformer.inference.decoding import Greedy, Sampling, Strategy, decode, left_pad
 
 __all__ = ["SamplingConfig", "generate", "left_pad"]
 

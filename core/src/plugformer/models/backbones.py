@@ -2,7 +2,7 @@
 
 A reference is ``family:rest`` (``native:runs/x/final``, ``scratch:runs/x/final``,
 ``hf:minilm-l6``, ``encdec:runs/y/final``) or a plain checkpoint directory (read by the
-family its manifest names). Families (:mod:`plugformer.families`) are registered through the
+family its manifest names). Families (:mod:`plugformer.models.families`) are registered through the
 ``register_backbones`` hook.
 """
 
@@ -22,7 +22,7 @@ class Backbone(Protocol):
     ``new_cache(batch, max_len)`` gives a KV cache (``length``, ``reorder(index)``) and
     ``forward(ids, mask, cache, positions)`` extends it, ``positions`` (B, T) overriding
     0..T-1 for left-padded prompts — or the model provides ``incremental(prompts, ...)``
-    itself (:mod:`plugformer.decoding`).
+    itself (:mod:`plugformer.inference.decoding`).
     """
 
     family: str
@@ -48,9 +48,9 @@ def split_ref(ref: str) -> tuple[str, str]:
 
 
 def resolve_backbone(ref: str, **options: Any) -> Any:
-    """Build the backbone a reference names; returns a :class:`plugformer.families.LoadedBackbone`."""
+    """Build the backbone a reference names; returns a :class:`plugformer.models.families.LoadedBackbone`."""
     from plugformer.errors import PlugformerError
-    from plugformer.families import get_family
+    from plugformer.models.families import get_family
 
     family, rest = split_ref(str(ref))
     try:

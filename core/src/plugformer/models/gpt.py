@@ -194,7 +194,7 @@ class GPT(nn.Module):
     """Token embeddings → blocks → final norm; ``lm_logits`` on top (tied to the embeddings)."""
 
     family = "native"
-    """The backbone family that builds, loads and freezes it (:mod:`plugformer.families`)."""
+    """The backbone family that builds, loads and freezes it (:mod:`plugformer.models.families`)."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()

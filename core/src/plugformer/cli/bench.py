@@ -59,7 +59,7 @@ def _pairs(values: tuple[str, ...]) -> dict[str, str]:
 )
 def run(suite: Path, seeds: int | None, out: Path | None, backbones: tuple[str, ...]) -> None:
     """Run SUITE (TOML): every task × backbone × seed, cached per cell; write the report."""
-    from plugformer.bench import run_suite
+    from plugformer.suites.bench import run_suite
 
     run_dir = run_suite(suite, out, seeds=seeds, backbones=_pairs(backbones))
     click.echo((run_dir / "report.md").read_text(encoding="utf-8"))
@@ -74,7 +74,7 @@ def compare(run_a: Path, run_b: Path, as_json: bool) -> None:
     import json
     from dataclasses import asdict
 
-    from plugformer.compare import compare_runs, format_comparison
+    from plugformer.suites.compare import compare_runs, format_comparison
 
     rows = compare_runs(run_a, run_b)
     if as_json:

@@ -3,7 +3,7 @@
 A bidirectional encoder over the source and a causal decoder with cross-attention, sharing
 one token embedding (one tokenizer for both sides) tied to the LM head; RMSNorm or LayerNorm,
 rotary or learned positions, the same attention and MLP as the native GPT
-(:mod:`plugformer.model`), whose pieces it reuses.
+(:mod:`plugformer.models.gpt`), whose pieces it reuses.
 
 Task-level transparency. Causal LM tasks feed one sequence per example,
 ``source <sep> target <eos>``, labelled on the target. :meth:`EncoderDecoder.forward` splits
@@ -34,8 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from plugformer.config import ModelConfig
-from plugformer.decoding import CausalIncremental
-from plugformer.model import (
+from plugformer.inference.decoding import CausalIncremental
+from plugformer.models.gpt import (
     GPT,
     MLP,
     Attention,
@@ -129,7 +129,7 @@ class EncoderDecoder(nn.Module):
     """Shared embeddings → encoder blocks | decoder blocks (cross-attending) → tied LM head."""
 
     family = "encdec"
-    """The backbone family that builds, loads and freezes it (:mod:`plugformer.families`)."""
+    """The backbone family that builds, loads and freezes it (:mod:`plugformer.models.families`)."""
     kind = "encoder-decoder"
     architecture = "plugformer-encdec"
     causal = True
@@ -221,7 +221,7 @@ class EncoderDecoder(nn.Module):
         cache: KVCache | None = None,
         positions: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Decoder hidden states (B, T, C); arguments as :meth:`plugformer.model.GPT.forward`."""
+        """Decoder hidden states (B, T, C); arguments as :meth:`plugformer.models.gpt.GPT.forward`."""
         T = ids.size(1)
         offset = cache.length if cache is not None else 0
         x, rope = self._embed(ids, self.dec_wpe, offset, positions)
@@ -280,7 +280,7 @@ class EncoderDecoder(nn.Module):
         max_new_tokens: int,
         use_cache: bool = True,
     ) -> EncDecIncremental:
-        """Incremental decoding of prompts ``source <sep> [prefix]`` (:mod:`plugformer.decoding`)."""
+        """Incremental decoding of prompts ``source <sep> [prefix]`` (:mod:`plugformer.inference.decoding`)."""
         return EncDecIncremental(
             self, prompts, pad_id=pad_id, max_new_tokens=max_new_tokens, use_cache=use_cache
         )

@@ -1,7 +1,7 @@
 """Benchmark suites: task specs × backbones × seeds, run cell by cell, cached, resumable.
 
 A suite is a TOML file (a registered name such as ``default``, or a path) validated as
-:class:`SuiteConfig` (its schema and loading live in :mod:`plugformer.suites`; this module plans, keys and runs
+:class:`SuiteConfig` (its schema and loading live in :mod:`plugformer.suites.config`; this module plans, keys and runs
 its cells). Every *model cell* (one spec, one backbone, one seed) is fine-tuned and scored on
 the test split; every *baseline cell* (one spec, one of its task's baselines) is scored once,
 since baselines are deterministic. A run directory holds::
@@ -9,7 +9,7 @@ since baselines are deterministic. A run directory holds::
     suite.json              the resolved suite (backbone references, seeds, spec paths)
     cells/<key>.json        one finished cell each, written atomically
     work/<key>/             a cell's task checkpoint while it runs (deleted afterwards)
-    results.json  report.md  report.csv  main_metric.png  val_curves.png   (plugformer.report)
+    results.json  report.md  report.csv  main_metric.png  val_curves.png   (plugformer.suites.report)
 
 A cell's key hashes everything that decides its result (see :func:`cell_key`), so a re-run
 skips finished cells: an interrupted suite resumes, an unchanged one finishes in seconds,
@@ -37,7 +37,7 @@ from typing import Any, Literal
 from plugformer.config import TaskSpec
 from plugformer.errors import PlugformerError
 from plugformer.specs import resolve
-from plugformer.suites import (
+from plugformer.suites.config import (
     SuiteBackbone,
     SuiteConfig,
     load_spec,
@@ -65,15 +65,15 @@ PRESENTATION_FIELDS = {
     "finetune": {"progress": None},
 }
 
-# Core modules that only present results: editing them does not re-run cells.
+# Core modules that only present results, as paths in the package (a trailing / is a whole
+# subpackage): editing them does not re-run cells.
 PRESENTATION_MODULES = (
-    "report.py",
-    "report_compute.py",
-    "compare.py",
-    "bench_cli.py",
-    "cli.py",
-    "quickstart.py",
-    "quickstart_cli.py",
+    "suites/report.py",
+    "suites/report_compute.py",
+    "suites/compare.py",
+    "suites/quickstart.py",
+    "cli/",
+    "default_plugins/commands.py",
 )
 
 # What a model cell's record keeps of the fine-tuning summary (val_history feeds the curves).
@@ -175,7 +175,10 @@ def source_hash(module_name: str) -> str:
     roots = [Path(p) for p in getattr(top, "__path__", [])]
     files = (
         sorted(
-            f for root in roots for f in root.rglob("*.py") if f.name not in PRESENTATION_MODULES
+            f
+            for root in roots
+            for f in root.rglob("*.py")
+            if not f.relative_to(root).as_posix().startswith(PRESENTATION_MODULES)
         )
         if roots
         else [Path(str(top.__file__))]
@@ -203,8 +206,8 @@ def code_identity(task_class: type) -> dict[str, str]:
 def backbone_identity(ref: str) -> dict[str, Any]:
     """What identifies a backbone: weights and tokenizer hashes (``scratch`` marks re-initialised
     weights); a family outside the core is identified by its reference."""
-    from plugformer.backbones import split_ref
     from plugformer.checkpoint import read_manifest, weights_hash
+    from plugformer.models.backbones import split_ref
 
     family, rest = split_ref(ref)
     if family not in ("native", "scratch"):
@@ -337,7 +340,7 @@ def _record(cell: Cell, result: Mapping[str, Any], wall: float) -> dict[str, Any
 
 
 def _run_model(cell: Cell, out: Path, keep: bool) -> dict[str, Any]:
-    from plugformer.finetune import evaluate, finetune
+    from plugformer.training.finetune import evaluate, finetune
 
     work = out / "work" / cell.key
     shutil.rmtree(work, ignore_errors=True)  # a killed earlier attempt
@@ -359,7 +362,7 @@ def _run_model(cell: Cell, out: Path, keep: bool) -> dict[str, Any]:
 def _log_samples(out: Path, cell: Cell, samples: list[dict[str, Any]]) -> str:
     """Write a cell's test predictions to ``predictions/<key>.jsonl``; returns the path
     relative to the run directory."""
-    from plugformer.samples import write_samples
+    from plugformer.inference.samples import write_samples
 
     rel = Path("predictions") / f"{cell.key}.jsonl"
     write_samples(out / rel, samples)
@@ -367,10 +370,10 @@ def _log_samples(out: Path, cell: Cell, samples: list[dict[str, Any]]) -> str:
 
 
 def _run_baseline(cell: Cell, tokenizer: Any, out: Path) -> dict[str, Any]:
-    from plugformer.finetune import build_task, load_examples
     from plugformer.metric_info import normalise_metric_info
     from plugformer.plugins import call_on_result
     from plugformer.tasks import run_baseline
+    from plugformer.training.finetune import build_task, load_examples
 
     t0 = time.perf_counter()
     task = build_task(cell.spec.task, cell.spec.options, tokenizer)
@@ -393,7 +396,7 @@ def _run_baseline(cell: Cell, tokenizer: Any, out: Path) -> dict[str, Any]:
     }
     record = _record(cell, result, time.perf_counter() - t0)
     record["baseline"] = {"name": cell.column, **described}
-    from plugformer.samples import sample_records
+    from plugformer.inference.samples import sample_records
 
     record["predictions_file"] = _log_samples(out, cell, sample_records(test, predictions))
     call_on_result({**record, "split": "test", "backbone": None, "baseline": cell.column})
@@ -447,9 +450,9 @@ def _stderr(line: str) -> None:
 def _cached_cells(
     cells: list[Cell], cell_file: Mapping[str, Path], log: Callable[[str], None]
 ) -> dict[str, dict[str, Any]]:
-    """The verified records of cached cells (:mod:`plugformer.cellcache`); bad ones are named
+    """The verified records of cached cells (:mod:`plugformer.suites.cellcache`); bad ones are named
     in a warning and left out, so they are recomputed."""
-    from plugformer.cellcache import read_cell
+    from plugformer.suites.cellcache import read_cell
 
     out: dict[str, dict[str, Any]] = {}
     for c in cells:
@@ -469,10 +472,10 @@ def run_suite(
     log: Callable[[str], None] = _stderr,
 ) -> Path:
     """Run (or resume) a suite; writes the cells, results and reports; returns the run directory."""
-    from plugformer.backbones import resolve_backbone
-    from plugformer.cellcache import write_cell
     from plugformer.fileio import atomic_write_json
-    from plugformer.report import write_reports
+    from plugformer.models.backbones import resolve_backbone
+    from plugformer.suites.cellcache import write_cell
+    from plugformer.suites.report import write_reports
 
     path = resolve(path, "suite")  # a file, or a registered suite name such as "default"
     suite = load_suite(path, seeds)

@@ -3,7 +3,7 @@
 Aggregation: a (task spec, column) pair's main metric is averaged over its seeds, with a
 95% percentile-bootstrap interval of the mean (1000 resamples, fixed RNG seed). Baselines
 are deterministic, so they have one value and no interval. Comparing two runs is
-:mod:`plugformer.compare`.
+:mod:`plugformer.suites.compare`.
 """
 
 from __future__ import annotations
@@ -466,7 +466,7 @@ def write_reports(records: Sequence[dict[str, Any]], out: Path, suite: Any) -> l
     plots = [plot_main_metric(aggs, out / "main_metric.png", title)]
     curves = plot_val_curves(records, aggs, out / "val_curves.png")
     plots += [curves] if curves else []
-    from plugformer.report_compute import compute_markdown, plot_quality_vs_compute
+    from plugformer.suites.report_compute import compute_markdown, plot_quality_vs_compute
 
     cost = plot_quality_vs_compute(records, out / "quality_vs_compute.png")
     plots += [cost] if cost else []

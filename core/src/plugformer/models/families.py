@@ -13,7 +13,7 @@ the core's own (``native``, ``hf``, ``encdec``) exactly like a plugin's. It know
   ``encoder-decoder``;
 * decode incrementally where it can generate: its model meets the causal decoding surface
   (``forward(ids, mask, cache, positions)``, ``lm_logits``, ``new_cache``) or provides
-  ``incremental(prompts, ...)`` (see :mod:`plugformer.decoding`).
+  ``incremental(prompts, ...)`` (see :mod:`plugformer.inference.decoding`).
 
 A model names its family in a ``family`` attribute (``"native"`` when absent). A plain
 callable registered as a family (the older form) still resolves references.

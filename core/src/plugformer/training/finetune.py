@@ -4,7 +4,7 @@
 backbone + head with Lightning's Trainer (early stopping and best-model selection on the
 task's main validation metric) and writes a task checkpoint. ``evaluate(spec, checkpoint)``
 scores the test split and writes JSON. ``Predictor`` (``plugformer.load(ckpt)``) predicts; it
-lives in :mod:`plugformer.inference` and is re-exported here.
+lives in :mod:`plugformer.inference.predictor` and is re-exported here.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from torch.utils.data import DataLoader
 
 from plugformer.config import TaskSpec
 from plugformer.errors import CheckpointError, DataError, PlugformerError
-from plugformer.families import freeze_layers
-from plugformer.inference import Predictor, eval_collate
-from plugformer.schedule import BudgetSchedule
-from plugformer.training import adamw, check_finite, param_groups
+from plugformer.inference.predictor import Predictor, eval_collate
+from plugformer.models.families import freeze_layers
+from plugformer.training.common import adamw, check_finite, param_groups
+from plugformer.training.schedule import BudgetSchedule
 
 __all__ = [
     "FinetuneModule",
@@ -176,7 +176,7 @@ class FinetuneModule(L.LightningModule):
         groups = param_groups(self.head, ft.weight_decay, ft.lr_head)
         if ft.lr_backbone > 0 and not ft.freeze_backbone:
             groups += param_groups(self.backbone, ft.weight_decay, ft.lr_backbone)
-        # The learning rate is set before every step by plugformer.schedule.BudgetSchedule.
+        # The learning rate is set before every step by plugformer.training.schedule.BudgetSchedule.
         return adamw(groups, betas=(0.9, 0.98))
 
 
@@ -343,19 +343,10 @@ def _trainer(
 ) -> L.Trainer:
     from plugformer.config import TrainerConfig
     from plugformer.plugins import extra_callbacks
-    from plugformer.training import build_trainer
+    from plugformer.training.common import build_trainer
 
     ft = spec.finetune
-    tc = TrainerConfig(
-        max_steps=max_steps,
-        batch_size=ft.batch_size,
-        precision=ft.precision,
-        strategy=ft.strategy,
-        devices=ft.devices,
-        num_nodes=ft.num_nodes,
-        accelerator=ft.accelerator,
-        progress=ft.progress,
-    )
+    tc = TrainerConfig(max_steps=max_steps, batch_size=ft.batch_size, **ft.hardware())
     return build_trainer(
         tc,
         out,
@@ -392,17 +383,17 @@ def finetune(
 
 
 def _finetune(spec: TaskSpec, ref: str, out: Path, resume: bool) -> dict[str, Any]:
-    from plugformer.backbones import resolve_backbone
     from plugformer.checkpoint import save_task
     from plugformer.errors import ConfigError, Interrupted
+    from plugformer.models.backbones import resolve_backbone
     from plugformer.signals import checkpoint_on_signal, fit
-    from plugformer.training import seed_everything
+    from plugformer.training.common import seed_everything
 
     t0 = time.time()
     last = out / "checkpoints" / "last.ckpt"
     start_step = 0
     if resume:
-        from plugformer.training import check_resumable
+        from plugformer.training.common import check_resumable
 
         if not last.is_file():
             raise ConfigError(f"--resume: no {last} to resume from (the run was not interrupted)")
@@ -552,7 +543,7 @@ def evaluate(
         "wall_seconds": round(time.time() - t0, 2),
     }
     if keep_predictions:
-        from plugformer.samples import sample_records
+        from plugformer.inference.samples import sample_records
 
         result["predictions"] = predictions
         result["samples"] = sample_records(examples, predictions)

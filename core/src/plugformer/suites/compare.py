@@ -1,7 +1,7 @@
 """Comparing two suite runs: per (task spec, column) pair, the difference of means.
 
 ``compare_runs`` reads two run directories' ``results.json``, aggregates each (as
-:mod:`plugformer.report` does) and puts them side by side: per pair, the difference of means
+:mod:`plugformer.suites.report` does) and puts them side by side: per pair, the difference of means
 over the seeds both ran, with a paired bootstrap p-value (:func:`paired_bootstrap_p`). Pairs
 whose data, metric definition, main metric or test set size differ, or that one run lacks,
 are flagged and never compared. ``format_comparison`` renders the rows as a Markdown table.
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from plugformer.errors import PlugformerError
-from plugformer.report import RESAMPLES, RNG_SEED, Aggregate, aggregate
+from plugformer.suites.report import RESAMPLES, RNG_SEED, Aggregate, aggregate
 
 __all__ = [
     "Comparison",

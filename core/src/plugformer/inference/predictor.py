@@ -37,7 +37,7 @@ class Predictor:
     """A loaded task checkpoint: ``predict(inputs)`` and ``score(examples)``.
 
     ``precision`` is the inference precision the backbone and head were prepared for
-    (:func:`plugformer.quantize.prepare`); predicting and scoring run in its context."""
+    (:func:`plugformer.inference.quantize.prepare`); predicting and scoring run in its context."""
 
     def __init__(
         self,
@@ -60,7 +60,7 @@ class Predictor:
         """Load a task checkpoint at ``precision`` (``fp32``, ``bf16``, ``int8``); ``None``
         takes the one saved in its manifest (``[inference]`` of the spec it was trained with)."""
         from plugformer.checkpoint import load_task
-        from plugformer.quantize import check_precision, prepare, saved_precision
+        from plugformer.inference.quantize import check_precision, prepare, saved_precision
 
         if precision is not None:
             check_precision(precision)  # refuse a bad value before loading anything
@@ -78,7 +78,7 @@ class Predictor:
     @torch.inference_mode()
     def predict(self, inputs: Sequence[str | dict[str, Any]], batch_size: int = 32) -> list[Any]:
         """Predictions for raw inputs (strings or dicts, as ``task.example_from_input`` takes)."""
-        from plugformer.quantize import autocast
+        from plugformer.inference.quantize import autocast
 
         examples = [self.task.example_from_input(x) for x in inputs]
         out: list[Any] = []
@@ -92,7 +92,7 @@ class Predictor:
         self, examples: Sequence[Any], batch_size: int = 64, keep: bool = False
     ) -> tuple[dict[str, float], list[Any]]:
         """The task's metrics on ``examples`` (updated batch by batch), and the predictions if ``keep``."""
-        from plugformer.quantize import autocast
+        from plugformer.inference.quantize import autocast
 
         metrics = self.task.metrics()
         kept: list[Any] = []
@@ -107,18 +107,18 @@ class Predictor:
 
 def load(path: str | Path, precision: str | None = None) -> Any:
     """Load any checkpoint: a task checkpoint gives a :class:`Predictor` (``.predict([...])``),
-    a backbone checkpoint a :class:`plugformer.families.LoadedBackbone`.
+    a backbone checkpoint a :class:`plugformer.models.families.LoadedBackbone`.
 
-    ``precision`` (``fp32``, ``bf16``, ``int8``; :mod:`plugformer.quantize`) overrides the
+    ``precision`` (``fp32``, ``bf16``, ``int8``; :mod:`plugformer.inference.quantize`) overrides the
     inference precision a task checkpoint saved; a backbone checkpoint's model is prepared
-    at it when given (run bf16 models under ``plugformer.quantize.autocast``)."""
+    at it when given (run bf16 models under ``plugformer.inference.quantize.autocast``)."""
     from plugformer.checkpoint import load_backbone, read_manifest
 
     if read_manifest(path)["kind"] == "task":
         return Predictor.from_checkpoint(path, precision)
     loaded = load_backbone(path)
     if precision is not None:
-        from plugformer.quantize import prepare
+        from plugformer.inference.quantize import prepare
 
         loaded.model = prepare(loaded.model, precision)
     return loaded

@@ -1,0 +1,96 @@
+"""Built-in commands that look at files: ``ckpt inspect``, ``config validate`` / ``config schema``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from plugformer.cli.options import SET_HELP
+from plugformer.errors import PlugformerError
+
+__all__ = ["ckpt", "config"]
+
+
+@click.group()
+def ckpt() -> None:
+    """Inspect checkpoints."""
+
+
+@ckpt.command("inspect")
+@click.argument("path", type=click.Path(path_type=Path))
+def ckpt_inspect(path: Path) -> None:
+    """Print a checkpoint's manifest (validating the directory)."""
+    from plugformer.checkpoint import read_manifest
+
+    click.echo(json.dumps(read_manifest(path), indent=2))
+
+
+@click.group()
+def config() -> None:
+    """Validate config files; print the JSON Schema."""
+
+
+_KINDS = {"pretrain": "PretrainConfig", "task": "TaskSpec", "suite": "SuiteConfig"}
+
+
+def _model_for(kind: str) -> Any:
+    import plugformer.config as c
+
+    if kind == "suite":
+        from plugformer.suites.bench import SuiteConfig
+
+        return SuiteConfig
+    return getattr(c, _KINDS[kind])
+
+
+def _guess_kind(data: dict[str, Any]) -> str:
+    if "task" in data:
+        return "task"
+    if "tasks" in data or "backbones" in data:
+        return "suite"
+    return "pretrain"
+
+
+def _named_file(ref: str, kind: str | None) -> Path:
+    """A config file, or the file registered under a name (of ``kind``, or of the one kind that
+    has it)."""
+    from plugformer import specs
+
+    if kind is not None or specs.is_path(ref):
+        return specs.resolve(ref, kind or "task")
+    from plugformer import plugins
+
+    kinds = [k for k in specs.KINDS if ref in plugins.named_specs(k)]
+    if len(kinds) > 1:
+        raise PlugformerError(
+            f"{ref!r} names a {' and a '.join(kinds)} config; say which with --kind"
+        )
+    return specs.resolve(ref, kinds[0] if kinds else "task")
+
+
+@config.command("validate")
+@click.argument("file")
+@click.option(
+    "--kind", type=click.Choice(list(_KINDS)), default=None, help="Default: guessed from the keys."
+)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+def config_validate(file: str, kind: str | None, overrides: tuple[str, ...]) -> None:
+    """Check FILE (a path or a registered name) against its schema; print the resolved config."""
+    from plugformer.config import apply_overrides, load_toml, parse_model
+
+    path = _named_file(file, kind)
+    data = apply_overrides(load_toml(path), overrides)
+    kind = kind or _guess_kind(data)
+    model = parse_model(_model_for(kind), data, str(path))
+    click.echo(f"{path}: valid {kind} config", err=True)
+    click.echo(model.model_dump_json(indent=2))
+
+
+@config.command("schema")
+@click.option("--kind", type=click.Choice(list(_KINDS)), default="pretrain", show_default=True)
+def config_schema(kind: str) -> None:
+    """Print the JSON Schema of a config kind."""
+    click.echo(json.dumps(_model_for(kind).model_json_schema(), indent=2))

@@ -1,0 +1,152 @@
+"""The ``plugformer`` command: the root group, its global options and the entry point.
+
+The root group holds no command of its own. Every sub-command, the core's included, is added
+through the ``register_commands`` hook (:func:`_add_commands`): the core's come from the
+default plugin :mod:`plugformer.default_plugins.commands`, as pytest's built-in features
+come from its own plugins. Start-up imports neither torch nor Lightning: every command
+imports what it needs inside its function. Errors the user can fix print one line and exit 2
+(``--debug`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+
+from plugformer import __version__
+from plugformer.errors import Interrupted, PlugformerError
+
+__all__ = ["cli", "main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="plugformer")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.option(
+    "--strict-plugins",
+    is_flag=True,
+    envvar="PLUGFORMER_STRICT_PLUGINS",
+    help="A broken plugin is fatal.",
+)
+@click.option(
+    "--threads",
+    default="auto",
+    envvar="PLUGFORMER_THREADS",
+    show_default=True,
+    metavar="N|auto|default",
+    help="Intra-op threads for torch: auto = all cores, or the idle ones if others are busy; "
+    "default = torch's choice.",
+)
+def cli(debug: bool, strict_plugins: bool, threads: str) -> None:
+    """plugformer: pretrain a Transformer, fine-tune it through task plugins, benchmark it."""
+    from plugformer import plugins
+    from plugformer.threads import apply_threads
+
+    os.environ["PLUGFORMER_DEBUG"] = "1" if debug else os.environ.get("PLUGFORMER_DEBUG", "")
+    try:
+        apply_threads(threads)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--threads") from None
+    plugins.set_strict(strict_plugins)
+    if strict_plugins:  # fail now, before any work, if a plugin is broken
+        plugins.plugin_infos()
+
+
+def _is_default(impl: Any) -> bool:
+    from plugformer.plugins import DEFAULT_PLUGINS
+
+    return getattr(impl.plugin, "__name__", None) in DEFAULT_PLUGINS
+
+
+def _call_register_commands(impl: Any) -> None:
+    from plugformer import plugins
+
+    try:
+        plugins._call_impl(impl, "register_commands", bounded=True, cli=cli)
+    except Exception as exc:  # one plugin's broken command never breaks the others
+        click.echo(
+            f"plugformer: plugin {impl.plugin_name!r} failed to add commands: {exc}", err=True
+        )
+
+
+def _add_commands() -> None:
+    """Fill the root group through ``register_commands``: the core's default plugins first
+    (their commands are the core's, which no other plugin may replace or remove), then every
+    other plugin, each isolated from the others. Rebuilt from scratch on every call."""
+    from plugformer import plugins
+
+    cli.commands.clear()
+    try:
+        pm = plugins.get_plugin_manager()
+    except PlugformerError as exc:  # strict mode, or a broken environment: the core's own only
+        click.echo(f"plugformer: {exc}", err=True)
+        import importlib
+
+        for modname in plugins.DEFAULT_PLUGINS:
+            hook = getattr(importlib.import_module(modname), "register_commands", None)
+            if hook is not None:
+                hook(cli=cli)
+        return
+    impls = pm.hook.register_commands.get_hookimpls()
+    for impl in impls:
+        if _is_default(impl):
+            _call_register_commands(impl)
+    core = dict(cli.commands)
+    for impl in impls:
+        if _is_default(impl):
+            continue
+        _call_register_commands(impl)
+        for name, command in core.items():
+            if cli.commands.get(name) is not command:
+                cli.commands[name] = command
+                click.echo(
+                    f"plugformer: plugin {impl.plugin_name!r} may not replace the core command "
+                    f"{name!r}; ignored",
+                    err=True,
+                )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: one clear line for user errors, tracebacks only with --debug."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("PLUGFORMER_DEBUG") == "1"
+    from plugformer.signals import install_default_handlers
+
+    install_default_handlers()
+    try:
+        _add_commands()
+        cli.main(argv, prog_name="plugformer", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("plugformer: aborted", err=True)
+        sys.exit(130)
+    except Interrupted as exc:
+        click.echo(f"plugformer: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except PlugformerError as exc:
+        if debug:
+            raise
+        click.echo(f"plugformer: error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("plugformer: interrupted by SIGINT", err=True)
+        sys.exit(130)
+    except Exception as exc:
+        if debug:
+            raise
+        click.echo(
+            f"plugformer: unexpected error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+            err=True,
+        )
+        sys.exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,160 @@
+"""Built-in commands that run a checkpoint on inputs: ``predict`` (task) and ``generate`` (backbone)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from plugformer.errors import PlugformerError
+
+__all__ = ["generate", "predict"]
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("prompt")
+@click.option("--max-new-tokens", default=64, show_default=True)
+@click.option("--temperature", default=0.0, show_default=True, help="0 = greedy.")
+@click.option("--top-k", type=int, default=None)
+@click.option("--top-p", type=float, default=None)
+@click.option("--repetition-penalty", default=1.0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def generate(
+    checkpoint: Path,
+    prompt: str,
+    max_new_tokens: int,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    repetition_penalty: float,
+    seed: int,
+) -> None:
+    """Continue PROMPT with a backbone checkpoint (KV-cache decoding)."""
+    from plugformer.checkpoint import load_backbone
+    from plugformer.inference.generation import SamplingConfig
+    from plugformer.inference.generation import generate as gen
+
+    loaded = load_backbone(checkpoint)
+    if not loaded.model.causal:
+        raise PlugformerError(
+            f"{checkpoint}: a bidirectional (masked-LM) backbone cannot generate text"
+        )
+    tok = loaded.tokenizer
+    ids = [tok.bos_id, *tok.encode(prompt)]
+    cfg = SamplingConfig(max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed)
+    out = gen(loaded.model, [ids], cfg, eos_id=tok.eos_id, pad_id=tok.pad_id)[0]
+    click.echo(prompt + tok.decode(out))
+
+
+def _parse_input(text: str) -> Any:
+    """An input line: a JSON object (``{"question": ..., "context": ...}``) or plain text."""
+    if text.lstrip().startswith("{"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise PlugformerError(f"input {text[:40]!r}: invalid JSON object ({exc.msg})") from None
+    return text
+
+
+def _split_field_flags(args: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Texts, and ``--name value`` / ``--name=value`` pairs click left over: a task's own
+    fields (``--question ... --context ...``), checked against its example model later."""
+    texts: list[str] = []
+    fields: dict[str, str] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg.startswith("--") and len(arg) > 2:
+            key, eq, value = arg[2:].partition("=")
+            if not eq:
+                if i + 1 >= len(args):
+                    raise PlugformerError(f"predict: --{key} needs a value")
+                value, i = args[i + 1], i + 1
+            fields[key.replace("-", "_")] = value
+        else:
+            texts.append(arg)
+        i += 1
+    return texts, fields
+
+
+@click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("texts", nargs=-1)
+@click.option(
+    "--input",
+    "input_file",
+    type=click.File("r"),
+    help="One input per line (text or JSON); - for stdin.",
+)
+@click.option(
+    "--field",
+    "fields",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="One field of a single input, e.g. --field premise='...' (repeatable). Any field of "
+    "the task's examples also works as its own flag: --question ... --context ...",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "bf16", "int8"]),
+    default=None,
+    help="Inference precision (default: the checkpoint's [inference] precision); int8 "
+    "quantises the linear layers dynamically, for fast CPU decoding.",
+)
+@click.pass_context
+def predict(
+    ctx: click.Context,
+    checkpoint: Path,
+    texts: tuple[str, ...],
+    input_file: Any,
+    fields: tuple[str, ...],
+    precision: str | None,
+) -> None:
+    """Predict with a task checkpoint; one JSON line per input (with the input's id, if any)."""
+    plain, one = _split_field_flags([*texts, *ctx.args])
+    for item in fields:
+        if "=" not in item:
+            raise PlugformerError(f"--field {item!r}: expected NAME=VALUE")
+        key, value = item.split("=", 1)
+        one[key.strip()] = value
+    inputs: list[Any] = [_parse_input(t) for t in plain]
+    if one:
+        inputs.append(one)
+    if input_file is not None:
+        for line in input_file:
+            line = line.rstrip("\n")
+            if line.strip():
+                inputs.append(_parse_input(line))
+    if not inputs and not sys.stdin.isatty():
+        inputs = [_parse_input(line.rstrip("\n")) for line in sys.stdin if line.strip()]
+    if not inputs:
+        raise PlugformerError(
+            "nothing to predict: give TEXT arguments, --field NAME=VALUE, --input FILE, or pipe lines on stdin"
+        )
+    import plugformer
+
+    predictor = plugformer.load(checkpoint, precision)
+    if not hasattr(predictor, "predict"):
+        raise PlugformerError(
+            f"{checkpoint}: a backbone checkpoint; use `plugformer generate` or fine-tune it first"
+        )
+    known = getattr(predictor.task, "Example", None)
+    unknown = sorted(set(one) - set(getattr(known, "model_fields", one)))
+    if unknown:
+        raise PlugformerError(
+            f"task {predictor.task.name!r} has no field {unknown[0]!r}; its fields: "
+            + ", ".join(known.model_fields)  # type: ignore[union-attr]
+        )
+    for value, pred in zip(inputs, predictor.predict(inputs), strict=True):
+        ident = value.get("id") if isinstance(value, dict) else None
+        if ident is not None:
+            pred = (
+                {"id": ident, **pred}
+                if isinstance(pred, dict)
+                else {"id": ident, "prediction": pred}
+            )
+        click.echo(json.dumps(pred, ensure_ascii=False))

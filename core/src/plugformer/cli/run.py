@@ -1,0 +1,206 @@
+"""Built-in commands that train or score: ``pretrain``, ``finetune``, ``evaluate``.
+
+A task spec comes from a file, a registered spec name, or a task name plus ``--data``
+(:func:`_load_spec`). Nothing is imported from torch until a command runs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from plugformer.cli.options import SET_HELP
+from plugformer.errors import PlugformerError
+
+__all__ = ["evaluate", "finetune", "pretrain"]
+
+
+@click.command()
+@click.argument("config")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+@click.option("--resume", is_flag=True, help="Continue from out_dir/checkpoints/last.ckpt.")
+def pretrain(config: str, overrides: tuple[str, ...], resume: bool) -> None:
+    """Pretrain the native backbone as CONFIG says: a TOML file or a registered name (tiny)."""
+    from plugformer.config import PretrainConfig, load_config
+    from plugformer.specs import resolve
+
+    cfg = load_config(resolve(config, "pretrain"), PretrainConfig, overrides)
+    from plugformer.training.pretrain import pretrain as run
+
+    summary = run(cfg, resume=resume)
+    click.echo(json.dumps(summary, indent=2))
+
+
+def _data_table(data: Path, validation: Path | None) -> dict[str, Any]:
+    """``--data`` (a file or a dataset name) and ``--validation`` as a spec's ``[data]``."""
+    if not data.exists():
+        table: dict[str, Any] = {"dataset": str(data)}
+    else:
+        table = {"train": str(data)}
+        if validation is None:
+            table["holdout"] = 0.1  # a seeded share, announced in one line by finetune
+    if validation is not None:
+        table["validation"] = str(validation)
+    return table
+
+
+def _load_spec(
+    spec: str, data: Path | None, overrides: tuple[str, ...], validation: Path | None = None
+) -> Any:
+    """SPEC: a spec file, a registered spec name (``plugformer tasks``), or a task name + --data."""
+    from plugformer import plugins
+    from plugformer.config import (
+        TaskSpec,
+        apply_overrides,
+        load_toml,
+        parse_model,
+        resolve_spec_paths,
+    )
+    from plugformer.specs import is_path, resolve
+
+    path, named = Path(spec), plugins.named_specs("task")
+    if not is_path(spec) and (spec in named or spec in named.conflicts):
+        path = resolve(spec, "task")  # a registered spec name
+    if path.suffix == ".toml" or path.exists():
+        raw = resolve_spec_paths(load_toml(path), path)  # data paths are relative to the file
+        source = str(path)
+        raw.setdefault("name", path.stem)
+    else:  # the shorthand: a task name plus --data
+        if data is None:
+            import difflib
+
+            hint = difflib.get_close_matches(spec, named.names(), n=1)
+            raise PlugformerError(
+                f"{spec!r} is neither a spec file nor a spec name"
+                + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                + "; `plugformer tasks` lists the names; with a task name, give --data FILE (or a dataset name)"
+            )
+        source = "command line"
+        raw = {"task": spec, "data": _data_table(data, validation)}
+    if data is not None and path.exists():
+        raw["data"] = _data_table(data, validation)
+    elif validation is not None:
+        raw.setdefault("data", {})["validation"] = str(validation)
+    return parse_model(TaskSpec, apply_overrides(raw, overrides), source)
+
+
+@click.command()
+@click.argument("spec")
+@click.option(
+    "--backbone", help="Backbone checkpoint or reference (native:DIR, scratch:DIR, hf:NAME)."
+)
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    help="Training data file or dataset name (shorthand). Without --validation, 10% of a "
+    "file's rows (seeded) are held out for validation.",
+)
+@click.option(
+    "--validation", type=click.Path(path_type=Path), help="Validation data file (with --data)."
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path), help="Output directory (default runs/<spec>)."
+)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+@click.option(
+    "--resume", is_flag=True, help="Continue an interrupted run from OUT/checkpoints/last.ckpt."
+)
+def finetune(
+    spec: str,
+    backbone: str | None,
+    data: Path | None,
+    validation: Path | None,
+    out: Path | None,
+    overrides: tuple[str, ...],
+    resume: bool,
+) -> None:
+    """Fine-tune a task: SPEC is a spec file or name (plugformer tasks), or a task name with --data."""
+    s = _load_spec(spec, data, overrides, validation)
+    from plugformer.training.finetune import finetune as run
+
+    summary = run(s, backbone, out, resume=resume)
+    summary.pop("val_history", None)
+    click.echo(json.dumps(summary, indent=2))
+
+
+def _is_checkpoint(path: Path) -> bool:
+    return (path / "plugformer.json").is_file()
+
+
+def _spec_from_checkpoint(
+    checkpoint: Path, data: Path | None, split: str, overrides: tuple[str, ...]
+) -> Any:
+    """The spec stored in a task checkpoint, with ``--data`` as the split to score."""
+    from plugformer.checkpoint import read_manifest
+    from plugformer.config import TaskSpec, apply_overrides, parse_model
+
+    stored = read_manifest(checkpoint).get("spec")
+    if not stored:
+        raise PlugformerError(f"{checkpoint}: stores no spec; give a SPEC file or --data FILE")
+    raw = {k: v for k, v in stored.items() if v is not None}
+    if data is not None:
+        raw["data"] = {split: str(data)} if data.exists() else {"dataset": str(data)}
+    return parse_model(TaskSpec, apply_overrides(raw, overrides), f"{checkpoint} (stored spec)")
+
+
+@click.command()
+@click.argument("target", metavar="SPEC|CHECKPOINT")
+@click.option(
+    "--checkpoint",
+    type=click.Path(path_type=Path),
+    help="Task checkpoint directory (when the first argument is a spec).",
+)
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    help="Data file (or dataset name) to score; default: the spec's --split.",
+)
+@click.option(
+    "--split", default="test", show_default=True, type=click.Choice(["validation", "test"])
+)
+@click.option("--out", type=click.Path(path_type=Path), help="Write the result JSON here.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+def evaluate(
+    target: str,
+    checkpoint: Path | None,
+    data: Path | None,
+    split: str,
+    out: Path | None,
+    overrides: tuple[str, ...],
+) -> None:
+    """Score a task checkpoint; prints (and writes) the metrics as JSON.
+
+    \b
+    plugformer evaluate CKPT --data test.jsonl      the checkpoint's own spec, this data
+    plugformer evaluate CKPT                        the checkpoint's own spec and split
+    plugformer evaluate SPEC --checkpoint CKPT      another spec's data
+    """
+    if checkpoint is None:
+        if not _is_checkpoint(Path(target)):
+            raise PlugformerError(
+                f"{target}: not a task checkpoint; give CHECKPOINT [--data FILE] "
+                "or SPEC --checkpoint CHECKPOINT"
+            )
+        checkpoint = Path(target)
+        s = _spec_from_checkpoint(checkpoint, data, split, overrides)
+    else:
+        s = _load_spec(target, None, overrides)
+        if data is not None:
+            s = s.model_copy(
+                update={"data": s.data.model_copy(update={split: str(data), "dataset": None})}
+            )
+    from plugformer.fileio import atomic_write_json
+    from plugformer.training.finetune import evaluate as run
+
+    result = run(s, checkpoint, split=split)
+    click.echo(json.dumps(result["metrics"], indent=2))  # shown even if the file cannot be written
+    target = out or checkpoint.parent / f"eval_{split}.json"
+    try:
+        atomic_write_json(target, result)
+    except PlugformerError as exc:
+        if out is not None:  # asked for: a failure
+            raise
+        click.echo(f"plugformer: warning: result not saved ({exc}); pass --out FILE", err=True)
