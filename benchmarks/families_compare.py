@@ -31,8 +31,8 @@ from typing import Any
 def pretrain_family(name: str, out: Path, minutes: float) -> dict[str, Any]:
     """``minutes`` of the named pretraining config into ``out/name``."""
     from plugformer.config import PretrainConfig, load_config
-    from plugformer.training.pretrain import pretrain
     from plugformer.specs import resolve
+    from plugformer.training.pretrain import pretrain
 
     cfg = load_config(resolve(name, "pretrain"), PretrainConfig)
     cfg.out_dir = str(out / name)
@@ -45,8 +45,8 @@ def decode_speed(ref: str, n_prompts: int = 96, new_tokens: int = 40) -> dict[st
     from plugformer.checkpoint import load_backbone
     from plugformer.config import TaskSpec, load_config
     from plugformer.inference.decoding import Greedy, decode
-    from plugformer.training.finetune import build_task, load_examples
     from plugformer.specs import resolve
+    from plugformer.training.finetune import build_task, load_examples
 
     loaded = load_backbone(ref)  # the family named in its manifest
     model = loaded.model.eval()
@@ -79,8 +79,8 @@ def main() -> None:
     parser.add_argument("--pretrain-only", help=argparse.SUPPRESS)  # one side of step 1
     args = parser.parse_args()
 
-    from plugformer.suites.bench import run_suite
     from plugformer.fileio import atomic_write_json
+    from plugformer.suites.bench import run_suite
 
     out = args.out
     if args.pretrain_only:

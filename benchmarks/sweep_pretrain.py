@@ -63,9 +63,9 @@ def _set(cfg: Any, key: str, value: Any) -> None:
 def _task_docs_bpb(model: Any, tokenizer: Any, spec_name: str, limit: int = 400) -> float:
     """Bits/byte of a task's validation examples as pretraining documents."""
     from plugformer.config import TaskSpec, load_config
-    from plugformer.training.finetune import build_task, load_examples
-    from plugformer.suites.ngram import model_bits_per_byte, token_stream
     from plugformer.specs import resolve
+    from plugformer.suites.ngram import model_bits_per_byte, token_stream
+    from plugformer.training.finetune import build_task, load_examples
 
     spec = load_config(resolve(spec_name, "task"), TaskSpec)
     task = build_task(spec.task, spec.options, tokenizer)
@@ -77,8 +77,8 @@ def _task_docs_bpb(model: Any, tokenizer: Any, spec_name: str, limit: int = 400)
 def run_variant(name: str, changes: dict[str, Any], corpus: Path, out: Path, minutes: float):
     """Trunk then task-aware anneal with ``changes``; returns the variant's scores."""
     from plugformer.checkpoint import load_backbone
-    from plugformer.training.pretrain import pretrain
     from plugformer.suites.quickstart import TRUNK_SHARE, _pretrain_config, heldout_news
+    from plugformer.training.pretrain import pretrain
 
     share = changes.get("trunk_share", TRUNK_SHARE)
     settings = {k: v for k, v in changes.items() if k != "trunk_share"}

@@ -26,10 +26,10 @@ def finetune_fixture(name: str, n: int) -> tuple[Any, Any, list[Any]] | str:
     dataset cache, with a BPE trained on them; or why the task is skipped."""
     from plugformer import plugins
     from plugformer.data.cache import load_split
-    from plugformer.training.finetune import build_task
     from plugformer.specs import resolve
     from plugformer.suites.config import load_spec
     from plugformer.testing import tokenizer_for
+    from plugformer.training.finetune import build_task
 
     if f"{name}-smoke" not in plugins.named_specs("task"):
         return f"no spec named {name}-smoke"
@@ -67,10 +67,10 @@ def plain_step(task: Any, backbone: Any, head: Any, batches: list[Any], clip: fl
 
 def bench_finetune(args: argparse.Namespace, tmp: Path) -> None:
     from plugformer import plugins
-    from plugformer.training.finetune import FinetuneModule, _loaders, _RngState, _trainer
     from plugformer.models.gpt import GPT
-    from plugformer.training.schedule import BudgetSchedule
     from plugformer.training.common import seed_everything
+    from plugformer.training.finetune import FinetuneModule, _loaders, _RngState, _trainer
+    from plugformer.training.schedule import BudgetSchedule
 
     wanted = [t for t in args.finetune_tasks.split(",") if t]
     warm, k, reps = (2, 2, 3) if args.quick else (3, 4, 5)

@@ -47,8 +47,8 @@ def bench_generate(args: argparse.Namespace, tmp: Path) -> None:
     import copy
 
     from plugformer.inference.generation import SamplingConfig, generate
-    from plugformer.models.gpt import GPT
     from plugformer.inference.quantize import autocast, prepare
+    from plugformer.models.gpt import GPT
 
     new = 200
     prompt_len = 16
