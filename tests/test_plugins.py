@@ -180,6 +180,7 @@ def test_load_only_selected_plugins(thirdparty: Path) -> None:
         "configs",
         "tasks",
         "encdec",
+        "commands",
     }
 
 
