@@ -16,32 +16,9 @@ from typing import Any
 
 import harness as H
 import torch
-from harness import ROWS, add_row, sync
+from harness import ROWS, add_row, sync, task_fixture
 from train import Interleave
 from twins import model_config
-
-
-def finetune_fixture(name: str, n: int) -> tuple[Any, Any, list[Any]] | str:
-    """(task, spec, examples): ``n`` real training examples of the task's smoke spec from the
-    dataset cache, with a BPE trained on them; or why the task is skipped."""
-    from plugformer import plugins
-    from plugformer.data.cache import load_split
-    from plugformer.specs import resolve
-    from plugformer.suites.config import load_spec
-    from plugformer.testing import tokenizer_for
-    from plugformer.training.finetune import build_task
-
-    if f"{name}-smoke" not in plugins.named_specs("task"):
-        return f"no spec named {name}-smoke"
-    spec = load_spec(resolve(f"{name}-smoke", "task"), {}, 0)
-    try:
-        rows = load_split(spec.data.dataset, "train")[:n]
-    except Exception as exc:  # not cached and no network: say so, measure the others
-        return f"dataset {spec.data.dataset!r} unavailable ({type(exc).__name__})"
-    task = build_task(name, spec.options, tokenizer_for(rows, vocab_size=2000))
-    examples = [task.parse_example(r) for r in rows]
-    task.prepare(examples)
-    return task, spec, examples
 
 
 def plain_step(task: Any, backbone: Any, head: Any, batches: list[Any], clip: float):
@@ -78,7 +55,7 @@ def bench_finetune(args: argparse.Namespace, tmp: Path) -> None:
         if name not in plugins.tasks().names():
             ROWS.append({"group": "finetune", "name": f"{name} skipped", "note": "not installed"})
             continue
-        fixture = finetune_fixture(name, 512)
+        fixture = task_fixture(name, 512, "train")
         if isinstance(fixture, str):
             ROWS.append({"group": "finetune", "name": f"{name} skipped", "note": fixture})
             continue

@@ -169,3 +169,27 @@ def versions() -> dict[str, str]:
         ).stdout.strip()
         out["git_core_dirty"] = bool(dirty)
     return out
+
+
+def task_fixture(name: str, n: int, split: str) -> tuple[Any, Any, list[Any]] | str:
+    """(task, spec, examples): ``n`` real ``split`` examples of the task's smoke spec
+    (``<task>-smoke``) from the dataset cache, with a BPE trained on them; or why the task
+    is skipped (the eval and finetune groups share it)."""
+    from plugformer import plugins
+    from plugformer.data.cache import load_split
+    from plugformer.specs import resolve
+    from plugformer.suites.config import load_spec
+    from plugformer.testing import tokenizer_for
+    from plugformer.training.finetune import build_task
+
+    if f"{name}-smoke" not in plugins.named_specs("task"):
+        return f"no spec named {name}-smoke"
+    spec = load_spec(resolve(f"{name}-smoke", "task"), {}, 0)
+    try:
+        rows = load_split(spec.data.dataset, split)[:n]
+    except Exception as exc:  # not cached and no network: say so, measure the others
+        return f"dataset {spec.data.dataset!r} unavailable ({type(exc).__name__})"
+    task = build_task(name, spec.options, tokenizer_for(rows, vocab_size=2000))
+    examples = [task.parse_example(r) for r in rows]
+    task.prepare(examples)
+    return task, spec, examples

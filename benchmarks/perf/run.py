@@ -33,7 +33,17 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness as H
 from finetune import bench_finetune
-from harness import ROWS, add_row, append_result, hardware, now, summarize, sync, table
+from harness import (
+    ROWS,
+    add_row,
+    append_result,
+    hardware,
+    now,
+    summarize,
+    sync,
+    table,
+    task_fixture,
+)
 from train import bench_data, bench_reference, bench_train
 from twins import VOCAB, hf_twin, model_config
 
@@ -130,30 +140,6 @@ def bench_generate(args: argparse.Namespace, tmp: Path) -> None:
 # --------------------------------------------------------------------------- eval
 
 
-def eval_fixture(name: str, n: int) -> tuple[Any, list[Any]] | str:
-    """(task, examples): ``n`` real test examples of the task's smoke spec (``<task>-smoke``)
-    from the dataset cache, with a BPE trained on them; or why the task is skipped."""
-    from plugformer import plugins
-    from plugformer.data.cache import load_split
-    from plugformer.specs import resolve
-    from plugformer.suites.config import load_spec
-    from plugformer.testing import tokenizer_for
-    from plugformer.training.finetune import build_task
-
-    if f"{name}-smoke" not in plugins.named_specs("task"):
-        return f"no spec named {name}-smoke"
-    spec_path = resolve(f"{name}-smoke", "task")
-    spec = load_spec(spec_path, {}, 0)
-    try:
-        rows = load_split(spec.data.dataset, "test")[:n]
-    except Exception as exc:  # not cached and no network: say so, measure the others
-        return f"dataset {spec.data.dataset!r} unavailable ({type(exc).__name__})"
-    task = build_task(name, spec.options, tokenizer_for(rows, vocab_size=2000))
-    examples = [task.parse_example(r) for r in rows]
-    task.prepare(examples)
-    return task, examples
-
-
 def bench_eval(args: argparse.Namespace, tmp: Path) -> None:
     """examples/s of ``Predictor.score`` (encode, collate, forward, decode, metrics) on real test
     examples, against the bare forward pass on pre-collated batches. For generative tasks
@@ -168,11 +154,11 @@ def bench_eval(args: argparse.Namespace, tmp: Path) -> None:
         return
     n, bs = (64, 32) if args.quick else (128, 32)
     for name in names:
-        fixture = eval_fixture(name, n)
+        fixture = task_fixture(name, n, "test")
         if isinstance(fixture, str):
             ROWS.append({"group": "eval", "name": f"{name} skipped", "note": fixture})
             continue
-        task, examples = fixture
+        task, _, examples = fixture
         torch.manual_seed(0)
         backbone = GPT(model_config(vocab_size=task.tokenizer.vocab_size)).to(H.DEVICE)
         head = task.build_head(backbone).to(H.DEVICE)
