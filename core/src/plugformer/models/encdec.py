@@ -41,8 +41,8 @@ from plugformer.models.gpt import (
     Attention,
     Block,
     KVCache,
+    add_lm_head_and_rope,
     make_norm,
-    rope_tables,
     scale_residual_init,
 )
 from plugformer.tokenizer import SPECIAL_TOKENS
@@ -160,13 +160,7 @@ class EncoderDecoder(nn.Module):
         self.enc_norm = make_norm(cfg)
         self.decoder = nn.ModuleList(DecoderBlock(cfg) for _ in range(cfg.n_layers))
         self.norm = make_norm(cfg)
-        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
-        if cfg.tie_embeddings:
-            self.lm_head.weight = self.wte.weight
-        if cfg.positions == "rope":
-            cos, sin = rope_tables(cfg.d_model // cfg.n_heads, cfg.max_seq_len)
-            self.register_buffer("rope_cos", cos, persistent=False)
-            self.register_buffer("rope_sin", sin, persistent=False)
+        add_lm_head_and_rope(self, cfg)
         self.apply(GPT._init_weights)
         scale_residual_init(self, n_enc + 2 * cfg.n_layers)  # residual branches that write
 

@@ -182,6 +182,19 @@ class Block(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
+def add_lm_head_and_rope(model: nn.Module, cfg: ModelConfig) -> None:
+    """Give ``model`` (which has ``wte``) its LM head (tied to ``wte`` when
+    ``cfg.tie_embeddings``) and, for rotary positions, the ``rope_cos``/``rope_sin`` tables:
+    the output side every native family shares."""
+    model.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+    if cfg.tie_embeddings:
+        model.lm_head.weight = model.wte.weight
+    if cfg.positions == "rope":
+        cos, sin = rope_tables(cfg.d_model // cfg.n_heads, cfg.max_seq_len)
+        model.register_buffer("rope_cos", cos, persistent=False)
+        model.register_buffer("rope_sin", sin, persistent=False)
+
+
 def scale_residual_init(model: nn.Module, branches: int) -> None:
     """GPT-2's scaled init of the projections that write into the residual stream (std
     0.02 / sqrt(branches)): keeps the stream's variance flat however deep the model."""
@@ -210,13 +223,7 @@ class GPT(nn.Module):
         )
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm = make_norm(cfg)
-        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
-        if cfg.tie_embeddings:
-            self.lm_head.weight = self.wte.weight
-        if cfg.positions == "rope":
-            cos, sin = rope_tables(cfg.d_model // cfg.n_heads, cfg.max_seq_len)
-            self.register_buffer("rope_cos", cos, persistent=False)
-            self.register_buffer("rope_sin", sin, persistent=False)
+        add_lm_head_and_rope(self, cfg)
         self.apply(self._init_weights)
         scale_residual_init(self, 2 * cfg.n_layers)
 
