@@ -142,3 +142,25 @@ def test_shorthand_and_bad_data_give_one_line(
     with pytest.raises(SystemExit) as exc:
         main(["finetune", "sentimnt", "--data", str(bad), "--backbone", str(micro_checkpoint)])
     assert "did you mean 'sentiment'" in capsys.readouterr().err
+
+
+def test_bf16_mixed_fine_tuning_clips_with_the_fused_optimizer(
+    micro_checkpoint: Path, tmp_path: Path
+) -> None:
+    """Lightning's mixed-precision plugin refuses to clip gradients for a fused optimizer;
+    on a CPU with native bf16 (where precision "auto" is bf16-mixed) every fine-tune stopped
+    at its first step. plugformer clips itself, in any precision."""
+    if "sentiment" not in plugins.tasks().names():
+        pytest.skip("sentiment plugin not installed")
+    import plugformer
+    from plugformer.config import TaskSpec
+
+    rows, _ = _sentiment(tmp_path)
+    (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows["train"]) + "\n")
+    spec = TaskSpec(
+        task="sentiment",
+        data={"train": str(tmp_path / "train.jsonl")},
+        finetune={"max_steps": 3, "batch_size": 4, "grad_clip": 0.5, "precision": "bf16-mixed"},
+    )
+    summary = plugformer.finetune(spec, backbone=str(micro_checkpoint), out_dir=tmp_path / "run")
+    assert summary["steps"] == 3

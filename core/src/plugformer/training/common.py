@@ -22,6 +22,7 @@ __all__ = [
     "attention_kernels",
     "build_trainer",
     "check_resumable",
+    "clip_gradients",
     "cosine_schedule",
     "param_groups",
     "resolve_compile",
@@ -153,6 +154,26 @@ def check_finite(loss: torch.Tensor, step: int, what: str = "loss") -> None:
             f"{what} became {loss.item()} at step {step}; stopping (the last good checkpoint is kept). "
             "Try a lower optim.lr or trainer.precision = '32-true'"
         )
+
+
+def clip_gradients(module: Any, parameters: Any, clip_val: Any, fp16: bool = False) -> None:
+    """Clip the global gradient norm and refuse a non-finite one, from one norm computation.
+
+    What every ``LightningModule.configure_gradient_clipping`` of plugformer does, in place of
+    Lightning's: its mixed-precision plugin refuses to clip for a fused optimizer (it assumes
+    a GradScaler unscales inside the step), although bf16 has no scaler — fine-tuning on a CPU
+    with native bf16 stopped at the first step. A finite loss can still give inf/nan
+    gradients, and one such step would poison the weights the next checkpoint saves (fp16's
+    GradScaler skips those steps itself, so it is not checked). Under DDP the gradients are
+    already all-reduced here, so every process stops at the same step.
+    """
+    limit = float(clip_val) if clip_val else float("inf")
+    grads = [p for p in parameters if p.grad is not None]
+    if not grads:
+        return
+    norm = torch.nn.utils.clip_grad_norm_(grads, limit, foreach=True)
+    if not fp16:
+        check_finite(norm, module.global_step, "gradient norm")
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

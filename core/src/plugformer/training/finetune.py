@@ -25,7 +25,7 @@ from plugformer.config import TaskSpec
 from plugformer.errors import CheckpointError, DataError, PlugformerError
 from plugformer.inference.predictor import Predictor, eval_collate
 from plugformer.models.families import freeze_layers
-from plugformer.training.common import adamw, check_finite, param_groups
+from plugformer.training.common import adamw, check_finite, clip_gradients, param_groups
 from plugformer.training.schedule import BudgetSchedule
 
 __all__ = [
@@ -170,6 +170,13 @@ class FinetuneModule(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self.test_results = self._log_metrics(self.test_metrics, "test")
+
+    def configure_gradient_clipping(
+        self, optimizer: Any, gradient_clip_val: Any = None, gradient_clip_algorithm: Any = None
+    ) -> None:
+        """Clip the global gradient norm and refuse a non-finite one (:func:`clip_gradients`)."""
+        fp16 = str(self.trainer.precision).startswith("16")
+        clip_gradients(self, self.parameters(), gradient_clip_val, fp16)
 
     def configure_optimizers(self) -> Any:
         ft = self.spec.finetune

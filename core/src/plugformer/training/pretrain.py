@@ -28,6 +28,7 @@ from plugformer.training.common import (
     attention_kernels,
     check_finite,
     check_resumable,
+    clip_gradients,
     param_groups,
     resolve_compile,
 )
@@ -75,16 +76,9 @@ class PretrainModule(L.LightningModule):
     def configure_gradient_clipping(
         self, optimizer: Any, gradient_clip_val: Any = None, gradient_clip_algorithm: Any = None
     ) -> None:
-        """Clip the global gradient norm and refuse a non-finite one, from one norm computation.
-
-        A finite loss can still give inf/nan gradients, and one such step would poison the
-        weights the next checkpoint saves. Under DDP the gradients are already all-reduced
-        here, so every process stops at the same step.
-        """
-        limit = float(gradient_clip_val) if gradient_clip_val else float("inf")
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), limit, foreach=True)
-        if not str(self.trainer.precision).startswith("16"):  # fp16's GradScaler skips inf steps
-            check_finite(norm, self.global_step, "gradient norm")
+        """Clip the global gradient norm and refuse a non-finite one (:func:`clip_gradients`)."""
+        fp16 = str(self.trainer.precision).startswith("16")
+        clip_gradients(self, self.model.parameters(), gradient_clip_val, fp16)
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
         x, y = self.objective.make_batch(batch, self.config.model.vocab_size, self.mask_id)
