@@ -155,7 +155,9 @@ def test_windows_cover_the_context_and_offsets_are_exact(
         c = f["context_offset"]
         assert f["input_ids"][c - 1] == tokenizer.sep_id
         assert f["input_ids"][: c - 1] == tokenizer.encode(example.question)
-        window_ids = f["input_ids"][c:]
+        assert f["input_ids"][-1] == tokenizer.sep_id  # the query the pointer reads from
+        window_ids = f["input_ids"][c:-1]
+        assert len(window_ids) == len(f["offsets"])
         pos = offsets.index(f["offsets"][0])  # where the window starts in the context's tokens
         assert (
             window_ids == ids[pos : pos + len(window_ids)]
@@ -194,8 +196,9 @@ def test_an_answer_across_a_window_boundary_is_decoded_from_the_window_holding_i
     _, offsets = tokenizer.encode_with_offsets(context)
     first = min(t for t, (s, e) in enumerate(offsets) if e > start)  # the answer's first token
     prefix = len(tokenizer.encode(row["question"])) + 1
-    # Windows of first + 1 context tokens that do not overlap: the first boundary cuts the answer.
-    task = QATask({"max_length": prefix + first + 1, "doc_stride": first + 1}, tokenizer)
+    # Windows of first + 1 context tokens (then the query <sep>) that do not overlap: the first
+    # boundary cuts the answer.
+    task = QATask({"max_length": prefix + first + 2, "doc_stride": first + 1}, tokenizer)
     example = task.parse_example(row)
     feats = task.encode(example, train=True)
     assert len(feats[0]["offsets"]) == first + 1 and feats[0]["offsets"][-1][1] < start + len(
@@ -206,7 +209,7 @@ def test_an_answer_across_a_window_boundary_is_decoded_from_the_window_holding_i
     )  # <sep>
 
     # With overlapping windows the answer lies whole in a later window; decoding finds it there.
-    task = QATask({"max_length": prefix + first + 1, "doc_stride": 2}, tokenizer)
+    task = QATask({"max_length": prefix + first + 2, "doc_stride": 2}, tokenizer)
     feats = task.encode(example, train=True)
     holding = next(r for r, f in enumerate(feats) if f["start_position"] >= f["context_offset"])
     assert holding > 0
@@ -229,7 +232,7 @@ def test_decoding_takes_the_best_window_of_each_example(tokenizer: Any) -> None:
     start, end = logits_for(batch, {0: (c0, c0 + 1, 2.0), last_of_first: (c1, c1, 3.0)})
     preds = task.decode(start, end, batch)
     offsets = batch["offsets"][last_of_first]
-    expected = example.context[offsets[0][0] : offsets[0][1]].strip()
+    expected = example.context[slice(*task._tidy(example.context, *offsets[0]))]  # whole words
     assert len(preds) == 2 and preds[0]["answer"] == expected
     assert preds[0]["score"] == pytest.approx(6.0)
     assert LONG[preds[0]["answer_start"] :].startswith(expected)
@@ -563,3 +566,30 @@ def test_plugin_module_does_not_import_torch() -> None:
     code = "import sys, plugformer_qa.plugin; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_an_untrained_head_adds_the_language_models_next_token_log_probs_to_the_start(
+    tokenizer: Any,
+) -> None:
+    """On a causal LM the start logits are the linear score plus the model's log-probability,
+    at the window's query <sep>, of each window token as the next one; the pointer is zero."""
+    task = QATask({"max_length": 24}, tokenizer)
+    backbone = micro_gpt(tokenizer).eval()
+    head = task.build_head(backbone).eval()
+    batch = eval_batch(task, parse(task, TEST[:2]))
+    assert (
+        batch["input_ids"][torch.arange(len(batch["query_index"])), batch["query_index"]]
+        == tokenizer.sep_id
+    ).all()
+    with torch.no_grad():
+        out = task.forward(backbone, head, batch)
+        hidden = backbone(batch["input_ids"], batch["attention_mask"])  # (B, T, C)
+        linear = head.proj(hidden)[..., 0]  # (B, T)
+        for row, q in enumerate(batch["query_index"].tolist()):
+            logp = torch.log_softmax(backbone.lm_logits(hidden[row, q]), dim=-1)  # (V,)
+            allowed = batch["context_mask"][row]
+            expected = linear[row] + logp[batch["input_ids"][row]]
+            torch.testing.assert_close(out["start_logits"][row][allowed], expected[allowed])
+            torch.testing.assert_close(
+                out["end_logits"][row][allowed], head.proj(hidden)[row, :, 1][allowed]
+            )

@@ -4,10 +4,12 @@ Data flow (``W`` = window, the backbone's context length or ``options.max_length
 
     {"question", "context", "answers": [{"text", "answer_start"}]}
         ──encode──▶ one feature per context window:
-                    input_ids = question tokens + <sep> + a slice of the context tokens
+                    input_ids = question tokens + <sep> + a slice of the context tokens + <sep>
                     offsets   = (char start, char end) in the context of each of those tokens
         ──collate─▶ input_ids, attention_mask, context_mask (B, T); start/end_positions (B,)
-        ──backbone─▶ hidden (B, T, C) ──linear──▶ start_logits, end_logits (B, T)
+        ──backbone─▶ hidden (B, T, C) ──SpanHead──▶ start_logits, end_logits (B, T)
+                    (a linear score per token + a pointer from the last <sep>, the query,
+                    + on a language model its prediction there of the answer's first token)
         ──decode──▶ best span over all windows of an example ──▶ context[char_start:char_end]
 
 The question comes first so that a causal backbone's context tokens have read it. Contexts
@@ -105,18 +107,38 @@ class QAOptions(TaskOptions):
 class SpanHead(nn.Module):
     """Start and end logits per token: hidden (B, T, C) → two (B, T) tensors.
 
+    Each token's logits are a linear score of its own hidden state plus a pointer score
+    against the *query*, the hidden state at the window's last token (``<sep>``), which has
+    read the question and the whole window — a causal backbone's context tokens have not
+    seen what follows them, so only the query can compare all candidates. On a causal
+    language model the start logit also gets the model's own prediction at the query: the
+    log-probability that the answer begins with that token (``copy``, from
+    :meth:`QATask.forward`), the document format task-aware pretraining teaches (``question
+    <sep> context <sep> answer``). The pointer starts at zero and the copy weight at one, so
+    an untrained head is the linear head plus what the language model already knows.
+
     Positions a label cannot take (question, padding) are masked to the lowest float; the
-    ``<sep>`` stays open because it labels windows without the answer.
+    first ``<sep>`` stays open because it labels windows without the answer.
     """
 
     def __init__(self, d_model: int) -> None:
         super().__init__()
         self.proj = nn.Linear(d_model, 2)
+        self.pointer = nn.Linear(d_model, 2 * d_model)
+        nn.init.zeros_(self.pointer.weight)
+        nn.init.zeros_(self.pointer.bias)
+        self.copy_weight = nn.Parameter(torch.ones(()))
+        self.scale = d_model**-0.5
 
     def forward(self, hidden: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        start, end = self.proj(hidden).float().unbind(dim=-1)  # (B, T), (B, T)
+        rows = torch.arange(hidden.size(0), device=hidden.device)
+        query = hidden[rows, batch["query_index"]]  # (B, C)
+        keys = self.pointer(query).view(-1, 2, hidden.size(-1))  # (B, 2, C)
+        pointed = torch.einsum("btc,bkc->btk", hidden, keys) * self.scale  # (B, T, 2)
+        start, end = (self.proj(hidden) + pointed).float().unbind(dim=-1)  # (B, T), (B, T)
+        if "copy" in batch:
+            start = start + self.copy_weight * batch["copy"]
         allowed = batch["context_mask"].clone()  # (B, T)
-        rows = torch.arange(allowed.size(0), device=allowed.device)
         allowed[rows, batch["context_offset"] - 1] = True
         lowest = torch.finfo(start.dtype).min
         return {
@@ -258,7 +280,7 @@ class QATask(Task):
         tok = self.tokenizer
         keep = min(self.options.max_question_tokens, self.max_len // 2)
         prefix = [*tok.encode(example.question)[:keep], tok.sep_id]
-        span = self.max_len - len(prefix)  # context tokens per window
+        span = self.max_len - len(prefix) - 1  # context tokens per window, then the query <sep>
         if span < 1:
             raise PlugformerError(f"task 'qa': {self.max_len} tokens leave no room for the context")
         stride = min(self.options.doc_stride or max(1, span // 2), span)
@@ -275,7 +297,7 @@ class QATask(Task):
             # context_offset: position of the first context token; offsets: the character
             # span in the context of each context token of the window.
             feature: dict[str, Any] = {
-                "input_ids": prefix + ids[start:end],
+                "input_ids": [*prefix, *ids[start:end], tok.sep_id],
                 "context_offset": len(prefix),
                 "offsets": offsets[start:end],
             }
@@ -290,10 +312,12 @@ class QATask(Task):
     def pretrain_documents(self, examples: Sequence[QAExample]) -> Iterator[str]:
         """``question <sep> context <sep> answer``: question first, as ``encode`` puts it, so a
         causal model reads the question before the passage it must search; then the answer
-        to be copied out of the passage."""
+        to be copied out of the passage, after a space: a word inside a passage is one token
+        with its leading space, and the answer must start with that same token for the
+        model's prediction at the query ``<sep>`` to point at it (:class:`SpanHead`)."""
         for ex in examples:
             if ex.answers:
-                yield f"{ex.question}{SEP}{ex.context}{SEP}{ex.answers[0].text}"
+                yield f"{ex.question}{SEP}{ex.context}{SEP} {ex.answers[0].text}"
 
     def collate(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         B, T = len(features), max(len(f["input_ids"]) for f in features)
@@ -310,6 +334,7 @@ class QATask(Task):
             "attention_mask": attention_mask,
             "context_mask": context_mask,
             "context_offset": self._longs(features, "context_offset"),
+            "query_index": torch.tensor([len(f["input_ids"]) - 1 for f in features]),  # (B,)
             "offsets": [f["offsets"] for f in features],
         }
         if all("start_position" in f for f in features):
@@ -329,6 +354,18 @@ class QATask(Task):
     def build_head(self, backbone: Any) -> SpanHead:
         self.check_backbone(backbone)
         return SpanHead(backbone.d_model)
+
+    def forward(self, backbone: Any, head: nn.Module, batch: dict[str, Any]) -> Any:
+        """The head on the backbone's hidden states; on a language model (``causal`` with an
+        LM head) ``batch["copy"]`` is added first: at each window's query ``<sep>``, the
+        log-probability the model gives each of the window's tokens as the next one (B, T)."""
+        hidden = backbone(batch["input_ids"], batch.get("attention_mask"))  # (B, T, C)
+        if getattr(backbone, "causal", False) and hasattr(backbone, "lm_logits"):
+            rows = torch.arange(hidden.size(0), device=hidden.device)
+            query = hidden[rows, batch["query_index"]]  # (B, C)
+            logp = F.log_softmax(backbone.lm_logits(query).float(), dim=-1)  # (B, V)
+            batch = {**batch, "copy": logp.gather(1, batch["input_ids"])}  # (B, T)
+        return head(hidden, batch)
 
     def loss(self, outputs: dict[str, torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
         start = F.cross_entropy(outputs["start_logits"], batch["start_positions"])
