@@ -162,12 +162,6 @@ def test_sigterm_during_pretraining_writes_a_checkpoint_and_resumes(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="open finding (2026-12-01, 2-core AVX-512/AMX CPU, fp32 and bf16 alike): after the "
-    "resumes 17 -> 37 -> done, the best validation step was 30 where the uninterrupted run's "
-    "was 12, although two uninterrupted runs agree exactly; on the previous machine it passed",
-)
 def test_chaos_signals_then_resume_or_rerun_match_the_uninterrupted_run(
     micro_checkpoint: Path, tmp_path: Path
 ) -> None:

@@ -247,7 +247,11 @@ class _ResumableOrder(torch.utils.data.Sampler[int]):
         self.n, self.seed, self.total, self.start = n, seed, total, start
 
     def __len__(self) -> int:
-        return max(0, self.total - self.start)
+        # The whole stream, also when resumed: Lightning counts a resumed run's batches on
+        # from the checkpoint's position in the (single) epoch, so an epoch of only the
+        # remaining batches ended early and started the stream again from ``start``,
+        # replaying batches (found 2026-12-01: a run resumed at step 17 diverged after 23).
+        return self.total
 
     def __iter__(self) -> Iterator[int]:
         epoch, perm = -1, None
