@@ -156,7 +156,7 @@ def check_finite(loss: torch.Tensor, step: int, what: str = "loss") -> None:
         )
 
 
-def clip_gradients(module: Any, parameters: Any, clip_val: Any, fp16: bool = False) -> None:
+def clip_gradients(module: Any, parameters: Any, clip_val: Any) -> None:
     """Clip the global gradient norm and refuse a non-finite one, from one norm computation.
 
     What every ``LightningModule.configure_gradient_clipping`` of plugformer does, in place of
@@ -172,7 +172,7 @@ def clip_gradients(module: Any, parameters: Any, clip_val: Any, fp16: bool = Fal
     if not grads:
         return
     norm = torch.nn.utils.clip_grad_norm_(grads, limit, foreach=True)
-    if not fp16:
+    if not str(module.trainer.precision).startswith("16"):
         check_finite(norm, module.global_step, "gradient norm")
 
 

@@ -175,8 +175,7 @@ class FinetuneModule(L.LightningModule):
         self, optimizer: Any, gradient_clip_val: Any = None, gradient_clip_algorithm: Any = None
     ) -> None:
         """Clip the global gradient norm and refuse a non-finite one (:func:`clip_gradients`)."""
-        fp16 = str(self.trainer.precision).startswith("16")
-        clip_gradients(self, self.parameters(), gradient_clip_val, fp16)
+        clip_gradients(self, self.parameters(), gradient_clip_val)
 
     def configure_optimizers(self) -> Any:
         ft = self.spec.finetune

@@ -77,8 +77,7 @@ class PretrainModule(L.LightningModule):
         self, optimizer: Any, gradient_clip_val: Any = None, gradient_clip_algorithm: Any = None
     ) -> None:
         """Clip the global gradient norm and refuse a non-finite one (:func:`clip_gradients`)."""
-        fp16 = str(self.trainer.precision).startswith("16")
-        clip_gradients(self, self.model.parameters(), gradient_clip_val, fp16)
+        clip_gradients(self, self.model.parameters(), gradient_clip_val)
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
         x, y = self.objective.make_batch(batch, self.config.model.vocab_size, self.mask_id)
