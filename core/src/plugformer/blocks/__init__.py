@@ -9,6 +9,9 @@ A new task is usually a subclass of one base with its fields named:
 :class:`TaggingTask`        one label per word, scored by span F1
 ========================== ===============================================================
 
+The pointer-generator of :mod:`plugformer.blocks.copy` (``pointer = true`` on a
+:class:`ConditionalGenerationTask`) lets generation copy the prompt's tokens.
+
 Shared pieces: :func:`encode_fields` (several fields with longest-first truncation),
 :func:`pad_collate`, :class:`LabelSet`, :class:`PooledHead` / :class:`TokenHead`, standard
 metrics (:class:`SpanF1`, :class:`MeanOf`, :func:`classification_metrics`) and baselines

@@ -6,6 +6,10 @@ always has room. Decoding is greedy by default (``decode`` is the one method a s
 overrides for beam search or sampling). Metrics are sacreBLEU's corpus BLEU and chrF on the
 decoded text; the baseline copies the prompt.
 
+The head is the backbone's own LM head, or with the option ``pointer = true`` a
+pointer-generator (:mod:`plugformer.blocks.copy`) that can also copy the prompt's tokens:
+training, likelihoods and every decoding strategy then use its mixture.
+
 A subclass names its fields and output key::
 
     class HeadlineTask(ConditionalGenerationTask):
@@ -18,10 +22,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
+import torch
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from torch import nn
 
-from plugformer.errors import DataError
+from plugformer.errors import DataError, PlugformerError
 from plugformer.lm_task import IGNORE, CausalLMTask
 from plugformer.metric_info import MetricInfo
 from plugformer.tasks import SEP, Baseline, TaskOptions
@@ -51,6 +56,9 @@ class GenerationOptions(TaskOptions):
     """Example field of the prompt (default: the class's ``source_field``)."""
     target_field: str | None = None
     """Example field of the target (default: the class's ``target_field``)."""
+    pointer: bool = False
+    """Add a pointer-generator head that can copy the prompt's tokens (names, phrases) besides
+    the LM head (:mod:`plugformer.blocks.copy`); decoder-only backbones."""
 
 
 class ConditionalGenerationTask(CausalLMTask):
@@ -89,6 +97,62 @@ class ConditionalGenerationTask(CausalLMTask):
         for ex in examples:
             if getattr(ex, self.tgt) is not None:
                 yield f"{getattr(ex, self.src)}{SEP}{getattr(ex, self.tgt)}"
+
+    # ------------------------------------------------------------------ model
+    def check_backbone(self, backbone: Any) -> None:
+        """Refuse ``pointer`` on a backbone that decodes on its own (an encoder–decoder)."""
+        super().check_backbone(backbone)
+        if getattr(self.options, "pointer", False) and hasattr(backbone, "incremental"):
+            raise PlugformerError(
+                f"task {self.name!r}: option pointer = true needs a decoder-only backbone "
+                "(the pointer reads the prompt's hidden states); set pointer = false"
+            )
+
+    def build_head(self, backbone: Any) -> nn.Module:
+        """The pointer-generator's :class:`~plugformer.blocks.copy.CopyHead` with ``pointer``,
+        else nothing: the backbone's LM head is the head."""
+        self.check_backbone(backbone)
+        if not getattr(self.options, "pointer", False):
+            return nn.Module()
+        from plugformer.blocks.copy import CopyHead
+
+        return CopyHead(backbone.d_model)
+
+    def forward(self, backbone: Any, head: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+        """Vocabulary logits (B, T, V); with ``pointer``, the mixture's log-probabilities."""
+        if not self._copies(head):
+            return super().forward(backbone, head, batch)
+        hidden = backbone(batch["input_ids"])  # (B, T, C)
+        return head.sequence_log_probs(  # type: ignore[operator]
+            backbone, hidden, batch["input_ids"], batch["attention_mask"], batch["prompt_length"]
+        )
+
+    def train_loss(self, backbone: Any, head: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+        """Mean NLL of the target tokens; with ``pointer``, of the mixture at those positions only."""
+        if not self._copies(head):
+            return super().train_loss(backbone, head, batch)
+        hidden = backbone(batch["input_ids"])  # (B, T, C)
+        target_lprobs = head.sequence_log_probs(  # type: ignore[operator]
+            backbone,
+            hidden,
+            batch["input_ids"],
+            batch["attention_mask"],
+            batch["prompt_length"],
+            labels=batch["labels"],
+        )  # (N,)
+        return -target_lprobs.mean()
+
+    @staticmethod
+    def _copies(head: nn.Module) -> bool:
+        return hasattr(head, "sequence_log_probs")
+
+    def decoder(self, backbone: Any, head: nn.Module) -> Any:
+        """The model ``decode`` runs: the backbone, or with ``pointer`` the pointer-generator."""
+        if not self._copies(head):
+            return backbone
+        from plugformer.blocks.copy import PointerGenerator
+
+        return PointerGenerator(backbone, head)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ tensors
     def prompt_budget(self) -> int | None:
@@ -132,7 +196,7 @@ class ConditionalGenerationTask(CausalLMTask):
         return generate(backbone, prompts, cfg, eos_id=tok.eos_id, pad_id=tok.pad_id)
 
     def predict(self, backbone: Any, head: nn.Module, batch: dict[str, Any]) -> list[Any]:
-        outputs = self.decode(backbone, self.prompts(batch))
+        outputs = self.decode(self.decoder(backbone, head), self.prompts(batch))
         return [{self.output_key: self.tokenizer.decode(o).strip()} for o in outputs]
 
     # ------------------------------------------------------------------ metrics

@@ -10,8 +10,10 @@ Examples come in two kinds (one model, :class:`GenerationExample`):
 
 ``labels[t]`` is the token position ``t`` must predict (the next one) or ``-100``.
 
-Head. None of its own: the backbone's LM head is the generation head (see the translation
-plugin for the reasoning); a generation checkpoint is the fine-tuned backbone.
+Head. None of its own by default: the backbone's LM head is the generation head (see the
+translation plugin for the reasoning); a generation checkpoint is the fine-tuned backbone.
+With ``pointer = true`` the core's pointer-generator head (:mod:`plugformer.blocks.copy`) can
+also copy the prompt's words, which headlines reuse (news-headlines turns it on).
 
 Evaluation. ``predict`` scores each example's reference with the model (summed NLL, scored
 tokens, UTF-8 bytes of the scored text) and, for pairs, samples a completion after ``prompt
@@ -195,8 +197,9 @@ class GenerationTask(ConditionalGenerationTask):
             scored[e] += [t for t in row_labels if t != IGNORE]
             if prompt_length:
                 prompts[e] = batch["input_ids"][row, :prompt_length].tolist()
+        decoder = self.decoder(backbone, head)
         completions = dict(
-            zip(prompts, self._complete(backbone, list(prompts.values())), strict=True)
+            zip(prompts, self._complete(decoder, list(prompts.values())), strict=True)
         )
         predictions = []
         for e in range(len(examples)):
@@ -210,8 +213,9 @@ class GenerationTask(ConditionalGenerationTask):
             predictions.append(prediction)
         return predictions
 
-    def _complete(self, backbone: Any, prompts: list[list[int]]) -> list[str]:
-        """Sampled completions of ``prompts``, each cut before the first stop string."""
+    def _complete(self, decoder: Any, prompts: list[list[int]]) -> list[str]:
+        """Sampled completions of ``prompts`` by ``decoder`` (the backbone, or with ``pointer`` the
+        pointer-generator), each cut before the first stop string."""
         if not prompts:
             return []
         o, tok = self.options, self.tokenizer
@@ -228,7 +232,7 @@ class GenerationTask(ConditionalGenerationTask):
             return any(s in tok.decode(ids) for s in o.stop)
 
         outputs = generate(
-            backbone, prompts, cfg, tok.eos_id, tok.pad_id, stop_check=stopped if o.stop else None
+            decoder, prompts, cfg, tok.eos_id, tok.pad_id, stop_check=stopped if o.stop else None
         )
         return [self._cut(tok.decode(ids)).strip() for ids in outputs]
 
