@@ -47,6 +47,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
     "lr3e-3": {"optim.lr": 3e-3},
     "ctx64": {"model.max_seq_len": 64, "trainer.batch_size": 32},
+    "vocab4096": {"tokenizer.vocab_size": 4096},
+    "vocab2048": {"tokenizer.vocab_size": 2048},
 }
 """Settings changed from the quickstart's configs (``trunk_share`` is the trunk's share of
 the minutes; everything else is a dotted config key set on both phases)."""
