@@ -182,27 +182,19 @@ class CopyIncremental(CausalIncremental):
         self.head = head
 
     def start(self) -> torch.Tensor:
-        p = self.padded
-        hidden = self.model(
-            self.seq, self.mask if p else None, self.cache, self.positions if p else None
-        )  # (B, T, C)
+        hidden = self._hidden(self.seq, self.positions)  # (B, T, C)
         self.keys = hidden[:, :-1]  # (B, T-1, C)
         self.source = self.seq[:, 1:]  # (B, T-1)
         # left-padded: the prompt ends at the last column, so every real x_j but <sep> counts
         length = torch.full_like(self.seq[:, 0], self.seq.size(1))  # (B,)
         self.valid = copyable(self.mask, length)  # (B, T-1)
-        return self._mix(hidden[:, -1])
+        return self._next_logits(hidden[:, -1])
 
-    def _forward(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        p = self.padded
-        hidden = self.model(ids, self.mask if p else None, self.cache, positions if p else None)
-        return self._mix(hidden[:, -1])
-
-    def _mix(self, query: torch.Tensor) -> torch.Tensor:
-        """Log-probabilities (N, V) of the next token from the last hidden states (N, C)."""
-        context = self.head.context_scores(query[:, None], self.keys)[:, 0]  # (N, T-1)
-        lm = self.model.lm_logits(query)  # (N, V)
-        return self.head.log_probs(query, lm, context, self.source, self.valid)
+    def _next_logits(self, last: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities (N, V) of the mixture from the last hidden states (N, C)."""
+        context = self.head.context_scores(last[:, None], self.keys)[:, 0]  # (N, T-1)
+        lm = self.model.lm_logits(last)  # (N, V)
+        return self.head.log_probs(last, lm, context, self.source, self.valid)
 
     def reorder(self, index: torch.Tensor) -> None:
         super().reorder(index)
@@ -215,7 +207,6 @@ class PointerGenerator(nn.Module):
     def __init__(self, backbone: Any, head: CopyHead) -> None:
         super().__init__()
         self.backbone, self.head = backbone, head
-        self.max_seq_len = backbone.max_seq_len
 
     def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]:
         yield from self.backbone.parameters(recurse)

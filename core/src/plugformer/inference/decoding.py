@@ -226,10 +226,17 @@ class CausalIncremental:
             else None
         )
 
-    def _forward(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    def _hidden(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Hidden states (N, L, C) of ``ids``; mask and positions only where rows are padded."""
         p = self.padded
-        hidden = self.model(ids, self.mask if p else None, self.cache, positions if p else None)
-        return self.model.lm_logits(hidden[:, -1])  # (N, V)
+        return self.model(ids, self.mask if p else None, self.cache, positions if p else None)
+
+    def _next_logits(self, last: torch.Tensor) -> torch.Tensor:
+        """Logits (N, V) of the next token from the last hidden states (N, C)."""
+        return self.model.lm_logits(last)
+
+    def _forward(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        return self._next_logits(self._hidden(ids, positions)[:, -1])  # (N, V)
 
     def start(self) -> torch.Tensor:
         return self._forward(self.seq, self.positions)
