@@ -85,3 +85,31 @@ def test_multiplier_edges() -> None:
     assert lr_multiplier(0, 4, 0.0, 0.0, 0.1) == pytest.approx(0.2)
     assert lr_multiplier(10, 4, 1.0, 0.2, 0.1) == pytest.approx(0.1)
     assert lr_multiplier(10, 4, 5.0, 0.2, 0.1) == pytest.approx(0.1)  # past the end: the floor
+
+
+def test_a_loose_step_cap_cannot_keep_a_budgeted_run_warming_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Fine-tuning's warm-up is a share of the run: with a budget and a step cap far beyond
+    what the minutes allow, warm-up ends at that share of the minutes, not of the cap."""
+    clock = _Clock()
+    monkeypatch.setattr(sched.time, "perf_counter", clock)
+    cb = BudgetSchedule(
+        warmup_steps=60_000, max_steps=1_000_000, max_seconds=60.0, warmup_fraction=0.05
+    )
+    lrs = _run(cb, _trainer(), clock, lambda i: 0.1, 1_000_000)
+    assert len(lrs) == pytest.approx(600, abs=2)  # the budget ended it
+    assert max(lrs) == pytest.approx(1.0, abs=0.01)  # the peak is reached…
+    assert lrs.index(max(lrs)) == pytest.approx(30, abs=2)  # …after 5% of the 60 s (3 s)
+    assert all(a <= b for a, b in itertools.pairwise(lrs[:30]))  # a linear ramp up to it
+    assert lrs[-1] < 0.01  # and the cosine reaches the floor
+
+
+def test_warmup_steps_still_end_warm_up_first_when_they_come_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = _Clock()
+    monkeypatch.setattr(sched.time, "perf_counter", clock)
+    cb = BudgetSchedule(warmup_steps=10, max_steps=1_000, max_seconds=60.0, warmup_fraction=0.5)
+    lrs = _run(cb, _trainer(), clock, lambda i: 0.1, 1_000)
+    assert lrs[9] < 1.0 and lrs[10] == pytest.approx(1.0, abs=0.01)

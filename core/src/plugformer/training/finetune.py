@@ -440,7 +440,11 @@ def _finetune(spec: TaskSpec, ref: str, out: Path, resume: bool) -> dict[str, An
     module = FinetuneModule(task, loaded.model, head, spec, total_steps=steps)
     keep = _KeepBest(task.main_metric, task.higher_is_better)
     budget = ft.max_minutes * 60 if ft.max_minutes else None
-    schedule = BudgetSchedule(int(ft.warmup_ratio * steps), steps, budget, 0.0)
+    # warmup_ratio is a share of the run: with a budget, of its minutes too (the step limit
+    # is then only a cap, and warm-up over a share of it might never end).
+    schedule = BudgetSchedule(
+        int(ft.warmup_ratio * steps), steps, budget, 0.0, warmup_fraction=ft.warmup_ratio
+    )
     on_signal = checkpoint_on_signal(last)
     callbacks: list[Any] = [keep, schedule, _RngState(), on_signal]
     if ft.early_stopping_patience and val_dl is not None:

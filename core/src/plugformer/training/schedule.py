@@ -10,6 +10,12 @@ to ``min_ratio × peak`` as progress goes from the end of warm-up to 1, and the 
 On a machine that gets busy half-way, a budgeted run trains fewer steps but still anneals to its
 floor — a step count measured once at start-up would leave it stopped near its peak.
 
+Fine-tuning gives its warm-up as a share of the run (``finetune.warmup_ratio``), and a budgeted
+run's step limit is only a cap, far beyond the steps the minutes allow. So a budgeted schedule
+may also take ``warmup_fraction``: warm-up then ends when *either* ``warmup_steps`` are done or
+that fraction of the progress is spent (the multiplier is the larger of the two linear ramps),
+so a loose step cap cannot keep the run warming up for its whole budget.
+
 Without a budget this is exactly the step schedule (linear warm-up, cosine to ``total``), so a
 step-limited run resumes bit for bit: the multiplier is a function of the step alone. The
 elapsed time is part of the callback's state (saved in Lightning's checkpoint), so a resumed
@@ -53,8 +59,10 @@ class BudgetSchedule(L.Callback):
         max_steps: int,
         max_seconds: float | None = None,
         min_ratio: float = 0.0,
+        warmup_fraction: float | None = None,
     ) -> None:
         self.warmup_steps = warmup_steps
+        self.warmup_fraction = warmup_fraction if max_seconds else None
         self.max_steps = max(1, max_steps)
         self.max_seconds = max_seconds
         self.min_ratio = min_ratio
@@ -77,14 +85,19 @@ class BudgetSchedule(L.Callback):
 
     def multiplier(self, step: int) -> float:
         progress = self.progress(step)
+        if self.warmup_end is None and step < self.warmup_steps and self.warmup_fraction:
+            ramp = max((step + 1) / (self.warmup_steps + 1), progress / self.warmup_fraction)
+            if ramp < 1.0:
+                return ramp
+            self.warmup_end = min(progress, 0.5)  # the budget's share of warm-up came first
         if step >= self.warmup_steps and self.warmup_end is None:
             # Without a budget this is warmup / max_steps: the plain step schedule.
             self.warmup_end = (
                 self.warmup_steps / self.max_steps if not self.max_seconds else min(progress, 0.5)
             )
-        return lr_multiplier(
-            step, self.warmup_steps, progress, self.warmup_end or 0.0, self.min_ratio
-        )
+        if self.warmup_end is not None:
+            return lr_multiplier(step, 0, progress, self.warmup_end, self.min_ratio)
+        return lr_multiplier(step, self.warmup_steps, progress, 0.0, self.min_ratio)
 
     # -------------------------------------------------------------- hooks
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

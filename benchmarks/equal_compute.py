@@ -1,0 +1,139 @@
+"""Equal *total* compute: would the pretrained backbone's minutes do better spent on the task?
+
+The default job compares backbones at equal *fine-tuning* time: ``scratch`` gets the same
+minutes per cell as the pretrained backbones, which had their pretraining minutes before.
+That shows what a pretrained start buys, not whether pretraining was worth its cost. This
+script gives the untrained architecture the pretrained backbone's compute on one task:
+
+* ``whole``: the backbone's own pretraining seconds (its share of the shared trunk and its
+  anneal, as ``quickstart.json`` records them) plus the cell's fine-tuning minutes;
+* ``share``: one task's share of them (the pretraining serves every task of the suite, so
+  its seconds divided by the number of tasks) plus the cell's minutes.
+
+Each arm fine-tunes ``scratch:<the text+tasks backbone>`` with the quickstart cell's own
+spec (same options, decoding, learning rates, batch, validation), on *all* training examples
+(the pretraining mix read them all; the cell's ``max_train`` is lifted, and so is its epoch
+cap), then scores the test split, beside the quickstart's cells of the same task and seed::
+
+    .venv/bin/python benchmarks/equal_compute.py /tmp/qs --tasks bible-en-es,news-headlines
+
+Writes ``benchmarks/results/equal_compute-<date>-<commit>.json`` (``--out`` to change): the
+run it read, each arm's minutes, steps, examples and test metrics, and the cells beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cells(run: Path, spec: str, seed: int) -> dict[str, dict[str, Any]]:
+    """The quickstart suite's model cells of ``spec`` and ``seed``, by backbone column."""
+    out = {}
+    for path in sorted((run / "suite" / "cells").glob("*.json")):
+        cell = json.loads(path.read_text(encoding="utf-8"))
+        if cell["kind"] == "model" and cell["spec"] == spec and cell["seed"] == seed:
+            out[cell["column"]] = cell
+    return out
+
+
+def _arm(cell: dict[str, Any], backbone: str, minutes: float, seed: int) -> dict[str, Any]:
+    """Fine-tune the cell's spec for ``minutes`` on all training data; score the test split."""
+    from plugformer.config import TaskSpec
+    from plugformer.training.finetune import evaluate, finetune
+
+    config = json.loads(json.dumps(cell["spec_config"]))
+    config["seed"] = seed
+    config["data"]["max_train"] = None
+    config["finetune"].update(max_minutes=minutes, max_steps=1_000_000, epochs=1000)
+    spec = TaskSpec(**config)
+    with tempfile.TemporaryDirectory(prefix="equal-compute-") as tmp:
+        t0 = time.perf_counter()
+        summary = finetune(spec, backbone, Path(tmp) / "run")
+        result = evaluate(spec, summary["checkpoint"], "test")
+    compute = summary.get("compute") or {}
+    return {
+        "minutes": round(minutes, 3),
+        "wall_seconds": round(time.perf_counter() - t0, 1),
+        "steps": summary.get("steps"),
+        "best_step": summary.get("best_step"),
+        "train_seconds": compute.get("train_seconds"),
+        "examples_seen": compute.get("examples_seen"),
+        "train_examples": summary.get("train_examples"),
+        "val_metrics": summary.get("val_metrics"),
+        "test_metrics": result["metrics"],
+        "n_test": result["n_examples"],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run", type=Path, help="a `plugformer quickstart --out` directory")
+    parser.add_argument("--tasks", default="bible-en-es,news-headlines", help="spec names")
+    parser.add_argument("--arms", default="share,whole", help="share, whole or both")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+
+    quick = json.loads((args.run / "quickstart.json").read_text(encoding="utf-8"))
+    main_backbone = quick["pretrained"]["text+tasks"]
+    pretrain_s = float(main_backbone["summary"]["total_train_seconds"])
+    n_tasks = len(json.loads((args.run / "suite" / "suite.json").read_text())["tasks"])
+    backbone = f"scratch:{main_backbone['checkpoint']}"
+    rows = []
+    for spec in args.tasks.split(","):
+        cells = _cells(args.run, spec, args.seed)
+        if "scratch" not in cells:
+            raise SystemExit(f"{args.run}: no scratch cell of {spec!r}, seed {args.seed}")
+        cell_min = float(cells["scratch"]["spec_config"]["finetune"]["max_minutes"])
+        budgets = {
+            "share": pretrain_s / n_tasks / 60 + cell_min,
+            "whole": pretrain_s / 60 + cell_min,
+        }
+        row = {
+            "spec": spec,
+            "seed": args.seed,
+            "cell_minutes": cell_min,
+            "cells": {c: v["metrics"] for c, v in cells.items()},
+            "arms": {},
+        }
+        for arm in args.arms.split(","):
+            print(f"{spec}: scratch for {budgets[arm]:.2f} min ({arm})", file=sys.stderr)
+            row["arms"][arm] = _arm(cells["scratch"], backbone, budgets[arm], args.seed)
+            print(f"  {row['arms'][arm]['test_metrics']}", file=sys.stderr)
+        rows.append(row)
+
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
+    date = time.strftime("%Y-%m-%d")
+    out = args.out or ROOT / "benchmarks" / "results" / f"equal_compute-{date}-{commit}.json"
+    record = {
+        "date": date,
+        "commit": commit,
+        "run": str(args.run),
+        "pretrain_seconds": pretrain_s,
+        "suite_tasks": n_tasks,
+        "backbone": backbone,
+        "rows": rows,
+    }
+    out.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    for row in rows:
+        arms = "  ".join(
+            f"{a} ({v['minutes']:.1f} min): {v['test_metrics']}" for a, v in row["arms"].items()
+        )
+        print(f"{row['spec']}: cells {row['cells']}\n  {arms}")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
