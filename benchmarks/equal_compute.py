@@ -88,7 +88,21 @@ def main() -> int:
     pretrain_s = float(main_backbone["summary"]["total_train_seconds"])
     n_tasks = len(json.loads((args.run / "suite" / "suite.json").read_text())["tasks"])
     backbone = f"scratch:{main_backbone['checkpoint']}"
-    rows = []
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
+    date = time.strftime("%Y-%m-%d")
+    out = args.out or ROOT / "benchmarks" / "results" / f"equal_compute-{date}-{commit}.json"
+    record = {
+        "date": date,
+        "commit": commit,
+        "run": str(args.run),
+        "pretrain_seconds": pretrain_s,
+        "suite_tasks": n_tasks,
+        "backbone": backbone,
+        "rows": [],
+    }
+    rows = record["rows"]
     for spec in args.tasks.split(","):
         cells = _cells(args.run, spec, args.seed)
         if "scratch" not in cells:
@@ -105,27 +119,16 @@ def main() -> int:
             "cells": {c: v["metrics"] for c, v in cells.items()},
             "arms": {},
         }
+        rows.append(row)
         for arm in args.arms.split(","):
             print(f"{spec}: scratch for {budgets[arm]:.2f} min ({arm})", file=sys.stderr)
             row["arms"][arm] = _arm(cells["scratch"], backbone, budgets[arm], args.seed)
             print(f"  {row['arms'][arm]['test_metrics']}", file=sys.stderr)
-        rows.append(row)
+            # written after every arm, so an interrupted run keeps what it measured
+            tmp = out.with_suffix(".tmp")
+            tmp.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+            tmp.replace(out)
 
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
-    date = time.strftime("%Y-%m-%d")
-    out = args.out or ROOT / "benchmarks" / "results" / f"equal_compute-{date}-{commit}.json"
-    record = {
-        "date": date,
-        "commit": commit,
-        "run": str(args.run),
-        "pretrain_seconds": pretrain_s,
-        "suite_tasks": n_tasks,
-        "backbone": backbone,
-        "rows": rows,
-    }
-    out.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     for row in rows:
         arms = "  ".join(
             f"{a} ({v['minutes']:.1f} min): {v['test_metrics']}" for a, v in row["arms"].items()
