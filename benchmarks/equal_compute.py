@@ -12,8 +12,10 @@ script gives the untrained architecture the pretrained backbone's compute on one
 
 Each arm fine-tunes ``scratch:<the text+tasks backbone>`` with the quickstart cell's own
 spec (same options, decoding, learning rates, batch, validation), on *all* training examples
-(the pretraining mix read them all; the cell's ``max_train`` is lifted, and so is its epoch
-cap), then scores the test split, beside the quickstart's cells of the same task and seed::
+(the pretraining mix read them all; the cell's ``max_train`` is lifted, and so are its epoch
+cap and early stopping, so every arm spends and anneals its whole budget), then scores the
+test split with the best validation checkpoint, beside the quickstart's cells of the same
+task and seed::
 
     .venv/bin/python benchmarks/equal_compute.py /tmp/qs --tasks bible-en-es,news-headlines
 
@@ -53,7 +55,12 @@ def _arm(cell: dict[str, Any], backbone: str, minutes: float, seed: int) -> dict
     config = json.loads(json.dumps(cell["spec_config"]))
     config["seed"] = seed
     config["data"]["max_train"] = None
-    config["finetune"].update(max_minutes=minutes, max_steps=1_000_000, epochs=1000)
+    # The whole budget, annealed: no step or epoch cap, no early stopping (a validation
+    # plateau at the peak learning rate would end the arm before its schedule decays); the
+    # best validation checkpoint is still the one scored.
+    config["finetune"].update(
+        max_minutes=minutes, max_steps=1_000_000, epochs=1000, early_stopping_patience=None
+    )
     spec = TaskSpec(**config)
     with tempfile.TemporaryDirectory(prefix="equal-compute-") as tmp:
         t0 = time.perf_counter()
