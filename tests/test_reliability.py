@@ -1,6 +1,6 @@
 """Issue 20, "Reliability, round two": one test (or a few) per finding of the hostile-user
 attack, each reproducing the attack. Signals (1) are in test_signals.py; QA memory (5) and the
-SQuAD metric (8) in plugins/qa/tests; bench cells (2) in test_bench.py."""
+SQuAD metric (8) in plugins/qa/tests; bench cells (2) in bench/test_cache.py."""
 
 from __future__ import annotations
 

@@ -1,0 +1,167 @@
+"""Benchmark suites: every finished cell is cached under a hash of what determines it, so an
+interrupted suite resumes, an unchanged re-run takes seconds, a damaged or copied cell is
+recomputed and named, and a change reruns exactly the cells it affects.
+
+The toy task, workspace and counting fakes are in ``conftest.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from plugformer.suites.bench import run_suite
+from tests.bench.conftest import Fakes, KeywordTask, cell_files, quiet, write_suite
+
+# --------------------------------------------------------------------------- caching
+
+
+def test_interrupted_suite_resumes_without_redoing_cells(workspace: Path, fakes: Fakes) -> None:
+    suite, run = write_suite(workspace), workspace / "runs" / "resume"
+    fakes.fail_on = 3
+    with pytest.raises(RuntimeError, match="killed"):
+        run_suite(suite, run, log=quiet)
+    assert len(cell_files(run)) == 3  # the baseline and two model cells
+    fakes.fail_on = None
+    run_suite(suite, run, log=quiet)
+    assert len(fakes.finetunes) == 5  # 2 before the failure, the failed one again, the last one
+    assert len(cell_files(run)) == 5 and not list((run / "work").iterdir())
+
+
+def test_unchanged_rerun_uses_the_cache(workspace: Path, fakes: Fakes) -> None:
+    suite, run = write_suite(workspace), workspace / "runs" / "rerun"
+    run_suite(suite, run, log=quiet)
+    first = json.loads((run / "results.json").read_text())
+    lines: list[str] = []
+    run_suite(suite, run, log=lines.append)
+    assert len(fakes.finetunes) == 4
+    assert sum("(cached)" in line for line in lines) == 5
+    assert json.loads((run / "results.json").read_text())["summary"] == first["summary"]
+
+
+def _cells_by_kind(run: Path) -> dict[str, list[Path]]:
+    out: dict[str, list[Path]] = {"model": [], "baseline": []}
+    for f in sorted((run / "cells").glob("*.json")):
+        out[json.loads(f.read_text())["kind"]].append(f)
+    return out
+
+
+def test_a_cell_copied_over_another_is_recomputed_with_a_warning(
+    workspace: Path, fakes: Fakes
+) -> None:
+    """Issue 20 (2): a cached cell was used without checking its key: a baseline's file copied
+    over a model cell's showed the baseline's result in the model's row."""
+    suite, run = write_suite(workspace), workspace / "runs" / "copied"
+    run_suite(suite, run, log=quiet)
+    cells = _cells_by_kind(run)
+    victim, other = cells["model"][0], cells["baseline"][0]
+    victim.write_bytes(other.read_bytes())
+    lines: list[str] = []
+    run_suite(suite, run, log=lines.append)
+    warned = [ln for ln in lines if "invalid" in ln]
+    assert len(warned) == 1 and str(victim) in warned[0] and "key" in warned[0], lines
+    assert len(fakes.finetunes) == 5  # the model cell ran again
+    assert json.loads(victim.read_text())["kind"] == "model"
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda text: text[: len(text) // 2],  # truncated
+        lambda text: text.replace('"metrics": {', '"metrics": {"injected": 1.0, ', 1),  # edited
+        lambda text: "",  # empty
+    ],
+    ids=["truncated", "edited", "empty"],
+)
+def test_a_damaged_cell_is_recomputed_and_named(workspace: Path, fakes: Fakes, damage: Any) -> None:
+    """Issue 20 (2): a truncated cell stopped the suite with a JSONDecodeError naming no file;
+    an edited one was trusted. Each is now named in a warning and recomputed."""
+    suite, run = write_suite(workspace), workspace / "runs" / f"damaged-{id(damage)}"
+    run_suite(suite, run, log=quiet)
+    victim = _cells_by_kind(run)["model"][1]
+    victim.write_text(damage(victim.read_text()))
+    lines: list[str] = []
+    run_suite(suite, run, log=lines.append)
+    warned = [ln for ln in lines if "invalid" in ln]
+    assert len(warned) == 1 and str(victim) in warned[0], lines
+    assert len(fakes.finetunes) == 5
+    assert sum("(cached)" in line for line in lines) == 4
+
+
+def test_changes_invalidate_exactly_the_affected_cells(workspace: Path, fakes: Fakes) -> None:
+    run = workspace / "runs" / "invalidate"
+    run_suite(write_suite(workspace), run, log=quiet)
+    before = cell_files(run)
+    run_suite(write_suite(workspace, seeds="[0, 2]"), run, log=quiet)  # a new seed: its two cells
+    assert fakes.finetunes[4:] == [
+        ("alpha", str(workspace / "ckpt"), 2),
+        ("alpha", f"scratch:{workspace / 'ckpt'}", 2),
+    ]
+    assert len(cell_files(run) - before) == 2
+    before = cell_files(run)
+    run_suite(
+        write_suite(workspace, seeds="[0, 2]", overrides="{finetune = {max_steps = 3}}"),
+        run,
+        log=quiet,
+    )
+    assert (
+        len(fakes.finetunes) == 10 and len(cell_files(run) - before) == 4
+    )  # the baseline does not train
+    before = cell_files(run)
+    run_suite(
+        write_suite(workspace, seeds="[0, 2]", overrides="{data = {max_eval = 4}}"), run, log=quiet
+    )
+    assert len(cell_files(run) - before) == 5  # test data changed: every cell, the baseline too
+
+
+def test_edited_plugin_source_reruns_its_cells(
+    workspace: Path, fakes: Fakes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import plugformer.suites.bench
+
+    run = workspace / "runs" / "edited"
+    run_suite(write_suite(workspace), run, log=quiet)
+    real = plugformer.suites.bench.source_hash
+    edited = {KeywordTask.__module__: "edited"}
+    monkeypatch.setattr(plugformer.suites.bench, "source_hash", lambda m: edited.get(m) or real(m))
+    run_suite(write_suite(workspace), run, log=quiet)
+    assert len(fakes.finetunes) == 8 and len(cell_files(run)) == 10
+
+
+def test_renamed_backbone_label_reuses_cells(workspace: Path, fakes: Fakes) -> None:
+    run = workspace / "runs" / "rename"
+    run_suite(write_suite(workspace), run, log=quiet)
+    renamed = (
+        '[{name = "pre", ref = "${TOY_CKPT}"}, {name = "scratch", ref = "scratch:${TOY_CKPT}"}]'
+    )
+    run_suite(write_suite(workspace, backbones=renamed), run, log=quiet)
+    assert len(fakes.finetunes) == 4
+    assert "pre" in {c["column"] for c in json.loads((run / "results.json").read_text())["cells"]}
+
+
+def test_cli_backbone_override_and_seed_count(workspace: Path, fakes: Fakes) -> None:
+    from click.testing import CliRunner
+
+    from plugformer.cli.main import _add_commands, cli
+
+    _add_commands()
+    run = workspace / "runs" / "cli"
+    args = [
+        "bench",
+        str(write_suite(workspace)),
+        "--out",
+        str(run),
+        "--seeds",
+        "1",
+        "--backbone",
+        f"scratch=scratch:{workspace / 'ckpt'}",
+    ]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "| alpha (keyword) | accuracy ↑ |" in result.output and "one seed" in result.output
+    assert [seed for _, _, seed in fakes.finetunes] == [0, 0]
+    compared = CliRunner().invoke(cli, ["bench", "compare", str(run), str(run)])
+    assert compared.exit_code == 0 and "+0 |" in compared.output
