@@ -26,6 +26,7 @@ run it read, each arm's minutes, steps, examples and test metrics, and the cells
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import subprocess
 import sys
@@ -33,6 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from plugformer.fileio import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,7 +55,7 @@ def _arm(cell: dict[str, Any], backbone: str, minutes: float, seed: int) -> dict
     from plugformer.config import TaskSpec
     from plugformer.training.finetune import evaluate, finetune
 
-    config = json.loads(json.dumps(cell["spec_config"]))
+    config = copy.deepcopy(cell["spec_config"])
     config["seed"] = seed
     config["data"]["max_train"] = None
     # The whole budget, annealed: no step or epoch cap, no early stopping (a validation
@@ -131,10 +134,7 @@ def main() -> int:
             print(f"{spec}: scratch for {budgets[arm]:.2f} min ({arm})", file=sys.stderr)
             row["arms"][arm] = _arm(cells["scratch"], backbone, budgets[arm], args.seed)
             print(f"  {row['arms'][arm]['test_metrics']}", file=sys.stderr)
-            # written after every arm, so an interrupted run keeps what it measured
-            tmp = out.with_suffix(".tmp")
-            tmp.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-            tmp.replace(out)
+            atomic_write_json(out, record)  # after every arm: an interrupted run keeps it
 
     for row in rows:
         arms = "  ".join(

@@ -210,10 +210,12 @@ def backbone_identity(ref: str) -> dict[str, Any]:
     from plugformer.models.backbones import split_ref
 
     family, rest = split_ref(ref)
-    if family == "scratch" and split_ref(rest)[0] != "native":
-        # An untrained twin of another family's model (``scratch:hf:minilm-l6``): identified,
-        # like that family's models, by its reference.
-        return {"family": split_ref(rest)[0], "ref": split_ref(rest)[1], "scratch": True}
+    if family == "scratch":
+        inner, inner_rest = split_ref(rest)
+        if inner != "native":
+            # An untrained twin of another family's model (``scratch:hf:minilm-l6``):
+            # identified, like that family's models, by its reference.
+            return {"family": inner, "ref": inner_rest, "scratch": True}
     if family not in ("native", "scratch"):
         return {"family": family, "ref": rest}
     manifest = read_manifest(rest)

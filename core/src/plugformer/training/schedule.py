@@ -85,19 +85,17 @@ class BudgetSchedule(L.Callback):
 
     def multiplier(self, step: int) -> float:
         progress = self.progress(step)
-        if self.warmup_end is None and step < self.warmup_steps and self.warmup_fraction:
-            ramp = max((step + 1) / (self.warmup_steps + 1), progress / self.warmup_fraction)
+        if self.warmup_end is None:
+            ramp = (step + 1) / (self.warmup_steps + 1) if step < self.warmup_steps else 1.0
+            if self.warmup_fraction:  # the budget's share of warm-up may come first
+                ramp = max(ramp, progress / self.warmup_fraction)
             if ramp < 1.0:
                 return ramp
-            self.warmup_end = min(progress, 0.5)  # the budget's share of warm-up came first
-        if step >= self.warmup_steps and self.warmup_end is None:
             # Without a budget this is warmup / max_steps: the plain step schedule.
             self.warmup_end = (
                 self.warmup_steps / self.max_steps if not self.max_seconds else min(progress, 0.5)
             )
-        if self.warmup_end is not None:
-            return lr_multiplier(step, 0, progress, self.warmup_end, self.min_ratio)
-        return lr_multiplier(step, self.warmup_steps, progress, 0.0, self.min_ratio)
+        return lr_multiplier(step, 0, progress, self.warmup_end, self.min_ratio)
 
     # -------------------------------------------------------------- hooks
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
