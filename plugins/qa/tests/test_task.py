@@ -593,3 +593,45 @@ def test_an_untrained_head_adds_the_language_models_next_token_log_probs_to_the_
             torch.testing.assert_close(
                 out["end_logits"][row][allowed], head.proj(hidden)[row, :, 1][allowed]
             )
+
+
+def test_entity_decoding_returns_the_best_scoring_candidate_not_the_best_span(
+    tokenizer: Any,
+) -> None:
+    """``answer_candidates = "entities"``: only the context's candidate entities (capitalised
+    runs not in the question) can be answers; the model's logits still choose among them."""
+    row = {
+        "question": "@placeholder met Anna in the city",
+        "context": "the old mayor Bob Lee met Anna and later Carl Dunn in the city",
+    }
+    any_task = QATask({}, tokenizer)
+    entity_task = QATask({"answer_candidates": "entities"}, tokenizer)
+    example = any_task.parse_example(row)
+    batch = eval_batch(any_task, [example])
+    offsets, c = batch["offsets"][0], int(batch["context_offset"][0])
+
+    def token(char: int) -> int:
+        return c + next(t for t, (s, e) in enumerate(offsets) if s <= char < e)
+
+    ctx = row["context"]
+    old_mayor = (token(ctx.index("old")), token(ctx.index("mayor")), 9.0)  # not an entity
+    anna = (token(ctx.index("Anna")), token(ctx.index("Anna")), 8.0)  # in the question
+    start, end = logits_for(batch, {0: old_mayor})
+    start[0, anna[0]] = end[0, anna[1]] = 8.0
+    carl, dunn = token(ctx.index("Carl")), token(ctx.index("Dunn") + 3)  # last tokens
+    start[0, carl], end[0, dunn] = 2.0, 1.0  # Carl Dunn scores 3; Bob Lee scores 0
+    assert any_task.decode(start, end, batch)[0]["answer"] == "old mayor"
+    (pred,) = entity_task.decode(start, end, batch)
+    assert pred["answer"] == "Carl Dunn" and pred["answer_start"] == ctx.index("Carl Dunn")
+    assert pred["score"] == pytest.approx(3.0)
+
+    # Through the model, every prediction is one of its context's candidates.
+    from plugformer_qa.baselines import candidate_spans
+
+    entity_task.check_backbone(gpt := micro_gpt(tokenizer))
+    head = entity_task.build_head(gpt).eval()
+    examples = parse(entity_task, [row, *TEST[:3]])
+    preds = entity_task.predict(gpt.eval(), head, eval_batch(entity_task, examples))
+    for ex, p in zip(examples, preds, strict=True):
+        allowed = {ex.context[s:e] for s, e in candidate_spans(ex.context, ex.question)}
+        assert p["answer"] in allowed or (not allowed and p["answer"] is not None)

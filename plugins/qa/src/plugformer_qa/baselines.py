@@ -34,7 +34,7 @@ from typing import Any
 
 from plugformer_qa.datasets import PLACEHOLDER, STOP_WORDS, candidates, sentence_spans
 
-__all__ = ["WINDOWS", "EntityRanker", "features", "question_view"]
+__all__ = ["WINDOWS", "EntityRanker", "candidate_spans", "features", "question_view"]
 
 WORD = re.compile(r"\w+")
 WINDOWS = (3, 5, 10, 20)
@@ -138,6 +138,18 @@ def _context_view(
         first = next(o for o in offsets if o not in sentence_starts)
         out.append((text, first, spans, extends / len(offsets)))
     return [w.lower() for w, _, _ in words], out
+
+
+def candidate_spans(context: str, question: str) -> list[tuple[int, int]]:
+    """Character spans ``[start, end)`` of every word-bounded occurrence of every candidate of
+    ``context`` that is not in the question: the answers this baseline chooses among, and the
+    ones the ``qa`` task's ``answer_candidates = "entities"`` decoding allows."""
+    return [
+        (at, at + len(text))
+        for text, offsets in _candidates(context)
+        if not _occurrences(text, question, strict=False)
+        for at in offsets
+    ]
 
 
 def features(

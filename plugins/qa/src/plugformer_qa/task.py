@@ -22,7 +22,9 @@ SQuAD v1.1 questions always have an answer.
 Answers map back through the tokenizer's character offsets (leading and trailing
 whitespace of the span is dropped), so a prediction is always an exact substring of the
 context. A span that starts or ends inside a word (a sub-word token) is widened to the whole
-word (``snap_to_words``), since SQuAD scoring compares whole words.
+word (``snap_to_words``), since SQuAD scoring compares whole words. With
+``answer_candidates = "entities"`` decoding chooses only among the context's candidate
+entities (cloze QA: the answer is always one), still by the model's start + end logits.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import re
 import string
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +44,7 @@ from torchmetrics.text import SQuAD
 from plugformer import SEP, DataError, PlugformerError, Task
 from plugformer.tasks import Baseline, TaskOptions, score_predictions
 from plugformer_qa import __version__
-from plugformer_qa.baselines import EntityRanker
+from plugformer_qa.baselines import EntityRanker, candidate_spans
 
 __all__ = ["Answer", "QAExample", "QAOptions", "QATask", "SpanHead", "best_spans", "squad_f1"]
 
@@ -102,6 +104,13 @@ class QAOptions(TaskOptions):
     snap_to_words: bool = True
     """Widen a predicted span that starts or ends inside a word (a sub-word token) to the
     whole word, since SQuAD scoring compares whole words."""
+    answer_candidates: Literal["any", "entities"] = "any"
+    """Spans decoding may return. ``"any"``: every context span of up to
+    ``max_answer_tokens``. ``"entities"``: only the context's candidate entities, the spans
+    the ``entity-ranker`` baseline chooses among (runs of 1-4 capitalised or numeric words
+    not in the question; :func:`plugformer_qa.baselines.candidate_spans`), as cloze readers
+    choose among the document's entities (Hermann et al., 2015); the model still scores
+    them. An example without a candidate falls back to ``"any"``."""
 
 
 class SpanHead(nn.Module):
@@ -376,19 +385,22 @@ class QATask(Task):
     def predict(
         self, backbone: Any, head: nn.Module, batch: dict[str, Any]
     ) -> list[dict[str, Any]]:
-        spans = self._windowed_spans(backbone, head, batch)
+        *spans, logits = self._windowed_spans(backbone, head, batch)
+        if self.options.answer_candidates == "entities":
+            return self._decode_candidates(*spans, logits, batch)
         return self._decode_spans(*spans, batch)
 
     def _windowed_spans(
         self, backbone: Any, head: nn.Module, batch: dict[str, Any]
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``best_spans`` of every window, run ``WINDOW_BATCH`` windows at a time.
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """``best_spans`` of every window, run ``WINDOW_BATCH`` windows at a time, and each
+        window's start and end logits (a (2, T_w) tensor per window, T_w its length).
 
         One long context becomes thousands of windows; running them as one batch held every
         window's activations at once (a 5 MB context took 7 GB of RAM on a tiny model).
         """
         n = int(batch["input_ids"].size(0))
-        parts = []
+        parts, logits = [], []
         for lo in range(0, n, WINDOW_BATCH):
             sub = _rows(batch, n, lo, lo + WINDOW_BATCH)
             out = self.forward(backbone, head, sub)
@@ -400,11 +412,51 @@ class QATask(Task):
                     self.options.max_answer_tokens,
                 )
             )
+            logits.extend(torch.stack([out["start_logits"], out["end_logits"]], dim=1))  # (2, T)
         if not parts:
             empty = torch.empty(0, dtype=torch.long)
-            return empty.float(), empty, empty
+            return empty.float(), empty, empty, []
         scores, starts, ends = (torch.cat(p) for p in zip(*parts, strict=True))  # each (B,)
-        return scores, starts, ends
+        return scores, starts, ends, logits
+
+    def _decode_candidates(
+        self,
+        scores: torch.Tensor,
+        starts: torch.Tensor,
+        ends: torch.Tensor,
+        logits: list[torch.Tensor],
+        batch: dict[str, Any],
+    ) -> list[dict[str, Any]]:
+        """The best-scoring candidate entity of each example (``answer_candidates =
+        "entities"``): a candidate occurrence scores ``start[i] + end[j]`` over its first and
+        last token in a window that holds it whole; the best over occurrences and windows
+        wins. Examples without a candidate decode as with ``"any"``."""
+        predictions = self._decode_spans(scores, starts, ends, batch)
+        examples, owner = batch["examples"], batch["example_index"].tolist()
+        best: list[tuple[float, int, int] | None] = [None] * len(examples)
+        spans = [candidate_spans(ex.context, ex.question) for ex in examples]
+        for f, e in enumerate(owner):
+            if not spans[e]:
+                continue
+            offset, offsets = int(batch["context_offset"][f]), batch["offsets"][f]
+            start_logits, end_logits = logits[f].tolist()
+            for char_start, char_end in spans[e]:
+                tokens = _token_span(offsets, char_start, char_end)
+                if tokens is None:
+                    continue
+                i, j = tokens
+                # Whole in this window: the occurrence must not run past its last token.
+                if offsets[i][0] > char_start or offsets[j][1] < char_end:
+                    continue
+                score = start_logits[offset + i] + end_logits[offset + j]
+                if best[e] is None or score > best[e][0]:
+                    best[e] = (score, char_start, char_end)
+        for e, found in enumerate(best):
+            if found is not None:
+                score, char_start, char_end = found
+                answer = examples[e].context[char_start:char_end]
+                predictions[e] = {"answer": answer, "answer_start": char_start, "score": score}
+        return predictions
 
     def decode(
         self, start_logits: torch.Tensor, end_logits: torch.Tensor, batch: dict[str, Any]
@@ -417,6 +469,9 @@ class QATask(Task):
         spans = best_spans(
             start_logits, end_logits, batch["context_mask"], self.options.max_answer_tokens
         )
+        if self.options.answer_candidates == "entities":
+            logits = list(torch.stack([start_logits, end_logits], dim=1))  # (2, T) per window
+            return self._decode_candidates(*spans, logits, batch)
         return self._decode_spans(*spans, batch)
 
     def _decode_spans(
