@@ -10,9 +10,9 @@ import click
 @click.command()
 @click.option(
     "--minutes",
-    default=6.0,
-    show_default=True,
-    help="Pretraining wall-clock budget of each backbone (a shared trunk, then its own annealing).",
+    default=None,
+    type=float,
+    help="[default: 5.0; 1.0 with --fast] Pretraining wall-clock budget of each backbone (a shared trunk, then its own annealing).",
 )
 @click.option(
     "--fast", is_flag=True, help="A ~3-minute smoke run: tiny model, small data, one seed."
@@ -31,13 +31,14 @@ import click
     help="Rewrite the generated quickstart section of this README (the repository's own).",
 )
 def quickstart(
-    minutes: float, fast: bool, out: Path, seeds: int | None, update_readme: Path | None
+    minutes: float | None, fast: bool, out: Path, seeds: int | None, update_readme: Path | None
 ) -> None:
     """The default job: real data → tokenizer → pretraining → default suite → report."""
+    from plugformer.suites.quickstart import MINUTES
     from plugformer.suites.quickstart import quickstart as run
 
-    if fast and minutes == 6.0:
-        minutes = 1.0
+    if minutes is None:
+        minutes = 1.0 if fast else MINUTES
     run(
         minutes=minutes, fast=fast, out=out, seeds=1 if fast else seeds, update_readme=update_readme
     )
