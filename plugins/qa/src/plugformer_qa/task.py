@@ -394,7 +394,7 @@ class QATask(Task):
         self, backbone: Any, head: nn.Module, batch: dict[str, Any]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """``best_spans`` of every window, run ``WINDOW_BATCH`` windows at a time, and each
-        window's start and end logits (a (2, T_w) tensor per window, T_w its length).
+        window's start and end logits (a (2, T) tensor per window, T its mini-batch's length).
 
         One long context becomes thousands of windows; running them as one batch held every
         window's activations at once (a 5 MB context took 7 GB of RAM on a tiny model).
@@ -445,7 +445,7 @@ class QATask(Task):
                 if tokens is None:
                     continue
                 i, j = tokens
-                # Whole in this window: the occurrence must not run past its last token.
+                # Only an occurrence this window holds whole: none cut at either edge.
                 if offsets[i][0] > char_start or offsets[j][1] < char_end:
                     continue
                 score = start_logits[offset + i] + end_logits[offset + j]
