@@ -162,3 +162,14 @@ def test_update_readme_writes_only_the_named_readme_and_its_plots(tmp_path: Path
     assert "old" not in text and "| task | x |" in text and "2026-01-01" in text
     assert (readme.parent / "docs" / "quickstart" / "main_metric.png").is_file()
     assert "![main_metric](docs/quickstart/main_metric.png)" in text
+
+
+def test_the_help_states_the_default_pretraining_minutes() -> None:
+    """``--minutes`` defaults to the library's ``MINUTES``; its help says the same number."""
+    from click.testing import CliRunner
+
+    from plugformer.cli.quickstart import quickstart
+
+    result = CliRunner().invoke(quickstart, ["--help"])
+    assert result.exit_code == 0
+    assert f"[default: {qs.MINUTES:g}," in " ".join(result.output.split())

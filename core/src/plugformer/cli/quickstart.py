@@ -12,7 +12,10 @@ import click
     "--minutes",
     default=None,
     type=float,
-    help="[default: 5.0; 1.0 with --fast] Pretraining wall-clock budget of each backbone (a shared trunk, then its own annealing).",
+    help=(
+        "Pretraining wall-clock budget of each backbone (a shared trunk, then its own annealing)"
+        "  [default: 4.5, plugformer.suites.quickstart.MINUTES; 1.0 with --fast]"
+    ),
 )
 @click.option(
     "--fast", is_flag=True, help="A ~3-minute smoke run: tiny model, small data, one seed."
