@@ -393,14 +393,16 @@ class QATask(Task):
     def _windowed_spans(
         self, backbone: Any, head: nn.Module, batch: dict[str, Any]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-        """``best_spans`` of every window, run ``WINDOW_BATCH`` windows at a time, and each
-        window's start and end logits (a (2, T) tensor per window, T its mini-batch's length).
+        """``best_spans`` of every window, run ``WINDOW_BATCH`` windows at a time, and, for
+        ``answer_candidates = "entities"`` only, each window's start and end logits (a (2, T)
+        tensor per window, T its mini-batch's length; else an empty list).
 
         One long context becomes thousands of windows; running them as one batch held every
         window's activations at once (a 5 MB context took 7 GB of RAM on a tiny model).
         """
         n = int(batch["input_ids"].size(0))
         parts, logits = [], []
+        keep_logits = self.options.answer_candidates == "entities"
         for lo in range(0, n, WINDOW_BATCH):
             sub = _rows(batch, n, lo, lo + WINDOW_BATCH)
             out = self.forward(backbone, head, sub)
@@ -412,7 +414,8 @@ class QATask(Task):
                     self.options.max_answer_tokens,
                 )
             )
-            logits.extend(torch.stack([out["start_logits"], out["end_logits"]], dim=1))  # (2, T)
+            if keep_logits:
+                logits.extend(torch.stack([out["start_logits"], out["end_logits"]], dim=1))
         if not parts:
             empty = torch.empty(0, dtype=torch.long)
             return empty.float(), empty, empty, []
