@@ -19,6 +19,15 @@ task and seed::
 
     .venv/bin/python benchmarks/equal_compute.py /tmp/qs --tasks bible-en-es,news-headlines
 
+The cell's settings were tuned for a pretrained start; scratch may want others. ``--set``
+overrides spec fields of every arm (``--set finetune.lr_backbone=3e-3``), and
+``--validation-only`` skips the test split, so scratch's own settings are chosen on
+validation figures before one run with them reads the test split::
+
+    for lr in 1e-3 3e-3 6e-3; do .venv/bin/python benchmarks/equal_compute.py /tmp/qs \
+        --tasks bible-en-es --arms share --validation-only \
+        --set finetune.lr_backbone=$lr --set finetune.lr_head=$lr; done
+
 Writes ``benchmarks/results/equal_compute-<date>-<commit>.json`` (``--out`` to change): the
 run it read, each arm's minutes, steps, examples and test metrics, and the cells beside them.
 """
@@ -50,8 +59,41 @@ def _cells(run: Path, spec: str, seed: int) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _arm(cell: dict[str, Any], backbone: str, minutes: float, seed: int) -> dict[str, Any]:
-    """Fine-tune the cell's spec for ``minutes`` on all training data; score the test split."""
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """``["finetune.lr_backbone=3e-3", ...]`` → ``{"finetune.lr_backbone": 0.003}`` (TOML values)."""
+    import tomllib
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"--set {item!r}: expected SECTION.FIELD=VALUE")
+        try:
+            out[key.strip()] = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = raw  # a bare word: a string
+    return out
+
+
+def _apply(config: dict[str, Any], overrides: dict[str, Any]) -> None:
+    for dotted, value in overrides.items():
+        *path, last = dotted.split(".")
+        node = config
+        for part in path:
+            node = node.setdefault(part, {})
+        node[last] = value
+
+
+def _arm(
+    cell: dict[str, Any],
+    backbone: str,
+    minutes: float,
+    seed: int,
+    overrides: dict[str, Any],
+    test: bool = True,
+) -> dict[str, Any]:
+    """Fine-tune the cell's spec (with ``overrides``) for ``minutes`` on all training data;
+    score the test split unless ``test`` is false (tuning reads validation only)."""
     from plugformer.config import TaskSpec
     from plugformer.training.finetune import evaluate, finetune
 
@@ -64,14 +106,16 @@ def _arm(cell: dict[str, Any], backbone: str, minutes: float, seed: int) -> dict
     config["finetune"].update(
         max_minutes=minutes, max_steps=1_000_000, epochs=1000, early_stopping_patience=None
     )
+    _apply(config, overrides)
     spec = TaskSpec(**config)
     with tempfile.TemporaryDirectory(prefix="equal-compute-") as tmp:
         t0 = time.perf_counter()
         summary = finetune(spec, backbone, Path(tmp) / "run")
-        result = evaluate(spec, summary["checkpoint"], "test")
+        result = evaluate(spec, summary["checkpoint"], "test") if test else None
     compute = summary.get("compute") or {}
     return {
         "minutes": round(minutes, 3),
+        "overrides": overrides,
         "wall_seconds": round(time.perf_counter() - t0, 1),
         "steps": summary.get("steps"),
         "best_step": summary.get("best_step"),
@@ -79,8 +123,8 @@ def _arm(cell: dict[str, Any], backbone: str, minutes: float, seed: int) -> dict
         "examples_seen": compute.get("examples_seen"),
         "train_examples": summary.get("train_examples"),
         "val_metrics": summary.get("val_metrics"),
-        "test_metrics": result["metrics"],
-        "n_test": result["n_examples"],
+        "test_metrics": result["metrics"] if result else None,
+        "n_test": result["n_examples"] if result else 0,
     }
 
 
@@ -91,7 +135,18 @@ def main() -> int:
     parser.add_argument("--arms", default="share,whole", help="share, whole or both")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="override a spec field in every arm (repeatable), e.g. finetune.lr_backbone=3e-3",
+    )
+    parser.add_argument(
+        "--validation-only", action="store_true", help="skip the test split (for tuning --set)"
+    )
     args = parser.parse_args()
+    overrides = parse_set(args.set)
 
     quick = json.loads((args.run / "quickstart.json").read_text(encoding="utf-8"))
     main_backbone = quick["pretrained"]["text+tasks"]
@@ -102,7 +157,10 @@ def main() -> int:
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
     ).stdout.strip()
     date = time.strftime("%Y-%m-%d")
-    out = args.out or ROOT / "benchmarks" / "results" / f"equal_compute-{date}-{commit}.json"
+    kind = "equal_compute_validation" if args.validation_only else "equal_compute"
+    tag = "-".join(f"{k.split('.')[-1]}={v}" for k, v in overrides.items())
+    name = f"{kind}-{date}-{commit}" + (f"-{tag}" if tag else "") + ".json"
+    out = args.out or ROOT / "benchmarks" / "results" / name
     record = {
         "date": date,
         "commit": commit,
@@ -110,6 +168,8 @@ def main() -> int:
         "pretrain_seconds": pretrain_s,
         "suite_tasks": n_tasks,
         "backbone": backbone,
+        "overrides": overrides,
+        "validation_only": args.validation_only,
         "rows": [],
     }
     rows = record["rows"]
@@ -132,13 +192,22 @@ def main() -> int:
         rows.append(row)
         for arm in args.arms.split(","):
             print(f"{spec}: scratch for {budgets[arm]:.2f} min ({arm})", file=sys.stderr)
-            row["arms"][arm] = _arm(cells["scratch"], backbone, budgets[arm], args.seed)
-            print(f"  {row['arms'][arm]['test_metrics']}", file=sys.stderr)
+            row["arms"][arm] = _arm(
+                cells["scratch"],
+                backbone,
+                budgets[arm],
+                args.seed,
+                overrides,
+                test=not args.validation_only,
+            )
+            done = row["arms"][arm]
+            print(f"  val {done['val_metrics']}  test {done['test_metrics']}", file=sys.stderr)
             atomic_write_json(out, record)  # after every arm: an interrupted run keeps it
 
     for row in rows:
         arms = "  ".join(
-            f"{a} ({v['minutes']:.1f} min): {v['test_metrics']}" for a, v in row["arms"].items()
+            f"{a} ({v['minutes']:.1f} min): val {v['val_metrics']} test {v['test_metrics']}"
+            for a, v in row["arms"].items()
         )
         print(f"{row['spec']}: cells {row['cells']}\n  {arms}")
     print(f"wrote {out}")
