@@ -57,11 +57,22 @@ def _pairs(values: tuple[str, ...]) -> dict[str, str]:
     metavar="LABEL=REF",
     help="Replace the reference of the suite's backbone LABEL (repeatable).",
 )
-def run(suite: Path, seeds: int | None, out: Path | None, backbones: tuple[str, ...]) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Cells at once, each in its own process (default: the suite's `workers`).",
+)
+def run(
+    suite: Path,
+    seeds: int | None,
+    out: Path | None,
+    backbones: tuple[str, ...],
+    workers: int | None,
+) -> None:
     """Run SUITE (TOML): every task × backbone × seed, cached per cell; write the report."""
     from plugformer.suites.bench import run_suite
 
-    run_dir = run_suite(suite, out, seeds=seeds, backbones=_pairs(backbones))
+    run_dir = run_suite(suite, out, seeds=seeds, backbones=_pairs(backbones), workers=workers)
     click.echo((run_dir / "report.md").read_text(encoding="utf-8"))
 
 

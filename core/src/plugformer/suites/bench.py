@@ -283,9 +283,18 @@ def plan_cells(suite: SuiteConfig, suite_file: Path, refs: Mapping[str, str]) ->
                     continue
                 # A backbone's own settings (learning rates, budget, length) win over the suite's.
                 overrides = merge_overrides(suite.overrides, entry.overrides)
-                seeded = load_spec(path, overrides, seed)
+                seeded = _scale_budget(load_spec(path, overrides, seed), suite.budget_scale)
                 cells.append(Cell("model", seeded, where, label, seed, ref, ids[label], data, code))
     return cells
+
+
+def _scale_budget(spec: TaskSpec, scale: float) -> TaskSpec:
+    """``spec`` with its fine-tuning minutes times the suite's ``budget_scale``."""
+    minutes = spec.finetune.max_minutes
+    if scale == 1.0 or minutes is None:
+        return spec
+    finetune = spec.finetune.model_copy(update={"max_minutes": round(minutes * scale, 4)})
+    return spec.model_copy(update={"finetune": finetune})
 
 
 # --------------------------------------------------------------------------- running
@@ -343,6 +352,21 @@ def _record(cell: Cell, result: Mapping[str, Any], wall: float) -> dict[str, Any
         "spec_config": cell.spec.model_dump(mode="json"),
         "wall_seconds": round(wall, 2),
     }
+
+
+def _run_cell(cell: Cell, out: Path, keep: bool) -> dict[str, Any]:
+    """Run one cell, model or baseline; returns its record (module level: workers pickle it)."""
+    if cell.kind == "model":
+        return _run_model(cell, out, keep)
+    return _run_baseline(cell, _tokenizer(cell.ref or ""), out)
+
+
+@cache
+def _tokenizer(ref: str) -> Any:
+    """The tokenizer a baseline borrows from the suite's first backbone, loaded once a process."""
+    from plugformer.models.backbones import resolve_backbone
+
+    return resolve_backbone(ref, seed=0).tokenizer
 
 
 def _run_model(cell: Cell, out: Path, keep: bool) -> dict[str, Any]:
@@ -412,8 +436,11 @@ def _run_baseline(cell: Cell, tokenizer: Any, out: Path) -> dict[str, Any]:
 class _Progress:
     """One line per cell: i/N, what, the main metric, its time, elapsed and ETA of the rest."""
 
-    def __init__(self, cells: list[Cell], pending: set[str], log: Callable[[str], None]):
+    def __init__(
+        self, cells: list[Cell], pending: set[str], log: Callable[[str], None], workers: int = 1
+    ):
         self.total, self.log, self.t0 = len(cells), log, time.perf_counter()
+        self.workers = workers
         self.left = {
             kind: sum(c.key in pending and c.kind == kind for c in cells)
             for kind in ("model", "baseline")
@@ -441,7 +468,8 @@ class _Progress:
         left = {kind: n for kind, n in self.left.items() if n > 0}
         if any(not self.times[kind] for kind in left):
             return "?"  # no cell of a kind still to run has been timed yet
-        return _clock(sum(n * statistics.fmean(self.times[kind]) for kind, n in left.items()))
+        work = sum(n * statistics.fmean(self.times[kind]) for kind, n in left.items())
+        return _clock(work / self.workers)
 
 
 def _clock(seconds: float) -> str:
@@ -475,11 +503,14 @@ def run_suite(
     *,
     seeds: int | None = None,
     backbones: Mapping[str, str] | None = None,
+    workers: int | None = None,
     log: Callable[[str], None] = _stderr,
 ) -> Path:
-    """Run (or resume) a suite; writes the cells, results and reports; returns the run directory."""
+    """Run (or resume) a suite; writes the cells, results and reports; returns the run directory.
+
+    ``workers`` (default: the suite's): cells run at once, each in its own process
+    (:mod:`plugformer.suites.workers`); 1 runs them one by one in this process."""
     from plugformer.fileio import atomic_write_json
-    from plugformer.models.backbones import resolve_backbone
     from plugformer.suites.cellcache import write_cell
     from plugformer.suites.report import write_reports
 
@@ -498,25 +529,33 @@ def run_suite(
         run_dir / "suite.json",
         {**suite.model_dump(mode="json"), "file": str(path), "backbone_refs": refs},
     )
-    tokenizer: list[Any] = []  # the first backbone's, lent to baselines; loaded on first need
-    progress, records = _Progress(cells, pending, log), []
+    workers = workers or suite.workers
+    progress, records = _Progress(cells, pending, log, workers), []
+    if workers > 1 and pending:
+        from plugformer.suites.workers import run_parallel
+
+        todo = list({c.key: c for c in cells if c.key in pending}.values())
+        log(f"suite {suite.name}: {workers} cells at a time, each in its own process")
+        for n, (cell, record, ran) in enumerate(
+            run_parallel(todo, _run_cell, run_dir, suite.keep_checkpoints, workers), 1
+        ):
+            write_cell(cell_file[cell.key], record)
+            cached[cell.key] = record
+            progress.done(n, cell, record, ran)
     for i, cell in enumerate(cells, 1):
+        ran: float | None = None
         if cell.key not in cached:  # two labels of one backbone share their cells
             progress.start(i, cell)
             t0 = time.perf_counter()
-            if cell.kind == "model":
-                record = _run_model(cell, run_dir, suite.keep_checkpoints)
-            else:
-                tokenizer = tokenizer or [resolve_backbone(cell.ref or "", seed=0).tokenizer]
-                record = _run_baseline(cell, tokenizer[0], run_dir)
+            record = _run_cell(cell, run_dir, suite.keep_checkpoints)
             write_cell(cell_file[cell.key], record)
             cached[cell.key] = copy.deepcopy(record)
-            ran: float | None = time.perf_counter() - t0
-        else:
-            record, ran = copy.deepcopy(cached[cell.key]), None
+            ran = time.perf_counter() - t0
+        record = copy.deepcopy(cached[cell.key])
         record.update(_labels(cell))  # a renamed label or moved checkpoint is not a new result
         records.append(record)
-        progress.done(i, cell, record, ran)
+        if workers == 1 or ran is not None or cell.key not in pending:
+            progress.done(i, cell, record, ran)  # parallel runs reported theirs as they ended
     written = write_reports(records, run_dir, suite)
     log(
         f"suite {suite.name}: done in {_clock(time.perf_counter() - progress.t0)}; "

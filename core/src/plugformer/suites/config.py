@@ -79,6 +79,13 @@ class SuiteConfig(StrictModel):
     """Add the tasks' baselines (majority class, copy-source, ...) as report columns."""
     overrides: dict[str, Any] = Field(default_factory=dict)
     """Applied to every task spec, e.g. ``finetune.max_steps = 50`` or ``data.max_train = 500``."""
+    workers: int = Field(1, ge=1)
+    """Cells run at once, each in its own process with an equal share of the idle cores
+    (:mod:`plugformer.suites.workers`); 1 runs them one by one in this process. Workers find
+    plugins through entry points only."""
+    budget_scale: float = Field(1.0, gt=0)
+    """Multiplies every model cell's ``finetune.max_minutes``: a suite that runs two cells at
+    once on one thread each gives each cell more minutes for the same work."""
     keep_checkpoints: bool = False
     """Keep each model cell's task checkpoint under checkpoints/<key> (default: results only)."""
     report_metrics: list[str] = Field(default_factory=list)

@@ -1,0 +1,97 @@
+"""Suites run with several worker processes: the same cells and results as in-process.
+
+Workers are spawned processes, so they see tasks only through entry points: these tests use
+the installed first-party ``sentiment`` plugin on the workspace's tiny data and backbone.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from plugformer.suites.bench import plan_cells, run_suite
+from plugformer.suites.config import load_suite, resolve_backbones
+from plugformer.suites.workers import worker_threads
+from tests.bench.conftest import quiet, write_suite
+
+
+def _sentiment_suite(workspace: Path, name: str, **fields: str) -> Path:
+    data = "\n".join(f'{s} = "{workspace / s}.jsonl"' for s in ("train", "validation", "test"))
+    spec = workspace / "tasks" / "toy-sentiment.toml"
+    spec.write_text(
+        f'task = "sentiment"\n\n[data]\n{data}\n\n[finetune]\nmax_steps = 3\nbatch_size = 8\n',
+        encoding="utf-8",
+    )
+    return write_suite(workspace, name, tasks='["tasks/toy-sentiment.toml"]', **fields)
+
+
+def _metrics(run: Path) -> dict[tuple[str, str, int | None], dict[str, float]]:
+    cells = json.loads((run / "results.json").read_text())["cells"]
+    return {(c["kind"], c["column"], c["seed"]): c["metrics"] for c in cells}
+
+
+@pytest.mark.slow
+def test_two_workers_give_the_in_process_results(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from plugformer import plugins
+
+    monkeypatch.delenv("PLUGFORMER_LOAD_PLUGINS", raising=False)  # entry points, as workers do
+    plugins.reset()
+    monkeypatch.setenv("TOY_CKPT", str(workspace / "ckpt"))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # workers get one thread each on 2 cores
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the in-process run too: equal arithmetic, equal results
+    try:
+        serial = run_suite(_sentiment_suite(workspace, "serial"), workspace / "serial", log=quiet)
+    finally:
+        torch.set_num_threads(threads)
+    lines: list[str] = []
+    parallel = run_suite(
+        _sentiment_suite(workspace, "parallel", workers="2"),
+        workspace / "parallel",
+        log=lines.append,
+    )
+    assert any("2 cells at a time" in line for line in lines)
+    done = [line for line in lines if "in " in line and "ETA" in line]
+    assert len(done) == 6  # two baselines and 2 backbones × 2 seeds, each reported once
+    assert _metrics(parallel) == _metrics(serial)
+    assert (parallel / "report.md").is_file() and not list((parallel / "work").iterdir())
+    # a second run finds every cell cached and starts no worker
+    lines.clear()
+    run_suite(_sentiment_suite(workspace, "parallel", workers="2"), parallel, log=lines.append)
+    assert sum("(cached)" in line for line in lines) == 6
+    assert not any("at a time" in line for line in lines)
+
+
+def test_budget_scale_multiplies_every_cells_minutes(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TOY_CKPT", str(workspace / "ckpt"))
+    path = write_suite(
+        workspace,
+        "scaled",
+        budget_scale="1.5",
+        overrides="{finetune = {max_minutes = 0.4}}",
+        backbones=(
+            '[{name = "pretrained", ref = "${TOY_CKPT}"}, '
+            '{name = "scratch", ref = "scratch:${TOY_CKPT}", overrides = {finetune = {max_minutes = 2.0}}}]'
+        ),
+    )
+    suite = load_suite(path)
+    minutes = {
+        c.column: c.spec.finetune.max_minutes
+        for c in plan_cells(suite, path, resolve_backbones(suite))
+        if c.kind == "model"
+    }
+    assert minutes == {"pretrained": pytest.approx(0.6), "scratch": pytest.approx(3.0)}
+
+
+def test_worker_threads_share_the_idle_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("plugformer.threads.other_runnable", lambda: 0.0)
+    assert worker_threads(2, cpus=2) == 1 and worker_threads(2, cpus=8) == 4
+    monkeypatch.setattr("plugformer.threads.other_runnable", lambda: 1.0)  # one core is busy
+    assert worker_threads(2, cpus=2) == 1 and worker_threads(3, cpus=8) == 2
