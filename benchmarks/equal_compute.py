@@ -6,7 +6,9 @@ That shows what a pretrained start buys, not whether pretraining was worth its c
 script gives the untrained architecture the pretrained backbone's compute on one task:
 
 * ``whole``: the backbone's own pretraining seconds (its share of the shared trunk and its
-  anneal, as ``quickstart.json`` records them) plus the cell's fine-tuning minutes;
+  anneal, as ``quickstart.json`` records them) plus the cell's fine-tuning minutes (its
+  spec's minutes: a suite with ``budget_scale`` ran its cells side by side, each on part of
+  the cores, for that many times longer; an arm runs alone);
 * ``share``: one task's share of them (the pretraining serves every task of the suite, so
   its seconds divided by the number of tasks) plus the cell's minutes.
 
@@ -151,7 +153,11 @@ def main() -> int:
     quick = json.loads((args.run / "quickstart.json").read_text(encoding="utf-8"))
     main_backbone = quick["pretrained"]["text+tasks"]
     pretrain_s = float(main_backbone["summary"]["total_train_seconds"])
-    n_tasks = len(json.loads((args.run / "suite" / "suite.json").read_text())["tasks"])
+    suite = json.loads((args.run / "suite" / "suite.json").read_text(encoding="utf-8"))
+    n_tasks = len(suite["tasks"])
+    # A suite that runs cells side by side on one thread each gives them budget_scale times
+    # their spec's minutes; an arm runs alone on every core, so it gets the spec's minutes.
+    scale = float(suite.get("budget_scale", 1.0))
     backbone = f"scratch:{main_backbone['checkpoint']}"
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
@@ -177,7 +183,7 @@ def main() -> int:
         cells = _cells(args.run, spec, args.seed)
         if "scratch" not in cells:
             raise SystemExit(f"{args.run}: no scratch cell of {spec!r}, seed {args.seed}")
-        cell_min = float(cells["scratch"]["spec_config"]["finetune"]["max_minutes"])
+        cell_min = float(cells["scratch"]["spec_config"]["finetune"]["max_minutes"]) / scale
         budgets = {
             "share": pretrain_s / n_tasks / 60 + cell_min,
             "whole": pretrain_s / 60 + cell_min,

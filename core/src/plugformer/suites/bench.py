@@ -530,6 +530,7 @@ def run_suite(
         {**suite.model_dump(mode="json"), "file": str(path), "backbone_refs": refs},
     )
     workers = workers or suite.workers
+    _tokenizer.cache_clear()  # a checkpoint rewritten in place since the last run is reread
     progress, records = _Progress(cells, pending, log, workers), []
     if workers > 1 and pending:
         from plugformer.suites.workers import run_parallel
