@@ -62,18 +62,19 @@ def _cells(run: Path, spec: str, seed: int) -> dict[str, dict[str, Any]]:
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
-    """``["finetune.lr_backbone=3e-3", ...]`` → ``{"finetune.lr_backbone": 0.003}`` (TOML values)."""
-    import tomllib
+    """``["finetune.lr_backbone=3e-3", ...]`` → ``{"finetune.lr_backbone": 0.003}``: values
+    parsed as the CLI's ``--set`` parses them (:func:`plugformer.config.apply_overrides`)."""
+    from plugformer.config import apply_overrides
 
     out: dict[str, Any] = {}
     for item in items:
-        key, sep, raw = item.partition("=")
+        key, sep, _ = item.partition("=")
         if not sep or not key.strip():
             raise SystemExit(f"--set {item!r}: expected SECTION.FIELD=VALUE")
-        try:
-            out[key.strip()] = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            out[key.strip()] = raw  # a bare word: a string
+        node: Any = apply_overrides({}, [item])
+        for part in key.strip().split("."):
+            node = node[part]
+        out[key.strip()] = node
     return out
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
@@ -44,8 +45,6 @@ def _init_worker(threads: int) -> None:
 
 
 def _timed(run_one: Callable[..., dict[str, Any]], *args: Any) -> tuple[dict[str, Any], float]:
-    import time
-
     t0 = time.perf_counter()
     return run_one(*args), time.perf_counter() - t0
 
