@@ -71,37 +71,50 @@ class Predictor:
         )
 
     def _batches(self, examples: Sequence[Any], batch_size: int):
+        """``(positions, batch)`` over ``examples`` in batches of similar encoded length
+        (a batch is padded, and decoded, to its longest member), longest first."""
         collate = eval_collate(self.task)
-        for i in range(0, len(examples), batch_size):
-            yield collate(list(examples[i : i + batch_size]))
+        sizes = [
+            sum(len(f.get("input_ids", ())) for f in self.task.encode(ex, train=False))
+            for ex in examples
+        ]
+        order = sorted(range(len(examples)), key=lambda i: -sizes[i])
+        for i in range(0, len(order), batch_size):
+            positions = order[i : i + batch_size]
+            yield positions, collate([examples[j] for j in positions])
 
     @torch.inference_mode()
     def predict(self, inputs: Sequence[str | dict[str, Any]], batch_size: int = 32) -> list[Any]:
-        """Predictions for raw inputs (strings or dicts, as ``task.example_from_input`` takes)."""
+        """Predictions for raw inputs (strings or dicts, as ``task.example_from_input`` takes),
+        in the order of ``inputs``."""
         from plugformer.inference.quantize import autocast
 
         examples = [self.task.example_from_input(x) for x in inputs]
-        out: list[Any] = []
-        for batch in self._batches(examples, batch_size):
+        out: list[Any] = [None] * len(examples)
+        for positions, batch in self._batches(examples, batch_size):
             with autocast(self.precision):
-                out.extend(self.task.predict(self.backbone, self.head, batch))
+                preds = self.task.predict(self.backbone, self.head, batch)
+            for j, p in zip(positions, preds, strict=True):
+                out[j] = p
         return out
 
     @torch.inference_mode()
     def score(
         self, examples: Sequence[Any], batch_size: int = 64, keep: bool = False
     ) -> tuple[dict[str, float], list[Any]]:
-        """The task's metrics on ``examples`` (updated batch by batch), and the predictions if ``keep``."""
+        """The task's metrics on ``examples`` (updated batch by batch), and the predictions
+        (in the order of ``examples``) if ``keep``."""
         from plugformer.inference.quantize import autocast
 
         metrics = self.task.metrics()
-        kept: list[Any] = []
-        for batch in self._batches(examples, batch_size):
+        kept: list[Any] = [None] * len(examples) if keep else []
+        for positions, batch in self._batches(examples, batch_size):
             with autocast(self.precision):
                 preds = self.task.predict(self.backbone, self.head, batch)
             self.task.update_metrics(metrics, preds, batch["examples"])
             if keep:
-                kept.extend(preds)
+                for j, p in zip(positions, preds, strict=True):
+                    kept[j] = p
         return self.task.compute_metrics(metrics), kept
 
 

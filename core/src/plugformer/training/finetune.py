@@ -240,10 +240,26 @@ class _RngState(L.Callback):
 class _ResumableOrder(torch.utils.data.Sampler[int]):
     """Training order as a function of the position: epoch ``e`` is a permutation seeded by
     ``(seed, e)``; iteration starts at item ``start`` and runs to ``total`` (all epochs as one
-    stream), so a run resumed at step ``k`` sees exactly the batches it would have seen."""
+    stream), so a run resumed at step ``k`` sees exactly the batches it would have seen.
 
-    def __init__(self, n: int, seed: int, total: int, start: int = 0) -> None:
+    With ``lengths`` (and ``batch_size``) each epoch's permutation is cut into pools of
+    ``POOL_BATCHES`` batches; a pool is sorted by length, cut into batches, and those batches
+    are put in a random order (fairseq's and Hugging Face's ``group_by_length``): a batch is
+    padded to its longest feature, and similar lengths side by side waste few positions."""
+
+    POOL_BATCHES = 50
+
+    def __init__(
+        self,
+        n: int,
+        seed: int,
+        total: int,
+        start: int = 0,
+        lengths: Sequence[int] | None = None,
+        batch_size: int = 1,
+    ) -> None:
         self.n, self.seed, self.total, self.start = n, seed, total, start
+        self.lengths, self.batch_size = lengths, batch_size
 
     def __len__(self) -> int:
         # The whole stream, also when resumed: Lightning counts a resumed run's batches on
@@ -252,14 +268,29 @@ class _ResumableOrder(torch.utils.data.Sampler[int]):
         # replaying batches (found 2026-12-01: a run resumed at step 17 diverged after 23).
         return self.total
 
+    def epoch_order(self, epoch: int) -> list[int]:
+        """The items of ``epoch`` in training order."""
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        perm = torch.randperm(self.n, generator=g).tolist()
+        if self.lengths is None:
+            return perm
+        bs, pool = self.batch_size, self.batch_size * self.POOL_BATCHES
+        out: list[int] = []
+        for p in range(0, self.n, pool):
+            # Stable sort: equal lengths keep the permutation's (random) order.
+            items = sorted(perm[p : p + pool], key=self.lengths.__getitem__)
+            batches = [items[b : b + bs] for b in range(0, len(items), bs)]
+            for k in torch.randperm(len(batches), generator=g).tolist():
+                out += batches[k]
+        return out
+
     def __iter__(self) -> Iterator[int]:
-        epoch, perm = -1, None
+        epoch, order = -1, None
         for i in range(self.start, self.total):
             if i // self.n != epoch:
                 epoch = i // self.n
-                g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-                perm = torch.randperm(self.n, generator=g).tolist()
-            yield perm[i % self.n]
+                order = self.epoch_order(epoch)
+            yield order[i % self.n]
 
 
 # --------------------------------------------------------------------------- API
@@ -318,8 +349,19 @@ def _loaders(
     features = _Features(task, train)
     per_epoch = math.ceil(len(features) / ft.batch_size)
     steps = ft.max_steps or ft.epochs * per_epoch
+    lengths = None
+    if ft.group_by_length:
+        # A feature's size: its list-valued fields (token ids, labels, ...) padded alike.
+        lengths = [
+            sum(len(v) for v in f.values() if isinstance(v, list | tuple)) for f in features.items
+        ]
     order = _ResumableOrder(
-        len(features), spec.seed, steps * ft.batch_size, start_step * ft.batch_size
+        len(features),
+        spec.seed,
+        steps * ft.batch_size,
+        start_step * ft.batch_size,
+        lengths=lengths,
+        batch_size=ft.batch_size,
     )
     # Own generators: a loader drawing its base seed from the global RNG would shift dropout.
     train_dl = DataLoader(
@@ -329,6 +371,13 @@ def _loaders(
         generator=torch.Generator().manual_seed(spec.seed),
         collate_fn=task.collate,
     )
+    if val:
+        # Longest first, so a batch is padded and decoded to lengths alike (the metrics do
+        # not depend on the order; Predictor.score batches the test split the same way).
+        size = [
+            sum(len(f.get("input_ids", ())) for f in task.encode(ex, train=False)) for ex in val
+        ]
+        val = [val[i] for i in sorted(range(len(val)), key=lambda i: -size[i])]
     val_dl = (
         DataLoader(
             val,
