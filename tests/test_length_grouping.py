@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 
 from plugformer.config import FinetuneConfig
-from plugformer.training.finetune import _ResumableOrder
+from plugformer.training.finetune_data import ResumableOrder
 
 
 def _lengths(n: int = 1000, seed: int = 0) -> list[int]:
@@ -24,8 +24,8 @@ def _padding_efficiency(order: list[int], lengths: list[int], bs: int) -> float:
 
 def test_grouped_epochs_are_permutations_with_little_padding() -> None:
     lengths, bs = _lengths(), 16
-    grouped = _ResumableOrder(len(lengths), 3, 3 * len(lengths), lengths=lengths, batch_size=bs)
-    plain = _ResumableOrder(len(lengths), 3, 3 * len(lengths))
+    grouped = ResumableOrder(len(lengths), 3, 3 * len(lengths), lengths=lengths, batch_size=bs)
+    plain = ResumableOrder(len(lengths), 3, 3 * len(lengths))
     for epoch in range(3):
         order = grouped.epoch_order(epoch)
         assert sorted(order) == list(range(len(lengths)))
@@ -41,12 +41,12 @@ def test_grouped_epochs_are_permutations_with_little_padding() -> None:
 def test_grouped_order_is_seeded_and_resumable() -> None:
     lengths, bs = _lengths(200), 8
     total = 5 * len(lengths) + 37  # epochs run into each other
-    whole = list(_ResumableOrder(len(lengths), 7, total, lengths=lengths, batch_size=bs))
-    again = list(_ResumableOrder(len(lengths), 7, total, lengths=lengths, batch_size=bs))
-    other = list(_ResumableOrder(len(lengths), 8, total, lengths=lengths, batch_size=bs))
+    whole = list(ResumableOrder(len(lengths), 7, total, lengths=lengths, batch_size=bs))
+    again = list(ResumableOrder(len(lengths), 7, total, lengths=lengths, batch_size=bs))
+    other = list(ResumableOrder(len(lengths), 8, total, lengths=lengths, batch_size=bs))
     assert whole == again != other
     start = 57 * bs  # resumed after step 57, inside the third epoch
-    resumed = list(_ResumableOrder(len(lengths), 7, total, start, lengths=lengths, batch_size=bs))
+    resumed = list(ResumableOrder(len(lengths), 7, total, start, lengths=lengths, batch_size=bs))
     assert resumed == whole[start:]
 
 

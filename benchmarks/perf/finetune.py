@@ -46,7 +46,8 @@ def bench_finetune(args: argparse.Namespace, tmp: Path) -> None:
     from plugformer import plugins
     from plugformer.models.gpt import GPT
     from plugformer.training.common import seed_everything
-    from plugformer.training.finetune import FinetuneModule, _loaders, _RngState, _trainer
+    from plugformer.training.finetune import FinetuneModule, _RngState, _trainer
+    from plugformer.training.finetune_data import loaders
     from plugformer.training.schedule import BudgetSchedule
 
     wanted = [t for t in args.finetune_tasks.split(",") if t]
@@ -75,7 +76,7 @@ def bench_finetune(args: argparse.Namespace, tmp: Path) -> None:
         for who in ("plugformer", "plain"):
             backbone = GPT(cfg).to(H.DEVICE)
             models[who] = (backbone, task.build_head(backbone).to(H.DEVICE))
-        train_dl, _, _, _ = _loaders(task, spec, examples, [])
+        train_dl, _, _, _ = loaders(task, spec, examples, [])
         batches = [
             {k2: v.to(H.DEVICE) if torch.is_tensor(v) else v for k2, v in b.items()}
             for _, b in zip(range(8), iter(train_dl), strict=False)

@@ -487,9 +487,9 @@ class FinetuneConfig(HardwareConfig):
     """Stop after this many validations without improvement of the main metric."""
     group_by_length: bool = True
     """Batch training features of similar length together: shuffled pools of 50 batches are
-    sorted by ``input_ids`` length, cut into batches, and the batches shuffled (fairseq's and
-    Hugging Face's ``group_by_length``). Measured on the first-party specs: random batches
-    of sentences are ~55 % real tokens, grouped ones ~97 %, so a step costs about half."""
+    sorted by length (of a feature's list-valued fields), cut into batches, and the batches
+    shuffled (fairseq's and Hugging Face's ``group_by_length``). Measured on the first-party
+    specs: random batches of sentences are ~55 % real tokens, grouped ones ~97 %."""
 
 
 class InferenceConfig(StrictModel):

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["Predictor", "eval_collate", "load"]
+__all__ = ["Predictor", "eval_collate", "load", "longest_first"]
 
 
 def eval_collate(task: Any):
@@ -31,6 +31,15 @@ def eval_collate(task: Any):
         return batch
 
     return collate
+
+
+def longest_first(task: Any, examples: Sequence[Any]) -> list[int]:
+    """Positions of ``examples`` by encoded length (token ids of all their features), longest
+    first: batches of alike lengths are padded, and decoded, to little more than they need."""
+    sizes = [
+        sum(len(f.get("input_ids", ())) for f in task.encode(ex, train=False)) for ex in examples
+    ]
+    return sorted(range(len(examples)), key=lambda i: -sizes[i])
 
 
 class Predictor:
@@ -74,11 +83,7 @@ class Predictor:
         """``(positions, batch)`` over ``examples`` in batches of similar encoded length
         (a batch is padded, and decoded, to its longest member), longest first."""
         collate = eval_collate(self.task)
-        sizes = [
-            sum(len(f.get("input_ids", ())) for f in self.task.encode(ex, train=False))
-            for ex in examples
-        ]
-        order = sorted(range(len(examples)), key=lambda i: -sizes[i])
+        order = longest_first(self.task, examples)
         for i in range(0, len(order), batch_size):
             positions = order[i : i + batch_size]
             yield positions, collate([examples[j] for j in positions])
