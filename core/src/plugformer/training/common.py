@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ __all__ = [
     "clip_gradients",
     "cosine_schedule",
     "param_groups",
+    "progress_bar",
     "resolve_compile",
     "resolve_precision",
     "seed_everything",
@@ -196,6 +198,26 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             torch.save(checkpoint, f)
 
 
+def progress_bar() -> Any:
+    """Lightning's progress bar (Rich where it is installed, as Lightning itself chooses),
+    titled without an epoch limit: plugformer's runs end on steps or minutes, so the Trainer's
+    ``max_epochs`` is -1 and Lightning's own title would read ``Epoch 0/-2``."""
+    from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
+    from lightning.pytorch.utilities.imports import _RICH_AVAILABLE
+
+    if not _RICH_AVAILABLE:
+        return TQDMProgressBar()  # its title is "Epoch N" already
+
+    class _StepBoundedRichProgressBar(RichProgressBar):
+        def _get_train_description(self, current_epoch: int) -> str:
+            if self.trainer.max_epochs is not None and self.trainer.max_epochs >= 0:
+                return super()._get_train_description(current_epoch)
+            title = f"Epoch {current_epoch}"
+            return f"{title:{len(self.validation_description)}}"  # as wide as "Validation"
+
+    return _StepBoundedRichProgressBar()
+
+
 def build_trainer(
     cfg: TrainerConfig,
     out_dir: Path,
@@ -217,7 +239,7 @@ def build_trainer(
             logging.getLogger(name).setLevel(logging.WARNING)
     import lightning as L
     from lightning.fabric.utilities.exceptions import MisconfigurationException
-    from lightning.pytorch.callbacks import Checkpoint
+    from lightning.pytorch.callbacks import Checkpoint, ProgressBar
     from lightning.pytorch.loggers import CSVLogger
 
     from plugformer.errors import ConfigError
@@ -227,6 +249,8 @@ def build_trainer(
     precision = resolve_precision(cfg.precision, cfg.accelerator)
     # Progress bars on a dumb terminal (CI logs) only add noise.
     progress = cfg.progress and os.environ.get("PLUGFORMER_PROGRESS", "1") != "0"
+    if progress and not any(isinstance(cb, ProgressBar) for cb in callbacks):
+        callbacks = [*callbacks, progress_bar()]
     kwargs: dict[str, Any] = dict(
         accelerator=cfg.accelerator,
         devices=cfg.devices,
@@ -251,6 +275,13 @@ def build_trainer(
         log_every_n_steps=min(cfg.log_every, max_steps or cfg.max_steps),
         deterministic=cfg.deterministic,
         use_distributed_sampler=False,
+    )
+    # Lightning 2.6 builds torch's deprecated ``LeafSpec`` while flattening batches; on torch
+    # 2.13 that prints a FutureWarning in every process that trains, which users cannot act on.
+    warnings.filterwarnings(
+        "ignore",
+        message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+        category=FutureWarning,
     )
     try:
         return L.Trainer(**kwargs)
