@@ -434,18 +434,25 @@ def _run_baseline(cell: Cell, tokenizer: Any, out: Path) -> dict[str, Any]:
 
 
 class _Progress:
-    """One line per cell: i/N, what, the main metric, its time, elapsed and ETA of the rest."""
+    """One line per cell: i/N, what, the main metric, its time, elapsed and the ETA of the rest.
+
+    The ETA is known before any cell has finished, because fine-tuning budgets are set in
+    minutes: a model cell is expected to take its budget (``finetune.max_minutes``, already
+    scaled by the suite's ``budget_scale``) plus what finished cells of the same task spec
+    took beyond theirs (evaluation, decoding, loading; of any spec until one of its own has
+    finished). A baseline is expected to take what finished baselines of its spec took. While
+    a kind of cell still to run has no finished cell to learn from, the ETA counts only
+    budgets and reads as a lower bound, ``≥ h:mm:ss``.
+    """
 
     def __init__(
         self, cells: list[Cell], pending: set[str], log: Callable[[str], None], workers: int = 1
     ):
         self.total, self.log, self.t0 = len(cells), log, time.perf_counter()
         self.workers = workers
-        self.left = {
-            kind: sum(c.key in pending and c.kind == kind for c in cells)
-            for kind in ("model", "baseline")
-        }
-        self.times: dict[str, list[float]] = {"model": [], "baseline": []}
+        self.todo = {c.key: c for c in cells if c.key in pending}  # two labels may share a cell
+        self.beyond: dict[tuple[str, str], list[float]] = {}
+        """Seconds each finished cell took beyond its budget, by (kind, spec label)."""
 
     def start(self, i: int, cell: Cell) -> None:
         self.log(f"[{i:>{len(str(self.total))}}/{self.total}] {cell.describe()} ...")
@@ -456,20 +463,32 @@ class _Progress:
         if ran is None:
             status += " (cached)"
         else:
-            self.times[cell.kind].append(ran)
-            self.left[cell.kind] -= 1
+            self.todo.pop(cell.key, None)
+            extra = max(0.0, ran - budget_seconds(cell))
+            self.beyond.setdefault((cell.kind, cell.spec.label), []).append(extra)
             status += f" in {ran:.1f}s"
         self.log(
             f"[{i:>{len(str(self.total))}}/{self.total}] {cell.describe()}: {status} | "
-            f"elapsed {_clock(time.perf_counter() - self.t0)}, ETA {self._eta()}"
+            f"elapsed {_clock(time.perf_counter() - self.t0)}, ETA {self.eta()}"
         )
 
-    def _eta(self) -> str:
-        left = {kind: n for kind, n in self.left.items() if n > 0}
-        if any(not self.times[kind] for kind in left):
-            return "?"  # no cell of a kind still to run has been timed yet
-        work = sum(n * statistics.fmean(self.times[kind]) for kind, n in left.items())
-        return _clock(work / self.workers)
+    def eta(self) -> str:
+        """Wall time the cells still to run are expected to take, over the workers."""
+        work, lower_bound = 0.0, False
+        for cell in self.todo.values():
+            seen = self.beyond.get((cell.kind, cell.spec.label)) or [
+                x for (kind, _), xs in self.beyond.items() if kind == cell.kind for x in xs
+            ]
+            work += budget_seconds(cell) + (statistics.fmean(seen) if seen else 0.0)
+            lower_bound = lower_bound or not seen
+        return ("≥ " if lower_bound else "") + _clock(work / self.workers)
+
+
+def budget_seconds(cell: Cell) -> float:
+    """The fine-tuning budget of a model cell in seconds (0 for a baseline, or a cell bounded
+    by steps only)."""
+    minutes = cell.spec.finetune.max_minutes if cell.kind == "model" else None
+    return 60.0 * minutes if minutes else 0.0
 
 
 def _clock(seconds: float) -> str:
@@ -532,6 +551,8 @@ def run_suite(
     workers = workers or suite.workers
     _tokenizer.cache_clear()  # a checkpoint rewritten in place since the last run is reread
     progress, records = _Progress(cells, pending, log, workers), []
+    if pending:
+        log(f"suite {suite.name}: ETA {progress.eta()}, from the cells' fine-tuning budgets")
     if workers > 1 and pending:
         from plugformer.suites.workers import run_parallel
 
