@@ -11,7 +11,15 @@ import torch
 from plugformer import hookimpl, plugins
 from plugformer.config import ModelConfig
 from plugformer.errors import PlugformerError
-from plugformer.inference.decoding import Beam, Greedy, Sampling, Strategy, decode, get_strategy
+from plugformer.inference.decoding import (
+    Beam,
+    Greedy,
+    Sampling,
+    Strategy,
+    block_repeated_ngrams,
+    decode,
+    get_strategy,
+)
 from plugformer.models.gpt import GPT
 
 PROMPTS = [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14]]  # ragged: the batch is left-padded
@@ -123,6 +131,32 @@ def test_repetition_penalty_discourages_repeats(gpt: GPT) -> None:
         decode(gpt, [[5]], Greedy(), max_new_tokens=20, eos_id=None, repetition_penalty=100.0)
     )[0]
     assert len(set(penal)) > len(set(plain)) or len(set(plain)) == 20
+
+
+def _ngrams(toks: list[int], n: int) -> list[tuple[int, ...]]:
+    return [tuple(toks[i : i + n]) for i in range(len(toks) - n + 1)]
+
+
+def test_block_repeated_ngrams_bans_exactly_the_completing_tokens() -> None:
+    logits = torch.zeros(3, 10)
+    block_repeated_ngrams(logits, [[1, 2, 3, 1, 2], [4, 4], []], 3)
+    assert torch.isinf(logits[0]).nonzero().flatten().tolist() == [3]  # 1 2 3 seen: no "1 2 3"
+    assert not torch.isinf(logits[1:]).any()  # [4, 4]: no trigram yet; []: nothing
+    bigrams = torch.zeros(1, 10)
+    block_repeated_ngrams(bigrams, [[7, 8, 7, 9, 7]], 2)
+    assert sorted(torch.isinf(bigrams[0]).nonzero().flatten().tolist()) == [8, 9]
+
+
+@pytest.mark.parametrize("strategy", [Greedy(), Beam(3)], ids=["greedy", "beam"])
+def test_no_repeat_ngram_size_stops_loops(gpt: GPT, strategy: Strategy) -> None:
+    plain = tokens(decode(gpt, PROMPTS, strategy, max_new_tokens=24, eos_id=None))
+    assert any(len(set(_ngrams(t, 2))) < len(_ngrams(t, 2)) for t in plain)  # it does loop
+    blocked = tokens(
+        decode(gpt, PROMPTS, strategy, max_new_tokens=24, eos_id=None, no_repeat_ngram_size=2)
+    )
+    for out in blocked:
+        assert len(out) == 24
+        assert len(set(_ngrams(out, 2))) == len(_ngrams(out, 2))  # no bigram twice
 
 
 def test_kv_cache_reorders_in_place_by_index(gpt: GPT) -> None:

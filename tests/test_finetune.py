@@ -164,3 +164,47 @@ def test_bf16_mixed_fine_tuning_clips_with_the_fused_optimizer(
     )
     summary = plugformer.finetune(spec, backbone=str(micro_checkpoint), out_dir=tmp_path / "run")
     assert summary["steps"] == 3
+
+
+def test_decoding_options_change_at_evaluation_and_prediction(
+    micro_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``evaluate --set options.K=V`` and ``predict --option K=V`` change a checkpoint's saved
+    task options for that run (they were silently ignored: the checkpoint's options won);
+    an unknown or invalid option is one line, and one that reshapes the head is refused."""
+    if "translation" not in plugins.tasks().names():
+        pytest.skip("translation plugin not installed")
+    import plugformer
+    from plugformer.config import TaskSpec
+    from plugformer.errors import CheckpointError, ConfigError
+
+    splits, _ = _translation(tmp_path)
+    for split, rows in splits.items():
+        (tmp_path / f"{split}.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    spec = TaskSpec(
+        task="translation",
+        data={"train": str(tmp_path / "train.jsonl"), "test": str(tmp_path / "test.jsonl")},
+        finetune={"max_steps": 4, "batch_size": 4, "progress": False},
+    )
+    ckpt = Path(
+        plugformer.finetune(spec, backbone=str(micro_checkpoint), out_dir=tmp_path / "run")[
+            "checkpoint"
+        ]
+    )
+    out = tmp_path / "eval.json"
+    run(["evaluate", str(ckpt), "--set", "options.beam_size=1", "--out", str(out)], capsys)
+    assert json.loads(out.read_text())["options_changed"] == {"beam_size": 1}
+    greedy = plugformer.load(ckpt, options={"decoding": "greedy", "no_repeat_ngram_size": 2})
+    assert (greedy.task.options.decoding, greedy.task.options.no_repeat_ngram_size) == (
+        "greedy",
+        2,
+    )
+    assert plugformer.load(ckpt).task.options.decoding == "beam"  # the saved ones otherwise
+    line = run(["predict", str(ckpt), "the dog", "--option", "beam_size=2"], capsys)
+    assert "translation" in json.loads(line)
+    with pytest.raises(ConfigError, match="no option 'beam_sise'"):
+        plugformer.load(ckpt, options={"beam_sise": 2})
+    with pytest.raises(ConfigError, match="beam_size"):
+        plugformer.load(ckpt, options={"beam_size": 0})
+    with pytest.raises(CheckpointError, match="does not fit options"):
+        plugformer.load(ckpt, options={"pointer": True})

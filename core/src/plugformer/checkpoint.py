@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import json
 import platform
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from plugformer.errors import CheckpointError
+from plugformer.errors import CheckpointError, ConfigError
 from plugformer.fileio import atomic_dir
 from plugformer.manifest import FORMAT_VERSION
 
@@ -245,8 +246,14 @@ def _check_task_version(path: Path, cls: type, saved: str) -> None:
         )
 
 
-def load_task(path: str | Path) -> tuple[Any, Any, Any, dict[str, Any]]:
-    """(task, backbone model, head, manifest) of a task checkpoint."""
+def load_task(
+    path: str | Path, options: Mapping[str, Any] | None = None
+) -> tuple[Any, Any, Any, dict[str, Any]]:
+    """(task, backbone model, head, manifest) of a task checkpoint.
+
+    ``options`` change task options of the saved ones for this load only: decoding settings
+    (``beam_size``, ``no_repeat_ngram_size``, ``answer_candidates``, ...). An option that
+    shapes the head (``pointer``) no longer fits the saved weights and is refused."""
     from plugformer import plugins
     from plugformer.errors import PluginError
 
@@ -269,8 +276,10 @@ def load_task(path: str | Path) -> tuple[Any, Any, Any, dict[str, Any]]:
         ) from None
     _check_task_version(path, cls, str(info.get("version", "0")))
     loaded = load_backbone(path)
+    if options:
+        _check_option_overrides(path, cls, info["options"], options)
     try:
-        task = cls(info["options"], loaded.tokenizer)
+        task = cls({**info["options"], **options} if options else info["options"], loaded.tokenizer)
         task.check_backbone(loaded.model)  # hands the task its length budget before any encode
         task.load_state_dict(info["state"])
     except CheckpointError:
@@ -281,5 +290,38 @@ def load_task(path: str | Path) -> tuple[Any, Any, Any, dict[str, Any]]:
             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
         ) from None
     head = task.build_head(loaded.model)
-    load_weights(head, path / "head.safetensors")
+    try:
+        load_weights(head, path / "head.safetensors")
+    except CheckpointError as exc:
+        if not options:
+            raise
+        raise CheckpointError(
+            f"{path}: the head saved with the checkpoint does not fit options "
+            f"{sorted(options)} ({exc})"
+        ) from None
     return task, loaded.model, head, manifest
+
+
+def _check_option_overrides(
+    path: Path, cls: Any, saved: Mapping[str, Any], options: Mapping[str, Any]
+) -> None:
+    """One line naming the option when an override is unknown to the task or invalid."""
+    from pydantic import ValidationError
+
+    from plugformer.config import format_validation_error
+
+    known = getattr(cls, "Options", None)
+    fields = getattr(known, "model_fields", None)
+    if fields is None:
+        return
+    unknown = sorted(set(options) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"task {cls.name!r} has no option {unknown[0]!r}; its options: {', '.join(fields)}"
+        )
+    try:
+        known.model_validate({**saved, **options})
+    except ValidationError as exc:
+        raise ConfigError(
+            format_validation_error(exc, known, f"{path}: options overridden")
+        ) from None

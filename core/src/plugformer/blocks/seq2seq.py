@@ -56,6 +56,10 @@ class GenerationOptions(TaskOptions):
     """Example field of the prompt (default: the class's ``source_field``)."""
     target_field: str | None = None
     """Example field of the target (default: the class's ``target_field``)."""
+    no_repeat_ngram_size: int = Field(0, ge=0)
+    """> 0: an output never repeats one of its own n-grams of this size, as fairseq's
+    ``--no-repeat-ngram-size`` (the prompt's n-grams do not count, so copying stays free); 0
+    turns it off."""
     pointer: bool = False
     """Add a pointer-generator head that can copy the prompt's tokens (names, phrases) besides
     the LM head (:mod:`plugformer.blocks.copy`); decoder-only backbones."""
@@ -191,7 +195,10 @@ class ConditionalGenerationTask(CausalLMTask):
         from plugformer.inference.generation import SamplingConfig, generate
 
         room = self.length_budget - max(len(p) for p in prompts)
-        cfg = SamplingConfig(max_new_tokens=max(1, min(self.options.max_new_tokens, room)))
+        cfg = SamplingConfig(
+            max_new_tokens=max(1, min(self.options.max_new_tokens, room)),
+            no_repeat_ngram_size=self.options.no_repeat_ngram_size,
+        )
         tok = self.tokenizer
         return generate(backbone, prompts, cfg, eos_id=tok.eos_id, pad_id=tok.pad_id)
 

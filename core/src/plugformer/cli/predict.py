@@ -99,6 +99,14 @@ def _split_field_flags(args: list[str]) -> tuple[list[str], dict[str, str]]:
     "the task's examples also works as its own flag: --question ... --context ...",
 )
 @click.option(
+    "--option",
+    "task_options",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Change a task option saved in the checkpoint, for this run: decoding settings such "
+    "as --option beam_size=8 or --option no_repeat_ngram_size=3 (repeatable).",
+)
+@click.option(
     "--precision",
     type=click.Choice(["fp32", "bf16", "int8"]),
     default=None,
@@ -112,6 +120,7 @@ def predict(
     texts: tuple[str, ...],
     input_file: Any,
     fields: tuple[str, ...],
+    task_options: tuple[str, ...],
     precision: str | None,
 ) -> None:
     """Predict with a task checkpoint; one JSON line per input (with the input's id, if any)."""
@@ -136,8 +145,13 @@ def predict(
             "nothing to predict: give TEXT arguments, --field NAME=VALUE, --input FILE, or pipe lines on stdin"
         )
     import plugformer
+    from plugformer.config import apply_overrides
 
-    predictor = plugformer.load(checkpoint, precision)
+    for item in task_options:
+        if "=" not in item:
+            raise PlugformerError(f"--option {item!r}: expected NAME=VALUE, e.g. beam_size=8")
+    options = apply_overrides({}, list(task_options)) or None
+    predictor = plugformer.load(checkpoint, precision, options)
     if not hasattr(predictor, "predict"):
         raise PlugformerError(
             f"{checkpoint}: a backbone checkpoint; use `plugformer generate` or fine-tune it first"

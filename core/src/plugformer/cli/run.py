@@ -177,6 +177,7 @@ def evaluate(
     plugformer evaluate CKPT --data test.jsonl      the checkpoint's own spec, this data
     plugformer evaluate CKPT                        the checkpoint's own spec and split
     plugformer evaluate SPEC --checkpoint CKPT      another spec's data
+    plugformer evaluate CKPT --set options.beam_size=8   a decoding setting changed
     """
     if checkpoint is None:
         if not _is_checkpoint(Path(target)):
@@ -192,10 +193,14 @@ def evaluate(
             s = s.model_copy(
                 update={"data": s.data.model_copy(update={split: str(data), "dataset": None})}
             )
+    from plugformer.config import apply_overrides
     from plugformer.fileio import atomic_write_json
     from plugformer.training.finetune import evaluate as run
 
-    result = run(s, checkpoint, split=split)
+    # --set options.K=V changes the checkpoint's task options for this evaluation (the
+    # checkpoint's options are the ones it was trained with, whatever the spec file says).
+    changed = apply_overrides({}, [o for o in overrides if o.strip().startswith("options.")])
+    result = run(s, checkpoint, split=split, options=changed.get("options"))
     click.echo(json.dumps(result["metrics"], indent=2))  # shown even if the file cannot be written
     target = out or checkpoint.parent / f"eval_{split}.json"
     try:

@@ -41,6 +41,7 @@ __all__ = [
     "Incremental",
     "Sampling",
     "Strategy",
+    "block_repeated_ngrams",
     "decode",
     "get_strategy",
     "gnmt_length_penalty",
@@ -283,6 +284,25 @@ class Hypothesis:
     score: float
 
 
+def block_repeated_ngrams(logits: torch.Tensor, hyps: Sequence[Sequence[int]], n: int) -> None:
+    """In place: ``-inf`` for every token that would make row ``r`` of ``logits`` (N, V) repeat
+    an ``n``-gram of its own new tokens ``hyps[r]`` (fairseq's ``--no-repeat-ngram-size``).
+
+    Only the new tokens count, not the prompt: a summary or translation may still copy any
+    phrase of its source, but no longer loops on its own (``Trump's Trump's Trump's``).
+    """
+    rows: list[int] = []
+    cols: list[int] = []
+    for r, toks in enumerate(hyps):
+        prefix = list(toks[len(toks) - n + 1 :]) if n > 1 else []
+        for i in range(len(toks) - n + 1):  # every n-gram so far whose head is the prefix
+            if list(toks[i : i + n - 1]) == prefix:
+                rows.append(r)
+                cols.append(toks[i + n - 1])
+    if rows:
+        logits[rows, cols] = float("-inf")
+
+
 def _penalise(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
     """CTRL's repetition penalty: divide positive logits of seen tokens, multiply negative ones."""
     picked = logits.gather(1, seen)
@@ -301,6 +321,7 @@ def decode(
     pad_id: int = 0,
     use_cache: bool = True,
     repetition_penalty: float = 1.0,
+    no_repeat_ngram_size: int = 0,
     stop_check: Callable[[list[int]], bool] | None = None,
     n_best: int = 1,
     generator: torch.Generator | None = None,
@@ -310,6 +331,8 @@ def decode(
     :param max_new_tokens: one budget for all prompts or one per prompt (capped by the context).
     :param stop_check: called with a hypothesis's tokens after each new one; True completes it.
     :param repetition_penalty: > 1 discourages tokens already in the sequence (prompt included).
+    :param no_repeat_ngram_size: > 0 forbids a hypothesis to repeat any of its own n-grams of
+        this size (:func:`block_repeated_ngrams`; the prompt is not counted).
     """
     B, K = len(prompts), strategy.beam_size
     wanted = [max_new_tokens] * B if isinstance(max_new_tokens, int) else list(max_new_tokens)
@@ -344,6 +367,9 @@ def decode(
         logits = logits.float()
         if seen is not None:
             logits = _penalise(logits, seen, repetition_penalty)
+        if no_repeat_ngram_size > 0:
+            logits = logits.clone()  # the model may hand back a view of its own buffers
+            block_repeated_ngrams(logits, new, no_repeat_ngram_size)
         lprobs = torch.log_softmax(logits, dim=-1).view(n, K, -1)  # (n, K, V)
         cand_scores, cand_tokens, cand_beams = strategy.step(step, lprobs, scores, generator)
         c_scores, c_tokens, c_beams = (

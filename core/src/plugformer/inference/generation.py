@@ -1,5 +1,5 @@
 """Autoregressive generation: ``generate`` with a :class:`SamplingConfig` (greedy, temperature,
-top-k, top-p, repetition penalty, stop on eos or stop strings). Batched prompts are left-padded.
+top-k, top-p, repetition penalty, no repeated n-grams, stop on eos or stop strings). Batched prompts are left-padded.
 
 A thin front of :func:`plugformer.inference.decoding.decode`, the one decoding loop that greedy search,
 sampling, beam search and plugins' strategies share.
@@ -26,6 +26,9 @@ class SamplingConfig:
     top_p: float | None = None
     repetition_penalty: float = 1.0
     """> 1 discourages tokens already in the sequence (CTRL-style: divide positive logits)."""
+    no_repeat_ngram_size: int = 0
+    """> 0: a completion never repeats one of its own n-grams of this size (the prompt's do
+    not count)."""
     seed: int | None = None
 
     def strategy(self) -> Strategy:
@@ -58,6 +61,7 @@ def generate(
         pad_id=pad_id,
         use_cache=use_cache,
         repetition_penalty=cfg.repetition_penalty,
+        no_repeat_ngram_size=cfg.no_repeat_ngram_size,
         stop_check=stop_check,
         generator=generator,
     )

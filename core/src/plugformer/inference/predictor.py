@@ -6,7 +6,7 @@ Depends on the checkpoint format and the plugins only, never on fine-tuning (whi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,15 +65,22 @@ class Predictor:
         self.precision = precision
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, precision: str | None = None) -> Predictor:
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        precision: str | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> Predictor:
         """Load a task checkpoint at ``precision`` (``fp32``, ``bf16``, ``int8``); ``None``
-        takes the one saved in its manifest (``[inference]`` of the spec it was trained with)."""
+        takes the one saved in its manifest (``[inference]`` of the spec it was trained with).
+        ``options`` change saved task options for this predictor (decoding settings such as
+        ``beam_size``; :func:`plugformer.checkpoint.load_task`)."""
         from plugformer.checkpoint import load_task
         from plugformer.inference.quantize import check_precision, prepare, saved_precision
 
         if precision is not None:
             check_precision(precision)  # refuse a bad value before loading anything
-        task, backbone, head, manifest = load_task(path)
+        task, backbone, head, manifest = load_task(path, options)
         precision = precision or saved_precision(manifest)
         return cls(
             task, prepare(backbone, precision), prepare(head, precision), manifest, precision
@@ -123,17 +130,25 @@ class Predictor:
         return self.task.compute_metrics(metrics), kept
 
 
-def load(path: str | Path, precision: str | None = None) -> Any:
+def load(
+    path: str | Path, precision: str | None = None, options: Mapping[str, Any] | None = None
+) -> Any:
     """Load any checkpoint: a task checkpoint gives a :class:`Predictor` (``.predict([...])``),
     a backbone checkpoint a :class:`plugformer.models.families.LoadedBackbone`.
 
     ``precision`` (``fp32``, ``bf16``, ``int8``; :mod:`plugformer.inference.quantize`) overrides the
     inference precision a task checkpoint saved; a backbone checkpoint's model is prepared
-    at it when given (run bf16 models under ``plugformer.inference.quantize.autocast``)."""
+    at it when given (run bf16 models under ``plugformer.inference.quantize.autocast``).
+    ``options`` change a task checkpoint's saved task options (decoding settings) for this
+    load."""
     from plugformer.checkpoint import load_backbone, read_manifest
 
     if read_manifest(path)["kind"] == "task":
-        return Predictor.from_checkpoint(path, precision)
+        return Predictor.from_checkpoint(path, precision, options)
+    if options:
+        from plugformer.errors import PlugformerError
+
+        raise PlugformerError(f"{path}: a backbone checkpoint has no task options to change")
     loaded = load_backbone(path)
     if precision is not None:
         from plugformer.inference.quantize import prepare

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -386,8 +387,12 @@ def evaluate(
     split: str = "test",
     out_json: str | Path | None = None,
     keep_predictions: bool = False,
+    options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Score a task checkpoint on a split of the spec's data; tells plugins via ``on_result``."""
+    """Score a task checkpoint on a split of the spec's data; tells plugins via ``on_result``.
+
+    The task's options are the checkpoint's; ``options`` change some of them for this
+    evaluation (decoding settings: ``beam_size``, ``no_repeat_ngram_size``, ...)."""
     from plugformer.checkpoint import library_versions
     from plugformer.fileio import atomic_write_json
     from plugformer.metric_info import normalise_metric_info
@@ -396,7 +401,9 @@ def evaluate(
     t0 = time.time()
     # The spec's [inference] precision when it sets one, else the checkpoint's saved one.
     explicit = "inference" in spec.model_fields_set
-    pred = Predictor.from_checkpoint(checkpoint, spec.inference.precision if explicit else None)
+    pred = Predictor.from_checkpoint(
+        checkpoint, spec.inference.precision if explicit else None, options
+    )
     if pred.task.name != spec.task:
         raise CheckpointError(
             f"{checkpoint}: a {pred.task.name!r} checkpoint cannot evaluate task {spec.task!r}"
@@ -420,6 +427,7 @@ def evaluate(
         "metric_info": normalise_metric_info(pred.task.metric_info()),
         "n_examples": len(examples),
         "precision": pred.precision,
+        "options_changed": dict(options or {}),
         "data": {"dataset": spec.data.dataset, "file": getattr(spec.data, split)},
         "versions": library_versions(),
         "wall_seconds": round(time.time() - t0, 2),

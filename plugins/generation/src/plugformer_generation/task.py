@@ -96,6 +96,9 @@ class GenerationOptions(PairOptions):
     """Sample from the smallest set of tokens whose probability reaches top_p (nucleus)."""
     repetition_penalty: float = Field(1.0, gt=0)
     """> 1 discourages tokens already in the prompt or completion (CTRL-style)."""
+    no_repeat_ngram_size: int = Field(0, ge=0)
+    """> 0: a completion never repeats one of its own n-grams of this size, as fairseq's
+    ``--no-repeat-ngram-size`` (the prompt's n-grams do not count, so copying stays free)."""
     stop: list[str] = []
     """Stop strings: a completion ends before the first one it produces."""
     seed: int = 0
@@ -225,6 +228,7 @@ class GenerationTask(ConditionalGenerationTask):
             top_k=o.top_k,
             top_p=o.top_p,
             repetition_penalty=o.repetition_penalty,
+            no_repeat_ngram_size=o.no_repeat_ngram_size,
             seed=o.seed,
         )
 

@@ -124,6 +124,7 @@ class TranslationTask(ConditionalGenerationTask):
             max_new_tokens=budgets,
             eos_id=tok.eos_id,
             pad_id=tok.pad_id,
+            no_repeat_ngram_size=o.no_repeat_ngram_size,
         )
         return [list(hyps[0].tokens) if hyps else [] for hyps in results]
 
