@@ -115,3 +115,14 @@ def test_pair_input_needs_every_field() -> None:
 
     with pytest.raises(DataError, match="premise"):
         NLITask({}, None).example_from_input("only one text")
+
+
+def test_a_row_without_a_label_is_named_by_file_and_line(tmp_path) -> None:
+    """Before: the classification base's examples had no ``_where``, so the error named no row."""
+    from plugformer.errors import DataError
+
+    data = tmp_path / "train.csv"
+    data.write_text("premise,hypothesis,lab\na man runs,he moves,entailment\n", encoding="utf-8")
+    task = NLITask({}, None)
+    with pytest.raises(DataError, match=r"train\.csv:2: no label"):
+        task.prepare(task.read_file(data))

@@ -327,3 +327,14 @@ def test_corrupt_archives_are_data_errors(blob: bytes, tmp_path: Path) -> None:
         sources.read_members(blob, "*")
     with pytest.raises(DataError):
         sources.safe_extract_tar(blob, tmp_path)
+
+
+def test_a_missing_data_file_is_not_called_an_unknown_dataset(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Before: `finetune TASK --data missing.jsonl` said "unknown dataset 'missing.jsonl'"."""
+    missing = tmp_path / "missing.jsonl"
+    code, line = cli(capsys, "finetune", "sentiment", "--data", str(missing))
+    assert code == 2 and line == f"plugformer: error: {missing}: no such file"
+    code, line = cli(capsys, "finetune", "sentiment", "--data", "movie-review-sentencez")
+    assert code == 2 and "no such file" not in line  # a bare name is still a dataset name

@@ -134,6 +134,25 @@ def test_manifest_fields_are_type_checked(tmp_path: Path, tok: Any, edit: Any, f
         load(ckpt)
 
 
+def test_a_damaged_head_is_refused(tmp_path: Path, tok: Any) -> None:
+    """Before: head.safetensors had no hash; a bit-flipped head loaded and predicted garbage."""
+    from plugformer.training.finetune import build_task
+
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(preset="micro", vocab_size=tok.vocab_size))
+    task = build_task("sentiment", {}, tok)
+    task.prepare([task.parse_example({"text": "a", "label": lab}) for lab in ("pos", "neg")])
+    spec = parse_model(TaskSpec, {"task": "sentiment", "data": {"dataset": "x"}})
+    ckpt = save_task(
+        tmp_path / "t", LoadedBackbone(model, tok, {}), task.build_head(model), task, spec, {}
+    )
+    head = bytearray((ckpt / "head.safetensors").read_bytes())
+    head[-1] ^= 0x40  # the exponent of the last weight: still a valid safetensors file
+    (ckpt / "head.safetensors").write_bytes(bytes(head))
+    with pytest.raises(CheckpointError, match=r"head\.safetensors does not match"):
+        load(ckpt)
+
+
 # --------------------------------------------------------------------------- 4. output directories
 
 
@@ -149,6 +168,21 @@ def test_a_second_run_into_a_held_directory_is_refused(tmp_path: Path, tok: Any)
             finetune(spec, "scratch:whatever", tmp_path / "out")
     with claim(tmp_path / "out", "test"):  # released when the first run ended
         pass
+
+
+def test_a_run_that_fails_before_writing_leaves_no_directory(tmp_path: Path) -> None:
+    """Before: a finetune refused for bad input (unknown task, missing data) left OUT/ holding
+    only .plugformer.lock."""
+    from plugformer.training.finetune import finetune
+
+    spec = parse_model(TaskSpec, {"task": "no-such-task", "data": {"train": "nowhere.csv"}})
+    with pytest.raises(PlugformerError):
+        finetune(spec, "scratch:whatever", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "kept").mkdir()  # a directory the user made is left alone
+    with pytest.raises(PlugformerError):
+        finetune(spec, "scratch:whatever", tmp_path / "kept")
+    assert (tmp_path / "kept").is_dir()
 
 
 def test_finetune_into_a_file_is_one_line(tmp_path: Path) -> None:
@@ -220,6 +254,22 @@ def test_outputs_are_readable_by_others_under_a_normal_umask(tmp_path: Path) -> 
     assert stat.S_IMODE((tmp_path / "r.json").stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755
     assert stat.S_IMODE((tmp_path / "d" / "x.json").stat().st_mode) == 0o644
+
+
+def test_checkpoint_weights_are_readable_by_others_under_a_normal_umask(tmp_path: Path) -> None:
+    """Before: safetensors' save_file creates 0600 files, so model/head weights stayed private."""
+    import torch
+    from safetensors.torch import save_file
+
+    from plugformer.fileio import atomic_dir
+
+    old = os.umask(0o022)
+    try:
+        with atomic_dir(tmp_path / "ckpt") as d:
+            save_file({"w": torch.zeros(2)}, str(d / "model.safetensors"))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "ckpt" / "model.safetensors").stat().st_mode) == 0o644
 
 
 # --------------------------------------------------------------------------- 6. plugins

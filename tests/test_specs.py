@@ -187,3 +187,12 @@ def test_no_library_path_depends_on_the_repository_layout() -> None:
         if "parents[" in (text := p.read_text(encoding="utf-8")) or re.search(r"\bREPO\b", text)
     ]
     assert not offenders
+
+
+def test_config_validate_takes_a_name_without_kind(capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: `config validate smoke` (no --kind) ended in "unexpected error: AttributeError:
+    module 'plugformer.specs' has no attribute 'KINDS'"."""
+    code, _, err = run_cli(capsys, "config", "validate", "smoke")
+    assert code == 0 and "valid suite config" in err
+    code, _, err = run_cli(capsys, "config", "validate", "sentiment-smoke")
+    assert code == 0 and "valid task config" in err

@@ -14,7 +14,12 @@ import pytest
 
 from plugformer.errors import ConfigError
 from plugformer.suites.bench import run_suite
-from plugformer.suites.compare import compare_runs, format_comparison, paired_bootstrap_p
+from plugformer.suites.compare import (
+    compare_runs,
+    format_comparison,
+    paired_bootstrap_p,
+    paired_permutation_p,
+)
 from plugformer.suites.config import load_suite
 from plugformer.suites.report import bootstrap_ci
 from tests.bench.conftest import RESULTS, Fakes, KeywordTask, quiet, write_suite
@@ -159,6 +164,17 @@ def test_bootstrap_interval_sanity() -> None:
     assert paired_bootstrap_p([0.5, 0.6, 0.7], [0.5, 0.6, 0.7]) == 1.0
     assert paired_bootstrap_p([0.5, 0.6, 0.7], [0.6, 0.7, 0.8]) < 0.01  # a constant shift
     assert paired_bootstrap_p([0.5], [0.6]) is None
+
+
+def test_a_few_seeds_cannot_give_a_small_p() -> None:
+    """Before: `bench compare` printed p=0.000999 for two seeds whose differences shared a sign
+    (+0.025, +0.075): the centred bootstrap of two differences never reaches the observed mean."""
+    assert paired_permutation_p([0.975, 0.825], [1.0, 0.9]) == 0.5
+    assert paired_permutation_p([0.5, 0.6, 0.7], [0.6, 0.7, 0.8]) == 0.25  # 2 / 2**3
+    assert paired_permutation_p([0.5, 0.6, 0.7], [0.5, 0.6, 0.7]) == 1.0
+    assert paired_permutation_p([0.5], [0.6]) is None
+    shift = [0.1 * i for i in range(20)]  # Monte Carlo above 16 pairs: a clear shift is small
+    assert paired_permutation_p(shift, [x + 0.1 for x in shift]) < 0.01
 
 
 # --------------------------------------------------------------------------- end to end

@@ -207,6 +207,7 @@ def save_task(
             "model_config": model.config.model_dump(),
             "tokenizer_sha256": loaded.tokenizer.hash,
             "weights_sha256": sha256_file(tmp / "model.safetensors"),
+            "head_sha256": sha256_file(tmp / "head.safetensors"),
             "task": {
                 "name": task.name,
                 "version": task.version,
@@ -290,6 +291,15 @@ def load_task(
             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
         ) from None
     head = task.build_head(loaded.model)
+    saved = manifest.get("head_sha256")  # absent in checkpoints written before it was recorded
+    if saved is not None:
+        from plugformer.fileio import sha256_file
+
+        if sha256_file(path / "head.safetensors") != saved:
+            raise CheckpointError(
+                f"{path}: corrupt weights: head.safetensors does not match the manifest's "
+                "head_sha256 (damaged, or a head from another checkpoint)"
+            )
     try:
         load_weights(head, path / "head.safetensors")
     except CheckpointError as exc:

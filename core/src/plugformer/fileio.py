@@ -112,6 +112,9 @@ def atomic_dir(path: str | os.PathLike[str], overwrite: bool = True) -> Iterator
         yield tmp
         for f in tmp.iterdir():  # make the contents durable before the rename publishes them
             if f.is_file():
+                # Writers that create their own files privately (safetensors' save_file
+                # makes 0600 files) get the mode a plain open would give, as atomic_open does.
+                _publish_mode(f)
                 with open(f, "rb") as fh:
                     os.fsync(fh.fileno())
         if path.exists():

@@ -66,6 +66,8 @@ class Manifest(BaseModel):
     """sha256 of the serialised tokenizer.json (mandatory)."""
     weights_sha256: str = Field(pattern=_SHA256)
     """sha256 of model.safetensors (mandatory)."""
+    head_sha256: str | None = Field(None, pattern=_SHA256)
+    """sha256 of head.safetensors (task checkpoints; verified when present)."""
     task: TaskInfo | None = None
     """The task of a task checkpoint."""
 

@@ -51,6 +51,7 @@ def claim(out: str | os.PathLike[str], command: str) -> Iterator[Path]:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise PlugformerError(f"{out}: exists and is not a directory; choose another output path")
+    created = not out.exists()
     ensure_dir(out)
     if not _is_rank_zero():
         yield out
@@ -62,9 +63,11 @@ def claim(out: str | os.PathLike[str], command: str) -> Iterator[Path]:
         raise PlugformerError(
             f"{out}: cannot write here ({exc.strerror or exc}); choose another output directory"
         ) from None
+    held = False
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held = True
         except OSError as exc:
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise
@@ -83,4 +86,11 @@ def claim(out: str | os.PathLike[str], command: str) -> Iterator[Path]:
         os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
         yield out
     finally:
+        # A run that failed before writing anything leaves no empty directory behind; cleaned
+        # while the lock is still held, so no other run can have claimed the directory since.
+        if created and held:
+            with contextlib.suppress(OSError):
+                if [p.name for p in out.iterdir()] == [LOCK_NAME]:
+                    path.unlink()
+                    out.rmdir()
         os.close(fd)  # releases the flock

@@ -25,7 +25,15 @@ from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    create_model,
+    field_validator,
+    model_validator,
+)
 from torch import nn
 
 from plugformer.blocks.encoding import encode_fields, pad_collate
@@ -43,6 +51,14 @@ from plugformer.tasks import SEP, Baseline, Task, TaskOptions
 __all__ = ["ClassificationOptions", "ClassificationTask", "classification_example"]
 
 
+class _LocatedExample(BaseModel):
+    """Base of the generated example models: ``Task.parse_example`` records each example's
+    file:line in ``_where``, so label errors in ``prepare`` can name the row."""
+
+    model_config = ConfigDict(extra="ignore", coerce_numbers_to_str=True)
+    _where: str = PrivateAttr("")
+
+
 def classification_example(
     name: str, text_fields: Sequence[str], label_field: str = "label"
 ) -> type[BaseModel]:
@@ -53,8 +69,7 @@ def classification_example(
     fields: dict[str, Any] = {"id": (str | None, None)}
     fields.update({f: (str, Field(min_length=1)) for f in text_fields})
     fields[label_field] = (str | None, None)
-    config = ConfigDict(extra="ignore", coerce_numbers_to_str=True)
-    return create_model(name, __config__=config, **fields)
+    return create_model(name, __base__=_LocatedExample, **fields)
 
 
 def prediction(probs: Sequence[float], labels: Sequence[str]) -> dict[str, Any]:

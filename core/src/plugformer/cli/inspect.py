@@ -63,7 +63,7 @@ def _named_file(ref: str, kind: str | None) -> Path:
         return specs.resolve(ref, kind or "task")
     from plugformer import plugins
 
-    kinds = [k for k in specs.KINDS if ref in plugins.named_specs(k)]
+    kinds = [k for k in plugins.SPEC_KINDS if ref in plugins.named_specs(k)]
     if len(kinds) > 1:
         raise PlugformerError(
             f"{ref!r} names a {' and a '.join(kinds)} config; say which with --kind"

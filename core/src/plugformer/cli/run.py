@@ -34,9 +34,24 @@ def pretrain(config: str, overrides: tuple[str, ...], resume: bool) -> None:
     click.echo(json.dumps(summary, indent=2))
 
 
+_DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".txt")
+
+
+def _is_dataset_name(data: Path) -> bool:
+    """``--data`` names a dataset recipe when no such file exists; a missing path that looks like
+    a file (a data suffix, or a directory part) is one clear line instead of 'unknown dataset'."""
+    if data.exists():
+        return False
+    if data.suffix.lower() in _DATA_SUFFIXES or len(data.parts) > 1:
+        from plugformer.errors import DataError
+
+        raise DataError(f"{data}: no such file")
+    return True
+
+
 def _data_table(data: Path, validation: Path | None) -> dict[str, Any]:
     """``--data`` (a file or a dataset name) and ``--validation`` as a spec's ``[data]``."""
-    if not data.exists():
+    if _is_dataset_name(data):
         table: dict[str, Any] = {"dataset": str(data)}
     else:
         table = {"train": str(data)}
@@ -142,7 +157,7 @@ def _spec_from_checkpoint(
         raise PlugformerError(f"{checkpoint}: stores no spec; give a SPEC file or --data FILE")
     raw = {k: v for k, v in stored.items() if v is not None}
     if data is not None:
-        raw["data"] = {split: str(data)} if data.exists() else {"dataset": str(data)}
+        raw["data"] = {"dataset": str(data)} if _is_dataset_name(data) else {split: str(data)}
     return parse_model(TaskSpec, apply_overrides(raw, overrides), f"{checkpoint} (stored spec)")
 
 

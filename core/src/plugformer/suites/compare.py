@@ -2,7 +2,8 @@
 
 ``compare_runs`` reads two run directories' ``results.json``, aggregates each (as
 :mod:`plugformer.suites.report` does) and puts them side by side: per pair, the difference of means
-over the seeds both ran, with a paired bootstrap p-value (:func:`paired_bootstrap_p`). Pairs
+over the seeds both ran, with a paired sign-flip permutation p-value (:func:`paired_permutation_p`;
+exact: a handful of seeds cannot give a small p, unlike a bootstrap of 2-3 differences). Pairs
 whose data, metric definition, main metric or test set size differ, or that one run lacks,
 are flagged and never compared. ``format_comparison`` renders the rows as a Markdown table.
 """
@@ -25,6 +26,7 @@ __all__ = [
     "compare_runs",
     "format_comparison",
     "paired_bootstrap_p",
+    "paired_permutation_p",
 ]
 
 
@@ -39,6 +41,26 @@ def paired_bootstrap_p(
     observed = d.mean()
     means = d[np.random.default_rng(seed).integers(0, d.size, (resamples, d.size))].mean(axis=1)
     extreme = np.abs(means - observed) >= abs(observed) - 1e-12
+    return float((extreme.sum() + 1) / (resamples + 1))
+
+
+def paired_permutation_p(
+    a: Sequence[float], b: Sequence[float], resamples: int = RESAMPLES, seed: int = RNG_SEED
+) -> float | None:
+    """Two-sided p-value that the mean paired difference ``b - a`` is zero: the share of sign
+    flips of the differences whose mean is at least as far from zero as the observed one (all
+    ``2**n`` flips up to 16 pairs, else ``resamples`` random ones); ``None`` with fewer than two
+    pairs. With n pairs it is never below ``2 / 2**n`` (0.5 for two seeds), as it should be:
+    the centred bootstrap gave 0.001 for any two differences of one sign."""
+    d = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
+    if d.size < 2:
+        return None
+    observed = abs(d.mean())
+    if d.size <= 16:
+        signs = 1 - 2 * ((np.arange(2**d.size)[:, None] >> np.arange(d.size)) & 1)
+        return float(np.mean(np.abs((signs * d).mean(axis=1)) >= observed - 1e-12))
+    signs = np.random.default_rng(seed).choice((-1.0, 1.0), (resamples, d.size))
+    extreme = np.abs((signs * d).mean(axis=1)) >= observed - 1e-12
     return float((extreme.sum() + 1) / (resamples + 1))
 
 
@@ -97,7 +119,7 @@ def _compare(a: Aggregate, b: Aggregate) -> Comparison:
         return out
     xa, xb = [va[s] for s in out.seeds], [vb[s] for s in out.seeds]
     out.mean_a, out.mean_b = float(np.mean(xa)), float(np.mean(xb))
-    out.p_value = paired_bootstrap_p(xa, xb)
+    out.p_value = paired_permutation_p(xa, xb)
     return out
 
 
@@ -124,10 +146,11 @@ def compare_runs(run_a: str | Path, run_b: str | Path) -> list[Comparison]:
 
 
 def format_comparison(rows: Sequence[Comparison], name_a: str, name_b: str) -> str:
-    """A Markdown table: A, B, Δ = B − A, paired bootstrap p over the seeds both ran."""
+    """A Markdown table: A, B, Δ = B − A, paired permutation p over the seeds both ran."""
     lines = [
         f"A = `{name_a}`, B = `{name_b}`; Δ = B − A of the main-metric mean over the seeds both ran; "
-        f"p: paired bootstrap over those seeds ({RESAMPLES} resamples, two-sided; — with under two seeds).",
+        "p: paired sign-flip permutation test over those seeds (exact up to 16 seeds, two-sided; "
+        "never below 2/2^n, 0.5 with two seeds; — with under two seeds).",
         "",
         "| task | column | metric | A | B | Δ | p | seeds | note |",
         "|---|---|---|---|---|---|---|---|---|",
