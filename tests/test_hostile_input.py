@@ -338,3 +338,101 @@ def test_a_missing_data_file_is_not_called_an_unknown_dataset(
     assert code == 2 and line == f"plugformer: error: {missing}: no such file"
     code, line = cli(capsys, "finetune", "sentiment", "--data", "movie-review-sentencez")
     assert code == 2 and "no such file" not in line  # a bare name is still a dataset name
+
+
+def test_a_bad_set_override_is_named_as_the_override(tmp_path: Path, capsys) -> None:
+    """Before: ``--set model.nope=1`` was reported as an unknown key of the config file."""
+    good = toml(tmp_path / "ok.toml", {"seed": 1})
+    code, line = cli(capsys, "config", "validate", str(good), "--set", "model.nope=1")
+    assert code == 2 and line.endswith("--set model.nope=1: unknown key 'model.nope'")
+    code, line = cli(capsys, "config", "validate", str(good), "--set", "seed=abc")
+    assert code == 2 and "--set seed=abc: seed:" in line
+    bad = toml(tmp_path / "bad.toml", {"seed": 1, "model": {"nope": 1}})
+    code, line = cli(capsys, "config", "validate", str(bad), "--set", "seed=2")
+    assert code == 2 and f"{bad}: unknown key 'model.nope'" in line  # the file's own error
+
+
+def test_config_validate_checks_a_specs_task_and_options(tmp_path: Path, capsys) -> None:
+    """Before: a spec with a misspelt option or an unknown task was "valid", and finetune then
+    refused it."""
+    spec = toml(tmp_path / "s.toml", {"task": "sentiment", "data": {"dataset": "x"}})
+    assert main_code(capsys, "config", "validate", str(spec)) == 0
+    bad = toml(
+        tmp_path / "o.toml",
+        {"task": "sentiment", "data": {"dataset": "x"}, "options": {"poolin": "mean"}},
+    )
+    code, line = cli(capsys, "config", "validate", str(bad))
+    assert code == 2 and "options of task 'sentiment'" in line and "poolin" in line
+    unknown = toml(tmp_path / "t.toml", {"task": "sentimnt", "data": {"dataset": "x"}})
+    code, line = cli(capsys, "config", "validate", str(unknown))
+    assert code == 2 and "sentimnt" in line
+
+
+def main_code(capsys, *args: str) -> int:
+    try:
+        main(list(args))
+    except SystemExit as exc:
+        capsys.readouterr()
+        return int(exc.code or 0)
+    capsys.readouterr()
+    return 0
+
+
+def test_predict_input_errors_name_file_and_line(
+    micro_checkpoint: Path, tmp_path: Path, capsys
+) -> None:
+    """Before: ``predict --input`` errors named no line ("input '{...': invalid JSON",
+    "<input>: field 'text': Field required")."""
+    from plugformer.config import TaskSpec
+    from plugformer.training.finetune import finetune
+
+    rows = [{"text": f"a {w} film", "label": w[0]} for w in ("good", "bad") * 4]
+    (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    spec = TaskSpec(
+        task="sentiment",
+        data={"train": str(tmp_path / "train.jsonl")},
+        finetune={"max_steps": 2, "batch_size": 4, "progress": False},
+    )
+    ckpt = finetune(spec, str(micro_checkpoint), tmp_path / "run")["checkpoint"]
+    capsys.readouterr()
+    bad_json = tmp_path / "in.jsonl"
+    bad_json.write_text('{"text": "great film"}\n{"text": \n')
+    code, line = cli(capsys, "predict", ckpt, "--input", str(bad_json))
+    assert code == 2 and f"{bad_json}:2: invalid JSON object" in line
+    missing = tmp_path / "in2.jsonl"
+    missing.write_text('{"text": "fine"}\n\n{"txt": "x"}\n')
+    code, line = cli(capsys, "predict", ckpt, "--input", str(missing))
+    assert code == 2 and f"{missing}:3: field 'text'" in line
+    assert capsys.readouterr().out == ""  # nothing predicted before the refusal
+
+
+def test_a_spec_without_validation_says_so_and_reports_its_last_step(
+    micro_checkpoint: Path, tmp_path: Path, capsys
+) -> None:
+    """Before: no line said there was no validation, Lightning's warning leaked, and the
+    summary claimed best_step 0."""
+    import warnings
+
+    from plugformer.config import TaskSpec
+    from plugformer.training.finetune import finetune
+
+    rows = [{"text": f"a {w} film", "label": w[0]} for w in ("good", "bad") * 4]
+    (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    spec = TaskSpec(
+        task="sentiment",
+        data={"train": str(tmp_path / "train.jsonl")},
+        finetune={"max_steps": 3, "batch_size": 4, "progress": False},
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = finetune(spec, str(micro_checkpoint), tmp_path / "run")
+    assert summary["best_step"] == summary["steps"] == 3
+    assert "no validation data: the last step's weights are kept" in capsys.readouterr().err
+    assert not [w for w in caught if "val_dataloader" in str(w.message)]
+
+
+def test_new_plugin_takes_the_distribution_name_too(tmp_path: Path, capsys) -> None:
+    """Before: ``new-plugin plugformer-foo`` wrote plugformer-plugformer-foo."""
+    assert main_code(capsys, "new-plugin", "plugformer-foo", "--dir", str(tmp_path)) == 0
+    assert (tmp_path / "plugformer-foo").is_dir()
+    assert not (tmp_path / "plugformer-plugformer-foo").exists()

@@ -384,11 +384,23 @@ def format_validation_error(exc: ValidationError, model: type[BaseModel], source
     )
 
 
-def parse_model(model: type[M], data: dict[str, Any], source: str = "<config>") -> M:
-    """Validate ``data`` against ``model``; errors become one ConfigError line."""
+def parse_model(
+    model: type[M],
+    data: dict[str, Any],
+    source: str = "<config>",
+    overrides: list[str] | tuple[str, ...] = (),
+) -> M:
+    """Validate ``data`` against ``model``; errors become one ConfigError line, naming
+    ``source``, or the ``--set`` override that brought the bad key or value in."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
+        loc = ".".join(str(p) for p in exc.errors()[0]["loc"])
+        for item in overrides:
+            key = item.split("=", 1)[0].strip()
+            if loc == key or loc.startswith(key + "."):
+                source = f"--set {item.strip()}"
+                break
         raise ConfigError(format_validation_error(exc, model, source)) from None
 
 
@@ -397,7 +409,7 @@ def load_config(
 ) -> M:  # type: ignore[assignment]
     """Load a TOML file into ``model``, applying ``--set`` overrides first."""
     data = apply_overrides(load_toml(path), overrides)
-    cfg = parse_model(model, data, str(path))
+    cfg = parse_model(model, data, str(path), overrides)
     # Relative paths in a config are relative to the config file, as users expect.
     return cfg
 

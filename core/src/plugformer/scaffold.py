@@ -34,6 +34,8 @@ def write_plugin(name: str, directory: str | Path = ".", template: str = "classi
     """Write ``DIRECTORY/plugformer-NAME`` (a task of shape ``template``) and return its path."""
     if template not in TEMPLATES:
         raise PlugformerError(f"template {template!r}: choose one of {', '.join(TEMPLATES)}")
+    # `new-plugin plugformer-foo` means the task foo, not a distribution plugformer-plugformer-foo.
+    name = name.removeprefix("plugformer-")
     if not re.fullmatch(r"[a-z][a-z0-9]*(-[a-z0-9]+)*", name):
         raise PlugformerError(
             f"plugin name {name!r}: use lower-case words joined by hyphens, e.g. demo-ner"

@@ -130,6 +130,8 @@ def fit(trainer: Any, checkpoint: Any, *args: Any, **kwargs: Any) -> None:
             # on every run that is not a resume (a resume passes the path it means).
             warnings.filterwarnings("ignore", message=r".*ckpt_path=None\)` was called without")
             warnings.filterwarnings("ignore", message=r".*there is no last checkpoint available")
+            # A fine-tune without validation data says so itself, in one line.
+            warnings.filterwarnings("ignore", message=r".*`validation_step` but have no `val_")
             trainer.fit(*args, **kwargs)
     except (SystemExit, KeyboardInterrupt) as exc:  # SIGTERMException is a SystemExit
         signum = graceful.signum or (signal.SIGINT if isinstance(exc, KeyboardInterrupt) else None)

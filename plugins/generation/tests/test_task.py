@@ -279,6 +279,24 @@ def test_seeded_sampling_is_reproducible(tok: Tokenizer) -> None:
     assert sample(tok, model) != first  # greedy differs from sampling
 
 
+def test_beam_search_decodes_with_the_core_beam_and_one_beam_is_greedy(
+    tok: Tokenizer, headline_model: tuple
+) -> None:
+    """``beam_size > 1`` decodes with the core's beam search (the completions are its best
+    hypotheses), and one beam is greedy decoding."""
+    from plugformer.inference.decoding import Beam, decode
+
+    model, _ = headline_model
+    assert sample(tok, model, beam_size=1) == sample(tok, model)
+    task = GenerationTask({"max_length": 32, "max_new_tokens": 10}, tok)
+    prompts = task.prompts(eval_batch(task, [task.parse_example(r) for r in headlines(4, seed=5)]))
+    beam = decode(model, prompts, Beam(4, 0.0), max_new_tokens=10, eos_id=tok.eos_id)
+    beamed = sample(tok, model, beam_size=4, length_penalty=0.0)
+    assert beamed == [tok.decode(b[0].tokens).strip() for b in beam]
+    with pytest.raises(Exception, match="temperature = 0"):
+        GenerationTask({"beam_size": 4, "temperature": 1.0}, tok)
+
+
 def test_stop_strings_end_the_completion(tok: Tokenizer, headline_model: tuple) -> None:
     model, _ = headline_model
     free = sample(tok, model)

@@ -22,6 +22,13 @@ __all__ = ["generate", "predict"]
 @click.option("--top-k", type=int, default=None)
 @click.option("--top-p", type=float, default=None)
 @click.option("--repetition-penalty", default=1.0, show_default=True)
+@click.option(
+    "--no-repeat-ngram-size",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Never repeat an n-gram of the completion of this size (0: off).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 def generate(
     checkpoint: Path,
@@ -31,6 +38,7 @@ def generate(
     top_k: int | None,
     top_p: float | None,
     repetition_penalty: float,
+    no_repeat_ngram_size: int,
     seed: int,
 ) -> None:
     """Continue PROMPT with a backbone checkpoint (KV-cache decoding)."""
@@ -45,19 +53,40 @@ def generate(
         )
     tok = loaded.tokenizer
     ids = [tok.bos_id, *tok.encode(prompt)]
-    cfg = SamplingConfig(max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed)
+    cfg = SamplingConfig(
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        repetition_penalty=repetition_penalty,
+        seed=seed,
+        no_repeat_ngram_size=no_repeat_ngram_size,
+    )
     out = gen(loaded.model, [ids], cfg, eos_id=tok.eos_id, pad_id=tok.pad_id)[0]
     click.echo(prompt + tok.decode(out))
 
 
-def _parse_input(text: str) -> Any:
-    """An input line: a JSON object (``{"question": ..., "context": ...}``) or plain text."""
+def _parse_input(text: str, where: str | None = None) -> Any:
+    """An input line: a JSON object (``{"question": ..., "context": ...}``) or plain text;
+    ``where`` (``file:line``) names it in errors."""
     if text.lstrip().startswith("{"):
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
-            raise PlugformerError(f"input {text[:40]!r}: invalid JSON object ({exc.msg})") from None
+            what = where or f"input {text[:40]!r}"
+            raise PlugformerError(f"{what}: invalid JSON object ({exc.msg})") from None
     return text
+
+
+def _check_inputs(task: Any, inputs: list[Any], places: list[str]) -> None:
+    """Refuse the first input the task cannot read, naming where it came from (``file:line``,
+    ``<stdin>:line``, ``argument N``), before anything is predicted or printed."""
+    for value, where in zip(inputs, places, strict=True):
+        try:
+            task.example_from_input(value)
+        except PlugformerError as exc:
+            message = str(exc).removeprefix("<input>: ").removeprefix("<input>")
+            raise type(exc)(f"{where}: {message}") from None
 
 
 def _split_field_flags(args: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -131,15 +160,22 @@ def predict(
         key, value = item.split("=", 1)
         one[key.strip()] = value
     inputs: list[Any] = [_parse_input(t) for t in plain]
+    places = [f"argument {i}" for i in range(1, len(inputs) + 1)]
     if one:
         inputs.append(one)
+        places.append("the --field values")
     if input_file is not None:
-        for line in input_file:
+        name = "<stdin>" if input_file.name == "<stdin>" else input_file.name
+        for n, line in enumerate(input_file, 1):
             line = line.rstrip("\n")
             if line.strip():
-                inputs.append(_parse_input(line))
+                inputs.append(_parse_input(line, f"{name}:{n}"))
+                places.append(f"{name}:{n}")
     if not inputs and not sys.stdin.isatty():
-        inputs = [_parse_input(line.rstrip("\n")) for line in sys.stdin if line.strip()]
+        for n, line in enumerate(sys.stdin, 1):
+            if line.strip():
+                inputs.append(_parse_input(line.rstrip("\n"), f"<stdin>:{n}"))
+                places.append(f"<stdin>:{n}")
     if not inputs:
         raise PlugformerError(
             "nothing to predict: give TEXT arguments, --field NAME=VALUE, --input FILE, or pipe lines on stdin"
@@ -163,6 +199,7 @@ def predict(
             f"task {predictor.task.name!r} has no field {unknown[0]!r}; its fields: "
             + ", ".join(known.model_fields)  # type: ignore[union-attr]
         )
+    _check_inputs(predictor.task, inputs, places)
     for value, pred in zip(inputs, predictor.predict(inputs), strict=True):
         ident = value.get("id") if isinstance(value, dict) else None
         if ident is not None:

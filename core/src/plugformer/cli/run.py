@@ -99,7 +99,7 @@ def _load_spec(
         raw["data"] = _data_table(data, validation)
     elif validation is not None:
         raw.setdefault("data", {})["validation"] = str(validation)
-    return parse_model(TaskSpec, apply_overrides(raw, overrides), source)
+    return parse_model(TaskSpec, apply_overrides(raw, overrides), source, overrides)
 
 
 @click.command()
@@ -158,7 +158,9 @@ def _spec_from_checkpoint(
     raw = {k: v for k, v in stored.items() if v is not None}
     if data is not None:
         raw["data"] = {"dataset": str(data)} if _is_dataset_name(data) else {split: str(data)}
-    return parse_model(TaskSpec, apply_overrides(raw, overrides), f"{checkpoint} (stored spec)")
+    return parse_model(
+        TaskSpec, apply_overrides(raw, overrides), f"{checkpoint} (stored spec)", overrides
+    )
 
 
 @click.command()

@@ -26,10 +26,10 @@ class SamplingConfig:
     top_p: float | None = None
     repetition_penalty: float = 1.0
     """> 1 discourages tokens already in the sequence (CTRL-style: divide positive logits)."""
+    seed: int | None = None
     no_repeat_ngram_size: int = 0
     """> 0: a completion never repeats one of its own n-grams of this size (the prompt's do
     not count)."""
-    seed: int | None = None
 
     def strategy(self) -> Strategy:
         """:class:`Greedy` at temperature 0, else :class:`Sampling`."""

@@ -11,6 +11,7 @@ features, their length-grouped resumable order, loaders) in :mod:`plugformer.tra
 from __future__ import annotations
 
 import copy
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -293,6 +294,13 @@ def _finetune(spec: TaskSpec, ref: str, out: Path, resume: bool) -> dict[str, An
         raise DataError(f"task {spec.task!r}: no training examples")
     if not val and spec.data.holdout:
         train, val = hold_out(train, spec.data.holdout, spec.seed)
+    elif not val:
+        print(
+            "plugformer: no validation data: the last step's weights are kept, without model "
+            "selection or early stopping; give data.validation, or data.holdout = 0.1 to hold "
+            "out training examples",
+            file=sys.stderr,
+        )
     task.prepare(train)
     seed_everything(spec.seed)  # the head's init must not depend on how much data was read
     head = task.build_head(loaded.model)
@@ -367,7 +375,7 @@ def _finetune(spec: TaskSpec, ref: str, out: Path, resume: bool) -> dict[str, An
         "backbone": ref,
         "seed": spec.seed,
         "steps": trainer.global_step,
-        "best_step": keep.step,
+        "best_step": keep.step if keep.best is not None else trainer.global_step,
         "val_metrics": val_metrics,
         "val_history": module.val_history,
         "train_examples": len(train),

@@ -17,7 +17,7 @@ also copy the prompt's words, which headlines reuse (news-headlines turns it on)
 
 Evaluation. ``predict`` scores each example's reference with the model (summed NLL, scored
 tokens, UTF-8 bytes of the scored text) and, for pairs, samples a completion after ``prompt
-<sep>`` with the core's KV-cache decoder (greedy, temperature, top-k, top-p, repetition
+<sep>`` with the core's KV-cache decoder (greedy, beam search, temperature, top-k, top-p, repetition
 penalty, stop strings; seeded). Metrics: ``perplexity`` and ``bits_per_byte`` from the
 scores; ``rougeL`` (the default ``main_metric``), ``bleu`` and ``chrf`` from the completions.
 For text-only data set the option ``main_metric = "bits_per_byte"``: text examples have no
@@ -43,6 +43,7 @@ from torch import nn
 from plugformer import SEP, DataError
 from plugformer.blocks import ConditionalGenerationTask
 from plugformer.blocks import GenerationOptions as PairOptions
+from plugformer.inference import decoding
 from plugformer.inference.generation import SamplingConfig, generate
 from plugformer.lm_task import IGNORE
 from plugformer.metric_info import MetricInfo
@@ -103,6 +104,12 @@ class GenerationOptions(PairOptions):
     """Stop strings: a completion ends before the first one it produces."""
     seed: int = 0
     """Seed of sampling: the same seed, model and prompts give the same completions."""
+    beam_size: int = Field(1, ge=1)
+    """> 1: beam search with this many beams (the core's ``Beam``; needs temperature 0),
+    else greedy or sampling."""
+    length_penalty: float = Field(1.0, ge=0)
+    """Beam search's GNMT length penalty: 0 ranks by raw log-probability (short completions
+    win), larger values favour longer ones."""
     max_prompt_tokens: int | None = Field(None, ge=1)
     """Prompts are cut to their first max_prompt_tokens (default: half the context); at most
     the context less two tokens (``<sep>`` and one completion token)."""
@@ -113,6 +120,8 @@ class GenerationOptions(PairOptions):
     def _sampling_needs_temperature(self) -> GenerationOptions:
         if self.temperature == 0 and (self.top_k is not None or self.top_p is not None):
             raise ValueError("top_k and top_p apply only when sampling: set temperature > 0")
+        if self.beam_size > 1 and self.temperature > 0:
+            raise ValueError("beam search (beam_size > 1) is deterministic: set temperature = 0")
         return self
 
 
@@ -235,9 +244,28 @@ class GenerationTask(ConditionalGenerationTask):
         def stopped(ids: list[int]) -> bool:
             return any(s in tok.decode(ids) for s in o.stop)
 
-        outputs = generate(
-            decoder, prompts, cfg, tok.eos_id, tok.pad_id, stop_check=stopped if o.stop else None
-        )
+        if o.beam_size > 1:
+            hyps = decoding.decode(
+                decoder,
+                prompts,
+                decoding.Beam(o.beam_size, o.length_penalty),
+                max_new_tokens=o.max_new_tokens,
+                eos_id=tok.eos_id,
+                pad_id=tok.pad_id,
+                repetition_penalty=o.repetition_penalty,
+                no_repeat_ngram_size=o.no_repeat_ngram_size,
+                stop_check=stopped if o.stop else None,
+            )
+            outputs = [h[0].tokens if h else [] for h in hyps]
+        else:
+            outputs = generate(
+                decoder,
+                prompts,
+                cfg,
+                tok.eos_id,
+                tok.pad_id,
+                stop_check=stopped if o.stop else None,
+            )
         return [self._cut(tok.decode(ids)).strip() for ids in outputs]
 
     def _cut(self, text: str) -> str:
