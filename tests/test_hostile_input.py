@@ -11,6 +11,7 @@ import shutil
 import tarfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -378,21 +379,28 @@ def main_code(capsys, *args: str) -> int:
     return 0
 
 
-def test_predict_input_errors_name_file_and_line(
-    micro_checkpoint: Path, tmp_path: Path, capsys
-) -> None:
-    """Before: ``predict --input`` errors named no line ("input '{...': invalid JSON",
-    "<input>: field 'text': Field required")."""
+def _sentiment_spec(tmp_path: Path, steps: int) -> Any:
+    """A sentiment spec on eight tiny training rows (no validation data), ``steps`` steps."""
     from plugformer.config import TaskSpec
-    from plugformer.training.finetune import finetune
 
     rows = [{"text": f"a {w} film", "label": w[0]} for w in ("good", "bad") * 4]
     (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     spec = TaskSpec(
         task="sentiment",
         data={"train": str(tmp_path / "train.jsonl")},
-        finetune={"max_steps": 2, "batch_size": 4, "progress": False},
+        finetune={"max_steps": steps, "batch_size": 4, "progress": False},
     )
+    return spec
+
+
+def test_predict_input_errors_name_file_and_line(
+    micro_checkpoint: Path, tmp_path: Path, capsys
+) -> None:
+    """Before: ``predict --input`` errors named no line ("input '{...': invalid JSON",
+    "<input>: field 'text': Field required")."""
+    from plugformer.training.finetune import finetune
+
+    spec = _sentiment_spec(tmp_path, steps=2)
     ckpt = finetune(spec, str(micro_checkpoint), tmp_path / "run")["checkpoint"]
     capsys.readouterr()
     bad_json = tmp_path / "in.jsonl"
@@ -413,16 +421,9 @@ def test_a_spec_without_validation_says_so_and_reports_its_last_step(
     summary claimed best_step 0."""
     import warnings
 
-    from plugformer.config import TaskSpec
     from plugformer.training.finetune import finetune
 
-    rows = [{"text": f"a {w} film", "label": w[0]} for w in ("good", "bad") * 4]
-    (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    spec = TaskSpec(
-        task="sentiment",
-        data={"train": str(tmp_path / "train.jsonl")},
-        finetune={"max_steps": 3, "batch_size": 4, "progress": False},
-    )
+    spec = _sentiment_spec(tmp_path, steps=3)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         summary = finetune(spec, str(micro_checkpoint), tmp_path / "run")

@@ -105,6 +105,21 @@ def test_an_enlarged_model_config_is_refused_before_any_allocation(
     assert built == ["meta"]  # only the shape check's meta-device model was built
 
 
+def _sentiment_checkpoint(tmp_path: Path, tok: Any) -> Path:
+    """A sentiment task checkpoint on a random micro backbone (labels pos / neg)."""
+    from plugformer.training.finetune import build_task
+
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(preset="micro", vocab_size=tok.vocab_size))
+    task = build_task("sentiment", {}, tok)
+    task.prepare([task.parse_example({"text": "a", "label": lab}) for lab in ("pos", "neg")])
+    spec = parse_model(TaskSpec, {"task": "sentiment", "data": {"dataset": "x"}})
+    ckpt = save_task(
+        tmp_path / "t", LoadedBackbone(model, tok, {}), task.build_head(model), task, spec, {}
+    )
+    return ckpt
+
+
 @pytest.mark.parametrize(
     ("edit", "field"),
     [
@@ -118,16 +133,7 @@ def test_an_enlarged_model_config_is_refused_before_any_allocation(
 )
 def test_manifest_fields_are_type_checked(tmp_path: Path, tok: Any, edit: Any, field: str) -> None:
     """Before: a wrong type in a manifest's task fields ended in AttributeError/KeyError/TypeError."""
-    from plugformer.training.finetune import build_task
-
-    torch.manual_seed(0)
-    model = GPT(ModelConfig(preset="micro", vocab_size=tok.vocab_size))
-    task = build_task("sentiment", {}, tok)
-    task.prepare([task.parse_example({"text": "a", "label": lab}) for lab in ("pos", "neg")])
-    spec = parse_model(TaskSpec, {"task": "sentiment", "data": {"dataset": "x"}})
-    ckpt = save_task(
-        tmp_path / "t", LoadedBackbone(model, tok, {}), task.build_head(model), task, spec, {}
-    )
+    ckpt = _sentiment_checkpoint(tmp_path, tok)
     assert load(ckpt).predict(["a good film"])[0]["label"] in ("pos", "neg")
     _edit(ckpt, edit)
     with pytest.raises(CheckpointError, match=field.replace(".", r"\.")):
@@ -136,16 +142,7 @@ def test_manifest_fields_are_type_checked(tmp_path: Path, tok: Any, edit: Any, f
 
 def test_a_damaged_head_is_refused(tmp_path: Path, tok: Any) -> None:
     """Before: head.safetensors had no hash; a bit-flipped head loaded and predicted garbage."""
-    from plugformer.training.finetune import build_task
-
-    torch.manual_seed(0)
-    model = GPT(ModelConfig(preset="micro", vocab_size=tok.vocab_size))
-    task = build_task("sentiment", {}, tok)
-    task.prepare([task.parse_example({"text": "a", "label": lab}) for lab in ("pos", "neg")])
-    spec = parse_model(TaskSpec, {"task": "sentiment", "data": {"dataset": "x"}})
-    ckpt = save_task(
-        tmp_path / "t", LoadedBackbone(model, tok, {}), task.build_head(model), task, spec, {}
-    )
+    ckpt = _sentiment_checkpoint(tmp_path, tok)
     head = bytearray((ckpt / "head.safetensors").read_bytes())
     head[-1] ^= 0x40  # the exponent of the last weight: still a valid safetensors file
     (ckpt / "head.safetensors").write_bytes(bytes(head))

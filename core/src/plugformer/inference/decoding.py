@@ -368,8 +368,7 @@ def decode(
         if seen is not None:
             logits = _penalise(logits, seen, repetition_penalty)
         if no_repeat_ngram_size > 0:
-            logits = logits.clone()  # the model may hand back a view of its own buffers
-            block_repeated_ngrams(logits, new, no_repeat_ngram_size)
+            block_repeated_ngrams(logits, new, no_repeat_ngram_size)  # this step's own tensor
         lprobs = torch.log_softmax(logits, dim=-1).view(n, K, -1)  # (n, K, V)
         cand_scores, cand_tokens, cand_beams = strategy.step(step, lprobs, scores, generator)
         c_scores, c_tokens, c_beams = (
