@@ -369,6 +369,31 @@ def test_config_validate_checks_a_specs_task_and_options(tmp_path: Path, capsys)
     assert code == 2 and "sentimnt" in line
 
 
+def test_finetune_and_bench_name_the_spec_file_of_a_bad_option(
+    tmp_path: Path, capsys, micro_checkpoint: Path
+) -> None:
+    """Before: finetune said only "options of task 'sentiment': …", not which file, and a suite
+    found the error when it built the cell."""
+    bad = toml(
+        tmp_path / "o.toml",
+        {"task": "sentiment", "data": {"dataset": "x"}, "options": {"poolin": "mean"}},
+    )
+    code, line = cli(capsys, "finetune", str(bad), "--backbone", "scratch:nowhere")
+    assert code == 2 and line.endswith(
+        f"{bad}: options of task 'sentiment': unknown key 'poolin' (did you mean 'pooling'?)"
+    )
+    good = toml(tmp_path / "g.toml", {"task": "sentiment", "data": {"dataset": "x"}})
+    code, line = cli(capsys, "finetune", str(good), "--set", "options.pooling=meen")
+    assert code == 2 and "--set options.pooling=meen: pooling: Input should be" in line
+    suite = tmp_path / "suite.toml"
+    suite.write_text(
+        f'tasks = ["{bad}"]\nbackbones = [{{name = "b", ref = "{micro_checkpoint}"}}]\n'
+    )
+    code, line = cli(capsys, "bench", str(suite), "--out", str(tmp_path / "runs"))
+    assert code == 2 and f"{bad} (in a suite): options of task 'sentiment'" in line
+    assert not (tmp_path / "runs").exists()
+
+
 def main_code(capsys, *args: str) -> int:
     try:
         main(list(args))

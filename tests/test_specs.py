@@ -165,6 +165,39 @@ def test_a_name_clash_between_distributions_is_reported(
         plugins.unregister_plugin("impostor")
 
 
+class ClaimsSentiment:
+    """A throwaway plugin registering the task name ``sentiment``, which breaks it and
+    plugformer-sentiment alike."""
+
+    PLUGFORMER_API = ">=1,<2"
+
+    @hookimpl
+    def register_tasks(self, register: Any) -> None:
+        register("plugformer_sentiment.task:SentimentTask", name="sentiment")
+
+
+def test_the_specs_of_a_broken_plugin_say_it_is_broken(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    plugins.register_plugin(ClaimsSentiment(), "claims", "plugformer-claims")
+    try:
+        assert "movie-reviews" not in plugins.named_specs("task")
+        with pytest.raises(PluginError, match=r"'movie-reviews' comes from plugformer-sentiment"):
+            specs.resolve("movie-reviews", "task")
+        with pytest.raises(PluginError, match=r"dataset 'movie-review-sentences'.*broken"):
+            plugins.datasets().get("movie-review-sentences")
+        code, out, err = run_cli(capsys, "tasks", "--json")
+        assert code == 0 and "movie-reviews" not in out
+        assert "not listed, because plugformer-sentiment (plugin sentiment) is broken" in err
+        assert "movie-reviews" in err and "plugformer plugins" in err
+        code, _, err = run_cli(capsys, "finetune", "movie-reviews")
+        assert code == 2 and "neither a spec file" not in err
+        assert "comes from plugformer-sentiment" in err and "registered by both" in err
+    finally:
+        plugins.unregister_plugin("claims")
+    assert "movie-reviews" in plugins.named_specs("task")
+
+
 def test_a_bad_registration_is_one_broken_plugin(tmp_path: Path) -> None:
     plugins.register_plugin(ShipsSpecs(tmp_path / "missing"), "nofiles", "plugformer-nofiles")
     try:

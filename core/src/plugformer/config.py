@@ -404,6 +404,31 @@ def parse_model(
         raise ConfigError(format_validation_error(exc, model, source)) from None
 
 
+def check_task_options(
+    spec: TaskSpec, source: str, overrides: list[str] | tuple[str, ...] = ()
+) -> None:
+    """Validate a spec's ``[options]`` against its task's ``Options`` now, so that a bad key or
+    value is one error naming the spec file (or the ``--set options.…`` override) before any
+    work starts, not when the task is built."""
+    from plugformer import plugins
+
+    options_model = getattr(plugins.get_task_class(spec.task), "Options", None)
+    if options_model is None:
+        return
+    nested = [o.split("options.", 1)[1] for o in overrides if o.strip().startswith("options.")]
+    try:
+        parse_model(options_model, dict(spec.options), f"{source}: options of task {spec.task!r}")
+    except ConfigError as exc:
+        try:  # the same error again, attributed to the override that brought it in, if any
+            parse_model(options_model, dict(spec.options), "", nested)
+        except ConfigError as again:
+            if str(again).startswith("--set "):
+                raise ConfigError(
+                    str(again).replace("--set ", "--set options.", 1)
+                ) from None
+        raise exc from None
+
+
 def load_config(
     path: str | Path, model: type[M] = PretrainConfig, overrides: list[str] | tuple[str, ...] = ()
 ) -> M:  # type: ignore[assignment]

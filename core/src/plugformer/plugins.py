@@ -105,6 +105,8 @@ class Registry:
         self.items: dict[str, Any] = {}
         self.owners: dict[str, str] = {}
         self.conflicts: dict[str, list[str]] = {}
+        self.withheld: dict[str, PluginInfo] = {}
+        """Names a broken plugin would have registered here, with that plugin."""
 
     def add(self, name: str, item: Any, owner: str) -> None:
         if name in self.items and self.owners[name] != owner:
@@ -122,6 +124,9 @@ class Registry:
             raise PluginError(
                 f"{self.kind} {name!r} is registered by {owners}; uninstall one of them"
             )
+        broken = self.broken_owner(name)
+        if broken is not None:
+            raise PluginError(broken)
         if name not in self.items:
             import difflib
 
@@ -132,6 +137,16 @@ class Registry:
                 + (f" (did you mean {hint[0]!r}?)" if hint else f"; known: {known}")
             )
         return self.items[name]
+
+    def broken_owner(self, name: str) -> str | None:
+        """For a name only a broken plugin registers: one line saying so, and why."""
+        info = self.withheld.get(name) if name not in self.items else None
+        if info is None:
+            return None
+        return (
+            f"{self.kind} {name!r} comes from {info.distribution} (plugin {info.name}), "
+            f"which is broken: {info.error}"
+        )
 
     def __contains__(self, name: str) -> bool:
         return name in self.items
@@ -147,6 +162,11 @@ class _State:
     pm: pluggy.PluginManager | None = None
     infos: dict[str, PluginInfo] = {}
     registries: dict[str, Registry] | None = None
+    withheld: dict[tuple[str, str], PluginInfo] = {}
+    """(registry key, name) → the broken plugin that would have registered it."""
+    broken_by_registration: set[str] = set()
+    """Plugins that broke while registering: healthy again when the registries are rebuilt
+    (after a clashing plugin is unregistered, say) unless they break again."""
     strict: bool = os.environ.get("PLUGFORMER_STRICT_PLUGINS", "") not in ("", "0")
 
 
@@ -160,6 +180,8 @@ def reset() -> None:
     _State.pm = None
     _State.infos = {}
     _State.registries = None
+    _State.withheld = {}
+    _State.broken_by_registration = set()
 
 
 def _broken(info: PluginInfo, reason: str) -> None:
@@ -351,6 +373,11 @@ def _collect() -> dict[str, Registry]:
     if _State.registries is not None:
         return _State.registries
     pm = get_plugin_manager()
+    _State.withheld = {}
+    for name in _State.broken_by_registration:
+        if name in _State.infos:
+            _State.infos[name].status, _State.infos[name].error = "ok", ""
+    _State.broken_by_registration = set()
     regs = {
         "register_tasks": Registry("task"),
         "register_backbones": Registry("backbone family"),
@@ -365,7 +392,10 @@ def _collect() -> dict[str, Registry]:
     for hook_name in REGISTRATION_HOOKS:
         for impl in getattr(pm.hook, hook_name).get_hookimpls():
             info = _State.infos.get(impl.plugin_name)
-            if info is None or info.status != "ok":
+            if info is None:
+                continue
+            if info.status != "ok":
+                _withhold(impl, hook_name, info)
                 continue
             owner = "plugformer" if info.default else f"{info.distribution} (plugin {info.name})"
             by_owner[owner] = info
@@ -400,13 +430,49 @@ def _collect() -> dict[str, Registry]:
                             and by_owner[other].status == "ok"
                         ):
                             by_owner[other].status, by_owner[other].error = "broken", str(exc)
+                            _State.broken_by_registration.add(by_owner[other].name)
                 _broken(info, str(exc))
             except Exception as exc:
                 _broken(info, f"{hook_name} raised {type(exc).__name__}: {exc}")
+            if info.status != "ok" and "did not return within" not in info.error:
+                _State.broken_by_registration.add(info.name)  # a hung hook is not retried
             for reg, name in added:
                 info.provides.setdefault(reg.key, []).append(name)
+    for (key, name), broken in _State.withheld.items():
+        regs[key].withheld.setdefault(name, broken)
     _State.registries = regs
     return regs
+
+
+def _withhold(impl: Any, hook_name: str, info: PluginInfo) -> None:
+    """Record what a broken plugin's registration hook names, without registering any of it,
+    so that asking for one of those names says which plugin is broken rather than "unknown".
+    A hook that timed out is not called again; any error here is ignored (the plugin is
+    already reported)."""
+    if "did not return within" in info.error:
+        return
+
+    def record(*args: Any, **kw: Any) -> None:
+        for key, name, _item in _registrations(hook_name, args, kw, info):
+            _State.withheld.setdefault((key, name), info)
+
+    try:
+        _call_impl(impl, hook_name, bounded=True, register=record)
+    except Exception:  # noqa: S110 - the plugin is broken already, and reported as such
+        pass
+
+
+def withheld_by(key: str, name: str) -> PluginInfo | None:
+    """The broken plugin that registers ``name`` in registry ``key`` (``register_tasks``,
+    ``specs:task``, ...), or ``None``."""
+    _collect()
+    return _State.withheld.get((key, name))
+
+
+def broken_plugins() -> list[PluginInfo]:
+    """Plugins that failed to load or register (``plugformer plugins`` shows why)."""
+    _collect()
+    return [i for i in _State.infos.values() if i.status != "ok"]
 
 
 def _registrations(

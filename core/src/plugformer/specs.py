@@ -43,8 +43,9 @@ def resolve(ref: str | os.PathLike[str], kind: str) -> Path:
 
     reg = plugins.named_specs(kind)
     name = os.fspath(ref)
-    if name in reg or name in reg.conflicts:
-        item: NamedFile = reg.get(name)  # a clash raises PluginError naming both owners
+    if name in reg or name in reg.conflicts or name in reg.withheld:
+        # a clash, or a name only a broken plugin registers: PluginError naming the plugins
+        item: NamedFile = reg.get(name)
         return item.path
     import difflib
 

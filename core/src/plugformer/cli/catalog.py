@@ -85,6 +85,14 @@ def _list_named(kind: str, columns: tuple[str, ...], as_json: bool) -> None:
             "uninstall one of them",
             err=True,
         )
+    withheld = plugins.named_specs(kind).withheld
+    for info in {id(i): i for i in withheld.values()}.values():
+        names = sorted(n for n, i in withheld.items() if i is info)
+        click.echo(
+            f"plugformer: not listed, because {info.distribution} (plugin {info.name}) is "
+            f"broken: {', '.join(names)}; `plugformer plugins` says why",
+            err=True,
+        )
 
 
 @click.command("new-plugin")

@@ -86,13 +86,9 @@ def config_validate(file: str, kind: str | None, overrides: tuple[str, ...]) -> 
     kind = kind or _guess_kind(data)
     model = parse_model(_model_for(kind), data, str(path), overrides)
     if kind == "task":  # "valid" must mean "will run": the task exists and takes its options
-        from plugformer import plugins
+        from plugformer.config import check_task_options
 
-        options_model = getattr(plugins.get_task_class(model.task), "Options", None)
-        if options_model is not None:
-            parse_model(
-                options_model, dict(model.options), f"{path}: options of task {model.task!r}"
-            )
+        check_task_options(model, str(path), overrides)
     click.echo(f"{path}: valid {kind} config", err=True)
     click.echo(model.model_dump_json(indent=2))
 

@@ -70,6 +70,7 @@ def _load_spec(
     from plugformer.config import (
         TaskSpec,
         apply_overrides,
+        check_task_options,
         load_toml,
         parse_model,
         resolve_spec_paths,
@@ -77,7 +78,7 @@ def _load_spec(
     from plugformer.specs import is_path, resolve
 
     path, named = Path(spec), plugins.named_specs("task")
-    if not is_path(spec) and (spec in named or spec in named.conflicts):
+    if not is_path(spec) and (spec in named or spec in named.conflicts or spec in named.withheld):
         path = resolve(spec, "task")  # a registered spec name
     if path.suffix == ".toml" or path.exists():
         raw = resolve_spec_paths(load_toml(path), path)  # data paths are relative to the file
@@ -99,7 +100,9 @@ def _load_spec(
         raw["data"] = _data_table(data, validation)
     elif validation is not None:
         raw.setdefault("data", {})["validation"] = str(validation)
-    return parse_model(TaskSpec, apply_overrides(raw, overrides), source, overrides)
+    spec_model = parse_model(TaskSpec, apply_overrides(raw, overrides), source, overrides)
+    check_task_options(spec_model, source, overrides)
+    return spec_model
 
 
 @click.command()

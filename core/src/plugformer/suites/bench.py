@@ -260,6 +260,7 @@ def data_version(spec: TaskSpec) -> dict[str, Any]:
 
 def plan_cells(suite: SuiteConfig, suite_file: Path, refs: Mapping[str, str]) -> list[Cell]:
     """Every cell of the suite, task by task: baselines first, then seed by seed each backbone."""
+    from plugformer.config import check_task_options
     from plugformer.plugins import get_task_class
 
     ids = {label: _identity(label, ref) for label, ref in refs.items()}
@@ -268,6 +269,7 @@ def plan_cells(suite: SuiteConfig, suite_file: Path, refs: Mapping[str, str]) ->
     for entry in suite.tasks:
         path = spec_path(suite_file, entry)
         spec = load_spec(path, suite.overrides, suite.seeds[0])
+        check_task_options(spec, f"{path} (in a suite)")  # before any cell runs
         cls = get_task_class(spec.task)
         where, data, code = str(path), data_version(spec), code_identity(cls)
         if suite.baselines:  # a baseline borrows the first backbone's tokenizer
@@ -284,6 +286,8 @@ def plan_cells(suite: SuiteConfig, suite_file: Path, refs: Mapping[str, str]) ->
                 # A backbone's own settings (learning rates, budget, length) win over the suite's.
                 overrides = merge_overrides(suite.overrides, entry.overrides)
                 seeded = _scale_budget(load_spec(path, overrides, seed), suite.budget_scale)
+                if entry.overrides.get("options"):
+                    check_task_options(seeded, f"{path} (with backbone {label!r}'s overrides)")
                 cells.append(Cell("model", seeded, where, label, seed, ref, ids[label], data, code))
     return cells
 
