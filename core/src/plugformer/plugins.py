@@ -458,7 +458,7 @@ def _withhold(impl: Any, hook_name: str, info: PluginInfo) -> None:
 
     try:
         _call_impl(impl, hook_name, bounded=True, register=record)
-    except Exception:  # noqa: S110 - the plugin is broken already, and reported as such
+    except Exception:  # the plugin is broken already, and reported as such
         pass
 
 
