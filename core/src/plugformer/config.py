@@ -423,9 +423,7 @@ def check_task_options(
             parse_model(options_model, dict(spec.options), "", nested)
         except ConfigError as again:
             if str(again).startswith("--set "):
-                raise ConfigError(
-                    str(again).replace("--set ", "--set options.", 1)
-                ) from None
+                raise ConfigError(str(again).replace("--set ", "--set options.", 1)) from None
         raise exc from None
 
 
