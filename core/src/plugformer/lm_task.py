@@ -66,6 +66,17 @@ class CausalLMTask(Task):
         hidden = backbone(batch["input_ids"])  # (B, T, C)
         return backbone.lm_logits(hidden)  # (B, T, V)
 
+    def label_log_probs(
+        self, backbone: Any, head: nn.Module, batch: dict[str, Any]
+    ) -> torch.Tensor:
+        """``log P(label)`` (N,) of the N labelled tokens, in the order of
+        ``batch["labels"] != IGNORE`` (row by row): logits only at those positions, never
+        the (B, T, V) tensor of :meth:`forward` (scoring a reference's likelihood)."""
+        hidden = backbone(batch["input_ids"])  # (B, T, C)
+        positions = batch["labels"] != IGNORE  # (B, T)
+        logits = backbone.lm_logits(hidden[positions]).float()  # (N, V)
+        return -F.cross_entropy(logits, batch["labels"][positions], reduction="none")  # (N,)
+
     def loss(self, outputs: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
         """Mean cross-entropy over the labelled tokens of the batch."""
         return F.cross_entropy(

@@ -184,16 +184,24 @@ def test_collate_forward_loss_backward(tok: Tokenizer) -> None:
 # --------------------------------------------------------------------------- scoring
 
 
-def test_scores_match_the_training_loss_and_count_bytes(tok: Tokenizer) -> None:
-    task = GenerationTask({"max_length": 32, "max_new_tokens": 4}, tok)
+@pytest.mark.parametrize("pointer", [False, True])
+def test_scores_match_the_training_loss_and_count_bytes(tok: Tokenizer, pointer: bool) -> None:
+    """The references' likelihoods (scored at their tokens only) equal the loss of the whole
+    (B, T, V) output, with the LM head and with the pointer-generator's mixture."""
+    task = GenerationTask({"max_length": 32, "max_new_tokens": 4, "pointer": pointer}, tok)
     model = micro_gpt(tok)
     examples = [
         task.parse_example(r) for r in [*headlines(2), {"text": "the café ☕ sees the king ."}]
     ]
     batch = eval_batch(task, examples)
-    predictions = task.predict(model, task.build_head(model), batch)
+    torch.manual_seed(0)
+    head = task.build_head(model)
+    for p in head.parameters():  # a trained-looking head, not the zero-initialised one
+        torch.nn.init.normal_(p, std=0.3)
+    predictions = task.predict(model, head, batch)
     with torch.no_grad():
-        mean_loss = task.loss(task.forward(model, task.build_head(model), batch), batch).item()
+        mean_loss = task.loss(task.forward(model, head, batch), batch).item()
+        assert task.train_loss(model, head, batch).item() == pytest.approx(mean_loss, rel=1e-5)
     nll, tokens = sum(p["nll"] for p in predictions), sum(p["tokens"] for p in predictions)
     assert nll / tokens == pytest.approx(mean_loss, rel=1e-5)
     assert predictions[2]["bytes"] == len(examples[2].text.encode("utf-8"))

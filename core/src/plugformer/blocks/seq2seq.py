@@ -135,8 +135,16 @@ class ConditionalGenerationTask(CausalLMTask):
         """Mean NLL of the target tokens; with ``pointer``, of the mixture at those positions only."""
         if not self._copies(head):
             return super().train_loss(backbone, head, batch)
+        return -self.label_log_probs(backbone, head, batch).mean()
+
+    def label_log_probs(
+        self, backbone: Any, head: nn.Module, batch: dict[str, Any]
+    ) -> torch.Tensor:
+        """``log P(label)`` (N,) of the labelled tokens; with ``pointer``, of the mixture."""
+        if not self._copies(head):
+            return super().label_log_probs(backbone, head, batch)
         hidden = backbone(batch["input_ids"])  # (B, T, C)
-        target_lprobs = head.sequence_log_probs(  # type: ignore[operator]
+        return head.sequence_log_probs(  # type: ignore[operator]
             backbone,
             hidden,
             batch["input_ids"],
@@ -144,7 +152,6 @@ class ConditionalGenerationTask(CausalLMTask):
             batch["prompt_length"],
             labels=batch["labels"],
         )  # (N,)
-        return -target_lprobs.mean()
 
     @staticmethod
     def _copies(head: nn.Module) -> bool:

@@ -36,7 +36,6 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
@@ -193,15 +192,12 @@ class GenerationTask(ConditionalGenerationTask):
     ) -> list[dict[str, Any]]:
         """Per example: ``completion`` (pairs), and ``nll``/``tokens``/``bytes`` of its reference."""
         examples, index = batch["examples"], batch["example_index"]  # index: (B,) feature → example
+        labels = batch["labels"]  # (B, T)
         with torch.no_grad():
-            logits = self.forward(backbone, head, batch)  # (B, T, V)
-            labels = batch["labels"]  # (B, T)
-            nll = F.cross_entropy(
-                logits.transpose(1, 2).float(), labels, ignore_index=IGNORE, reduction="none"
-            )
-        nll_sums = torch.zeros(len(examples), dtype=torch.float64).index_add_(
-            0, index.cpu(), nll.sum(1).double().cpu()
-        )
+            # the reference's likelihood: logits at its tokens only, not the (B, T, V) tensor
+            nll = -self.label_log_probs(backbone, head, batch).double().cpu()  # (N,)
+        rows = index.cpu()[(labels != IGNORE).nonzero()[:, 0].cpu()]  # (N,): example of each
+        nll_sums = torch.zeros(len(examples), dtype=torch.float64).index_add_(0, rows, nll)
         scored: list[list[int]] = [[] for _ in examples]  # label ids of each example, in order
         prompts: dict[int, list[int]] = {}  # example → prompt ids (pairs only)
         rows = zip(index.tolist(), labels.tolist(), batch["prompt_length"].tolist(), strict=True)
