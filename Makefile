@@ -7,18 +7,28 @@ TORCH := torch==2.13.0
 MEMBERS := core plugins/sentiment plugins/qa plugins/translation plugins/generation
 PYTEST_ARGS ?=
 
-.PHONY: install quickstart test test-fast lint format bench clean
+.PHONY: install quickstart run-quickstart test test-fast lint format bench clean
 
-$(BIN)/.installed: Makefile core/pyproject.toml $(wildcard plugins/*/pyproject.toml)
+# What the default job needs (the members and transformers for MiniLM-L6), then what the
+# tests add (pytest, build tools, lm-evaluation-harness): `make quickstart` installs only the first.
+$(BIN)/.installed-run: Makefile core/pyproject.toml $(wildcard plugins/*/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet $(foreach m,$(MEMBERS),-e $(m)) -e "core[hf]"
+	touch $@
+
+$(BIN)/.installed: $(BIN)/.installed-run
 	$(BIN)/pip install --quiet $(foreach m,$(MEMBERS),-e $(m)) -e "core[test,hf,lm-eval]"
 	touch $@
 
 install: $(BIN)/.installed
 
-quickstart: install
+# The job's 29-minute deadline counts from here, the install included (PLUGFORMER_JOB_START).
+quickstart:
+	@PLUGFORMER_JOB_START=$$(date +%s) $(MAKE) --no-print-directory run-quickstart
+
+run-quickstart: $(BIN)/.installed-run
 	$(BIN)/plugformer quickstart $(ARGS)
 
 test: install

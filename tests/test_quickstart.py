@@ -81,6 +81,9 @@ def test_fast_quickstart_runs_end_to_end(tmp_path: Path) -> None:
         "task:generation-smoke",
     }
     assert result["pretrained"]["text"]["summary"]["mixture"] is None
+    deadline = result["deadline"]  # minutes to spare: the fast suite keeps its own scale
+    assert deadline["scale"] == deadline["suite_scale"] and deadline["left_minutes"] > 20
+    assert 0 < result["total_seconds"] <= result["job_seconds"]
     assert list(Path(result["suite_dir"]).glob("*.png"))
     assert list((Path(result["suite_dir"]) / "predictions").glob("*.jsonl"))
 
@@ -173,3 +176,37 @@ def test_the_help_states_the_default_pretraining_minutes() -> None:
     result = CliRunner().invoke(quickstart, ["--help"])
     assert result.exit_code == 0
     assert f"[default: {qs.MINUTES:g}," in " ".join(result.output.split())
+
+
+def test_the_deadline_shrinks_the_suite_budgets_to_fit_never_below_the_specs() -> None:
+    fit = qs.fit_budget_scale
+    ref = qs.REFERENCE_PRETRAIN_STEPS
+    assert fit(30.0, 17.7, 2, 1.4, ref) == 1.4  # time to spare: the suite's own scale
+    # the reference machine after a 1.5-minute install: (17.5 - 5.5) / (17.7 / 2)
+    assert fit(17.5, 17.7, 2, 1.4, ref) == pytest.approx(12.0 / 8.85, abs=1e-3)
+    # a machine that pretrained 30% fewer steps is taken to have 1/0.7 the overhead
+    slow = fit(17.5, 17.7, 2, 1.4, int(ref * 0.7))
+    assert slow == pytest.approx((17.5 - qs.SUITE_OVERHEAD_MINUTES / 0.7) / 8.85, abs=2e-3)
+    assert fit(5.0, 17.7, 2, 1.4, ref) == qs.MIN_BUDGET_SCALE  # late: the specs' own minutes
+
+
+def test_the_job_starts_when_make_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    monkeypatch.setenv("PLUGFORMER_JOB_START", "1700000000")
+    assert qs.job_start() == 1700000000.0
+    monkeypatch.setenv("PLUGFORMER_JOB_START", "soon")
+    assert abs(qs.job_start() - time.time()) < 5
+    monkeypatch.delenv("PLUGFORMER_JOB_START")
+    assert abs(qs.job_start() - time.time()) < 5
+
+
+def test_a_resumed_quickstart_keeps_the_budget_scale_it_chose(tmp_path: Path) -> None:
+    import time
+
+    suite = qs._named("suite", "default")
+    (tmp_path / "suite.json").write_text(json.dumps({"budget_scale": 1.17}))
+    got = qs._suite_budget(suite, tmp_path, None, {}, time.time() - 3600, 29.0, 1000)
+    assert got["scale"] == 1.17 and "resuming" in got["reason"]
+    fresh = qs._suite_budget(suite, tmp_path / "new", None, {}, time.time(), None, 1000)
+    assert fresh["scale"] == 1.4 and "no deadline" in fresh["reason"]

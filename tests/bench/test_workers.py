@@ -90,6 +90,33 @@ def test_budget_scale_multiplies_every_cells_minutes(
     assert minutes == {"pretrained": pytest.approx(0.6), "scratch": pytest.approx(3.0)}
 
 
+def test_a_deadline_sums_the_budgets_and_run_suite_takes_its_scale(
+    workspace: Path, fakes: object
+) -> None:
+    """``budget_minutes`` is what a deadline divides; ``run_suite(budget_scale=)`` overrides
+    the suite's scale for every cell and records it, so a resumed run can reuse it."""
+    from plugformer.suites.bench import budget_minutes
+
+    path = write_suite(
+        workspace,
+        "deadline",
+        budget_scale="1.5",
+        workers="2",
+        overrides="{finetune = {max_minutes = 0.4}}",
+        backbones=(
+            '[{name = "pretrained", ref = "${TOY_CKPT}"}, '
+            '{name = "scratch", ref = "scratch:${TOY_CKPT}", overrides = {finetune = {max_minutes = 2.0}}}]'
+        ),
+    )
+    assert budget_minutes(path) == (pytest.approx(2 * 0.4 + 2 * 2.0), 2)  # two seeds each
+    run = run_suite(path, workspace / "deadline-run", budget_scale=1.25, workers=1, log=quiet)
+    assert json.loads((run / "suite.json").read_text())["budget_scale"] == 1.25
+    cells = json.loads((run / "results.json").read_text())["cells"]
+    minutes = {c["column"]: c["spec_config"]["finetune"]["max_minutes"] for c in cells
+               if c["kind"] == "model"}  # fmt: skip
+    assert minutes == {"pretrained": pytest.approx(0.5), "scratch": pytest.approx(2.5)}
+
+
 def test_worker_threads_share_the_idle_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("plugformer.threads.other_runnable", lambda: 0.0)
     assert worker_threads(2, cpus=2) == 1 and worker_threads(2, cpus=8) == 4

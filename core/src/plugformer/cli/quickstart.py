@@ -27,6 +27,17 @@ import click
     "--seeds", type=int, default=2, show_default=True, help="Seeds per task and backbone."
 )
 @click.option(
+    "--deadline",
+    default=None,
+    type=click.FloatRange(min=0),
+    metavar="MINUTES",
+    help=(
+        "End the job within this many minutes of its start ($PLUGFORMER_JOB_START, which `make "
+        "quickstart` sets before installing, else now): the suite's fine-tuning budgets shrink "
+        "to fit, never below the specs' own; 0 turns it off  [default: 29]"
+    ),
+)
+@click.option(
     "--update-readme",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
@@ -34,14 +45,26 @@ import click
     help="Rewrite the generated quickstart section of this README (the repository's own).",
 )
 def quickstart(
-    minutes: float | None, fast: bool, out: Path, seeds: int | None, update_readme: Path | None
+    minutes: float | None,
+    fast: bool,
+    out: Path,
+    seeds: int | None,
+    deadline: float | None,
+    update_readme: Path | None,
 ) -> None:
     """The default job: real data → tokenizer → pretraining → default suite → report."""
-    from plugformer.suites.quickstart import MINUTES
+    from plugformer.suites.quickstart import DEADLINE_MINUTES, MINUTES
     from plugformer.suites.quickstart import quickstart as run
 
     if minutes is None:
         minutes = 1.0 if fast else MINUTES
+    if deadline is None:
+        deadline = DEADLINE_MINUTES
     run(
-        minutes=minutes, fast=fast, out=out, seeds=1 if fast else seeds, update_readme=update_readme
+        minutes=minutes,
+        fast=fast,
+        out=out,
+        seeds=1 if fast else seeds,
+        update_readme=update_readme,
+        deadline=deadline or None,
     )

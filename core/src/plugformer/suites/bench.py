@@ -520,6 +520,18 @@ def _cached_cells(
     return out
 
 
+def budget_minutes(
+    path: str | Path, *, seeds: int | None = None, backbones: Mapping[str, str] | None = None
+) -> tuple[float, int]:
+    """(fine-tuning minutes of the suite's model cells at ``budget_scale`` 1, summed; the
+    suite's workers): what a deadline needs to know to choose a ``budget_scale``."""
+    path = resolve(path, "suite")
+    suite = load_suite(path, seeds).model_copy(update={"budget_scale": 1.0})
+    cells = plan_cells(suite, path, resolve_backbones(suite, backbones))
+    minutes = sum(c.spec.finetune.max_minutes or 0.0 for c in cells if c.kind == "model")
+    return minutes, suite.workers
+
+
 def run_suite(
     path: str | Path,
     out: str | Path | None = None,
@@ -527,18 +539,22 @@ def run_suite(
     seeds: int | None = None,
     backbones: Mapping[str, str] | None = None,
     workers: int | None = None,
+    budget_scale: float | None = None,
     log: Callable[[str], None] = _stderr,
 ) -> Path:
     """Run (or resume) a suite; writes the cells, results and reports; returns the run directory.
 
     ``workers`` (default: the suite's): cells run at once, each in its own process
-    (:mod:`plugformer.suites.workers`); 1 runs them one by one in this process."""
+    (:mod:`plugformer.suites.workers`); 1 runs them one by one in this process.
+    ``budget_scale`` (default: the suite's) multiplies every cell's fine-tuning minutes."""
     from plugformer.fileio import atomic_write_json
     from plugformer.suites.cellcache import write_cell
     from plugformer.suites.report import write_reports
 
     path = resolve(path, "suite")  # a file, or a registered suite name such as "default"
     suite = load_suite(path, seeds)
+    if budget_scale is not None:
+        suite = suite.model_copy(update={"budget_scale": budget_scale})
     refs = resolve_backbones(suite, backbones)
     run_dir = Path(out or Path("runs") / "bench" / suite.name)
     cells = plan_cells(suite, path, refs)

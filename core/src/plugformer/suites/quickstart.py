@@ -208,6 +208,58 @@ def _ngram_baselines(
     )
 
 
+DEADLINE_MINUTES = 29.0
+"""The default job ends within this many minutes of its start: ``make quickstart`` sets
+``PLUGFORMER_JOB_START`` before it installs, so the install counts too. Pretraining has fixed
+minutes; the suite's fine-tuning budgets shrink to fit what is left (see :func:`fit_budget_scale`)."""
+SUITE_OVERHEAD_MINUTES = 5.5
+"""Wall minutes of the default suite beyond its cells' fine-tuning budgets (baselines,
+loading, evaluation and decoding, idle workers), measured on the reference machine: a 2-core
+CPU without native bf16 (commit f9354e7: 18.7 minutes of suite, 12.4 of budgets; 1.3 minutes
+less since, from faster scoring and beam search)."""
+REFERENCE_PRETRAIN_STEPS = 1021
+"""Pretraining steps of the text+tasks backbone on that machine (f9354e7): a slower or busier
+machine does fewer, and its suite overhead is taken to grow in proportion."""
+MIN_BUDGET_SCALE = 1.0
+"""A deadline never cuts a cell below its spec's own minutes: a busy machine runs late rather
+than fine-tuning for less than that."""
+
+
+def job_start() -> float:
+    """When the job started (epoch seconds): ``PLUGFORMER_JOB_START`` if set (by ``make
+    quickstart``, before it installs), else now."""
+    import os
+
+    raw = os.environ.get("PLUGFORMER_JOB_START", "")
+    try:
+        return float(raw) if raw else time.time()
+    except ValueError:
+        return time.time()
+
+
+def fit_budget_scale(
+    left_minutes: float,
+    budget_minutes: float,
+    workers: int,
+    suite_scale: float,
+    pretrain_steps: int,
+) -> float:
+    """The suite's ``budget_scale`` that ends it within ``left_minutes``: at most the suite's
+    own, at least :data:`MIN_BUDGET_SCALE`.
+
+    The suite is taken to take ``overhead + scale * budget_minutes / workers`` minutes, the
+    overhead being :data:`SUITE_OVERHEAD_MINUTES` times how much slower than the reference
+    machine pretraining ran (``REFERENCE_PRETRAIN_STEPS / pretrain_steps``).
+    """
+    slowness = REFERENCE_PRETRAIN_STEPS / max(pretrain_steps, 1)
+    overhead = SUITE_OVERHEAD_MINUTES * slowness
+    training = budget_minutes / max(workers, 1)
+    if training <= 0:
+        return suite_scale
+    fitted = (left_minutes - overhead) / training
+    return round(min(suite_scale, max(MIN_BUDGET_SCALE, fitted)), 3)
+
+
 def _stage(name: str, timings: dict[str, float]) -> Callable[[], None]:
     _log(f"stage {len(timings) + 1}/6: {name}")
     t0 = time.perf_counter()
@@ -225,11 +277,14 @@ def quickstart(
     out: str | Path = "runs/quickstart",
     seeds: int | None = None,
     update_readme: str | Path | None = None,
+    deadline: float | None = DEADLINE_MINUTES,
 ) -> dict[str, Any]:
     """Run the default job; returns a summary (stage timings, held-out bpb, report paths).
 
     ``update_readme``: a README.md whose generated quickstart section is rewritten (the plots
-    are copied to ``docs/quickstart/`` beside it); the repository's own, not a user's."""
+    are copied to ``docs/quickstart/`` beside it); the repository's own, not a user's.
+    ``deadline``: minutes from :func:`job_start` within which the job should end (the suite's
+    fine-tuning budgets shrink to fit, never below the specs' own); ``None``: no deadline."""
     from plugformer.checkpoint import load_backbone
     from plugformer.data.cache import get_dataset
     from plugformer.suites.bench import run_suite
@@ -237,6 +292,7 @@ def quickstart(
     out = Path(out)
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
+    started = job_start()
 
     done = _stage("data", timings)
     sizes = {}
@@ -275,15 +331,23 @@ def quickstart(
     done = _stage("suite", timings)
     suite = _named("suite", "quickstart-fast" if fast else "default")
     main = pretrained["text+tasks"]["checkpoint"]
-    run_dir = run_suite(
+    backbones = {
+        "text+tasks": main,
+        "text": pretrained["text"]["checkpoint"],
+        "scratch": f"scratch:{main}",
+    }
+    budget = _suite_budget(
         suite,
         out / "suite",
-        seeds=seeds,
-        backbones={
-            "text+tasks": main,
-            "text": pretrained["text"]["checkpoint"],
-            "scratch": f"scratch:{main}",
-        },
+        seeds,
+        backbones,
+        started,
+        deadline,
+        int(summaries["text+tasks"]["total_steps"]),
+    )
+    _log(f"  {budget['reason']}")
+    run_dir = run_suite(
+        suite, out / "suite", seeds=seeds, backbones=backbones, budget_scale=budget["scale"]
     )
     done()
 
@@ -298,6 +362,7 @@ def quickstart(
         },
         "fast": fast,
         "minutes": minutes,
+        "deadline": budget,
         "pretrained": pretrained,
         "corpus_documents": doc_counts,
         "datasets": sizes,
@@ -307,6 +372,7 @@ def quickstart(
     report = (run_dir / "report.md").read_text(encoding="utf-8")
     timings["report"] = 0.0
     result["total_seconds"] = round(time.perf_counter() - t_all, 1)
+    result["job_seconds"] = round(time.time() - started, 1)  # with make's install, if it ran
     text = _quickstart_markdown(result, report)
     atomic_write_text(out / "report.md", text)
     atomic_write_json(out / "quickstart.json", result)
@@ -317,6 +383,52 @@ def quickstart(
     return result
 
 
+def _suite_budget(
+    suite: Path,
+    suite_out: Path,
+    seeds: int | None,
+    backbones: dict[str, str],
+    started: float,
+    deadline: float | None,
+    pretrain_steps: int,
+) -> dict[str, Any]:
+    """The suite's ``budget_scale`` for this run and why: the suite's own without a deadline;
+    the one an earlier, interrupted run chose (so its finished cells are reused); else
+    :func:`fit_budget_scale` of the minutes left."""
+    from plugformer.suites.bench import budget_minutes
+    from plugformer.suites.config import load_suite
+
+    own = load_suite(suite, seeds).budget_scale
+    earlier = suite_out / "suite.json"
+    if earlier.is_file():
+        try:
+            chosen = float(json.loads(earlier.read_text(encoding="utf-8"))["budget_scale"])
+        except (ValueError, KeyError, TypeError):
+            chosen = None
+        if chosen is not None:
+            return {"scale": chosen, "reason": f"budget scale {chosen:g}: resuming {suite_out}"}
+    if deadline is None:
+        return {"scale": own, "reason": f"budget scale {own:g} (the suite's; no deadline)"}
+    left = deadline - (time.time() - started) / 60
+    minutes, workers = budget_minutes(suite, seeds=seeds, backbones=backbones)
+    scale = fit_budget_scale(left, minutes, workers, own, pretrain_steps)
+    why = (
+        f"budget scale {scale:g} (the suite's {own:g}): {left:.1f} of the deadline's "
+        f"{deadline:g} minutes left for {minutes:.1f} minutes of fine-tuning budgets on "
+        f"{workers} worker(s)"
+    )
+    if scale < own:
+        why += "; every cell's budget is cut alike, so the comparison stays at equal compute"
+    return {
+        "scale": scale,
+        "suite_scale": own,
+        "left_minutes": round(left, 2),
+        "budget_minutes": minutes,
+        "deadline_minutes": deadline,
+        "reason": why,
+    }
+
+
 def _quickstart_markdown(result: dict[str, Any], suite_report: str) -> str:
     lines = [
         f"# plugformer quickstart — {result['date']}",
@@ -325,6 +437,11 @@ def _quickstart_markdown(result: dict[str, Any], suite_report: str) -> str:
         f"Python {result['hardware']['python']}. Total {result.get('total_seconds', 0) / 60:.1f} "
         f"minutes; stage wall times (s): {result['stage_seconds']}.",
         "",
+        *(
+            [f"Fine-tuning budgets: {result['deadline']['reason']}.", ""]
+            if result.get("deadline")
+            else []
+        ),
         "## Pretraining",
         "",
         f"Two native backbones, {result['minutes']:g} minutes of pretraining each: a shared "
