@@ -82,6 +82,7 @@ def main() -> int:
         "loadavg_at_end": [round(x, 2) for x in load],
         "backbones": backbones,
         "stage_seconds": result.get("stage_seconds"),
+        "deadline": result.get("deadline"),  # the suite's budget scale and why
     }
     ok = (
         code == 0
