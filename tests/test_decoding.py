@@ -167,6 +167,13 @@ def test_kv_cache_reorders_in_place_by_index(gpt: GPT) -> None:
     cache.reorder(torch.tensor([3, 1]))
     assert cache.k[0].data_ptr() == ptr and cache.k[0].shape[0] == 2  # same buffer, fewer rows
     assert torch.equal(cache.k[1][:, :, :6], before[1][[3, 1]])
+    # a permutation that reads rows already overwritten, in keys and values alike
+    cache = gpt.new_cache(3, 16)
+    gpt(torch.randint(5, 61, (3, 6)), cache=cache)
+    before = [t[:, :, :6].clone() for t in (*cache.k, *cache.v)]
+    cache.reorder(torch.tensor([2, 0, 1]))
+    for got, old in zip((*cache.k, *cache.v), before, strict=True):
+        assert torch.equal(got[:, :, :6], old[[2, 0, 1]])
 
 
 def test_strategies_come_from_the_registry_and_plugins_add_their_own(gpt: GPT) -> None:

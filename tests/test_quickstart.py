@@ -63,7 +63,8 @@ def test_no_evaluated_article_or_verse_is_in_the_pretraining_corpus() -> None:
 
 @pytest.mark.network
 @pytest.mark.slow
-def test_fast_quickstart_runs_end_to_end(tmp_path: Path) -> None:
+def test_fast_quickstart_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PLUGFORMER_JOB_START", raising=False)  # the deadline counts from now
     result = qs.quickstart(minutes=0.5, fast=True, out=tmp_path / "qs")
     report = (tmp_path / "qs" / "report.md").read_text()
     for task in ("sentiment", "qa", "translation", "generation"):
@@ -180,12 +181,12 @@ def test_the_help_states_the_default_pretraining_minutes() -> None:
 
 def test_the_deadline_shrinks_the_suite_budgets_to_fit_never_below_the_specs() -> None:
     fit = qs.fit_budget_scale
-    ref = qs.REFERENCE_PRETRAIN_STEPS
+    ref = qs.REFERENCE_STEPS_PER_MINUTE
     assert fit(30.0, 17.7, 2, 1.4, ref) == 1.4  # time to spare: the suite's own scale
     # the reference machine after a 1.5-minute install: (17.5 - 5.5) / (17.7 / 2)
     assert fit(17.5, 17.7, 2, 1.4, ref) == pytest.approx(12.0 / 8.85, abs=1e-3)
-    # a machine that pretrained 30% fewer steps is taken to have 1/0.7 the overhead
-    slow = fit(17.5, 17.7, 2, 1.4, int(ref * 0.7))
+    # a machine that pretrained 30% fewer steps a minute is taken to have 1/0.7 the overhead
+    slow = fit(17.5, 17.7, 2, 1.4, ref * 0.7)
     assert slow == pytest.approx((17.5 - qs.SUITE_OVERHEAD_MINUTES / 0.7) / 8.85, abs=2e-3)
     assert fit(5.0, 17.7, 2, 1.4, ref) == qs.MIN_BUDGET_SCALE  # late: the specs' own minutes
 
@@ -201,12 +202,20 @@ def test_the_job_starts_when_make_says(monkeypatch: pytest.MonkeyPatch) -> None:
     assert abs(qs.job_start() - time.time()) < 5
 
 
-def test_a_resumed_quickstart_keeps_the_budget_scale_it_chose(tmp_path: Path) -> None:
+def test_the_suite_budget_follows_the_minutes_left(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a fresh clone's ``make quickstart`` does before its suite: the default suite's
+    budgets (17.7 minutes on 2 workers) against the minutes the deadline leaves."""
     import time
 
-    suite = qs._named("suite", "default")
-    (tmp_path / "suite.json").write_text(json.dumps({"budget_scale": 1.17}))
-    got = qs._suite_budget(suite, tmp_path, None, {}, time.time() - 3600, 29.0, 1000)
-    assert got["scale"] == 1.17 and "resuming" in got["reason"]
-    fresh = qs._suite_budget(suite, tmp_path / "new", None, {}, time.time(), None, 1000)
-    assert fresh["scale"] == 1.4 and "no deadline" in fresh["reason"]
+    import plugformer.suites.bench as bench
+
+    monkeypatch.setattr(bench, "budget_minutes", lambda *a, **k: (17.7, 2))
+    suite, ref = qs._named("suite", "default"), qs.REFERENCE_STEPS_PER_MINUTE
+    roomy = qs._suite_budget(suite, None, {}, time.time() - 8 * 60, 29.0, ref)
+    assert roomy["scale"] == roomy["suite_scale"] == 1.4 and roomy["left_minutes"] > 20
+    late = qs._suite_budget(suite, None, {}, time.time() - 12 * 60, 29.0, ref)
+    assert late["scale"] == pytest.approx((17.0 - 5.5) / 8.85, abs=0.01)
+    assert "cut alike" in late["reason"]
+    for off in (None, 0):
+        none = qs._suite_budget(suite, None, {}, time.time() - 60 * 60, off, ref)
+        assert none["scale"] == 1.4 and "no deadline" in none["reason"]

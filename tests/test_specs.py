@@ -186,6 +186,10 @@ def test_the_specs_of_a_broken_plugin_say_it_is_broken(
             specs.resolve("movie-reviews", "task")
         with pytest.raises(PluginError, match=r"dataset 'movie-review-sentences'.*broken"):
             plugins.datasets().get("movie-review-sentences")
+        from plugformer.data.cache import resolve_recipe  # the path `data get` and specs take
+
+        with pytest.raises(PluginError, match=r"comes from plugformer-sentiment.*broken"):
+            resolve_recipe("movie-review-sentences")
         code, out, err = run_cli(capsys, "tasks", "--json")
         assert code == 0 and "movie-reviews" not in out
         assert "not listed, because plugformer-sentiment (plugin sentiment) is broken" in err

@@ -462,19 +462,6 @@ def _withhold(impl: Any, hook_name: str, info: PluginInfo) -> None:
         pass
 
 
-def withheld_by(key: str, name: str) -> PluginInfo | None:
-    """The broken plugin that registers ``name`` in registry ``key`` (``register_tasks``,
-    ``specs:task``, ...), or ``None``."""
-    _collect()
-    return _State.withheld.get((key, name))
-
-
-def broken_plugins() -> list[PluginInfo]:
-    """Plugins that failed to load or register (``plugformer plugins`` shows why)."""
-    _collect()
-    return [i for i in _State.infos.values() if i.status != "ok"]
-
-
 def _registrations(
     hook_name: str, args: tuple[Any, ...], kw: dict[str, Any], info: PluginInfo
 ) -> list[tuple[str, str, Any]]:

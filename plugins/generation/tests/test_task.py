@@ -204,6 +204,20 @@ def test_scores_match_the_training_loss_and_count_bytes(tok: Tokenizer, pointer:
         assert task.train_loss(model, head, batch).item() == pytest.approx(mean_loss, rel=1e-5)
     nll, tokens = sum(p["nll"] for p in predictions), sum(p["tokens"] for p in predictions)
     assert nll / tokens == pytest.approx(mean_loss, rel=1e-5)
+    # and per example, with a text long enough to span several windows
+    long_text = {"text": " ".join(["the king sees the café and the queen ."] * 12)}
+    examples.append(task.parse_example(long_text))
+    batch = eval_batch(task, examples)
+    assert int((batch["example_index"] == 3).sum()) > 1
+    predictions = task.predict(model, head, batch)
+    with torch.no_grad():
+        logp = task.forward(model, head, batch).float().log_softmax(-1)  # (B, T, V)
+        labels = batch["labels"]
+        picked = logp.gather(-1, labels.clamp(min=0)[..., None])[..., 0]  # (B, T)
+        per_row = -(picked * (labels != -100)).sum(1)  # (B,)
+    for e, p in enumerate(predictions):
+        expected = float(per_row[batch["example_index"] == e].sum())
+        assert p["nll"] == pytest.approx(expected, rel=1e-5)
     assert predictions[2]["bytes"] == len(examples[2].text.encode("utf-8"))
     assert predictions[0]["bytes"] == len(examples[0].completion)
     assert "completion" in predictions[0] and "completion" not in predictions[2]

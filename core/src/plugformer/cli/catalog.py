@@ -85,7 +85,8 @@ def _list_named(kind: str, columns: tuple[str, ...], as_json: bool) -> None:
             "uninstall one of them",
             err=True,
         )
-    withheld = plugins.named_specs(kind).withheld
+    registry = plugins.named_specs(kind)
+    withheld = {n: i for n, i in registry.withheld.items() if n not in registry.items}
     for info in {id(i): i for i in withheld.values()}.values():
         names = sorted(n for n, i in withheld.items() if i is info)
         click.echo(

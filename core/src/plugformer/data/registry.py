@@ -18,8 +18,14 @@ __all__ = ["DatasetRegistry", "collect_recipes", "default_registry"]
 class DatasetRegistry:
     """Recipes by name, in registration order."""
 
-    def __init__(self, recipes: list[Recipe] | tuple[Recipe, ...] = ()) -> None:
+    def __init__(
+        self,
+        recipes: list[Recipe] | tuple[Recipe, ...] = (),
+        unavailable: dict[str, str] | None = None,
+    ) -> None:
         self._recipes: dict[str, Recipe] = {}
+        self._unavailable = dict(unavailable or {})
+        """Names only a broken plugin registers → the one-line reason."""
         for recipe in recipes:
             self.register(recipe)
 
@@ -33,6 +39,8 @@ class DatasetRegistry:
 
     def get(self, name: str) -> Recipe:
         """The recipe called ``name``; :class:`DataError` with suggestions if there is none."""
+        if name not in self._recipes and name in self._unavailable:
+            raise PluginError(self._unavailable[name])
         try:
             return self._recipes[name]
         except KeyError:
@@ -72,8 +80,11 @@ def default_registry() -> DatasetRegistry:
         found = datasets()
         if isinstance(found, DatasetRegistry):
             return found
-        # plugformer.plugins.Registry: name -> recipe in ``items`` (clashes already reported)
-        return DatasetRegistry(list(found.items.values()))
+        # plugformer.plugins.Registry: name -> recipe in ``items`` (clashes already reported);
+        # a name only a broken plugin registers says so
+        withheld = getattr(found, "withheld", {})
+        unavailable = {n: why for n in withheld if (why := found.broken_owner(n))}
+        return DatasetRegistry(list(found.items.values()), unavailable)
 
     import pluggy
 

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from plugformer.config import TaskSpec
-from plugformer.errors import PlugformerError
+from plugformer.errors import ConfigError, PlugformerError
 from plugformer.specs import resolve
 from plugformer.suites.config import (
     SuiteBackbone,
@@ -528,7 +528,8 @@ def budget_minutes(
     path = resolve(path, "suite")
     suite = load_suite(path, seeds).model_copy(update={"budget_scale": 1.0})
     cells = plan_cells(suite, path, resolve_backbones(suite, backbones))
-    minutes = sum(c.spec.finetune.max_minutes or 0.0 for c in cells if c.kind == "model")
+    models = {c.key: c for c in cells if c.kind == "model"}  # two labels may share a cell
+    minutes = sum(c.spec.finetune.max_minutes or 0.0 for c in models.values())
     return minutes, suite.workers
 
 
@@ -554,6 +555,8 @@ def run_suite(
     path = resolve(path, "suite")  # a file, or a registered suite name such as "default"
     suite = load_suite(path, seeds)
     if budget_scale is not None:
+        if not (0 < budget_scale < float("inf")):
+            raise ConfigError(f"budget_scale must be a positive number, got {budget_scale!r}")
         suite = suite.model_copy(update={"budget_scale": budget_scale})
     refs = resolve_backbones(suite, backbones)
     run_dir = Path(out or Path("runs") / "bench" / suite.name)

@@ -217,9 +217,10 @@ SUITE_OVERHEAD_MINUTES = 5.5
 loading, evaluation and decoding, idle workers), measured on the reference machine: a 2-core
 CPU without native bf16 (commit f9354e7: 18.7 minutes of suite, 12.4 of budgets; 1.3 minutes
 less since, from faster scoring and beam search)."""
-REFERENCE_PRETRAIN_STEPS = 1021
-"""Pretraining steps of the text+tasks backbone on that machine (f9354e7): a slower or busier
-machine does fewer, and its suite overhead is taken to grow in proportion."""
+REFERENCE_STEPS_PER_MINUTE = 1021 / 4.5
+"""Pretraining steps per minute of the text+tasks backbone on that machine (f9354e7: 1,021
+in 4.5 minutes): a slower or busier machine does fewer, and its suite overhead is taken to
+grow in proportion."""
 MIN_BUDGET_SCALE = 1.0
 """A deadline never cuts a cell below its spec's own minutes: a busy machine runs late rather
 than fine-tuning for less than that."""
@@ -242,16 +243,16 @@ def fit_budget_scale(
     budget_minutes: float,
     workers: int,
     suite_scale: float,
-    pretrain_steps: int,
+    steps_per_minute: float,
 ) -> float:
     """The suite's ``budget_scale`` that ends it within ``left_minutes``: at most the suite's
     own, at least :data:`MIN_BUDGET_SCALE`.
 
     The suite is taken to take ``overhead + scale * budget_minutes / workers`` minutes, the
     overhead being :data:`SUITE_OVERHEAD_MINUTES` times how much slower than the reference
-    machine pretraining ran (``REFERENCE_PRETRAIN_STEPS / pretrain_steps``).
+    machine pretraining ran (``REFERENCE_STEPS_PER_MINUTE / steps_per_minute``).
     """
-    slowness = REFERENCE_PRETRAIN_STEPS / max(pretrain_steps, 1)
+    slowness = REFERENCE_STEPS_PER_MINUTE / max(steps_per_minute, 1e-6)
     overhead = SUITE_OVERHEAD_MINUTES * slowness
     training = budget_minutes / max(workers, 1)
     if training <= 0:
@@ -284,7 +285,7 @@ def quickstart(
     ``update_readme``: a README.md whose generated quickstart section is rewritten (the plots
     are copied to ``docs/quickstart/`` beside it); the repository's own, not a user's.
     ``deadline``: minutes from :func:`job_start` within which the job should end (the suite's
-    fine-tuning budgets shrink to fit, never below the specs' own); ``None``: no deadline."""
+    fine-tuning budgets shrink to fit, never below the specs' own); ``None`` or 0: none."""
     from plugformer.checkpoint import load_backbone
     from plugformer.data.cache import get_dataset
     from plugformer.suites.bench import run_suite
@@ -338,12 +339,11 @@ def quickstart(
     }
     budget = _suite_budget(
         suite,
-        out / "suite",
         seeds,
         backbones,
         started,
         deadline,
-        int(summaries["text+tasks"]["total_steps"]),
+        summaries["text+tasks"]["total_steps"] / minutes,
     )
     _log(f"  {budget['reason']}")
     run_dir = run_suite(
@@ -385,33 +385,23 @@ def quickstart(
 
 def _suite_budget(
     suite: Path,
-    suite_out: Path,
     seeds: int | None,
     backbones: dict[str, str],
     started: float,
     deadline: float | None,
-    pretrain_steps: int,
+    steps_per_minute: float,
 ) -> dict[str, Any]:
-    """The suite's ``budget_scale`` for this run and why: the suite's own without a deadline;
-    the one an earlier, interrupted run chose (so its finished cells are reused); else
-    :func:`fit_budget_scale` of the minutes left."""
+    """The suite's ``budget_scale`` for this run and why: the suite's own without a deadline,
+    else :func:`fit_budget_scale` of the minutes left."""
     from plugformer.suites.bench import budget_minutes
     from plugformer.suites.config import load_suite
 
     own = load_suite(suite, seeds).budget_scale
-    earlier = suite_out / "suite.json"
-    if earlier.is_file():
-        try:
-            chosen = float(json.loads(earlier.read_text(encoding="utf-8"))["budget_scale"])
-        except (ValueError, KeyError, TypeError):
-            chosen = None
-        if chosen is not None:
-            return {"scale": chosen, "reason": f"budget scale {chosen:g}: resuming {suite_out}"}
-    if deadline is None:
+    if not deadline:
         return {"scale": own, "reason": f"budget scale {own:g} (the suite's; no deadline)"}
     left = deadline - (time.time() - started) / 60
     minutes, workers = budget_minutes(suite, seeds=seeds, backbones=backbones)
-    scale = fit_budget_scale(left, minutes, workers, own, pretrain_steps)
+    scale = fit_budget_scale(left, minutes, workers, own, steps_per_minute)
     why = (
         f"budget scale {scale:g} (the suite's {own:g}): {left:.1f} of the deadline's "
         f"{deadline:g} minutes left for {minutes:.1f} minutes of fine-tuning budgets on "
