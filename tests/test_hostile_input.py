@@ -390,7 +390,13 @@ def test_finetune_and_bench_name_the_spec_file_of_a_bad_option(
         f'tasks = ["{bad}"]\nbackbones = [{{name = "b", ref = "{micro_checkpoint}"}}]\n'
     )
     code, line = cli(capsys, "bench", str(suite), "--out", str(tmp_path / "runs"))
-    assert code == 2 and f"{bad} (in a suite): options of task 'sentiment'" in line
+    assert code == 2 and f"{bad}: options of task 'sentiment'" in line
+    suite.write_text(
+        f'tasks = ["{good}"]\nbackbones = [{{name = "b", ref = "{micro_checkpoint}"}}]\n'
+        '[overrides]\noptions = {pooling = "meen"}\n'
+    )
+    code, line = cli(capsys, "bench", str(suite), "--out", str(tmp_path / "runs"))
+    assert code == 2 and f"{suite}: its overrides on g.toml: options of task" in line
     assert not (tmp_path / "runs").exists()
 
 

@@ -269,7 +269,9 @@ def plan_cells(suite: SuiteConfig, suite_file: Path, refs: Mapping[str, str]) ->
     for entry in suite.tasks:
         path = spec_path(suite_file, entry)
         spec = load_spec(path, suite.overrides, suite.seeds[0])
-        check_task_options(spec, f"{path} (in a suite)")  # before any cell runs
+        # before any cell runs, each error blamed on the file that brought it in
+        check_task_options(load_spec(path, {}, suite.seeds[0]), str(path))
+        check_task_options(spec, f"{suite_file}: its overrides on {path.name}")
         cls = get_task_class(spec.task)
         where, data, code = str(path), data_version(spec), code_identity(cls)
         if suite.baselines:  # a baseline borrows the first backbone's tokenizer
@@ -287,7 +289,8 @@ def plan_cells(suite: SuiteConfig, suite_file: Path, refs: Mapping[str, str]) ->
                 overrides = merge_overrides(suite.overrides, entry.overrides)
                 seeded = _scale_budget(load_spec(path, overrides, seed), suite.budget_scale)
                 if entry.overrides.get("options"):
-                    check_task_options(seeded, f"{path} (with backbone {label!r}'s overrides)")
+                    where = f"{suite_file}: backbone {label!r}'s overrides on {path.name}"
+                    check_task_options(seeded, where)
                 cells.append(Cell("model", seeded, where, label, seed, ref, ids[label], data, code))
     return cells
 
