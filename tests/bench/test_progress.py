@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from plugformer.suites.bench import _Progress
+from plugformer.suites.progress import Progress
 
 
 def _cell(key: str, kind: str, label: str, minutes: float | None) -> SimpleNamespace:
@@ -21,7 +21,7 @@ def test_eta_counts_budgets_first_then_learns_each_specs_overhead():
         _cell("z", "baseline", "sentiment", None),
     ]
     lines: list[str] = []
-    progress = _Progress(cells, {c.key for c in cells}, lines.append, workers=2)
+    progress = Progress(cells, {c.key for c in cells}, lines.append, workers=2)
     # Nothing finished: budgets only (2 + 2 + 0.5 + 0.5 minutes over 2 workers), a lower bound.
     assert progress.eta() == "≥ 0:02:30"
 
@@ -40,7 +40,7 @@ def test_eta_counts_budgets_first_then_learns_each_specs_overhead():
 
 def test_cached_cells_and_shared_keys_do_not_count():
     cells = [_cell("a", "model", "qa", 1.0), _cell("a", "model", "qa", 1.0)]  # two labels
-    progress = _Progress(cells, {"a"}, lambda line: None, workers=1)
+    progress = Progress(cells, {"a"}, lambda line: None, workers=1)
     assert progress.eta() == "≥ 0:01:00"
     progress.done(1, cells[0], {"main_metric": "f1", "metrics": {"f1": 20.0}}, ran=None)
     assert progress.eta() == "≥ 0:01:00"  # a cached report says nothing of time

@@ -415,16 +415,15 @@ def check_task_options(
     options_model = getattr(plugins.get_task_class(spec.task), "Options", None)
     if options_model is None:
         return
-    nested = [o.split("options.", 1)[1] for o in overrides if o.strip().startswith("options.")]
+    # ``--set options.K=V`` is ``K=V`` to the options model; its errors get the prefix back
+    nested = [o.strip()[len("options.") :] for o in overrides if o.strip().startswith("options.")]
+    where = f"{source}: options of task {spec.task!r}"
     try:
-        parse_model(options_model, dict(spec.options), f"{source}: options of task {spec.task!r}")
+        parse_model(options_model, dict(spec.options), where, nested)
     except ConfigError as exc:
-        try:  # the same error again, attributed to the override that brought it in, if any
-            parse_model(options_model, dict(spec.options), "", nested)
-        except ConfigError as again:
-            if str(again).startswith("--set "):
-                raise ConfigError(str(again).replace("--set ", "--set options.", 1)) from None
-        raise exc from None
+        if str(exc).startswith("--set "):
+            raise ConfigError(str(exc).replace("--set ", "--set options.", 1)) from None
+        raise
 
 
 def load_config(

@@ -29,6 +29,7 @@ import pluggy
 
 from plugformer import PLUGIN_API_VERSION, hookspecs
 from plugformer.errors import PluginError
+from plugformer.registries import Registry
 
 __all__ = [
     "DEFAULT_PLUGINS",
@@ -95,75 +96,14 @@ class PluginInfo:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-class Registry:
-    """Name → item, remembering which plugin registered each (to name both on a clash)."""
-
-    def __init__(self, kind: str, key: str | None = None) -> None:
-        self.kind = kind
-        self.key = key or kind.split()[0] + "s"
-        """The key of ``PluginInfo.provides`` that lists this registry's names."""
-        self.items: dict[str, Any] = {}
-        self.owners: dict[str, str] = {}
-        self.conflicts: dict[str, list[str]] = {}
-        self.withheld: dict[str, PluginInfo] = {}
-        """Names a broken plugin would have registered here, with that plugin."""
-
-    def add(self, name: str, item: Any, owner: str) -> None:
-        if name in self.items and self.owners[name] != owner:
-            self.conflicts.setdefault(name, [self.owners[name]]).append(owner)
-            raise PluginError(
-                f"{self.kind} {name!r} is registered by both {self.owners[name]!r} and {owner!r}; "
-                "uninstall one of them"
-            )
-        self.items[name] = item
-        self.owners[name] = owner
-
-    def get(self, name: str) -> Any:
-        if name in self.conflicts:
-            owners = " and ".join(repr(o) for o in self.conflicts[name])
-            raise PluginError(
-                f"{self.kind} {name!r} is registered by {owners}; uninstall one of them"
-            )
-        broken = self.broken_owner(name)
-        if broken is not None:
-            raise PluginError(broken)
-        if name not in self.items:
-            import difflib
-
-            hint = difflib.get_close_matches(name, self.items, n=1)
-            known = ", ".join(sorted(self.items)) or "none installed"
-            raise PluginError(
-                f"unknown {self.kind} {name!r}"
-                + (f" (did you mean {hint[0]!r}?)" if hint else f"; known: {known}")
-            )
-        return self.items[name]
-
-    def broken_owner(self, name: str) -> str | None:
-        """For a name only a broken plugin registers: one line saying so, and why."""
-        info = self.withheld.get(name) if name not in self.items else None
-        if info is None:
-            return None
-        return (
-            f"{self.kind} {name!r} comes from {info.distribution} (plugin {info.name}), "
-            f"which is broken: {info.error}"
-        )
-
-    def __contains__(self, name: str) -> bool:
-        return name in self.items
-
-    def names(self) -> list[str]:
-        return sorted(self.items)
-
-    def all(self) -> list[Any]:
-        return [self.items[n] for n in self.names()]
-
-
 class _State:
     pm: pluggy.PluginManager | None = None
     infos: dict[str, PluginInfo] = {}
     registries: dict[str, Registry] | None = None
     withheld: dict[tuple[str, str], PluginInfo] = {}
     """(registry key, name) → the broken plugin that would have registered it."""
+    hung: set[str] = set()
+    """Plugins whose registration hook timed out: never called again in this process."""
     broken_by_registration: set[str] = set()
     """Plugins that broke while registering: healthy again when the registries are rebuilt
     (after a clashing plugin is unregistered, say) unless they break again."""
@@ -181,6 +121,7 @@ def reset() -> None:
     _State.infos = {}
     _State.registries = None
     _State.withheld = {}
+    _State.hung = set()
     _State.broken_by_registration = set()
 
 
@@ -418,6 +359,7 @@ def _collect() -> dict[str, Registry]:
             try:
                 _call_impl(impl, hook_name, bounded=True, register=register)
             except PluginTimeout as exc:
+                _State.hung.add(info.name)
                 _broken(info, f"{hook_name} {exc}")
             except PluginError as exc:
                 # A name clash: neither registration can be trusted, so both plugins are broken.
@@ -434,8 +376,8 @@ def _collect() -> dict[str, Registry]:
                 _broken(info, str(exc))
             except Exception as exc:
                 _broken(info, f"{hook_name} raised {type(exc).__name__}: {exc}")
-            if info.status != "ok" and "did not return within" not in info.error:
-                _State.broken_by_registration.add(info.name)  # a hung hook is not retried
+            if info.status != "ok" and info.name not in _State.hung:
+                _State.broken_by_registration.add(info.name)
             for reg, name in added:
                 info.provides.setdefault(reg.key, []).append(name)
     for (key, name), broken in _State.withheld.items():
@@ -449,7 +391,7 @@ def _withhold(impl: Any, hook_name: str, info: PluginInfo) -> None:
     so that asking for one of those names says which plugin is broken rather than "unknown".
     A hook that timed out is not called again; any error here is ignored (the plugin is
     already reported)."""
-    if "did not return within" in info.error:
+    if info.name in _State.hung:
         return
 
     def record(*args: Any, **kw: Any) -> None:

@@ -25,7 +25,6 @@ import json
 import os
 import platform
 import shutil
-import statistics
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -46,6 +45,7 @@ from plugformer.suites.config import (
     resolve_backbones,
     spec_path,
 )
+from plugformer.suites.progress import Progress, budget_seconds, clock
 
 __all__ = [
     "Cell",
@@ -271,7 +271,8 @@ def plan_cells(suite: SuiteConfig, suite_file: Path, refs: Mapping[str, str]) ->
         spec = load_spec(path, suite.overrides, suite.seeds[0])
         # before any cell runs, each error blamed on the file that brought it in
         check_task_options(load_spec(path, {}, suite.seeds[0]), str(path))
-        check_task_options(spec, f"{suite_file}: its overrides on {path.name}")
+        if suite.overrides.get("options"):
+            check_task_options(spec, f"{suite_file}: its overrides on {path.name}")
         cls = get_task_class(spec.task)
         where, data, code = str(path), data_version(spec), code_identity(cls)
         if suite.baselines:  # a baseline borrows the first backbone's tokenizer
@@ -289,8 +290,8 @@ def plan_cells(suite: SuiteConfig, suite_file: Path, refs: Mapping[str, str]) ->
                 overrides = merge_overrides(suite.overrides, entry.overrides)
                 seeded = _scale_budget(load_spec(path, overrides, seed), suite.budget_scale)
                 if entry.overrides.get("options"):
-                    where = f"{suite_file}: backbone {label!r}'s overrides on {path.name}"
-                    check_task_options(seeded, where)
+                    blame = f"{suite_file}: backbone {label!r}'s overrides on {path.name}"
+                    check_task_options(seeded, blame)
                 cells.append(Cell("model", seeded, where, label, seed, ref, ids[label], data, code))
     return cells
 
@@ -440,69 +441,6 @@ def _run_baseline(cell: Cell, tokenizer: Any, out: Path) -> dict[str, Any]:
     return record
 
 
-class _Progress:
-    """One line per cell: i/N, what, the main metric, its time, elapsed and the ETA of the rest.
-
-    The ETA is known before any cell has finished, because fine-tuning budgets are set in
-    minutes: a model cell is expected to take its budget (``finetune.max_minutes``, already
-    scaled by the suite's ``budget_scale``) plus what finished cells of the same task spec
-    took beyond theirs (evaluation, decoding, loading; of any spec until one of its own has
-    finished). A baseline is expected to take what finished baselines of its spec took. While
-    a kind of cell still to run has no finished cell to learn from, the ETA counts only
-    budgets and reads as a lower bound, ``≥ h:mm:ss``.
-    """
-
-    def __init__(
-        self, cells: list[Cell], pending: set[str], log: Callable[[str], None], workers: int = 1
-    ):
-        self.total, self.log, self.t0 = len(cells), log, time.perf_counter()
-        self.workers = workers
-        self.todo = {c.key: c for c in cells if c.key in pending}  # two labels may share a cell
-        self.beyond: dict[tuple[str, str], list[float]] = {}
-        """Seconds each finished cell took beyond its budget, by (kind, spec label)."""
-
-    def start(self, i: int, cell: Cell) -> None:
-        self.log(f"[{i:>{len(str(self.total))}}/{self.total}] {cell.describe()} ...")
-
-    def done(self, i: int, cell: Cell, record: Mapping[str, Any], ran: float | None) -> None:
-        main = record["main_metric"]
-        status = f"{main}={record['metrics'][main]:.4g}"
-        if ran is None:
-            status += " (cached)"
-        else:
-            self.todo.pop(cell.key, None)
-            extra = max(0.0, ran - budget_seconds(cell))
-            self.beyond.setdefault((cell.kind, cell.spec.label), []).append(extra)
-            status += f" in {ran:.1f}s"
-        self.log(
-            f"[{i:>{len(str(self.total))}}/{self.total}] {cell.describe()}: {status} | "
-            f"elapsed {_clock(time.perf_counter() - self.t0)}, ETA {self.eta()}"
-        )
-
-    def eta(self) -> str:
-        """Wall time the cells still to run are expected to take, over the workers."""
-        work, lower_bound = 0.0, False
-        for cell in self.todo.values():
-            seen = self.beyond.get((cell.kind, cell.spec.label)) or [
-                x for (kind, _), xs in self.beyond.items() if kind == cell.kind for x in xs
-            ]
-            work += budget_seconds(cell) + (statistics.fmean(seen) if seen else 0.0)
-            lower_bound = lower_bound or not seen
-        return ("≥ " if lower_bound else "") + _clock(work / self.workers)
-
-
-def budget_seconds(cell: Cell) -> float:
-    """The fine-tuning budget of a model cell in seconds (0 for a baseline, or a cell bounded
-    by steps only)."""
-    minutes = cell.spec.finetune.max_minutes if cell.kind == "model" else None
-    return 60.0 * minutes if minutes else 0.0
-
-
-def _clock(seconds: float) -> str:
-    s = round(seconds)
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
-
 def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -532,8 +470,7 @@ def budget_minutes(
     suite = load_suite(path, seeds).model_copy(update={"budget_scale": 1.0})
     cells = plan_cells(suite, path, resolve_backbones(suite, backbones))
     models = {c.key: c for c in cells if c.kind == "model"}  # two labels may share a cell
-    minutes = sum(c.spec.finetune.max_minutes or 0.0 for c in models.values())
-    return minutes, suite.workers
+    return sum(budget_seconds(c) for c in models.values()) / 60, suite.workers
 
 
 def run_suite(
@@ -576,7 +513,7 @@ def run_suite(
     )
     workers = workers or suite.workers
     _tokenizer.cache_clear()  # a checkpoint rewritten in place since the last run is reread
-    progress, records = _Progress(cells, pending, log, workers), []
+    progress, records = Progress(cells, pending, log, workers), []
     if pending:
         log(f"suite {suite.name}: ETA {progress.eta()}, from the cells' fine-tuning budgets")
     if workers > 1 and pending:
@@ -606,7 +543,7 @@ def run_suite(
             progress.done(i, cell, record, ran)  # parallel runs reported theirs as they ended
     written = write_reports(records, run_dir, suite)
     log(
-        f"suite {suite.name}: done in {_clock(time.perf_counter() - progress.t0)}; "
+        f"suite {suite.name}: done in {clock(time.perf_counter() - progress.t0)}; "
         + ", ".join(p.name for p in written)
     )
     return run_dir

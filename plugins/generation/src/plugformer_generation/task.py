@@ -196,8 +196,8 @@ class GenerationTask(ConditionalGenerationTask):
         with torch.no_grad():
             # the reference's likelihood: logits at its tokens only, not the (B, T, V) tensor
             nll = -self.label_log_probs(backbone, head, batch).double().cpu()  # (N,)
-        rows = index.cpu()[(labels != IGNORE).nonzero()[:, 0].cpu()]  # (N,): example of each
-        nll_sums = torch.zeros(len(examples), dtype=torch.float64).index_add_(0, rows, nll)
+        owner = index.cpu()[(labels != IGNORE).nonzero()[:, 0].cpu()]  # (N,): example of each
+        nll_sums = torch.zeros(len(examples), dtype=torch.float64).index_add_(0, owner, nll)
         scored: list[list[int]] = [[] for _ in examples]  # label ids of each example, in order
         prompts: dict[int, list[int]] = {}  # example → prompt ids (pairs only)
         rows = zip(index.tolist(), labels.tolist(), batch["prompt_length"].tolist(), strict=True)
