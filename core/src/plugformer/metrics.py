@@ -70,9 +70,15 @@ class SacreBLEUMetric(Metric):
             getattr(self, f"{prefix}_bytes").append(data.to(self.device))
             getattr(self, f"{prefix}_lengths").append(lengths.to(self.device))
 
+    def texts(self) -> tuple[list[str], list[str]]:
+        """(hypotheses, references) accumulated so far, in update order."""
+        return (
+            _unpack(self.hyp_bytes, self.hyp_lengths),
+            _unpack(self.ref_bytes, self.ref_lengths),
+        )
+
     def compute(self) -> torch.Tensor:
-        hyps = _unpack(self.hyp_bytes, self.hyp_lengths)
-        refs = _unpack(self.ref_bytes, self.ref_lengths)
+        hyps, refs = self.texts()
         return torch.tensor(self.sacrebleu().corpus_score(hyps, [refs]).score)
 
     def signature(self) -> str:

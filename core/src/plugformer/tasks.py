@@ -274,6 +274,22 @@ class Task:
         """Final values; default ``float(metric.compute())`` for each."""
         return {k: float(m.compute()) for k, m in metrics.items()}
 
+    def example_statistics(self, predictions: Sequence[Any], examples: Sequence[Any]) -> Any:
+        """Per-example statistics of the main metric on these predictions, from which reports
+        recompute it on resamples of the test set (an
+        :class:`~plugformer.resampling.ExampleStatistics`), or ``None``.
+
+        The default asks the main metric's object, updated with every prediction: the core's
+        BLEU/chrF, ``MeanOf`` and ROUGE-L metrics keep per-example state. Override it when the
+        main metric is a mean of per-example scores that the metric object does not keep."""
+        from plugformer.resampling import metric_statistics
+
+        metrics = self.metrics()
+        if self.main_metric not in metrics or not predictions:
+            return None
+        self.update_metrics(metrics, list(predictions), list(examples))
+        return metric_statistics(metrics[self.main_metric])
+
     def metric_info(self) -> dict[str, Any]:
         """``{metric: MetricInfo}`` for every metric (definition, range, direction, signature);
         stored with every result. Task-wide facts (label set, …) go under ``"_task"``."""

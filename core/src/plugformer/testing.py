@@ -227,6 +227,40 @@ class TaskConformance:
             task.update_metrics(metrics, preds, test)
             assert task.main_metric in task.compute_metrics(metrics)
 
+    def test_example_statistics_reproduce_the_main_metric(self, task: Any, backbone: Any) -> None:
+        """Reports resample test examples through ``example_statistics``: the statistics of
+        every example together must give the main metric the task reports (``None`` opts out)."""
+        import torch
+
+        from plugformer.resampling import ExampleStatistics, score
+        from plugformer.tasks import run_baseline
+
+        examples = self._eval(task)
+        head = task.build_head(backbone.model)
+        with torch.inference_mode():
+            model_preds = task.predict(
+                backbone.model.eval(), head.eval(), self._eval_batch(task, examples)
+            )
+        train = self._parse(task, self.train_examples)
+        runs = [("the untrained model", model_preds)] + [
+            (f"baseline {name!r}", run_baseline(b, train, examples, train[: len(examples)])[0])
+            for name, b in task.baselines().items()
+        ]
+        for who, preds in runs:
+            stats = task.example_statistics(preds, examples)
+            if stats is None:
+                continue
+            assert isinstance(stats, ExampleStatistics), "example_statistics: ExampleStatistics"
+            assert len(stats.rows) == len(examples), "one row of statistics per example"
+            totals = [sum(col) for col in zip(*stats.rows, strict=True)]
+            metrics = task.metrics()
+            task.update_metrics(metrics, preds, examples)
+            reported = task.compute_metrics(metrics)[task.main_metric]
+            mine = score(stats.kind, totals, len(examples), stats.scale)
+            assert abs(mine - reported) <= 1e-4 * max(1.0, abs(reported)), (
+                f"{who}: statistics give {task.main_metric} {mine}, the task reports {reported}"
+            )
+
     def test_checkpoint_round_trip(self, task: Any, backbone: Any, tmp_path: Path) -> None:
         from plugformer import plugins
         from plugformer.checkpoint import load_task, save_task

@@ -240,6 +240,19 @@ class ClassificationTask(Task):
         for metric in metrics.values():
             metric.update(on_device(metric, preds), on_device(metric, gold))
 
+    def example_statistics(self, predictions: Sequence[Any], examples: Sequence[Any]) -> Any:
+        """Accuracy is the mean of one 0/1 per example; macro-F1 and MCC are not means, so
+        they have none (their reports keep the interval over seeds)."""
+        from plugformer.resampling import ExampleStatistics
+
+        if self.main_metric != "accuracy":
+            return None
+        rows = [
+            [float(p["label"] == self.gold(ex))]
+            for p, ex in zip(predictions, examples, strict=True)
+        ]
+        return ExampleStatistics("mean", rows)
+
     def metric_info(self) -> dict[str, Any]:
         info: dict[str, Any] = {m: CLASSIFICATION_INFO[m] for m in self.options.metrics}
         return {**info, "_task": {"labels": self.label_set.names}}

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
 
 from plugformer.metric_info import MetricInfo
 
@@ -100,21 +101,26 @@ class SpanF1(Metric):
 
 
 class MeanOf(Metric):
-    """Mean of per-example scores (exact match, token F1, …) accumulated as sum and count."""
+    """Mean of per-example scores (exact match, token F1, …); the scores are kept, so a
+    report can resample the examples (:mod:`plugformer.resampling`)."""
 
     full_state_update = False
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.add_state("total", default=torch.tensor(0.0), dist_reduce_fx="sum")
-        self.add_state("count", default=torch.tensor(0.0), dist_reduce_fx="sum")
+        self.add_state("scores", default=[], dist_reduce_fx="cat")
 
     def update(self, scores: torch.Tensor) -> None:
-        self.total += scores.float().sum()
-        self.count += scores.numel()
+        self.scores.append(scores.float().flatten())
+
+    def example_values(self) -> list[float]:
+        """Every score so far, in update order."""
+        return dim_zero_cat(self.scores).tolist() if self.scores else []
 
     def compute(self) -> torch.Tensor:
-        return self.total / self.count.clamp(min=1)
+        if not self.scores:
+            return torch.tensor(0.0)
+        return dim_zero_cat(self.scores).mean()
 
 
 def normalise_answer(text: str) -> str:

@@ -390,6 +390,7 @@ def _run_model(cell: Cell, out: Path, keep: bool) -> dict[str, Any]:
     record["finetune"] = {k: summary.get(k) for k in SUMMARY_FIELDS}
     record["compute"] = summary.get("compute")
     record["predictions_file"] = _log_samples(out, cell, result["samples"])
+    record["example_statistics"] = result.get("example_statistics")
     if keep:
         shutil.rmtree(out / "checkpoints" / cell.key, ignore_errors=True)
         shutil.move(summary["checkpoint"], out / "checkpoints" / cell.key)
@@ -410,6 +411,7 @@ def _log_samples(out: Path, cell: Cell, samples: list[dict[str, Any]]) -> str:
 def _run_baseline(cell: Cell, tokenizer: Any, out: Path) -> dict[str, Any]:
     from plugformer.metric_info import normalise_metric_info
     from plugformer.plugins import call_on_result
+    from plugformer.resampling import task_statistics
     from plugformer.tasks import run_baseline
     from plugformer.training.finetune import build_task, load_examples
 
@@ -437,6 +439,8 @@ def _run_baseline(cell: Cell, tokenizer: Any, out: Path) -> dict[str, Any]:
     from plugformer.inference.samples import sample_records
 
     record["predictions_file"] = _log_samples(out, cell, sample_records(test, predictions))
+    stats = task_statistics(task, predictions, test)
+    record["example_statistics"] = stats.as_dict() if stats is not None else None
     call_on_result({**record, "split": "test", "backbone": None, "baseline": cell.column})
     return record
 

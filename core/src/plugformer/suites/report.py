@@ -1,8 +1,12 @@
 """Suite reports: aggregate cells over seeds, write JSON/Markdown/CSV/PNG.
 
 Aggregation: a (task spec, column) pair's main metric is averaged over its seeds, with a
-95% percentile-bootstrap interval of the mean (1000 resamples, fixed RNG seed). Baselines
-are deterministic, so they have one value and no interval. Comparing two runs is
+95% percentile-bootstrap interval (1000 resamples, fixed RNG seed). When the cells carry
+per-example statistics of the metric (:mod:`plugformer.resampling`) the bootstrap resamples
+both the seeds and the test examples, the same draws of examples for every column of a spec,
+and the report adds paired differences between its model columns and against the best
+baseline; otherwise it resamples the seeds only (with two seeds, their range), and a
+deterministic baseline has one value and no interval. Comparing two runs is
 :mod:`plugformer.suites.compare`.
 """
 
@@ -23,6 +27,7 @@ __all__ = [
     "Aggregate",
     "aggregate",
     "bootstrap_ci",
+    "paired_differences",
     "write_reports",
 ]
 
@@ -66,14 +71,38 @@ class Aggregate:
     n_examples: int
     seeds: list[int | None] = field(default_factory=list)
     values: list[float] = field(default_factory=list)
+    statistics: list[dict[str, Any] | None] = field(default_factory=list)
+    """Per seed, the cell's per-example statistics of the main metric (or ``None``)."""
 
     @property
     def mean(self) -> float:
         return float(np.mean(self.values))
 
+    def example_statistics(self) -> list[Any] | None:
+        """Every seed's :class:`~plugformer.resampling.ExampleStatistics`, when all have them
+        (of one kind, on the same number of examples); else ``None``."""
+        from plugformer.resampling import ExampleStatistics
+
+        if not self.statistics or any(s is None for s in self.statistics):
+            return None
+        stats = [ExampleStatistics.from_dict(s) for s in self.statistics if s is not None]
+        if len({(s.kind, len(s.rows)) for s in stats}) != 1 or not stats[0].rows:
+            return None
+        return stats
+
+    @property
+    def interval_method(self) -> str:
+        """What the interval resamples: ``seeds+examples`` or ``seeds``."""
+        return "seeds+examples" if self.example_statistics() else "seeds"
+
     @property
     def interval(self) -> tuple[float, float]:
-        return bootstrap_ci(self.values)
+        from plugformer.resampling import interval
+
+        stats = self.example_statistics()
+        if stats is None:
+            return bootstrap_ci(self.values)
+        return interval(stats, RESAMPLES, RNG_SEED, LEVEL)
 
     def as_dict(self) -> dict[str, Any]:
         low, high = self.interval
@@ -92,6 +121,7 @@ class Aggregate:
             "mean": self.mean,
             "ci_low": low,
             "ci_high": high,
+            "interval_resamples": self.interval_method,
         }
 
 
@@ -115,6 +145,7 @@ def aggregate(records: Sequence[dict[str, Any]]) -> list[Aggregate]:
         )
         agg.seeds.append(r["seed"])
         agg.values.append(float(r["metrics"][r["main_metric"]]))
+        agg.statistics.append(r.get("example_statistics"))
     specs = list(dict.fromkeys(k[0] for k in groups))
     return sorted(groups.values(), key=lambda a: (specs.index(a.spec), a.kind == "baseline"))
 
@@ -161,8 +192,10 @@ def metric_label(agg: Aggregate) -> str:
 
 
 def _cell_text(agg: Aggregate) -> str:
+    if len(agg.values) == 1 and agg.interval_method == "seeds":
+        return f"{agg.mean:.4g}"
     low, high = agg.interval
-    return f"{agg.mean:.4g}" if len(agg.values) == 1 else f"{agg.mean:.4g} [{low:.4g}, {high:.4g}]"
+    return f"{agg.mean:.4g} [{low:.4g}, {high:.4g}]"
 
 
 # --------------------------------------------------------------------------- writers
@@ -174,21 +207,38 @@ def _markdown(
     cols = _columns(aggs)
     seeds = sorted({r["seed"] for r in records if r["kind"] == "model"})
     lines = [f"# Suite `{suite.name}`", ""] + ([suite.description, ""] if suite.description else [])
-    if len(seeds) > 1:
-        lines.append(
+    resampled = any(a.interval_method == "seeds+examples" for a in aggs)
+    if resampled:
+        lines += [
+            f"Each entry is the task's main metric on its test split, the mean over seeds "
+            f"{', '.join(map(str, seeds)) or '-'}, with a {LEVEL:.0%} percentile-bootstrap "
+            f"interval in brackets ({RESAMPLES} resamples, RNG seed {RNG_SEED}) that resamples "
+            "both the seeds and the test examples (the same draws of examples for every "
+            "column of a task), so it counts the noise of the test sample as well as the "
+            "seed's. Baselines are deterministic, computed once per task: their interval is "
+            "the test sample's alone.",
+        ]
+        others = sorted({a.spec for a in aggs if a.interval_method == "seeds"})
+        if others:
+            lines.append(
+                f"Without per-example statistics ({', '.join(others)}), an interval resamples "
+                "the seeds only."
+            )
+    elif len(seeds) > 1:
+        lines += [
             f"Each entry is the task's main metric on its test split: the mean over seeds "
             f"{', '.join(map(str, seeds))}, with its {LEVEL:.0%} percentile-bootstrap interval "
-            f"of the mean in brackets ({RESAMPLES} resamples, RNG seed {RNG_SEED})."
-        )
+            f"of the mean over seeds in brackets ({RESAMPLES} resamples, RNG seed {RNG_SEED}; "
+            "it does not count the noise of the test sample).",
+            "Baselines are deterministic: computed once per task, one value.",
+        ]
     else:
-        lines.append(
+        lines += [
             f"Each entry is the task's main metric on its test split from one seed ({seeds[0] if seeds else '-'}): "
-            "single runs, so no intervals are shown."
-        )
-    lines += [
-        "Baselines are deterministic: computed once per task, one value. ↑: higher is better; ↓: lower is better.",
-        "",
-    ]
+            "single runs, so no intervals are shown.",
+            "Baselines are deterministic: computed once per task, one value.",
+        ]
+    lines += ["↑: higher is better; ↓: lower is better.", ""]
     header = ["task", "metric", *(f"{c} (baseline)" if k == "baseline" else c for c, k in cols)]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for spec in dict.fromkeys(a.spec for a in aggs):
@@ -199,6 +249,7 @@ def _markdown(
         lines.append(
             f"| {spec} ({first.task}) | {first.main_metric} {arrow} | " + " | ".join(cells) + " |"
         )
+    lines += _paired(aggs)
     lines += _other_metrics(aggs, records, getattr(suite, "report_metrics", []), cols)
     lines += ["", "## Backbones", ""]
     for r in {r["column"]: r for r in records if r["kind"] == "model"}.values():
@@ -233,6 +284,70 @@ def _markdown(
     ]
     lines += [f"![{p.stem.replace('_', ' ')}]({p.name})" for p in plots]
     return "\n".join(lines) + "\n"
+
+
+def paired_differences(aggs: Sequence[Aggregate]) -> list[dict[str, Any]]:
+    """Per task spec, each pair of model columns and each model column against the best
+    baseline: the difference of their main metric with its paired two-level bootstrap
+    interval (the same draws of test examples for both). Only columns with per-example
+    statistics on the same examples; ``apart`` when the interval excludes 0."""
+    from plugformer.resampling import paired_difference
+
+    out = []
+    for spec in dict.fromkeys(a.spec for a in aggs):
+        mine = [a for a in aggs if a.spec == spec and a.example_statistics()]
+        models = [a for a in mine if a.kind == "model"]
+        baselines = [a for a in mine if a.kind == "baseline"]
+        pairs = [(a, b) for i, a in enumerate(models) for b in models[i + 1 :]]
+        if baselines and models:
+            sign = 1 if baselines[0].higher_is_better else -1
+            best = max(baselines, key=lambda b: sign * b.mean)
+            pairs += [(a, best) for a in models]
+        for a, b in pairs:
+            sa, sb = a.example_statistics(), b.example_statistics()
+            if sa is None or sb is None or len(sa[0].rows) != len(sb[0].rows):
+                continue
+            diff, low, high = paired_difference(sa, sb, RESAMPLES, RNG_SEED, LEVEL)
+            out.append(
+                {
+                    "spec": spec,
+                    "task": a.task,
+                    "main_metric": a.main_metric,
+                    "a": a.column,
+                    "b": b.column,
+                    "b_kind": b.kind,
+                    "difference": diff,
+                    "ci_low": low,
+                    "ci_high": high,
+                    "apart": low > 0 or high < 0,
+                }
+            )
+    return out
+
+
+def _paired(aggs: Sequence[Aggregate]) -> list[str]:
+    rows = paired_differences(aggs)
+    if not rows:
+        return []
+    lines = [
+        "",
+        "## Paired differences",
+        "",
+        f"A − B in the main metric, with a {LEVEL:.0%} paired bootstrap interval (both columns "
+        "rescored on the same resamples of the test examples, seeds resampled as above). "
+        "**apart**: the interval excludes 0.",
+        "",
+        "| task | metric | A | B | A − B | |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        b = f"{r['b']} (baseline)" if r["b_kind"] == "baseline" else r["b"]
+        verdict = "**apart**" if r["apart"] else "overlap"
+        lines.append(
+            f"| {r['spec']} | {r['main_metric']} | {r['a']} | {b} | "
+            f"{r['difference']:+.4g} [{r['ci_low']:+.4g}, {r['ci_high']:+.4g}] | {verdict} |"
+        )
+    return lines
 
 
 def _other_metrics(
@@ -352,7 +467,11 @@ def plot_main_metric(aggs: Sequence[Aggregate], path: Path, title: str) -> Path:
                 hatch=colour[a.column][1],
                 edgecolor="black",
                 linewidth=0.6,
-                yerr=[[a.mean - low], [high - a.mean]] if len(a.values) > 1 else None,
+                yerr=(
+                    [[a.mean - low], [high - a.mean]]
+                    if len(a.values) > 1 or a.interval_method != "seeds"
+                    else None
+                ),
                 capsize=5,
             )
             ax.annotate(
@@ -458,8 +577,11 @@ def write_reports(records: Sequence[dict[str, Any]], out: Path, suite: Any) -> l
 
     aggs = aggregate(records)
     seeds = sorted({r["seed"] for r in records if r["kind"] == "model"})
+    resampled = any(a.interval_method == "seeds+examples" for a in aggs)
     title = f"Suite {suite.name}: test main metric" + (
-        f" (mean over {len(seeds)} seeds, {LEVEL:.0%} bootstrap interval)"
+        f" (mean over {len(seeds)} seed(s), {LEVEL:.0%} bootstrap over seeds and examples)"
+        if resampled
+        else f" (mean over {len(seeds)} seeds, {LEVEL:.0%} bootstrap interval)"
         if len(seeds) > 1
         else " (one seed)"
     )
@@ -474,11 +596,14 @@ def write_reports(records: Sequence[dict[str, Any]], out: Path, suite: Any) -> l
         "suite": suite.model_dump(mode="json"),
         "aggregation": {
             "statistic": "mean over seeds",
-            "interval": f"{LEVEL:.0%} percentile bootstrap of the mean",
+            "interval": f"{LEVEL:.0%} percentile bootstrap of the mean, resampling seeds and "
+            "test examples where the cells have per-example statistics (each summary entry's "
+            "interval_resamples), else seeds only",
             "resamples": RESAMPLES,
             "rng_seed": RNG_SEED,
         },
         "summary": [a.as_dict() for a in aggs],
+        "paired_differences": paired_differences(aggs),
         "cells": list(records),
     }
     atomic_write_json(out / "results.json", results)

@@ -522,6 +522,21 @@ class QATask(Task):
     def metrics(self) -> dict[str, Any]:
         return {"exact_match": _SQuADScore("exact_match"), "f1": _SQuADScore("f1")}
 
+    def example_statistics(self, predictions: Sequence[Any], examples: Sequence[Any]) -> Any:
+        """The main metric per question (best over its gold answers, 0-100 as reported), so
+        that reports can resample the test questions (:mod:`plugformer.resampling`)."""
+        from plugformer.resampling import ExampleStatistics
+
+        def exact(p: str, g: str) -> float:
+            return float(_normalize_text(p) == _normalize_text(g))
+
+        scorer = squad_f1 if self.main_metric == "f1" else exact
+        rows = [
+            [100.0 * max(scorer(p["answer"], a.text) for a in ex.answers)]
+            for p, ex in zip(predictions, examples, strict=True)
+        ]
+        return ExampleStatistics("mean", rows)
+
     def update_metrics(
         self, metrics: dict[str, Any], predictions: list[Any], examples: list[Any]
     ) -> None:
