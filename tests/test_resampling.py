@@ -133,3 +133,25 @@ def test_report_shows_resampled_intervals_and_paired_differences() -> None:
         [None, None],
     )
     assert old.interval_method == "seeds" and old.interval == pytest.approx((0.6, 0.7))
+
+
+@pytest.mark.parametrize(
+    ("kind", "rows"),
+    [
+        ("ratio", [[3.0, 4.0], [0.0, 2.0], [5.0, 5.0]]),  # word accuracy: right, words
+        ("f1", [[1.0, 2.0, 1.0], [0.0, 1.0, 2.0], [2.0, 2.0, 3.0]]),  # spans right, pred, gold
+        ("bleu", [[4, 3, 2, 1, 4, 3, 2, 1, 4, 4], [2, 1, 0, 0, 3, 2, 1, 0, 3, 4]]),
+    ],
+)
+def test_resampled_scores_equal_the_metric_on_each_draw(kind: str, rows: list) -> None:
+    """The vectorised resampling gives, draw by draw, what ``score`` gives on that draw."""
+    import numpy as np
+
+    from plugformer.resampling import resampled_scores
+
+    stats = ExampleStatistics(kind, [list(map(float, r)) for r in rows])
+    draws = np.random.default_rng(0).multinomial(len(rows), [1 / len(rows)] * len(rows), 20)
+    got = resampled_scores([stats], draws, np.zeros((20, 1), dtype=int))
+    for d, value in zip(draws, got, strict=True):
+        totals = d @ np.asarray(stats.rows)
+        assert value == pytest.approx(score(kind, list(totals), len(rows)))

@@ -10,6 +10,8 @@ per-example *statistics*:
 
 * ``mean`` — the metric is the mean of one number per example (accuracy, SQuAD EM/F1,
   ROUGE-L F), times ``scale``;
+* ``ratio`` — ``Σa / Σb`` of two numbers per example (word accuracy: words right, words);
+* ``f1`` — micro F1 ``2·Σtp / (Σpredicted + Σgold)`` (span F1 of tagging);
 * ``bleu`` / ``chrf`` — sacrebleu's own sufficient statistics per sentence (n-gram matches
   and totals, lengths); the corpus score of a resample is sacrebleu's score of their column
   sums, as sacrebleu's paired bootstrap (``sacrebleu --paired-bs``) computes it.
@@ -44,7 +46,7 @@ class ExampleStatistics:
     """One row of numbers per test example; column sums determine the metric (:func:`score`)."""
 
     kind: str
-    """``mean``, ``bleu`` or ``chrf``."""
+    """``mean``, ``ratio``, ``f1``, ``bleu`` or ``chrf``."""
     rows: list[list[float]]
     """(N, k): per-example statistics, in test-set order."""
     scale: float = 1.0
@@ -68,6 +70,11 @@ def score(kind: str, totals: Sequence[float], n: int, scale: float = 1.0) -> flo
     """The metric of ``n`` examples whose statistics sum to ``totals``."""
     if kind == "mean":
         return scale * float(totals[0]) / max(n, 1)
+    if kind == "ratio":
+        return scale * float(totals[0]) / float(totals[1]) if totals[1] else 0.0
+    if kind == "f1":
+        denom = float(totals[1]) + float(totals[2])
+        return scale * 2 * float(totals[0]) / denom if denom else 0.0
     if kind in ("bleu", "chrf"):
         # sacrebleu's corpus score from summed sentence statistics (what corpus_score and its
         # paired bootstrap do); BLEU's settings that matter here (smoothing) are the defaults
@@ -121,6 +128,10 @@ def resampled_scores(
         totals = draws @ np.asarray(st.rows, dtype=float)  # (R, k)
         if st.kind == "mean":
             per_seed.append(st.scale * totals[:, 0] / n)
+        elif st.kind in ("ratio", "f1"):  # vectorised forms of score()
+            num = totals[:, 0] * (2 if st.kind == "f1" else 1)
+            den = totals[:, 1] + (totals[:, 2] if st.kind == "f1" else 0)
+            per_seed.append(st.scale * np.divide(num, den, out=np.zeros_like(num), where=den > 0))
         else:
             per_seed.append(np.array([score(st.kind, t, n) for t in totals]))
     matrix = np.stack(per_seed)  # (S, R)

@@ -26,7 +26,7 @@ from torch import nn
 from plugformer.blocks.encoding import IGNORE, pad_collate
 from plugformer.blocks.heads import TokenHead
 from plugformer.blocks.labels import LabelSet
-from plugformer.blocks.metrics import MeanOf, SpanF1, on_device
+from plugformer.blocks.metrics import MeanOf, SpanF1, bio_spans, on_device
 from plugformer.errors import DataError
 from plugformer.metric_info import MetricInfo
 from plugformer.tasks import SEP, Baseline, Task, TaskOptions
@@ -170,6 +170,21 @@ class TaggingTask(Task):
             for a, b in zip(p, g, strict=True)
         ]
         metrics["accuracy"].update(on_device(metrics["accuracy"], hits))
+
+    def example_statistics(self, predictions: Sequence[Any], examples: Sequence[Any]) -> Any:
+        """Per sentence: (spans right, spans predicted, gold spans) for span F1, whose corpus
+        value is ``2·Σright / (Σpredicted + Σgold)``; (words right, words) for accuracy."""
+        from plugformer.resampling import ExampleStatistics
+
+        rows = []
+        for p, ex in zip(predictions, examples, strict=True):
+            if self.main_metric == "span_f1":
+                ps, gs = bio_spans(p["tags"]), bio_spans(ex.tags)
+                rows.append([float(len(ps & gs)), float(len(ps)), float(len(gs))])
+            else:
+                hits = sum(a == b for a, b in zip(p["tags"], ex.tags, strict=True))
+                rows.append([float(hits), float(len(ex.tags))])
+        return ExampleStatistics("f1" if self.main_metric == "span_f1" else "ratio", rows)
 
     def metric_info(self) -> dict[str, Any]:
         return {
