@@ -155,3 +155,37 @@ def test_resampled_scores_equal_the_metric_on_each_draw(kind: str, rows: list) -
     for d, value in zip(draws, got, strict=True):
         totals = d @ np.asarray(stats.rows)
         assert value == pytest.approx(score(kind, list(totals), len(rows)))
+
+
+def test_compare_runs_gives_a_paired_interval_over_seeds_and_examples(tmp_path) -> None:
+    import json
+
+    from plugformer.suites.compare import compare_runs, format_comparison
+
+    def run(name: str, p: float) -> None:
+        cells = [
+            {
+                "spec": "spec",
+                "task": "toy",
+                "column": "model",
+                "kind": "model",
+                "seed": seed,
+                "main_metric": "accuracy",
+                "higher_is_better": True,
+                "metric_info": {},
+                "data": {"test": "abc"},
+                "n_examples": 300,
+                "metrics": {"accuracy": sum(r[0] for r in st.rows) / 300},
+                "example_statistics": st.as_dict(),
+            }
+            for seed, st in enumerate([_bernoulli(p, 300, 10), _bernoulli(p, 300, 11)])
+        ]
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps({"cells": cells}))
+
+    run("a", 0.5)
+    run("b", 0.9)
+    (row,) = compare_runs(tmp_path / "a", tmp_path / "b")
+    assert row.delta is not None and row.interval is not None
+    assert 0 < row.interval[0] < row.delta < row.interval[1]  # B is clearly better
+    assert "Δ interval" in format_comparison([row], "a", "b")

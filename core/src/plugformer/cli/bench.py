@@ -81,7 +81,8 @@ def run(
 @click.argument("run_b", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def compare(run_a: Path, run_b: Path, as_json: bool) -> None:
-    """Compare two suite runs per task × column (paired permutation test over common seeds)."""
+    """Compare two suite runs per task × column (paired permutation test over common seeds;
+    an interval over seeds and test examples when the cells keep per-example statistics)."""
     import json
     from dataclasses import asdict
 

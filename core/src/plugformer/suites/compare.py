@@ -3,7 +3,10 @@
 ``compare_runs`` reads two run directories' ``results.json``, aggregates each (as
 :mod:`plugformer.suites.report` does) and puts them side by side: per pair, the difference of means
 over the seeds both ran, with a paired sign-flip permutation p-value (:func:`paired_permutation_p`;
-exact: a handful of seeds cannot give a small p, unlike a bootstrap of 2-3 differences). Pairs
+exact: a handful of seeds cannot give a small p, unlike a bootstrap of 2-3 differences) and,
+when both runs' cells keep per-example statistics of the metric, a 95% interval of the
+difference that resamples seeds and test examples (the same draws for both runs, which
+scored the same test set: :func:`plugformer.resampling.paired_difference`). Pairs
 whose data, metric definition, main metric or test set size differ, or that one run lacks,
 are flagged and never compared. ``format_comparison`` renders the rows as a Markdown table.
 """
@@ -19,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from plugformer.errors import PlugformerError
-from plugformer.suites.report import RESAMPLES, RNG_SEED, Aggregate, aggregate
+from plugformer.suites.report import LEVEL, RESAMPLES, RNG_SEED, Aggregate, aggregate
 
 __all__ = [
     "Comparison",
@@ -76,6 +79,8 @@ class Comparison:
     mean_b: float | None = None
     p_value: float | None = None
     problem: str | None = None
+    interval: tuple[float, float] | None = None
+    """95% interval of B − A over seeds and test examples, when both keep statistics."""
 
     @property
     def delta(self) -> float | None:
@@ -120,6 +125,16 @@ def _compare(a: Aggregate, b: Aggregate) -> Comparison:
     xa, xb = [va[s] for s in out.seeds], [vb[s] for s in out.seeds]
     out.mean_a, out.mean_b = float(np.mean(xa)), float(np.mean(xb))
     out.p_value = paired_permutation_p(xa, xb)
+    sa, sb = a.example_statistics(), b.example_statistics()
+    if sa is not None and sb is not None and len(sa[0].rows) == len(sb[0].rows):
+        from plugformer.resampling import paired_difference
+
+        ia = {s: st for s, st in zip(a.seeds, sa, strict=True)}
+        ib = {s: st for s, st in zip(b.seeds, sb, strict=True)}
+        _, low, high = paired_difference(
+            [ib[s] for s in out.seeds], [ia[s] for s in out.seeds], RESAMPLES, RNG_SEED, LEVEL
+        )
+        out.interval = (low, high)
     return out
 
 
@@ -150,21 +165,24 @@ def format_comparison(rows: Sequence[Comparison], name_a: str, name_b: str) -> s
     lines = [
         f"A = `{name_a}`, B = `{name_b}`; Δ = B − A of the main-metric mean over the seeds both ran; "
         "p: paired sign-flip permutation test over those seeds (exact up to 16 seeds, two-sided; "
-        "never below 2/2^n, 0.5 with two seeds; — with under two seeds).",
+        "never below 2/2^n, 0.5 with two seeds; — with under two seeds); Δ interval: 95% "
+        "bootstrap over those seeds and the test examples, paired (— without per-example "
+        "statistics).",
         "",
-        "| task | column | metric | A | B | Δ | p | seeds | note |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| task | column | metric | A | B | Δ | Δ interval | p | seeds | note |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if r.problem or r.mean_a is None or r.mean_b is None or r.delta is None:
             lines.append(
-                f"| {r.spec} | {r.column} | {r.main_metric} | | | | | | NOT COMPARED: {r.problem} |"
+                f"| {r.spec} | {r.column} | {r.main_metric} | | | | | | | NOT COMPARED: {r.problem} |"
             )
             continue
         p = "—" if r.p_value is None else f"{r.p_value:.3g}"
         seeds = ",".join("-" if s is None else str(s) for s in r.seeds)
+        span = "—" if r.interval is None else f"[{r.interval[0]:+.4g}, {r.interval[1]:+.4g}]"
         lines.append(
             f"| {r.spec} | {r.column} | {r.main_metric} | {r.mean_a:.4g} | {r.mean_b:.4g} | "
-            f"{r.delta:+.4g} | {p} | {seeds} | |"
+            f"{r.delta:+.4g} | {span} | {p} | {seeds} | |"
         )
     return "\n".join(lines) + "\n"
