@@ -165,8 +165,11 @@ def paired_difference(
     seed: int,
     level: float,
 ) -> tuple[float, float, float]:
-    """(mean difference, low, high): ``a`` minus ``b`` on the same resamples of the test set
-    (paired: both columns are rescored on each draw of examples; seeds drawn per column)."""
+    """(mean difference, low, high): ``a`` minus ``b`` on the same resamples of the test set.
+
+    Paired: both columns are rescored on each draw of examples, and seeds are drawn by the
+    same indices for both (seed ``i`` of ``a`` with seed ``i`` of ``b``: a suite runs every
+    column with the same seeds, which fix the same data order)."""
     n = len(a[0].rows)
     if any(len(s.rows) != n for s in (*a, *b)):
         raise ValueError("paired comparison needs the same test examples in both columns")
