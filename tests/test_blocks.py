@@ -126,3 +126,49 @@ def test_a_row_without_a_label_is_named_by_file_and_line(tmp_path) -> None:
     task = NLITask({}, None)
     with pytest.raises(DataError, match=r"train\.csv:2: no label"):
         task.prepare(task.read_file(data))
+
+
+def test_bad_rows_of_every_base_are_named_by_file_and_line(tmp_path) -> None:
+    """Before: a tagging row without tags said "every training example needs tags", and the
+    span and generation bases said "example None: ..." (no id column), naming no row."""
+    import json
+
+    from plugformer.errors import DataError
+
+    def rows(name: str, *items: dict) -> object:
+        path = tmp_path / name
+        path.write_text("".join(json.dumps(r) + "\n" for r in items), encoding="utf-8")
+        return path
+
+    tagger = Tagger({}, None)
+    data = rows("tags.jsonl", {"tokens": ["a"], "tags": ["O"]}, {"tokens": ["b"]})
+    with pytest.raises(DataError, match=r"tags\.jsonl:2: no tags"):
+        tagger.prepare(tagger.read_file(data))
+    fixed = Tagger({"labels": ["O"]}, None)
+    data = rows(
+        "labels.jsonl", {"tokens": ["a"], "tags": ["O"]}, {"tokens": ["b"], "tags": ["B-X"]}
+    )
+    with pytest.raises(DataError, match=r"labels\.jsonl:2: training labels \['B-X'\]"):
+        fixed.prepare(fixed.read_file(data))
+    from plugformer.tokenizer import train_tokenizer
+
+    tok = train_tokenizer(["a question about a context and its answer"] * 20, vocab_size=300)
+    span = Reader({"max_length": 64}, tok)
+    (ex,) = span.read_file(rows("span.jsonl", {"question": "q", "context": "c", "answer": "x"}))
+    with pytest.raises(DataError, match=r"span\.jsonl:1: answer 'x' is not in its context"):
+        span.encode(ex, train=True)
+    gen = Echo({"max_length": 64}, tok)
+    (ex,) = gen.read_file(rows("gen.jsonl", {"source": "s"}))
+    with pytest.raises(DataError, match=r"gen\.jsonl:1: no target to train on"):
+        gen.encode(ex, train=True)
+
+
+def test_a_label_override_at_load_time_is_refused(tmp_path) -> None:
+    """Before: ``predict --option labels=[...]`` was accepted and silently ignored (the trained
+    head's label set comes from the checkpoint)."""
+    from plugformer.checkpoint import _check_option_overrides
+    from plugformer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="option 'labels' cannot change at load time"):
+        _check_option_overrides(tmp_path, NLITask, {}, {"labels": ["a", "b", "c", "d"]})
+    _check_option_overrides(tmp_path, NLITask, {}, {"dropout": 0.0})  # others still may

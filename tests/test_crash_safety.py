@@ -251,3 +251,14 @@ def test_disk_full_is_one_line(tmp_path: Path, monkeypatch) -> None:
         AtomicCheckpointIO().save_checkpoint({"global_step": 1}, path)
     monkeypatch.setattr(fileio.os, "fsync", real_fsync)
     assert not any(path.parent.iterdir())
+
+
+def test_a_non_finite_fine_tuning_loss_names_fine_tunings_own_settings() -> None:
+    """The message used to suggest optim.lr / trainer.precision, which fine-tuning refuses,
+    and a checkpoint that a first step never wrote."""
+    from plugformer.training.common import FINETUNE_HINT, NonFiniteLossError, check_finite
+
+    with pytest.raises(NonFiniteLossError) as err:
+        check_finite(torch.tensor(float("nan")), 0, hint=FINETUNE_HINT)
+    assert "no checkpoint was written" in str(err.value)
+    assert "finetune.lr_backbone" in str(err.value) and "optim.lr" not in str(err.value)

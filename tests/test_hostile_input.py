@@ -118,6 +118,19 @@ def test_ckpt_inspect_bad_manifests(
     assert code == 2 and expect in line and "plugformer.json" in line
 
 
+def test_ckpt_inspect_verifies_the_weights(micro_checkpoint: Path, tmp_path: Path, capsys) -> None:
+    """Before: inspect passed a truncated model.safetensors and a manifest whose shape
+    disagreed with the weights, which every loader then refused."""
+    ck = tmp_path / "ck"
+    shutil.copytree(micro_checkpoint, ck)
+    assert main_code(capsys, "ckpt", "inspect", str(ck)) == 0
+    weights = ck / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    code, line = cli(capsys, "ckpt", "inspect", str(ck))
+    assert code == 2 and "model.safetensors" in line
+    assert main_code(capsys, "ckpt", "inspect", "--manifest-only", str(ck)) == 0
+
+
 def test_ckpt_inspect_missing_and_file(tmp_path: Path, capsys) -> None:
     code, line = cli(capsys, "ckpt", "inspect", str(tmp_path / "nope"))
     assert code == 2 and "no such checkpoint" in line
@@ -163,7 +176,11 @@ def test_config_missing_file_and_bad_override(tmp_path: Path, capsys) -> None:
 # --------------------------------------------------------------------------- pretraining corpora
 
 BAD_CORPORA = {
-    "badjson.jsonl": (b'{"text": "fine"}\n{"text": "oops"\n', ":2: invalid JSON"),
+    # the column is the end of line 2, not "column 1" of the newline after it
+    "badjson.jsonl": (
+        b'{"text": "fine"}\n{"text": "oops"\n',
+        ":2: invalid JSON (Expecting ',' delimiter at column 16)",
+    ),
     "notobj.jsonl": (b'{"text": "fine"}\n["a"]\n', ":2: expected a JSON object"),
     "notext.jsonl": (b'{"body": "fine"}\n', ":1: expected a string field 'text'"),
     "texttype.jsonl": (b'{"text": 12}\n', ":1: expected a string field 'text'"),
@@ -351,6 +368,9 @@ def test_a_bad_set_override_is_named_as_the_override(tmp_path: Path, capsys) -> 
     bad = toml(tmp_path / "bad.toml", {"seed": 1, "model": {"nope": 1}})
     code, line = cli(capsys, "config", "validate", str(bad), "--set", "seed=2")
     assert code == 2 and f"{bad}: unknown key 'model.nope'" in line  # the file's own error
+    # A typo in the section (the first part of the key) is the override's too.
+    code, line = cli(capsys, "config", "validate", str(good), "--set", "trainr.max_steps=20")
+    assert code == 2 and "--set trainr.max_steps=20: unknown key 'trainr'" in line, line
 
 
 def test_config_validate_checks_a_specs_task_and_options(tmp_path: Path, capsys) -> None:
@@ -366,7 +386,13 @@ def test_config_validate_checks_a_specs_task_and_options(tmp_path: Path, capsys)
     assert code == 2 and "options of task 'sentiment'" in line and "poolin" in line
     unknown = toml(tmp_path / "t.toml", {"task": "sentimnt", "data": {"dataset": "x"}})
     code, line = cli(capsys, "config", "validate", str(unknown))
-    assert code == 2 and "sentimnt" in line
+    assert code == 2 and f"{unknown}: unknown task 'sentimnt'" in line  # names the file
+    bounded = toml(
+        tmp_path / "m.toml",
+        {"task": "sentiment", "data": {"dataset": "x"}, "options": {"max_length": -1}},
+    )
+    code, line = cli(capsys, "config", "validate", str(bounded))
+    assert code == 2 and "max_length" in line and "greater than or equal to 1" in line, line
 
 
 def test_finetune_and_bench_name_the_spec_file_of_a_bad_option(
@@ -468,3 +494,16 @@ def test_new_plugin_takes_the_distribution_name_too(tmp_path: Path, capsys) -> N
     assert main_code(capsys, "new-plugin", "plugformer-foo", "--dir", str(tmp_path)) == 0
     assert (tmp_path / "plugformer-foo").is_dir()
     assert not (tmp_path / "plugformer-plugformer-foo").exists()
+    # A name whose distribution is installed (a first-party plugin) would replace it.
+    code, line = cli(capsys, "new-plugin", "sentiment", "--dir", str(tmp_path))
+    assert code == 2 and "plugformer-sentiment is already installed" in line
+    assert not (tmp_path / "plugformer-sentiment").exists()
+
+
+def test_a_bad_argument_is_one_line(tmp_path: Path, capsys) -> None:
+    """Before: click's usage errors printed three lines (usage, hint, error)."""
+    code, line = cli(capsys, "predict", str(tmp_path), "--input", str(tmp_path / "nope.jsonl"))
+    assert code == 2 and "nope.jsonl" in line and "No such file" in line
+    assert "plugformer predict --help" in line
+    code, line = cli(capsys, "pretrian")
+    assert code == 2 and "No such command 'pretrian'" in line

@@ -163,6 +163,15 @@ def test_installed_plugin_is_discovered_and_broken_ones_are_isolated(thirdparty:
     assert strict.returncode != 0 and "plugformer: error: plugin" in strict.stderr
     assert "Traceback" not in strict.stderr
     assert cli("plugins", env={"PLUGFORMER_STRICT_PLUGINS": "1"}).returncode != 0
+    # A plugin that fails to import is found while the CLI builds its commands, before the
+    # flag is read: the flag and the variable must still make it fatal, in one line.
+    only = {"PLUGFORMER_LOAD_PLUGINS": "tp-importfail"}
+    for res in (
+        cli("--strict-plugins", "plugins", env=only),
+        cli("plugins", env={**only, "PLUGFORMER_STRICT_PLUGINS": "1"}),
+    ):
+        assert res.returncode == 2 and "tp-importfail" in res.stderr, res.stderr
+        assert len(res.stderr.strip().splitlines()) == 1, res.stderr
 
 
 @pytest.mark.slow

@@ -30,6 +30,7 @@ __all__ = [
     "load_backbone",
     "read_manifest",
     "save_backbone",
+    "verify_checkpoint",
     "weights_hash",
 ]
 
@@ -142,6 +143,24 @@ def load_weights(module: Any, file: Path) -> None:
         raise CheckpointError(
             f"{file}: weights do not match the manifest's model ({first})"
         ) from None
+
+
+def verify_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The manifest of a checkpoint whose every part was checked as loading checks it: its
+    files, their hashes, and weights that load into the model the manifest describes (the
+    backbone family's loader); a task checkpoint's head against its ``head_sha256``. Needs
+    the backbone family's plugin, not the task's."""
+    from plugformer.fileio import sha256_file
+
+    path = Path(path)
+    manifest = read_manifest(path)
+    load_backbone(path)
+    saved = manifest.get("head_sha256")
+    if manifest["kind"] == "task" and saved and sha256_file(path / "head.safetensors") != saved:
+        raise CheckpointError(
+            f"{path}: corrupt weights: head.safetensors does not match the manifest's head_sha256"
+        )
+    return manifest
 
 
 def manifest_family(manifest: dict[str, Any]) -> str:
@@ -328,6 +347,13 @@ def _check_option_overrides(
     if unknown:
         raise ConfigError(
             f"task {cls.name!r} has no option {unknown[0]!r}; its options: {', '.join(fields)}"
+        )
+    if "labels" in options and options["labels"] != saved.get("labels"):
+        # the label set is the trained head's output layer (restored from the checkpoint's
+        # state), so an override would be silently ignored
+        raise ConfigError(
+            f"{path}: option 'labels' cannot change at load time: the trained head predicts "
+            "the checkpoint's own labels (fine-tune again to change them)"
         )
     try:
         known.model_validate({**saved, **options})

@@ -395,10 +395,13 @@ def parse_model(
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        loc = ".".join(str(p) for p in exc.errors()[0]["loc"])
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        unknown = first["type"] == "extra_forbidden"
         for item in overrides:
             key = item.split("=", 1)[0].strip()
-            if loc == key or loc.startswith(key + "."):
+            # an unknown section (`--set trainr.max_steps=5`) is a prefix of the key
+            if loc == key or loc.startswith(key + ".") or (unknown and key.startswith(loc + ".")):
                 source = f"--set {item.strip()}"
                 break
         raise ConfigError(format_validation_error(exc, model, source)) from None
@@ -411,8 +414,13 @@ def check_task_options(
     value is one error naming the spec file (or the ``--set options.…`` override) before any
     work starts, not when the task is built."""
     from plugformer import plugins
+    from plugformer.errors import PlugformerError
 
-    options_model = getattr(plugins.get_task_class(spec.task), "Options", None)
+    try:
+        task_class = plugins.get_task_class(spec.task)
+    except PlugformerError as exc:  # an unknown task (or one a broken plugin holds): whose?
+        raise ConfigError(f"{source}: {exc}") from None
+    options_model = getattr(task_class, "Options", None)
     if options_model is None:
         return
     # ``--set options.K=V`` is ``K=V`` to the options model; its errors get the prefix back

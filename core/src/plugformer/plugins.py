@@ -44,8 +44,10 @@ __all__ = [
     "named_specs",
     "objectives",
     "plugin_infos",
+    "raise_if_broken",
     "reset",
     "set_strict",
+    "strict",
     "tasks",
 ]
 
@@ -113,6 +115,11 @@ class _State:
 def set_strict(strict: bool) -> None:
     """Make a broken plugin fatal (the ``--strict-plugins`` flag)."""
     _State.strict = strict
+
+
+def strict() -> bool:
+    """Whether a broken plugin is fatal."""
+    return _State.strict
 
 
 def reset() -> None:
@@ -438,6 +445,15 @@ def plugin_infos() -> list[PluginInfo]:
     get_plugin_manager()
     _collect()
     return list(_State.infos.values())
+
+
+def raise_if_broken() -> None:
+    """Strict mode's check before any work: a plugin found broken, even before strict mode
+    was switched on (the CLI loads plugins to build its commands before it reads its flags),
+    is a :class:`PluginError`."""
+    for info in plugin_infos():
+        if info.status == "broken":
+            raise PluginError(f"plugin {info.name!r} ({info.distribution}): {info.error}")
 
 
 def tasks() -> Registry:

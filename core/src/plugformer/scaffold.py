@@ -30,6 +30,17 @@ _FILES = {
 }
 
 
+def _installed_distribution(dist: str) -> str | None:
+    """``NAME VERSION`` of an installed distribution called ``dist``, else ``None``."""
+    import importlib.metadata as md
+
+    try:
+        found = md.distribution(dist)
+    except md.PackageNotFoundError:
+        return None
+    return f"{found.metadata['Name']} {found.version}"
+
+
 def write_plugin(name: str, directory: str | Path = ".", template: str = "classification") -> Path:
     """Write ``DIRECTORY/plugformer-NAME`` (a task of shape ``template``) and return its path."""
     if template not in TEMPLATES:
@@ -42,6 +53,12 @@ def write_plugin(name: str, directory: str | Path = ".", template: str = "classi
         )
     package = "plugformer_" + name.replace("-", "_")
     dist = f"plugformer-{name}"
+    taken = _installed_distribution(dist)
+    if taken is not None:  # installing the scaffold would replace it
+        raise PlugformerError(
+            f"plugin name {name!r}: the distribution {dist} is already installed ({taken}); "
+            "choose another name"
+        )
     target = Path(directory) / dist
     if target.exists():
         raise PlugformerError(f"{target}: already exists")

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError
 
 from plugformer.config import StrictModel
 from plugformer.errors import DataError
@@ -47,17 +47,45 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from plugformer.tokenizer import Tokenizer
 
-__all__ = ["SEP", "Baseline", "Task", "TaskOptions", "run_baseline", "score_predictions"]
+__all__ = [
+    "SEP",
+    "Baseline",
+    "LocatedExample",
+    "Task",
+    "TaskOptions",
+    "example_location",
+    "run_baseline",
+    "score_predictions",
+]
 
 SEP = "<sep>"
 """The separator token as text: a task's pretraining documents write it between fields, and
 the tokenizer maps it to ``tokenizer.sep_id`` (the id ``encode`` puts there)."""
 
 
+class LocatedExample(BaseModel):
+    """A base for ``Example`` models that remember where they were read: ``parse_example``
+    records each one's ``file:line`` in ``_where``, so that an error found later (a missing
+    label in ``prepare``, a target missing at training time) can name the row
+    (:func:`example_location`)."""
+
+    _where: str = PrivateAttr("")
+
+
+def example_location(example: Any) -> str:
+    """Where an example came from, for error messages: its ``file:line`` when it was read from
+    a file, else ``example 'ID'``, else ``an example without an id``."""
+    where = getattr(example, "_where", "") or ""
+    if where:
+        return where
+    ident = getattr(example, "id", None)
+    return f"example {ident!r}" if ident is not None else "an example without an id"
+
+
 class TaskOptions(StrictModel):
     """Options every task accepts; a task's ``Options`` subclasses this."""
 
-    max_length: int | None = None
+    max_length: int | None = Field(None, ge=1)
     """Truncate encoded inputs to this many tokens (default: the backbone's context)."""
     columns: dict[str, str] = {}
     """Map example field → column name in CSV/TSV/JSONL files, e.g. {text = "sentence"}."""

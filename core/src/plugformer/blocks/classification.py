@@ -29,7 +29,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PrivateAttr,
     create_model,
     field_validator,
     model_validator,
@@ -46,17 +45,16 @@ from plugformer.blocks.metrics import (
     on_device,
 )
 from plugformer.errors import DataError
-from plugformer.tasks import SEP, Baseline, Task, TaskOptions
+from plugformer.tasks import SEP, Baseline, LocatedExample, Task, TaskOptions
 
 __all__ = ["ClassificationOptions", "ClassificationTask", "classification_example"]
 
 
-class _LocatedExample(BaseModel):
+class _LocatedExample(LocatedExample):
     """Base of the generated example models: ``Task.parse_example`` records each example's
     file:line in ``_where``, so label errors in ``prepare`` can name the row."""
 
     model_config = ConfigDict(extra="ignore", coerce_numbers_to_str=True)
-    _where: str = PrivateAttr("")
 
 
 def classification_example(

@@ -29,17 +29,22 @@ from torch import nn
 from plugformer.errors import DataError, PlugformerError
 from plugformer.lm_task import IGNORE, CausalLMTask
 from plugformer.metric_info import MetricInfo
-from plugformer.tasks import SEP, Baseline, TaskOptions
+from plugformer.tasks import SEP, Baseline, LocatedExample, TaskOptions, example_location
 
 __all__ = ["ConditionalGenerationTask", "GenerationOptions", "seq2seq_example"]
 
 
+class _Seq2SeqExample(LocatedExample):
+    """Base of the generated example models (they remember their file:line)."""
+
+    model_config = ConfigDict(extra="ignore", coerce_numbers_to_str=True)
+
+
 def seq2seq_example(name: str, source: str, target: str) -> type[BaseModel]:
     """Example model: optional ``id``, a non-empty source, an optional target; extras ignored."""
-    config = ConfigDict(extra="ignore", coerce_numbers_to_str=True)
     return create_model(
         name,
-        __config__=config,
+        __base__=_Seq2SeqExample,
         id=(str | None, None),
         **{source: (str, Field(min_length=1)), target: (str | None, None)},
     )
@@ -180,7 +185,7 @@ class ConditionalGenerationTask(CausalLMTask):
         """``input_ids``, ``labels`` (next target token or -100) and ``prompt_length``."""
         target = getattr(example, self.tgt)
         if train and target is None:
-            raise DataError(f"example {example.id!r}: no {self.tgt} to train on")
+            raise DataError(f"{example_location(example)}: no {self.tgt} to train on")
         prompt = self.prompt_ids(example)
         answer = (
             [*self.tokenizer.encode(target), self.tokenizer.eos_id] if target is not None else []
@@ -223,7 +228,9 @@ class ConditionalGenerationTask(CausalLMTask):
         refs = [getattr(ex, self.tgt) for ex in examples]
         missing = next((ex for ex, r in zip(examples, refs, strict=True) if r is None), None)
         if missing is not None:
-            raise DataError(f"example {missing.id!r}: no {self.tgt} to score the output against")
+            raise DataError(
+                f"{example_location(missing)}: no {self.tgt} to score the output against"
+            )
         return refs
 
     def update_metrics(

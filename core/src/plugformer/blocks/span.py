@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from torch import nn
 
 from plugformer.blocks.encoding import pad_collate
@@ -28,12 +28,12 @@ from plugformer.blocks.heads import TokenHead
 from plugformer.blocks.metrics import MeanOf, normalise_answer, on_device, token_f1
 from plugformer.errors import DataError
 from plugformer.metric_info import MetricInfo
-from plugformer.tasks import SEP, Baseline, Task, TaskOptions
+from plugformer.tasks import SEP, Baseline, LocatedExample, Task, TaskOptions, example_location
 
 __all__ = ["SpanExample", "SpanOptions", "SpanSelectionTask"]
 
 
-class SpanExample(BaseModel):
+class SpanExample(LocatedExample):
     """A question, a context and (for training and scoring) the answer span."""
 
     model_config = ConfigDict(
@@ -98,14 +98,14 @@ class SpanSelectionTask(Task):
                 start = example.context.find(example.answer)
             if start < 0 or example.context[start : start + len(example.answer)] != example.answer:
                 raise DataError(
-                    f"example {example.id!r}: answer {example.answer!r} is not in its context"
+                    f"{example_location(example)}: answer {example.answer!r} is not in its context"
                 )
             end = start + len(example.answer)
             inside = [i for i, (a, b) in enumerate(offsets) if a < end and b > start]
             s, e = (first + inside[0], first + inside[-1]) if inside else (0, 0)
             feature.update(start=s, end=e)
         elif train:
-            raise DataError(f"example {example.id!r}: no answer to train on")
+            raise DataError(f"{example_location(example)}: no answer to train on")
         return [feature]
 
     def collate(self, features: list[dict[str, Any]]) -> dict[str, Any]:
@@ -144,8 +144,9 @@ class SpanSelectionTask(Task):
     def update_metrics(
         self, metrics: dict[str, Any], predictions: list[Any], examples: list[Any]
     ) -> None:
-        if any(ex.answer is None for ex in examples):
-            raise DataError(f"task {self.name!r}: an example to score has no answer")
+        missing = next((ex for ex in examples if ex.answer is None), None)
+        if missing is not None:
+            raise DataError(f"{example_location(missing)}: no answer to score against")
         pairs = [(p["answer"], ex.answer) for p, ex in zip(predictions, examples, strict=True)]
         em = [float(normalise_answer(p) == normalise_answer(g)) for p, g in pairs]
         f1 = [token_f1(p, g) for p, g in pairs]

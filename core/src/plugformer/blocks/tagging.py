@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 from torch import nn
 
 from plugformer.blocks.encoding import IGNORE, pad_collate
@@ -29,12 +29,12 @@ from plugformer.blocks.labels import LabelSet
 from plugformer.blocks.metrics import MeanOf, SpanF1, bio_spans, on_device
 from plugformer.errors import DataError
 from plugformer.metric_info import MetricInfo
-from plugformer.tasks import SEP, Baseline, Task, TaskOptions
+from plugformer.tasks import SEP, Baseline, LocatedExample, Task, TaskOptions, example_location
 
 __all__ = ["TaggingExample", "TaggingOptions", "TaggingTask"]
 
 
-class TaggingExample(BaseModel):
+class TaggingExample(LocatedExample):
     """Words and (for training and scoring) one tag per word."""
 
     model_config = ConfigDict(extra="ignore", use_attribute_docstrings=True)
@@ -80,9 +80,11 @@ class TaggingTask(Task):
         return self.label_set.names
 
     def prepare(self, train_examples: Sequence[TaggingExample]) -> None:
-        if any(ex.tags is None for ex in train_examples):
-            raise DataError(f"task {self.name!r}: every training example needs tags")
-        self.label_set.learn(t for ex in train_examples for t in ex.tags or [])
+        missing = next((ex for ex in train_examples if ex.tags is None), None)
+        if missing is not None:
+            raise DataError(f"{example_location(missing)}: no tags (training needs them)")
+        pairs = [(t, example_location(ex)) for ex in train_examples for t in ex.tags or []]
+        self.label_set.learn([t for t, _ in pairs], [where for _, where in pairs])
 
     def state_dict(self) -> dict[str, Any]:
         return self.label_set.state_dict()
@@ -117,7 +119,7 @@ class TaggingTask(Task):
             ids += pieces
             labels += [first] + [IGNORE] * (len(pieces) - 1)
         if train and example.tags is None:
-            raise DataError(f"example {example.id!r}: no tags to train on")
+            raise DataError(f"{example_location(example)}: no tags to train on")
         return [{"input_ids": [*ids, self.tokenizer.eos_id], "labels": [*labels, IGNORE]}]
 
     def collate(self, features: list[dict[str, Any]]) -> dict[str, Any]:
@@ -160,8 +162,9 @@ class TaggingTask(Task):
         self, metrics: dict[str, Any], predictions: list[Any], examples: list[Any]
     ) -> None:
         gold = [ex.tags for ex in examples]
-        if any(g is None for g in gold):
-            raise DataError(f"task {self.name!r}: an example to score has no tags")
+        missing = next((ex for ex in examples if ex.tags is None), None)
+        if missing is not None:
+            raise DataError(f"{example_location(missing)}: no tags to score against")
         predicted = [p["tags"] for p in predictions]
         metrics["span_f1"].update(predicted, gold)
         hits = [

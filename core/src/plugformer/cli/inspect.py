@@ -21,11 +21,18 @@ def ckpt() -> None:
 
 @ckpt.command("inspect")
 @click.argument("path", type=click.Path(path_type=Path))
-def ckpt_inspect(path: Path) -> None:
-    """Print a checkpoint's manifest (validating the directory)."""
-    from plugformer.checkpoint import read_manifest
+@click.option(
+    "--manifest-only",
+    is_flag=True,
+    help="Check the manifest and that the files exist, without loading the weights.",
+)
+def ckpt_inspect(path: Path, manifest_only: bool) -> None:
+    """Print a checkpoint's manifest once the directory is verified: files, hashes, and
+    weights that load into the model the manifest describes."""
+    from plugformer.checkpoint import read_manifest, verify_checkpoint
 
-    click.echo(json.dumps(read_manifest(path), indent=2))
+    manifest = read_manifest(path) if manifest_only else verify_checkpoint(path)
+    click.echo(json.dumps(manifest, indent=2))
 
 
 @click.group()

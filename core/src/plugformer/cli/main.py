@@ -52,7 +52,7 @@ def cli(debug: bool, strict_plugins: bool, threads: str) -> None:
         raise click.BadParameter(str(exc), param_hint="--threads") from None
     plugins.set_strict(strict_plugins)
     if strict_plugins:  # fail now, before any work, if a plugin is broken
-        plugins.plugin_infos()
+        plugins.raise_if_broken()
 
 
 def _is_default(impl: Any) -> bool:
@@ -82,7 +82,8 @@ def _add_commands() -> None:
     try:
         pm = plugins.get_plugin_manager()
     except PlugformerError as exc:  # strict mode, or a broken environment: the core's own only
-        click.echo(f"plugformer: {exc}", err=True)
+        if not plugins.strict():  # strict mode reports it once, as the command's error
+            click.echo(f"plugformer: {exc}", err=True)
         import importlib
 
         for modname in plugins.DEFAULT_PLUGINS:
@@ -124,6 +125,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except Interrupted as exc:
         click.echo(f"plugformer: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:  # a bad argument or option: one line, as for other errors
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        click.echo(f"plugformer: error: {exc.format_message()}{hint}", err=True)
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()

@@ -52,7 +52,9 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            # without its newline, so that an error at the end of the line is not "column 1"
+            # of a second line
+            obj = json.loads(line.rstrip("\r\n"))
         except json.JSONDecodeError as exc:
             raise DataError(
                 f"{path}:{lineno}: invalid JSON ({exc.msg} at column {exc.colno})"

@@ -150,11 +150,23 @@ class NonFiniteLossError(PlugformerError):
     pass
 
 
-def check_finite(loss: torch.Tensor, step: int, what: str = "loss") -> None:
+PRETRAIN_HINT = "Try a lower optim.lr or trainer.precision = '32-true'"
+"""What to try when pretraining's loss is not finite (its own config keys)."""
+FINETUNE_HINT = (
+    "Try a lower finetune.lr_backbone / finetune.lr_head or finetune.precision = '32-true'"
+)
+"""The same for fine-tuning, whose keys differ."""
+
+
+def check_finite(
+    loss: torch.Tensor, step: int, what: str = "loss", hint: str = PRETRAIN_HINT
+) -> None:
+    """Stop with one line when ``loss`` (or a gradient norm) is inf or nan; ``hint`` names
+    the settings of the run's own config to try."""
     if not torch.isfinite(loss):
+        kept = "the last good checkpoint is kept" if step > 0 else "no checkpoint was written"
         raise NonFiniteLossError(
-            f"{what} became {loss.item()} at step {step}; stopping (the last good checkpoint is kept). "
-            "Try a lower optim.lr or trainer.precision = '32-true'"
+            f"{what} became {loss.item()} at step {step}; stopping ({kept}). {hint}"
         )
 
 
@@ -175,7 +187,8 @@ def clip_gradients(module: Any, parameters: Any, clip_val: Any) -> None:
         return
     norm = torch.nn.utils.clip_grad_norm_(grads, limit, foreach=True)
     if not str(module.trainer.precision).startswith("16"):
-        check_finite(norm, module.global_step, "gradient norm")
+        hint = getattr(module, "nonfinite_hint", PRETRAIN_HINT)
+        check_finite(norm, module.global_step, "gradient norm", hint)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -25,7 +25,13 @@ from plugformer.config import TaskSpec
 from plugformer.errors import CheckpointError, DataError, PlugformerError
 from plugformer.inference.predictor import Predictor, eval_collate
 from plugformer.models.families import freeze_layers
-from plugformer.training.common import adamw, check_finite, clip_gradients, param_groups
+from plugformer.training.common import (
+    FINETUNE_HINT,
+    adamw,
+    check_finite,
+    clip_gradients,
+    param_groups,
+)
 from plugformer.training.finetune_data import hold_out, load_examples, loaders
 from plugformer.training.schedule import BudgetSchedule
 
@@ -47,6 +53,9 @@ __all__ = [
 class FinetuneModule(L.LightningModule):
     """Backbone + task head; the task supplies forward, loss, decoding and metrics."""
 
+    nonfinite_hint = FINETUNE_HINT
+    """What a non-finite gradient norm's message suggests (:func:`clip_gradients`)."""
+
     def __init__(
         self, task: Any, backbone: nn.Module, head: nn.Module, spec: TaskSpec, total_steps: int = 1
     ):
@@ -67,7 +76,7 @@ class FinetuneModule(L.LightningModule):
         self.examples_seen += int(ids.size(0))
         self.tokens_seen += int(mask.sum()) if mask is not None else int(ids.numel())
         loss = self.task.train_loss(self.backbone, self.head, batch)
-        check_finite(loss.detach(), self.global_step)
+        check_finite(loss.detach(), self.global_step, hint=FINETUNE_HINT)
         self.log("train_loss", loss, prog_bar=True, batch_size=int(batch["input_ids"].size(0)))
         return loss
 

@@ -36,7 +36,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 from torch import nn
 
 from plugformer import SEP, DataError
@@ -46,7 +46,7 @@ from plugformer.inference import decoding
 from plugformer.inference.generation import SamplingConfig, generate
 from plugformer.lm_task import IGNORE
 from plugformer.metric_info import MetricInfo
-from plugformer.tasks import Baseline, score_predictions
+from plugformer.tasks import Baseline, LocatedExample, score_predictions
 from plugformer_generation import __version__
 from plugformer_generation.baselines import Lead
 from plugformer_generation.metrics import BitsPerByte, CorpusBLEU, CorpusCHRF, Perplexity, RougeL
@@ -57,7 +57,7 @@ LIKELIHOOD_METRICS = ("perplexity", "bits_per_byte")
 """Metrics from the model's scores of references (lower is better); the others compare text."""
 
 
-class GenerationExample(BaseModel):
+class GenerationExample(LocatedExample):
     """A prompt (with its reference completion) or a plain text; never both.
 
     Unknown fields (a recipe's extras such as ``article_id``) are ignored.

@@ -42,7 +42,13 @@ from torch import nn
 from torchmetrics.text import SQuAD
 
 from plugformer import SEP, DataError, PlugformerError, Task
-from plugformer.tasks import Baseline, TaskOptions, score_predictions
+from plugformer.tasks import (
+    Baseline,
+    LocatedExample,
+    TaskOptions,
+    example_location,
+    score_predictions,
+)
 from plugformer_qa import __version__
 from plugformer_qa.baselines import EntityRanker, candidate_spans
 
@@ -63,8 +69,9 @@ class Answer(BaseModel):
     """Character offset of the answer in the context."""
 
 
-class QAExample(BaseModel):
-    """A question about a context. Unknown fields (``title``, ``article_id``) are ignored."""
+class QAExample(LocatedExample):
+    """A question about a context. Unknown fields (``title``, ``article_id``) are ignored.
+    Read from a file, it remembers its file:line for error messages."""
 
     model_config = ConfigDict(
         extra="ignore", coerce_numbers_to_str=True, use_attribute_docstrings=True
@@ -299,7 +306,7 @@ class QATask(Task):
             first = example.answers[0]
             answer = _token_span(offsets, first.answer_start, first.answer_start + len(first.text))
         if train and answer is None:
-            raise DataError(f"example {example.id or '(no id)'}: training needs an answer")
+            raise DataError(f"{example_location(example)}: training needs an answer")
         features = []
         for start in _window_starts(len(ids), span, stride):
             end = min(start + span, len(ids))
@@ -543,7 +550,7 @@ class QATask(Task):
         preds, targets = [], []
         for k, (pred, ex) in enumerate(zip(predictions, examples, strict=True)):
             if not ex.answers:
-                raise DataError(f"example {ex.id or '(no id)'}: no gold answers to score against")
+                raise DataError(f"{example_location(ex)}: no gold answers to score against")
             preds.append({"prediction_text": pred["answer"], "id": str(k)})  # ids only pair them up
             gold = {
                 "text": [a.text for a in ex.answers],

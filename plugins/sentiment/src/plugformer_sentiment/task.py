@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import ConfigDict, Field, PrivateAttr, field_validator
 
 from plugformer.blocks import ClassificationOptions, ClassificationTask, PooledHead
-from plugformer.tasks import Baseline
+from plugformer.tasks import Baseline, LocatedExample
 from plugformer_sentiment import __version__
 from plugformer_sentiment.baselines import Majority, TfidfLogreg
 
@@ -33,7 +33,7 @@ ClassificationHead = PooledHead
 """The pooled linear head (kept under its old name)."""
 
 
-class SentimentExample(BaseModel):
+class SentimentExample(LocatedExample):
     """One text and its label. Unknown fields (``rating``, extra CSV columns) are ignored."""
 
     model_config = ConfigDict(

@@ -31,21 +31,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from plugformer import DataError
 from plugformer.blocks import ConditionalGenerationTask, GenerationOptions
 from plugformer.inference import decoding
 from plugformer.lm_task import IGNORE
 from plugformer.metrics import CorpusBLEU, CorpusCHRF
-from plugformer.tasks import Baseline, score_predictions
+from plugformer.tasks import Baseline, LocatedExample, example_location, score_predictions
 from plugformer_translation import __version__
 from plugformer_translation.baselines import WordTranslation, copy_source
 
 __all__ = ["IGNORE", "TranslationExample", "TranslationOptions", "TranslationTask"]
 
 
-class TranslationExample(BaseModel):
+class TranslationExample(LocatedExample):
     """One sentence pair. Unknown fields (a recipe's extras, spare TSV columns) are ignored."""
 
     model_config = ConfigDict(
@@ -103,7 +103,8 @@ class TranslationTask(ConditionalGenerationTask):
                 declared, wanted = getattr(ex, side), getattr(self.options, side)
                 if declared and wanted and declared != wanted:
                     raise DataError(
-                        f"example {ex.id!r}: {side} is {declared!r} but the task's {side} is {wanted!r}"
+                        f"{example_location(ex)}: {side} is {declared!r} but the task's {side} "
+                        f"is {wanted!r}"
                     )
 
     def prompt_budget(self) -> int | None:
