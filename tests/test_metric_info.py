@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from plugformer.metric_info import MetricInfo, normalise_metric_info
-from plugformer.suites.report import Aggregate, _other_metrics, _scale
+from plugformer.suites.aggregate import Aggregate, _scale
+from plugformer.suites.report import _other_metrics
 
 
 def test_metric_info_scale_and_json() -> None:

@@ -18,7 +18,8 @@ from plugformer.resampling import (
     paired_difference,
     score,
 )
-from plugformer.suites.report import Aggregate, _markdown, paired_differences
+from plugformer.suites.aggregate import Aggregate, paired_differences
+from plugformer.suites.report import _markdown
 
 HYPS = ["the cat sat on the mat", "a dog ran", "it is raining today", "hello there world"]
 REFS = ["the cat sat on a mat", "the dog ran away", "it rains today", "hello world"]

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from plugformer.errors import ConfigError
+from plugformer.suites.aggregate import bootstrap_ci
 from plugformer.suites.bench import run_suite
 from plugformer.suites.compare import (
     compare_runs,
@@ -21,7 +22,6 @@ from plugformer.suites.compare import (
     paired_permutation_p,
 )
 from plugformer.suites.config import load_suite
-from plugformer.suites.report import bootstrap_ci
 from tests.bench.conftest import RESULTS, Fakes, KeywordTask, quiet, write_suite
 
 # --------------------------------------------------------------------------- configuration

@@ -16,16 +16,16 @@ per-example *statistics*:
   and totals, lengths); the corpus score of a resample is sacrebleu's score of their column
   sums, as sacrebleu's paired bootstrap (``sacrebleu --paired-bs``) computes it.
 
-:func:`task_statistics` gets them from a task's ``example_statistics(predictions,
-examples)``, whose default asks the main metric's object when that keeps per-example state
-(:func:`metric_statistics`: :class:`plugformer.metrics.CorpusBLEU` / ``CorpusCHRF``,
-:class:`plugformer.blocks.metrics.MeanOf`, torchmetrics' ``ROUGEScore``). A metric without them (macro-F1, perplexity) keeps the
+A task gives them through ``Task.example_statistics(predictions, examples)``, whose default
+asks the main metric's object when that keeps per-example state (:func:`metric_statistics`:
+:class:`plugformer.metrics.CorpusBLEU` / ``CorpusCHRF``, :class:`plugformer.blocks.metrics.MeanOf`,
+torchmetrics' ``ROUGEScore``). A metric without them (macro-F1, perplexity) keeps the
 seeds-only interval, and the report says which one it shows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,11 +33,11 @@ import numpy as np
 
 __all__ = [
     "ExampleStatistics",
+    "interval",
     "metric_statistics",
     "paired_difference",
     "resampled_scores",
     "score",
-    "task_statistics",
 ]
 
 
@@ -102,14 +102,6 @@ def metric_statistics(metric: Any) -> ExampleStatistics | None:
         values = [float(v) for v in getattr(metric, "rougeL_fmeasure", [])]
         return ExampleStatistics("mean", [[v] for v in values])
     return None
-
-
-def task_statistics(task: Any, predictions: Sequence[Any], examples: Sequence[Any]) -> Any:
-    """Per-example statistics of ``task``'s main metric (``Task.example_statistics``), or
-    ``None`` when the task cannot give them. Their column sums reproduce the reported metric
-    (tests check each first-party task)."""
-    own: Callable[..., Any] | None = getattr(task, "example_statistics", None)
-    return own(list(predictions), list(examples)) if own is not None and predictions else None
 
 
 def _example_draws(n: int, resamples: int, rng: np.random.Generator) -> np.ndarray:

@@ -411,7 +411,6 @@ def _log_samples(out: Path, cell: Cell, samples: list[dict[str, Any]]) -> str:
 def _run_baseline(cell: Cell, tokenizer: Any, out: Path) -> dict[str, Any]:
     from plugformer.metric_info import normalise_metric_info
     from plugformer.plugins import call_on_result
-    from plugformer.resampling import task_statistics
     from plugformer.tasks import run_baseline
     from plugformer.training.finetune import build_task, load_examples
 
@@ -439,7 +438,7 @@ def _run_baseline(cell: Cell, tokenizer: Any, out: Path) -> dict[str, Any]:
     from plugformer.inference.samples import sample_records
 
     record["predictions_file"] = _log_samples(out, cell, sample_records(test, predictions))
-    stats = task_statistics(task, predictions, test)
+    stats = task.example_statistics(predictions, test)
     record["example_statistics"] = stats.as_dict() if stats is not None else None
     call_on_result({**record, "split": "test", "backbone": None, "baseline": cell.column})
     return record

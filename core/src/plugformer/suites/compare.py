@@ -1,7 +1,7 @@
 """Comparing two suite runs: per (task spec, column) pair, the difference of means.
 
 ``compare_runs`` reads two run directories' ``results.json``, aggregates each (as
-:mod:`plugformer.suites.report` does) and puts them side by side: per pair, the difference of means
+:mod:`plugformer.suites.aggregate` does) and puts them side by side: per pair, the difference of means
 over the seeds both ran, with a paired sign-flip permutation p-value (:func:`paired_permutation_p`;
 exact: a handful of seeds cannot give a small p, unlike a bootstrap of 2-3 differences) and,
 when both runs' cells keep per-example statistics of the metric, a 95% interval of the
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from plugformer.errors import PlugformerError
-from plugformer.suites.report import LEVEL, RESAMPLES, RNG_SEED, Aggregate, aggregate
+from plugformer.suites.aggregate import LEVEL, RESAMPLES, RNG_SEED, Aggregate, aggregate
 
 __all__ = [
     "Comparison",

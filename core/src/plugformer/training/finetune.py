@@ -451,11 +451,10 @@ def evaluate(
     }
     if keep_predictions:
         from plugformer.inference.samples import sample_records
-        from plugformer.resampling import task_statistics
 
         result["predictions"] = predictions
         result["samples"] = sample_records(examples, predictions)
-        stats = task_statistics(pred.task, predictions, examples)  # for resampled intervals
+        stats = pred.task.example_statistics(predictions, examples)  # for resampled intervals
         result["example_statistics"] = stats.as_dict() if stats is not None else None
     if out_json:
         atomic_write_json(out_json, result)
