@@ -34,7 +34,7 @@ import click
     help=(
         "End the job within this many minutes of its start ($PLUGFORMER_JOB_START, which `make "
         "quickstart` sets before installing, else now): the suite's fine-tuning budgets shrink "
-        "to fit, never below the specs' own; 0 turns it off  [default: 29]"
+        "to fit, never below the specs' own; 0 turns it off  [default: 28.5]"
     ),
 )
 @click.option(
