@@ -469,6 +469,11 @@ def test_predict_input_errors_name_file_and_line(
     code, line = cli(capsys, "predict", ckpt, "--input", str(missing))
     assert code == 2 and f"{missing}:3: field 'text'" in line
     assert capsys.readouterr().out == ""  # nothing predicted before the refusal
+    # Before: a byte that is not UTF-8 was "unexpected error: UnicodeDecodeError", exit 1.
+    latin1 = tmp_path / "in3.txt"
+    latin1.write_bytes("a fine film\nun film tr\xe8s dr\xf4le\n".encode("latin-1"))
+    code, line = cli(capsys, "predict", ckpt, "--input", str(latin1))
+    assert code == 2 and f"{latin1}:2: not UTF-8 text" in line
 
 
 def test_a_spec_without_validation_says_so_and_reports_its_last_step(

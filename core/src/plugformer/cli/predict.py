@@ -78,6 +78,19 @@ def _parse_input(text: str, where: str | None = None) -> Any:
     return text
 
 
+def _lines(stream: Any, name: str) -> Any:
+    """``(line number, text)`` of a byte stream's lines, decoded as UTF-8 one by one, so that a
+    line that is not UTF-8 is one error naming ``name:line``."""
+    for n, raw in enumerate(stream, 1):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise PlugformerError(
+                f"{name}:{n}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+            ) from None
+        yield n, text.removeprefix("\ufeff") if n == 1 else text
+
+
 def _check_inputs(task: Any, inputs: list[Any], places: list[str]) -> None:
     """Refuse the first input the task cannot read, naming where it came from (``file:line``,
     ``<stdin>:line``, ``argument N``), before anything is predicted or printed."""
@@ -116,8 +129,8 @@ def _split_field_flags(args: list[str]) -> tuple[list[str], dict[str, str]]:
 @click.option(
     "--input",
     "input_file",
-    type=click.File("r"),
-    help="One input per line (text or JSON); - for stdin.",
+    type=click.File("rb"),
+    help="One input per line (text or JSON, UTF-8); - for stdin.",
 )
 @click.option(
     "--field",
@@ -165,14 +178,15 @@ def predict(
         inputs.append(one)
         places.append("the --field values")
     if input_file is not None:
-        name = "<stdin>" if input_file.name == "<stdin>" else input_file.name
-        for n, line in enumerate(input_file, 1):
-            line = line.rstrip("\n")
+        name = getattr(input_file, "name", "<stdin>")
+        name = "<stdin>" if name in ("<stdin>", "-") or not isinstance(name, str) else name
+        for n, line in _lines(input_file, name):
+            line = line.rstrip("\r\n")
             if line.strip():
                 inputs.append(_parse_input(line, f"{name}:{n}"))
                 places.append(f"{name}:{n}")
     if not inputs and not sys.stdin.isatty():
-        for n, line in enumerate(sys.stdin, 1):
+        for n, line in _lines(sys.stdin.buffer, "<stdin>"):
             if line.strip():
                 inputs.append(_parse_input(line.rstrip("\n"), f"<stdin>:{n}"))
                 places.append(f"<stdin>:{n}")
