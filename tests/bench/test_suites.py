@@ -155,6 +155,34 @@ def test_compare_flags_incomparable_cells(workspace: Path, fakes: Fakes) -> None
     assert "NOT COMPARED: data version differs" in format_comparison(list(rows.values()), "a", "b")
 
 
+def test_compare_refuses_a_damaged_results_file_in_one_line(workspace: Path, fakes: Fakes) -> None:
+    """Before: a results.json that parsed but whose cells lacked a field or held a string metric
+    stopped `bench compare` with "unexpected error: KeyError: 'spec'" (or ValueError, TypeError)."""
+    from plugformer.errors import PlugformerError
+
+    run_a, run_b = workspace / "runs" / "ok-a", workspace / "runs" / "bad-b"
+    run_suite(write_suite(workspace), run_a, log=quiet)
+    results = json.loads((run_a / "results.json").read_text())
+    damages = {
+        "'spec' is missing": lambda cells: cells[0].pop("spec"),
+        "'metrics' is missing": lambda cells: cells[1].pop("metrics"),
+        "is not a number": lambda cells: cells[0]["metrics"].update(accuracy="high"),
+        "'n_examples' is missing": lambda cells: cells[0].pop("n_examples"),
+        "not a JSON object": lambda cells: cells.append(5),
+    }
+    for expect, damage in damages.items():
+        broken = json.loads(json.dumps(results))
+        damage(broken["cells"])
+        run_b.mkdir(parents=True, exist_ok=True)
+        (run_b / "results.json").write_text(json.dumps(broken))
+        with pytest.raises(PlugformerError, match=r"bad-b/results\.json: cells\[\d+\]: ") as err:
+            compare_runs(run_a, run_b)
+        assert expect in str(err.value)
+    (run_b / "results.json").write_bytes(b"\xff\xfe")
+    with pytest.raises(PlugformerError, match="not a suite results file"):
+        compare_runs(run_a, run_b)
+
+
 def test_bootstrap_interval_sanity() -> None:
     assert bootstrap_ci([0.7, 0.7, 0.7]) == (0.7, 0.7)
     assert bootstrap_ci([0.3]) == (0.3, 0.3)

@@ -95,9 +95,39 @@ def _load_cells(run: str | Path) -> list[dict[str, Any]]:
             f"{run}: no results.json (run `plugformer bench SUITE --out {run}` first)"
         )
     try:
-        return json.loads(path.read_text(encoding="utf-8"))["cells"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
         raise PlugformerError(f"{path}: not a suite results file ({exc})") from None
+    if not isinstance(cells, list):
+        raise PlugformerError(f"{path}: not a suite results file ('cells' is not a list)")
+    for i, cell in enumerate(cells):
+        problem = _cell_problem(cell)
+        if problem:
+            raise PlugformerError(f"{path}: cells[{i}]: {problem} (damaged or edited?)")
+    return cells
+
+
+def _cell_problem(cell: Any) -> str | None:
+    """Why a cell of results.json cannot be compared (a field missing or of the wrong type)."""
+    if not isinstance(cell, dict):
+        return f"not a JSON object ({type(cell).__name__})"
+    for name, kind in (
+        ("spec", str), ("task", str), ("column", str), ("kind", str), ("main_metric", str),
+        ("higher_is_better", bool), ("metric_info", dict), ("metrics", dict), ("data", dict),
+    ):  # fmt: skip
+        if not isinstance(cell.get(name), kind):
+            return f"{name!r} is missing or not a {kind.__name__} (got {cell.get(name)!r:.40})"
+    value = cell["metrics"].get(cell["main_metric"])
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"main metric {cell['main_metric']!r} is not a number (got {value!r:.40})"
+    for name in ("seed", "n_examples"):
+        if (
+            name not in cell
+            or isinstance(cell[name], bool)
+            or not isinstance(cell[name], int | None)
+        ):
+            return f"{name!r} is missing or not an integer (got {cell.get(name)!r:.40})"
+    return None
 
 
 def _incomparable(a: Aggregate, b: Aggregate) -> str | None:
