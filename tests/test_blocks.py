@@ -122,10 +122,19 @@ def test_a_row_without_a_label_is_named_by_file_and_line(tmp_path) -> None:
     from plugformer.errors import DataError
 
     data = tmp_path / "train.csv"
-    data.write_text("premise,hypothesis,lab\na man runs,he moves,entailment\n", encoding="utf-8")
+    data.write_text(
+        "premise,hypothesis,lab\na man runs,he moves,entailment\na man runs,he sits,contradiction\n",
+        encoding="utf-8",
+    )
     task = NLITask({}, None)
     with pytest.raises(DataError, match=r"train\.csv:2: no label"):
         task.prepare(task.read_file(data))
+    # ... and says how to map a label column of another name (the file's is "lab").
+    with pytest.raises(DataError, match=r"in the field 'label'.*options\.columns\.label=COLUMN"):
+        task.prepare(task.read_file(data))
+    task = NLITask({"columns": {"label": "lab"}}, None)
+    task.prepare(task.read_file(data))  # the hint works
+    assert task.labels == ["contradiction", "entailment"]
 
 
 def test_bad_rows_of_every_base_are_named_by_file_and_line(tmp_path) -> None:
@@ -143,6 +152,10 @@ def test_bad_rows_of_every_base_are_named_by_file_and_line(tmp_path) -> None:
     tagger = Tagger({}, None)
     data = rows("tags.jsonl", {"tokens": ["a"], "tags": ["O"]}, {"tokens": ["b"]})
     with pytest.raises(DataError, match=r"tags\.jsonl:2: no tags"):
+        tagger.prepare(tagger.read_file(data))
+    # A file whose tag column has another name (Hugging Face's ner_tags) is told how to map it.
+    data = rows("ner.jsonl", {"tokens": ["Bob"], "ner_tags": ["B-PER"]})
+    with pytest.raises(DataError, match=r"ner\.jsonl:1: no tags.*options\.columns\.tags=COLUMN"):
         tagger.prepare(tagger.read_file(data))
     fixed = Tagger({"labels": ["O"]}, None)
     data = rows(
@@ -172,3 +185,47 @@ def test_a_label_override_at_load_time_is_refused(tmp_path) -> None:
     with pytest.raises(ConfigError, match="option 'labels' cannot change at load time"):
         _check_option_overrides(tmp_path, NLITask, {}, {"labels": ["a", "b", "c", "d"]})
     _check_option_overrides(tmp_path, NLITask, {}, {"dropout": 0.0})  # others still may
+
+
+class Paraphrase(ClassificationTask):
+    name = "paraphrase-test"
+    text_fields = ("sentence1", "sentence2")
+    default_metrics = ("accuracy", "macro_f1")
+    main_metric = "macro_f1"
+
+
+def test_a_subclass_chooses_its_main_metric_and_default_metrics() -> None:
+    """Before: ``ClassificationTask.__init__`` replaced a subclass's ``main_metric`` by the first
+    of ``options.metrics`` (always ``accuracy`` by default), silently, and a subclass could only
+    drop MCC by redeclaring the ``metrics`` option with its ``Literal`` type."""
+    from plugformer.errors import ConfigError
+
+    task = Paraphrase({}, None)
+    assert task.main_metric == "macro_f1"
+    assert set(task.metric_info()) - {"_task"} == {"accuracy", "macro_f1"}
+    # What a checkpoint stores (every option dumped) gives the same task back.
+    assert Paraphrase(task.options.model_dump(), None).main_metric == "macro_f1"
+    # Options still decide when they list metrics or name the main one.
+    assert Paraphrase({"metrics": ["accuracy", "mcc"]}, None).main_metric == "accuracy"
+    assert Paraphrase({"main_metric": "accuracy"}, None).main_metric == "accuracy"
+    assert NLITask({}, None).main_metric == "accuracy"
+    assert NLITask({"metrics": ["macro_f1", "accuracy"]}, None).main_metric == "macro_f1"
+    with pytest.raises(ConfigError, match="main_metric 'mcc' is not one of its metrics"):
+        Paraphrase({"main_metric": "mcc"}, None)
+
+
+def test_the_plugin_guides_worked_example_runs() -> None:
+    """docs/plugins.md's worked example (a pair task with its own metrics, a tagger reading
+    ``ner_tags``) is the code it shows."""
+    import re
+    from pathlib import Path
+
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "plugins.md").read_text()
+    section = guide.split("### A worked example", 1)[1].split("\n### ", 1)[0]
+    scope: dict = {}
+    for block in re.findall(r"```python\n(.*?)```", section, flags=re.S):
+        exec(block, scope)
+    task = scope["ParaphraseTask"]({}, None)
+    assert task.main_metric == "macro_f1" and set(task.metric_names) == {"accuracy", "macro_f1"}
+    ner = scope["NerTask"]({}, None)
+    assert ner.parse_example({"tokens": ["Bob"], "ner_tags": ["B-PER"]}).tags == ["B-PER"]

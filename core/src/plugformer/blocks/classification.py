@@ -44,7 +44,7 @@ from plugformer.blocks.metrics import (
     majority_baseline,
     on_device,
 )
-from plugformer.errors import DataError
+from plugformer.errors import ConfigError, DataError
 from plugformer.tasks import SEP, Baseline, LocatedExample, Task, TaskOptions
 
 __all__ = ["ClassificationOptions", "ClassificationTask", "classification_example"]
@@ -94,10 +94,12 @@ class ClassificationOptions(TaskOptions):
     """Dropout on the pooled vector, before the linear classifier."""
     class_weights: bool = False
     """Weight the cross-entropy by inverse label frequency."""
-    metrics: list[Literal["accuracy", "macro_f1", "mcc"]] = ["accuracy", "macro_f1", "mcc"]
-    """Metrics to report; the first is the main metric unless ``main_metric`` names one."""
+    metrics: list[Literal["accuracy", "macro_f1", "mcc"]] | None = None
+    """Metrics to report (default: the task class's ``default_metrics``); when given, the first
+    is the main metric unless ``main_metric`` names one."""
     main_metric: str | None = None
-    """Metric for model selection and report headlines (default: the first of ``metrics``)."""
+    """Metric for model selection and report headlines (default: the first of ``metrics`` when
+    given, else the task class's ``main_metric``)."""
     baselines: list[Literal["majority"]] = ["majority"]
     """Reference systems scored beside the model."""
 
@@ -113,7 +115,11 @@ class ClassificationOptions(TaskOptions):
                 raise ValueError("labels: give at least two label names")
             if len(set(self.labels)) != len(self.labels):
                 raise ValueError(f"labels: names must be distinct, got {self.labels}")
-        if self.main_metric is not None and self.main_metric not in self.metrics:
+        if self.metrics is not None and not self.metrics:
+            raise ValueError("metrics: name at least one metric")
+        if self.main_metric is not None and self.main_metric not in (
+            self.metrics or [self.main_metric]
+        ):
             raise ValueError(
                 f"main_metric {self.main_metric!r} is not one of metrics {self.metrics}"
             )
@@ -127,6 +133,8 @@ class ClassificationTask(Task):
 
     text_fields: ClassVar[tuple[str, ...]] = ("text",)
     label_field: ClassVar[str] = "label"
+    default_metrics: ClassVar[tuple[str, ...]] = ("accuracy", "macro_f1", "mcc")
+    """Metrics reported when ``options.metrics`` is not given; ``main_metric`` is one of them."""
     Example: ClassVar[type[BaseModel]]
     Options = ClassificationOptions
     main_metric = "accuracy"
@@ -148,9 +156,18 @@ class ClassificationTask(Task):
             self.Example = classification_example(  # type: ignore[misc]
                 f"{type(self).__name__}Example", self.fields, self.label_key
             )
-        if opts.main_metric or opts.metrics[0] != type(self).main_metric:
-            self.main_metric = opts.main_metric or opts.metrics[0]  # type: ignore[misc]
-        self.label_set = LabelSet(self.name, opts.labels)
+        self.metric_names = list(opts.metrics or self.default_metrics)
+        """The metrics reported: ``options.metrics``, else the class's ``default_metrics``."""
+        # The options choose the main metric when they name one or list the metrics; else the
+        # class's own (a subclass's ``main_metric = "macro_f1"`` holds).
+        main = opts.main_metric or (opts.metrics[0] if opts.metrics else type(self).main_metric)
+        if main not in self.metric_names:
+            raise ConfigError(
+                f"task {self.name!r}: main_metric {main!r} is not one of its metrics "
+                f"{self.metric_names} (set default_metrics or options.metrics to include it)"
+            )
+        self.main_metric = main  # type: ignore[misc]
+        self.label_set = LabelSet(self.name, opts.labels, field=self.label_key)
 
     @property
     def labels(self) -> list[str]:
@@ -228,7 +245,7 @@ class ClassificationTask(Task):
 
     # ------------------------------------------------------------------ metrics
     def metrics(self) -> dict[str, Any]:
-        return classification_metrics(len(self.label_set.require()), self.options.metrics)
+        return classification_metrics(len(self.label_set.require()), self.metric_names)
 
     def update_metrics(
         self, metrics: dict[str, Any], predictions: list[Any], examples: list[Any]
@@ -252,7 +269,7 @@ class ClassificationTask(Task):
         return ExampleStatistics("mean", rows)
 
     def metric_info(self) -> dict[str, Any]:
-        info: dict[str, Any] = {m: CLASSIFICATION_INFO[m] for m in self.options.metrics}
+        info: dict[str, Any] = {m: CLASSIFICATION_INFO[m] for m in self.metric_names}
         return {**info, "_task": {"labels": self.label_set.names}}
 
     def baselines(self) -> dict[str, Baseline]:

@@ -22,8 +22,16 @@ def sorted_labels(names: Iterable[str]) -> list[str]:
 class LabelSet:
     """An ordered list of label names and their training counts; name ↔ index."""
 
-    def __init__(self, task: str, fixed: Sequence[str] | None = None, minimum: int = 2) -> None:
+    def __init__(
+        self,
+        task: str,
+        fixed: Sequence[str] | None = None,
+        minimum: int = 2,
+        field: str = "label",
+    ) -> None:
         self.task, self.fixed, self.minimum = task, list(fixed or []), minimum
+        self.field = field
+        """The example field the labels are read from (named in the error for a missing one)."""
         self.names: list[str] = list(self.fixed)
         self.counts: list[int] = []
 
@@ -40,7 +48,8 @@ class LabelSet:
         if None in counts:
             raise DataError(
                 f"{at(lambda x: x is None)}no label (task {self.task!r}: {counts[None]} "
-                "training example(s) have no label)"
+                f"training example(s) have no label in the field {self.field!r}; if the file "
+                f"names it otherwise, map the column: --set options.columns.{self.field}=COLUMN)"
             )
         if self.fixed:
             unknown = sorted(set(counts) - set(self.fixed))

@@ -82,7 +82,10 @@ class TaggingTask(Task):
     def prepare(self, train_examples: Sequence[TaggingExample]) -> None:
         missing = next((ex for ex in train_examples if ex.tags is None), None)
         if missing is not None:
-            raise DataError(f"{example_location(missing)}: no tags (training needs them)")
+            raise DataError(
+                f"{example_location(missing)}: no tags (training needs them; if the file names "
+                "them otherwise, map the column: --set options.columns.tags=COLUMN)"
+            )
         pairs = [(t, example_location(ex)) for ex in train_examples for t in ex.tags or []]
         self.label_set.learn([t for t, _ in pairs], [where for _, where in pairs])
 
