@@ -59,3 +59,17 @@ def test_unknown_template_is_one_clear_error(tmp_path: Path) -> None:
 
     with pytest.raises(PlugformerError, match="choose one of classification, pair"):
         write_plugin("demo", tmp_path, "regression")
+
+
+def test_readme_names_the_base_class(tmp_path: Path) -> None:
+    """Before: the pair template's README said it was "built on the `pair` task base", a base
+    that does not exist (it is ``ClassificationTask``)."""
+    import plugformer.blocks
+
+    for template in TEMPLATES:
+        root = write_plugin(f"demo-{template}", tmp_path, template)
+        readme = (root / "README.md").read_text()
+        base = readme.split("built on `plugformer.blocks.", 1)[1].split("`", 1)[0]
+        assert hasattr(plugformer.blocks, base), (template, base)
+        task = (root / "src" / f"plugformer_demo_{template}" / "task.py").read_text()
+        assert f"({base})" in task, (template, base)

@@ -20,6 +20,15 @@ __all__ = ["TEMPLATES", "write_plugin"]
 TEMPLATES = ("classification", "pair", "span", "generation", "tagging")
 """Task shapes ``new-plugin --template`` writes (each on its base in :mod:`plugformer.blocks`)."""
 
+_BASES = {
+    "classification": "ClassificationTask",
+    "pair": "ClassificationTask",
+    "span": "SpanSelectionTask",
+    "generation": "ConditionalGenerationTask",
+    "tagging": "TaggingTask",
+}
+"""The class in :mod:`plugformer.blocks` each template's task subclasses (named in its README)."""
+
 _FILES = {
     "pyproject.toml.tmpl": "pyproject.toml",
     "README.md.tmpl": "README.md",
@@ -68,6 +77,7 @@ def write_plugin(name: str, directory: str | Path = ".", template: str = "classi
         "dist": dist,
         "class_name": "".join(p.capitalize() for p in name.split("-")) + "Task",
         "template": template,
+        "base": _BASES[template],
     }
     templates = resources.files("plugformer") / "templates"
     with atomic_dir(target, overwrite=False) as tmp:
