@@ -255,6 +255,50 @@ def test_backbone_settings_override_the_suite_and_pick_tasks(
     assert models == [("alpha", "pretrained"), ("alpha", "scratch"), ("beta", "pretrained")]
 
 
+@pytest.mark.parametrize(
+    ("fields", "expect"),
+    [
+        # a typo in a backbone's tasks silently dropped its every cell
+        (
+            {"backbones": '[{name = "p", ref = "${TOY_CKPT}", tasks = ["alfa"]}]'},
+            "bad-plan.toml: backbone 'p': tasks names 'alfa', which is no spec or task",
+        ),
+        # an unknown family was found only when its first cell ran, the run directory made
+        (
+            {"backbones": '[{name = "p", ref = "bogus:x"}]'},
+            "suite backbone 'p': unknown backbone family 'bogus'",
+        ),
+        (
+            {"backbones": '[{name = "p", ref = "scratch:bogus:x"}]'},
+            "suite backbone 'p': unknown backbone family 'bogus'",
+        ),
+        # the suite's seeds and overrides were blamed on the spec file
+        ({"seeds": "[-1]"}, "bad-plan.toml: seeds.0: Input should be greater than or equal to 0"),
+        (
+            {"overrides": "{finetune = 3}"},
+            "bad-plan.toml: its overrides on alpha.toml: finetune: Input should be",
+        ),
+        (
+            {
+                "backbones": '[{name = "p", ref = "${TOY_CKPT}", '
+                'overrides = {finetune = {batch_size = "x"}}}]'
+            },
+            "bad-plan.toml: backbone 'p''s overrides on alpha.toml: finetune.batch_size",
+        ),
+    ],
+)
+def test_a_bad_plan_is_refused_before_any_cell_and_blamed_on_the_suite(
+    workspace: Path, fakes: Fakes, fields: dict[str, str], expect: str
+) -> None:
+    from plugformer.errors import PlugformerError
+
+    run = workspace / "runs" / "bad-plan"
+    with pytest.raises(PlugformerError) as err:
+        run_suite(write_suite(workspace, "bad-plan", **fields), run, log=quiet)
+    assert expect in str(err.value)
+    assert not fakes.finetunes and not run.exists()
+
+
 def test_unknown_backbone_override_key_is_named(workspace: Path) -> None:
     suite = write_suite(
         workspace,

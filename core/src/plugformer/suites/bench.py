@@ -227,7 +227,12 @@ def backbone_identity(ref: str) -> dict[str, Any]:
 
 
 def _identity(label: str, ref: str) -> dict[str, Any]:
+    from plugformer.models.backbones import split_ref
+    from plugformer.models.families import get_family
+
     try:
+        family, rest = split_ref(ref)
+        get_family(split_ref(rest)[0] if family == "scratch" else family)  # before any cell runs
         return backbone_identity(ref)
     except PlugformerError as exc:
         raise PlugformerError(
@@ -266,11 +271,14 @@ def plan_cells(suite: SuiteConfig, suite_file: Path, refs: Mapping[str, str]) ->
     ids = {label: _identity(label, ref) for label, ref in refs.items()}
     first = next(iter(refs))
     cells: list[Cell] = []
+    specs: list[TaskSpec] = []
     for entry in suite.tasks:
         path = spec_path(suite_file, entry)
-        spec = load_spec(path, suite.overrides, suite.seeds[0])
         # before any cell runs, each error blamed on the file that brought it in
         check_task_options(load_spec(path, {}, suite.seeds[0]), str(path))
+        blame = f"{suite_file}: its overrides on {path.name}"
+        spec = load_spec(path, suite.overrides, suite.seeds[0], blame)
+        specs.append(spec)
         if suite.overrides.get("options"):
             check_task_options(spec, f"{suite_file}: its overrides on {path.name}")
         cls = get_task_class(spec.task)
@@ -288,12 +296,27 @@ def plan_cells(suite: SuiteConfig, suite_file: Path, refs: Mapping[str, str]) ->
                     continue
                 # A backbone's own settings (learning rates, budget, length) win over the suite's.
                 overrides = merge_overrides(suite.overrides, entry.overrides)
-                seeded = _scale_budget(load_spec(path, overrides, seed), suite.budget_scale)
+                blame = f"{suite_file}: backbone {label!r}'s overrides on {path.name}"
+                seeded = _scale_budget(load_spec(path, overrides, seed, blame), suite.budget_scale)
                 if entry.overrides.get("options"):
-                    blame = f"{suite_file}: backbone {label!r}'s overrides on {path.name}"
                     check_task_options(seeded, blame)
                 cells.append(Cell("model", seeded, where, label, seed, ref, ids[label], data, code))
+    _check_backbone_tasks(suite, suite_file, specs)
     return cells
+
+
+def _check_backbone_tasks(suite: SuiteConfig, suite_file: Path, specs: list[TaskSpec]) -> None:
+    """A backbone's ``tasks`` must each name a spec or task kind of the suite: a typo would
+    silently drop the backbone's cells."""
+    names = {s.label for s in specs} | {s.task for s in specs}
+    for entry in suite.backbones:
+        unknown = [t for t in entry.tasks or [] if t not in names]
+        if unknown:
+            have = ", ".join(f"{s.label} ({s.task})" for s in specs)
+            raise ConfigError(
+                f"{suite_file}: backbone {entry.name!r}: tasks names {unknown[0]!r}, which is "
+                f"no spec or task of the suite (its specs: {have})"
+            )
 
 
 def _scale_budget(spec: TaskSpec, scale: float) -> TaskSpec:

@@ -15,11 +15,18 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from plugformer.config import StrictModel, TaskSpec, load_toml, parse_model, resolve_spec_paths
+from plugformer.config import (
+    SEED_MAX,
+    StrictModel,
+    TaskSpec,
+    load_toml,
+    parse_model,
+    resolve_spec_paths,
+)
 from plugformer.errors import ConfigError
 from plugformer.specs import is_path, resolve
 
@@ -73,7 +80,9 @@ class SuiteConfig(StrictModel):
     spec files relative to the suite file, a folder above it, or the working directory."""
     backbones: list[SuiteBackbone] = Field(min_length=1)
     """Backbone columns: ``{name = "pretrained", ref = "${PLUGFORMER_BACKBONE}"}``."""
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    seeds: list[Annotated[int, Field(ge=0, le=SEED_MAX)]] = Field(
+        default_factory=lambda: [0, 1, 2], min_length=1
+    )
     """Seeds of every model cell: a list, or a count N meaning 0..N-1 (``--seeds N`` wins)."""
     baselines: bool = True
     """Add the tasks' baselines (majority class, copy-source, ...) as report columns."""
@@ -194,10 +203,15 @@ def merge_overrides(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[s
     return out
 
 
-def load_spec(path: Path, overrides: Mapping[str, Any], seed: int) -> TaskSpec:
-    """A suite's view of one spec file: its overrides applied, this seed, no progress bars."""
+def load_spec(
+    path: Path, overrides: Mapping[str, Any], seed: int, source: str | None = None
+) -> TaskSpec:
+    """A suite's view of one spec file: its overrides applied, this seed, no progress bars.
+    ``source`` is what an invalid value is blamed on (default: the spec file)."""
     spec = resolve_spec_paths(load_toml(path), path)  # paths relative to the spec file
     raw = merge_overrides({"name": path.stem, "finetune": {"progress": False}}, spec)
     return parse_model(
-        TaskSpec, merge_overrides(raw, {**overrides, "seed": seed}), f"{path} (in a suite)"
+        TaskSpec,
+        merge_overrides(raw, {**overrides, "seed": seed}),
+        source or f"{path} (in a suite)",
     )
