@@ -213,6 +213,18 @@ def test_a_subclass_chooses_its_main_metric_and_default_metrics() -> None:
     with pytest.raises(ConfigError, match="main_metric 'mcc' is not one of its metrics"):
         Paraphrase({"main_metric": "mcc"}, None)
 
+    class OwnF1(Paraphrase):  # a metric of its own, added to the base's
+        main_metric = "f1"
+
+        def metrics(self) -> dict:
+            from torchmetrics.classification import BinaryF1Score
+
+            return {**super().metrics(), "f1": BinaryF1Score()}
+
+    own = OwnF1({}, None)
+    own.prepare([own.parse_example({"sentence1": "a", "sentence2": "b", "label": x}) for x in "ab"])
+    assert own.main_metric == "f1" and set(own.metrics()) == {"accuracy", "macro_f1", "f1"}
+
 
 def test_the_plugin_guides_worked_example_runs() -> None:
     """docs/plugins.md's worked example (a pair task with its own metrics, a tagger reading
