@@ -241,3 +241,24 @@ def test_the_plugin_guides_worked_example_runs() -> None:
     assert task.main_metric == "macro_f1" and set(task.metric_names) == {"accuracy", "macro_f1"}
     ner = scope["NerTask"]({}, None)
     assert ner.parse_example({"tokens": ["Bob"], "ner_tags": ["B-PER"]}).tags == ["B-PER"]
+
+
+def test_read_rows_gives_the_kit_a_fixture_files_rows(tmp_path) -> None:
+    """Before: each plugin's test module wrote its own JSONL loop to feed fixture rows to
+    ``TaskConformance.train_examples``."""
+    from plugformer.testing import read_rows
+
+    (tmp_path / "train.jsonl").write_text(
+        '{"tokens": ["Bob", "ran"], "tags": ["B-PER", "O"]}\n\n{"tokens": ["x"], "tags": ["O"]}\n',
+        encoding="utf-8",
+    )
+    rows = read_rows(tmp_path / "train.jsonl")
+    assert rows == [
+        {"tokens": ["Bob", "ran"], "tags": ["B-PER", "O"]},
+        {"tokens": ["x"], "tags": ["O"]},
+    ]
+    (tmp_path / "pairs.csv").write_text("premise,hypothesis,label\na,b,entailment\n", "utf-8")
+    task = NLITask({}, None)
+    assert [task.parse_example(r).label for r in read_rows(tmp_path / "pairs.csv")] == [
+        "entailment"
+    ]

@@ -10,6 +10,8 @@ they inherit checks of everything the core relies on::
         task_class = MyTask
         train_examples = [{"text": "great film", "label": "pos"}, ...]  # learnable, 20+
 
+A fixture file works too: ``train_examples = read_rows(HERE / "data" / "train.jsonl")``.
+
 The checks: the example schema accepts the examples and rejects an empty row with a clear
 error; encode/collate produce padded LongTensors of matching shapes; the head trains on a
 micro backbone (loss falls within ``train_steps`` AdamW steps); predictions decode, one per
@@ -29,7 +31,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-__all__ = ["TaskConformance", "micro_backbone", "tokenizer_for"]
+__all__ = ["TaskConformance", "micro_backbone", "read_rows", "tokenizer_for"]
 
 
 def _strings(obj: Any) -> list[str]:
@@ -40,6 +42,14 @@ def _strings(obj: Any) -> list[str]:
     if isinstance(obj, list | tuple):
         return [s for v in obj for s in _strings(v)]
     return []
+
+
+def read_rows(path: str | Path) -> list[dict[str, Any]]:
+    """The raw rows of a JSONL/CSV/TSV fixture file, read as the core reads data files: for a
+    test's ``train_examples`` / ``eval_examples`` (``read_rows(HERE / "data/train.jsonl")``)."""
+    from plugformer.data.readers import read_records
+
+    return [record for _, record in read_records(path)]
 
 
 def tokenizer_for(examples: list[dict[str, Any]], vocab_size: int = 400) -> Any:
