@@ -25,6 +25,14 @@ def test_missing_and_not_a_checkpoint(tmp_path: Path) -> None:
         read_manifest(tmp_path)
 
 
+def test_a_run_directory_points_to_its_checkpoint(micro_checkpoint: Path, tmp_path: Path) -> None:
+    """Before: ``--backbone scratch:runs/tiny`` (the pretraining run, not ``runs/tiny/final``)
+    said only "not a plugformer checkpoint (no plugformer.json)"."""
+    shutil.copytree(micro_checkpoint, tmp_path / "run" / "final")
+    with pytest.raises(CheckpointError, match=r"run directory: its checkpoint is .*run/final"):
+        read_manifest(tmp_path / "run")
+
+
 def test_newer_format_is_refused(micro_checkpoint: Path, tmp_path: Path) -> None:
     ckpt = copy(micro_checkpoint, tmp_path)
     m = json.loads((ckpt / "plugformer.json").read_text())

@@ -65,7 +65,13 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: a checkpoint is a directory (with {MANIFEST}), not a file")
     mpath = path / MANIFEST
     if not mpath.is_file():
-        raise CheckpointError(f"{path}: not a plugformer checkpoint (no {MANIFEST})")
+        final = path / "final"  # a run directory (pretrain/finetune --out) holds its checkpoint
+        hint = (
+            f"; this is a run directory: its checkpoint is {final}"
+            if (final / MANIFEST).is_file()
+            else ""
+        )
+        raise CheckpointError(f"{path}: not a plugformer checkpoint (no {MANIFEST}{hint})")
     try:
         manifest = json.loads(mpath.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
