@@ -288,6 +288,58 @@ def test_on_result_gets_a_copy() -> None:
     assert result == {"metrics": {"accuracy": 0.5}}
 
 
+def test_a_runtime_hook_that_raises_is_named_and_left_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: a plugin whose register_callbacks or read_examples raised (or returned a
+    non-list) stopped every fine-tuning run with "unexpected error: RuntimeError: ...", exit 1,
+    naming no plugin; the other plugins' callbacks and the core's readers are unaffected."""
+    from lightning.pytorch import Callback
+
+    from plugformer.training.finetune import build_task
+
+    good_callback = Callback()
+    healthy, broken, garbage = (types.ModuleType(n) for n in ("healthy", "boom", "garbage"))
+
+    @hookimpl
+    def register_callbacks(stage: str, config: Any) -> list[Any]:
+        return [good_callback]
+
+    @hookimpl(specname="register_callbacks")
+    def raising_callbacks(stage: str, config: Any) -> list[Any]:
+        raise RuntimeError("tracker offline")
+
+    @hookimpl(specname="read_examples")
+    def raising_reader(path: str, task: Any) -> None:
+        raise KeyError("format")
+
+    @hookimpl(specname="register_callbacks")
+    def not_a_list(stage: str, config: Any) -> int:
+        return 42
+
+    healthy.register_callbacks = register_callbacks  # type: ignore[attr-defined]
+    broken.register_callbacks, broken.read_examples = raising_callbacks, raising_reader  # type: ignore[attr-defined]
+    garbage.register_callbacks = not_a_list  # type: ignore[attr-defined]
+    for module in (healthy, broken, garbage):
+        plugins.register_plugin(module, module.__name__)
+    assert plugins.extra_callbacks("finetune", None) == [good_callback]
+    err = capsys.readouterr().err
+    assert "plugin 'boom' failed in register_callbacks: RuntimeError: tracker offline" in err
+    assert "plugin 'garbage' failed in register_callbacks: it returned int, not a list" in err
+
+    data = tmp_path / "rows.jsonl"
+    data.write_text('{"text": "a good film", "label": "pos"}\n')
+    task = build_task("sentiment", {}, None)
+    assert [ex.text for ex in task.read_file(data)] == ["a good film"]
+    assert "plugin 'boom' failed in read_examples: KeyError" in capsys.readouterr().err
+
+    plugins.set_strict(True)  # --strict-plugins: a broken plugin is fatal
+    with pytest.raises(
+        PlugformerError, match=r"plugin '(boom|garbage)' failed in register_callbacks"
+    ):
+        plugins.extra_callbacks("finetune", None)
+
+
 def test_a_plugin_cannot_replace_a_core_command(capsys: pytest.CaptureFixture[str]) -> None:
     from plugformer.cli import main as cli_mod
     from plugformer.cli.run import pretrain

@@ -28,7 +28,7 @@ from typing import Any
 import pluggy
 
 from plugformer import PLUGIN_API_VERSION, hookspecs
-from plugformer.errors import PluginError
+from plugformer.errors import PlugformerError, PluginError
 from plugformer.registries import Registry
 
 __all__ = [
@@ -553,9 +553,59 @@ def call_on_result(result: dict[str, Any]) -> None:
             )
 
 
+def _runtime_failure(impl: Any, hook_name: str, problem: str, consequence: str) -> None:
+    """One plugin's runtime hook failed: one line naming the plugin on stderr, and the run goes
+    on without it; under ``--strict-plugins`` the failure is fatal."""
+    message = f"plugin {impl.plugin_name!r} failed in {hook_name}: {problem}"
+    if _State.strict:
+        raise PluginError(message)
+    print(f"plugformer: {message}; {consequence}", file=sys.stderr)
+
+
+def _in_call_order(hook_name: str) -> list[Any]:
+    """A hook's implementations in the order pluggy calls them (last registered first)."""
+    return list(reversed(getattr(get_plugin_manager().hook, hook_name).get_hookimpls()))
+
+
 def extra_callbacks(stage: str, config: Any) -> list[Any]:
+    """The plugins' Lightning callbacks for a Trainer; a plugin whose hook raises or returns
+    something other than a list of callbacks is named and left out."""
+    from lightning.pytorch import Callback
+
     out: list[Any] = []
-    for group in get_plugin_manager().hook.register_callbacks(stage=stage, config=config):
-        if group:
-            out.extend(group)
+    for impl in _in_call_order("register_callbacks"):
+        try:
+            group = _call_impl(impl, "register_callbacks", stage=stage, config=config)
+        except PlugformerError:
+            raise  # a deliberate, one-line refusal (a setting the plugin needs)
+        except Exception as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+        else:
+            if group is None:
+                continue
+            if isinstance(group, list | tuple) and all(isinstance(c, Callback) for c in group):
+                out.extend(group)
+                continue
+            problem = f"it returned {type(group).__name__}, not a list of lightning Callbacks"
+        _runtime_failure(impl, "register_callbacks", problem, "its callbacks are left out")
     return out
+
+
+def read_examples(path: str, task: Any) -> list[Any] | None:
+    """The first plugin reader's rows for ``path`` (the ``read_examples`` hook), or ``None``;
+    a reader that raises or returns something other than a list is named and skipped."""
+    for impl in _in_call_order("read_examples"):
+        try:
+            rows = _call_impl(impl, "read_examples", path=path, task=task)
+        except PlugformerError:
+            raise  # the plugin's own one-line verdict on a file it reads (bad row, ...)
+        except Exception as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+        else:
+            if rows is None:
+                continue
+            if isinstance(rows, list):
+                return rows
+            problem = f"it returned {type(rows).__name__}, not a list of examples"
+        _runtime_failure(impl, "read_examples", f"{problem} (reading {path})", "reader skipped")
+    return None

@@ -211,9 +211,9 @@ class Task:
         """Read and validate every example of a JSONL/CSV/TSV file (or a format a plugin reads
         through the ``read_examples`` hook)."""
         from plugformer.data.readers import read_records
-        from plugformer.plugins import get_plugin_manager
+        from plugformer.plugins import read_examples
 
-        raw = get_plugin_manager().hook.read_examples(path=str(path), task=self)
+        raw = read_examples(str(path), self)
         if raw is not None:
             return [self.parse_example(r, f"{path}:{i + 1}") for i, r in enumerate(raw)]
         return [
