@@ -239,6 +239,7 @@ def test_the_plugin_guides_worked_example_runs() -> None:
         exec(block, scope)
     task = scope["ParaphraseTask"]({}, None)
     assert task.main_metric == "macro_f1" and set(task.metric_names) == {"accuracy", "macro_f1"}
+    assert "plugformer.blocks.tagging" not in section  # its pieces come from plugformer.blocks
     ner = scope["NerTask"]({}, None)
     assert ner.parse_example({"tokens": ["Bob"], "ner_tags": ["B-PER"]}).tags == ["B-PER"]
 

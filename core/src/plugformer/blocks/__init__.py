@@ -40,7 +40,7 @@ from plugformer.blocks.metrics import (
 )
 from plugformer.blocks.seq2seq import ConditionalGenerationTask, GenerationOptions
 from plugformer.blocks.span import SpanSelectionTask
-from plugformer.blocks.tagging import TaggingTask
+from plugformer.blocks.tagging import TaggingExample, TaggingOptions, TaggingTask
 from plugformer.metric_info import MetricInfo
 
 __all__ = [
@@ -55,6 +55,8 @@ __all__ = [
     "PooledHead",
     "SpanF1",
     "SpanSelectionTask",
+    "TaggingExample",
+    "TaggingOptions",
     "TaggingTask",
     "TokenHead",
     "bio_spans",
