@@ -106,6 +106,35 @@ def test_corpus_cache_is_reused(corpus_file: Path, tmp_path: Path) -> None:
     assert list((plugformer_home() / "tokens").iterdir()) == caches
 
 
+def test_a_damaged_token_cache_is_rebuilt(tmp_path: Path, capsys) -> None:
+    """Before: a truncated train.bin (or a meta.json cut short) in $PLUGFORMER_HOME/tokens stopped
+    every pretraining run on that corpus with "unexpected error: ValueError: mmap length is
+    greater than file size"; the cache is derived data, so it is rebuilt with a warning."""
+    import numpy as np
+
+    from plugformer.data.corpus import Document, build_token_cache
+    from plugformer.tokenizer import train_tokenizer
+
+    texts = [
+        f"the {w} film was {v} indeed" for w in ("good", "bad", "odd") for v in ("thin", "rich")
+    ]
+    tok = train_tokenizer(texts * 4, vocab_size=300, min_frequency=1)
+    docs = [Document(str(i), t) for i, t in enumerate(texts * 3)]
+    first = build_token_cache(docs, tok, 0.2, tmp_path)
+    train = np.array(first.tokens("train"))
+    (first.dir / "train.bin").write_bytes((first.dir / "train.bin").read_bytes()[:7])
+    again = build_token_cache(docs, tok, 0.2, tmp_path)
+    assert np.array_equal(np.array(again.tokens("train")), train)
+    assert "train.bin holds 7 bytes" in capsys.readouterr().err
+    (first.dir / "meta.json").write_text("{")
+    assert np.array_equal(
+        np.array(build_token_cache(docs, tok, 0.2, tmp_path).tokens("train")), train
+    )
+    assert "unreadable" in capsys.readouterr().err
+    build_token_cache(docs, tok, 0.2, tmp_path)
+    assert capsys.readouterr().err == ""  # an intact cache is reused silently
+
+
 def test_masked_lm_pretraining_learns(corpus_file: Path, tmp_path: Path) -> None:
     cfg = micro_config(corpus_file, tmp_path / "mlm", max_steps=80)
     cfg["objective"] = "mlm"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,7 +129,11 @@ def build_token_cache(
     key = h.hexdigest()[:20]
     cdir = home / "tokens" / key
     if (cdir / "meta.json").is_file():
-        return TokenCache(cdir, json.loads((cdir / "meta.json").read_text()))
+        cached, problem = _read_cache(cdir)
+        if cached is not None:
+            return cached
+        # derived data: rebuilt from the documents, as if it had never been written
+        print(f"plugformer: warning: token cache {cdir}: {problem}; rebuilding it", file=sys.stderr)
     dtype = np.uint16 if tokenizer.vocab_size <= 65535 else np.uint32
     fr = (1.0 - val_fraction, val_fraction, 0.0)
     splits: dict[str, list[Document]] = {"train": [], "val": []}
@@ -155,6 +160,22 @@ def build_token_cache(
             )  # +1: the eos stands for "\n"
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
     return TokenCache(cdir, meta)
+
+
+def _read_cache(cdir: Path) -> tuple[TokenCache | None, str]:
+    """A cached token stream whose meta.json parses and whose .bin files hold the number of
+    tokens it records; else ``(None, why not)`` (truncated, edited, half-deleted)."""
+    try:
+        meta = json.loads((cdir / "meta.json").read_text("utf-8"))
+        itemsize = np.dtype(meta["dtype"]).itemsize
+        for split in ("train", "val"):
+            size, n = (cdir / f"{split}.bin").stat().st_size, int(meta[f"{split}_tokens"])
+            if size != n * itemsize:
+                return None, f"{split}.bin holds {size} bytes, its meta.json says {n * itemsize}"
+        float(meta["val_bytes"])
+    except (OSError, ValueError, TypeError, KeyError) as exc:  # JSONDecodeError is a ValueError
+        return None, f"unreadable ({type(exc).__name__}: {exc})"
+    return TokenCache(cdir, meta), ""
 
 
 def encode_documents(texts: list[str], tokenizer: Any, dtype: Any) -> list[np.ndarray]:
