@@ -445,6 +445,21 @@ def test_label_errors_name_file_and_line(tmp_path: Path) -> None:
         task.prepare(task.read_file(path))
 
 
+def test_an_unseen_label_at_scoring_time_names_file_and_line(tmp_path: Path) -> None:
+    """Before: `evaluate --data` on a file with a label the checkpoint never saw said
+    "example (no id): label 'maybe' is not one of ['neg', 'pos']", naming no file or line."""
+    from plugformer.training.finetune import build_task
+
+    train, test = tmp_path / "train.csv", tmp_path / "test.jsonl"
+    train.write_text("text,label\ngood,pos\nbad,neg\n")
+    test.write_text('{"text": "fine", "label": "pos"}\n{"text": "hm", "label": "maybe"}\n')
+    task = build_task("sentiment", {}, None)
+    task.prepare(task.read_file(train))
+    examples = task.read_file(test)
+    with pytest.raises(DataError, match=rf"^{test}:2: label 'maybe' is not one of"):
+        task.update_metrics(task.metrics(), [{"label": "pos"}] * 2, examples)
+
+
 @pytest.mark.parametrize(
     ("line", "message"),
     [

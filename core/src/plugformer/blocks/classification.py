@@ -45,7 +45,7 @@ from plugformer.blocks.metrics import (
     on_device,
 )
 from plugformer.errors import ConfigError, DataError
-from plugformer.tasks import SEP, Baseline, LocatedExample, Task, TaskOptions
+from plugformer.tasks import SEP, Baseline, LocatedExample, Task, TaskOptions, example_location
 
 __all__ = ["ClassificationOptions", "ClassificationTask", "classification_example"]
 
@@ -218,7 +218,9 @@ class ClassificationTask(Task):
             "input_ids": encode_fields(self.tokenizer, texts, self.length_budget)
         }
         if train or self.gold(example) is not None:
-            feature["labels"] = self.label_set.index(self.gold(example), example.id)
+            feature["labels"] = self.label_set.index(
+                self.gold(example), example.id, where=example_location(example)
+            )
         return [feature]
 
     def collate(self, features: list[dict[str, Any]]) -> dict[str, Any]:
@@ -252,7 +254,10 @@ class ClassificationTask(Task):
         self, metrics: dict[str, Any], predictions: list[Any], examples: list[Any]
     ) -> None:
         preds = [self.label_set.index(p["label"]) for p in predictions]
-        gold = [self.label_set.index(self.gold(ex), ex.id) for ex in examples]
+        gold = [
+            self.label_set.index(self.gold(ex), ex.id, where=example_location(ex))
+            for ex in examples
+        ]
         for metric in metrics.values():
             metric.update(on_device(metric, preds), on_device(metric, gold))
 

@@ -74,17 +74,20 @@ class LabelSet:
             )
         return self.names
 
-    def index(self, label: str | None, example_id: str | None = None) -> int:
+    def index(
+        self, label: str | None, example_id: str | None = None, *, where: str | None = None
+    ) -> int:
+        """The index of ``label``; an error names ``where`` (the example's ``file:line``, from
+        :func:`plugformer.tasks.example_location`) or else the example's id."""
         names = self.require()
+        at = where or f"example {example_id or '(no id)'}"
         if label is None:
-            raise DataError(
-                f"example {example_id or '(no id)'}: no label to train on or score against"
-            )
+            raise DataError(f"{at}: no label to train on or score against")
         try:
             return names.index(label)
         except ValueError:
             raise DataError(
-                f"example {example_id or '(no id)'}: label {label!r} is not one of {names} "
+                f"{at}: label {label!r} is not one of {names} "
                 "(set options.labels to list every label)"
             ) from None
 

@@ -118,7 +118,11 @@ class TaggingTask(Task):
             if len(ids) + len(pieces) > budget:
                 break
             gold = example.tags[i] if example.tags is not None else None
-            first = self.label_set.index(gold, example.id) if gold is not None else IGNORE
+            first = (
+                self.label_set.index(gold, example.id, where=example_location(example))
+                if gold is not None
+                else IGNORE
+            )
             ids += pieces
             labels += [first] + [IGNORE] * (len(pieces) - 1)
         if train and example.tags is None:
