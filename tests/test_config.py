@@ -49,6 +49,23 @@ def test_type_error_names_file_and_dotted_path(tmp_path: Path) -> None:
     assert msg.startswith(f"{path}: trainer.batch_size:") and "\n" not in msg
 
 
+def test_a_rule_over_a_table_reads_as_its_own_sentence(tmp_path: Path) -> None:
+    """Before: "c.toml: model: Value error, n_heads (4) must divide d_model (30) (got a table)",
+    and a rule over the whole file began "(top level): Value error, ..."."""
+    from plugformer.suites.config import load_suite
+
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, "[model]\nd_model = 30\nn_heads = 4\n"))
+    assert str(err.value) == f"{tmp_path / 'c.toml'}: model: n_heads (4) must divide d_model (30)"
+    suite = tmp_path / "s.toml"
+    suite.write_text(
+        'tasks = ["t"]\nbackbones = [{name = "a", ref = "x"}, {name = "a", ref = "y"}]\n'
+    )
+    with pytest.raises(ConfigError) as err:
+        load_suite(suite)
+    assert str(err.value) == f"{suite}: backbones: duplicates a"
+
+
 def test_missing_file_and_bad_toml(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such config file"):
         load_config(tmp_path / "nope.toml")

@@ -377,7 +377,12 @@ def format_validation_error(exc: ValidationError, model: type[BaseModel], source
     else:
         got = err.get("input")
         shown = repr(got) if not isinstance(got, dict) else "a table"
-        msg = f"{dotted}: {err['msg']} (got {shown[:60]})"
+        text = err["msg"]
+        if err["type"] == "value_error":  # a validator's own sentence, without pydantic's prefix
+            text = str(err.get("ctx", {}).get("error", text.removeprefix("Value error, ")))
+        # a rule over a whole table names its fields itself: the table is not shown
+        whole = err["type"] == "value_error" and isinstance(got, dict)
+        msg = text if not loc else f"{dotted}: {text}" + ("" if whole else f" (got {shown[:60]})")
     more = len(exc.errors()) - 1
     return f"{source}: {msg}" + (
         f" [and {more} more error{'s' if more > 1 else ''}]" if more else ""
