@@ -31,6 +31,40 @@ def test_interrupted_suite_resumes_without_redoing_cells(workspace: Path, fakes:
     assert len(cell_files(run)) == 5 and not list((run / "work").iterdir())
 
 
+def test_a_signal_during_a_cell_says_how_to_continue_the_suite(
+    workspace: Path, fakes: Fakes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: Ctrl-C in a suite's cell printed fine-tuning's own advice, "resume with --resume
+    (checkpoint runs/.../work/KEY/checkpoints/last.ckpt)": `bench` has no --resume, and the
+    next run starts that cell over."""
+    import signal
+
+    from plugformer.errors import Interrupted
+
+    suite, run = write_suite(workspace), workspace / "runs" / "sigint"
+    real = fakes.finetune
+
+    def stopped(spec: Any, backbone: str, out_dir: Path) -> dict[str, Any]:
+        if len(fakes.finetunes) == 2:
+            fakes.finetunes.append(("stopped", backbone, spec.seed))
+            raise Interrupted(
+                signal.SIGINT, "interrupted by SIGINT at step 3; resume with --resume"
+            )
+        return real(spec, backbone, out_dir)
+
+    monkeypatch.setattr("plugformer.training.finetune.finetune", stopped)
+    with pytest.raises(Interrupted) as err:
+        run_suite(suite, run, log=quiet)
+    message = str(err.value)
+    assert err.value.exit_code == 130 and "--resume" not in message
+    assert "interrupted by SIGINT during cell alpha · " in message
+    assert f"3 of 5 cells are saved in {run / 'cells'}" in message
+    assert "run the same `plugformer bench` command again" in message
+    monkeypatch.setattr("plugformer.training.finetune.finetune", real)
+    run_suite(suite, run, log=quiet)
+    assert len(cell_files(run)) == 5
+
+
 def test_unchanged_rerun_uses_the_cache(workspace: Path, fakes: Fakes) -> None:
     suite, run = write_suite(workspace), workspace / "runs" / "rerun"
     run_suite(suite, run, log=quiet)

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from plugformer.config import TaskSpec
-from plugformer.errors import ConfigError, PlugformerError
+from plugformer.errors import ConfigError, Interrupted, PlugformerError
 from plugformer.specs import resolve
 from plugformer.suites.config import (
     SuiteBackbone,
@@ -487,6 +487,22 @@ def _cached_cells(
     return out
 
 
+def _interrupted(
+    exc: BaseException, cell: Cell, done: int, total: int, run_dir: Path
+) -> Interrupted:
+    """A signal during a cell, told as a suite's: what is kept and how to continue (a cell's
+    own fine-tuning is not resumed; the next run starts that cell over)."""
+    import signal
+
+    signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+    return Interrupted(
+        signum,
+        f"interrupted by {signal.Signals(signum).name} during cell {cell.describe()}; "
+        f"{done} of {total} cells are saved in {run_dir / 'cells'}: run the same "
+        "`plugformer bench` command again to continue (this cell starts over)",
+    )
+
+
 def budget_minutes(
     path: str | Path, *, seeds: int | None = None, backbones: Mapping[str, str] | None = None
 ) -> tuple[float, int]:
@@ -558,7 +574,10 @@ def run_suite(
         if cell.key not in cached:  # two labels of one backbone share their cells
             progress.start(i, cell)
             t0 = time.perf_counter()
-            record = _run_cell(cell, run_dir, suite.keep_checkpoints)
+            try:
+                record = _run_cell(cell, run_dir, suite.keep_checkpoints)
+            except (Interrupted, KeyboardInterrupt) as exc:
+                raise _interrupted(exc, cell, len(cached), len(cell_file), run_dir) from None
             write_cell(cell_file[cell.key], record)
             cached[cell.key] = copy.deepcopy(record)
             ran = time.perf_counter() - t0
