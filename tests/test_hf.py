@@ -322,6 +322,29 @@ def test_export_refuses_what_has_no_counterpart(
         import_hf(gpt2_dir, tmp_path / "back")
 
 
+def test_export_never_replaces_a_directory_it_did_not_write(
+    native_tokenizer, tmp_path: Path
+) -> None:
+    """Before: `plugformer export CKPT --to hf runs/movie-reviews` replaced the run directory
+    (its checkpoints, logs) with the exported model, and said "exported"."""
+    from plugformer.hf.export import export_hf
+
+    ckpt = native_checkpoint(tmp_path / "bb", native_tokenizer)
+    run = tmp_path / "run"
+    (run / "final").mkdir(parents=True)
+    (run / "final" / "plugformer.json").write_text("{}")
+    with pytest.raises(PlugformerError, match=r"run: exists and holds files an export does not"):
+        export_hf(ckpt, run)
+    assert (run / "final" / "plugformer.json").read_text() == "{}"
+    with pytest.raises(PlugformerError, match="not a directory"):
+        export_hf(ckpt, run / "final" / "plugformer.json")
+    with pytest.raises(PlugformerError, match="holds files an export does not write"):
+        export_hf(ckpt, ckpt)  # over the checkpoint itself
+    out = export_hf(ckpt, tmp_path / "hf")
+    assert export_hf(ckpt, out) == out  # an earlier export is replaced
+    assert (out / "config.json").is_file()
+
+
 # --------------------------------------------------------------------------- lm-evaluation-harness
 
 

@@ -31,6 +31,7 @@ checkpoint.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +186,8 @@ def export_hf(checkpoint: str | Path, out: str | Path) -> Path:
     The new model is loaded strictly from the converted weights before anything is written,
     so a mapping error can never produce a directory that loads wrongly. Returns ``out``.
     """
+    out = Path(out)
+    _check_out(out)  # before any work
     transformers = require("transformers")
     loaded = load_backbone(checkpoint)
     if loaded.manifest.get("architecture", "plugformer-gpt") != "plugformer-gpt":
@@ -196,11 +199,34 @@ def export_hf(checkpoint: str | Path, out: str | Path) -> Path:
         hf_model = transformers.AutoModelForCausalLM.from_config(hf_cfg).float()
     _load_strict(hf_model, sd, f"{checkpoint}: export")
     hf_model.eval()
-    out = Path(out)
     with atomic_dir(out) as tmp, quiet(transformers):
         hf_model.save_pretrained(str(tmp))
         hf_tokenizer(loaded.tokenizer).save_pretrained(str(tmp))
     return out
+
+
+EXPORT_FILES = re.compile(
+    r"(config|generation_config|tokenizer|tokenizer_config|special_tokens_map)\.json"
+    r"|model(-\d+-of-\d+)?\.safetensors|model\.safetensors\.index\.json"
+)
+"""The files ``save_pretrained`` writes for a causal LM and its tokenizer: an earlier export."""
+
+
+def _check_out(out: Path) -> None:
+    """``out`` is replaced whole: refuse a file, or a directory holding anything but an earlier
+    export (a run directory or a checkpoint would be lost)."""
+    if out.exists() and not out.is_dir():
+        raise PlugformerError(f"{out}: exists and is not a directory")
+    other = (
+        sorted(p.name for p in out.iterdir() if not EXPORT_FILES.fullmatch(p.name))
+        if out.is_dir()
+        else []
+    )
+    if other:
+        raise PlugformerError(
+            f"{out}: exists and holds files an export does not write ({', '.join(other[:3])}); "
+            "export replaces the whole directory: choose a new one, or remove it first"
+        )
 
 
 def _load_strict(module: torch.nn.Module, sd: StateDict, what: str) -> None:
