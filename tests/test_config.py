@@ -66,6 +66,17 @@ def test_a_rule_over_a_table_reads_as_its_own_sentence(tmp_path: Path) -> None:
     assert str(err.value) == f"{suite}: backbones: duplicates a"
 
 
+def test_config_validate_takes_a_suite_without_a_name(tmp_path: Path, capsys) -> None:
+    """Before: "s.toml: name: Field required" for a suite file that `plugformer bench` runs
+    (its name defaults to the file's)."""
+    from plugformer.cli.main import main
+
+    suite = tmp_path / "s.toml"
+    suite.write_text('tasks = ["t"]\nbackbones = [{name = "a", ref = "x"}]\n')
+    main(["config", "validate", str(suite)])  # returns: no error
+    assert '"name": "s"' in capsys.readouterr().out
+
+
 def test_missing_file_and_bad_toml(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such config file"):
         load_config(tmp_path / "nope.toml")

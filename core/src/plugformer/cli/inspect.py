@@ -91,6 +91,8 @@ def config_validate(file: str, kind: str | None, overrides: tuple[str, ...]) -> 
     path = _named_file(file, kind)
     data = apply_overrides(load_toml(path), overrides)
     kind = kind or _guess_kind(data)
+    if kind == "suite":
+        data.setdefault("name", path.stem)  # as `plugformer bench` reads it (load_suite)
     model = parse_model(_model_for(kind), data, str(path), overrides)
     if kind == "task":  # "valid" must mean "will run": the task exists and takes its options
         from plugformer.config import check_task_options
