@@ -64,6 +64,21 @@ def test_a_signal_during_a_cell_says_how_to_continue_the_suite(
     run_suite(suite, run, log=quiet)
     assert len(cell_files(run)) == 5
 
+    # With workers, Ctrl-C reached the parent as KeyboardInterrupt: "plugformer: aborted".
+    def one_then_ctrl_c(cells: list[Any], run_one: Any, out: Path, keep: bool, workers: int):
+        yield cells[0], run_one(cells[0], out, keep), 0.1
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("plugformer.suites.workers.run_parallel", one_then_ctrl_c)
+    parallel = workspace / "runs" / "sigint-workers"
+    with pytest.raises(Interrupted) as err:
+        run_suite(suite, parallel, workers=2, log=quiet)
+    assert err.value.exit_code == 130
+    assert f"during the running cells; 1 of 5 cells are saved in {parallel / 'cells'}" in str(
+        err.value
+    )
+    assert len(cell_files(parallel)) == 1
+
 
 def test_unchanged_rerun_uses_the_cache(workspace: Path, fakes: Fakes) -> None:
     suite, run = write_suite(workspace), workspace / "runs" / "rerun"

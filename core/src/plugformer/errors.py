@@ -48,6 +48,10 @@ class Interrupted(BaseException):
         super().__init__(message)
         self.signum = signum
 
+    def __reduce__(self) -> tuple[type[Interrupted], tuple[int, str]]:
+        # a suite's worker process sends it back to the parent pickled
+        return type(self), (self.signum, str(self))
+
     @property
     def exit_code(self) -> int:
         return 128 + int(self.signum)

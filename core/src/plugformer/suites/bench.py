@@ -488,18 +488,24 @@ def _cached_cells(
 
 
 def _interrupted(
-    exc: BaseException, cell: Cell, done: int, total: int, run_dir: Path
+    exc: BaseException, cell: Cell | None, done: int, total: int, run_dir: Path
 ) -> Interrupted:
-    """A signal during a cell, told as a suite's: what is kept and how to continue (a cell's
-    own fine-tuning is not resumed; the next run starts that cell over)."""
+    """A signal during a cell (``None``: during the cells the workers were running), told as a
+    suite's: what is kept and how to continue (a cell's own fine-tuning is not resumed; the
+    next run starts the unfinished cells over)."""
     import signal
 
     signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+    where, again = (
+        (f"cell {cell.describe()}", "this cell starts over")
+        if cell
+        else ("the running cells", "they start over")
+    )
     return Interrupted(
         signum,
-        f"interrupted by {signal.Signals(signum).name} during cell {cell.describe()}; "
+        f"interrupted by {signal.Signals(signum).name} during {where}; "
         f"{done} of {total} cells are saved in {run_dir / 'cells'}: run the same "
-        "`plugformer bench` command again to continue (this cell starts over)",
+        f"`plugformer bench` command again to continue ({again})",
     )
 
 
@@ -563,12 +569,15 @@ def run_suite(
 
         todo = list({c.key: c for c in cells if c.key in pending}.values())
         log(f"suite {suite.name}: {workers} cells at a time, each in its own process")
-        for n, (cell, record, ran) in enumerate(
-            run_parallel(todo, _run_cell, run_dir, suite.keep_checkpoints, workers), 1
-        ):
-            write_cell(cell_file[cell.key], record)
-            cached[cell.key] = record
-            progress.done(n, cell, record, ran)
+        try:
+            for n, (cell, record, ran) in enumerate(
+                run_parallel(todo, _run_cell, run_dir, suite.keep_checkpoints, workers), 1
+            ):
+                write_cell(cell_file[cell.key], record)
+                cached[cell.key] = record
+                progress.done(n, cell, record, ran)
+        except (Interrupted, KeyboardInterrupt) as exc:
+            raise _interrupted(exc, None, len(cached), len(cell_file), run_dir) from None
     for i, cell in enumerate(cells, 1):
         ran: float | None = None
         if cell.key not in cached:  # two labels of one backbone share their cells
