@@ -358,6 +358,27 @@ def test_a_missing_data_file_is_not_called_an_unknown_dataset(
     assert code == 2 and "no such file" not in line  # a bare name is still a dataset name
 
 
+def test_a_spec_whose_data_file_is_missing_names_the_spec_and_field(
+    capsys: pytest.CaptureFixture[str], micro_checkpoint: Path, tmp_path: Path
+) -> None:
+    """Before: "plugformer: error: gone.jsonl: no such file", naming neither the spec nor which
+    of its data fields gave the path."""
+    spec = tmp_path / "reviews.toml"
+    spec.write_text('task = "sentiment"\n[data]\ntrain = "gone.jsonl"\n')
+    code, line = cli(
+        capsys,
+        "finetune",
+        str(spec),
+        "--backbone",
+        str(micro_checkpoint),
+        "--out",
+        str(tmp_path / "o"),
+    )
+    assert code == 2 and line == (
+        f"plugformer: error: spec 'reviews': data.train: {tmp_path / 'gone.jsonl'}: no such file"
+    )
+
+
 def test_a_bad_set_override_is_named_as_the_override(tmp_path: Path, capsys) -> None:
     """Before: ``--set model.nope=1`` was reported as an unknown key of the config file."""
     good = toml(tmp_path / "ok.toml", {"seed": 1})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,6 +25,8 @@ def load_examples(task: Any, spec: TaskSpec, split: str) -> list[Any]:
     if split == "test" and spec.data.max_test:
         limit = spec.data.max_test
     if path:
+        if not Path(path).exists():  # name the spec and the field that gave the path
+            raise DataError(f"spec {spec.label!r}: data.{split}: {path}: no such file")
         examples = task.read_file(path)
     elif spec.data.dataset:
         from pathlib import Path as _P
