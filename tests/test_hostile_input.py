@@ -265,6 +265,15 @@ def test_finetune_bad_data(name: str, micro_checkpoint: Path, tmp_path: Path, ca
     assert code == 2 and name in line and (expect in line or expect.lower() in line.lower()), line
 
 
+def test_a_directory_given_as_data_is_named_as_one(tmp_path: Path) -> None:
+    """Before: ``--data DIR`` said "unknown format ''" (a folder has no suffix)."""
+    from plugformer.data import readers
+
+    (tmp_path / "train").mkdir()
+    with pytest.raises(DataError, match=r"train: is a directory \(expected a \.jsonl"):
+        list(readers.read_records(tmp_path / "train"))
+
+
 def test_reader_huge_line_names_file_and_line(tmp_path: Path, monkeypatch) -> None:
     from plugformer.data import readers
 

@@ -105,6 +105,8 @@ def read_records(
     """
     path = Path(path)
     suffix = path.suffix.lower()
+    if path.is_dir():  # before the suffix: a folder has none, and "unknown format ''" misleads
+        raise DataError(f"{path}: is a directory (expected a .jsonl, .csv, .tsv or .txt file)")
     if suffix in (".jsonl", ".ndjson"):
         rows = _read_jsonl(path)
     elif suffix == ".csv":
