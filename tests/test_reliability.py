@@ -340,6 +340,29 @@ def test_a_runtime_hook_that_raises_is_named_and_left_out(
         plugins.extra_callbacks("finetune", None)
 
 
+def test_a_wrapper_on_a_runtime_hook_still_wraps_it(tmp_path: Path) -> None:
+    """A ``wrapper=True`` implementation of ``read_examples`` runs around the readers (pluggy's
+    own call), not as a reader of its own whose generator is refused as "not a list"."""
+    from plugformer.training.finetune import build_task
+
+    seen: list[str] = []
+    plugin = types.ModuleType("auditor")
+
+    @hookimpl(wrapper=True, specname="read_examples")
+    def audit(path: str, task: Any) -> Any:
+        seen.append(Path(path).name)
+        rows = yield
+        return rows
+
+    plugin.read_examples = audit  # type: ignore[attr-defined]
+    plugins.register_plugin(plugin, "auditor")
+    data = tmp_path / "rows.jsonl"
+    data.write_text('{"text": "a good film", "label": "pos"}\n')
+    task = build_task("sentiment", {}, None)
+    assert [ex.text for ex in task.read_file(data)] == ["a good film"]
+    assert seen == ["rows.jsonl"]
+
+
 def test_a_plugin_cannot_replace_a_core_command(capsys: pytest.CaptureFixture[str]) -> None:
     from plugformer.cli import main as cli_mod
     from plugformer.cli.run import pretrain

@@ -562,9 +562,14 @@ def _runtime_failure(impl: Any, hook_name: str, problem: str, consequence: str) 
     print(f"plugformer: {message}; {consequence}", file=sys.stderr)
 
 
-def _in_call_order(hook_name: str) -> list[Any]:
-    """A hook's implementations in the order pluggy calls them (last registered first)."""
-    return list(reversed(getattr(get_plugin_manager().hook, hook_name).get_hookimpls()))
+def _in_call_order(hook_name: str) -> list[Any] | None:
+    """A hook's implementations in the order pluggy calls them (last registered first), or
+    ``None`` when a plugin wraps the hook (``wrapper=True`` / ``hookwrapper=True``): then only
+    pluggy's own call runs the wrapper around the others, and the caller uses it."""
+    impls = getattr(get_plugin_manager().hook, hook_name).get_hookimpls()
+    if any(impl.wrapper or impl.hookwrapper for impl in impls):
+        return None
+    return list(reversed(impls))
 
 
 def extra_callbacks(stage: str, config: Any) -> list[Any]:
@@ -573,7 +578,11 @@ def extra_callbacks(stage: str, config: Any) -> list[Any]:
     from lightning.pytorch import Callback
 
     out: list[Any] = []
-    for impl in _in_call_order("register_callbacks"):
+    impls = _in_call_order("register_callbacks")
+    if impls is None:  # wrapped: pluggy runs the wrapper, without per-plugin isolation
+        hook = get_plugin_manager().hook.register_callbacks
+        return [c for group in hook(stage=stage, config=config) if group for c in group]
+    for impl in impls:
         try:
             group = _call_impl(impl, "register_callbacks", stage=stage, config=config)
         except PlugformerError:
@@ -594,7 +603,10 @@ def extra_callbacks(stage: str, config: Any) -> list[Any]:
 def read_examples(path: str, task: Any) -> list[Any] | None:
     """The first plugin reader's rows for ``path`` (the ``read_examples`` hook), or ``None``;
     a reader that raises or returns something other than a list is named and skipped."""
-    for impl in _in_call_order("read_examples"):
+    impls = _in_call_order("read_examples")
+    if impls is None:  # wrapped: pluggy runs the wrapper, without per-plugin isolation
+        return get_plugin_manager().hook.read_examples(path=path, task=task)
+    for impl in impls:
         try:
             rows = _call_impl(impl, "read_examples", path=path, task=task)
         except PlugformerError:
