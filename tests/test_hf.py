@@ -289,6 +289,12 @@ def test_export_to_transformers_and_import_back(
     torch.testing.assert_close(theirs * mask[..., None], ours * mask[..., None], atol=1e-4, rtol=0)
     # And back: a native checkpoint with the same config and logits.
     back = load_backbone(import_hf(tmp_path / "hf", tmp_path / "back"))
+    assert load_backbone(import_hf(tmp_path / "hf", tmp_path / "back"))  # a re-import replaces
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    with pytest.raises(PlugformerError, match=r"run: exists, holds files and is not a plugformer"):
+        import_hf(tmp_path / "hf", tmp_path / "run")  # never deletes what it did not write
+    assert (tmp_path / "run" / "notes.txt").read_text() == "mine"
     keys = (
         "n_layers",
         "d_model",

@@ -358,6 +358,20 @@ def hf_to_native(hf_model: Any) -> tuple[ModelConfig, StateDict]:
     return cfg, out
 
 
+def _check_import_out(out: Path) -> None:
+    """``out`` is replaced whole: refuse a file, or a non-empty directory that is not a
+    plugformer checkpoint (an earlier import may be replaced; a run directory may not)."""
+    from plugformer.checkpoint import MANIFEST
+
+    if out.exists() and not out.is_dir():
+        raise PlugformerError(f"{out}: exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
+        raise PlugformerError(
+            f"{out}: exists, holds files and is not a plugformer checkpoint; the import replaces "
+            "the whole directory: choose a new one, or remove it first"
+        )
+
+
 def import_hf(src: str | Path, out: str | Path) -> Path:
     """Turn a ``transformers`` Llama/GPT-2 directory ``src`` into a native backbone checkpoint ``out``.
 
@@ -368,9 +382,10 @@ def import_hf(src: str | Path, out: str | Path) -> Path:
     from plugformer.models.gpt import GPT
     from plugformer.tokenizer import Tokenizer
 
-    src = Path(src)
+    src, out = Path(src), Path(out)
     if not (src / "config.json").is_file() or not (src / "tokenizer.json").is_file():
         raise CheckpointError(f"{src}: not a transformers model directory with a tokenizer.json")
+    _check_import_out(out)
     try:
         tokenizer = Tokenizer.from_file(src / "tokenizer.json")
     except CheckpointError as exc:
