@@ -16,7 +16,7 @@ import click
 import pytest
 import torch
 
-from plugformer import hookimpl, plugins
+from plugformer import hook_calls, hookimpl, plugins
 from plugformer.checkpoint import load_backbone, save_backbone, save_task
 from plugformer.config import ModelConfig, TaskSpec, parse_model
 from plugformer.errors import CheckpointError, DataError, PlugformerError
@@ -284,7 +284,7 @@ def test_on_result_gets_a_copy() -> None:
     plugin.on_result = on_result  # type: ignore[attr-defined]
     plugins.register_plugin(plugin, "vandal")
     result = {"metrics": {"accuracy": 0.5}}
-    plugins.call_on_result(result)
+    hook_calls.call_on_result(result)
     assert result == {"metrics": {"accuracy": 0.5}}
 
 
@@ -322,7 +322,7 @@ def test_a_runtime_hook_that_raises_is_named_and_left_out(
     garbage.register_callbacks = not_a_list  # type: ignore[attr-defined]
     for module in (healthy, broken, garbage):
         plugins.register_plugin(module, module.__name__)
-    assert plugins.extra_callbacks("finetune", None) == [good_callback]
+    assert hook_calls.extra_callbacks("finetune", None) == [good_callback]
     err = capsys.readouterr().err
     assert "plugin 'boom' failed in register_callbacks: RuntimeError: tracker offline" in err
     assert "plugin 'garbage' failed in register_callbacks: it returned int, not a list" in err
@@ -337,7 +337,7 @@ def test_a_runtime_hook_that_raises_is_named_and_left_out(
     with pytest.raises(
         PlugformerError, match=r"plugin '(boom|garbage)' failed in register_callbacks"
     ):
-        plugins.extra_callbacks("finetune", None)
+        hook_calls.extra_callbacks("finetune", None)
 
 
 def test_a_wrapper_on_a_runtime_hook_still_wraps_it(tmp_path: Path) -> None:

@@ -211,7 +211,7 @@ class Task:
         """Read and validate every example of a JSONL/CSV/TSV file (or a format a plugin reads
         through the ``read_examples`` hook)."""
         from plugformer.data.readers import read_records
-        from plugformer.plugins import read_examples
+        from plugformer.hook_calls import read_examples
 
         raw = read_examples(str(path), self)
         if raw is not None:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "IDENTITY_FIELDS",
     "LEVEL",
     "RESAMPLES",
     "RNG_SEED",
@@ -28,6 +29,9 @@ RESAMPLES = 1000
 RNG_SEED = 0
 LEVEL = 0.95
 
+IDENTITY_FIELDS = ("spec", "task", "column", "kind", "main_metric", "higher_is_better")
+"""What names an aggregate (its task, column and how to read its metric): the first fields
+of :meth:`Aggregate.as_dict` and of the CSV report."""
 
 # --------------------------------------------------------------------------- statistics
 
@@ -105,16 +109,7 @@ class Aggregate:
 
     def as_dict(self) -> dict[str, Any]:
         low, high = self.interval
-        keep = (
-            "spec",
-            "task",
-            "column",
-            "kind",
-            "main_metric",
-            "higher_is_better",
-            "seeds",
-            "values",
-        )
+        keep = (*IDENTITY_FIELDS, "seeds", "values")
         return {
             **{k: getattr(self, k) for k in keep},
             "mean": self.mean,

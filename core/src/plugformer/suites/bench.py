@@ -432,8 +432,8 @@ def _log_samples(out: Path, cell: Cell, samples: list[dict[str, Any]]) -> str:
 
 
 def _run_baseline(cell: Cell, tokenizer: Any, out: Path) -> dict[str, Any]:
+    from plugformer.hook_calls import call_on_result
     from plugformer.metric_info import normalise_metric_info
-    from plugformer.plugins import call_on_result
     from plugformer.tasks import run_baseline
     from plugformer.training.finetune import build_task, load_examples
 

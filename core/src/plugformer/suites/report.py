@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from plugformer.suites.aggregate import (
+    IDENTITY_FIELDS,
     LEVEL,
     RESAMPLES,
     RNG_SEED,
@@ -200,12 +201,7 @@ def _other_metrics(
 def _csv(aggs: Sequence[Aggregate]) -> str:
     buf = io.StringIO()
     fields = [
-        "spec",
-        "task",
-        "column",
-        "kind",
-        "main_metric",
-        "higher_is_better",
+        *IDENTITY_FIELDS,
         "n",
         "mean",
         "ci_low",

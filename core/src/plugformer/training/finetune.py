@@ -231,7 +231,7 @@ def _trainer(
     logger_version: str = "",
 ) -> L.Trainer:
     from plugformer.config import TrainerConfig
-    from plugformer.plugins import extra_callbacks
+    from plugformer.hook_calls import extra_callbacks
     from plugformer.training.common import build_trainer
 
     ft = spec.finetune
@@ -412,8 +412,8 @@ def evaluate(
     evaluation (decoding settings: ``beam_size``, ``no_repeat_ngram_size``, ...)."""
     from plugformer.checkpoint import library_versions
     from plugformer.fileio import atomic_write_json
+    from plugformer.hook_calls import call_on_result
     from plugformer.metric_info import normalise_metric_info
-    from plugformer.plugins import call_on_result
 
     t0 = time.time()
     # The spec's [inference] precision when it sets one, else the checkpoint's saved one.

@@ -279,6 +279,7 @@ def _pretrain(config: PretrainConfig, resume: bool) -> dict[str, Any]:
     from plugformer.data.mixture import mix_tasks, task_sources
     from plugformer.errors import ConfigError
     from plugformer.fileio import atomic_write_json
+    from plugformer.hook_calls import extra_callbacks
     from plugformer.signals import checkpoint_on_signal, fit
     from plugformer.training.common import build_trainer, seed_everything
 
@@ -343,7 +344,7 @@ def _pretrain(config: PretrainConfig, resume: bool) -> dict[str, Any]:
         throughput,
         schedule,
         _ProgressLog(t.max_steps, schedule),
-        *plugins.extra_callbacks("pretrain", config),
+        *extra_callbacks("pretrain", config),
     ]
     # A resumed run logs into logs/resumeN/ so the CSV of the killed run is kept.
     version = ""

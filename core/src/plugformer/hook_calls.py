@@ -1,0 +1,100 @@
+"""Calls of the runtime hooks (``on_result``, ``register_callbacks``, ``read_examples``), one
+plugin at a time, so that a plugin failing at run time is named and left out instead of ending
+the run (fatal under ``--strict-plugins``). Loading plugins and their registrations live in
+:mod:`plugformer.plugins`.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from plugformer.errors import PlugformerError, PluginError
+from plugformer.plugins import _call_impl, get_plugin_manager, strict
+
+__all__ = ["call_on_result", "extra_callbacks", "read_examples"]
+
+
+def call_on_result(result: dict[str, Any]) -> None:
+    """Tell every plugin of a finished evaluation; one plugin's failure is reported, not fatal."""
+    import copy
+
+    pm = get_plugin_manager()
+    for impl in pm.hook.on_result.get_hookimpls():
+        try:  # each plugin gets its own copy: an edit must not reach the caller or the others
+            _call_impl(impl, "on_result", result=copy.deepcopy(result))
+        except Exception as exc:
+            print(
+                f"plugformer: plugin {impl.plugin_name!r} failed in on_result: {exc}",
+                file=sys.stderr,
+            )
+
+
+def _runtime_failure(impl: Any, hook_name: str, problem: str, consequence: str) -> None:
+    """One plugin's runtime hook failed: one line naming the plugin on stderr, and the run goes
+    on without it; under ``--strict-plugins`` the failure is fatal."""
+    message = f"plugin {impl.plugin_name!r} failed in {hook_name}: {problem}"
+    if strict():
+        raise PluginError(message)
+    print(f"plugformer: {message}; {consequence}", file=sys.stderr)
+
+
+def _in_call_order(hook_name: str) -> list[Any] | None:
+    """A hook's implementations in the order pluggy calls them (last registered first), or
+    ``None`` when a plugin wraps the hook (``wrapper=True`` / ``hookwrapper=True``): then only
+    pluggy's own call runs the wrapper around the others, and the caller uses it."""
+    impls = getattr(get_plugin_manager().hook, hook_name).get_hookimpls()
+    if any(impl.wrapper or impl.hookwrapper for impl in impls):
+        return None
+    return list(reversed(impls))
+
+
+def extra_callbacks(stage: str, config: Any) -> list[Any]:
+    """The plugins' Lightning callbacks for a Trainer; a plugin whose hook raises or returns
+    something other than a list of callbacks is named and left out."""
+    from lightning.pytorch import Callback
+
+    out: list[Any] = []
+    impls = _in_call_order("register_callbacks")
+    if impls is None:  # wrapped: pluggy runs the wrapper, without per-plugin isolation
+        hook = get_plugin_manager().hook.register_callbacks
+        return [c for group in hook(stage=stage, config=config) if group for c in group]
+    for impl in impls:
+        try:
+            group = _call_impl(impl, "register_callbacks", stage=stage, config=config)
+        except PlugformerError:
+            raise  # a deliberate, one-line refusal (a setting the plugin needs)
+        except Exception as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+        else:
+            if group is None:
+                continue
+            if isinstance(group, list | tuple) and all(isinstance(c, Callback) for c in group):
+                out.extend(group)
+                continue
+            problem = f"it returned {type(group).__name__}, not a list of lightning Callbacks"
+        _runtime_failure(impl, "register_callbacks", problem, "its callbacks are left out")
+    return out
+
+
+def read_examples(path: str, task: Any) -> list[Any] | None:
+    """The first plugin reader's rows for ``path`` (the ``read_examples`` hook), or ``None``;
+    a reader that raises or returns something other than a list is named and skipped."""
+    impls = _in_call_order("read_examples")
+    if impls is None:  # wrapped: pluggy runs the wrapper, without per-plugin isolation
+        return get_plugin_manager().hook.read_examples(path=path, task=task)
+    for impl in impls:
+        try:
+            rows = _call_impl(impl, "read_examples", path=path, task=task)
+        except PlugformerError:
+            raise  # the plugin's own one-line verdict on a file it reads (bad row, ...)
+        except Exception as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+        else:
+            if rows is None:
+                continue
+            if isinstance(rows, list):
+                return rows
+            problem = f"it returned {type(rows).__name__}, not a list of examples"
+        _runtime_failure(impl, "read_examples", f"{problem} (reading {path})", "reader skipped")
+    return None
