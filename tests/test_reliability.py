@@ -340,6 +340,63 @@ def test_a_runtime_hook_that_raises_is_named_and_left_out(
         hook_calls.extra_callbacks("finetune", None)
 
 
+def test_a_plugin_callback_that_raises_mid_training_is_named_and_switched_off(
+    micro_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: a plugin's Lightning callback raising in a training step ended the fine-tune
+    with Lightning's traceback, naming no plugin. Now one line names the plugin, the callback
+    and the hook, the callback is switched off, the run finishes, and the other plugins'
+    callbacks keep running; under ``--strict-plugins`` the same failure is fatal."""
+    from lightning.pytorch import Callback
+
+    import plugformer
+
+    if "sentiment" not in plugins.tasks().names():
+        pytest.skip("sentiment plugin not installed")
+
+    class Flaky(Callback):
+        calls = 0
+
+        def on_train_batch_end(self, *args: Any) -> None:
+            Flaky.calls += 1
+            raise ValueError("metrics server said no")
+
+    class Counter(Callback):
+        steps = 0
+
+        def on_train_batch_end(self, *args: Any) -> None:
+            Counter.steps += 1
+
+    flaky, counting = types.ModuleType("flaky"), types.ModuleType("counting")
+    flaky.register_callbacks = hookimpl(specname="register_callbacks")(  # type: ignore[attr-defined]
+        lambda stage, config: [Flaky()]
+    )
+    counting.register_callbacks = hookimpl(specname="register_callbacks")(  # type: ignore[attr-defined]
+        lambda stage, config: [Counter()]
+    )
+    plugins.register_plugin(flaky, "flaky")
+    plugins.register_plugin(counting, "counting")
+    rows = [{"text": f"{w} film number {i}", "label": w} for i, w in enumerate(["good", "bad"] * 8)]
+    (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    spec = TaskSpec(
+        task="sentiment",
+        data={"train": str(tmp_path / "train.jsonl")},
+        finetune={"max_steps": 3, "batch_size": 4, "progress": False},
+    )
+    summary = plugformer.finetune(spec, backbone=str(micro_checkpoint), out_dir=tmp_path / "run")
+    assert summary["steps"] == 3
+    assert (Flaky.calls, Counter.steps) == (1, 3)
+    err = capsys.readouterr().err
+    assert (
+        "plugin 'flaky' failed in its callback Flaky.on_train_batch_end: "
+        "ValueError: metrics server said no; the callback is switched off"
+    ) in err
+
+    plugins.set_strict(True)
+    with pytest.raises(PlugformerError, match="plugin 'flaky' failed in its callback"):
+        plugformer.finetune(spec, backbone=str(micro_checkpoint), out_dir=tmp_path / "strict")
+
+
 def test_a_wrapper_on_a_runtime_hook_still_wraps_it(tmp_path: Path) -> None:
     """A ``wrapper=True`` implementation of ``read_examples`` runs around the readers (pluggy's
     own call), not as a reader of its own whose generator is refused as "not a list"."""

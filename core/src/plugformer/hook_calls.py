@@ -12,7 +12,7 @@ from typing import Any
 from plugformer.errors import PlugformerError, PluginError
 from plugformer.plugins import _call_impl, get_plugin_manager, strict
 
-__all__ = ["call_on_result", "extra_callbacks", "read_examples"]
+__all__ = ["call_on_result", "extra_callbacks", "guard_callback", "read_examples"]
 
 
 def call_on_result(result: dict[str, Any]) -> None:
@@ -70,11 +70,61 @@ def extra_callbacks(stage: str, config: Any) -> list[Any]:
             if group is None:
                 continue
             if isinstance(group, list | tuple) and all(isinstance(c, Callback) for c in group):
-                out.extend(group)
+                out.extend(guard_callback(c, impl.plugin_name) for c in group)
                 continue
             problem = f"it returned {type(group).__name__}, not a list of lightning Callbacks"
         _runtime_failure(impl, "register_callbacks", problem, "its callbacks are left out")
     return out
+
+
+def guard_callback(callback: Any, plugin: str) -> Any:
+    """``callback`` (a plugin's) with each Lightning hook it overrides guarded: the first time
+    one raises, one line names the plugin, the callback and the hook on stderr, and the
+    callback does nothing more; the run goes on (fatal under ``--strict-plugins``).
+
+    The hooks are replaced on the instance, which Lightning looks them up on, so the callback
+    keeps its type (Lightning treats ``ModelCheckpoint`` and ``EarlyStopping`` specially).
+    ``PlugformerError`` passes through: a plugin's deliberate one-line verdict.
+    """
+    import functools
+
+    from lightning.pytorch import Callback
+
+    state = {"failed": False}
+    kind = type(callback)
+    hooks = [
+        name
+        for name in dir(Callback)
+        if (name.startswith("on_") or name in ("setup", "teardown"))
+        and callable(getattr(Callback, name))
+        and getattr(kind, name, None) is not getattr(Callback, name)
+    ]
+
+    def guarded(name: str, method: Any) -> Any:
+        @functools.wraps(method)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if state["failed"]:
+                return None
+            try:
+                return method(*args, **kwargs)
+            except PlugformerError:
+                raise
+            except Exception as exc:
+                state["failed"] = True
+                message = (
+                    f"plugin {plugin!r} failed in its callback {kind.__name__}.{name}: "
+                    f"{type(exc).__name__}: {exc}"
+                )
+                if strict():
+                    raise PluginError(message) from exc
+                print(f"plugformer: {message}; the callback is switched off", file=sys.stderr)
+                return None
+
+        return call
+
+    for name in hooks:
+        setattr(callback, name, guarded(name, getattr(callback, name)))
+    return callback
 
 
 def read_examples(path: str, task: Any) -> list[Any] | None:
