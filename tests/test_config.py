@@ -72,9 +72,39 @@ def test_config_validate_takes_a_suite_without_a_name(tmp_path: Path, capsys) ->
     from plugformer.cli.main import main
 
     suite = tmp_path / "s.toml"
-    suite.write_text('tasks = ["t"]\nbackbones = [{name = "a", ref = "x"}]\n')
+    suite.write_text(
+        'tasks = ["movie-reviews"]\nseeds = 2\nbaselines = false\n'
+        'backbones = [{name = "a", ref = "x"}]\n'
+    )
     main(["config", "validate", str(suite)])  # returns: no error
-    assert '"name": "s"' in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert '"name": "s"' in out
+    assert "valid suite config (2 cells)" in err  # two seeds of "a"
+
+
+def test_config_validate_checks_a_suite_as_bench_would(tmp_path: Path, capsys) -> None:
+    """Before: a suite was checked against its schema only, so "valid" could name a spec that
+    does not exist or a backbone override the task refuses; `plugformer bench` then failed.
+    Now the same checks as bench's plan run, without checkpoints or downloads."""
+    from plugformer.cli.main import main
+
+    suite = tmp_path / "s.toml"
+    suite.write_text('tasks = ["movie-reviewz"]\nbackbones = [{name = "a", ref = "nowhere"}]\n')
+    with pytest.raises(SystemExit) as exit_:
+        main(["config", "validate", str(suite)])
+    assert exit_.value.code != 0
+    assert "movie-reviewz" in capsys.readouterr().err
+    suite.write_text(
+        'tasks = ["movie-reviews"]\nbackbones = [{name = "a", ref = "nowhere", '
+        'overrides = { options = { poolin = "mean" } } }]\n'
+    )
+    with pytest.raises(SystemExit) as exit_:
+        main(["config", "validate", str(suite)])
+    assert exit_.value.code != 0
+    err = capsys.readouterr().err
+    assert "backbone 'a'" in err and "poolin" in err
+    main(["config", "validate", "default", "--kind", "suite"])
+    assert "valid suite config (" in capsys.readouterr().err
 
 
 def test_missing_file_and_bad_toml(tmp_path: Path) -> None:

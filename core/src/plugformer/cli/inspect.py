@@ -94,11 +94,19 @@ def config_validate(file: str, kind: str | None, overrides: tuple[str, ...]) -> 
     if kind == "suite":
         data.setdefault("name", path.stem)  # as `plugformer bench` reads it (load_suite)
     model = parse_model(_model_for(kind), data, str(path), overrides)
-    if kind == "task":  # "valid" must mean "will run": the task exists and takes its options
+    # "valid" must mean "will run": the task exists and takes its options; a suite's specs,
+    # overrides and backbone task lists are checked as `plugformer bench` checks them
+    detail = ""
+    if kind == "task":
         from plugformer.config import check_task_options
 
         check_task_options(model, str(path), overrides)
-    click.echo(f"{path}: valid {kind} config", err=True)
+    elif kind == "suite":
+        from plugformer.suites.bench import plan_cells
+
+        refs = {b.name: b.ref for b in model.backbones}
+        detail = f" ({len(plan_cells(model, path, refs, check_only=True))} cells)"
+    click.echo(f"{path}: valid {kind} config{detail}", err=True)
     click.echo(model.model_dump_json(indent=2))
 
 

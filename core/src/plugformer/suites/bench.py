@@ -263,12 +263,21 @@ def data_version(spec: TaskSpec) -> dict[str, Any]:
     return out
 
 
-def plan_cells(suite: SuiteConfig, suite_file: Path, refs: Mapping[str, str]) -> list[Cell]:
-    """Every cell of the suite, task by task: baselines first, then seed by seed each backbone."""
+def plan_cells(
+    suite: SuiteConfig, suite_file: Path, refs: Mapping[str, str], *, check_only: bool = False
+) -> list[Cell]:
+    """Every cell of the suite, task by task: baselines first, then seed by seed each backbone.
+
+    Every spec, override and backbone ``tasks`` entry is checked here, before any cell runs.
+    ``check_only`` (``plugformer config validate``): the same checks, but the cells carry no
+    identity of their backbones, data or code, so no checkpoint need exist and no dataset is
+    fetched."""
     from plugformer.config import check_task_options
     from plugformer.plugins import get_task_class
 
-    ids = {label: _identity(label, ref) for label, ref in refs.items()}
+    ids: dict[str, dict[str, Any]] = {
+        label: {} if check_only else _identity(label, ref) for label, ref in refs.items()
+    }
     first = next(iter(refs))
     cells: list[Cell] = []
     specs: list[TaskSpec] = []
@@ -282,7 +291,8 @@ def plan_cells(suite: SuiteConfig, suite_file: Path, refs: Mapping[str, str]) ->
         if suite.overrides.get("options"):
             check_task_options(spec, f"{suite_file}: its overrides on {path.name}")
         cls = get_task_class(spec.task)
-        where, data, code = str(path), data_version(spec), code_identity(cls)
+        where = str(path)
+        data, code = ({}, {}) if check_only else (data_version(spec), code_identity(cls))
         if suite.baselines:  # a baseline borrows the first backbone's tokenizer
             cells += [
                 Cell("baseline", spec, where, name, None, refs[first], ids[first], data, code)
