@@ -160,7 +160,7 @@ def load_split(
     """The examples of one split (materialising the dataset first if needed)."""
     info = get_dataset(name_or_recipe, progress=True, registry=registry)
     path = info.path(split)
-    rebuild = f"run `plugformer data get {info.name}` to rebuild it"
+    rebuild = _rebuild_hint(info.name)
     problem = _damage(path, info.manifest)
     if problem:
         raise DataError(f"{problem}; {rebuild}")
@@ -285,9 +285,14 @@ def _manifest(recipe: Recipe, counts, digests, data_sha: str, paths: list[Path])
     }
 
 
+def _rebuild_hint(name: str) -> str:
+    """How to rebuild a damaged cached dataset, the end of every such error."""
+    return f"run `plugformer data get {name}` to rebuild it"
+
+
 def _rebuild(manifest_path: Path) -> str:
-    """How to rebuild a damaged cached dataset (its directory is ``NAME/VERSION``)."""
-    return f"run `plugformer data get {manifest_path.parent.parent.name}` to rebuild it"
+    """:func:`_rebuild_hint` for a manifest (its directory is ``NAME/VERSION``)."""
+    return _rebuild_hint(manifest_path.parent.parent.name)
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
