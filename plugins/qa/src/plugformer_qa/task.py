@@ -24,7 +24,10 @@ whitespace of the span is dropped), so a prediction is always an exact substring
 context. A span that starts or ends inside a word (a sub-word token) is widened to the whole
 word (``snap_to_words``), since SQuAD scoring compares whole words. With
 ``answer_candidates = "entities"`` decoding chooses only among the context's candidate
-entities (cloze QA: the answer is always one), still by the model's start + end logits.
+entities (cloze QA: the answer is always one), still by the model's start + end logits, and
+training learns that choice: a softmax over each window's candidate occurrences and its
+``<sep>``, each scored ``start[i] + end[j]``, where every occurrence of the answer's text is
+right (Kadlec et al., 2016's attention-sum reader sums over an entity's occurrences too).
 """
 
 from __future__ import annotations
@@ -117,7 +120,9 @@ class QAOptions(TaskOptions):
     the ``entity-ranker`` baseline chooses among (runs of 1-4 capitalised or numeric words
     not in the question; :func:`plugformer_qa.baselines.candidate_spans`), as cloze readers
     choose among the document's entities (Hermann et al., 2015); the model still scores
-    them. An example without a candidate falls back to ``"any"``."""
+    them. An example without a candidate falls back to ``"any"``. Training then learns the
+    same choice: a cross-entropy over each window's candidates, every occurrence of the
+    answer's text counting for it (the attention-sum reader's objective)."""
 
 
 class SpanHead(nn.Module):
@@ -307,6 +312,7 @@ class QATask(Task):
             answer = _token_span(offsets, first.answer_start, first.answer_start + len(first.text))
         if train and answer is None:
             raise DataError(f"{example_location(example)}: training needs an answer")
+        candidates = self._candidate_tokens(example, offsets) if answer is not None else None
         features = []
         for start in _window_starts(len(ids), span, stride):
             end = min(start + span, len(ids))
@@ -322,8 +328,51 @@ class QATask(Task):
                 feature["end_position"] = len(prefix) + answer[1] - start
             elif answer is not None:  # the answer is not (wholly) in this window: point at <sep>
                 feature["start_position"] = feature["end_position"] = len(prefix) - 1
+            if candidates is not None:
+                feature["candidates"] = self._window_candidates(
+                    candidates, feature, start, end, len(prefix)
+                )
             features.append(feature)
         return features
+
+    def _candidate_tokens(
+        self, example: QAExample, offsets: Sequence[tuple[int, int]]
+    ) -> list[tuple[int, int, bool]] | None:
+        """With ``answer_candidates = "entities"``: every candidate occurrence of the context as
+        ``(first token, last token, is it the answer's text?)`` over the whole context's
+        tokens (maybe none); ``None`` otherwise."""
+        if self.options.answer_candidates != "entities":
+            return None
+        gold = example.answers[0].text
+        out = []
+        for char_start, char_end in candidate_spans(example.context, example.question):
+            tokens = _token_span(offsets, char_start, char_end)
+            if tokens is not None:
+                out.append((*tokens, example.context[char_start:char_end] == gold))
+        return out
+
+    @staticmethod
+    def _window_candidates(
+        candidates: list[tuple[int, int, bool]],
+        feature: dict[str, Any],
+        start: int,
+        end: int,
+        offset: int,
+    ) -> list[tuple[int, int, bool]]:
+        """The candidate occurrences a window holds whole, as ``(start, end, gold)`` positions
+        of its input; first the window's ``<sep>`` (no answer here), gold when no occurrence of
+        the answer's text is in the window. A labelled answer that is not itself a candidate
+        is added, so every window with the answer has a gold choice."""
+        inside = [
+            (offset + i - start, offset + j - start, g)
+            for i, j, g in candidates
+            if start <= i and j < end
+        ]
+        labelled = (feature["start_position"], feature["end_position"])
+        if labelled[0] != offset - 1 and not any(g for _, _, g in inside):
+            inside.append((*labelled, True))
+        has_answer = any(g for _, _, g in inside)
+        return [(offset - 1, offset - 1, not has_answer), *inside]
 
     def pretrain_documents(self, examples: Sequence[QAExample]) -> Iterator[str]:
         """``question <sep> context <sep> answer``: question first, as ``encode`` puts it, so a
@@ -356,6 +405,18 @@ class QATask(Task):
         if all("start_position" in f for f in features):
             batch["start_positions"] = self._longs(features, "start_position")
             batch["end_positions"] = self._longs(features, "end_position")
+        if all("candidates" in f for f in features):
+            K = max(len(f["candidates"]) for f in features)
+            # candidate k of window b spans input positions cand[b, k, 0] .. cand[b, k, 1]
+            cand = torch.zeros((B, K, 2), dtype=torch.long)
+            gold = torch.zeros((B, K), dtype=torch.bool)
+            valid = torch.zeros((B, K), dtype=torch.bool)
+            for b, f in enumerate(features):
+                k = len(f["candidates"])
+                cand[b, :k] = torch.tensor([(i, j) for i, j, _ in f["candidates"]])
+                gold[b, :k] = torch.tensor([g for _, _, g in f["candidates"]])
+                valid[b, :k] = True
+            batch.update(candidate_spans=cand, candidate_gold=gold, candidate_valid=valid)
         return batch
 
     @staticmethod
@@ -384,9 +445,28 @@ class QATask(Task):
         return head(hidden, batch)
 
     def loss(self, outputs: dict[str, torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
+        """With ``answer_candidates = "entities"``, cross-entropy over each window's candidate
+        entities (:meth:`_candidate_loss`), the choice decoding makes; otherwise over the start
+        and over the end token, BERT's SQuAD loss."""
+        if "candidate_spans" in batch:
+            return self._candidate_loss(outputs, batch)
         start = F.cross_entropy(outputs["start_logits"], batch["start_positions"])
         end = F.cross_entropy(outputs["end_logits"], batch["end_positions"])
         return (start + end) / 2
+
+    @staticmethod
+    def _candidate_loss(outputs: dict[str, torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
+        """Cross-entropy over a window's candidate occurrences (and its ``<sep>``), each scored
+        ``start[i] + end[j]`` as decoding scores them; every occurrence of the answer's text
+        counts for it (the attention-sum reader's objective, Kadlec et al., 2016)."""
+        spans = batch["candidate_spans"]  # (B, K, 2)
+        scores = outputs["start_logits"].gather(1, spans[..., 0]) + outputs["end_logits"].gather(
+            1, spans[..., 1]
+        )  # (B, K)
+        valid = batch["candidate_valid"]
+        every = torch.logsumexp(scores.masked_fill(~valid, float("-inf")), dim=1)  # (B,)
+        gold = torch.logsumexp(scores.masked_fill(~batch["candidate_gold"], float("-inf")), dim=1)
+        return (every - gold).mean()
 
     @torch.no_grad()
     def predict(
