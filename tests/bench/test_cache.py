@@ -169,13 +169,13 @@ def test_changes_invalidate_exactly_the_affected_cells(workspace: Path, fakes: F
 def test_edited_plugin_source_reruns_its_cells(
     workspace: Path, fakes: Fakes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import plugformer.suites.bench
+    import plugformer.suites.plan
 
     run = workspace / "runs" / "edited"
     run_suite(write_suite(workspace), run, log=quiet)
-    real = plugformer.suites.bench.source_hash
+    real = plugformer.suites.plan.source_hash
     edited = {KeywordTask.__module__: "edited"}
-    monkeypatch.setattr(plugformer.suites.bench, "source_hash", lambda m: edited.get(m) or real(m))
+    monkeypatch.setattr(plugformer.suites.plan, "source_hash", lambda m: edited.get(m) or real(m))
     run_suite(write_suite(workspace), run, log=quiet)
     assert len(fakes.finetunes) == 8 and len(cell_files(run)) == 10
 

@@ -337,7 +337,7 @@ def test_predictions_are_logged_and_rescore_to_the_reported_metric(
 def test_an_untrained_twin_of_another_family_is_identified_by_its_reference() -> None:
     """``scratch:hf:NAME`` in a suite: no checkpoint directory to hash, so the report names the
     family and reference and marks the weights re-initialised (it used to fail on a manifest)."""
-    from plugformer.suites.bench import backbone_identity
+    from plugformer.suites.plan import backbone_identity
 
     assert backbone_identity("scratch:hf:minilm-l6") == {
         "family": "hf",

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from plugformer.suites.bench import plan_cells, run_suite
+from plugformer.suites.bench import run_suite
 from plugformer.suites.config import load_suite, resolve_backbones
+from plugformer.suites.plan import plan_cells
 from plugformer.suites.workers import worker_threads
 from tests.bench.conftest import quiet, write_suite
 

@@ -102,7 +102,7 @@ def config_validate(file: str, kind: str | None, overrides: tuple[str, ...]) -> 
 
         check_task_options(model, str(path), overrides)
     elif kind == "suite":
-        from plugformer.suites.bench import plan_cells
+        from plugformer.suites.plan import plan_cells
 
         refs = {b.name: b.ref for b in model.backbones}
         detail = f" ({len(plan_cells(model, path, refs, check_only=True))} cells)"

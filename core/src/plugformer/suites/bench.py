@@ -1,8 +1,9 @@
 """Benchmark suites: task specs × backbones × seeds, run cell by cell, cached, resumable.
 
 A suite is a TOML file (a registered name such as ``default``, or a path) validated as
-:class:`SuiteConfig` (its schema and loading live in :mod:`plugformer.suites.config`; this module plans, keys and runs
-its cells). Every *model cell* (one spec, one backbone, one seed) is fine-tuned and scored on
+:class:`SuiteConfig` (its schema and loading live in :mod:`plugformer.suites.config`, the
+planning of its cells and their keys in :mod:`plugformer.suites.plan`; this module runs them).
+Every *model cell* (one spec, one backbone, one seed) is fine-tuned and scored on
 the test split; every *baseline cell* (one spec, one of its task's baselines) is scored once,
 since baselines are deterministic. A run directory holds::
 
@@ -11,7 +12,8 @@ since baselines are deterministic. A run directory holds::
     work/<key>/             a cell's task checkpoint while it runs (deleted afterwards)
     results.json  report.md  report.csv  main_metric.png  val_curves.png   (plugformer.suites.report)
 
-A cell's key hashes everything that decides its result (see :func:`cell_key`), so a re-run
+A cell's key hashes everything that decides its result (see
+:func:`~plugformer.suites.plan.cell_key`), so a re-run
 skips finished cells: an interrupted suite resumes, an unchanged one finishes in seconds,
 and a changed seed or spec re-runs exactly the cells it affects.
 """
@@ -19,31 +21,28 @@ and a changed seed or spec re-runs exactly the cells it affects.
 from __future__ import annotations
 
 import copy
-import hashlib
-import importlib
-import json
 import os
 import platform
 import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from functools import cache, cached_property
+from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from plugformer.config import TaskSpec
 from plugformer.errors import ConfigError, Interrupted, PlugformerError
 from plugformer.specs import resolve
 from plugformer.suites.config import (
     SuiteBackbone,
     SuiteConfig,
-    load_spec,
     load_suite,
-    merge_overrides,
     resolve_backbones,
-    spec_path,
+)
+from plugformer.suites.plan import (
+    Cell,
+    cell_key,
+    plan_cells,
 )
 from plugformer.suites.progress import Progress, budget_seconds, clock
 
@@ -57,25 +56,6 @@ __all__ = [
     "run_suite",
 ]
 
-# Spec fields that name or display a cell but do not change its result: left out of the key.
-PRESENTATION_FIELDS = {
-    "name": None,
-    "out_dir": None,
-    "backbone": None,
-    "finetune": {"progress": None},
-}
-
-# Core modules that only present results, as paths in the package (a trailing / is a whole
-# subpackage): editing them does not re-run cells.
-PRESENTATION_MODULES = (
-    "suites/report.py",
-    "suites/report_compute.py",
-    "suites/compare.py",
-    "suites/quickstart.py",
-    "cli/",
-    "default_plugins/commands.py",
-)
-
 # What a model cell's record keeps of the fine-tuning summary (val_history feeds the curves).
 SUMMARY_FIELDS = (
     "steps",
@@ -86,256 +66,6 @@ SUMMARY_FIELDS = (
     "wall_seconds",
     "compute",
 )
-
-
-# --------------------------------------------------------------------------- cells and keys
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One unit of suite work: a model cell (spec × backbone × seed) or a baseline cell."""
-
-    kind: Literal["model", "baseline"]
-    spec: TaskSpec
-    spec_path: str
-    column: str
-    """Backbone label (model cells) or baseline name."""
-    seed: int | None
-    ref: str | None
-    backbone: dict[str, Any]
-    """Identity of the backbone (hashes); for baselines, of the backbone lending its tokenizer."""
-    data: dict[str, Any]
-    code: dict[str, str]
-    """Versions and source hashes of the task plugin and the core."""
-
-    @cached_property
-    def key(self) -> str:
-        return cell_key(
-            self.kind,
-            self.spec,
-            self.column,
-            self.backbone,
-            self.data,
-            self.code,
-            self.seed,
-        )
-
-    def describe(self) -> str:
-        what = (
-            f"{self.column} · seed {self.seed}"
-            if self.kind == "model"
-            else f"baseline {self.column}"
-        )
-        return f"{self.spec.label} · {what}"
-
-
-def _strip(data: dict[str, Any], drop: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(data)
-    for key, sub in drop.items():
-        if sub is None:
-            out.pop(key, None)
-        elif isinstance(out.get(key), dict):
-            out[key] = _strip(out[key], sub)
-    return out
-
-
-def cell_key(
-    kind: str,
-    spec: TaskSpec,
-    column: str,
-    backbone: Mapping[str, Any],
-    data: Mapping[str, Any],
-    code: Mapping[str, str],
-    seed: int | None,
-) -> str:
-    """sha256 (16 hex) of what decides a cell's result: the resolved spec (presentation fields
-    left out), the backbone's weights and tokenizer hashes, the data version, the task plugin's
-    and the core's versions and source hashes (:func:`code_identity`), the seed, and which
-    baseline (baseline cells)."""
-    spec_json = _strip(spec.model_dump(mode="json"), PRESENTATION_FIELDS)
-    if kind == "baseline":  # a baseline neither trains nor depends on the seed
-        spec_json = _strip(spec_json, {"finetune": None, "seed": None})
-    material = {
-        "kind": kind,
-        "spec": spec_json,
-        "baseline": column if kind == "baseline" else None,
-        "backbone": dict(backbone),
-        "data": dict(data),
-        "code": dict(code),
-        "seed": seed,
-    }
-    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
-
-
-@cache
-def source_hash(module_name: str) -> str:
-    """sha256 (16 hex) of the Python sources of the top-level package holding ``module_name``
-    (the core's reporting and command-line modules left out: they cannot change a result)."""
-    top = importlib.import_module(module_name.partition(".")[0])
-    roots = [Path(p) for p in getattr(top, "__path__", [])]
-    files = (
-        sorted(
-            f
-            for root in roots
-            for f in root.rglob("*.py")
-            if not f.relative_to(root).as_posix().startswith(PRESENTATION_MODULES)
-        )
-        if roots
-        else [Path(str(top.__file__))]
-    )
-    digest = hashlib.sha256()
-    for file in files:
-        digest.update(file.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def code_identity(task_class: type) -> dict[str, str]:
-    """Versions and source hashes of the task plugin and the core: an edited (editable-installed)
-    plugin or core re-runs its cells even when nobody bumped a version, as ``datasets``
-    fingerprints its transforms."""
-    from plugformer import __version__
-
-    return {
-        "task_plugin": str(getattr(task_class, "version", "0")),
-        "task_plugin_source": source_hash(task_class.__module__),
-        "plugformer": __version__,
-        "plugformer_source": source_hash("plugformer"),
-    }
-
-
-def backbone_identity(ref: str) -> dict[str, Any]:
-    """What identifies a backbone: weights and tokenizer hashes (``scratch`` marks re-initialised
-    weights); a family outside the core is identified by its reference."""
-    from plugformer.checkpoint import read_manifest, weights_hash
-    from plugformer.models.backbones import split_ref
-
-    family, rest = split_ref(ref)
-    if family == "scratch":
-        inner, inner_rest = split_ref(rest)
-        if inner != "native":
-            # An untrained twin of another family's model (``scratch:hf:minilm-l6``):
-            # identified, like that family's models, by its reference.
-            return {"family": inner, "ref": inner_rest, "scratch": True}
-    if family not in ("native", "scratch"):
-        return {"family": family, "ref": rest}
-    manifest = read_manifest(rest)
-    return {
-        "weights_sha256": weights_hash(rest),
-        "tokenizer_sha256": manifest.get("tokenizer_sha256"),
-        "scratch": family == "scratch",
-    }
-
-
-def _identity(label: str, ref: str) -> dict[str, Any]:
-    from plugformer.models.backbones import split_ref
-    from plugformer.models.families import get_family
-
-    try:
-        family, rest = split_ref(ref)
-        get_family(split_ref(rest)[0] if family == "scratch" else family)  # before any cell runs
-        return backbone_identity(ref)
-    except PlugformerError as exc:
-        raise PlugformerError(
-            f"suite backbone {label!r}: {exc} (pass --backbone {label}=REF)"
-        ) from None
-
-
-def data_version(spec: TaskSpec) -> dict[str, Any]:
-    """The recipe's name, version and data sha256, and the sha256 of every data file named."""
-    from plugformer.data.cache import SPLITS, get_dataset
-    from plugformer.errors import DataError
-    from plugformer.fileio import sha256_file
-
-    out: dict[str, Any] = {}
-    if spec.data.dataset:
-        info = get_dataset(spec.data.dataset)
-        out["dataset"] = {
-            "name": info.name,
-            "version": info.version,
-            "sha256": info.manifest.get("data_sha256"),
-        }
-    for split in SPLITS:
-        file = getattr(spec.data, split)
-        if file:
-            if not Path(file).is_file():
-                raise DataError(f"{spec.label}: data.{split} file {file!r} not found")
-            out[split] = sha256_file(file)
-    return out
-
-
-def plan_cells(
-    suite: SuiteConfig, suite_file: Path, refs: Mapping[str, str], *, check_only: bool = False
-) -> list[Cell]:
-    """Every cell of the suite, task by task: baselines first, then seed by seed each backbone.
-
-    Every spec, override and backbone ``tasks`` entry is checked here, before any cell runs.
-    ``check_only`` (``plugformer config validate``): the same checks, but the cells carry no
-    identity of their backbones, data or code, so no checkpoint need exist and no dataset is
-    fetched."""
-    from plugformer.config import check_task_options
-    from plugformer.plugins import get_task_class
-
-    ids: dict[str, dict[str, Any]] = {
-        label: {} if check_only else _identity(label, ref) for label, ref in refs.items()
-    }
-    first = next(iter(refs))
-    cells: list[Cell] = []
-    specs: list[TaskSpec] = []
-    for entry in suite.tasks:
-        path = spec_path(suite_file, entry)
-        # before any cell runs, each error blamed on the file that brought it in
-        check_task_options(load_spec(path, {}, suite.seeds[0]), str(path))
-        blame = f"{suite_file}: its overrides on {path.name}"
-        spec = load_spec(path, suite.overrides, suite.seeds[0], blame)
-        specs.append(spec)
-        if suite.overrides.get("options"):
-            check_task_options(spec, f"{suite_file}: its overrides on {path.name}")
-        cls = get_task_class(spec.task)
-        where = str(path)
-        data, code = ({}, {}) if check_only else (data_version(spec), code_identity(cls))
-        if suite.baselines:  # a baseline borrows the first backbone's tokenizer
-            cells += [
-                Cell("baseline", spec, where, name, None, refs[first], ids[first], data, code)
-                for name in cls(spec.options, None).baselines()
-            ]
-        entries = {b.name: b for b in suite.backbones}
-        for seed in suite.seeds:
-            for label, ref in refs.items():
-                entry = entries[label]
-                if not entry.runs(spec):
-                    continue
-                # A backbone's own settings (learning rates, budget, length) win over the suite's.
-                overrides = merge_overrides(suite.overrides, entry.overrides)
-                blame = f"{suite_file}: backbone {label!r}'s overrides on {path.name}"
-                seeded = _scale_budget(load_spec(path, overrides, seed, blame), suite.budget_scale)
-                if entry.overrides.get("options"):
-                    check_task_options(seeded, blame)
-                cells.append(Cell("model", seeded, where, label, seed, ref, ids[label], data, code))
-    _check_backbone_tasks(suite, suite_file, specs)
-    return cells
-
-
-def _check_backbone_tasks(suite: SuiteConfig, suite_file: Path, specs: list[TaskSpec]) -> None:
-    """A backbone's ``tasks`` must each name a spec or task kind of the suite: a typo would
-    silently drop the backbone's cells."""
-    names = {s.label for s in specs} | {s.task for s in specs}
-    for entry in suite.backbones:
-        unknown = [t for t in entry.tasks or [] if t not in names]
-        if unknown:
-            have = ", ".join(f"{s.label} ({s.task})" for s in specs)
-            raise ConfigError(
-                f"{suite_file}: backbone {entry.name!r}: tasks names {unknown[0]!r}, which is "
-                f"no spec or task of the suite (its specs: {have})"
-            )
-
-
-def _scale_budget(spec: TaskSpec, scale: float) -> TaskSpec:
-    """``spec`` with its fine-tuning minutes times the suite's ``budget_scale``."""
-    minutes = spec.finetune.max_minutes
-    if scale == 1.0 or minutes is None:
-        return spec
-    finetune = spec.finetune.model_copy(update={"max_minutes": round(minutes * scale, 4)})
-    return spec.model_copy(update={"finetune": finetune})
 
 
 # --------------------------------------------------------------------------- running

@@ -12,7 +12,7 @@ __all__ = ["Progress", "budget_seconds", "clock"]
 
 
 class Cell(Protocol):
-    """What progress reads of a suite cell (:class:`plugformer.suites.bench.Cell`)."""
+    """What progress reads of a suite cell (:class:`plugformer.suites.plan.Cell`)."""
 
     kind: str
     spec: Any
