@@ -53,6 +53,7 @@ PRESENTATION_MODULES = (
     "default_plugins/commands.py",
 )
 
+
 @dataclass(frozen=True)
 class Cell:
     """One unit of suite work: a model cell (spec × backbone × seed) or a baseline cell."""
