@@ -123,3 +123,41 @@ def test_worker_threads_share_the_idle_cores(monkeypatch: pytest.MonkeyPatch) ->
     assert worker_threads(2, cpus=2) == 1 and worker_threads(2, cpus=8) == 4
     monkeypatch.setattr("plugformer.threads.other_runnable", lambda: 1.0)  # one core is busy
     assert worker_threads(2, cpus=2) == 1 and worker_threads(3, cpus=8) == 2
+
+
+class _SlowCell:
+    """A stand-in cell for run_parallel: ``_sleep_cell`` sleeps its ``seconds``."""
+
+    kind = "baseline"
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+
+def _sleep_cell(cell: _SlowCell, out: Path, keep: bool) -> dict[str, float]:
+    import time
+
+    time.sleep(cell.seconds)
+    return {"slept": cell.seconds}
+
+
+def test_an_interrupted_parent_stops_its_workers(tmp_path: Path) -> None:
+    """Before: ``kill -INT`` of the suite's parent alone (no Ctrl-C to the process group)
+    waited for every running cell to end; now the workers are told to stop (SIGTERM) and
+    the interruption comes back within seconds."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from plugformer.suites.workers import run_parallel
+
+    timer = threading.Timer(3.0, os.kill, (os.getpid(), signal.SIGINT))
+    t0 = time.perf_counter()
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            list(run_parallel([_SlowCell(120), _SlowCell(120)], _sleep_cell, tmp_path, False, 2))
+    finally:
+        timer.cancel()
+    assert time.perf_counter() - t0 < 60

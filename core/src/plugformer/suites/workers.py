@@ -17,8 +17,10 @@ so such suites run with ``workers = 1``, in-process.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -75,8 +77,22 @@ def run_parallel(
                     record, seconds = future.result()
                     yield started[future], record, seconds
         except BaseException:
+            _stop_workers(pool)
             pool.shutdown(wait=True, cancel_futures=True)
             raise
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Pass an interruption of the parent on to the running cells: SIGTERM stops a fine-tune at
+    its next step boundary (:mod:`plugformer.signals`), anything else at once. Ctrl-C in a
+    terminal reaches the workers by itself (one process group), but ``kill -INT`` of the
+    parent alone left them running their cells to the end while the parent waited. SIGTERM,
+    not a second SIGINT: a worker that already has Ctrl-C's SIGINT would take another as
+    "stop now"."""
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        with contextlib.suppress(OSError):  # already gone
+            if process.is_alive():
+                os.kill(process.pid, signal.SIGTERM)
 
 
 def _expected_seconds(cell: Any) -> float:
