@@ -397,6 +397,26 @@ def test_a_plugin_callback_that_raises_mid_training_is_named_and_switched_off(
         plugformer.finetune(spec, backbone=str(micro_checkpoint), out_dir=tmp_path / "strict")
 
 
+def test_a_callback_handed_out_twice_is_guarded_afresh_each_run(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A plugin that returns the same callback object to every run gets it guarded once per
+    run: a failure switches it off for that run only, and guards never nest."""
+    from lightning.pytorch import Callback
+
+    class Once(Callback):
+        def on_train_start(self, *args: Any) -> None:
+            raise RuntimeError("no tracker")
+
+    shared = Once()
+    for _ in range(2):
+        hook_calls.guard_callback(shared, "tracker")
+        shared.on_train_start(None, None)
+        shared.on_train_start(None, None)  # switched off: no second line
+    assert capsys.readouterr().err.count("plugin 'tracker' failed in its callback") == 2
+    assert shared.on_train_start.__wrapped__.__func__ is Once.on_train_start
+
+
 def test_a_wrapper_on_a_runtime_hook_still_wraps_it(tmp_path: Path) -> None:
     """A ``wrapper=True`` implementation of ``read_examples`` runs around the readers (pluggy's
     own call), not as a reader of its own whose generator is refused as "not a list"."""

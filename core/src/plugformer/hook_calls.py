@@ -122,8 +122,14 @@ def guard_callback(callback: Any, plugin: str) -> Any:
 
         return call
 
+    # A plugin may hand out the same callback object to every run: guard its own methods
+    # afresh each time (a failure switches it off for one run), never a guard of a guard.
+    if not hasattr(callback, "__dict__"):  # slots only: nowhere to put a guard
+        return callback
+    originals = callback.__dict__.setdefault("_plugformer_unguarded", {})
     for name in hooks:
-        setattr(callback, name, guarded(name, getattr(callback, name)))
+        method = originals.setdefault(name, getattr(callback, name))
+        setattr(callback, name, guarded(name, method))
     return callback
 
 
