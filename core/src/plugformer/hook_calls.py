@@ -90,6 +90,8 @@ def guard_callback(callback: Any, plugin: str) -> Any:
 
     from lightning.pytorch import Callback
 
+    if not hasattr(callback, "__dict__"):  # slots only: nowhere to put a guard
+        return callback
     state = {"failed": False}
     kind = type(callback)
     hooks = [
@@ -124,8 +126,6 @@ def guard_callback(callback: Any, plugin: str) -> Any:
 
     # A plugin may hand out the same callback object to every run: guard its own methods
     # afresh each time (a failure switches it off for one run), never a guard of a guard.
-    if not hasattr(callback, "__dict__"):  # slots only: nowhere to put a guard
-        return callback
     originals = callback.__dict__.setdefault("_plugformer_unguarded", {})
     for name in hooks:
         method = originals.setdefault(name, getattr(callback, name))

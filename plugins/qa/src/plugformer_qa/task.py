@@ -54,6 +54,7 @@ from plugformer.tasks import (
 )
 from plugformer_qa import __version__
 from plugformer_qa.baselines import EntityRanker, candidate_spans
+from plugformer_qa.candidates import candidate_loss, collate_candidates, window_candidates
 
 __all__ = ["Answer", "QAExample", "QAOptions", "QATask", "SpanHead", "best_spans", "squad_f1"]
 
@@ -329,7 +330,7 @@ class QATask(Task):
             elif answer is not None:  # the answer is not (wholly) in this window: point at <sep>
                 feature["start_position"] = feature["end_position"] = len(prefix) - 1
             if candidates is not None:
-                feature["candidates"] = self._window_candidates(
+                feature["candidates"] = window_candidates(
                     candidates, feature, start, end, len(prefix)
                 )
             features.append(feature)
@@ -350,29 +351,6 @@ class QATask(Task):
             if tokens is not None:
                 out.append((*tokens, example.context[char_start:char_end] == gold))
         return out
-
-    @staticmethod
-    def _window_candidates(
-        candidates: list[tuple[int, int, bool]],
-        feature: dict[str, Any],
-        start: int,
-        end: int,
-        offset: int,
-    ) -> list[tuple[int, int, bool]]:
-        """The candidate occurrences a window holds whole, as ``(start, end, gold)`` positions
-        of its input; first the window's ``<sep>`` (no answer here), gold when no occurrence of
-        the answer's text is in the window. A labelled answer that is not itself a candidate
-        is added, so every window with the answer has a gold choice."""
-        inside = [
-            (offset + i - start, offset + j - start, g)
-            for i, j, g in candidates
-            if start <= i and j < end
-        ]
-        labelled = (feature["start_position"], feature["end_position"])
-        if labelled[0] != offset - 1 and not any(g for _, _, g in inside):
-            inside.append((*labelled, True))
-        has_answer = any(g for _, _, g in inside)
-        return [(offset - 1, offset - 1, not has_answer), *inside]
 
     def pretrain_documents(self, examples: Sequence[QAExample]) -> Iterator[str]:
         """``question <sep> context <sep> answer``: question first, as ``encode`` puts it, so a
@@ -406,17 +384,7 @@ class QATask(Task):
             batch["start_positions"] = self._longs(features, "start_position")
             batch["end_positions"] = self._longs(features, "end_position")
         if all("candidates" in f for f in features):
-            K = max(len(f["candidates"]) for f in features)
-            # candidate k of window b spans input positions cand[b, k, 0] .. cand[b, k, 1]
-            cand = torch.zeros((B, K, 2), dtype=torch.long)
-            gold = torch.zeros((B, K), dtype=torch.bool)
-            valid = torch.zeros((B, K), dtype=torch.bool)
-            for b, f in enumerate(features):
-                k = len(f["candidates"])
-                cand[b, :k] = torch.tensor([(i, j) for i, j, _ in f["candidates"]])
-                gold[b, :k] = torch.tensor([g for _, _, g in f["candidates"]])
-                valid[b, :k] = True
-            batch.update(candidate_spans=cand, candidate_gold=gold, candidate_valid=valid)
+            batch.update(collate_candidates([f["candidates"] for f in features]))
         return batch
 
     @staticmethod
@@ -446,27 +414,13 @@ class QATask(Task):
 
     def loss(self, outputs: dict[str, torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
         """With ``answer_candidates = "entities"``, cross-entropy over each window's candidate
-        entities (:meth:`_candidate_loss`), the choice decoding makes; otherwise over the start
+        entities (:func:`~plugformer_qa.candidates.candidate_loss`), the choice decoding makes; otherwise over the start
         and over the end token, BERT's SQuAD loss."""
         if "candidate_spans" in batch:
-            return self._candidate_loss(outputs, batch)
+            return candidate_loss(outputs, batch)
         start = F.cross_entropy(outputs["start_logits"], batch["start_positions"])
         end = F.cross_entropy(outputs["end_logits"], batch["end_positions"])
         return (start + end) / 2
-
-    @staticmethod
-    def _candidate_loss(outputs: dict[str, torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
-        """Cross-entropy over a window's candidate occurrences (and its ``<sep>``), each scored
-        ``start[i] + end[j]`` as decoding scores them; every occurrence of the answer's text
-        counts for it (the attention-sum reader's objective, Kadlec et al., 2016)."""
-        spans = batch["candidate_spans"]  # (B, K, 2)
-        scores = outputs["start_logits"].gather(1, spans[..., 0]) + outputs["end_logits"].gather(
-            1, spans[..., 1]
-        )  # (B, K)
-        valid = batch["candidate_valid"]
-        every = torch.logsumexp(scores.masked_fill(~valid, float("-inf")), dim=1)  # (B,)
-        gold = torch.logsumexp(scores.masked_fill(~batch["candidate_gold"], float("-inf")), dim=1)
-        return (every - gold).mean()
 
     @torch.no_grad()
     def predict(
