@@ -152,6 +152,9 @@ def test_an_interrupted_parent_stops_its_workers(tmp_path: Path) -> None:
 
     from plugformer.suites.workers import run_parallel
 
+    # Python leaves SIGINT ignored when it starts ignored (a background job of a
+    # non-interactive shell): Ctrl-C's handler is installed for this test.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(3.0, os.kill, (os.getpid(), signal.SIGINT))
     t0 = time.perf_counter()
     timer.start()
@@ -160,4 +163,5 @@ def test_an_interrupted_parent_stops_its_workers(tmp_path: Path) -> None:
             list(run_parallel([_SlowCell(120), _SlowCell(120)], _sleep_cell, tmp_path, False, 2))
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     assert time.perf_counter() - t0 < 60
