@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 import torch
 
-from plugformer import DataError
+from plugformer import DataError, PlugformerError
 from plugformer.config import ModelConfig
 from plugformer.models.gpt import GPT
 from plugformer.testing import TaskConformance
 from plugformer.tokenizer import train_tokenizer
-from plugformer_qa.task import QAExample, QATask, best_spans
+from plugformer_qa.task import QAExample, QATask, SpanHead, best_spans
 
 FILLER = "we walked past old houses near a river and saw many birds during an autumn morning with friends".split()
 ANSWERS = ["red", "blue", "green", "amber", "violet", "silver", "golden", "purple"]
@@ -57,6 +57,37 @@ class TestQAConformance(TaskConformance):
     task_class = QATask
     train_examples = TRAIN[:24]
     eval_examples = TEST[:6]
+
+
+NAMES = ["Anna Berg", "Carl Dunn", "Eve Ross", "Tom Hale", "Rosa Lind", "Paul Kent", "Ivan Sol"]
+
+
+def make_cloze_examples(n: int, seed: int) -> list[dict[str, Any]]:
+    """Cloze passages: the question is a sentence of the passage with one name blanked out."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        a, b, c = rng.sample(NAMES, 3)
+        context = f"Yesterday {a} met {b} in the park. Later {c} saw {a} near the river."
+        rows.append(
+            {
+                "id": f"c{seed}-{i}",
+                "question": f"@placeholder met {b} in the park",
+                "context": context,
+                "answers": [{"text": a, "answer_start": context.index(a)}],
+            }
+        )
+    return rows
+
+
+class TestQAConformanceWithCandidatePrior(TaskConformance):
+    """The kit again with the entity ranker's prior: fitted in ``prepare``, kept in the
+    checkpoint (the round trip must predict the same), trained with the candidate loss."""
+
+    task_class = QATask
+    train_examples = make_cloze_examples(24, 5)
+    eval_examples = make_cloze_examples(6, 6)
+    options = {"answer_candidates": "entities", "candidate_prior": True}
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -578,11 +609,12 @@ def test_entity_training_is_a_softmax_over_the_windows_candidates(tokenizer: Any
         c, offsets = f["context_offset"], f["offsets"]
         sep, *cands = f["candidates"]
         assert sep[:2] == (c - 1, c - 1)
-        texts = {(ctx[offsets[i - c][0] : offsets[j - c][1]], g) for i, j, g in cands}
+        texts = {(ctx[offsets[i - c][0] : offsets[j - c][1]], g) for i, j, g, _ in cands}
         assert all(g == (t == "Bob Lee") for t, g in texts)  # gold: the answer's text
         assert sep[2] == (not any(g for _, g in texts))  # <sep> right only without it
         assert {t for t, _ in texts} <= {"Carl Dunn", "Bob Lee", "Carl", "Dunn", "Bob", "Lee"}
-        seen_gold |= {offsets[i - c][0] for i, _, g in cands if g}
+        seen_gold |= {offsets[i - c][0] for i, _, g, _ in cands if g}
+        assert all(p == 0.0 for *_, p in f["candidates"])  # no candidate_prior: no prior
     assert seen_gold == {14, ctx.index("Bob Lee", 20)}  # both occurrences count
 
     batch = task.collate(features)
@@ -606,3 +638,75 @@ def test_entity_training_is_a_softmax_over_the_windows_candidates(tokenizer: Any
     # "any" keeps BERT's start/end token loss
     plain = QATask({"max_length": 24, "doc_stride": 4}, tokenizer)
     assert "candidate_spans" not in plain.collate(plain.encode(example, train=True))
+
+
+def test_candidate_prior_is_the_rankers_logit_learned_on_train_and_kept_in_checkpoints(
+    tokenizer: Any,
+) -> None:
+    """``candidate_prior``: each candidate's score gains the entity ranker's logit (fitted on
+    the training examples in ``prepare``) times the head's ``prior_weight``, in the loss and
+    in decoding alike; the fitted ranker travels in the task state."""
+    from plugformer_qa.baselines import prior_logits
+
+    with pytest.raises(PlugformerError, match="candidate_prior needs"):
+        QATask({"candidate_prior": True}, tokenizer)
+    rows = [
+        {
+            "question": f"@placeholder met {who} in the city",
+            "context": f"Carl Dunn met Bob Lee. Later, Bob Lee met {who} and Carl Dunn again.",
+            "answers": [{"text": "Bob Lee", "answer_start": 14}],
+        }
+        for who in ("Anna", "Maria", "Paul", "Rosa")
+    ] + [
+        {
+            "question": f"{who} met @placeholder in the city",
+            "context": f"{who} met Eve Ross there. Tom Hale and Eve Ross left with {who}.",
+            "answers": [{"text": "Eve Ross", "answer_start": len(who) + 5}],
+        }
+        for who in ("Anna", "Maria", "Paul", "Rosa")
+    ]
+    options = {"answer_candidates": "entities", "candidate_prior": True, "max_length": 32}
+    task = QATask(options, tokenizer)
+    examples = parse(task, rows)
+    task.prepare(examples)
+    assert task.prior is not None and set(task.prior) == {"window", "weights", "bias"}
+    logits = prior_logits(task.prior, examples[0].context, examples[0].question)
+    assert logits["Bob Lee"] > logits["Carl Dunn"]  # the ranker learned who gets asked about
+
+    features = task.encode(examples[0], train=True)
+    batch = task.collate(features)
+    ctx = examples[0].context
+    for f, prior in zip(features, batch["candidate_prior"], strict=True):
+        c, offsets = f["context_offset"], f["offsets"]
+        sep, *cands = f["candidates"]
+        assert sep[3] == 0.0
+        for k, (i, j, _, p) in enumerate(cands, start=1):
+            assert p == pytest.approx(logits[ctx[offsets[i - c][0] : offsets[j - c][1]]])
+            assert prior[k].item() == pytest.approx(p)
+
+    # The loss: the same softmax, each candidate's score plus the head's weighted prior.
+    head = SpanHead(8, prior=True)
+    with torch.no_grad():
+        head.prior_weight.fill_(2.0)
+    B, T = batch["input_ids"].shape
+    start, end = torch.randn(B, T), torch.randn(B, T)
+    outputs = {"start_logits": start, "end_logits": end}
+    outputs["candidate_prior"] = head.prior_weight * batch["candidate_prior"]
+    shifted = task.loss(outputs, batch)
+    spans = batch["candidate_spans"]
+    scores = start.gather(1, spans[..., 0]) + end.gather(1, spans[..., 1])
+    scores = scores + 2.0 * batch["candidate_prior"]
+    every = torch.logsumexp(scores.masked_fill(~batch["candidate_valid"], -torch.inf), 1)
+    gold = torch.logsumexp(scores.masked_fill(~batch["candidate_gold"], -torch.inf), 1)
+    assert shifted.item() == pytest.approx((every - gold).mean().item(), rel=1e-5)
+
+    # Decoding: with equal logits everywhere, the prior alone decides; weight 0 ignores it.
+    eval_b = eval_batch(task, examples[:1])
+    flat = torch.zeros(eval_b["input_ids"].shape)
+    (pred,) = task.decode(flat, flat, eval_b, prior_weight=1.0)
+    assert pred["answer"] == max(logits, key=logits.get) == "Bob Lee"
+
+    # The fitted ranker is task state: a task restored from it scores the same.
+    again = QATask(options, tokenizer)
+    again.load_state_dict(json.loads(json.dumps(task.state_dict())))
+    assert again.prior == task.prior

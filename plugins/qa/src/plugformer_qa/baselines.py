@@ -34,7 +34,15 @@ from typing import Any
 
 from plugformer_qa.datasets import PLACEHOLDER, STOP_WORDS, candidates, sentence_spans
 
-__all__ = ["WINDOWS", "EntityRanker", "candidate_spans", "features", "question_view"]
+__all__ = [
+    "WINDOWS",
+    "EntityRanker",
+    "candidate_spans",
+    "features",
+    "fit_prior",
+    "prior_logits",
+    "question_view",
+]
 
 WORD = re.compile(r"\w+")
 WINDOWS = (3, 5, 10, 20)
@@ -291,3 +299,29 @@ def _answers(
         text, start, _ = candidates_[best]
         out.append({"answer": text, "answer_start": start, "score": mine[best]})
     return out
+
+
+def fit_prior(
+    train: Sequence[Any], window: int = DEFAULT["window"], c: float = DEFAULT["C"]
+) -> dict[str, Any] | None:
+    """The ranker's logistic regression fitted on ``train`` alone (no validation choice: the
+    default window and C), as a JSON-serialisable linear function of :func:`features`:
+    ``{"window", "weights", "bias"}`` with the standardisation folded in. ``None`` when the
+    training candidates hold no right or no wrong answer (nothing to learn)."""
+    rows = [features(ex.context, ex.question, [window]) for ex in train]
+    model = _fit(*_training_matrix(train, rows, window), c)
+    if model is None:
+        return None
+    scaler, logreg = model[0], model[-1]
+    coef = logreg.coef_[0] / scaler.scale_  # logit = coef · (x - mean) / scale + intercept
+    bias = float(logreg.intercept_[0] - (coef * scaler.mean_).sum())
+    return {"window": window, "weights": [float(w) for w in coef], "bias": bias}
+
+
+def prior_logits(prior: dict[str, Any], context: str, question: str) -> dict[str, float]:
+    """The fitted ranker's logit (:func:`fit_prior`) of each candidate text of ``context``."""
+    window, weights, bias = prior["window"], prior["weights"], prior["bias"]
+    return {
+        text: bias + sum(w * x for w, x in zip(weights, vectors[window], strict=True))
+        for text, _, vectors in features(context, question, [window])
+    }

@@ -53,8 +53,13 @@ from plugformer.tasks import (
     score_predictions,
 )
 from plugformer_qa import __version__
-from plugformer_qa.baselines import EntityRanker, candidate_spans
-from plugformer_qa.candidates import candidate_loss, collate_candidates, window_candidates
+from plugformer_qa.baselines import EntityRanker, candidate_spans, fit_prior, prior_logits
+from plugformer_qa.candidates import (
+    Candidate,
+    candidate_loss,
+    collate_candidates,
+    window_candidates,
+)
 
 __all__ = ["Answer", "QAExample", "QAOptions", "QATask", "SpanHead", "best_spans", "squad_f1"]
 
@@ -124,6 +129,20 @@ class QAOptions(TaskOptions):
     them. An example without a candidate falls back to ``"any"``. Training then learns the
     same choice: a cross-entropy over each window's candidates, every occurrence of the
     answer's text counting for it (the attention-sum reader's objective)."""
+    candidate_prior: bool = False
+    """With ``answer_candidates = "entities"``: add to each candidate's score the
+    ``entity-ranker`` baseline's logit for it, times a weight the head learns (starting at 1).
+    The ranker's logistic regression is fitted in ``prepare`` on the training split alone
+    (its default window 10 and C 1, no validation choice) and kept in task checkpoints, so
+    the reader starts from the ranker's lexical features and learns what the backbone adds
+    to them, as DrQA's reader takes lexical features beside its neural ones (Chen et al.,
+    2017)."""
+
+    @model_validator(mode="after")
+    def _prior_needs_entities(self) -> QAOptions:
+        if self.candidate_prior and self.answer_candidates != "entities":
+            raise ValueError('candidate_prior needs answer_candidates = "entities"')
+        return self
 
 
 class SpanHead(nn.Module):
@@ -138,18 +157,22 @@ class SpanHead(nn.Module):
     :meth:`QATask.forward`), the document format task-aware pretraining teaches (``question
     <sep> context <sep> answer``). The pointer starts at zero and the copy weight at one, so
     an untrained head is the linear head plus what the language model already knows.
+    With ``prior`` the head also weighs each candidate's prior score (``batch
+    ["candidate_prior"]``, the entity ranker's logit; ``QAOptions.candidate_prior``) by
+    ``prior_weight``, starting at one, into ``outputs["candidate_prior"]`` (B, K).
 
     Positions a label cannot take (question, padding) are masked to the lowest float; the
     first ``<sep>`` stays open because it labels windows without the answer.
     """
 
-    def __init__(self, d_model: int) -> None:
+    def __init__(self, d_model: int, prior: bool = False) -> None:
         super().__init__()
         self.proj = nn.Linear(d_model, 2)
         self.pointer = nn.Linear(d_model, 2 * d_model)
         nn.init.zeros_(self.pointer.weight)
         nn.init.zeros_(self.pointer.bias)
         self.copy_weight = nn.Parameter(torch.ones(()))
+        self.prior_weight = nn.Parameter(torch.ones(())) if prior else None
         self.scale = d_model**-0.5
 
     def forward(self, hidden: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -163,10 +186,13 @@ class SpanHead(nn.Module):
         allowed = batch["context_mask"].clone()  # (B, T)
         allowed[rows, batch["context_offset"] - 1] = True
         lowest = torch.finfo(start.dtype).min
-        return {
+        out = {
             "start_logits": start.masked_fill(~allowed, lowest),
             "end_logits": end.masked_fill(~allowed, lowest),
         }
+        if self.prior_weight is not None and "candidate_prior" in batch:
+            out["candidate_prior"] = self.prior_weight * batch["candidate_prior"]  # (B, K)
+        return out
 
 
 def best_spans(
@@ -289,6 +315,24 @@ class QATask(Task):
     ) -> None:
         super().__init__(options, tokenizer)
         self.max_len = self.options.max_length or DEFAULT_MAX_LEN
+        self.prior: dict[str, Any] | None = None  # candidate_prior: the fitted ranker
+
+    def prepare(self, train_examples: Sequence[QAExample]) -> None:
+        """With ``candidate_prior``, fit the entity ranker on the training examples."""
+        if self.options.candidate_prior:
+            self.prior = fit_prior(train_examples)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"prior": self.prior} if self.prior is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.prior = state.get("prior")
+
+    def _priors(self, example: QAExample) -> dict[str, float]:
+        """Prior score of each candidate text of ``example`` (empty without a fitted prior)."""
+        if self.prior is None:
+            return {}
+        return prior_logits(self.prior, example.context, example.question)
 
     def example_from_input(self, value: str | dict[str, Any]) -> QAExample:
         if isinstance(value, str):
@@ -338,18 +382,20 @@ class QATask(Task):
 
     def _candidate_tokens(
         self, example: QAExample, offsets: Sequence[tuple[int, int]]
-    ) -> list[tuple[int, int, bool]] | None:
+    ) -> list[Candidate] | None:
         """With ``answer_candidates = "entities"``: every candidate occurrence of the context as
-        ``(first token, last token, is it the answer's text?)`` over the whole context's
-        tokens (maybe none); ``None`` otherwise."""
+        ``(first token, last token, is it the answer's text?, prior score)`` over the whole
+        context's tokens (maybe none); ``None`` otherwise."""
         if self.options.answer_candidates != "entities":
             return None
         gold = example.answers[0].text
+        priors = self._priors(example)
         out = []
         for char_start, char_end in candidate_spans(example.context, example.question):
             tokens = _token_span(offsets, char_start, char_end)
             if tokens is not None:
-                out.append((*tokens, example.context[char_start:char_end] == gold))
+                text = example.context[char_start:char_end]
+                out.append((*tokens, text == gold, priors.get(text, 0.0)))
         return out
 
     def pretrain_documents(self, examples: Sequence[QAExample]) -> Iterator[str]:
@@ -398,7 +444,7 @@ class QATask(Task):
 
     def build_head(self, backbone: Any) -> SpanHead:
         self.check_backbone(backbone)
-        return SpanHead(backbone.d_model)
+        return SpanHead(backbone.d_model, prior=self.options.candidate_prior)
 
     def forward(self, backbone: Any, head: nn.Module, batch: dict[str, Any]) -> Any:
         """The head on the backbone's hidden states; on a language model (``causal`` with an
@@ -428,7 +474,9 @@ class QATask(Task):
     ) -> list[dict[str, Any]]:
         *spans, logits = self._windowed_spans(backbone, head, batch)
         if self.options.answer_candidates == "entities":
-            return self._decode_candidates(*spans, logits, batch)
+            weight = getattr(head, "prior_weight", None)
+            prior_weight = float(weight) if weight is not None else 0.0
+            return self._decode_candidates(*spans, logits, batch, prior_weight)
         return self._decode_spans(*spans, batch)
 
     def _windowed_spans(
@@ -470,15 +518,18 @@ class QATask(Task):
         ends: torch.Tensor,
         logits: list[torch.Tensor],
         batch: dict[str, Any],
+        prior_weight: float = 0.0,
     ) -> list[dict[str, Any]]:
         """The best-scoring candidate entity of each example (``answer_candidates =
         "entities"``): a candidate occurrence scores ``start[i] + end[j]`` over its first and
-        last token in a window that holds it whole; the best over occurrences and windows
-        wins. Examples without a candidate decode as with ``"any"``."""
+        last token in a window that holds it whole, plus ``prior_weight`` times its text's
+        prior score (``candidate_prior``); the best over occurrences and windows wins.
+        Examples without a candidate decode as with ``"any"``."""
         predictions = self._decode_spans(scores, starts, ends, batch)
         examples, owner = batch["examples"], batch["example_index"].tolist()
         best: list[tuple[float, int, int] | None] = [None] * len(examples)
         spans = [candidate_spans(ex.context, ex.question) for ex in examples]
+        priors = [self._priors(ex) if prior_weight else {} for ex in examples]
         for f, e in enumerate(owner):
             if not spans[e]:
                 continue
@@ -492,7 +543,9 @@ class QATask(Task):
                 # Only an occurrence this window holds whole: none cut at either edge.
                 if offsets[i][0] > char_start or offsets[j][1] < char_end:
                     continue
+                text = examples[e].context[char_start:char_end]
                 score = start_logits[offset + i] + end_logits[offset + j]
+                score += prior_weight * priors[e].get(text, 0.0)
                 if best[e] is None or score > best[e][0]:
                     best[e] = (score, char_start, char_end)
         for e, found in enumerate(best):
@@ -503,9 +556,15 @@ class QATask(Task):
         return predictions
 
     def decode(
-        self, start_logits: torch.Tensor, end_logits: torch.Tensor, batch: dict[str, Any]
+        self,
+        start_logits: torch.Tensor,
+        end_logits: torch.Tensor,
+        batch: dict[str, Any],
+        prior_weight: float = 0.0,
     ) -> list[dict[str, Any]]:
-        """One prediction per example of an evaluation batch: the best span over its windows.
+        """One prediction per example of an evaluation batch: the best span over its windows
+        (with ``answer_candidates = "entities"``, the best candidate, its prior score weighted
+        by ``prior_weight``).
 
         A prediction is ``{"answer": text, "answer_start": char offset, "score": start + end
         logit}``; an example without any context token gets ``{"answer": "", ...: None}``.
@@ -515,7 +574,7 @@ class QATask(Task):
         )
         if self.options.answer_candidates == "entities":
             logits = list(torch.stack([start_logits, end_logits], dim=1))  # (2, T) per window
-            return self._decode_candidates(*spans, logits, batch)
+            return self._decode_candidates(*spans, logits, batch, prior_weight)
         return self._decode_spans(*spans, batch)
 
     def _decode_spans(
