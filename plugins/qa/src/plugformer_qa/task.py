@@ -32,9 +32,6 @@ right (Kadlec et al., 2016's attention-sum reader sums over an entity's occurren
 
 from __future__ import annotations
 
-import re
-import string
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
@@ -42,7 +39,6 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
-from torchmetrics.text import SQuAD
 
 from plugformer import SEP, DataError, PlugformerError, Task
 from plugformer.tasks import (
@@ -60,6 +56,7 @@ from plugformer_qa.candidates import (
     collate_candidates,
     window_candidates,
 )
+from plugformer_qa.metrics import SQuADScore, normalize_text, squad_f1
 
 __all__ = ["Answer", "QAExample", "QAOptions", "QATask", "SpanHead", "best_spans", "squad_f1"]
 
@@ -216,52 +213,6 @@ def best_spans(
     score, flat = band.view(B, L * T).max(dim=1)  # (B,), (B,)
     start = flat % T
     return score, start, start + flat // T
-
-
-class _SQuADScore(SQuAD):
-    """torchmetrics' SQuAD metric reporting one of its two scores (``"f1"`` or ``"exact_match"``),
-    so that each score is a metric of its own under its own name."""
-
-    def __init__(self, key: str) -> None:
-        super().__init__()
-        self.key = key
-
-    def update(self, preds: Any, target: Any) -> None:
-        """torchmetrics' update, but with the official v1.1 F1 (see :func:`squad_f1`)."""
-        golds = {t["id"]: t["answers"]["text"] for t in target}
-        for p in preds:
-            answers = golds[p["id"]]
-            self.f1_score += max(squad_f1(p["prediction_text"], g) for g in answers)
-            self.exact_match += max(
-                float(_normalize_text(p["prediction_text"]) == _normalize_text(g)) for g in answers
-            )
-            self.total += 1
-
-    def compute(self) -> torch.Tensor:
-        return super().compute()[self.key]
-
-
-def _normalize_text(text: str) -> str:
-    """The official v1.1 normalisation: lower case, no punctuation, no a/an/the, single spaces."""
-    text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
-    return " ".join(re.sub(r"\b(a|an|the)\b", " ", text).split())
-
-
-_PUNCTUATION = frozenset(string.punctuation)
-
-
-def squad_f1(prediction: str, gold: str) -> float:
-    """Token F1 exactly as the official SQuAD v1.1 script (``evaluate-v1.1.py``) defines it.
-
-    Both normalise to nothing ("the" against "the"): no common token, so 0 — torchmetrics
-    scores that 1 (its SQuAD v2 no-answer rule), which v1.1 does not have.
-    """
-    pred, ref = _normalize_text(prediction).split(), _normalize_text(gold).split()
-    same = sum((Counter(pred) & Counter(ref)).values())
-    if same == 0:
-        return 0.0
-    precision, recall = same / len(pred), same / len(ref)
-    return 2 * precision * recall / (precision + recall)
 
 
 WINDOW_BATCH = 64
@@ -620,7 +571,7 @@ class QATask(Task):
 
     # ------------------------------------------------------------------ metrics
     def metrics(self) -> dict[str, Any]:
-        return {"exact_match": _SQuADScore("exact_match"), "f1": _SQuADScore("f1")}
+        return {"exact_match": SQuADScore("exact_match"), "f1": SQuADScore("f1")}
 
     def example_statistics(self, predictions: Sequence[Any], examples: Sequence[Any]) -> Any:
         """The main metric per question (best over its gold answers, 0-100 as reported), so
@@ -628,7 +579,7 @@ class QATask(Task):
         from plugformer.resampling import ExampleStatistics
 
         def exact(p: str, g: str) -> float:
-            return float(_normalize_text(p) == _normalize_text(g))
+            return float(normalize_text(p) == normalize_text(g))
 
         scorer = squad_f1 if self.main_metric == "f1" else exact
         rows = [
