@@ -123,8 +123,9 @@ class CopyHead(nn.Module):
         """``log P(target)`` (N,) at N positions, without building the (N, V) mixture: the
         training loss. Arguments as :meth:`log_probs`, plus ``targets`` (N,)."""
         log_attention, log_gate, log_keep = self._parts(queries, lm_logits, context, source, valid)
-        logits = lm_logits.float()
-        vocab = logits.gather(1, targets[:, None]) - logits.logsumexp(-1, keepdim=True)  # (N, 1)
+        # -cross_entropy is log_softmax at the target: one fused kernel forward and backward,
+        # where gather - logsumexp writes and reads (N, V) buffers three more times
+        vocab = -F.cross_entropy(lm_logits.float(), targets, reduction="none")[:, None]  # (N, 1)
         match = source == targets[:, None]  # (N, S): occurrences of the target in the prompt
         found = (match & valid).any(1, keepdim=True)  # (N, 1)
         # as in _parts: rows where the target is not in the prompt get finite dummies
