@@ -17,7 +17,7 @@ import pytest
 import torch
 from sacrebleu.metrics import BLEU, CHRF
 
-from plugformer import DataError
+from plugformer import DataError, PlugformerError
 from plugformer.config import ModelConfig
 from plugformer.metrics import CorpusBLEU, CorpusCHRF
 from plugformer.models.gpt import GPT
@@ -333,3 +333,81 @@ def test_logged_predictions_rescore_with_the_sacrebleu_command_line(
     expected = json.loads(out.stdout)
     got = [round(result["metrics"]["bleu"], 1), round(result["metrics"]["chrf"], 1)]
     assert got == expected and expected[1] > 0
+
+
+# --------------------------------------------------------------------------- draft
+
+
+class TestDraftConformance(TaskConformance):
+    """The kit with a draft in the prompt: the dictionary is learned in ``prepare`` and kept
+    in the task checkpoint (the round trip must translate the same), and the pointer copies."""
+
+    task_class = TranslationTask
+    train_examples = toy_pairs()
+    options = {"decoding": "greedy", "draft": "ibm1-words", "pointer": True}
+    lr = 1e-2
+
+
+def draft_task(tok: Tokenizer) -> TranslationTask:
+    return TranslationTask({"max_length": 48, "decoding": "greedy", "draft": "ibm1-words"}, tok)
+
+
+def test_draft_is_the_word_translation_learned_from_training_pairs_only(tok: Tokenizer) -> None:
+    task = draft_task(tok)
+    train = [task.parse_example(p) for p in toy_pairs()[:28]]
+    task.prepare(train)
+    # every word of the toy language maps to one word: IBM Model 1 recovers the lexicon (the
+    # full stop, in every pair, is as likely aligned to "el", in every pair too)
+    assert set(task.lexicon) == {w for p in toy_pairs()[:28] for w in p["source"].split()}
+    assert {w: t for w, t in task.lexicon.items() if w != "."} == {
+        w: LEXICON[w] for w in task.lexicon if w != "."
+    }
+    assert task.draft("the dog likes a ball").startswith("El perro quiere un balón")
+    unseen = task.draft("the zebra eats")  # a word never seen in training passes through
+    assert unseen == "El zebra come"
+    # what a test pair's draft knows comes from the training pairs: a word only in held-out
+    # pairs is never in the dictionary
+    held_out = TranslationTask({"decoding": "greedy", "draft": "ibm1-words"}, tok)
+    held_out.prepare([task.parse_example(p) for p in toy_pairs() if "bird" not in p["source"]])
+    assert "bird" not in held_out.lexicon and "a" in held_out.lexicon
+
+
+def test_draft_prompt_encoding_and_pretraining_documents_agree(tok: Tokenizer) -> None:
+    task = draft_task(tok)
+    task.check_backbone(micro_gpt(tok))
+    train = [task.parse_example(p) for p in toy_pairs()[:28]]
+    ex = train[0]
+    # pretrain_documents learns the dictionary itself from the examples it is given
+    docs = list(task.pretrain_documents(train))
+    assert task.lexicon is not None and len(docs) == 28
+    assert docs[0] == f"{ex.source}<sep>{task.draft(ex.source)}<sep>{ex.target}"
+    (feature,) = task.encode(ex, train=True)
+    prompt = [*tok.encode(ex.source), tok.sep_id, *tok.encode(task.draft(ex.source)), tok.sep_id]
+    assert feature["input_ids"][: len(prompt)] == prompt
+    assert feature["prompt_length"] == len(prompt)
+    # the document is the training sequence (the corpus adds <eos>)
+    assert tok.encode(docs[0]) + [tok.eos_id] == feature["input_ids"]
+    # the loss covers the target only, not the draft
+    labels = feature["labels"]
+    assert set(labels[: len(prompt) - 1]) == {IGNORE}
+    assert labels[len(prompt) - 1] == tok.encode(ex.target)[0]
+
+
+def test_draft_prompt_is_cut_longest_first_to_the_budget(tok: Tokenizer) -> None:
+    task = TranslationTask(
+        {"max_length": 48, "draft": "ibm1-words", "max_source_tokens": 9}, tok
+    )
+    task.check_backbone(micro_gpt(tok))
+    task.prepare([task.parse_example(p) for p in toy_pairs()])
+    long = task.parse_example({"source": "the cat sees the fish and the dog eats the bread ."})
+    prompt = task.prompt_ids(long)
+    assert len(prompt) == 9 + 1 and prompt.count(tok.sep_id) == 2 and prompt[-1] == tok.sep_id
+    source, drafted = prompt[: prompt.index(tok.sep_id)], prompt[prompt.index(tok.sep_id) + 1 : -1]
+    assert abs(len(source) - len(drafted)) <= 1  # both cut, the longer first
+
+
+def test_draft_without_a_dictionary_is_a_clear_error(tok: Tokenizer) -> None:
+    task = draft_task(tok)
+    task.check_backbone(micro_gpt(tok))
+    with pytest.raises(PlugformerError, match="needs its dictionary"):
+        task.encode(task.parse_example(toy_pairs()[0]), train=True)

@@ -29,7 +29,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ITERATIONS", "WordTranslation", "copy_source", "ibm1_dictionaries", "tokens"]
+__all__ = [
+    "ITERATIONS",
+    "WordTranslation",
+    "copy_source",
+    "draft",
+    "fit_lexicon",
+    "ibm1_dictionaries",
+    "tokens",
+]
 
 TOKEN = re.compile(r"\w+|[^\w\s]")
 ITERATIONS = (2, 5, 10)
@@ -143,6 +151,30 @@ def translate(
     return text[:1].upper() + text[1:]
 
 
+def word_pairs(examples: Sequence[Any]) -> list[tuple[list[str], list[str]]]:
+    """Lower-cased (source words, target words) of the examples that have a target."""
+    return [
+        ([w.lower() for w in tokens(ex.source)], [w.lower() for w in tokens(ex.target)])
+        for ex in examples
+        if ex.target is not None
+    ]
+
+
+def fit_lexicon(train: Sequence[Any]) -> dict[str, str]:
+    """The ``ibm1-words`` dictionary at its default setting (``DEFAULT``), learned from the
+    training pairs alone: each source word's most expected alignment, ``""`` for NULL. A
+    plain ``{word: translation}``, so it can be kept as JSON in a task checkpoint."""
+    iterations = int(DEFAULT["iterations"])
+    best, _ = ibm1_dictionaries(word_pairs(train), [iterations])[iterations]
+    return best
+
+
+def draft(source: str, lexicon: dict[str, str]) -> str:
+    """``source`` translated word for word with ``fit_lexicon``'s dictionary, as the
+    baseline's default setting does (NULL-aligned words dropped, capitals follow the source)."""
+    return translate(source, lexicon, {}, drop_null=True, source_case=True)
+
+
 class WordTranslation:
     """``Baseline`` ``ibm1-words``: IBM Model 1 word-for-word translation (module docstring)."""
 
@@ -163,11 +195,7 @@ class WordTranslation:
     def __call__(
         self, train: Sequence[Any], test: Sequence[Any], validation: Sequence[Any] = ()
     ) -> list[dict[str, str]]:
-        pairs = [
-            ([w.lower() for w in tokens(ex.source)], [w.lower() for w in tokens(ex.target)])
-            for ex in train
-            if ex.target is not None
-        ]
+        pairs = word_pairs(train)
         snapshots = self.iterations if validation else [DEFAULT["iterations"]]
         tables = ibm1_dictionaries(pairs, snapshots)
         setting = dict(DEFAULT)

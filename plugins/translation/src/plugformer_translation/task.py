@@ -13,6 +13,15 @@ parameters, so a translation checkpoint is simply the fine-tuned backbone, and a
 can translate zero-shot. A learned adapter would add parameters without adding ability the
 fine-tuned LM head lacks.
 
+Draft. With ``draft = "ibm1-words"`` the prompt also carries the ``ibm1-words`` baseline's
+word-for-word translation of the source: ``source <sep> draft <sep> target <eos>``. The
+model then post-edits a draft that already has most of the right words (in source order)
+instead of recalling every word from its weights, and with ``pointer = true`` it copies
+them. The dictionary is learned in ``prepare`` from the training pairs alone (the baseline's
+default setting, nothing chosen on validation), kept in the task checkpoint
+(``state_dict``), and the pretraining documents carry the draft too, so task-aware
+pretraining sees the format fine-tuning uses.
+
 Decoding. Greedy (the core's :func:`plugformer.inference.generation.generate`) or beam search
 (:mod:`plugformer_translation.beam`), both over the KV cache, after the prompt ``source
 <sep>``; at most ``max_length_ratio * source tokens + 10`` new tokens, within the context.
@@ -28,19 +37,20 @@ beam search and the length ratio.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
-from plugformer import DataError
+from plugformer import DataError, PlugformerError
 from plugformer.blocks import ConditionalGenerationTask, GenerationOptions
+from plugformer.blocks.encoding import truncate_longest_first
 from plugformer.inference import decoding
 from plugformer.lm_task import IGNORE
 from plugformer.metrics import CorpusBLEU, CorpusCHRF
-from plugformer.tasks import Baseline, LocatedExample, example_location, score_predictions
+from plugformer.tasks import SEP, Baseline, LocatedExample, example_location, score_predictions
 from plugformer_translation import __version__
-from plugformer_translation.baselines import WordTranslation, copy_source
+from plugformer_translation.baselines import WordTranslation, copy_source, draft, fit_lexicon
 
 __all__ = ["IGNORE", "TranslationExample", "TranslationOptions", "TranslationTask"]
 
@@ -81,8 +91,14 @@ class TranslationOptions(GenerationOptions):
     max_length_ratio: float = Field(1.5, gt=0)
     """At most ``max_length_ratio * source tokens + 10`` new tokens (within the context)."""
     max_source_tokens: int | None = Field(None, ge=1)
-    """Longer sources are cut to this many tokens (default: half the context); at most the
-    context less two tokens (``<sep>`` and one target token)."""
+    """Longer sources are cut to this many tokens (default: half the context; with a draft,
+    source and draft together, longest first, default two thirds of the context); at most
+    the context less two tokens (``<sep>`` and one target token)."""
+    draft: Literal["none", "ibm1-words"] = "none"
+    """``ibm1-words``: the prompt is ``source <sep> draft <sep>``, the draft being the
+    ``ibm1-words`` baseline's word-for-word translation of the source (its dictionary learned
+    in ``prepare`` from the training pairs alone, kept in the task checkpoint); the model
+    post-edits it (and copies from it with ``pointer = true``). ``none``: the source alone."""
 
 
 class TranslationTask(ConditionalGenerationTask):
@@ -96,8 +112,14 @@ class TranslationTask(ConditionalGenerationTask):
     version = __version__
     options: TranslationOptions
 
+    def __init__(self, options: Any = None, tokenizer: Any = None) -> None:
+        super().__init__(options, tokenizer)
+        self.lexicon: dict[str, str] | None = None
+        """The draft's word dictionary (``draft = "ibm1-words"``), learned by ``prepare``."""
+
     def prepare(self, train_examples: Sequence[TranslationExample]) -> None:
-        """Refuse training data whose declared languages contradict the options."""
+        """Refuse training data whose declared languages contradict the options; learn the
+        draft's dictionary from the training pairs."""
         for ex in train_examples:
             for side in ("source_lang", "target_lang"):
                 declared, wanted = getattr(ex, side), getattr(self.options, side)
@@ -106,14 +128,56 @@ class TranslationTask(ConditionalGenerationTask):
                         f"{example_location(ex)}: {side} is {declared!r} but the task's {side} "
                         f"is {wanted!r}"
                     )
+        if self.options.draft != "none":
+            self.lexicon = fit_lexicon(train_examples)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {} if self.lexicon is None else {"lexicon": self.lexicon}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.lexicon = state.get("lexicon")
+
+    def draft(self, source: str) -> str:
+        """The draft translation of ``source`` put into the prompt (``options.draft``)."""
+        if self.lexicon is None:
+            raise PlugformerError(
+                f"task {self.name!r}: draft = {self.options.draft!r} needs its dictionary: "
+                "prepare the task on training examples or load it from a task checkpoint"
+            )
+        return draft(source, self.lexicon)
+
+    def pretrain_documents(self, examples: Sequence[Any]) -> Iterator[str]:
+        """``source <sep> target``, or with a draft ``source <sep> draft <sep> target``: the
+        sequence ``encode`` trains on. The dictionary is learned here from ``examples`` (only
+        training examples are passed) when the task was not prepared."""
+        if self.options.draft == "none":
+            yield from super().pretrain_documents(examples)
+            return
+        if self.lexicon is None:
+            self.lexicon = fit_lexicon(examples)
+        for ex in examples:
+            if ex.target is not None:
+                yield SEP.join([ex.source, self.draft(ex.source), ex.target])
 
     def prompt_budget(self) -> int | None:
         return self.options.max_source_tokens or self.options.prompt_budget
 
+    def prompt_ids(self, example: Any) -> list[int]:
+        """``source <sep>``, or ``source <sep> draft <sep>`` cut longest first to the budget."""
+        if self.options.draft == "none":
+            return super().prompt_ids(example)
+        tok, budget = self.tokenizer, self.length_budget
+        cap = min(self.prompt_budget() or 2 * budget // 3, budget - 2)
+        source, drafted = truncate_longest_first(
+            [tok.encode(example.source), tok.encode(self.draft(example.source))], cap - 1
+        )
+        return [*source, tok.sep_id, *drafted, tok.sep_id]
+
     def decode(self, backbone: Any, prompts: list[list[int]]) -> list[list[int]]:
         """Beam search or greedy, at most ``max_length_ratio * source tokens + 10`` new tokens."""
         tok = self.tokenizer
-        budgets = [int(self.options.max_length_ratio * (len(p) - 1)) + 10 for p in prompts]
+        # the source is the prompt up to its first <sep> (a draft may follow it)
+        budgets = [int(self.options.max_length_ratio * p.index(tok.sep_id)) + 10 for p in prompts]
         o = self.options
         strategy = decoding.get_strategy(
             o.decoding, beam_size=o.beam_size, length_penalty=o.length_penalty
