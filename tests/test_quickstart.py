@@ -184,15 +184,17 @@ def test_the_deadline_shrinks_the_suite_budgets_to_fit_never_below_the_specs() -
     fit = qs.fit_budget_scale
     ref = qs.REFERENCE_STEPS_PER_MINUTE
     assert fit(30.0, 17.7, 2, 1.4, ref) == 1.4  # time to spare: the suite's own scale
-    # the reference machine after a 1.5-minute install: (17.5 - 5.55) / (17.7 / 2)
-    assert qs.suite_overhead(ref) == pytest.approx(5.55)
-    assert fit(17.5, 17.7, 2, 1.4, ref) == pytest.approx(11.95 / 8.85, abs=1e-3)
-    # b19f839's slow day (1,136 steps in 4.5 minutes): its measured 5.11 minutes of overhead
-    assert qs.suite_overhead(1136 / 4.5) == pytest.approx(5.11, abs=0.03)
+    # the reference machine after a 1.5-minute install: (21.5 - 9.35) / (17.7 / 2)
+    assert qs.suite_overhead(ref) == pytest.approx(9.35)
+    assert fit(21.5, 17.7, 2, 1.4, ref) == pytest.approx(12.15 / 8.85, abs=1e-3)
+    # 54c1894's fast day (2,392 steps in 4.5 minutes): its measured 6.87 minutes of overhead
+    assert qs.suite_overhead(2392 / 4.5) == pytest.approx(6.87, abs=0.03)
+    # and the scale that would have ended its suite on time: (18.95 - 6.87) / (19.5 / 2)
+    assert fit(18.95, 19.5, 2, 1.4, 2392 / 4.5) == pytest.approx(12.08 / 9.75, abs=3e-3)
     # a machine that pretrained 30% fewer steps a minute: the variable part grows by 1/0.7
-    slow = fit(17.5, 17.7, 2, 1.4, ref * 0.7)
+    slow = fit(22.0, 17.7, 2, 1.4, ref * 0.7)
     overhead = qs.SUITE_OVERHEAD_FIXED_MINUTES + qs.SUITE_OVERHEAD_MINUTES / 0.7
-    assert slow == pytest.approx((17.5 - overhead) / 8.85, abs=2e-3)
+    assert slow == pytest.approx((22.0 - overhead) / 8.85, abs=2e-3)
     assert fit(5.0, 17.7, 2, 1.4, ref) == qs.MIN_BUDGET_SCALE  # late: the specs' own minutes
 
 
@@ -216,10 +218,10 @@ def test_the_suite_budget_follows_the_minutes_left(monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(bench, "budget_minutes", lambda *a, **k: (17.7, 2))
     suite, ref = qs._named("suite", "default"), qs.REFERENCE_STEPS_PER_MINUTE
-    roomy = qs._suite_budget(suite, None, {}, time.time() - 8 * 60, 29.0, ref)
-    assert roomy["scale"] == roomy["suite_scale"] == 1.4 and roomy["left_minutes"] > 20
-    late = qs._suite_budget(suite, None, {}, time.time() - 12 * 60, 29.0, ref)
-    assert late["scale"] == pytest.approx((17.0 - 5.5) / 8.85, abs=0.01)
+    roomy = qs._suite_budget(suite, None, {}, time.time() - 4 * 60, 29.0, ref)
+    assert roomy["scale"] == roomy["suite_scale"] == 1.4 and roomy["left_minutes"] > 24
+    late = qs._suite_budget(suite, None, {}, time.time() - 8 * 60, 29.0, ref)
+    assert late["scale"] == pytest.approx((21.0 - qs.suite_overhead(ref)) / 8.85, abs=0.01)
     assert "cut alike" in late["reason"]
     for off in (None, 0):
         none = qs._suite_budget(suite, None, {}, time.time() - 60 * 60, off, ref)

@@ -77,3 +77,22 @@ def test_choices_are_made_on_validation_scores_only() -> None:
     }  # fmt: skip
     run_baseline(baseline, train, test, [])
     assert baseline.chosen == {"iterations": 5, "drop_null": True, "source_case": True}
+
+
+def test_the_draft_lexicon_is_fitted_once_per_training_set(monkeypatch: Any) -> None:
+    from plugformer_translation import baselines
+
+    fits = []
+    real = baselines.ibm1_dictionaries
+    monkeypatch.setattr(
+        baselines, "ibm1_dictionaries", lambda *a, **k: fits.append(1) or real(*a, **k)
+    )
+    monkeypatch.setattr(baselines, "_LEXICONS", {})
+    train = corpus(60, 11)
+    first = baselines.fit_lexicon(train)
+    assert first["dog"] == "perro" and first["do"] == ""  # NULL-aligned
+    first["dog"] = "changed by a caller"
+    again = baselines.fit_lexicon(corpus(60, 11))  # equal pairs: the kept fit, unchanged
+    assert len(fits) == 1 and again["dog"] == "perro"
+    other = baselines.fit_lexicon(corpus(40, 12))  # other pairs: a fit of their own
+    assert len(fits) == 2 and other["cat"] == "gato"

@@ -386,7 +386,7 @@ def test_draft_prompt_encoding_and_pretraining_documents_agree(tok: Tokenizer) -
     assert feature["input_ids"][: len(prompt)] == prompt
     assert feature["prompt_length"] == len(prompt)
     # the document is the training sequence (the corpus adds <eos>)
-    assert tok.encode(docs[0]) + [tok.eos_id] == feature["input_ids"]
+    assert [*tok.encode(docs[0]), tok.eos_id] == feature["input_ids"]
     # the loss covers the target only, not the draft
     labels = feature["labels"]
     assert set(labels[: len(prompt) - 1]) == {IGNORE}
@@ -394,9 +394,7 @@ def test_draft_prompt_encoding_and_pretraining_documents_agree(tok: Tokenizer) -
 
 
 def test_draft_prompt_is_cut_longest_first_to_the_budget(tok: Tokenizer) -> None:
-    task = TranslationTask(
-        {"max_length": 48, "draft": "ibm1-words", "max_source_tokens": 9}, tok
-    )
+    task = TranslationTask({"max_length": 48, "draft": "ibm1-words", "max_source_tokens": 9}, tok)
     task.check_backbone(micro_gpt(tok))
     task.prepare([task.parse_example(p) for p in toy_pairs()])
     long = task.parse_example({"source": "the cat sees the fish and the dog eats the bread ."})
