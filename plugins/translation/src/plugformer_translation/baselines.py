@@ -19,6 +19,9 @@
   Chosen on **validation BLEU** (the task's own sacrebleu metric), never on test: the EM
   iterations (2, 5, 10), whether NULL-aligned words are dropped, and whether capitals follow
   the source. Without validation examples: 5 iterations, drop, follow the source.
+
+The same dictionary at that default setting, learned from training pairs alone
+(:func:`fit_lexicon`), writes the translation task's ``draft`` (:func:`draft`).
 """
 
 from __future__ import annotations

@@ -50,7 +50,8 @@ from plugformer.lm_task import IGNORE
 from plugformer.metrics import CorpusBLEU, CorpusCHRF
 from plugformer.tasks import SEP, Baseline, LocatedExample, example_location, score_predictions
 from plugformer_translation import __version__
-from plugformer_translation.baselines import WordTranslation, copy_source, draft, fit_lexicon
+from plugformer_translation.baselines import WordTranslation, copy_source, fit_lexicon
+from plugformer_translation.baselines import draft as word_for_word
 
 __all__ = ["IGNORE", "TranslationExample", "TranslationOptions", "TranslationTask"]
 
@@ -144,7 +145,7 @@ class TranslationTask(ConditionalGenerationTask):
                 f"task {self.name!r}: draft = {self.options.draft!r} needs its dictionary: "
                 "prepare the task on training examples or load it from a task checkpoint"
             )
-        return draft(source, self.lexicon)
+        return word_for_word(source, self.lexicon)
 
     def pretrain_documents(self, examples: Sequence[Any]) -> Iterator[str]:
         """``source <sep> target``, or with a draft ``source <sep> draft <sep> target``: the
