@@ -47,6 +47,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
     "lr3e-3": {"optim.lr": 3e-3},
     "ctx64": {"model.max_seq_len": 64, "trainer.batch_size": 32},
+    "ctx256": {"model.max_seq_len": 256, "trainer.batch_size": 8},
+    "ctx192": {"model.max_seq_len": 192, "trainer.batch_size": 11},
     "vocab4096": {"tokenizer.vocab_size": 4096},
     "vocab2048": {"tokenizer.vocab_size": 2048},
 }

@@ -137,6 +137,22 @@ def _ngrams(toks: list[int], n: int) -> list[tuple[int, ...]]:
     return [tuple(toks[i : i + n]) for i in range(len(toks) - n + 1)]
 
 
+@pytest.mark.parametrize("strategy", [Greedy(), Beam(2)], ids=["greedy", "beam"])
+def test_min_new_tokens_forbids_the_end_before_each_prompts_floor(
+    gpt: GPT, strategy: Strategy
+) -> None:
+    eos = argmax_reference(gpt, PROMPTS[0], 1)[0]  # the first prompt would end at once
+    assert tokens(decode(gpt, [PROMPTS[0]], strategy, max_new_tokens=8, eos_id=eos)) == [[]]
+    out = tokens(
+        decode(gpt, PROMPTS, strategy, max_new_tokens=8, eos_id=eos, min_new_tokens=[3, 0, 8])
+    )
+    assert len(out[0]) >= 3 and eos not in out[0][:3]
+    assert len(out[2]) == 8 and eos not in out[2]  # floor = budget: runs to the budget
+    assert out[1] == tokens(decode(gpt, [PROMPTS[1]], strategy, max_new_tokens=8, eos_id=eos))[0]
+    with pytest.raises(ValueError, match="min_new_tokens"):
+        decode(gpt, PROMPTS, strategy, max_new_tokens=8, eos_id=eos, min_new_tokens=[1, 2])
+
+
 def test_block_repeated_ngrams_bans_exactly_the_completing_tokens() -> None:
     logits = torch.zeros(3, 10)
     block_repeated_ngrams(logits, [[1, 2, 3, 1, 2], [4, 4], []], 3)

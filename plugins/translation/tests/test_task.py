@@ -224,6 +224,25 @@ def test_greedy_decoding_through_predict(trained: tuple, tok: Tokenizer) -> None
     assert predictions[0]["translation"] == test[0].target  # a training pair, learned
 
 
+def test_min_length_ratio_holds_the_end_back_to_a_share_of_the_source(
+    trained: tuple, tok: Tokenizer
+) -> None:
+    model, _ = trained
+    examples = [TranslationTask.Example(**p) for p in toy_pairs()[:4]]
+    lengths = {}
+    for ratio in (0.0, 2.0):
+        task = TranslationTask(
+            {"max_length": 32, "decoding": "greedy", "min_length_ratio": ratio}, tok
+        )
+        prompts = [task.prompt_ids(ex) for ex in examples]
+        out = task.decode(model, prompts)
+        lengths[ratio] = [len(o) for o in out]
+        floors = [min(int(ratio * (len(p) - 1)), int(1.5 * (len(p) - 1)) + 9) for p in prompts]
+        assert all(n >= f for n, f in zip(lengths[ratio], floors, strict=True))
+    # the learned translations end before twice the source's length: the floor lengthens them
+    assert all(a < b for a, b in zip(lengths[0.0], lengths[2.0], strict=True))
+
+
 # --------------------------------------------------------------------------- metrics
 
 HYPOTHESES = ["el gato ve un balón .", "un pájaro come pan", "", "el hombre — quiere «el pez» ."]

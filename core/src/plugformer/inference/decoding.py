@@ -318,6 +318,7 @@ def decode(
     *,
     max_new_tokens: int | Sequence[int],
     eos_id: int | None,
+    min_new_tokens: int | Sequence[int] = 0,
     pad_id: int = 0,
     use_cache: bool = True,
     repetition_penalty: float = 1.0,
@@ -329,6 +330,8 @@ def decode(
     """The ``n_best`` best complete hypotheses of each prompt, best first.
 
     :param max_new_tokens: one budget for all prompts or one per prompt (capped by the context).
+    :param min_new_tokens: one floor for all prompts or one per prompt: ``eos_id`` is forbidden
+        before that many new tokens (fairseq's ``--min-len``, transformers' ``min_new_tokens``).
     :param stop_check: called with a hypothesis's tokens after each new one; True completes it.
     :param repetition_penalty: > 1 discourages tokens already in the sequence (prompt included).
     :param no_repeat_ngram_size: > 0 forbids a hypothesis to repeat any of its own n-grams of
@@ -338,6 +341,9 @@ def decode(
     wanted = [max_new_tokens] * B if isinstance(max_new_tokens, int) else list(max_new_tokens)
     if len(wanted) != B:
         raise ValueError("max_new_tokens must be one value or one per prompt")
+    floors = [min_new_tokens] * B if isinstance(min_new_tokens, int) else list(min_new_tokens)
+    if len(floors) != B:
+        raise ValueError("min_new_tokens must be one value or one per prompt")
     if not B:
         return []
     inc = start_incremental(
@@ -369,6 +375,10 @@ def decode(
             logits = _penalise(logits, seen, repetition_penalty)
         if no_repeat_ngram_size > 0:
             block_repeated_ngrams(logits, new, no_repeat_ngram_size)  # this step's own tensor
+        if eos_id is not None:
+            early = [g * K + k for g, p in enumerate(active) if step < floors[p] for k in range(K)]
+            if early:
+                logits[early, eos_id] = float("-inf")
         lprobs = torch.log_softmax(logits, dim=-1).view(n, K, -1)  # (n, K, V)
         cand_scores, cand_tokens, cand_beams = strategy.step(step, lprobs, scores, generator)
         c_scores, c_tokens, c_beams = (

@@ -22,9 +22,10 @@ default setting, nothing chosen on validation), kept in the task checkpoint
 (``state_dict``), and the pretraining documents carry the draft too, so task-aware
 pretraining sees the format fine-tuning uses.
 
-Decoding. Greedy (the core's :func:`plugformer.inference.generation.generate`) or beam search
-(:mod:`plugformer_translation.beam`), both over the KV cache, after the prompt ``source
-<sep>``; at most ``max_length_ratio * source tokens + 10`` new tokens, within the context.
+Decoding. Greedy or beam search (the core's :mod:`plugformer.inference.decoding`), over the
+KV cache, after the prompt; at least ``min_length_ratio * source tokens`` new tokens (the end
+of the translation is forbidden before) and at most ``max_length_ratio * source tokens + 10``,
+within the context.
 
 Metrics. sacrebleu corpus BLEU (``main_metric``) and chrF on detokenised text
 (:mod:`plugformer.metrics`); their signatures are stored with every result.
@@ -32,7 +33,7 @@ Metrics. sacrebleu corpus BLEU (``main_metric``) and chrF on detokenised text
 Encoding, batching, the loss, greedy decoding, the metrics, the copy-source baseline and
 the pretraining documents come from the core's
 :class:`~plugformer.blocks.ConditionalGenerationTask`; this module adds the languages,
-beam search and the length ratio.
+the draft, and the length ratios.
 """
 
 from __future__ import annotations
@@ -91,6 +92,10 @@ class TranslationOptions(GenerationOptions):
     """GNMT length-penalty exponent alpha: scores are divided by ((5 + length) / 6) ** alpha."""
     max_length_ratio: float = Field(1.5, gt=0)
     """At most ``max_length_ratio * source tokens + 10`` new tokens (within the context)."""
+    min_length_ratio: float = Field(0.0, ge=0)
+    """At least ``min_length_ratio * source tokens`` new tokens before the end of the
+    translation (0: no floor); a small model tends to stop early, which BLEU's brevity
+    penalty punishes."""
     max_source_tokens: int | None = Field(None, ge=1)
     """Longer sources are cut to this many tokens (default: half the context; with a draft,
     source and draft together, longest first, default two thirds of the context); at most
@@ -175,11 +180,16 @@ class TranslationTask(ConditionalGenerationTask):
         return [*source, tok.sep_id, *drafted, tok.sep_id]
 
     def decode(self, backbone: Any, prompts: list[list[int]]) -> list[list[int]]:
-        """Beam search or greedy, at most ``max_length_ratio * source tokens + 10`` new tokens."""
+        """Beam search or greedy: ``min_length_ratio * source tokens`` to ``max_length_ratio *
+        source tokens + 10`` new tokens."""
         tok = self.tokenizer
         # the source is the prompt up to its first <sep> (a draft may follow it)
-        budgets = [int(self.options.max_length_ratio * p.index(tok.sep_id)) + 10 for p in prompts]
         o = self.options
+        sources = [p.index(tok.sep_id) for p in prompts]
+        budgets = [int(o.max_length_ratio * n) + 10 for n in sources]
+        floors = [
+            min(int(o.min_length_ratio * n), b - 1) for n, b in zip(sources, budgets, strict=True)
+        ]
         strategy = decoding.get_strategy(
             o.decoding, beam_size=o.beam_size, length_penalty=o.length_penalty
         )
@@ -188,6 +198,7 @@ class TranslationTask(ConditionalGenerationTask):
             prompts,
             strategy,
             max_new_tokens=budgets,
+            min_new_tokens=floors,
             eos_id=tok.eos_id,
             pad_id=tok.pad_id,
             no_repeat_ngram_size=o.no_repeat_ngram_size,
