@@ -184,13 +184,14 @@ def test_the_deadline_shrinks_the_suite_budgets_to_fit_never_below_the_specs() -
     fit = qs.fit_budget_scale
     ref = qs.REFERENCE_STEPS_PER_MINUTE
     assert fit(30.0, 17.7, 2, 1.4, ref) == 1.4  # time to spare: the suite's own scale
-    # the reference machine after a 1.5-minute install: (21.5 - 9.35) / (17.7 / 2)
-    assert qs.suite_overhead(ref) == pytest.approx(9.35)
-    assert fit(21.5, 17.7, 2, 1.4, ref) == pytest.approx(12.15 / 8.85, abs=1e-3)
-    # 54c1894's fast day (2,392 steps in 4.5 minutes): its measured 6.87 minutes of overhead
-    assert qs.suite_overhead(2392 / 4.5) == pytest.approx(6.87, abs=0.03)
-    # and the scale that would have ended its suite on time: (18.95 - 6.87) / (19.5 / 2)
-    assert fit(18.95, 19.5, 2, 1.4, 2392 / 4.5) == pytest.approx(12.08 / 9.75, abs=3e-3)
+    # the reference machine with 20 minutes left: (20.0 - 8.15) / (17.7 / 2)
+    assert qs.suite_overhead(ref) == pytest.approx(8.15)
+    assert fit(20.0, 17.7, 2, 1.4, ref) == pytest.approx(11.85 / 8.85, abs=1e-3)
+    # 3c6c32d's fast day (2,152 steps in 4.5 minutes) measured 5.60 minutes of overhead: the
+    # estimate is a little above it (a margin), and the scale that fills its 18.45 minutes
+    # left is (18.45 - 5.86) / (19.5 / 2)
+    assert 5.6 < qs.suite_overhead(2152 / 4.5) == pytest.approx(5.86, abs=0.01)
+    assert fit(18.45, 19.5, 2, 1.4, 2152 / 4.5) == pytest.approx(12.59 / 9.75, abs=3e-3)
     # a machine that pretrained 30% fewer steps a minute: the variable part grows by 1/0.7
     slow = fit(22.0, 17.7, 2, 1.4, ref * 0.7)
     overhead = qs.SUITE_OVERHEAD_FIXED_MINUTES + qs.SUITE_OVERHEAD_MINUTES / 0.7
@@ -220,8 +221,8 @@ def test_the_suite_budget_follows_the_minutes_left(monkeypatch: pytest.MonkeyPat
     suite, ref = qs._named("suite", "default"), qs.REFERENCE_STEPS_PER_MINUTE
     roomy = qs._suite_budget(suite, None, {}, time.time() - 4 * 60, 29.0, ref)
     assert roomy["scale"] == roomy["suite_scale"] == 1.4 and roomy["left_minutes"] > 24
-    late = qs._suite_budget(suite, None, {}, time.time() - 8 * 60, 29.0, ref)
-    assert late["scale"] == pytest.approx((21.0 - qs.suite_overhead(ref)) / 8.85, abs=0.01)
+    late = qs._suite_budget(suite, None, {}, time.time() - 9 * 60, 29.0, ref)
+    assert late["scale"] == pytest.approx((20.0 - qs.suite_overhead(ref)) / 8.85, abs=0.01)
     assert "cut alike" in late["reason"]
     for off in (None, 0):
         none = qs._suite_budget(suite, None, {}, time.time() - 60 * 60, off, ref)

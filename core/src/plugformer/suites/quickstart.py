@@ -214,7 +214,7 @@ DEADLINE_MINUTES = 28.5
 minutes; the suite's fine-tuning budgets shrink to fit what is left (see :func:`fit_budget_scale`).
 Half a minute under the 29 it was: at 29, b19f839's run ended 12 s past it (29:12 by
 ``/usr/bin/time``), too close to the 30 the job is held to."""
-SUITE_OVERHEAD_FIXED_MINUTES = 5.0
+SUITE_OVERHEAD_FIXED_MINUTES = 3.8
 SUITE_OVERHEAD_MINUTES = 4.35
 """Wall minutes of the default suite beyond its cells' fine-tuning budgets (baselines,
 loading, evaluation and decoding, idle workers): ``SUITE_OVERHEAD_FIXED_MINUTES +
@@ -224,8 +224,11 @@ default jobs of a smaller suite (041968c's fast day, slowness 0.50, 3.38 minutes
 slow day, 0.90, 5.11; the reference, 1.0, 5.5). The suite has since grown: the QA prior's
 cells (ce1951e's fast day: 5.08 minutes at slowness 0.43) and translation's draft (prepare
 fits its dictionary, longer prompts to decode; 54c1894's fast day: 6.87 minutes at slowness
-0.43, its job 30:05 by ``/usr/bin/time``, 1.6 minutes past the deadline). The fixed part is
-refitted to that last run: 6.87 - 4.35 * 0.43 = 5.0."""
+0.43, its job 30:05 by ``/usr/bin/time``, 1.6 minutes past the deadline). Fitted to that run
+the fixed part was 5.0; the draft's dictionary has since been fitted once per worker, not
+once per cell, and 3c6c32d's fast day took 5.60 minutes at slowness 0.474 (estimated 7.06: the
+job ended at 27:03, its budgets cut to 1.168 for nothing). Refitted to it, 5.60 - 4.35 *
+0.474 = 3.54, plus a margin: 3.8."""
 REFERENCE_STEPS_PER_MINUTE = 1021 / 4.5
 """Pretraining steps per minute of the text+tasks backbone on that machine (f9354e7: 1,021
 in 4.5 minutes): a slower or busier machine does fewer, and its suite overhead is taken to
