@@ -91,3 +91,21 @@ def test_beats_the_first_entity_and_needs_no_validation() -> None:
     untuned, info = run_baseline(EntityRanker(lambda p, e: 0.0), train, test, [])
     assert info["chosen"] == {"window": 10, "C": 1.0} and info["tuned_on"] is None
     assert f1(task, untuned, test) >= 75
+
+
+def test_the_prior_is_fitted_once_per_training_set(monkeypatch: Any) -> None:
+    from plugformer_qa import baselines
+
+    fits = []
+    real = baselines._fit_prior
+    monkeypatch.setattr(baselines, "_fit_prior", lambda *a: fits.append(1) or real(*a))
+    monkeypatch.setattr(baselines, "_PRIORS", {})
+    first = baselines.fit_prior(cloze(80, 1))
+    assert first is not None and set(first) == {"window", "weights", "bias"}
+    first["weights"][0] = 1e9  # a caller's change does not reach the kept fit
+    again = baselines.fit_prior(cloze(80, 1))  # equal examples: the kept fit
+    assert len(fits) == 1 and again["weights"][0] != 1e9
+    assert again == real(cloze(80, 1), again["window"], baselines.DEFAULT["C"])
+    baselines.fit_prior(cloze(60, 2))  # other examples: a fit of their own
+    baselines.fit_prior(cloze(80, 1), c=0.1)  # another setting: likewise
+    assert len(fits) == 3

@@ -25,6 +25,8 @@ candidates, capitalised runs, are a rough guess at an answer's shape.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 from bisect import bisect_left, bisect_right
@@ -301,13 +303,31 @@ def _answers(
     return out
 
 
+_PRIORS: dict[str, dict[str, Any] | None] = {}
+"""Priors fitted in this process, by a hash of their training data and setting: a suite
+fine-tunes every backbone and seed on the same examples, its workers running cell after cell."""
+
+
 def fit_prior(
     train: Sequence[Any], window: int = DEFAULT["window"], c: float = DEFAULT["C"]
 ) -> dict[str, Any] | None:
     """The ranker's logistic regression fitted on ``train`` alone (no validation choice: the
     default window and C), as a JSON-serialisable linear function of :func:`features`:
     ``{"window", "weights", "bias"}`` with the standardisation folded in. ``None`` when the
-    training candidates hold no right or no wrong answer (nothing to learn)."""
+    training candidates hold no right or no wrong answer (nothing to learn).
+
+    The fit is kept for the process: the same examples and setting give the same prior."""
+    data = [
+        [ex.context, ex.question, [[a.text, a.answer_start] for a in ex.answers]] for ex in train
+    ]
+    key = hashlib.sha256(json.dumps([window, c, data]).encode()).hexdigest()
+    if key not in _PRIORS:
+        _PRIORS[key] = _fit_prior(train, window, c)
+    prior = _PRIORS[key]
+    return None if prior is None else {**prior, "weights": list(prior["weights"])}
+
+
+def _fit_prior(train: Sequence[Any], window: int, c: float) -> dict[str, Any] | None:
     rows = [features(ex.context, ex.question, [window]) for ex in train]
     model = _fit(*_training_matrix(train, rows, window), c)
     if model is None:
