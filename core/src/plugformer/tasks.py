@@ -54,6 +54,7 @@ __all__ = [
     "Task",
     "TaskOptions",
     "example_location",
+    "fit_once",
     "run_baseline",
     "score_predictions",
 ]
@@ -109,6 +110,23 @@ with the task's own metrics. The contract (see :func:`run_baseline`):
 A baseline with settings is most simply a small class whose ``__call__`` tunes on
 ``validation`` and sets ``self.chosen``; :meth:`Task.baselines` makes new instances.
 """
+
+
+def fit_once(cache: dict[str, Any], data: Any, fit: Callable[[], Any]) -> Any:
+    """``fit()``, computed once per process for ``data``: ``cache`` (the caller's own dict)
+    keeps results by the sha256 of ``data``'s JSON. A suite fine-tunes every backbone and seed
+    on the same training examples in worker processes that run cell after cell, so what a
+    task's ``prepare`` fits on them (a baseline used as the model's input) is fitted once.
+    ``data`` must hold everything the result depends on; a deep copy is returned, so a caller
+    may change its own."""
+    import copy
+    import hashlib
+    import json
+
+    key = hashlib.sha256(json.dumps(data).encode()).hexdigest()
+    if key not in cache:
+        cache[key] = fit()
+    return copy.deepcopy(cache[key])
 
 
 def run_baseline(

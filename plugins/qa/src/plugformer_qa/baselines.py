@@ -25,8 +25,6 @@ candidates, capitalised runs, are a rough guess at an answer's shape.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import re
 from bisect import bisect_left, bisect_right
@@ -34,6 +32,7 @@ from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
 
+from plugformer.tasks import fit_once
 from plugformer_qa.datasets import PLACEHOLDER, STOP_WORDS, candidates, sentence_spans
 
 __all__ = [
@@ -320,11 +319,7 @@ def fit_prior(
     data = [
         [ex.context, ex.question, [[a.text, a.answer_start] for a in ex.answers]] for ex in train
     ]
-    key = hashlib.sha256(json.dumps([window, c, data]).encode()).hexdigest()
-    if key not in _PRIORS:
-        _PRIORS[key] = _fit_prior(train, window, c)
-    prior = _PRIORS[key]
-    return None if prior is None else {**prior, "weights": list(prior["weights"])}
+    return fit_once(_PRIORS, [window, c, data], lambda: _fit_prior(train, window, c))
 
 
 def _fit_prior(train: Sequence[Any], window: int, c: float) -> dict[str, Any] | None:

@@ -26,13 +26,13 @@ The same dictionary at that default setting, learned from training pairs alone
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+
+from plugformer.tasks import fit_once
 
 __all__ = [
     "ITERATIONS",
@@ -178,12 +178,8 @@ def fit_lexicon(train: Sequence[Any]) -> dict[str, str]:
 
     The fit (~12 s on the 24,609 Bible pairs, one CPU core) is kept for the process: the
     same pairs give the same dictionary."""
-    pairs = word_pairs(train)
-    key = hashlib.sha256(json.dumps(pairs).encode()).hexdigest()
-    if key not in _LEXICONS:
-        iterations = int(DEFAULT["iterations"])
-        _LEXICONS[key] = ibm1_dictionaries(pairs, [iterations])[iterations][0]
-    return dict(_LEXICONS[key])  # a copy: a task may change its own
+    pairs, iterations = word_pairs(train), int(DEFAULT["iterations"])
+    return fit_once(_LEXICONS, pairs, lambda: ibm1_dictionaries(pairs, [iterations])[iterations][0])
 
 
 def draft(source: str, lexicon: dict[str, str]) -> str:
