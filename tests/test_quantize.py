@@ -71,6 +71,38 @@ def test_int8_quantises_every_linear_and_leaves_the_source_model(micro_checkpoin
     assert q.inference_precision == "int8"
 
 
+def test_fp32_layout_computes_the_same_function(micro_checkpoint: Path) -> None:
+    """fp32 inference holds every linear weight transposed: same logits and greedy tokens,
+    ``weight`` still readable as (out, in), biases kept, the tied embedding untouched."""
+    from torch import nn
+
+    import plugformer
+    from plugformer.inference.generation import SamplingConfig, generate
+    from plugformer.inference.layout import InferenceLinear, transpose_linears
+
+    ref = plugformer.load(micro_checkpoint)
+    fast = plugformer.load(micro_checkpoint, precision="fp32")
+    swapped = [m for m in fast.model.modules() if type(m) is InferenceLinear]
+    assert swapped and not any(type(m) is nn.Linear for m in fast.model.modules())
+    assert fast.model.lm_head.weight.shape == ref.model.lm_head.weight.shape  # (V, C) view
+    assert torch.equal(fast.model.wte.weight, ref.model.wte.weight)
+    ids = torch.tensor([ref.tokenizer.encode("It is a truth universally acknowledged")[:16]] * 3)
+    torch.testing.assert_close(
+        _logits(fast.model, ids, "fp32"), _logits(ref.model, ids, "fp32"), rtol=1e-5, atol=1e-5
+    )
+    cfg = SamplingConfig(max_new_tokens=10)
+    with torch.inference_mode():
+        prompts = [ids[0, :6].tolist(), ids[0, :2].tolist()]  # left-padded batch
+        assert generate(fast.model, prompts, cfg, None) == generate(ref.model, prompts, cfg, None)
+
+    head = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2, bias=False))
+    x = torch.randn(5, 7, 4)  # (B, T, C): any leading dimensions
+    want = head(x)
+    transpose_linears(head)
+    assert type(head[0]) is InferenceLinear and head[0].bias is not None
+    torch.testing.assert_close(head(x), want)
+
+
 def _sentiment_checkpoint(backbone: Path, tmp: Path, precision: str) -> Path:
     from plugformer.config import TaskSpec, parse_model
     from plugformer.training.finetune import finetune
@@ -100,6 +132,7 @@ def test_precision_round_trips_through_a_task_checkpoint(
 
     import plugformer
     from plugformer import plugins
+    from plugformer.inference.layout import InferenceLinear
     from plugformer.training.finetune import evaluate
 
     if "sentiment" not in plugins.tasks().names():
@@ -111,7 +144,10 @@ def test_precision_round_trips_through_a_task_checkpoint(
     assert saved.precision == "int8"
     assert not any(type(m) is nn.Linear for m in saved.backbone.modules())
     fp32 = plugformer.load(ckpt, precision="fp32")  # overridden at load time
-    assert fp32.precision == "fp32" and any(type(m) is nn.Linear for m in fp32.backbone.modules())
+    # fp32: the weights stay fp32, held transposed (plugformer.inference.layout), not quantised
+    assert fp32.precision == "fp32"
+    assert any(type(m) is InferenceLinear for m in fp32.backbone.modules())
+    assert not any(type(m) is nn.Linear for m in fp32.backbone.modules())
     inputs = ["a great film", "an awful film"]
     assert saved.predict(inputs) and fp32.predict(inputs)
     assert evaluate(spec, ckpt)["precision"] == "int8"

@@ -68,9 +68,10 @@ def bench_generate(args: argparse.Namespace, tmp: Path) -> None:
     ours = GPT(cfg).to(H.DEVICE).eval()
     hf = hf_twin(ours).to(H.DEVICE).eval()
     # The inference precisions of plugformer.inference.quantize, applied as `plugformer.load(...,
-    # precision=)` does; transformers gets the same int8 dynamic quantisation and bf16 cast.
+    # precision=)` does (fp32: linear weights held transposed); transformers gets the same int8
+    # dynamic quantisation and bf16 cast.
     models = {
-        "fp32": (ours, hf),
+        "fp32": (prepare(copy.deepcopy(ours), "fp32"), hf),
         "int8": (prepare(copy.deepcopy(ours), "int8"), prepare(copy.deepcopy(hf), "int8")),
         "bf16": (prepare(copy.deepcopy(ours), "bf16"), copy.deepcopy(hf).to(torch.bfloat16)),
     }
@@ -101,7 +102,7 @@ def bench_generate(args: argparse.Namespace, tmp: Path) -> None:
             suffix = "" if prec == "fp32" else f" {prec}"
             variants[f"plugformer{suffix}"] = lambda m=mine, p=prec: run_ours(m, p)
             variants[f"hf{suffix}"] = lambda m=theirs: run_hf(m)
-        variants["recompute"] = lambda: run_ours(ours, "fp32", use_cache=False)
+        variants["recompute"] = lambda: run_ours(models["fp32"][0], "fp32", use_cache=False)
         for name, fn in variants.items():
             if name != "recompute":
                 fn()  # warm-up (recompute is slow enough to need none)

@@ -3,6 +3,8 @@
 ``int8`` swaps every ``nn.Linear`` for ``torch.ao``'s dynamically quantised linear (qint8
 weights, per output channel; activations quantised per batch, accumulation in int32), which
 reads a quarter of the fp32 weight bytes per decode step, the bound of batch-1 CPU decoding.
+``fp32`` keeps the weights but stores each linear layer's transposed
+(:mod:`plugformer.inference.layout`), which a decode step's few rows multiply faster.
 ``bf16`` casts the parameters to bfloat16 and runs under bf16 autocast (fast only where the
 CPU has native bf16). Both are for inference only: :func:`prepare` returns a model for
 ``torch.inference_mode``, and training never calls it.
@@ -46,16 +48,22 @@ def saved_precision(manifest: dict[str, Any]) -> str:
 
 
 def prepare(module: Any, precision: str) -> Any:
-    """``module`` (eval mode) ready to run inference at ``precision``: unchanged for ``fp32``;
-    parameters cast to bfloat16 in place for ``bf16``; a copy whose ``nn.Linear`` layers are
-    dynamically quantised (qint8, per channel) for ``int8``. A module that is itself one
-    ``nn.Linear`` (a bare classification head) stays fp32 under ``int8``."""
+    """``module`` (eval mode) ready to run inference at ``precision``: for ``fp32``, its
+    ``nn.Linear`` layers hold their weights transposed, in place (the same function, faster
+    for decoding's few rows: :mod:`plugformer.inference.layout`); parameters cast to bfloat16
+    in place for ``bf16``; a copy whose ``nn.Linear`` layers are dynamically quantised (qint8,
+    per channel) for ``int8``. A module that is itself one ``nn.Linear`` (a bare
+    classification head) is left as it is under ``fp32`` and ``int8``."""
     import torch
     from torch import nn
 
     precision = check_precision(precision)
     module.eval()
-    if precision == "bf16":
+    if precision == "fp32":
+        from plugformer.inference.layout import transpose_linears
+
+        transpose_linears(module)
+    elif precision == "bf16":
         for sub in module.modules():
             for p in sub.parameters(recurse=False):
                 p.data = p.data.to(torch.bfloat16)  # tied weights are one Parameter: cast once
