@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -99,8 +99,19 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike[str], overwrite: bool = True) -> Iterator[Path]:
-    """Yield a temporary directory that replaces ``path`` once the block succeeds."""
+def atomic_dir(
+    path: str | os.PathLike[str],
+    overwrite: bool = True,
+    keep: Callable[[Path], bool] | None = None,
+) -> Iterator[Path]:
+    """Yield a temporary directory that replaces ``path`` once the block succeeds.
+
+    :param overwrite: replace a directory already at ``path``; ``False`` refuses to.
+    :param keep: for a cache that several processes may build at once (two suite workers
+        fetching the same model): a test of a directory found at ``path`` when ours is ready.
+        If it passes (another process published a complete copy first), that copy stays and
+        ours is discarded; otherwise ``overwrite`` decides, as without ``keep``.
+    """
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -117,22 +128,50 @@ def atomic_dir(path: str | os.PathLike[str], overwrite: bool = True) -> Iterator
                 _publish_mode(f)
                 with open(f, "rb") as fh:
                     os.fsync(fh.fileno())
-        if path.exists():
-            if not overwrite:
-                raise PlugformerError(f"{path}: already exists")
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        _publish_dir(tmp, path, overwrite, keep)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise _explain(exc, path) from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _publish_dir(
+    tmp: Path, path: Path, overwrite: bool, keep: Callable[[Path], bool] | None
+) -> None:
+    """Rename ``tmp`` to ``path``. Another process may publish ``path`` between our look and
+    our rename (the rename then fails: a directory is in the way), or move it away: look
+    again, a few times, rather than fail a run over a copy that someone else just made."""
+    for _ in range(3):
+        old: Path | None = None
+        if path.exists():
+            if keep is not None and keep(path):
+                shutil.rmtree(tmp, ignore_errors=True)
+                return
+            if not overwrite:
+                raise PlugformerError(f"{path}: already exists")
+            # a name of our own: two processes replacing one directory must not share it
+            old = path.with_name(f".{path.name}.{os.getpid()}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            try:
+                os.replace(path, old)
+            except FileNotFoundError:  # moved away meanwhile: look again
+                continue
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            if old is not None:  # put the original back, unless another copy took its place
+                with contextlib.suppress(OSError):
+                    os.replace(old, path)
+                shutil.rmtree(old, ignore_errors=True)
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            continue  # published meanwhile: look again
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return
+    raise PlugformerError(f"{path}: other processes kept replacing it; run again")
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:

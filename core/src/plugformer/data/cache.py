@@ -112,7 +112,8 @@ def get_dataset(
         if progress:
             print(f"[{recipe.name}] {msg}", file=sys.stderr, flush=True)
 
-    if manifest_path.is_file():  # already materialised: the given files are not needed
+    rebuild = manifest_path.is_file()
+    if rebuild:  # already materialised: the given files are not needed
         if not verify:
             return _info(recipe, target, _read_manifest(manifest_path))
         try:
@@ -135,7 +136,10 @@ def get_dataset(
         for i, src in enumerate(recipe.sources)
     ]
     log("parsing ...")
-    with atomic_dir(target) as tmp:
+    # Another process may materialise the dataset at the same time (two suite workers): its
+    # complete copy stays, unless this call is rebuilding a damaged one.
+    keep = None if rebuild else (lambda d: (d / "manifest.json").is_file())
+    with atomic_dir(target, keep=keep) as tmp:
         counts, digests, data_sha = _write_splits(recipe, recipe.parse(paths), tmp)
         total = sum(counts.values())
         if recipe.expected_count is not None and total != recipe.expected_count:

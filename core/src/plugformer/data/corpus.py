@@ -148,7 +148,8 @@ def build_token_cache(
         "tokenizer_sha256": tokenizer.hash,
         "key": key,
     }
-    with atomic_dir(cdir) as tmp:
+    # another process may build the same cache at once: a valid copy of theirs stays
+    with atomic_dir(cdir, keep=lambda d: _read_cache(d)[0] is not None) as tmp:
         for split, items in splits.items():
             ids = encode_documents([d.text for d in items], tokenizer, dtype)
             arr = np.concatenate(ids) if ids else np.zeros(0, dtype=dtype)

@@ -159,7 +159,8 @@ def mix_tasks(
         + sum(v["documents"] for k, v in provenance.items() if k != "text"),
         "mixture": provenance,
     }
-    with atomic_dir(cdir) as tmp:
+    # another process may build the same cache at once: a copy of theirs stays
+    with atomic_dir(cdir, keep=lambda d: (d / "meta.json").is_file()) as tmp:
         stream.tofile(tmp / "train.bin")
         shutil.copyfile(text_cache.dir / "val.bin", tmp / "val.bin")
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))

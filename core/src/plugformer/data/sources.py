@@ -107,7 +107,7 @@ def _fetch_file(source, folder: Path, name: str, from_file, log, download) -> Pa
         verify_sha256(from_file, source.sha256, what)
         target = folder / _local_name(source, from_file)
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{target.name}.tmp"
+        tmp = folder / f".{target.name}.{os.getpid()}.tmp"  # own name: workers copy at once
         shutil.copyfile(from_file, tmp)
         os.replace(tmp, target)
         return target
@@ -180,7 +180,7 @@ def _unpack_deb(deb: Path, log) -> Path:
     if (target / ".complete").exists():
         return target
     log(f"unpacking {deb.name} ...")
-    with atomic_dir(target) as tmp:
+    with atomic_dir(target, keep=lambda d: (d / ".complete").exists()) as tmp:
         if shutil.which("dpkg-deb"):
             proc = _run(["dpkg-deb", "-x", str(deb), str(tmp)], tmp)
             if proc.returncode != 0:

