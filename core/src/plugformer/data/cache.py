@@ -83,8 +83,13 @@ def dataset_dir(recipe: Recipe) -> Path:
     return plugformer_home() / "data" / recipe.name / recipe.version
 
 
+def _materialised(target: Path) -> bool:
+    """A dataset directory is complete once its manifest is written (then published)."""
+    return (target / "manifest.json").is_file()
+
+
 def is_cached(name: str | Recipe, registry: DatasetRegistry | None = None) -> bool:
-    return (dataset_dir(resolve_recipe(name, registry)) / "manifest.json").is_file()
+    return _materialised(dataset_dir(resolve_recipe(name, registry)))
 
 
 def get_dataset(
@@ -138,7 +143,7 @@ def get_dataset(
     log("parsing ...")
     # Another process may materialise the dataset at the same time (two suite workers): its
     # complete copy stays, unless this call is rebuilding a damaged one.
-    keep = None if rebuild else (lambda d: (d / "manifest.json").is_file())
+    keep = None if rebuild else _materialised
     with atomic_dir(target, keep=keep) as tmp:
         counts, digests, data_sha = _write_splits(recipe, recipe.parse(paths), tmp)
         total = sum(counts.values())

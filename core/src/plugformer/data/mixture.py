@@ -95,6 +95,11 @@ def _fill(docs: list[np.ndarray], target: int, rng: np.random.Generator) -> tupl
     return order, tokens
 
 
+def _built(cdir: Path) -> bool:
+    """A mixture cache is complete once its ``meta.json`` is written (then published)."""
+    return (cdir / "meta.json").is_file()
+
+
 def mix_tasks(
     text_cache: Any, sources: Sequence[TaskSource], tokenizer: Any, home: Path, seed: int
 ) -> tuple[Any, dict[str, Any]]:
@@ -115,7 +120,7 @@ def mix_tasks(
             h.update(b"\1")
     key = "mix-" + h.hexdigest()[:20]
     cdir = home / "tokens" / key
-    if (cdir / "meta.json").is_file():
+    if _built(cdir):
         meta = json.loads((cdir / "meta.json").read_text())
         return TokenCache(cdir, meta), meta["mixture"]
 
@@ -160,7 +165,7 @@ def mix_tasks(
         "mixture": provenance,
     }
     # another process may build the same cache at once: a copy of theirs stays
-    with atomic_dir(cdir, keep=lambda d: (d / "meta.json").is_file()) as tmp:
+    with atomic_dir(cdir, keep=_built) as tmp:
         stream.tofile(tmp / "train.bin")
         shutil.copyfile(text_cache.dir / "val.bin", tmp / "val.bin")
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))

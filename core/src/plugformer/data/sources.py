@@ -174,13 +174,17 @@ def _apt_download(source: DebianSource, tmp: Path, what: str, hint: str) -> Path
     return debs[0]
 
 
+def _unpacked(target: Path) -> bool:
+    return (target / ".complete").exists()
+
+
 def _unpack_deb(deb: Path, log) -> Path:
     """The directory ``deb`` unpacks to (cached beside it; unpacked once, atomically)."""
     target = deb.with_suffix("")
-    if (target / ".complete").exists():
+    if _unpacked(target):
         return target
     log(f"unpacking {deb.name} ...")
-    with atomic_dir(target, keep=lambda d: (d / ".complete").exists()) as tmp:
+    with atomic_dir(target, keep=_unpacked) as tmp:
         if shutil.which("dpkg-deb"):
             proc = _run(["dpkg-deb", "-x", str(deb), str(tmp)], tmp)
             if proc.returncode != 0:

