@@ -27,6 +27,25 @@ def test_progress_bar_title_has_no_epoch_limit(
     assert "/-2" not in shown
 
 
+def test_progress_bar_draws_on_stderr_leaving_stdout_to_the_summary(
+    corpus_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture
+):
+    """``plugformer pretrain ... > summary.json`` must get the summary alone: the bar goes to
+    stderr (Lightning's defaults draw on stdout)."""
+    import json
+
+    from plugformer.cli.main import main
+    from tests.test_crash_safety import write_config
+
+    monkeypatch.setenv("PLUGFORMER_PROGRESS", "1")
+    cfg = micro_config(corpus_file, tmp_path / "run", max_steps=3, val_every=3, progress=True)
+    monkeypatch.setenv("PLUGFORMER_HOME", str(tmp_path / "home"))
+    main(["pretrain", str(write_config(tmp_path / "pretrain.toml", cfg))])
+    out = capfd.readouterr()
+    assert "Epoch 0" in out.err
+    assert json.loads(out.out)["steps"] == 3
+
+
 def test_pretraining_raises_no_lightning_pytree_deprecation(corpus_file: Path, tmp_path: Path):
     """Lightning 2.6 on torch 2.13 warns about torch's deprecated LeafSpec in every training
     process; plugformer silences that one warning (and only that one)."""

@@ -212,14 +212,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 def progress_bar() -> Any:
-    """Lightning's progress bar (Rich where it is installed, as Lightning itself chooses),
-    titled without an epoch limit: plugformer's runs end on steps or minutes, so the Trainer's
-    ``max_epochs`` is -1 and Lightning's own title would read ``Epoch 0/-2``."""
-    from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
-    from lightning.pytorch.utilities.imports import _RICH_AVAILABLE
+    """Lightning's Rich progress bar, titled without an epoch limit: plugformer's runs end on
+    steps or minutes, so the Trainer's ``max_epochs`` is -1 and Lightning's own title would
+    read ``Epoch 0/-2``.
 
-    if not _RICH_AVAILABLE:
-        return TQDMProgressBar()  # its title is "Epoch N" already
+    It draws on stderr: stdout carries the commands' results (``finetune``'s and ``pretrain``'s
+    summary JSON), which ``> summary.json`` or a pipe must get clean."""
+    from lightning.pytorch.callbacks import RichProgressBar  # rich is a core dependency
 
     class _StepBoundedRichProgressBar(RichProgressBar):
         def _get_train_description(self, current_epoch: int) -> str:
@@ -228,7 +227,7 @@ def progress_bar() -> Any:
             title = f"Epoch {current_epoch}"
             return f"{title:{len(self.validation_description)}}"  # as wide as "Validation"
 
-    return _StepBoundedRichProgressBar()
+    return _StepBoundedRichProgressBar(console_kwargs={"stderr": True})
 
 
 def build_trainer(
