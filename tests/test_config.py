@@ -164,3 +164,24 @@ def test_finetune_and_trainer_share_one_set_of_hardware_settings() -> None:
     )
     assert spec.finetune.hardware()["precision"] == "32-true"
     assert TrainerConfig(**spec.finetune.hardware()).accelerator == "cpu"
+
+
+def test_every_error_of_a_file_is_named_in_its_one_line() -> None:
+    """Two mistakes in one spec: both are named (the first used to hide behind
+    "[and 1 more error]"); past five, the rest are counted."""
+    from plugformer.config import TaskSpec, parse_model
+    from plugformer.errors import ConfigError
+
+    raw = {"task": "sentiment", "bogus": 1, "finetune": {"max_stepz": 3}}
+    with pytest.raises(ConfigError) as info:
+        parse_model(TaskSpec, raw, "spec.toml")
+    line = str(info.value)
+    assert "\n" not in line and line.startswith("spec.toml: ")
+    assert "unknown key 'bogus'" in line
+    assert "unknown key 'finetune.max_stepz' (did you mean 'finetune.max_steps'?)" in line
+    assert "more error" not in line
+
+    many = {"task": "sentiment", **{f"bogus{i}": i for i in range(6)}}
+    with pytest.raises(ConfigError, match=r"\[and 2 more errors\]$") as info:
+        parse_model(TaskSpec, many, "spec.toml")
+    assert "missing key 'data'" in str(info.value)  # not "Field required (got a table)"

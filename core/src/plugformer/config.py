@@ -364,29 +364,39 @@ def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
 
 
 def format_validation_error(exc: ValidationError, model: type[BaseModel], source: str) -> str:
-    """One line for the first error: ``file: field a.b: what was expected``."""
-    err = exc.errors()[0]
+    """One line for every error (up to five): ``file: field a.b: what was expected; ...``."""
+    errors = exc.errors()
+    shown = "; ".join(_describe_error(err, model) for err in errors[:_ERRORS_SHOWN])
+    more = len(errors) - _ERRORS_SHOWN
+    return f"{source}: {shown}" + (
+        f" [and {more} more error{'s' if more > 1 else ''}]" if more > 0 else ""
+    )
+
+
+_ERRORS_SHOWN = 5
+"""Errors one message names; a file with more gets a count of the rest."""
+
+
+def _describe_error(err: Any, model: type[BaseModel]) -> str:
+    """``field a.b: what was expected (got ...)`` for one pydantic error."""
     loc = tuple(err["loc"])
     dotted = ".".join(str(p) for p in loc) or "(top level)"
     if err["type"] == "extra_forbidden":
         candidates = _fields_at(model, loc)
         hint = difflib.get_close_matches(str(loc[-1]), candidates, n=1)
-        msg = f"unknown key {dotted!r}" + (
+        return f"unknown key {dotted!r}" + (
             f" (did you mean {'.'.join([*map(str, loc[:-1]), hint[0]])!r}?)" if hint else ""
         )
-    else:
-        got = err.get("input")
-        shown = repr(got) if not isinstance(got, dict) else "a table"
-        text = err["msg"]
-        if err["type"] == "value_error":  # a validator's own sentence, without pydantic's prefix
-            text = str(err.get("ctx", {}).get("error", text.removeprefix("Value error, ")))
-        # a rule over a whole table names its fields itself: the table is not shown
-        whole = err["type"] == "value_error" and isinstance(got, dict)
-        msg = text if not loc else f"{dotted}: {text}" + ("" if whole else f" (got {shown[:60]})")
-    more = len(exc.errors()) - 1
-    return f"{source}: {msg}" + (
-        f" [and {more} more error{'s' if more > 1 else ''}]" if more else ""
-    )
+    if err["type"] == "missing":  # its "input" is the table the key is missing from
+        return f"missing key {dotted!r}"
+    got = err.get("input")
+    shown = repr(got) if not isinstance(got, dict) else "a table"
+    text = err["msg"]
+    if err["type"] == "value_error":  # a validator's own sentence, without pydantic's prefix
+        text = str(err.get("ctx", {}).get("error", text.removeprefix("Value error, ")))
+    # a rule over a whole table names its fields itself: the table is not shown
+    whole = err["type"] == "value_error" and isinstance(got, dict)
+    return text if not loc else f"{dotted}: {text}" + ("" if whole else f" (got {shown[:60]})")
 
 
 def parse_model(
