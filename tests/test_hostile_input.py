@@ -139,6 +139,21 @@ def test_ckpt_inspect_missing_and_file(tmp_path: Path, capsys) -> None:
     assert code == 2 and "not a file" in line
 
 
+def test_evaluate_names_what_it_was_given_instead_of_a_task_checkpoint(
+    micro_checkpoint: Path, tmp_path: Path, capsys
+) -> None:
+    """A missing path, a folder that is no checkpoint, and a backbone checkpoint each get their
+    own line (a backbone's used to read "stores no spec; give ... --data FILE" with --data given)."""
+    data = tmp_path / "test.jsonl"
+    data.write_text('{"text": "fine", "label": "pos"}\n')
+    code, line = cli(capsys, "evaluate", str(tmp_path / "nope"))
+    assert code == 2 and "no such checkpoint directory" in line
+    code, line = cli(capsys, "evaluate", str(tmp_path))
+    assert code == 2 and "not a checkpoint (no plugformer.json)" in line
+    code, line = cli(capsys, "evaluate", str(micro_checkpoint), "--data", str(data))
+    assert code == 2 and "a backbone checkpoint" in line and "fine-tune it first" in line
+
+
 # --------------------------------------------------------------------------- configs
 
 

@@ -12,9 +12,9 @@ import pytest
 
 from plugformer import hookimpl, plugins, specs
 from plugformer.cli.main import main
-from plugformer.cli.run import _load_spec
 from plugformer.config import PretrainConfig, TaskSpec, load_config
 from plugformer.errors import ConfigError, PluginError
+from plugformer.specs import load_task_spec
 from plugformer.suites.config import load_suite, spec_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,16 +76,16 @@ def test_every_named_config_validates() -> None:
 
 
 def test_a_name_works_where_a_file_does(tmp_path: Path) -> None:
-    spec = _load_spec("sentiment-smoke", None, ("finetune.max_steps=3",))
+    spec = load_task_spec("sentiment-smoke", None, ("finetune.max_steps=3",))
     assert (spec.task, spec.name, spec.finetune.max_steps) == ("sentiment", "sentiment-smoke", 3)
     # A file path still works, and wins over a name.
     copy = tmp_path / "movie-reviews.toml"
     copy.write_text('task = "qa"\n[data]\ndataset = "news-cloze-qa"\n')
-    assert _load_spec(str(copy), None, ()).task == "qa"
+    assert load_task_spec(str(copy), None, ()).task == "qa"
     # The shorthand (a task name with --data) is untouched.
     data = tmp_path / "d.jsonl"
     data.write_text('{"text": "good", "label": "positive"}\n')
-    assert _load_spec("sentiment", data, ()).data.train == str(data)
+    assert load_task_spec("sentiment", data, ()).data.train == str(data)
     assert specs.resolve("tiny", "pretrain").name == "tiny.toml"
 
 
@@ -126,7 +126,7 @@ def test_a_plugin_ships_specs_and_a_suite_naming_them(
     )
     plugins.register_plugin(ShipsSpecs(tmp_path), "ships", "plugformer-ships")
     try:
-        assert _load_spec("reviews-tiny", None, ()).data.max_train == 10
+        assert load_task_spec("reviews-tiny", None, ()).data.max_train == 10
         suite_file = specs.resolve("mine", "suite")
         entries = [spec_path(suite_file, e) for e in load_suite(suite_file).tasks]
         assert entries == [tmp_path / "reviews-tiny.toml", specs.resolve("qa-smoke", "task")]

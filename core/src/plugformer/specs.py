@@ -7,20 +7,30 @@ name without ``.toml``), and a name works wherever a file path does:
 ``plugformer finetune movie-reviews``, ``plugformer bench default``,
 ``plugformer pretrain tiny``, and the ``tasks`` entries of a suite.
 
-:func:`resolve` turns a reference (a path or a name) into a file; :func:`describe_specs` lists
-task specs for ``plugformer tasks``. Nothing here imports torch.
+:func:`resolve` turns a reference (a path or a name) into a file; :func:`load_task_spec` reads
+a task spec from what ``plugformer finetune SPEC`` takes (file, name, or task name with data);
+:func:`describe_specs` lists task specs for ``plugformer tasks``. Nothing here imports torch.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from plugformer.errors import ConfigError
 from plugformer.specfiles import NamedFile, named_files
 
-__all__ = ["NamedFile", "describe_specs", "is_path", "named_files", "resolve"]
+__all__ = [
+    "NamedFile",
+    "describe_specs",
+    "is_dataset_name",
+    "is_path",
+    "load_task_spec",
+    "named_files",
+    "resolve",
+]
 
 
 def is_path(ref: str | os.PathLike[str]) -> bool:
@@ -85,3 +95,83 @@ def describe_specs(kind: str = "task") -> list[dict[str, Any]]:
             row["tasks"] = list(raw.get("tasks", []))
         rows.append(row)
     return rows
+
+
+_DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".txt")
+
+
+def is_dataset_name(data: Path) -> bool:
+    """``--data`` names a dataset recipe when no such file exists; a missing path that looks like
+    a file (a data suffix, or a directory part) is one clear line instead of 'unknown dataset'."""
+    if data.exists():
+        return False
+    if data.suffix.lower() in _DATA_SUFFIXES or len(data.parts) > 1:
+        from plugformer.errors import DataError
+
+        raise DataError(f"{data}: no such file")
+    return True
+
+
+def _data_table(data: Path, validation: Path | None) -> dict[str, Any]:
+    """``--data`` (a file or a dataset name) and ``--validation`` as a spec's ``[data]``."""
+    if is_dataset_name(data):
+        table: dict[str, Any] = {"dataset": str(data)}
+    else:
+        table = {"train": str(data)}
+        if validation is None:
+            table["holdout"] = 0.1  # a seeded share, announced in one line by finetune
+    if validation is not None:
+        table["validation"] = str(validation)
+    return table
+
+
+def load_task_spec(
+    spec: str | os.PathLike[str],
+    data: str | os.PathLike[str] | None = None,
+    overrides: Sequence[str] = (),
+    validation: str | os.PathLike[str] | None = None,
+) -> Any:
+    """A validated :class:`plugformer.config.TaskSpec` from what ``plugformer finetune SPEC``
+    takes: a spec file, a registered spec name (``plugformer tasks``), or a task name with
+    ``data`` (a file or a dataset name; ``validation`` a file). ``overrides`` are ``--set``
+    ``KEY=VALUE`` strings. Errors are one line naming the file or field."""
+    from plugformer import plugins
+    from plugformer.config import (
+        TaskSpec,
+        apply_overrides,
+        check_task_options,
+        load_toml,
+        parse_model,
+        resolve_spec_paths,
+    )
+
+    spec = os.fspath(spec)
+    data = Path(data) if data is not None else None
+    validation = Path(validation) if validation is not None else None
+    path, named = Path(spec), plugins.named_specs("task")
+    if not is_path(spec) and (spec in named or spec in named.conflicts or spec in named.withheld):
+        path = resolve(spec, "task")  # a registered spec name
+    if path.suffix == ".toml" or path.exists():
+        raw = resolve_spec_paths(load_toml(path), path)  # data paths are relative to the file
+        source = str(path)
+        raw.setdefault("name", path.stem)
+    else:  # the shorthand: a task name plus --data
+        if data is None:
+            import difflib
+
+            hint = difflib.get_close_matches(spec, named.names(), n=1)
+            raise ConfigError(
+                f"{spec!r} is neither a spec file nor a spec name"
+                + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                + "; `plugformer tasks` lists the names; with a task name, give --data FILE (or a dataset name)"
+            )
+        source = "command line"
+        raw = {"task": spec, "data": _data_table(data, validation)}
+    if data is not None and path.exists():
+        raw["data"] = _data_table(data, validation)
+    elif validation is not None:
+        raw.setdefault("data", {})["validation"] = str(validation)
+    overrides = tuple(overrides)
+    spec_model = parse_model(TaskSpec, apply_overrides(raw, overrides), source, overrides)
+    check_task_options(spec_model, source, overrides)
+    return spec_model

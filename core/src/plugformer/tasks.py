@@ -32,7 +32,7 @@ top of its own module, and the plugin registers it lazily (see ``register_tasks`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -254,6 +254,18 @@ class Task:
         if isinstance(value, dict):
             return self.parse_example(value)
         raise DataError(f"task {self.name!r} needs a JSON object per input, got text")
+
+    def read_input(self, value: str | Mapping[str, Any]) -> Any:
+        """An example from one user input (``plugformer predict``, ``Predictor.predict``): a
+        dict may name its fields by the data files' column names (``options.columns``), as the
+        training data did; then :meth:`example_from_input`. Not meant to be overridden."""
+        columns = getattr(self.options, "columns", None)
+        if isinstance(value, Mapping):
+            value = dict(value)
+            for field, column in (columns or {}).items():
+                if column in value and field not in value:
+                    value[field] = value.pop(column)
+        return self.example_from_input(value)
 
     # ------------------------------------------------------------------ tensors
     def encode(self, example: Any, *, train: bool) -> list[dict[str, Any]]:

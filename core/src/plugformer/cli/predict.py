@@ -96,7 +96,7 @@ def _check_inputs(task: Any, inputs: list[Any], places: list[str]) -> None:
     ``<stdin>:line``, ``argument N``), before anything is predicted or printed."""
     for value, where in zip(inputs, places, strict=True):
         try:
-            task.example_from_input(value)
+            task.read_input(value)
         except PlugformerError as exc:
             message = str(exc).removeprefix("<input>: ").removeprefix("<input>")
             raise type(exc)(f"{where}: {message}") from None
@@ -130,7 +130,8 @@ def _split_field_flags(args: list[str]) -> tuple[list[str], dict[str, str]]:
     "--input",
     "input_file",
     type=click.File("rb"),
-    help="One input per line (text or JSON, UTF-8); - for stdin.",
+    help="One input per line (text or JSON, UTF-8), or one per row of a .csv/.tsv file with a "
+    "header; - for stdin.",
 )
 @click.option(
     "--field",
@@ -180,6 +181,17 @@ def predict(
     if input_file is not None:
         name = getattr(input_file, "name", "<stdin>")
         name = "<stdin>" if name in ("<stdin>", "-") or not isinstance(name, str) else name
+        if Path(name).suffix.lower() in (".csv", ".tsv"):
+            # A table: one input per row, its header naming the fields (or the columns the
+            # checkpoint was trained with), as `finetune --data` reads it; not one per line.
+            from plugformer.data.readers import read_records
+
+            input_file.close()
+            for where, record in read_records(name):
+                inputs.append(record)
+                places.append(where)
+            input_file = None
+    if input_file is not None:
         for n, line in _lines(input_file, name):
             line = line.rstrip("\r\n")
             if line.strip():
@@ -207,7 +219,8 @@ def predict(
             f"{checkpoint}: a backbone checkpoint; use `plugformer generate` or fine-tune it first"
         )
     known = getattr(predictor.task, "Example", None)
-    unknown = sorted(set(one) - set(getattr(known, "model_fields", one)))
+    columns = getattr(predictor.task.options, "columns", None) or {}
+    unknown = sorted(set(one) - set(getattr(known, "model_fields", one)) - set(columns.values()))
     if unknown:
         raise PlugformerError(
             f"task {predictor.task.name!r} has no field {unknown[0]!r}; its fields: "

@@ -1,7 +1,7 @@
 """Built-in commands that train or score: ``pretrain``, ``finetune``, ``evaluate``.
 
 A task spec comes from a file, a registered spec name, or a task name plus ``--data``
-(:func:`_load_spec`). Nothing is imported from torch until a command runs.
+(:func:`plugformer.specs.load_task_spec`). Nothing is imported from torch until a command runs.
 """
 
 from __future__ import annotations
@@ -32,77 +32,6 @@ def pretrain(config: str, overrides: tuple[str, ...], resume: bool) -> None:
 
     summary = run(cfg, resume=resume)
     click.echo(json.dumps(summary, indent=2))
-
-
-_DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".txt")
-
-
-def _is_dataset_name(data: Path) -> bool:
-    """``--data`` names a dataset recipe when no such file exists; a missing path that looks like
-    a file (a data suffix, or a directory part) is one clear line instead of 'unknown dataset'."""
-    if data.exists():
-        return False
-    if data.suffix.lower() in _DATA_SUFFIXES or len(data.parts) > 1:
-        from plugformer.errors import DataError
-
-        raise DataError(f"{data}: no such file")
-    return True
-
-
-def _data_table(data: Path, validation: Path | None) -> dict[str, Any]:
-    """``--data`` (a file or a dataset name) and ``--validation`` as a spec's ``[data]``."""
-    if _is_dataset_name(data):
-        table: dict[str, Any] = {"dataset": str(data)}
-    else:
-        table = {"train": str(data)}
-        if validation is None:
-            table["holdout"] = 0.1  # a seeded share, announced in one line by finetune
-    if validation is not None:
-        table["validation"] = str(validation)
-    return table
-
-
-def _load_spec(
-    spec: str, data: Path | None, overrides: tuple[str, ...], validation: Path | None = None
-) -> Any:
-    """SPEC: a spec file, a registered spec name (``plugformer tasks``), or a task name + --data."""
-    from plugformer import plugins
-    from plugformer.config import (
-        TaskSpec,
-        apply_overrides,
-        check_task_options,
-        load_toml,
-        parse_model,
-        resolve_spec_paths,
-    )
-    from plugformer.specs import is_path, resolve
-
-    path, named = Path(spec), plugins.named_specs("task")
-    if not is_path(spec) and (spec in named or spec in named.conflicts or spec in named.withheld):
-        path = resolve(spec, "task")  # a registered spec name
-    if path.suffix == ".toml" or path.exists():
-        raw = resolve_spec_paths(load_toml(path), path)  # data paths are relative to the file
-        source = str(path)
-        raw.setdefault("name", path.stem)
-    else:  # the shorthand: a task name plus --data
-        if data is None:
-            import difflib
-
-            hint = difflib.get_close_matches(spec, named.names(), n=1)
-            raise PlugformerError(
-                f"{spec!r} is neither a spec file nor a spec name"
-                + (f" (did you mean {hint[0]!r}?)" if hint else "")
-                + "; `plugformer tasks` lists the names; with a task name, give --data FILE (or a dataset name)"
-            )
-        source = "command line"
-        raw = {"task": spec, "data": _data_table(data, validation)}
-    if data is not None and path.exists():
-        raw["data"] = _data_table(data, validation)
-    elif validation is not None:
-        raw.setdefault("data", {})["validation"] = str(validation)
-    spec_model = parse_model(TaskSpec, apply_overrides(raw, overrides), source, overrides)
-    check_task_options(spec_model, source, overrides)
-    return spec_model
 
 
 @click.command()
@@ -136,7 +65,9 @@ def finetune(
     resume: bool,
 ) -> None:
     """Fine-tune a task: SPEC is a spec file or name (plugformer tasks), or a task name with --data."""
-    s = _load_spec(spec, data, overrides, validation)
+    from plugformer.specs import load_task_spec
+
+    s = load_task_spec(spec, data, overrides, validation)
     from plugformer.training.finetune import finetune as run
 
     summary = run(s, backbone, out, resume=resume)
@@ -146,6 +77,22 @@ def finetune(
 
 def _is_checkpoint(path: Path) -> bool:
     return (path / "plugformer.json").is_file()
+
+
+def _check_task_checkpoint(path: Path) -> None:
+    """One line for what ``evaluate PATH`` was given when it is not a task checkpoint."""
+    usage = "give CHECKPOINT [--data FILE] or SPEC --checkpoint CHECKPOINT"
+    if not path.exists():
+        raise PlugformerError(f"{path}: no such checkpoint directory; {usage}")
+    if not _is_checkpoint(path):
+        raise PlugformerError(f"{path}: not a checkpoint (no plugformer.json); {usage}")
+    from plugformer.checkpoint import read_manifest
+
+    if read_manifest(path).get("kind") != "task":
+        raise PlugformerError(
+            f"{path}: a backbone checkpoint; evaluate scores task checkpoints "
+            "(fine-tune it first: plugformer finetune SPEC --backbone CHECKPOINT)"
+        )
 
 
 def _spec_from_checkpoint(
@@ -160,7 +107,9 @@ def _spec_from_checkpoint(
         raise PlugformerError(f"{checkpoint}: stores no spec; give a SPEC file or --data FILE")
     raw = {k: v for k, v in stored.items() if v is not None}
     if data is not None:
-        raw["data"] = {"dataset": str(data)} if _is_dataset_name(data) else {split: str(data)}
+        from plugformer.specs import is_dataset_name
+
+        raw["data"] = {"dataset": str(data)} if is_dataset_name(data) else {split: str(data)}
     return parse_model(
         TaskSpec, apply_overrides(raw, overrides), f"{checkpoint} (stored spec)", overrides
     )
@@ -200,15 +149,13 @@ def evaluate(
     plugformer evaluate CKPT --set options.beam_size=8   a decoding setting changed
     """
     if checkpoint is None:
-        if not _is_checkpoint(Path(target)):
-            raise PlugformerError(
-                f"{target}: not a task checkpoint; give CHECKPOINT [--data FILE] "
-                "or SPEC --checkpoint CHECKPOINT"
-            )
+        _check_task_checkpoint(Path(target))
         checkpoint = Path(target)
         s = _spec_from_checkpoint(checkpoint, data, split, overrides)
     else:
-        s = _load_spec(target, None, overrides)
+        from plugformer.specs import load_task_spec
+
+        s = load_task_spec(target, None, overrides)
         if data is not None:
             s = s.model_copy(
                 update={"data": s.data.model_copy(update={split: str(data), "dataset": None})}

@@ -96,12 +96,19 @@ class Predictor:
             yield positions, collate([examples[j] for j in positions])
 
     @torch.inference_mode()
-    def predict(self, inputs: Sequence[str | dict[str, Any]], batch_size: int = 32) -> list[Any]:
-        """Predictions for raw inputs (strings or dicts, as ``task.example_from_input`` takes),
-        in the order of ``inputs``."""
+    def predict(
+        self,
+        inputs: str | Mapping[str, Any] | Sequence[str | Mapping[str, Any]],
+        batch_size: int = 32,
+    ) -> Any:
+        """Predictions for raw inputs (strings or dicts, as ``task.read_input`` takes: a dict's
+        keys may be the training files' column names), in the order of ``inputs``; one input (a
+        string or a dict) gives its prediction alone."""
         from plugformer.inference.quantize import autocast
 
-        examples = [self.task.example_from_input(x) for x in inputs]
+        if isinstance(inputs, (str, Mapping)):  # one input: a string is not a list of characters
+            return self.predict([inputs], batch_size)[0]
+        examples = [self.task.read_input(x) for x in inputs]
         out: list[Any] = [None] * len(examples)
         for positions, batch in self._batches(examples, batch_size):
             with autocast(self.precision):

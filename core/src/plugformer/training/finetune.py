@@ -11,9 +11,10 @@ features, their length-grouped resumable order, loaders) in :mod:`plugformer.tra
 from __future__ import annotations
 
 import copy
+import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -248,13 +249,33 @@ def _trainer(
     )
 
 
+def _as_spec(spec: TaskSpec | str | os.PathLike[str], overrides: Sequence[str] = ()) -> TaskSpec:
+    """A :class:`TaskSpec` as given, or read from a spec file or name (with ``--set`` overrides)."""
+    if isinstance(spec, TaskSpec):
+        if overrides:
+            raise TypeError("overrides apply to a spec file or name; change a TaskSpec directly")
+        return spec
+    if not isinstance(spec, (str, os.PathLike)):
+        raise TypeError(
+            f"spec must be a TaskSpec, a spec file or a spec name, not {type(spec).__name__}"
+        )
+    from plugformer.specs import load_task_spec
+
+    return load_task_spec(spec, overrides=overrides)
+
+
 def finetune(
-    spec: TaskSpec,
+    spec: TaskSpec | str | os.PathLike[str],
     backbone: str | None = None,
     out_dir: str | Path | None = None,
     resume: bool = False,
+    overrides: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Fine-tune ``spec`` on a backbone reference; writes a task checkpoint; returns a summary.
+
+    ``spec`` is a :class:`TaskSpec`, or what ``plugformer finetune SPEC`` takes: a spec file
+    or a registered spec name (``plugformer tasks``), with ``overrides`` as ``--set`` takes
+    them (``["finetune.max_steps=50"]``).
 
     The output directory is held for the run (:mod:`plugformer.outdir`). SIGINT/SIGTERM stop
     at a step boundary with ``out/checkpoints/last.ckpt`` (``resume=True`` continues it to the
@@ -263,6 +284,7 @@ def finetune(
     """
     from plugformer.outdir import claim
 
+    spec = _as_spec(spec, overrides)
     ref = backbone or spec.backbone
     if not ref:
         raise PlugformerError("no backbone: pass --backbone CKPT or set `backbone` in the spec")
@@ -399,7 +421,7 @@ def _finetune(spec: TaskSpec, ref: str, out: Path, resume: bool) -> dict[str, An
 
 
 def evaluate(
-    spec: TaskSpec,
+    spec: TaskSpec | str | os.PathLike[str],
     checkpoint: str | Path,
     split: str = "test",
     out_json: str | Path | None = None,
@@ -407,6 +429,7 @@ def evaluate(
     options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Score a task checkpoint on a split of the spec's data; tells plugins via ``on_result``.
+    ``spec``: a :class:`TaskSpec`, a spec file or a registered spec name.
 
     The task's options are the checkpoint's; ``options`` change some of them for this
     evaluation (decoding settings: ``beam_size``, ``no_repeat_ngram_size``, ...)."""
@@ -416,6 +439,7 @@ def evaluate(
     from plugformer.metric_info import normalise_metric_info
 
     t0 = time.time()
+    spec = _as_spec(spec)
     # The spec's [inference] precision when it sets one, else the checkpoint's saved one.
     explicit = "inference" in spec.model_fields_set
     pred = Predictor.from_checkpoint(
