@@ -3,11 +3,14 @@
 Plugins come from two places, loaded the same way: the core's own defaults
 (:data:`DEFAULT_PLUGINS`) and every entry point of the ``plugformer`` group (first-party
 task packages included). Each is loaded on its own: a plugin that fails to import, declares
-an incompatible ``PLUGFORMER_API``, has a hook implementation with a bad signature, or raises
-inside a registration hook is recorded as broken and skipped — unless plugins are strict
-(``--strict-plugins`` or ``PLUGFORMER_STRICT_PLUGINS=1``), which makes it fatal.
+an incompatible ``PLUGFORMER_API``, has a hook implementation with a bad signature or a name
+that is no hook of :mod:`plugformer.hookspecs`, registers a name another plugin has (a name
+of the core's own stays the core's), or raises inside a registration hook is recorded as
+broken and skipped — unless plugins are strict (``--strict-plugins`` or
+``PLUGFORMER_STRICT_PLUGINS=1``), which makes it fatal.
 
-Environment: ``PLUGFORMER_LOAD_PLUGINS=a,b`` loads only those entry points (empty: none);
+Environment: ``PLUGFORMER_LOAD_PLUGINS=a,b`` loads only those entry points, by entry-point or
+distribution name (empty: none; a name that matches nothing installed is warned about);
 ``PLUGFORMER_TRACE_PLUGINS=1`` prints every hook call (plugin by plugin, before it starts,
 so a hang names its culprit) with its duration to stderr; ``PLUGFORMER_PLUGIN_TIMEOUT``
 (seconds, default 30) bounds each plugin's registration hook: one that does not return in
@@ -30,7 +33,7 @@ import pluggy
 
 from plugformer import PLUGIN_API_VERSION, hookspecs
 from plugformer.errors import PluginError
-from plugformer.registries import Registry
+from plugformer.registries import CORE_OWNER, Registry
 
 __all__ = [
     "DEFAULT_PLUGINS",
@@ -111,6 +114,9 @@ class _State:
     """Plugins that broke while registering: healthy again when the registries are rebuilt
     (after a clashing plugin is unregistered, say) unless they break again."""
     strict: bool = os.environ.get("PLUGFORMER_STRICT_PLUGINS", "") not in ("", "0")
+    warned_unmatched: bool = False
+    """Whether ``PLUGFORMER_LOAD_PLUGINS`` names that match nothing were warned about: once per
+    process, though strict mode may build the manager more than once."""
 
 
 def set_strict(strict: bool) -> None:
@@ -131,6 +137,7 @@ def reset() -> None:
     _State.withheld = {}
     _State.hung = set()
     _State.broken_by_registration = set()
+    _State.warned_unmatched = False
 
 
 def _broken(info: PluginInfo, reason: str) -> None:
@@ -174,6 +181,33 @@ def _register(pm: pluggy.PluginManager, module: Any, info: PluginInfo) -> None:
         _broken(info, f"bad hook implementation: {hook} {detail}".strip())
         return
     info.hooks = sorted(h.name for h in pm.get_hookcallers(module) or [])
+    unknown = _unknown_hooks(pm, module)
+    if unknown:
+        pm.unregister(module)  # skipped like any broken plugin: none of its hooks are called
+        _broken(info, "; ".join(unknown))
+
+
+def _unknown_hooks(pm: pluggy.PluginManager, plugin: Any) -> list[str]:
+    """One phrase per hook ``plugin`` implements that plugformer does not declare.
+
+    pluggy accepts such an implementation in case a spec is added later, and only
+    ``check_pending()`` objects (for the whole manager, naming no one in particular). All of
+    plugformer's hooks are declared up front, so here it is a typo (``register_taskz``) that
+    would otherwise leave the plugin "ok" and doing nothing. ``optionalhook=True`` is pluggy's
+    documented way out, honoured as ``check_pending`` does.
+    """
+    import difflib
+
+    known = sorted(n for n, c in vars(pm.hook).items() if n[:1] != "_" and c.has_spec())
+    out = []
+    for caller in pm.get_hookcallers(plugin) or []:
+        impls = [i for i in caller.get_hookimpls() if i.plugin is plugin]
+        if caller.has_spec() or all(i.optionalhook for i in impls):
+            continue
+        close = difflib.get_close_matches(caller.name, known, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"plugformer's hooks: {', '.join(known)}"
+        out.append(f"unknown hook {caller.name!r}, not in plugformer.hookspecs ({hint})")
+    return sorted(out)
 
 
 def _trace(pm: pluggy.PluginManager) -> None:
@@ -197,6 +231,29 @@ def _wanted() -> set[str] | None:
     return {p.strip() for p in raw.split(",") if p.strip()}
 
 
+def _warn_unmatched(wanted: set[str], found: list[md.EntryPoint]) -> None:
+    """One stderr line per ``PLUGFORMER_LOAD_PLUGINS`` name that matches no installed entry
+    point or distribution: a typo there otherwise loads nothing and says nothing. The
+    installed plugins are listed closest first (by entry-point or distribution name)."""
+    import difflib
+
+    if _State.warned_unmatched:
+        return
+    _State.warned_unmatched = True
+    names = {ep.name: ep.dist.name if ep.dist else "" for ep in found}
+    for name in sorted(wanted - set(names) - set(names.values())):
+
+        def likeness(ep: str, _name: str = name) -> float:
+            return max(difflib.SequenceMatcher(None, _name, n).ratio() for n in (ep, names[ep]))
+
+        ranked = sorted(names, key=lambda ep: (-likeness(ep), ep))
+        print(
+            f"plugformer: warning: PLUGFORMER_LOAD_PLUGINS names {name!r}, which is no installed "
+            f"plugin; installed: {', '.join(ranked) or 'none'}",
+            file=sys.stderr,
+        )
+
+
 def get_plugin_manager() -> pluggy.PluginManager:
     """The process-wide manager with defaults and entry-point plugins loaded."""
     if _State.pm is not None:
@@ -213,8 +270,11 @@ def get_plugin_manager() -> pluggy.PluginManager:
         infos[info.name] = info
         _register(pm, importlib.import_module(modname), info)
     wanted = _wanted()
+    found = sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
+    if wanted:
+        _warn_unmatched(wanted, found)
     seen: set[str] = set()
-    for ep in sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+    for ep in found:
         dist = ep.dist.name if ep.dist else "?"
         if wanted is not None and ep.name not in wanted and dist not in wanted:
             continue
@@ -339,14 +399,18 @@ def _collect() -> dict[str, Registry]:
     for info in _State.infos.values():
         info.provides = {}  # rebuilt below (registries are re-collected after register_plugin)
     for hook_name in REGISTRATION_HOOKS:
-        for impl in getattr(pm.hook, hook_name).get_hookimpls():
+        impls = getattr(pm.hook, hook_name).get_hookimpls()
+        # The core's defaults register first whatever a plugin's tryfirst/trylast says, so a
+        # plugin reusing one of the core's names is the one that clashes (Registry.add).
+        impls.sort(key=lambda i: not getattr(_State.infos.get(i.plugin_name), "default", False))
+        for impl in impls:
             info = _State.infos.get(impl.plugin_name)
             if info is None:
                 continue
             if info.status != "ok":
                 _withhold(impl, hook_name, info)
                 continue
-            owner = "plugformer" if info.default else f"{info.distribution} (plugin {info.name})"
+            owner = CORE_OWNER if info.default else f"{info.distribution} (plugin {info.name})"
             by_owner[owner] = info
             added: list[tuple[Registry, str]] = []
 
@@ -370,7 +434,8 @@ def _collect() -> dict[str, Registry]:
                 _State.hung.add(info.name)
                 _broken(info, f"{hook_name} {exc}")
             except PluginError as exc:
-                # A name clash: neither registration can be trusted, so both plugins are broken.
+                # A name clash: neither registration can be trusted, so both plugins are broken
+                # (a clash with the core's own name is recorded as none: only this plugin is).
                 clashes = [o for r in regs.values() for o in r.conflicts.values()]
                 for owners in clashes:
                     for other in owners:
@@ -530,7 +595,7 @@ def check_lazy_references() -> list[PluginInfo]:
                     i
                     for i in _State.infos.values()
                     if owner
-                    in ("plugformer" if i.default else f"{i.distribution} (plugin {i.name})",)
+                    in (CORE_OWNER if i.default else f"{i.distribution} (plugin {i.name})",)
                 ),
                 None,
             )

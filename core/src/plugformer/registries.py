@@ -8,7 +8,11 @@ from typing import Any, Protocol
 
 from plugformer.errors import PluginError
 
-__all__ = ["Registry"]
+__all__ = ["CORE_OWNER", "Registry"]
+
+CORE_OWNER = "plugformer"
+"""The owner of everything the core's default plugins register (a plugin's owner names its
+distribution and entry point, so it never reads the same)."""
 
 
 class PluginInfo(Protocol):
@@ -33,6 +37,14 @@ class Registry:
         """Names a broken plugin would have registered here, with that plugin."""
 
     def add(self, name: str, item: Any, owner: str) -> None:
+        """Register ``name``; a :class:`PluginError` if another owner has it already. A name
+        the core registered stays the core's and is not recorded as a clash: installing a
+        plugin must never switch off a built-in (the plugin is the one reported broken)."""
+        if name in self.items and self.owners[name] == CORE_OWNER and owner != CORE_OWNER:
+            raise PluginError(
+                f"{self.kind} {name!r} is built into plugformer; {owner} registers it too: "
+                f"rename its {self.kind}"
+            )
         if name in self.items and self.owners[name] != owner:
             self.conflicts.setdefault(name, [self.owners[name]]).append(owner)
             raise PluginError(

@@ -3,7 +3,9 @@
 The result is what a plugin author starts from: a pyproject with the entry point, a task on
 one of the core's bases (``--template classification|pair|span|generation|tagging``), a
 README, and tests that subclass the conformance kit. ``pip install -e`` it and it shows in
-``plugformer plugins``; its tests pass without edits.
+``plugformer plugins``; its tests pass without edits. A name whose distribution is installed, or
+whose task the core or an installed plugin already registers, is refused: the result could
+not be installed beside it.
 """
 
 from __future__ import annotations
@@ -50,6 +52,24 @@ def _installed_distribution(dist: str) -> str | None:
     return f"{found.metadata['Name']} {found.version}"
 
 
+def _task_owner(name: str) -> str | None:
+    """Who already registers a task called ``name`` (the core, or an installed plugin, broken
+    or not), in words; ``None`` if no one does."""
+    from plugformer import plugins
+    from plugformer.registries import CORE_OWNER
+
+    registry = plugins.tasks()
+    if name in registry.conflicts:
+        return " and ".join(registry.conflicts[name])
+    if name in registry:
+        owner = registry.owners[name]
+        return "plugformer (a built-in task)" if owner == CORE_OWNER else owner
+    if name in registry.withheld:
+        info = registry.withheld[name]
+        return f"{info.distribution} (plugin {info.name}, broken)"
+    return None
+
+
 def write_plugin(name: str, directory: str | Path = ".", template: str = "classification") -> Path:
     """Write ``DIRECTORY/plugformer-NAME`` (a task of shape ``template``) and return its path."""
     if template not in TEMPLATES:
@@ -66,6 +86,12 @@ def write_plugin(name: str, directory: str | Path = ".", template: str = "classi
     if taken is not None:  # installing the scaffold would replace it
         raise PlugformerError(
             f"plugin name {name!r}: the distribution {dist} is already installed ({taken}); "
+            "choose another name"
+        )
+    owner = _task_owner(name)
+    if owner is not None:  # installed, the two would clash and the plugin be skipped as broken
+        raise PlugformerError(
+            f"plugin name {name!r}: the task {name!r} is already registered by {owner}; "
             "choose another name"
         )
     target = Path(directory) / dist
