@@ -28,7 +28,7 @@ def test_interrupted_suite_resumes_without_redoing_cells(workspace: Path, fakes:
     fakes.fail_on = None
     run_suite(suite, run, log=quiet)
     assert len(fakes.finetunes) == 5  # 2 before the failure, the failed one again, the last one
-    assert len(cell_files(run)) == 5 and not list((run / "work").iterdir())
+    assert len(cell_files(run)) == 5 and not (run / "work").exists()
 
 
 def test_a_signal_during_a_cell_says_how_to_continue_the_suite(
@@ -89,6 +89,38 @@ def test_unchanged_rerun_uses_the_cache(workspace: Path, fakes: Fakes) -> None:
     assert len(fakes.finetunes) == 4
     assert sum("(cached)" in line for line in lines) == 5
     assert json.loads((run / "results.json").read_text())["summary"] == first["summary"]
+
+
+def test_a_cached_rerun_writes_the_same_reports(workspace: Path, fakes: Fakes) -> None:
+    """Before: a rerun's results.json gained each cell file's "sha256", which the first run's
+    records (taken before the file was written) lacked. Both now record the cell as written."""
+    suite, run = write_suite(workspace), workspace / "runs" / "identical"
+    run_suite(suite, run, log=quiet)
+    names = ("results.json", "report.md", "report.csv")
+    first = {name: (run / name).read_bytes() for name in names}
+    run_suite(suite, run, log=quiet)
+    assert len(fakes.finetunes) == 4  # the rerun ran nothing
+    assert {name: (run / name).read_bytes() for name in names} == first
+    cells = json.loads(first["results.json"])["cells"]
+    assert all(len(c["sha256"]) == 64 for c in cells)  # provenance: the cell file's hash
+
+
+def test_a_finished_suite_leaves_no_empty_work_folders(workspace: Path, fakes: Fakes) -> None:
+    """Before: `work/` stayed behind, empty, once every cell had finished. A folder with
+    something in it is not the suite's to delete."""
+    suite, run = write_suite(workspace), workspace / "runs" / "tidy"
+    fakes.fail_on = 3
+    with pytest.raises(RuntimeError, match="killed"):
+        run_suite(suite, run, log=quiet)
+    (run / "work" / "empty" / "deeper").mkdir(parents=True)
+    (run / "work" / "kept").mkdir()
+    (run / "work" / "kept" / "notes.txt").write_text("mine", encoding="utf-8")
+    fakes.fail_on = None
+    run_suite(suite, run, log=quiet)
+    assert sorted(p.name for p in (run / "work").iterdir()) == ["kept"]
+    (run / "work" / "kept" / "notes.txt").unlink()
+    run_suite(suite, run, log=quiet)  # all cached: still tidied
+    assert not (run / "work").exists() and (run / "cells").is_dir()
 
 
 def _cells_by_kind(run: Path) -> dict[str, list[Path]]:

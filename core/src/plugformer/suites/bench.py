@@ -9,7 +9,8 @@ since baselines are deterministic. A run directory holds::
 
     suite.json              the resolved suite (backbone references, seeds, spec paths)
     cells/<key>.json        one finished cell each, written atomically
-    work/<key>/             a cell's task checkpoint while it runs (deleted afterwards)
+    work/<key>/             a cell's task checkpoint while it runs (deleted afterwards; work/
+                            itself once the suite completes, if nothing else is in it)
     results.json  report.md  report.csv  main_metric.png  val_curves.png   (plugformer.suites.report)
 
 A cell's key hashes everything that decides its result (see
@@ -20,6 +21,7 @@ and a changed seed or spec re-runs exactly the cells it affects.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import platform
@@ -249,6 +251,17 @@ def _interrupted(
     )
 
 
+def _remove_empty_dirs(root: Path) -> None:
+    """Remove ``root`` and the folders under it that hold nothing, deepest first: a finished
+    suite's ``work/`` (each cell deletes its own folder, not the parent). ``rmdir`` refuses a
+    folder with anything in it, so a leftover of another run or the user's stays."""
+    if not root.is_dir() or root.is_symlink():
+        return
+    for folder, _, _ in os.walk(root, topdown=False):  # links to folders are not followed
+        with contextlib.suppress(OSError):  # not empty
+            os.rmdir(folder)
+
+
 def budget_minutes(
     path: str | Path, *, seeds: int | None = None, backbones: Mapping[str, str] | None = None
 ) -> tuple[float, int]:
@@ -302,39 +315,46 @@ def run_suite(
     workers = workers or suite.workers
     _tokenizer.cache_clear()  # a checkpoint rewritten in place since the last run is reread
     progress, records = Progress(cells, pending, log, workers), []
-    if pending:
+    if pending and progress.budgeted():
         log(f"suite {suite.name}: ETA {progress.eta()}, from the cells' fine-tuning budgets")
-    if workers > 1 and pending:
+    parallel = workers > 1 and bool(pending)
+    if parallel:
         from plugformer.suites.workers import run_parallel
 
         todo = list({c.key: c for c in cells if c.key in pending}.values())
         log(f"suite {suite.name}: {workers} cells at a time, each in its own process")
+        for cell in cells:  # counted first: they were done before any worker started
+            if cell.key in cached:
+                progress.done(cell, cached[cell.key], None)
         try:
-            for n, (cell, record, ran) in enumerate(
-                run_parallel(todo, _run_cell, run_dir, suite.keep_checkpoints, workers), 1
+            for cell, record, ran in run_parallel(
+                todo, _run_cell, run_dir, suite.keep_checkpoints, workers
             ):
-                write_cell(cell_file[cell.key], record)
-                cached[cell.key] = record
-                progress.done(n, cell, record, ran)
+                cached[cell.key] = write_cell(cell_file[cell.key], record)
+                # every label sharing the cell is a line of its own; the first is the one timed
+                twins = [c for c in cells if c.key == cell.key]
+                for j, twin in enumerate(twins):
+                    progress.done(twin, cached[cell.key], ran if j == 0 else None)
         except (Interrupted, KeyboardInterrupt) as exc:
             raise _interrupted(exc, None, len(cached), len(cell_file), run_dir) from None
-    for i, cell in enumerate(cells, 1):
+    for cell in cells:
         ran: float | None = None
         if cell.key not in cached:  # two labels of one backbone share their cells
-            progress.start(i, cell)
+            progress.start(cell)
             t0 = time.perf_counter()
             try:
                 record = _run_cell(cell, run_dir, suite.keep_checkpoints)
             except (Interrupted, KeyboardInterrupt) as exc:
                 raise _interrupted(exc, cell, len(cached), len(cell_file), run_dir) from None
-            write_cell(cell_file[cell.key], record)
-            cached[cell.key] = copy.deepcopy(record)
+            # the record as written, sha256 included: what a rerun reads back from the cache
+            cached[cell.key] = write_cell(cell_file[cell.key], record)
             ran = time.perf_counter() - t0
         record = copy.deepcopy(cached[cell.key])
         record.update(_labels(cell))  # a renamed label or moved checkpoint is not a new result
         records.append(record)
-        if workers == 1 or ran is not None or cell.key not in pending:
-            progress.done(i, cell, record, ran)  # parallel runs reported theirs as they ended
+        if not parallel:  # parallel runs reported every cell as it ended
+            progress.done(cell, record, ran)
+    _remove_empty_dirs(run_dir / "work")
     written = write_reports(records, run_dir, suite)
     log(
         f"suite {suite.name}: done in {clock(time.perf_counter() - progress.t0)}; "

@@ -35,9 +35,13 @@ def content_hash(record: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def write_cell(path: Path, record: dict[str, Any]) -> None:
-    """Write a finished cell atomically, with its content hash."""
-    atomic_write_json(path, {**_canonical(record), HASH_FIELD: content_hash(record)})
+def write_cell(path: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """Write a finished cell atomically, with its content hash; returns the record as written,
+    which is what :func:`read_cell` gives back on a later run (so a report made from either is
+    the same, byte for byte)."""
+    written = {**_canonical(record), HASH_FIELD: content_hash(record)}
+    atomic_write_json(path, written)
+    return written
 
 
 def _problem(data: Any, key: str, kind: str, task: str) -> str | None:

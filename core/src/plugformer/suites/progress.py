@@ -24,6 +24,9 @@ class Cell(Protocol):
 class Progress:
     """One line per cell: i/N, what, the main metric, its time, elapsed and the ETA of the rest.
 
+    ``i`` counts the cells in the order they are reported done, cached ones included, so
+    with workers (cells finishing out of plan order) the lines still run 1..N, each once.
+
     The ETA is known before any cell has finished, because fine-tuning budgets are set in
     minutes: a model cell is expected to take its budget (``finetune.max_minutes``, already
     scaled by the suite's ``budget_scale``) plus what finished cells of the same task spec
@@ -37,15 +40,22 @@ class Progress:
         self, cells: list[Cell], pending: set[str], log: Callable[[str], None], workers: int = 1
     ):
         self.total, self.log, self.t0 = len(cells), log, time.perf_counter()
-        self.workers = workers
+        self.workers, self.count = workers, 0
         self.todo = {c.key: c for c in cells if c.key in pending}  # two labels may share a cell
         self.beyond: dict[tuple[str, str], list[float]] = {}
         """Seconds each finished cell took beyond its budget, by (kind, spec label)."""
 
-    def start(self, i: int, cell: Cell) -> None:
-        self.log(f"[{i:>{len(str(self.total))}}/{self.total}] {cell.describe()} ...")
+    def _tag(self, i: int) -> str:
+        return f"[{i:>{len(str(self.total))}}/{self.total}]"
 
-    def done(self, i: int, cell: Cell, record: Mapping[str, Any], ran: float | None) -> None:
+    def start(self, cell: Cell) -> None:
+        """A cell run in this process begins: it takes the number its ``done`` line will have."""
+        self.log(f"{self._tag(self.count + 1)} {cell.describe()} ...")
+
+    def done(self, cell: Cell, record: Mapping[str, Any], ran: float | None) -> None:
+        """A cell is finished: ``ran`` seconds, or ``None`` if its record was already there
+        (cached, or shared with another label of the same checkpoint)."""
+        self.count += 1
         main = record["main_metric"]
         status = f"{main}={record['metrics'][main]:.4g}"
         if ran is None:
@@ -56,9 +66,14 @@ class Progress:
             self.beyond.setdefault((cell.kind, cell.spec.label), []).append(extra)
             status += f" in {ran:.1f}s"
         self.log(
-            f"[{i:>{len(str(self.total))}}/{self.total}] {cell.describe()}: {status} | "
+            f"{self._tag(self.count)} {cell.describe()}: {status} | "
             f"elapsed {clock(time.perf_counter() - self.t0)}, ETA {self.eta()}"
         )
+
+    def budgeted(self) -> bool:
+        """Whether a cell still to run has a fine-tuning budget: without one an ETA before
+        any cell has finished would read "≥ 0:00:00", which says nothing."""
+        return any(budget_seconds(cell) > 0 for cell in self.todo.values())
 
     def eta(self) -> str:
         """Wall time the cells still to run are expected to take, over the workers."""
