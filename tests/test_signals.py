@@ -136,6 +136,11 @@ def test_a_signal_during_finetuning_stops_with_a_line_a_status_and_checkpoints(
     # A fresh run into the interrupted run's directory must not silently start over.
     r = run_cli(finetune_args(spec, micro_checkpoint, out), tmp_path / "home")
     assert r.returncode == 2 and "--resume" in error_lines(r.stderr)[0], r.stderr[-2000:]
+    # Resumed to the end: the final checkpoint, and nothing left to resume (nor its folder).
+    r = run_cli(finetune_args(spec, micro_checkpoint, out, resume=True), tmp_path / "home")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (out / "final" / "plugformer.json").is_file()
+    assert not (out / "checkpoints").exists()
 
 
 @pytest.mark.slow

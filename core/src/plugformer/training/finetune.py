@@ -10,6 +10,7 @@ features, their length-grouped resumable order, loaders) in :mod:`plugformer.tra
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import sys
@@ -417,6 +418,10 @@ def _finetune(spec: TaskSpec, ref: str, out: Path, resume: bool) -> dict[str, An
         save_task(out / "final", loaded, head, task, spec, summary)
         summary["checkpoint"] = str(out / "final")
         last.unlink(missing_ok=True)  # the run is complete: nothing is left to resume
+        with contextlib.suppress(
+            OSError
+        ):  # and its folder goes too, unless something else is in it
+            last.parent.rmdir()
     return summary
 
 
