@@ -206,8 +206,10 @@ def test_decoding_options_change_at_evaluation_and_prediction(
         plugformer.load(ckpt, options={"beam_sise": 2})
     with pytest.raises(ConfigError, match="beam_size"):
         plugformer.load(ckpt, options={"beam_size": 0})
-    with pytest.raises(CheckpointError, match="does not fit options"):
+    with pytest.raises(CheckpointError, match="does not fit options") as info:
         plugformer.load(ckpt, options={"pointer": True})
+    # the tensors that do not fit are named, not torch's "Error(s) in loading state_dict"
+    assert "tensors:" in str(info.value) and "Error(s)" not in str(info.value)
 
 
 def test_python_api_takes_a_spec_file_and_predicts_one_input(
@@ -296,3 +298,15 @@ def test_predict_reads_inputs_by_the_training_files_column_names(
     first = json.loads(printed[0])  # batched with another row: equal up to padding's rounding
     assert first["label"] == expected["label"]
     assert first["probs"] == pytest.approx(expected["probs"], abs=1e-5)
+
+
+def test_field_flags_take_a_json_list_for_a_field_that_holds_one() -> None:
+    """``--field tokens='["a", "b"]'`` (a tagging task's words) is a list; text that only
+    starts with a bracket stays text."""
+    from plugformer.cli.predict import _split_field_flags
+
+    texts, fields = _split_field_flags(
+        ["hello", "--tokens", '["New", "York"]', "--text=[spoiler] great", "--tags", "[1, 2"]
+    )
+    assert texts == ["hello"]
+    assert fields == {"tokens": ["New", "York"], "text": "[spoiler] great", "tags": "[1, 2"}

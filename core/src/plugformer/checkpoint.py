@@ -143,12 +143,26 @@ def load_weights(module: Any, file: Path) -> None:
     if getattr(getattr(module, "config", None), "tie_embeddings", False) and "wte.weight" in sd:
         sd.setdefault("lm_head.weight", sd["wte.weight"])
     try:
-        module.load_state_dict(sd, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
+        # not strict=True: its error's first line is only "Error(s) in loading state_dict for
+        # Module:"; the keys are named below instead (a module that raises is discarded)
+        result = module.load_state_dict(sd, strict=False)
+    except RuntimeError as exc:  # a tensor of another shape
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        detail = lines[1] if len(lines) > 1 else lines[0]
         raise CheckpointError(
-            f"{file}: weights do not match the manifest's model ({first})"
+            f"{file}: weights do not match the manifest's model ({detail.rstrip('.')})"
         ) from None
+    problems = []
+    if result.missing_keys:
+        problems.append(f"{len(result.missing_keys)} missing, e.g. {result.missing_keys[0]!r}")
+    if result.unexpected_keys:
+        problems.append(
+            f"{len(result.unexpected_keys)} unexpected, e.g. {result.unexpected_keys[0]!r}"
+        )
+    if problems:
+        raise CheckpointError(
+            f"{file}: weights do not match the manifest's model (tensors: {'; '.join(problems)})"
+        )
 
 
 def verify_checkpoint(path: str | Path) -> dict[str, Any]:
