@@ -235,6 +235,12 @@ def test_evaluate_prints_its_metrics_when_the_checkpoint_is_read_only(
     out = capsys.readouterr()
     assert json.loads(out.out) == {"accuracy": 0.75}
     assert "not saved" in out.err
+    # Written where the user did not say: the file is named on stderr (stdout stays the JSON).
+    (tmp_path / "ok").mkdir()
+    main(["evaluate", str(spec), "--checkpoint", str(tmp_path / "ok" / "ckpt")])
+    out = capsys.readouterr()
+    assert json.loads(out.out) == {"accuracy": 0.75}
+    assert f"result written to {tmp_path / 'ok' / 'eval_test.json'}" in out.err
 
 
 def test_outputs_are_readable_by_others_under_a_normal_umask(tmp_path: Path) -> None:

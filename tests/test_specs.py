@@ -47,6 +47,9 @@ def test_tasks_json_lists_every_first_party_spec_with_task_dataset_and_distribut
         assert (row["task"], row["dataset"]) == (raw.task, raw.data.dataset), name
     code, out, _ = run_cli(capsys, "tasks")
     assert code == 0 and "movie-reviews" in out and "plugformer-sentiment" in out
+    # tasks no spec names (the core's bases; a new plugin's task) are listed too
+    bare = next(ln for ln in out.splitlines() if ln.startswith("tasks without a named spec:"))
+    assert "tagging" in bare and "sentiment" not in bare
 
 
 def test_suites_lists_the_core_suites_and_their_specs_resolve_by_name(

@@ -79,6 +79,8 @@ def _list_named(kind: str, columns: tuple[str, ...], as_json: bool) -> None:
                 cells[-1] = f"[red]{row['error']}[/red]"
             table.add_row(*cells)
         Console(width=160).print(table)
+        if kind == "task":
+            _tasks_without_specs({str(row.get("task", "")) for row in rows})
     for name, owners in sorted(clashes.items()):
         click.echo(
             f"plugformer: {kind} name {name!r} is registered by {' and '.join(owners)}; "
@@ -93,6 +95,19 @@ def _list_named(kind: str, columns: tuple[str, ...], as_json: bool) -> None:
             f"plugformer: not listed, because {info.distribution} (plugin {info.name}) is "
             f"broken: {', '.join(names)}; `plugformer plugins` says why",
             err=True,
+        )
+
+
+def _tasks_without_specs(with_specs: set[str]) -> None:
+    """The registered tasks no named spec uses (the core's bases, a freshly installed task
+    plugin): they are fine-tuned by name with ``--data``, so a user must see them too."""
+    from plugformer import plugins
+
+    bare = sorted(set(plugins.tasks().names()) - with_specs)
+    if bare:
+        click.echo(
+            f"tasks without a named spec: {', '.join(bare)} "
+            "(plugformer finetune TASK --data FILE; `plugformer plugins` says who provides each)"
         )
 
 

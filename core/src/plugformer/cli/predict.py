@@ -102,6 +102,19 @@ def _check_inputs(task: Any, inputs: list[Any], places: list[str]) -> None:
             raise type(exc)(f"{where}: {message}") from None
 
 
+def _field_value(text: str) -> Any:
+    """A ``--field`` value: a JSON list when it reads as one (``tokens='["a", "b"]'``, for a
+    field that holds a list), else the text as given."""
+    if text.lstrip().startswith("["):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            return text
+        if isinstance(value, list):
+            return value
+    return text
+
+
 def _split_field_flags(args: list[str]) -> tuple[list[str], dict[str, str]]:
     """Texts, and ``--name value`` / ``--name=value`` pairs click left over: a task's own
     fields (``--question ... --context ...``), checked against its example model later."""
@@ -116,7 +129,7 @@ def _split_field_flags(args: list[str]) -> tuple[list[str], dict[str, str]]:
                 if i + 1 >= len(args):
                     raise PlugformerError(f"predict: --{key} needs a value")
                 value, i = args[i + 1], i + 1
-            fields[key.replace("-", "_")] = value
+            fields[key.replace("-", "_")] = _field_value(value)
         else:
             texts.append(arg)
         i += 1
@@ -138,8 +151,9 @@ def _split_field_flags(args: list[str]) -> tuple[list[str], dict[str, str]]:
     "fields",
     multiple=True,
     metavar="NAME=VALUE",
-    help="One field of a single input, e.g. --field premise='...' (repeatable). Any field of "
-    "the task's examples also works as its own flag: --question ... --context ...",
+    help="One field of a single input, e.g. --field premise='...' (repeatable; a JSON list for "
+    'a field that holds one: --field tokens=\'["a", "b"]\'). Any field of the task\'s '
+    "examples also works as its own flag: --question ... --context ...",
 )
 @click.option(
     "--option",
@@ -172,7 +186,7 @@ def predict(
         if "=" not in item:
             raise PlugformerError(f"--field {item!r}: expected NAME=VALUE")
         key, value = item.split("=", 1)
-        one[key.strip()] = value
+        one[key.strip()] = _field_value(value)
     inputs: list[Any] = [_parse_input(t) for t in plain]
     places = [f"argument {i}" for i in range(1, len(inputs) + 1)]
     if one:

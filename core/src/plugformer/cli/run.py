@@ -176,3 +176,6 @@ def evaluate(
         if out is not None:  # asked for: a failure
             raise
         click.echo(f"plugformer: warning: result not saved ({exc}); pass --out FILE", err=True)
+    else:
+        if out is None:  # a file the user did not name: say where it went
+            click.echo(f"plugformer: result written to {target}", err=True)
