@@ -19,20 +19,10 @@ from pathlib import Path
 import pytest
 
 from plugformer import plugins
-from plugformer.cli.main import main
 from plugformer.errors import PlugformerError, PluginError
+from tests.test_specs import run_cli as run
 
 Install = Callable[[str, str], None]
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture
