@@ -204,13 +204,12 @@ def predict(
             for where, record in read_records(name):
                 inputs.append(record)
                 places.append(where)
-            input_file = None
-    if input_file is not None:
-        for n, line in _lines(input_file, name):
-            line = line.rstrip("\r\n")
-            if line.strip():
-                inputs.append(_parse_input(line, f"{name}:{n}"))
-                places.append(f"{name}:{n}")
+        else:
+            for n, line in _lines(input_file, name):
+                line = line.rstrip("\r\n")
+                if line.strip():
+                    inputs.append(_parse_input(line, f"{name}:{n}"))
+                    places.append(f"{name}:{n}")
     if not inputs and not sys.stdin.isatty():
         for n, line in _lines(sys.stdin.buffer, "<stdin>"):
             if line.strip():
