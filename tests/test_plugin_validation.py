@@ -22,19 +22,20 @@ from plugformer import plugins
 from plugformer.errors import PlugformerError, PluginError
 from tests.test_specs import run_cli as run
 
-Install = Callable[[str, str], None]
+Install = Callable[..., None]
 
 
 @pytest.fixture
 def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Install]:
-    """``install(name, code)``: a distribution ``plugformer-NAME`` whose entry point ``NAME``
-    is a module holding ``code``; discoverable until the test ends."""
+    """``install(name, code, entry=None)``: a distribution ``plugformer-NAME`` whose entry
+    point ``entry`` (default ``NAME``) is a module holding ``code``; discoverable until the
+    test ends."""
     site = tmp_path / "site"
     site.mkdir()
     monkeypatch.syspath_prepend(str(site))
     packages: list[str] = []
 
-    def _install(name: str, code: str) -> None:
+    def _install(name: str, code: str, entry: str | None = None) -> None:
         package = "pv_" + name.replace("-", "_")
         (site / package).mkdir()
         (site / package / "__init__.py").write_text("")
@@ -44,7 +45,9 @@ def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Install
         (info / "METADATA").write_text(
             f"Metadata-Version: 2.1\nName: plugformer-{name}\nVersion: 0.1.0\n"
         )
-        (info / "entry_points.txt").write_text(f"[plugformer]\n{name} = {package}.plugin\n")
+        (info / "entry_points.txt").write_text(
+            f"[plugformer]\n{entry or name} = {package}.plugin\n"
+        )
         packages.append(package)
         importlib.invalidate_caches()
         plugins.reset()
@@ -133,6 +136,21 @@ def test_two_plugins_registering_one_name_are_both_broken(install: Install) -> N
     with pytest.raises(PluginError, match="registered by"):
         plugins.tasks().get("twin")
     assert status["tasks"].status == "ok"
+
+
+def test_two_distributions_with_one_entry_point_name_are_reported(
+    install: Install, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: the second distribution's plugin was skipped and nothing said why."""
+    install("ner-a", TAGGING.replace('"tagging"', '"ner-a"'), entry="ner")
+    install("ner-b", TAGGING.replace('"tagging"', '"ner-b"'), entry="ner")
+    infos = {i.name: i for i in plugins.plugin_infos()}
+    assert infos["ner"].status == "ok" and infos["ner"].distribution == "plugformer-ner-a"
+    clash = infos["ner (plugformer-ner-b)"]
+    assert clash.status == "broken" and "'plugformer-ner-a'" in clash.error, clash.error
+    assert "ner-a" in plugins.tasks() and "ner-b" not in plugins.tasks()
+    code, out, _ = run(capsys, "plugins", "--json", "--check")
+    assert code != 0 and "already taken by distribution" in out
 
 
 # --------------------------------------------------------------------------- hook names

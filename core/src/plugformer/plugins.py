@@ -254,6 +254,13 @@ def _warn_unmatched(wanted: set[str], found: list[md.EntryPoint]) -> None:
         )
 
 
+def _canonical(distribution: str) -> str:
+    """A distribution's name as PEP 503 compares them (``Foo_Bar`` is ``foo-bar``)."""
+    import re
+
+    return re.sub(r"[-_.]+", "-", distribution).lower()
+
+
 def get_plugin_manager() -> pluggy.PluginManager:
     """The process-wide manager with defaults and entry-point plugins loaded."""
     if _State.pm is not None:
@@ -273,15 +280,27 @@ def get_plugin_manager() -> pluggy.PluginManager:
     found = sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
     if wanted:
         _warn_unmatched(wanted, found)
-    seen: set[str] = set()
+    seen: dict[str, str] = {}  # entry-point name -> the distribution that took it
     for ep in found:
         dist = ep.dist.name if ep.dist else "?"
         if wanted is not None and ep.name not in wanted and dist not in wanted:
             continue
-        if ep.name in seen:  # the same distribution found twice on sys.path
-            continue
-        seen.add(ep.name)
         info = PluginInfo(ep.name, dist, ep.dist.version if ep.dist else "?", ep.value)
+        if ep.name in seen:
+            if _canonical(seen[ep.name]) != _canonical(dist):
+                # Two distributions, one name: pluggy keys plugins by name, so the second
+                # cannot load. Say so instead of dropping it (the same distribution found
+                # twice on sys.path is one plugin, and passes silently).
+                info.name = f"{ep.name} ({dist})"
+                infos[info.name] = info
+                _broken(
+                    info,
+                    f"entry point name {ep.name!r} is already taken by distribution "
+                    f"{seen[ep.name]!r}; one of them must rename its [project.entry-points."
+                    f'"{ENTRY_POINT_GROUP}"] entry',
+                )
+            continue
+        seen[ep.name] = dist
         infos[ep.name] = info
         try:
             module = ep.load()
