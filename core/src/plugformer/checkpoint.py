@@ -193,12 +193,12 @@ def manifest_family(manifest: dict[str, Any]) -> str:
 def load_backbone(path: str | Path) -> Any:
     """The backbone of a checkpoint (backbone or task), loaded by the family its manifest
     names, as registered through ``register_backbones``; a ``LoadedBackbone``."""
-    from plugformer import plugins
+    from plugformer.plugin_registries import backbones
 
     path = Path(path)
     manifest = read_manifest(path)
     family = manifest_family(manifest)
-    registry = plugins.backbones()
+    registry = backbones()
     if family not in registry:
         raise CheckpointError(
             f"{path}: made on backbone family {family!r}, which no installed plugin provides "
@@ -294,8 +294,8 @@ def load_task(
     ``options`` change task options of the saved ones for this load only: decoding settings
     (``beam_size``, ``no_repeat_ngram_size``, ``answer_candidates``, ...). An option that
     shapes the head (``pointer``) no longer fits the saved weights and is refused."""
-    from plugformer import plugins
     from plugformer.errors import PluginError
+    from plugformer.plugin_registries import get_task_class
 
     path = Path(path)
     manifest = read_manifest(path)
@@ -309,7 +309,7 @@ def load_task(
     assert task_info is not None  # validated: a task checkpoint names its task
     info = task_info.model_dump(by_alias=True)
     try:
-        cls = plugins.get_task_class(info["name"])
+        cls = get_task_class(info["name"])
     except PluginError as exc:
         raise CheckpointError(
             f"{path}: needs the plugin for task {info.get('name')!r}: {exc}"

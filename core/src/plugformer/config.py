@@ -428,11 +428,11 @@ def check_task_options(
     """Validate a spec's ``[options]`` against its task's ``Options`` now, so that a bad key or
     value is one error naming the spec file (or the ``--set options.…`` override) before any
     work starts, not when the task is built."""
-    from plugformer import plugins
     from plugformer.errors import PlugformerError
+    from plugformer.plugin_registries import get_task_class
 
     try:
-        task_class = plugins.get_task_class(spec.task)
+        task_class = get_task_class(spec.task)
     except PlugformerError as exc:  # an unknown task (or one a broken plugin holds): whose?
         raise ConfigError(f"{source}: {exc}") from None
     options_model = getattr(task_class, "Options", None)

@@ -1,7 +1,7 @@
 """Calls of the runtime hooks (``on_result``, ``register_callbacks``, ``read_examples``), one
 plugin at a time, so that a plugin failing at run time is named and left out instead of ending
-the run (fatal under ``--strict-plugins``). Loading plugins and their registrations live in
-:mod:`plugformer.plugins`.
+the run (fatal under ``--strict-plugins``). Loading plugins lives in :mod:`plugformer.plugins`,
+their registrations in :mod:`plugformer.plugin_registries`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """``Registry``: name → item for one kind of thing plugins register (tasks, datasets, specs…),
 remembering which plugin registered each name, so that a clash names both plugins and a name
-only a broken plugin registers says which one is broken. :mod:`plugformer.plugins` fills them."""
+only a broken plugin registers says which one is broken. :mod:`plugformer.plugin_registries`
+fills them."""
 
 from __future__ import annotations
 

@@ -55,10 +55,10 @@ def _installed_distribution(dist: str) -> str | None:
 def _task_owner(name: str) -> str | None:
     """Who already registers a task called ``name`` (the core, or an installed plugin, broken
     or not), in words; ``None`` if no one does."""
-    from plugformer import plugins
+    from plugformer.plugin_registries import tasks
     from plugformer.registries import CORE_OWNER
 
-    registry = plugins.tasks()
+    registry = tasks()
     if name in registry.conflicts:
         return " and ".join(registry.conflicts[name])
     if name in registry:

@@ -49,9 +49,9 @@ def resolve(ref: str | os.PathLike[str], kind: str) -> Path:
     """
     if is_path(ref):
         return Path(ref)
-    from plugformer import plugins
+    from plugformer.plugin_registries import named_specs
 
-    reg = plugins.named_specs(kind)
+    reg = named_specs(kind)
     name = os.fspath(ref)
     if name in reg or name in reg.conflicts or name in reg.withheld:
         # a clash, or a name only a broken plugin registers: PluginError naming the plugins
@@ -74,11 +74,11 @@ def describe_specs(kind: str = "task") -> list[dict[str, Any]]:
     """Every registered file of ``kind`` with what its TOML says (task and dataset for specs,
     description and task entries for suites). A file that does not parse is listed with its
     error rather than hiding the others."""
-    from plugformer import plugins
     from plugformer.config import load_toml
+    from plugformer.plugin_registries import named_specs
 
     rows = []
-    for item in plugins.named_specs(kind).all():
+    for item in named_specs(kind).all():
         row: dict[str, Any] = item.as_dict()
         try:
             raw = load_toml(item.path)
@@ -135,7 +135,6 @@ def load_task_spec(
     takes: a spec file, a registered spec name (``plugformer tasks``), or a task name with
     ``data`` (a file or a dataset name; ``validation`` a file). ``overrides`` are ``--set``
     ``KEY=VALUE`` strings. Errors are one line naming the file or field."""
-    from plugformer import plugins
     from plugformer.config import (
         TaskSpec,
         apply_overrides,
@@ -144,11 +143,12 @@ def load_task_spec(
         parse_model,
         resolve_spec_paths,
     )
+    from plugformer.plugin_registries import named_specs
 
     spec = os.fspath(spec)
     data = Path(data) if data is not None else None
     validation = Path(validation) if validation is not None else None
-    path, named = Path(spec), plugins.named_specs("task")
+    path, named = Path(spec), named_specs("task")
     if not is_path(spec) and (spec in named or spec in named.conflicts or spec in named.withheld):
         path = resolve(spec, "task")  # a registered spec name
     if path.suffix == ".toml" or path.exists():

@@ -272,14 +272,14 @@ class TaskConformance:
             )
 
     def test_checkpoint_round_trip(self, task: Any, backbone: Any, tmp_path: Path) -> None:
-        from plugformer import plugins
         from plugformer.checkpoint import load_task, save_task
         from plugformer.config import TaskSpec
+        from plugformer.plugin_registries import tasks
 
         head = task.build_head(backbone.model)
         spec = TaskSpec(task=task.name, data={"train": "unused.jsonl"})
         save_task(tmp_path / "ckpt", backbone, head, task, spec, {"backbone": "micro"})
-        if task.name not in plugins.tasks():
+        if task.name not in tasks():
             pytest.fail(
                 f"task {task.name!r} is not registered, so its checkpoint cannot be reloaded by "
                 "name: install the plugin (pip install -e .) or set register_in_process = True"

@@ -18,11 +18,11 @@ __all__ = ["new_plugin", "plugins_cmd", "suites_cmd", "tasks_cmd"]
 )
 def plugins_cmd(as_json: bool, check: bool) -> None:
     """List plugins: distribution, version, hooks, what they provide, status."""
-    from plugformer import plugins
+    from plugformer.plugin_registries import check_lazy_references, plugin_infos
 
-    infos = plugins.plugin_infos()
+    infos = plugin_infos()
     if check:
-        infos = plugins.check_lazy_references()
+        infos = check_lazy_references()
     if as_json:
         click.echo(json.dumps([i.as_dict() for i in infos], indent=2))
         if check and any(i.status != "ok" for i in infos):
@@ -58,11 +58,11 @@ def suites_cmd(as_json: bool) -> None:
 
 
 def _list_named(kind: str, columns: tuple[str, ...], as_json: bool) -> None:
-    from plugformer import plugins
+    from plugformer.plugin_registries import named_specs
     from plugformer.specs import describe_specs
 
     rows = describe_specs(kind)
-    clashes = plugins.named_specs(kind).conflicts
+    clashes = named_specs(kind).conflicts
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     else:
@@ -87,7 +87,7 @@ def _list_named(kind: str, columns: tuple[str, ...], as_json: bool) -> None:
             "uninstall one of them",
             err=True,
         )
-    registry = plugins.named_specs(kind)
+    registry = named_specs(kind)
     withheld = {n: i for n, i in registry.withheld.items() if n not in registry.items}
     for info in {id(i): i for i in withheld.values()}.values():
         names = sorted(n for n, i in withheld.items() if i is info)
@@ -101,9 +101,9 @@ def _list_named(kind: str, columns: tuple[str, ...], as_json: bool) -> None:
 def _tasks_without_specs(with_specs: set[str]) -> None:
     """The registered tasks no named spec uses (the core's bases, a freshly installed task
     plugin): they are fine-tuned by name with ``--data``, so a user must see them too."""
-    from plugformer import plugins
+    from plugformer.plugin_registries import tasks
 
-    bare = sorted(set(plugins.tasks().names()) - with_specs)
+    bare = sorted(set(tasks().names()) - with_specs)
     if bare:
         click.echo(
             f"tasks without a named spec: {', '.join(bare)} "

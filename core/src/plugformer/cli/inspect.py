@@ -68,9 +68,9 @@ def _named_file(ref: str, kind: str | None) -> Path:
 
     if kind is not None or specs.is_path(ref):
         return specs.resolve(ref, kind or "task")
-    from plugformer import plugins
+    from plugformer.plugin_registries import SPEC_KINDS, named_specs
 
-    kinds = [k for k in plugins.SPEC_KINDS if ref in plugins.named_specs(k)]
+    kinds = [k for k in SPEC_KINDS if ref in named_specs(k)]
     if len(kinds) > 1:
         raise PlugformerError(
             f"{ref!r} names a {' and a '.join(kinds)} config; say which with --kind"

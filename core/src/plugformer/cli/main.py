@@ -43,6 +43,7 @@ __all__ = ["cli", "main"]
 def cli(debug: bool, strict_plugins: bool, threads: str) -> None:
     """plugformer: pretrain a Transformer, fine-tune it through task plugins, benchmark it."""
     from plugformer import plugins
+    from plugformer.plugin_registries import raise_if_broken
     from plugformer.threads import apply_threads
 
     os.environ["PLUGFORMER_DEBUG"] = "1" if debug else os.environ.get("PLUGFORMER_DEBUG", "")
@@ -52,7 +53,7 @@ def cli(debug: bool, strict_plugins: bool, threads: str) -> None:
         raise click.BadParameter(str(exc), param_hint="--threads") from None
     plugins.set_strict(strict_plugins)
     if strict_plugins:  # fail now, before any work, if a plugin is broken
-        plugins.raise_if_broken()
+        raise_if_broken()
 
 
 def _is_default(impl: Any) -> bool:

@@ -153,10 +153,10 @@ class Beam(Strategy):
 
 def get_strategy(name: str, **options: Any) -> Strategy:
     """The strategy registered as ``name`` (``greedy``, ``sample``, ``beam``, a plugin's)."""
-    from plugformer import plugins
     from plugformer.errors import PlugformerError
+    from plugformer.plugin_registries import decoding_strategies
 
-    registry = plugins.decoding_strategies()
+    registry = decoding_strategies()
     if name not in registry:
         raise PlugformerError(
             f"unknown decoding strategy {name!r} (installed: {', '.join(registry.names())})"

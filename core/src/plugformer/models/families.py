@@ -130,9 +130,9 @@ class _CallableFamily(BackboneFamily):
 
 def get_family(name: str) -> BackboneFamily:
     """The family registered as ``name``; one clear error naming the installed ones."""
-    from plugformer import plugins
+    from plugformer.plugin_registries import backbones
 
-    registry = plugins.backbones()
+    registry = backbones()
     if name not in registry:
         raise PlugformerError(
             f"unknown backbone family {name!r} (installed: {', '.join(registry.names())})"

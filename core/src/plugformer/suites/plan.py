@@ -236,7 +236,7 @@ def plan_cells(
     identity of their backbones, data or code, so no checkpoint need exist and no dataset is
     fetched."""
     from plugformer.config import check_task_options
-    from plugformer.plugins import get_task_class
+    from plugformer.plugin_registries import get_task_class
 
     ids: dict[str, dict[str, Any]] = {
         label: {} if check_only else _identity(label, ref) for label, ref in refs.items()

@@ -209,7 +209,7 @@ def training_compute(
 
 
 def build_task(name: str, options: dict[str, Any], tokenizer: Any) -> Any:
-    from plugformer.plugins import get_task_class
+    from plugformer.plugin_registries import get_task_class
 
     return get_task_class(name)(options, tokenizer)
 

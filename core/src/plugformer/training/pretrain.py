@@ -272,7 +272,6 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> dict[str, Any]:
 def _pretrain(config: PretrainConfig, resume: bool) -> dict[str, Any]:
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from plugformer import plugins
     from plugformer.checkpoint import load_backbone, save_backbone
     from plugformer.data.cache import plugformer_home
     from plugformer.data.corpus import Corpus, Document, build_token_cache, load_documents
@@ -280,6 +279,7 @@ def _pretrain(config: PretrainConfig, resume: bool) -> dict[str, Any]:
     from plugformer.errors import ConfigError
     from plugformer.fileio import atomic_write_json
     from plugformer.hook_calls import extra_callbacks
+    from plugformer.plugin_registries import objectives
     from plugformer.signals import checkpoint_on_signal, fit
     from plugformer.training.common import build_trainer, seed_everything
 
@@ -291,7 +291,7 @@ def _pretrain(config: PretrainConfig, resume: bool) -> dict[str, Any]:
         raise ConfigError(f"--resume: no {last} to resume from")
     if resume:
         check_resumable(last)
-    objective = plugins.objectives().get(config.objective)
+    objective = objectives().get(config.objective)
     seed_everything(config.seed)
 
     docs = load_documents(config.data.corpus)
