@@ -91,6 +91,40 @@ def test_only_training_examples_reach_the_corpus(tmp_path: Path, corpus_file: Pa
     assert "trainmarker" not in tok.decode(val.tolist())
 
 
+def test_a_spec_s_relative_data_paths_resolve_against_the_spec_file(
+    tmp_path: Path, corpus_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As ``plugformer finetune`` reads them. Before: 'data/pairs.jsonl: no such file' unless
+    the working directory happened to be the spec's."""
+    (tmp_path / "spec" / "data").mkdir(parents=True)
+    rows = [{"source": f"the house {i}", "target": f"la casa {i}"} for i in range(40)]
+    data = tmp_path / "spec" / "data" / "pairs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = tmp_path / "spec" / "pairs.toml"
+    spec.write_text('task = "translation"\n\n[data]\ntrain = "data/pairs.jsonl"\n')
+    monkeypatch.chdir(tmp_path)  # not the spec's directory
+    summary = _pretrain(tmp_path, corpus_file, [{"spec": str(spec), "share": 0.2}])
+    assert summary["mixture"]["task:pairs"]["examples"] == 40
+
+
+def test_documents_that_are_not_strings_name_the_task(
+    tmp_path: Path, corpus_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: AttributeError: 'tuple' object has no attribute 'encode'."""
+    from plugformer_translation.task import TranslationTask
+
+    def pairs(self, examples):  # a plugin author's mistake: (source, target) tuples
+        return ((e.source, e.target) for e in examples)
+
+    monkeypatch.setattr(TranslationTask, "pretrain_documents", pairs)
+    spec = _write_translation(tmp_path)
+    with pytest.raises(PlugformerError) as err:
+        _pretrain(tmp_path, corpus_file, [{"spec": str(spec), "share": 0.2}])
+    message = str(err.value)
+    assert str(spec) in message and "'translation'" in message
+    assert "yielded a tuple, expected str" in message
+
+
 def test_a_task_that_makes_no_documents_is_refused(tmp_path: Path, corpus_file: Path) -> None:
     from plugformer.tasks import Task
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,21 +51,22 @@ class TaskSource:
 
 
 def task_sources(mixes: Sequence[Any]) -> list[TaskSource]:
-    """Read each ``TaskMix``'s spec, its train split, and the task's documents."""
-    from plugformer.config import TaskSpec, load_config
+    """Read each ``TaskMix``'s spec, its train split, and the task's documents.
+
+    A spec is read as ``plugformer finetune`` reads it (:func:`plugformer.specs.load_task_spec`):
+    its data paths relative to the spec file, its options checked against the task's."""
+    from plugformer.specs import load_task_spec, resolve
     from plugformer.training.finetune import build_task, load_examples
 
     sources = []
-    from plugformer.specs import resolve
-
     for mix in mixes:
         path = resolve(mix.spec, "task")  # a registered spec name or a file
-        spec = load_config(path, TaskSpec)
+        spec = load_task_spec(path)
         if mix.max_examples:
             spec.data.max_train = mix.max_examples
         task = build_task(spec.task, spec.options, None)
         examples = load_examples(task, spec, "train")  # the train split only, by construction
-        docs = tuple(d for d in task.pretrain_documents(examples) if d)
+        docs = tuple(_documents(task, examples, path))
         if not docs:
             raise DataError(
                 f"{path}: task {spec.task!r} made no pretraining documents "
@@ -73,6 +74,18 @@ def task_sources(mixes: Sequence[Any]) -> list[TaskSource]:
             )
         sources.append(TaskSource(spec.label, spec.task, mix.spec, mix.share, len(examples), docs))
     return sources
+
+
+def _documents(task: Any, examples: Sequence[Any], path: Path) -> Iterator[str]:
+    """The task's non-empty documents; anything but a string is the plugin's mistake, named."""
+    for doc in task.pretrain_documents(examples):
+        if not isinstance(doc, str):
+            raise DataError(
+                f"{path}: task {task.name!r} ({type(task).__module__}.{type(task).__qualname__}"
+                f".pretrain_documents) yielded a {type(doc).__name__}, expected str"
+            )
+        if doc:
+            yield doc
 
 
 def _fill(docs: list[np.ndarray], target: int, rng: np.random.Generator) -> tuple[list[int], int]:
