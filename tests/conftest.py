@@ -1,10 +1,12 @@
 """Shared fixtures: an isolated $PLUGFORMER_HOME, quiet progress bars, a fresh plugin manager,
-and a tiny real-text corpus with a micro backbone checkpoint built from it."""
+a tiny real-text corpus with a micro backbone checkpoint built from it, and a byte-level
+tokenizer trained on a dozen short sentences."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,6 +81,21 @@ def corpus_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("corpus") / "austen.txt"
     path.write_text(AUSTEN * 4, encoding="utf-8")
     return path
+
+
+# Twelve short sentences: what the `tok` fixture's tokenizer is trained on.
+TEXTS = [
+    f"the film was {w} and the plot was {v} indeed"
+    for w in ("good", "bad", "fine", "odd")
+    for v in ("thin", "rich", "dull")
+]
+
+
+@pytest.fixture(scope="module")
+def tok() -> Any:
+    from plugformer.tokenizer import train_tokenizer
+
+    return train_tokenizer(TEXTS * 4, vocab_size=300, min_frequency=1)
 
 
 def micro_config(corpus: Path, out: Path, **trainer: object) -> dict:

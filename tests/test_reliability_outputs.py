@@ -1,0 +1,143 @@
+"""Issue 20, "Reliability, round two", finding 4: output directories. One test (or a few) per
+finding of the hostile-user attack, each reproducing the attack: an output directory held by
+another run, not writable or holding a stale tokenizer; what a run refused early leaves behind;
+the permissions of what is written. Findings 3, 4, 6 and 7 are in the four test_reliability_*.py
+files; signals (1) are in test_signals.py; QA memory (5) and the SQuAD metric (8) in
+plugins/qa/tests; bench cells (2) in bench/test_cache.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from plugformer.config import TaskSpec, parse_model
+from plugformer.errors import PlugformerError
+from plugformer.tokenizer import train_tokenizer
+from tests.conftest import TEXTS
+
+
+def test_a_second_run_into_a_held_directory_is_refused(tmp_path: Path, tok: Any) -> None:
+    """Before: two runs into one out_dir both exited 0, with one run's weights beside the
+    other's summary and a metrics.csv mixing both."""
+    from plugformer.outdir import claim
+    from plugformer.training.finetune import finetune
+
+    spec = parse_model(TaskSpec, {"task": "sentiment", "data": {"train": "nowhere.csv"}})
+    with claim(tmp_path / "out", "test"):
+        with pytest.raises(PlugformerError, match=r"in use by another run \(pid \d+"):
+            finetune(spec, "scratch:whatever", tmp_path / "out")
+    with claim(tmp_path / "out", "test"):  # released when the first run ended
+        pass
+
+
+def test_a_run_that_fails_before_writing_leaves_no_directory(tmp_path: Path) -> None:
+    """Before: a finetune refused for bad input (unknown task, missing data) left OUT/ holding
+    only .plugformer.lock."""
+    from plugformer.training.finetune import finetune
+
+    spec = parse_model(TaskSpec, {"task": "no-such-task", "data": {"train": "nowhere.csv"}})
+    with pytest.raises(PlugformerError):
+        finetune(spec, "scratch:whatever", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "kept").mkdir()  # a directory the user made is left alone
+    with pytest.raises(PlugformerError):
+        finetune(spec, "scratch:whatever", tmp_path / "kept")
+    assert (tmp_path / "kept").is_dir()
+
+
+def test_finetune_into_a_file_is_one_line(tmp_path: Path) -> None:
+    """Before: `finetune --out` a file or an unwritable path ended in "unexpected error"."""
+    from plugformer.training.finetune import finetune
+
+    (tmp_path / "file").write_text("x")
+    spec = parse_model(TaskSpec, {"task": "sentiment", "data": {"train": "nowhere.csv"}})
+    with pytest.raises(PlugformerError, match="not a directory"):
+        finetune(spec, "scratch:x", tmp_path / "file")
+    with pytest.raises(PlugformerError, match="file"):
+        finetune(spec, "scratch:x", tmp_path / "file" / "below")
+
+
+def test_a_stale_tokenizer_in_out_dir_is_not_reused(corpus_file: Path, tmp_path: Path) -> None:
+    """Before: a fresh pretraining run silently reused any out_dir/tokenizer.json, even of
+    another vocabulary size or corpus."""
+    from plugformer.config import PretrainConfig
+    from plugformer.data.corpus import load_documents
+    from plugformer.errors import ConfigError
+    from plugformer.training.pretrain import _prepare_tokenizer
+    from tests.conftest import micro_config
+
+    out = tmp_path / "run"
+    out.mkdir()
+    stale = train_tokenizer(TEXTS * 4, vocab_size=280, min_frequency=1)
+    stale.save(out / "tokenizer.json")
+    cfg = parse_model(PretrainConfig, micro_config(corpus_file, out))
+    docs = load_documents(cfg.data.corpus)
+    fresh = _prepare_tokenizer(cfg, out, docs)
+    assert fresh.hash != stale.hash and fresh.vocab_size != 280
+    assert _prepare_tokenizer(cfg, out, docs).hash == fresh.hash  # its own is reused
+    cfg.tokenizer.vocab_size = 300
+    with pytest.raises(ConfigError, match="--resume"):  # a resumed run must not retrain it
+        _prepare_tokenizer(cfg, out, docs, resume=True)
+
+
+def test_evaluate_prints_its_metrics_when_the_checkpoint_is_read_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: `evaluate` computed the metrics, failed writing eval_test.json beside a read-only
+    checkpoint and never printed them."""
+    import plugformer.training.finetune as ft
+    from plugformer.cli.main import main
+
+    monkeypatch.setattr(
+        ft, "evaluate", lambda spec, ckpt, split="test", **kw: {"metrics": {"accuracy": 0.75}}
+    )
+    (tmp_path / "ro").write_text("a file: nothing can be written below it")
+    spec = tmp_path / "s.toml"
+    spec.write_text('task = "sentiment"\n[data]\ndataset = "x"\n')
+    main(["evaluate", str(spec), "--checkpoint", str(tmp_path / "ro" / "ckpt")])  # exits 0
+    out = capsys.readouterr()
+    assert json.loads(out.out) == {"accuracy": 0.75}
+    assert "not saved" in out.err
+    # Written where the user did not say: the file is named on stderr (stdout stays the JSON).
+    (tmp_path / "ok").mkdir()
+    main(["evaluate", str(spec), "--checkpoint", str(tmp_path / "ok" / "ckpt")])
+    out = capsys.readouterr()
+    assert json.loads(out.out) == {"accuracy": 0.75}
+    assert f"result written to {tmp_path / 'ok' / 'eval_test.json'}" in out.err
+
+
+def test_outputs_are_readable_by_others_under_a_normal_umask(tmp_path: Path) -> None:
+    """Before: atomic writes left files 0600 and directories 0700 (mkstemp/mkdtemp modes)."""
+    from plugformer.fileio import atomic_dir, atomic_write_json
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_json(tmp_path / "r.json", {"a": 1})
+        with atomic_dir(tmp_path / "d") as d:
+            atomic_write_json(d / "x.json", {})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "r.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "d" / "x.json").stat().st_mode) == 0o644
+
+
+def test_checkpoint_weights_are_readable_by_others_under_a_normal_umask(tmp_path: Path) -> None:
+    """Before: safetensors' save_file creates 0600 files, so model/head weights stayed private."""
+    import torch
+    from safetensors.torch import save_file
+
+    from plugformer.fileio import atomic_dir
+
+    old = os.umask(0o022)
+    try:
+        with atomic_dir(tmp_path / "ckpt") as d:
+            save_file({"w": torch.zeros(2)}, str(d / "model.safetensors"))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "ckpt" / "model.safetensors").stat().st_mode) == 0o644

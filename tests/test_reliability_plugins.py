@@ -1,0 +1,252 @@
+"""Issue 20, "Reliability, round two", finding 6: plugins. One test (or a few) per finding of the
+hostile-user attack, each reproducing the attack: a plugin editing a result gets a copy; one
+that raises in a hook or a callback, hangs in a registration hook or would replace a core
+command is named and left out. Findings 3, 4, 6 and 7 are in the four test_reliability_*.py
+files; signals (1) are in test_signals.py; QA memory (5) and the SQuAD metric (8) in
+plugins/qa/tests; bench cells (2) in bench/test_cache.py."""
+
+from __future__ import annotations
+
+import json
+import time
+import types
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+
+from plugformer import hook_calls, hookimpl, plugins
+from plugformer.config import TaskSpec
+from plugformer.errors import PlugformerError
+
+
+def test_on_result_gets_a_copy() -> None:
+    """Before: a plugin editing the result changed what evaluate printed and the cache stored."""
+    plugin = types.ModuleType("vandal")
+
+    @hookimpl
+    def on_result(result: dict[str, Any]) -> None:
+        result["metrics"]["accuracy"] = 1.0
+        result.clear()
+
+    plugin.on_result = on_result  # type: ignore[attr-defined]
+    plugins.register_plugin(plugin, "vandal")
+    result = {"metrics": {"accuracy": 0.5}}
+    hook_calls.call_on_result(result)
+    assert result == {"metrics": {"accuracy": 0.5}}
+
+
+def test_a_runtime_hook_that_raises_is_named_and_left_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: a plugin whose register_callbacks or read_examples raised (or returned a
+    non-list) stopped every fine-tuning run with "unexpected error: RuntimeError: ...", exit 1,
+    naming no plugin; the other plugins' callbacks and the core's readers are unaffected."""
+    from lightning.pytorch import Callback
+
+    from plugformer.training.finetune import build_task
+
+    good_callback = Callback()
+    healthy, broken, garbage = (types.ModuleType(n) for n in ("healthy", "boom", "garbage"))
+
+    @hookimpl
+    def register_callbacks(stage: str, config: Any) -> list[Any]:
+        return [good_callback]
+
+    @hookimpl(specname="register_callbacks")
+    def raising_callbacks(stage: str, config: Any) -> list[Any]:
+        raise RuntimeError("tracker offline")
+
+    @hookimpl(specname="read_examples")
+    def raising_reader(path: str, task: Any) -> None:
+        raise KeyError("format")
+
+    @hookimpl(specname="register_callbacks")
+    def not_a_list(stage: str, config: Any) -> int:
+        return 42
+
+    healthy.register_callbacks = register_callbacks  # type: ignore[attr-defined]
+    broken.register_callbacks, broken.read_examples = raising_callbacks, raising_reader  # type: ignore[attr-defined]
+    garbage.register_callbacks = not_a_list  # type: ignore[attr-defined]
+    for module in (healthy, broken, garbage):
+        plugins.register_plugin(module, module.__name__)
+    assert hook_calls.extra_callbacks("finetune", None) == [good_callback]
+    err = capsys.readouterr().err
+    assert "plugin 'boom' failed in register_callbacks: RuntimeError: tracker offline" in err
+    assert "plugin 'garbage' failed in register_callbacks: it returned int, not a list" in err
+
+    data = tmp_path / "rows.jsonl"
+    data.write_text('{"text": "a good film", "label": "pos"}\n')
+    task = build_task("sentiment", {}, None)
+    assert [ex.text for ex in task.read_file(data)] == ["a good film"]
+    assert "plugin 'boom' failed in read_examples: KeyError" in capsys.readouterr().err
+
+    plugins.set_strict(True)  # --strict-plugins: a broken plugin is fatal
+    with pytest.raises(
+        PlugformerError, match=r"plugin '(boom|garbage)' failed in register_callbacks"
+    ):
+        hook_calls.extra_callbacks("finetune", None)
+
+
+def test_a_plugin_callback_that_raises_mid_training_is_named_and_switched_off(
+    micro_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: a plugin's Lightning callback raising in a training step ended the fine-tune
+    with Lightning's traceback, naming no plugin. Now one line names the plugin, the callback
+    and the hook, the callback is switched off, the run finishes, and the other plugins'
+    callbacks keep running; under ``--strict-plugins`` the same failure is fatal."""
+    from lightning.pytorch import Callback
+
+    import plugformer
+
+    if "sentiment" not in plugins.tasks().names():
+        pytest.skip("sentiment plugin not installed")
+
+    class Flaky(Callback):
+        calls = 0
+
+        def on_train_batch_end(self, *args: Any) -> None:
+            Flaky.calls += 1
+            raise ValueError("metrics server said no")
+
+    class Counter(Callback):
+        steps = 0
+
+        def on_train_batch_end(self, *args: Any) -> None:
+            Counter.steps += 1
+
+    flaky, counting = types.ModuleType("flaky"), types.ModuleType("counting")
+    flaky.register_callbacks = hookimpl(specname="register_callbacks")(  # type: ignore[attr-defined]
+        lambda stage, config: [Flaky()]
+    )
+    counting.register_callbacks = hookimpl(specname="register_callbacks")(  # type: ignore[attr-defined]
+        lambda stage, config: [Counter()]
+    )
+    plugins.register_plugin(flaky, "flaky")
+    plugins.register_plugin(counting, "counting")
+    rows = [{"text": f"{w} film number {i}", "label": w} for i, w in enumerate(["good", "bad"] * 8)]
+    (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    spec = TaskSpec(
+        task="sentiment",
+        data={"train": str(tmp_path / "train.jsonl")},
+        finetune={"max_steps": 3, "batch_size": 4, "progress": False},
+    )
+    summary = plugformer.finetune(spec, backbone=str(micro_checkpoint), out_dir=tmp_path / "run")
+    assert summary["steps"] == 3
+    assert (Flaky.calls, Counter.steps) == (1, 3)
+    err = capsys.readouterr().err
+    assert (
+        "plugin 'flaky' failed in its callback Flaky.on_train_batch_end: "
+        "ValueError: metrics server said no; the callback is switched off"
+    ) in err
+
+    plugins.set_strict(True)
+    with pytest.raises(PlugformerError, match="plugin 'flaky' failed in its callback"):
+        plugformer.finetune(spec, backbone=str(micro_checkpoint), out_dir=tmp_path / "strict")
+
+
+def test_a_callback_handed_out_twice_is_guarded_afresh_each_run(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A plugin that returns the same callback object to every run gets it guarded once per
+    run: a failure switches it off for that run only, and guards never nest."""
+    from lightning.pytorch import Callback
+
+    class Once(Callback):
+        def on_train_start(self, *args: Any) -> None:
+            raise RuntimeError("no tracker")
+
+    shared = Once()
+    for _ in range(2):
+        hook_calls.guard_callback(shared, "tracker")
+        shared.on_train_start(None, None)
+        shared.on_train_start(None, None)  # switched off: no second line
+    assert capsys.readouterr().err.count("plugin 'tracker' failed in its callback") == 2
+    assert shared.on_train_start.__wrapped__.__func__ is Once.on_train_start
+
+
+def test_a_wrapper_on_a_runtime_hook_still_wraps_it(tmp_path: Path) -> None:
+    """A ``wrapper=True`` implementation of ``read_examples`` runs around the readers (pluggy's
+    own call), not as a reader of its own whose generator is refused as "not a list"."""
+    from plugformer.training.finetune import build_task
+
+    seen: list[str] = []
+    plugin = types.ModuleType("auditor")
+
+    @hookimpl(wrapper=True, specname="read_examples")
+    def audit(path: str, task: Any) -> Any:
+        seen.append(Path(path).name)
+        rows = yield
+        return rows
+
+    plugin.read_examples = audit  # type: ignore[attr-defined]
+    plugins.register_plugin(plugin, "auditor")
+    data = tmp_path / "rows.jsonl"
+    data.write_text('{"text": "a good film", "label": "pos"}\n')
+    task = build_task("sentiment", {}, None)
+    assert [ex.text for ex in task.read_file(data)] == ["a good film"]
+    assert seen == ["rows.jsonl"]
+
+
+def test_a_plugin_cannot_replace_a_core_command(capsys: pytest.CaptureFixture[str]) -> None:
+    from plugformer.cli import main as cli_mod
+    from plugformer.cli.run import pretrain
+
+    plugin = types.ModuleType("usurper")
+
+    @hookimpl
+    def register_commands(cli: click.Group) -> None:
+        @cli.command("pretrain")
+        def fake() -> None:
+            click.echo("hijacked")
+
+        @cli.command("usurper-extra")
+        def extra() -> None:
+            click.echo("fine")
+
+    plugin.register_commands = register_commands  # type: ignore[attr-defined]
+    plugins.register_plugin(plugin, "usurper")
+    cli_mod._add_commands()
+    assert cli_mod.cli.commands["pretrain"] is pretrain
+    assert "usurper-extra" in cli_mod.cli.commands  # new commands are still welcome
+    assert "may not replace the core command 'pretrain'" in capsys.readouterr().err
+
+
+def test_the_core_commands_come_through_register_commands() -> None:
+    """The root group holds nothing of its own: the default plugin adds the core's commands
+    through the same hook as a third-party plugin's."""
+    from plugformer.cli import main as cli_mod
+
+    pm = plugins.get_plugin_manager()
+    owners = {i.plugin_name for i in pm.hook.register_commands.get_hookimpls()}
+    assert "commands" in owners
+    cli_mod._add_commands()
+    for name in ("pretrain", "finetune", "evaluate", "predict", "generate", "bench", "data"):
+        assert name in cli_mod.cli.commands
+
+
+def test_a_hanging_registration_hook_is_timed_out_and_named(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: a plugin hanging in a registration hook hung `plugins` and `predict` forever, and
+    PLUGFORMER_TRACE_PLUGINS never named it (it printed only after a call returned)."""
+    plugin = types.ModuleType("sleeper")
+
+    @hookimpl
+    def register_tasks(register: Any) -> None:
+        time.sleep(30)
+
+    plugin.register_tasks = register_tasks  # type: ignore[attr-defined]
+    monkeypatch.setenv("PLUGFORMER_PLUGIN_TIMEOUT", "0.5")
+    monkeypatch.setenv("PLUGFORMER_TRACE_PLUGINS", "1")
+    plugins.register_plugin(plugin, "sleeper")
+    t0 = time.perf_counter()
+    infos = {i.name: i for i in plugins.plugin_infos()}
+    assert time.perf_counter() - t0 < 10
+    assert (
+        infos["sleeper"].status == "broken"
+        and "did not return within 0.5 s" in infos["sleeper"].error
+    )
+    assert "sentiment" in plugins.tasks()  # the others still load
+    assert "register_tasks in sleeper: calling" in capsys.readouterr().err
