@@ -127,3 +127,21 @@ def test_plugins_check_imports_lazy_references(capsys: pytest.CaptureFixture[str
     out, _ = run(["plugins", "--json", "--check"], capsys, code=1)
     info = next(i for i in json.loads(out) if i["name"] == "typo")
     assert info["status"] == "broken" and "ClasificationTask" in info["error"]
+
+
+def test_a_lazy_task_whose_class_has_another_name_is_broken(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Before: it fine-tuned, then its checkpoint named a task no plugin registers."""
+    misnamed = types.ModuleType("plugformer_misnamed_plugin")
+    misnamed.register_tasks = hookimpl(  # type: ignore[attr-defined]
+        lambda register: register(
+            "plugformer.default_plugins.declarative:Classification", name="reviews2"
+        )
+    )
+    plugins.register_plugin(misnamed, "misnamed", distribution="plugformer-misnamed")
+    with pytest.raises(PluginError, match=r"declares name = 'classification'; the registered"):
+        plugins.get_task_class("reviews2")
+    out, _ = run(["plugins", "--json", "--check"], capsys, code=1)
+    info = next(i for i in json.loads(out) if i["name"] == "misnamed")
+    assert info["status"] == "broken" and "'reviews2'" in info["error"]

@@ -244,6 +244,14 @@ def get_task_class(name: str) -> type:
             raise PluginError(
                 f"task {name!r} ({reg.owners[name]}): cannot import {item}: {exc}"
             ) from exc
+        declared = getattr(item, "name", None)
+        if declared != name:
+            # A checkpoint records the class's name, so a mismatch trains fine and then
+            # writes a checkpoint that no installed task can load.
+            raise PluginError(
+                f"task {name!r} ({reg.owners[name]}): {reg.items[name]} declares "
+                f"name = {declared!r}; the registered name and the class's name must agree"
+            )
         reg.items[name] = item
     return item
 
