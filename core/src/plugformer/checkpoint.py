@@ -91,9 +91,11 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
 
 def _state_dict_for_save(module: Any) -> dict[str, Any]:
     # safetensors refuses shared storage (tied embeddings): keep one name per tensor.
-    sd = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
-    if getattr(getattr(module, "config", None), "tie_embeddings", False):
-        sd.pop("lm_head.weight", None)
+    raw = module.state_dict()
+    sd = {k: v.detach().contiguous().cpu() for k, v in raw.items()}
+    head, emb = raw.get("lm_head.weight"), raw.get("wte.weight")
+    if head is not None and emb is not None and head.data_ptr() == emb.data_ptr():  # tied
+        sd.pop("lm_head.weight")
     for name in getattr(module, "tied_weights", ()):  # other architectures name their tied weights
         sd.pop(name, None)
     return sd
@@ -140,7 +142,8 @@ def load_weights(module: Any, file: Path) -> None:
         sd = load_file(str(file))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{file}: corrupt weights ({exc})") from None
-    if getattr(getattr(module, "config", None), "tie_embeddings", False) and "wte.weight" in sd:
+    tied = getattr(getattr(module, "config", None), "tie_embeddings", False)
+    if tied and "wte.weight" in sd and "lm_head.weight" in module.state_dict():
         sd.setdefault("lm_head.weight", sd["wte.weight"])
     try:
         # not strict=True: its error's first line is only "Error(s) in loading state_dict for

@@ -110,6 +110,10 @@ class ModelConfig(StrictModel):
     """Biases in linear layers (GPT-2 style); Llama style has none."""
     vocab_size: int | None = None
     """Set from the tokenizer; leave unset in configs."""
+    options: dict[str, Any] = Field(default_factory=dict)
+    """Settings of a plugin's family (``[model.options]``, e.g. ``kernel_size = 3``), checked by
+    the family's ``Options`` model when the config is validated and saved in checkpoints with
+    the rest of ``[model]``; the core's families take none."""
 
     @model_validator(mode="before")
     @classmethod
@@ -363,10 +367,13 @@ def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return list(model.model_fields)
 
 
-def format_validation_error(exc: ValidationError, model: type[BaseModel], source: str) -> str:
-    """One line for every error (up to five): ``file: field a.b: what was expected; ...``."""
+def format_validation_error(
+    exc: ValidationError, model: type[BaseModel], source: str, prefix: str = ""
+) -> str:
+    """One line for every error (up to five): ``file: field a.b: what was expected; ...``;
+    ``prefix`` (``model.options``) is where ``model`` sits in the file."""
     errors = exc.errors()
-    shown = "; ".join(_describe_error(err, model) for err in errors[:_ERRORS_SHOWN])
+    shown = "; ".join(_describe_error(err, model, prefix) for err in errors[:_ERRORS_SHOWN])
     more = len(errors) - _ERRORS_SHOWN
     return f"{source}: {shown}" + (
         f" [and {more} more error{'s' if more > 1 else ''}]" if more > 0 else ""
@@ -377,15 +384,16 @@ _ERRORS_SHOWN = 5
 """Errors one message names; a file with more gets a count of the rest."""
 
 
-def _describe_error(err: Any, model: type[BaseModel]) -> str:
+def _describe_error(err: Any, model: type[BaseModel], prefix: str = "") -> str:
     """``field a.b: what was expected (got ...)`` for one pydantic error."""
     loc = tuple(err["loc"])
-    dotted = ".".join(str(p) for p in loc) or "(top level)"
+    where = tuple(prefix.split(".")) if prefix else ()
+    dotted = ".".join(str(p) for p in (*where, *loc)) or "(top level)"
     if err["type"] == "extra_forbidden":
         candidates = _fields_at(model, loc)
         hint = difflib.get_close_matches(str(loc[-1]), candidates, n=1)
         return f"unknown key {dotted!r}" + (
-            f" (did you mean {'.'.join([*map(str, loc[:-1]), hint[0]])!r}?)" if hint else ""
+            f" (did you mean {'.'.join([*where, *map(str, loc[:-1]), hint[0]])!r}?)" if hint else ""
         )
     if err["type"] == "missing":  # its "input" is the table the key is missing from
         return f"missing key {dotted!r}"
@@ -396,7 +404,9 @@ def _describe_error(err: Any, model: type[BaseModel]) -> str:
         text = str(err.get("ctx", {}).get("error", text.removeprefix("Value error, ")))
     # a rule over a whole table names its fields itself: the table is not shown
     whole = err["type"] == "value_error" and isinstance(got, dict)
-    return text if not loc else f"{dotted}: {text}" + ("" if whole else f" (got {shown[:60]})")
+    if not (loc or where):
+        return text
+    return f"{dotted}: {text}" + ("" if whole else f" (got {shown[:60]})")
 
 
 def parse_model(
@@ -404,14 +414,16 @@ def parse_model(
     data: dict[str, Any],
     source: str = "<config>",
     overrides: list[str] | tuple[str, ...] = (),
+    prefix: str = "",
 ) -> M:
     """Validate ``data`` against ``model``; errors become one ConfigError line, naming
-    ``source``, or the ``--set`` override that brought the bad key or value in."""
+    ``source``, or the ``--set`` override that brought the bad key or value in. ``prefix``
+    (``model.options``) is where ``data`` sits in the file: errors name ``prefix.key``."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
+        loc = ".".join(str(p) for p in ((prefix,) if prefix else ()) + tuple(first["loc"]))
         unknown = first["type"] == "extra_forbidden"
         for item in overrides:
             key = item.split("=", 1)[0].strip()
@@ -419,7 +431,7 @@ def parse_model(
             if loc == key or loc.startswith(key + ".") or (unknown and key.startswith(loc + ".")):
                 source = f"--set {item.strip()}"
                 break
-        raise ConfigError(format_validation_error(exc, model, source)) from None
+        raise ConfigError(format_validation_error(exc, model, source, prefix)) from None
 
 
 def check_task_options(

@@ -51,11 +51,16 @@ def register_tasks(register: Any) -> None:
 def register_backbones(register: Any) -> None:
     """Register backbone families.
 
-    :param register: call ``register(name, factory)`` where ``name`` is a family prefix
-        (``"native"``, ``"hf"``) and ``factory(ref: str, **options) -> Backbone`` builds a
-        backbone from the part of a reference after ``"name:"`` (``"hf:minilm-l6"`` calls the
-        ``hf`` factory with ``"minilm-l6"``). A plain directory path is resolved by the
-        ``native`` family.
+    :param register: call ``register(name, family)`` where ``name`` is a family prefix
+        (``"native"``, ``"hf"``) and ``family`` a :class:`plugformer.models.families.BackboneFamily`
+        instance: its ``resolve(ref, **options)`` returns a
+        :class:`plugformer.models.families.LoadedBackbone` (model and tokenizer) for the part of
+        a reference after ``"name:"`` (``"hf:minilm-l6"`` resolves ``"minilm-l6"``); its
+        ``build(model_config)`` lets ``model.family = name`` pretrain and gives ``scratch:``
+        twins and checkpoint loading. The older form, a plain callable
+        ``factory(ref, **options) -> LoadedBackbone``, only resolves references; any other
+        return type is refused. A plain directory path is resolved by the family its manifest
+        names. What a family's model must provide: docs/plugins.md#backbone-families.
 
     Called once, when a backbone reference is first resolved. Returns nothing.
     """

@@ -109,8 +109,12 @@ class ConditionalGenerationTask(CausalLMTask):
 
     # ------------------------------------------------------------------ model
     def check_backbone(self, backbone: Any) -> None:
-        """Refuse ``pointer`` on a backbone that decodes on its own (an encoder–decoder)."""
+        """Refuse a backbone that cannot decode (before training, not after it), and
+        ``pointer`` on one that decodes on its own (an encoder–decoder)."""
+        from plugformer.models.families import check_decodable
+
         super().check_backbone(backbone)
+        check_decodable(backbone)
         if getattr(self.options, "pointer", False) and hasattr(backbone, "incremental"):
             raise PlugformerError(
                 f"task {self.name!r}: option pointer = true needs a decoder-only backbone "

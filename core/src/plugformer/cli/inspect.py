@@ -94,13 +94,18 @@ def config_validate(file: str, kind: str | None, overrides: tuple[str, ...]) -> 
     if kind == "suite":
         data.setdefault("name", path.stem)  # as `plugformer bench` reads it (load_suite)
     model = parse_model(_model_for(kind), data, str(path), overrides)
-    # "valid" must mean "will run": the task exists and takes its options; a suite's specs,
-    # overrides and backbone task lists are checked as `plugformer bench` checks them
+    # "valid" must mean "will run": the task (or the backbone family) exists and takes its
+    # options; a suite's specs, overrides and backbone task lists are checked as
+    # `plugformer bench` checks them
     detail = ""
     if kind == "task":
         from plugformer.config import check_task_options
 
         check_task_options(model, str(path), overrides)
+    elif kind == "pretrain":
+        from plugformer.models.families import check_model_family
+
+        check_model_family(model.model, str(path), overrides)
     elif kind == "suite":
         from plugformer.suites.plan import plan_cells
 

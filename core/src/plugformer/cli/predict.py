@@ -45,12 +45,17 @@ def generate(
     from plugformer.checkpoint import load_backbone
     from plugformer.inference.generation import SamplingConfig
     from plugformer.inference.generation import generate as gen
+    from plugformer.models.families import check_decodable
 
     loaded = load_backbone(checkpoint)
     if not loaded.model.causal:
         raise PlugformerError(
             f"{checkpoint}: a bidirectional (masked-LM) backbone cannot generate text"
         )
+    try:
+        check_decodable(loaded.model)
+    except PlugformerError as exc:
+        raise PlugformerError(f"{checkpoint}: {exc}") from None
     tok = loaded.tokenizer
     ids = [tok.bos_id, *tok.encode(prompt)]
     cfg = SamplingConfig(

@@ -25,9 +25,12 @@ __all__ = ["evaluate", "finetune", "pretrain"]
 def pretrain(config: str, overrides: tuple[str, ...], resume: bool) -> None:
     """Pretrain the native backbone as CONFIG says: a TOML file or a registered name (tiny)."""
     from plugformer.config import PretrainConfig, load_config
+    from plugformer.models.families import check_model_family
     from plugformer.specs import resolve
 
-    cfg = load_config(resolve(config, "pretrain"), PretrainConfig, overrides)
+    path = resolve(config, "pretrain")
+    cfg = load_config(path, PretrainConfig, overrides)
+    check_model_family(cfg.model, str(path), overrides)  # before a tokenizer is trained
     from plugformer.training.pretrain import pretrain as run
 
     summary = run(cfg, resume=resume)

@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from plugformer.hookspecs import hookimpl
-from plugformer.models.families import BackboneFamily, LoadedBackbone, get_family
+from plugformer.models.families import BackboneFamily, LoadedBackbone, NoOptions, get_family
 
 
 class NativeFamily(BackboneFamily):
     """The native GPT (:mod:`plugformer.models.gpt`): causal decoder or, with ``causal=False``, encoder."""
 
     name = "native"
+    Options = NoOptions  # every setting of the native GPT is a [model] field
 
     def resolve(self, ref: str, **_: Any) -> LoadedBackbone:
         from plugformer.checkpoint import load_backbone
@@ -29,6 +30,7 @@ class NativeFamily(BackboneFamily):
         from plugformer.config import ModelConfig
         from plugformer.models.gpt import GPT
 
+        self.read_options(model_config)  # refuses settings it would silently ignore
         return GPT(ModelConfig.model_validate(model_config))
 
     def load(self, path: Path, manifest: dict[str, Any]) -> LoadedBackbone:
@@ -44,6 +46,7 @@ class NativeFamily(BackboneFamily):
         verify_files(path, validate_manifest(manifest, path / MANIFEST), tokenizer.hash)
         try:
             cfg = ModelConfig.model_validate(manifest["model_config"])
+            self.read_options(manifest["model_config"])
         except Exception as exc:
             raise CheckpointError(f"{path}: invalid model_config in manifest ({exc})") from None
         if cfg.vocab_size != tokenizer.vocab_size:

@@ -11,13 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 from plugformer.hookspecs import hookimpl
-from plugformer.models.families import BackboneFamily, LoadedBackbone
+from plugformer.models.families import BackboneFamily, LoadedBackbone, NoOptions
 
 
 class EncDecFamily(BackboneFamily):
     """Encoder–decoder Transformers built from a :class:`plugformer.config.ModelConfig`."""
 
     name = "encdec"
+    Options = NoOptions  # every setting is a [model] field
 
     def resolve(self, ref: str, **_: Any) -> LoadedBackbone:
         from plugformer.checkpoint import load_backbone
@@ -28,6 +29,7 @@ class EncDecFamily(BackboneFamily):
         from plugformer.config import ModelConfig
         from plugformer.models.encdec import EncoderDecoder
 
+        self.read_options(model_config)  # refuses settings it would silently ignore
         return EncoderDecoder(ModelConfig.model_validate({**model_config, "family": self.name}))
 
     def layers(self, model: Any) -> tuple[list[Any], list[Any]]:

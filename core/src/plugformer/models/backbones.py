@@ -50,11 +50,11 @@ def split_ref(ref: str) -> tuple[str, str]:
 def resolve_backbone(ref: str, **options: Any) -> Any:
     """Build the backbone a reference names; returns a :class:`plugformer.models.families.LoadedBackbone`."""
     from plugformer.errors import PlugformerError
-    from plugformer.models.families import get_family
+    from plugformer.models.families import check_loaded, get_family
 
     family, rest = split_ref(str(ref))
     try:
         fam = get_family(family)
     except PlugformerError as exc:
         raise PlugformerError(f"backbone {ref!r}: {exc}") from None
-    return fam.resolve(rest, **options)
+    return check_loaded(family, fam.resolve(rest, **options))

@@ -16,7 +16,10 @@ the core's own (``native``, ``hf``, ``encdec``) exactly like a plugin's. It know
   ``incremental(prompts, ...)`` (see :mod:`plugformer.inference.decoding`).
 
 A model names its family in a ``family`` attribute (``"native"`` when absent). A plain
-callable registered as a family (the older form) still resolves references.
+callable registered as a family (the older form) still resolves references; it must return a
+:class:`LoadedBackbone`. What pretraining and decoding need of a model is checked once, before
+any work, by :func:`check_pretrainable` and :func:`check_decodable`; the guide is
+docs/plugins.md#backbone-families.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
 
 from plugformer.errors import CheckpointError, PlugformerError
 
@@ -32,6 +37,11 @@ __all__ = [
     "KINDS",
     "BackboneFamily",
     "LoadedBackbone",
+    "NoOptions",
+    "check_decodable",
+    "check_loaded",
+    "check_model_family",
+    "check_pretrainable",
     "family_name",
     "freeze_layers",
     "get_family",
@@ -40,6 +50,12 @@ __all__ = [
 
 KINDS = ("decoder", "encoder", "encoder-decoder")
 """What a backbone is: causal decoder, bidirectional encoder, or encoder–decoder."""
+
+GUIDE = "docs/plugins.md#backbone-families"
+"""Where a family's author reads what a model must provide (named in every refusal)."""
+
+PRETRAIN_SURFACE = ("lm_logits", "config.model_dump", "family")
+"""Members pretraining needs of a model besides ``forward(ids) -> hidden (B, T, C)``."""
 
 
 @dataclass
@@ -57,14 +73,28 @@ class BackboneFamily:
     :meth:`build` and :meth:`layers`; the rest has working defaults."""
 
     name: str = ""
+    Options: ClassVar[Any] = None
+    """A pydantic model of the family's own settings (``[model.options]`` of a pretraining
+    config), checked when the config is validated; ``None`` takes any table."""
 
     def resolve(self, ref: str, **options: Any) -> LoadedBackbone:
         """The backbone ``ref`` names (the part after ``name:``). ``options``: ``seed``, ..."""
         raise NotImplementedError
 
     def build(self, model_config: dict[str, Any]) -> Any:
-        """A freshly initialised model for a manifest's ``model_config``."""
+        """A freshly initialised model for a manifest's ``model_config`` (a pretraining
+        config's ``[model]``, its ``options`` table included)."""
         raise PlugformerError(f"backbone family {self.name!r} cannot build a model from a config")
+
+    def read_options(self, model_config: dict[str, Any]) -> Any:
+        """``model_config["options"]`` validated by :attr:`Options` (a plain dict when it is
+        None); a bad key or value is one line naming the family."""
+        raw = model_config.get("options") or {}
+        if self.Options is None:
+            return dict(raw)
+        from plugformer.config import parse_model
+
+        return parse_model(self.Options, dict(raw), f"backbone family {self.name!r}", (), "options")
 
     def untrained(self, model: Any, seed: int = 0) -> Any:
         """The same architecture as ``model``, freshly initialised (``scratch:``)."""
@@ -125,7 +155,63 @@ class _CallableFamily(BackboneFamily):
         self.name, self.factory = name, factory
 
     def resolve(self, ref: str, **options: Any) -> LoadedBackbone:
-        return self.factory(ref, **options)
+        return check_loaded(self.name, self.factory(ref, **options))
+
+
+class NoOptions(BaseModel):
+    """The :attr:`BackboneFamily.Options` of a family that has no settings of its own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def check_loaded(name: str, result: Any) -> LoadedBackbone:
+    """``result`` of family ``name``'s resolve, refused in one line unless a LoadedBackbone."""
+    if not isinstance(result, LoadedBackbone):
+        raise PlugformerError(
+            f"backbone family {name!r} returned a {type(result).__name__} from resolve, expected "
+            f"a plugformer.models.families.LoadedBackbone (model, tokenizer); see {GUIDE}"
+        )
+    return result
+
+
+def _lacks(model: Any, members: tuple[str, ...]) -> list[str]:
+    """The dotted members (``config.model_dump``) ``model`` does not have."""
+    missing = []
+    for dotted in members:
+        obj = model
+        for part in dotted.split("."):
+            if not hasattr(obj, part):
+                missing.append(dotted)
+                break
+            obj = getattr(obj, part)
+    return missing
+
+
+def check_pretrainable(model: Any, name: str) -> None:
+    """Refuse, in one line, a model of family ``name`` that pretraining cannot train and save
+    (:data:`PRETRAIN_SURFACE`); ``lm_head`` and ``num_params`` are optional."""
+    missing = _lacks(model, PRETRAIN_SURFACE)
+    if missing:
+        raise PlugformerError(
+            f"backbone family {name!r}: its model lacks {', '.join(missing)} (needed to "
+            f"pretrain; see {GUIDE})"
+        )
+    if model.family != name:  # the manifest names model.family: its checkpoints must load here
+        raise PlugformerError(
+            f"backbone family {name!r}: its model's family attribute is {model.family!r}, "
+            f"expected {name!r} (needed to pretrain; see {GUIDE})"
+        )
+
+
+def check_decodable(model: Any) -> None:
+    """Refuse, in one line, a model that cannot generate: it needs the causal decoding
+    surface (``new_cache`` and ``lm_logits``) or its own ``incremental()``."""
+    if hasattr(model, "incremental") or not _lacks(model, ("new_cache", "lm_logits")):
+        return
+    raise PlugformerError(
+        f"backbone family {family_name(model)!r} cannot decode (its model needs new_cache and "
+        f"lm_logits, or incremental(); see {GUIDE})"
+    )
 
 
 def get_family(name: str) -> BackboneFamily:
@@ -139,6 +225,37 @@ def get_family(name: str) -> BackboneFamily:
         )
     item = registry.get(name)
     return item if isinstance(item, BackboneFamily) else _CallableFamily(name, item)
+
+
+def check_model_family(
+    model: Any, source: str, overrides: list[str] | tuple[str, ...] = ()
+) -> None:
+    """Check a pretraining config's ``model.family`` (a :class:`plugformer.config.ModelConfig`)
+    names an installed family that can build a model, and ``model.options`` against the
+    family's ``Options``: one ConfigError line naming ``source`` and the field, before any work
+    starts (``config validate`` and ``pretrain`` both call it)."""
+    import difflib
+
+    from plugformer.config import parse_model
+    from plugformer.errors import ConfigError
+    from plugformer.plugin_registries import backbones
+
+    installed = backbones().names()
+    if model.family not in installed:
+        hint = difflib.get_close_matches(model.family, installed, n=1)
+        raise ConfigError(
+            f"{source}: model.family: unknown backbone family {model.family!r} ("
+            + (f"did you mean {hint[0]!r}?; " if hint else "")
+            + f"installed: {', '.join(installed)})"
+        )
+    family = get_family(model.family)
+    if type(family).build is BackboneFamily.build:
+        raise ConfigError(
+            f"{source}: model.family: backbone family {model.family!r} cannot build a model from "
+            f"a config, which pretraining needs (see {GUIDE})"
+        )
+    if family.Options is not None:
+        parse_model(family.Options, dict(model.options), source, overrides, "model.options")
 
 
 def family_name(model: Any) -> str:

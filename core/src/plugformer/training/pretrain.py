@@ -4,6 +4,10 @@
 Trainer with the configured objective, logs train/val loss, perplexity and bits per byte
 to CSV, keeps ``last.ckpt`` for ``--resume``, and writes the backbone checkpoint
 ``out_dir/final`` atomically.
+
+The model comes from the family ``model.family`` names (native GPT, encdec, a plugin's): what
+pretraining needs of it (``forward`` to hidden states, ``lm_logits``, ``config``, ``family``;
+:func:`plugformer.models.families.check_pretrainable`) is checked before anything is written.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from torch.utils.data import DataLoader
 from plugformer.config import PretrainConfig
 from plugformer.data.corpus import BlockDataset, TokenCache, ValBlocks
 from plugformer.fileio import ensure_dir
-from plugformer.models.families import get_family
+from plugformer.models.families import check_model_family, check_pretrainable, get_family
 from plugformer.training.common import (
     adamw,
     attention_kernels,
@@ -36,7 +40,7 @@ from plugformer.training.losses import linear_cross_entropy
 from plugformer.training.objectives import IGNORE, Objective
 from plugformer.training.schedule import BudgetSchedule
 
-__all__ = ["PretrainData", "PretrainModule", "pretrain"]
+__all__ = ["PretrainData", "PretrainModule", "check_model", "pretrain"]
 
 
 class PretrainModule(L.LightningModule):
@@ -49,7 +53,12 @@ class PretrainModule(L.LightningModule):
         self.mask_id = mask_id
         self.bytes_per_token = bytes_per_token
         # Built by the family the config names (native GPT, encdec, a plugin's).
-        self.model = get_family(config.model.family).build(config.model.model_dump())
+        family = get_family(config.model.family)
+        self.model = family.build(config.model.model_dump())
+        check_pretrainable(self.model, family.name)
+        # A bias-free nn.Linear ``lm_head`` is fused with the loss (lm_logits must be it)
+        head = getattr(self.model, "lm_head", None)
+        self._fused = isinstance(head, torch.nn.Linear) and head.bias is None
         t = config.trainer
         self.compiled = resolve_compile(t.compile, t.max_steps, t.accelerator) and getattr(
             self.model, "compilable", True
@@ -58,11 +67,20 @@ class PretrainModule(L.LightningModule):
         self._val_nats = 0.0
         self._val_count = 0
 
+    def _nats(self, hidden: torch.Tensor, y: torch.Tensor, reduction: str) -> torch.Tensor:
+        """Cross-entropy of the targets ``y`` (B, T) from ``hidden`` (B, T, C)."""
+        if self._fused:  # the (B, T, V) logits are never materialised
+            return linear_cross_entropy(
+                hidden, self.model.lm_head.weight, y, ignore_index=IGNORE, reduction=reduction
+            )
+        logits = self.model.lm_logits(hidden)  # (B, T, V)
+        return torch.nn.functional.cross_entropy(
+            logits.flatten(0, 1).float(), y.flatten(), ignore_index=IGNORE, reduction=reduction
+        )
+
     def _loss(self, block: torch.Tensor) -> torch.Tensor:
         x, y = self.objective.make_batch(block, self.config.model.vocab_size, self.mask_id)
-        # The LM head and the loss fused: the (B, T, V) logits are never materialised.
-        hidden = self._forward(x)  # (B, T, C)
-        return linear_cross_entropy(hidden, self.model.lm_head.weight, y, ignore_index=IGNORE)
+        return self._nats(self._forward(x), y, "mean")  # hidden (B, T, C)
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         kernels = attention_kernels(self.trainer.precision, self.device.type, batch.size(1) - 1)
@@ -81,9 +99,7 @@ class PretrainModule(L.LightningModule):
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
         x, y = self.objective.make_batch(batch, self.config.model.vocab_size, self.mask_id)
-        nats = linear_cross_entropy(
-            self.model(x), self.model.lm_head.weight, y, ignore_index=IGNORE, reduction="sum"
-        )
+        nats = self._nats(self.model(x), y, "sum")
         self._val_nats += float(nats)
         self._val_count += int((y != IGNORE).sum())
 
@@ -257,14 +273,42 @@ class _ProgressLog(L.Callback):
         )
 
 
+def _num_params(model: Any) -> int:
+    """All parameters: the model's own ``num_params`` where it has one (optional)."""
+    count = getattr(model, "num_params", None)
+    return count(non_embedding=False) if count else sum(p.numel() for p in model.parameters())
+
+
+def check_model(config: PretrainConfig, source: str = "<config>") -> None:
+    """The config's family, its options and what pretraining needs of its model, checked
+    before anything is written: the model is built on the meta device (no memory, no work)."""
+    from plugformer.errors import PlugformerError
+
+    check_model_family(config.model, source)
+    if config.init_from:  # the parent's shape: checked when PretrainModule builds it
+        return
+    family = get_family(config.model.family)
+    model_config = {**config.model.model_dump(), "vocab_size": config.tokenizer.vocab_size}
+    try:
+        with torch.device("meta"):
+            model = family.build(model_config)
+    except PlugformerError:
+        raise
+    except Exception:  # a build meta tensors cannot run: PretrainModule checks the real model
+        return
+    check_pretrainable(model, family.name)
+
+
 def pretrain(config: PretrainConfig, resume: bool = False) -> dict[str, Any]:
     """Run pretraining; returns a summary (paths, validation metrics, baselines, speed).
 
-    The output directory is held for the run (:mod:`plugformer.outdir`); SIGINT/SIGTERM stop
-    at a step boundary, writing ``checkpoints/last.ckpt`` for ``resume=True``.
+    The model is checked first (:func:`check_model`). The output directory is held for the run
+    (:mod:`plugformer.outdir`); SIGINT/SIGTERM stop at a step boundary, writing
+    ``checkpoints/last.ckpt`` for ``resume=True``.
     """
     from plugformer.outdir import claim
 
+    check_model(config)
     with claim(config.out_dir, "pretrain"):
         return _pretrain(config, resume)
 
@@ -372,7 +416,7 @@ def _pretrain(config: PretrainConfig, resume: bool) -> dict[str, Any]:
         "steps": trainer.global_step,
         "world_size": trainer.world_size,
         "objective": config.objective,
-        "n_params": module.model.num_params(non_embedding=False),
+        "n_params": _num_params(module.model),
         "train_tokens": cache.meta["train_tokens"],
         "mixture": mixture,
         "parent": _parent_info(parent),
