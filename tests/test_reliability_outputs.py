@@ -141,3 +141,66 @@ def test_checkpoint_weights_are_readable_by_others_under_a_normal_umask(tmp_path
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "ckpt" / "model.safetensors").stat().st_mode) == 0o644
+
+
+def _classification_spec(tmp_path: Path) -> Any:
+    rows = [
+        f"{w} film {i},{'pos' if w == 'good' else 'neg'}"
+        for i in range(16)
+        for w in ("good", "bad")
+    ]
+    (tmp_path / "train.csv").write_text("text,label\n" + "\n".join(rows) + "\n")
+    return parse_model(
+        TaskSpec,
+        {
+            "task": "classification",
+            "data": {"train": str(tmp_path / "train.csv")},
+            "options": {"text_fields": ["text"]},
+            "finetune": {"max_steps": 2, "batch_size": 8},
+        },
+    )
+
+
+def test_a_head_that_does_not_fit_its_task_names_the_task_and_leaves_nothing(
+    tmp_path: Path, micro_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: "unexpected error: TypeError: Linear.forward() takes 2 positional arguments but
+    3 were given", and OUT/finetune_logs/ left behind."""
+    from torch import nn
+
+    from plugformer.default_plugins.declarative import Classification
+    from plugformer.errors import PluginError
+    from plugformer.training.finetune import finetune
+
+    spec = _classification_spec(tmp_path)
+    monkeypatch.setattr(Classification, "build_head", lambda self, backbone: nn.Linear(8, 2))
+    with pytest.raises(PluginError) as err:
+        finetune(spec, str(micro_checkpoint), tmp_path / "out")
+    message = str(err.value)
+    assert message.startswith("task 'classification' (plugformer") and "\n" not in message
+    assert "failed on its first training batch: TypeError:" in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_head_that_forgets_to_pool_is_told_the_shape_it_owes(
+    tmp_path: Path, micro_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: "unexpected error: RuntimeError: Expected target size [8, 2], got [8]"."""
+    from plugformer.blocks.heads import TokenHead
+    from plugformer.default_plugins.declarative import Classification
+    from plugformer.errors import PluginError
+    from plugformer.training.finetune import finetune
+
+    spec = _classification_spec(tmp_path)
+
+    def unpooled(self: Any, backbone: Any) -> TokenHead:
+        return TokenHead(backbone.d_model, 2)
+
+    monkeypatch.setattr(Classification, "build_head", unpooled)
+    with pytest.raises(
+        PluginError,
+        match=r"head returned logits of shape \(8, \d+, 2\); "
+        r"expected \(8, 2\)",
+    ):
+        finetune(spec, str(micro_checkpoint), tmp_path / "out")
+    assert not (tmp_path / "out").exists()

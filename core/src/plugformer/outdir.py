@@ -15,6 +15,7 @@ import contextlib
 import errno
 import json
 import os
+import shutil
 import socket
 import sys
 import time
@@ -27,6 +28,9 @@ from plugformer.fileio import ensure_dir
 __all__ = ["LOCK_NAME", "claim"]
 
 LOCK_NAME = ".plugformer.lock"
+LOG_SUFFIX = "logs"
+"""The Trainer's CSV logs (``finetune_logs/``, pretraining's ``logs/``): all a run that failed
+early may have written, removed with the directory it created."""
 
 
 def _is_rank_zero() -> bool:
@@ -63,7 +67,7 @@ def claim(out: str | os.PathLike[str], command: str) -> Iterator[Path]:
         raise PlugformerError(
             f"{out}: cannot write here ({exc.strerror or exc}); choose another output directory"
         ) from None
-    held = False
+    held = failed = False
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -84,13 +88,21 @@ def claim(out: str | os.PathLike[str], command: str) -> Iterator[Path]:
         }
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
-        yield out
+        try:
+            yield out
+        except Exception:
+            failed = True
+            raise
     finally:
-        # A run that failed before writing anything leaves no empty directory behind; cleaned
-        # while the lock is still held, so no other run can have claimed the directory since.
+        # A run that failed before writing anything but its logs leaves no directory behind
+        # (an interrupted run keeps its checkpoint to resume, and pretraining its tokenizer);
+        # cleaned while the lock is still held, so no other run can have claimed it since.
         if created and held:
             with contextlib.suppress(OSError):
-                if [p.name for p in out.iterdir()] == [LOCK_NAME]:
+                left = [p for p in out.iterdir() if p.name != LOCK_NAME]
+                if all(failed and p.is_dir() and p.name.endswith(LOG_SUFFIX) for p in left):
+                    for logs in left:
+                        shutil.rmtree(logs)
                     path.unlink()
                     out.rmdir()
         os.close(fd)  # releases the flock

@@ -44,7 +44,7 @@ from plugformer.blocks.metrics import (
     majority_baseline,
     on_device,
 )
-from plugformer.errors import ConfigError, DataError
+from plugformer.errors import ConfigError, DataError, PluginError
 from plugformer.tasks import SEP, Baseline, LocatedExample, Task, TaskOptions, example_location
 
 __all__ = ["ClassificationOptions", "ClassificationTask", "classification_example"]
@@ -235,6 +235,13 @@ class ClassificationTask(Task):
         )
 
     def loss(self, outputs: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+        expected = (batch["labels"].size(0), len(self.label_set.require()))
+        if tuple(outputs.shape) != expected:
+            # A custom head that forgot to pool gives (B, T, K): torch's message would not say so.
+            raise PluginError(
+                f"task {self.name!r}: the head returned logits of shape {tuple(outputs.shape)}; "
+                f"expected {expected}, one row of {expected[1]} label logits per example"
+            )
         weight = None
         if self.options.class_weights and self.label_set.counts:
             weight = torch.tensor(self.label_set.inverse_frequency(), device=outputs.device)  # (K,)

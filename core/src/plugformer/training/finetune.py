@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from plugformer.config import TaskSpec
-from plugformer.errors import CheckpointError, DataError, PlugformerError
+from plugformer.errors import CheckpointError, DataError, PlugformerError, PluginError
 from plugformer.inference.predictor import Predictor, eval_collate
 from plugformer.models.families import freeze_layers
 from plugformer.training.common import (
@@ -294,6 +294,20 @@ def finetune(
         return _finetune(spec, ref, out, resume)
 
 
+def _first_batch_error(task: str, exc: Exception) -> PluginError:
+    """What a foreign error before the first optimiser step becomes: the task's encode,
+    collate, head or loss failed on its first real batch, a plugin author's mistake more often
+    than not, so the message names the task and who provides it (``--debug``: the traceback)."""
+    from plugformer.plugin_registries import tasks
+
+    owner = tasks().owners.get(task, "?")
+    detail = str(exc).splitlines()[0] if str(exc) else ""
+    return PluginError(
+        f"task {task!r} ({owner}) failed on its first training batch: "
+        f"{type(exc).__name__}: {detail}".rstrip(": ")
+    )
+
+
 def _finetune(spec: TaskSpec, ref: str, out: Path, resume: bool) -> dict[str, Any]:
     from plugformer.checkpoint import save_task
     from plugformer.errors import ConfigError, Interrupted
@@ -388,6 +402,10 @@ def _finetune(spec: TaskSpec, ref: str, out: Path, resume: bool) -> dict[str, An
             summary = {"backbone": ref, "val_metrics": {"best_step": keep.step}}
             save_task(out / "best", loaded, head, task, spec, summary)
         raise
+    except Exception as exc:
+        if trainer.global_step or isinstance(exc, PlugformerError):
+            raise
+        raise _first_batch_error(spec.task, exc) from exc
     validated = {h["step"] for h in module.val_history}
     if val_dl is not None and trainer.global_step and trainer.global_step not in validated:
         # A budget (or early epoch end) stopped between validations: judge the last weights too.
