@@ -9,8 +9,9 @@ Layout of the package (each subpackage's ``__init__`` says what its modules hold
       __init__.py        this facade: the public names, imported lazily
       config.py          pydantic configs (HardwareConfig shared by trainer and finetune),
                          TOML loading, --set overrides
-      hookspecs.py       every hook and its contract;  plugins.py  the plugin manager
-      plugin_registries.py   what plugins register;  registries.py  the Registry class
+      hookspecs.py       every hook and its contract;  plugins.py  the plugin API, from:
+      plugin_manager.py  loading, broken plugins, hook calls;  plugin_registries.py  what
+                         plugins register;  registries.py  the Registry class
       tasks.py           the Task base;  lm_task.py  the causal-LM task base
       checkpoint.py      checkpoint format;  manifest.py  its manifest
       tokenizer.py       byte-level BPE;  testing.py  the conformance kit for task plugins

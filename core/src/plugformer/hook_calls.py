@@ -1,6 +1,6 @@
 """Calls of the runtime hooks (``on_result``, ``register_callbacks``, ``read_examples``), one
 plugin at a time, so that a plugin failing at run time is named and left out instead of ending
-the run (fatal under ``--strict-plugins``). Loading plugins lives in :mod:`plugformer.plugins`,
+the run (fatal under ``--strict-plugins``). Loading plugins lives in :mod:`plugformer.plugin_manager`,
 their registrations in :mod:`plugformer.plugin_registries`.
 """
 
@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 from plugformer.errors import PlugformerError, PluginError
-from plugformer.plugins import _call_impl, get_plugin_manager, strict
+from plugformer.plugin_manager import _call_impl, get_plugin_manager, strict
 
 __all__ = ["call_on_result", "extra_callbacks", "guard_callback", "read_examples"]
 

@@ -8,7 +8,7 @@ name of the core's own stays the core's), and what a broken plugin would have re
 withheld, so that asking for it names the broken plugin rather than "unknown". The registries
 are rebuilt after :func:`plugformer.plugins.register_plugin` or ``unregister_plugin``.
 Loading the plugins, and calling a hook under tracing and a timeout, live in
-:mod:`plugformer.plugins`, which re-exports this module's public names.
+:mod:`plugformer.plugin_manager`; :mod:`plugformer.plugins` is the public face of both.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import importlib
 from typing import Any
 
 from plugformer.errors import PluginError
-from plugformer.plugins import (
+from plugformer.plugin_manager import (
     PluginInfo,
     PluginTimeout,
     _broken,

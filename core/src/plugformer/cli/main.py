@@ -63,10 +63,10 @@ def _is_default(impl: Any) -> bool:
 
 
 def _call_register_commands(impl: Any) -> None:
-    from plugformer import plugins
+    from plugformer.plugin_manager import _call_impl
 
     try:
-        plugins._call_impl(impl, "register_commands", bounded=True, cli=cli)
+        _call_impl(impl, "register_commands", bounded=True, cli=cli)
     except Exception as exc:  # one plugin's broken command never breaks the others
         click.echo(
             f"plugformer: plugin {impl.plugin_name!r} failed to add commands: {exc}", err=True
