@@ -113,8 +113,9 @@ def test_nli_task_is_at_most_forty_lines() -> None:
 def test_pair_input_needs_every_field() -> None:
     from plugformer.errors import DataError
 
-    with pytest.raises(DataError, match="premise"):
+    with pytest.raises(DataError, match="premise") as err:
         NLITask({}, None).example_from_input("only one text")
+    assert "a dict in Python" in str(err.value)  # Predictor.predict is Python, not the CLI
 
 
 def test_a_row_without_a_label_is_named_by_file_and_line(tmp_path) -> None:

@@ -253,7 +253,10 @@ class Task:
         """Build an example from user input for ``plugformer predict`` (a string or a dict)."""
         if isinstance(value, dict):
             return self.parse_example(value)
-        raise DataError(f"task {self.name!r} needs a JSON object per input, got text")
+        raise DataError(
+            f"task {self.name!r} needs named fields per input, not one text: a dict in Python, "
+            "a JSON object on the command line"
+        )
 
     def read_input(self, value: str | Mapping[str, Any]) -> Any:
         """An example from one user input (``plugformer predict``, ``Predictor.predict``): a

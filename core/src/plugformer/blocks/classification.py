@@ -198,8 +198,9 @@ class ClassificationTask(Task):
         if isinstance(value, str):
             if len(self.fields) > 1:
                 raise DataError(
-                    f"task {self.name!r} needs the fields {list(self.fields)}: give a JSON object "
-                    "or --field NAME=VALUE for each"
+                    f"task {self.name!r} needs the fields {list(self.fields)}, not one text: a "
+                    "dict in Python; a JSON object, or --field NAME=VALUE for each, on the "
+                    "command line"
                 )
             value = {self.fields[0]: value}
         return self.parse_example(value, "<input>")
