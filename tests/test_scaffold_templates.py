@@ -3,18 +3,24 @@
 The plugin is made importable and discoverable without touching the environment: its
 ``src`` goes on PYTHONPATH beside a ``.dist-info`` directory declaring its entry point (what
 ``pip install -e`` would write), so the conformance kit reloads checkpoints by name and the
-template's entry-point test finds it.
+template's entry-point test finds it. The same, on ``sys.path`` in-process, lets the tests
+here fine-tune each template's shipped demo spec (``NAME-demo``) by name.
 """
 
 from __future__ import annotations
 
+import importlib
+import json
 import os
 import subprocess
 import sys
+import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from plugformer import plugins
 from plugformer.scaffold import TEMPLATES, write_plugin
 
 
@@ -73,3 +79,105 @@ def test_readme_names_the_base_class(tmp_path: Path) -> None:
         assert hasattr(plugformer.blocks, base), (template, base)
         task = (root / "src" / f"plugformer_demo_{template}" / "task.py").read_text()
         assert f"({base})" in task, (template, base)
+
+
+@pytest.fixture
+def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], Path]]:
+    """``install(template)``: scaffold ``demo-TEMPLATE`` and make it the one plugin loaded, its
+    ``src`` and ``.dist-info`` on ``sys.path``; its modules are forgotten when the test ends."""
+    packages: list[str] = []
+
+    def _install(template: str) -> Path:
+        name, package = f"demo-{template}", f"plugformer_demo_{template}"
+        root = write_plugin(name, tmp_path, template)
+        _discoverable(root, name, package, tmp_path / "site")
+        monkeypatch.syspath_prepend(str(root / "src"))
+        monkeypatch.syspath_prepend(str(tmp_path / "site"))
+        monkeypatch.setenv("PLUGFORMER_LOAD_PLUGINS", name)
+        packages.append(package)
+        importlib.invalidate_caches()
+        plugins.reset()
+        return root
+
+    yield _install
+    for package in packages:
+        for mod in [m for m in sys.modules if m == package or m.startswith(package + ".")]:
+            del sys.modules[mod]
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_demo_spec_is_listed_and_finetunes_by_name(
+    template: str,
+    micro_checkpoint: Path,
+    install: Callable[[str], Path],
+    tmp_path: Path,
+) -> None:
+    """Before: the scaffold registered a task but shipped no spec and no data, so its README's
+    first command needed a data file the user did not have."""
+    from plugformer.specs import describe_specs
+    from plugformer.training.finetune import finetune
+
+    install(template)
+    name = f"demo-{template}"
+    listed = {row["name"]: row for row in describe_specs("task")}
+    row = listed[f"{name}-demo"]
+    assert (row["task"], row["distribution"]) == (name, f"plugformer-{name}"), row
+    summary = finetune(
+        f"{name}-demo",
+        backbone=str(micro_checkpoint),
+        out_dir=tmp_path / "run",
+        overrides=["finetune.max_steps=2", "finetune.val_every=2", "finetune.progress=false"],
+    )
+    manifest = json.loads((Path(summary["checkpoint"]) / "plugformer.json").read_text())
+    assert manifest["kind"] == "task" and manifest["task"]["name"] == name
+
+
+def test_demo_data_is_deterministic_and_follows_its_rule(tmp_path: Path) -> None:
+    for template in TEMPLATES:
+        a = write_plugin(f"demo-{template}", tmp_path / "a", template)
+        b = write_plugin(f"demo-{template}", tmp_path / "b", template)
+        data = Path("src") / f"plugformer_demo_{template}" / "specs" / "data"
+        for split in ("train", "validation", "test"):
+            text = (a / data / f"{split}.jsonl").read_text()
+            assert text == (b / data / f"{split}.jsonl").read_text(), (template, split)
+            rows = [json.loads(line) for line in text.splitlines()]
+            assert len(rows) >= 16, (template, split)
+            if template == "span":
+                assert all(r["context"][r["answer_start"] :].startswith(r["answer"]) for r in rows)
+            if template == "tagging":
+                assert all(
+                    (tag != "O") == tok[0].isupper()
+                    for r in rows
+                    for tok, tag in zip(r["tokens"], r["tags"], strict=True)
+                )
+            if template in ("classification", "pair"):  # both labels in every split
+                assert len({r["label"] for r in rows}) == 2, (template, split)
+
+
+def test_built_wheel_ships_the_demo_spec_and_its_data(tmp_path: Path) -> None:
+    root = write_plugin("demo-tagging", tmp_path, "tagging")
+    wheels = tmp_path / "wheels"
+    build = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--wheel-dir",
+            str(wheels),
+            str(root),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert build.returncode == 0, build.stderr[-2000:]
+    (wheel,) = wheels.glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    specs = "plugformer_demo_tagging/specs/"
+    assert specs + "demo-tagging-demo.toml" in names, sorted(names)
+    for split in ("train", "validation", "test"):
+        assert f"{specs}data/{split}.jsonl" in names, sorted(names)

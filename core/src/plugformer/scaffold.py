@@ -2,14 +2,18 @@
 
 The result is what a plugin author starts from: a pyproject with the entry point, a task on
 one of the core's bases (``--template classification|pair|span|generation|tagging``), a
-README, and tests that subclass the conformance kit. ``pip install -e`` it and it shows in
-``plugformer plugins``; its tests pass without edits. A name whose distribution is installed, or
+README, tests that subclass the conformance kit, and a named spec ``NAME-demo`` shipped as
+package data (``register_specs``) with a few dozen generated rows per split that follow a
+learnable rule. ``pip install -e`` it and it shows in ``plugformer plugins``, its tests pass
+without edits and ``plugformer finetune NAME-demo --backbone CKPT`` runs in seconds. A name whose distribution is installed, or
 whose task the core or an installed plugin already registers, is refused: the result could
 not be installed beside it.
 """
 
 from __future__ import annotations
 
+import json
+import random
 import re
 from importlib import resources
 from pathlib import Path
@@ -38,7 +42,85 @@ _FILES = {
     "plugin.py.tmpl": "src/{package}/plugin.py",
     "task_{template}.py.tmpl": "src/{package}/task.py",
     "test_{template}.py.tmpl": "tests/test_task.py",
+    "test_demo_spec.py.tmpl": "tests/test_demo_spec.py",
+    "spec.toml.tmpl": "src/{package}/specs/{name}-demo.toml",
 }
+
+_SPLITS = {"train": 48, "validation": 16, "test": 16}
+"""Rows of each split of the demo data (``src/PACKAGE/specs/data/SPLIT.jsonl``)."""
+
+_SPEC_OPTIONS = {"generation": "\n[options]\nmax_new_tokens = 8  # the targets are a few words\n"}
+"""Extra tables of a template's demo spec (``{{spec_options}}`` in spec.toml.tmpl)."""
+
+_NAMES = ["Anna", "Ben", "Clara", "David", "Ella", "Frank", "Grace", "Henry"]
+_PLACES = ["Paris", "Rome", "Oslo", "Lima", "Cairo", "Delhi"]
+_WORDS = ["red", "blue", "cat", "dog", "sun", "tree", "milk", "rain", "song", "ship"]
+
+
+def _classification_row(rng: random.Random) -> dict[str, object]:
+    """The label is whether the sentence holds a good word or a bad one."""
+    good = rng.random() < 0.5
+    adjective = rng.choice(["great", "lovely", "fine"] if good else ["awful", "dreadful", "poor"])
+    return {"text": f"the {rng.choice(_WORDS)} was {adjective}", "label": "good" if good else "bad"}
+
+
+def _pair_row(rng: random.Random) -> dict[str, object]:
+    """Entailment when the hypothesis names the premise's person and place, else contradiction."""
+    name, place = rng.choice(_NAMES), rng.choice(_PLACES)
+    entailed = rng.random() < 0.5
+    other = rng.choice([p for p in _PLACES if p != place])
+    hypothesis = f"{name} is in {place if entailed else other}"
+    return {
+        "premise": f"{name} went to {place} by {rng.choice(['train', 'car', 'ship'])}",
+        "hypothesis": hypothesis,
+        "label": "entailment" if entailed else "contradiction",
+    }
+
+
+def _span_row(rng: random.Random) -> dict[str, object]:
+    """The answer (who went) is a span of the context."""
+    name, place = rng.choice(_NAMES), rng.choice(_PLACES)
+    context = f"On {rng.choice(['Monday', 'Friday', 'Sunday'])} {name} went to {place}."
+    return {
+        "question": f"Who went to {place}?",
+        "context": context,
+        "answer": name,
+        "answer_start": context.index(name),
+    }
+
+
+def _generation_row(rng: random.Random) -> dict[str, object]:
+    """The target is the source's words in reverse order."""
+    words = rng.sample(_WORDS, rng.randint(2, 4))
+    return {"source": " ".join(words), "target": " ".join(reversed(words))}
+
+
+def _tagging_row(rng: random.Random) -> dict[str, object]:
+    """A capitalised word is a name (B-NAME), every other word O."""
+    tokens = [rng.choice(_NAMES), "saw", "the", rng.choice(_WORDS)]
+    if rng.random() < 0.5:
+        tokens += ["with", rng.choice(_NAMES)]
+    rng.shuffle(tokens)
+    return {"tokens": tokens, "tags": ["B-NAME" if t[0].isupper() else "O" for t in tokens]}
+
+
+_ROWS = {
+    "classification": _classification_row,
+    "pair": _pair_row,
+    "span": _span_row,
+    "generation": _generation_row,
+    "tagging": _tagging_row,
+}
+"""One demo row of each template (its task's example fields), drawn from a seeded RNG."""
+
+
+def _demo_data(template: str) -> dict[str, str]:
+    """The demo spec's JSONL files, by split: the same for every run of the scaffold."""
+    rng = random.Random(f"plugformer-{template}-demo")
+    return {
+        split: "".join(json.dumps(_ROWS[template](rng)) + "\n" for _ in range(n))
+        for split, n in _SPLITS.items()
+    }
 
 
 def _installed_distribution(dist: str) -> str | None:
@@ -104,6 +186,7 @@ def write_plugin(name: str, directory: str | Path = ".", template: str = "classi
         "class_name": "".join(p.capitalize() for p in name.split("-")) + "Task",
         "template": template,
         "base": _BASES[template],
+        "spec_options": _SPEC_OPTIONS.get(template, ""),
     }
     templates = resources.files("plugformer") / "templates"
     with atomic_dir(target, overwrite=False) as tmp:
@@ -114,4 +197,8 @@ def write_plugin(name: str, directory: str | Path = ".", template: str = "classi
             out = tmp / dst.format(**values)
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(text, encoding="utf-8")
+        data = tmp / "src" / package / "specs" / "data"
+        data.mkdir()
+        for split, rows in _demo_data(template).items():
+            (data / f"{split}.jsonl").write_text(rows, encoding="utf-8")
     return target
