@@ -5,9 +5,9 @@ one of the core's bases (``--template classification|pair|span|generation|taggin
 README, tests that subclass the conformance kit, and a named spec ``NAME-demo`` shipped as
 package data (``register_specs``) with a few dozen generated rows per split that follow a
 learnable rule. ``pip install -e`` it and it shows in ``plugformer plugins``, its tests pass
-without edits and ``plugformer finetune NAME-demo --backbone CKPT`` runs in seconds. A name whose distribution is installed, or
-whose task the core or an installed plugin already registers, is refused: the result could
-not be installed beside it.
+without edits and ``plugformer finetune NAME-demo --backbone CKPT`` runs in seconds. A name
+whose distribution is installed, or whose task the core or an installed plugin already
+registers, is refused: the result could not be installed beside it.
 """
 
 from __future__ import annotations
