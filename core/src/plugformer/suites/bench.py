@@ -7,6 +7,8 @@ Every *model cell* (one spec, one backbone, one seed) is fine-tuned and scored o
 the test split; every *baseline cell* (one spec, one of its task's baselines) is scored once,
 since baselines are deterministic. A run directory holds::
 
+    .plugformer.lock        held while a run is in progress: a second run into the
+                            directory is refused (plugformer.outdir)
     suite.json              the resolved suite (backbone references, seeds, spec paths)
     cells/<key>.json        one finished cell each, written atomically
     work/<key>/             a cell's task checkpoint while it runs (deleted afterwards; work/
@@ -290,6 +292,7 @@ def run_suite(
     (:mod:`plugformer.suites.workers`); 1 runs them one by one in this process.
     ``budget_scale`` (default: the suite's) multiplies every cell's fine-tuning minutes."""
     from plugformer.fileio import atomic_write_json
+    from plugformer.outdir import claim
     from plugformer.suites.cellcache import write_cell
     from plugformer.suites.report import write_reports
 
@@ -302,62 +305,63 @@ def run_suite(
     refs = resolve_backbones(suite, backbones)
     run_dir = Path(out or Path("runs") / "bench" / suite.name)
     cells = plan_cells(suite, path, refs)
-    cell_file = {c.key: run_dir / "cells" / f"{c.key}.json" for c in cells}
-    cached = _cached_cells(cells, cell_file, log)
-    pending = {c.key for c in cells if c.key not in cached}
-    log(
-        f"suite {suite.name}: {len(cells)} cells ({len(cells) - len(pending)} cached, {len(pending)} to run) → {run_dir}"
-    )
-    atomic_write_json(
-        run_dir / "suite.json",
-        {**suite.model_dump(mode="json"), "file": str(path), "backbone_refs": refs},
-    )
-    workers = workers or suite.workers
-    _tokenizer.cache_clear()  # a checkpoint rewritten in place since the last run is reread
-    progress, records = Progress(cells, pending, log, workers), []
-    if pending and progress.budgeted():
-        log(f"suite {suite.name}: ETA {progress.eta()}, from the cells' fine-tuning budgets")
-    parallel = workers > 1 and bool(pending)
-    if parallel:
-        from plugformer.suites.workers import run_parallel
+    with claim(run_dir, f"bench {suite.name}"):  # one run per directory at a time
+        cell_file = {c.key: run_dir / "cells" / f"{c.key}.json" for c in cells}
+        cached = _cached_cells(cells, cell_file, log)
+        pending = {c.key for c in cells if c.key not in cached}
+        log(
+            f"suite {suite.name}: {len(cells)} cells ({len(cells) - len(pending)} cached, {len(pending)} to run) → {run_dir}"
+        )
+        atomic_write_json(
+            run_dir / "suite.json",
+            {**suite.model_dump(mode="json"), "file": str(path), "backbone_refs": refs},
+        )
+        workers = workers or suite.workers
+        _tokenizer.cache_clear()  # a checkpoint rewritten in place since the last run is reread
+        progress, records = Progress(cells, pending, log, workers), []
+        if pending and progress.budgeted():
+            log(f"suite {suite.name}: ETA {progress.eta()}, from the cells' fine-tuning budgets")
+        parallel = workers > 1 and bool(pending)
+        if parallel:
+            from plugformer.suites.workers import run_parallel
 
-        todo = list({c.key: c for c in cells if c.key in pending}.values())
-        log(f"suite {suite.name}: {workers} cells at a time, each in its own process")
-        for cell in cells:  # counted first: they were done before any worker started
-            if cell.key in cached:
-                progress.done(cell, cached[cell.key], None)
-        try:
-            for cell, record, ran in run_parallel(
-                todo, _run_cell, run_dir, suite.keep_checkpoints, workers
-            ):
-                cached[cell.key] = write_cell(cell_file[cell.key], record)
-                # every label sharing the cell is a line of its own; the first is the one timed
-                twins = [c for c in cells if c.key == cell.key]
-                for j, twin in enumerate(twins):
-                    progress.done(twin, cached[cell.key], ran if j == 0 else None)
-        except (Interrupted, KeyboardInterrupt) as exc:
-            raise _interrupted(exc, None, len(cached), len(cell_file), run_dir) from None
-    for cell in cells:
-        ran: float | None = None
-        if cell.key not in cached:  # two labels of one backbone share their cells
-            progress.start(cell)
-            t0 = time.perf_counter()
+            todo = list({c.key: c for c in cells if c.key in pending}.values())
+            log(f"suite {suite.name}: {workers} cells at a time, each in its own process")
+            for cell in cells:  # counted first: they were done before any worker started
+                if cell.key in cached:
+                    progress.done(cell, cached[cell.key], None)
             try:
-                record = _run_cell(cell, run_dir, suite.keep_checkpoints)
+                for cell, record, ran in run_parallel(
+                    todo, _run_cell, run_dir, suite.keep_checkpoints, workers
+                ):
+                    cached[cell.key] = write_cell(cell_file[cell.key], record)
+                    # every label sharing the cell is a line of its own; the first is the one timed
+                    twins = [c for c in cells if c.key == cell.key]
+                    for j, twin in enumerate(twins):
+                        progress.done(twin, cached[cell.key], ran if j == 0 else None)
             except (Interrupted, KeyboardInterrupt) as exc:
-                raise _interrupted(exc, cell, len(cached), len(cell_file), run_dir) from None
-            # the record as written, sha256 included: what a rerun reads back from the cache
-            cached[cell.key] = write_cell(cell_file[cell.key], record)
-            ran = time.perf_counter() - t0
-        record = copy.deepcopy(cached[cell.key])
-        record.update(_labels(cell))  # a renamed label or moved checkpoint is not a new result
-        records.append(record)
-        if not parallel:  # parallel runs reported every cell as it ended
-            progress.done(cell, record, ran)
-    _remove_empty_dirs(run_dir / "work")
-    written = write_reports(records, run_dir, suite)
-    log(
-        f"suite {suite.name}: done in {clock(time.perf_counter() - progress.t0)}; "
-        + ", ".join(p.name for p in written)
-    )
+                raise _interrupted(exc, None, len(cached), len(cell_file), run_dir) from None
+        for cell in cells:
+            ran: float | None = None
+            if cell.key not in cached:  # two labels of one backbone share their cells
+                progress.start(cell)
+                t0 = time.perf_counter()
+                try:
+                    record = _run_cell(cell, run_dir, suite.keep_checkpoints)
+                except (Interrupted, KeyboardInterrupt) as exc:
+                    raise _interrupted(exc, cell, len(cached), len(cell_file), run_dir) from None
+                # the record as written, sha256 included: what a rerun reads back from the cache
+                cached[cell.key] = write_cell(cell_file[cell.key], record)
+                ran = time.perf_counter() - t0
+            record = copy.deepcopy(cached[cell.key])
+            record.update(_labels(cell))  # a renamed label or moved checkpoint is not a new result
+            records.append(record)
+            if not parallel:  # parallel runs reported every cell as it ended
+                progress.done(cell, record, ran)
+        _remove_empty_dirs(run_dir / "work")
+        written = write_reports(records, run_dir, suite)
+        log(
+            f"suite {suite.name}: done in {clock(time.perf_counter() - progress.t0)}; "
+            + ", ".join(p.name for p in written)
+        )
     return run_dir

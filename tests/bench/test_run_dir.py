@@ -1,0 +1,42 @@
+"""A suite's run directory: one run at a time, and what a bad ``--out`` is told.
+
+Found in a user audit: two ``plugformer bench`` commands into the same directory both ran
+its cells, and each deleted the other's ``work/<key>`` checkpoint as "a killed earlier
+attempt" (the second ended with ``unexpected error: ValueError: dict contains fields not
+in fieldnames``); an ``--out`` that is a file was planned, announced, then refused as
+``suite.json: cannot write (File exists)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from plugformer.errors import PlugformerError
+from plugformer.outdir import claim
+from plugformer.suites.bench import run_suite
+from tests.bench.conftest import Fakes, cell_files, quiet, write_suite
+
+
+def test_a_second_run_into_a_directory_in_use_is_refused(workspace: Path, fakes: Fakes) -> None:
+    run = workspace / "runs" / "busy"
+    suite = write_suite(workspace, "busy")
+    with claim(run, "bench busy"), pytest.raises(PlugformerError, match="in use by another run"):
+        run_suite(suite, run, log=quiet)
+    assert not fakes.finetunes and not (run / "cells").exists()
+    run_suite(suite, run, log=quiet)  # free again: the run goes ahead
+    assert len(cell_files(run)) == 5  # 1 baseline + 2 seeds x 2 backbones
+
+
+def test_an_output_path_that_is_a_file_is_one_line_before_anything_runs(
+    workspace: Path, fakes: Fakes
+) -> None:
+    lines: list[str] = []
+    out = workspace / "runs" / "a-file"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("mine\n", encoding="utf-8")
+    with pytest.raises(PlugformerError, match="exists and is not a directory"):
+        run_suite(write_suite(workspace, "file-out"), out, log=lines.append)
+    assert not fakes.finetunes and not lines  # nothing announced, nothing run
+    assert out.read_text(encoding="utf-8") == "mine\n"
