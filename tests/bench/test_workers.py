@@ -165,3 +165,58 @@ def test_an_interrupted_parent_stops_its_workers(tmp_path: Path) -> None:
         timer.cancel()
         signal.signal(signal.SIGINT, previous)
     assert time.perf_counter() - t0 < 60
+
+
+def _pid_cell(cell: _SlowCell, out: Path, keep: bool) -> dict[str, float]:
+    """``_sleep_cell`` that first leaves its worker's pid in ``out``."""
+    import os
+
+    (out / str(os.getpid())).write_text("", encoding="utf-8")
+    return _sleep_cell(cell, out, keep)
+
+
+def _gone(pid: int) -> bool:
+    """Whether ``pid`` has ended (a zombie whose reaper has not come counts as ended)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text(encoding="utf-8")
+    except OSError:
+        return True
+    return "\nState:\tZ" in status
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+def test_workers_end_when_their_parent_is_killed(tmp_path: Path) -> None:
+    """Before: a suite killed with SIGKILL left its workers running (each holds both ends of
+    its task queue's pipe, so none saw the parent go), 650 MB apiece in the smoke suite, until
+    killed by hand; now each ends within seconds of its parent."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import sys\nfrom pathlib import Path\n"
+        "from plugformer.suites.workers import run_parallel\n"
+        "from tests.bench.test_workers import _SlowCell, _pid_cell\n"
+        "list(run_parallel([_SlowCell(120), _SlowCell(120)], _pid_cell, Path(sys.argv[1]), False, 2))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    parent = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], cwd=root)
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(tmp_path.iterdir())) < 2 and time.monotonic() < deadline:
+            assert parent.poll() is None, "the suite's process ended early"
+            time.sleep(0.2)
+        workers = [int(p.name) for p in tmp_path.iterdir()]
+        assert len(workers) == 2
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+    deadline = time.monotonic() + 20
+    while not all(_gone(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = [pid for pid in workers if not _gone(pid)]
+    for pid in left:  # not left behind by the test either
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"workers {left} outlived their parent"

@@ -21,6 +21,7 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -39,11 +40,23 @@ def worker_threads(workers: int, cpus: int | None = None) -> int:
     return max(1, idle // workers)
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, parent: int) -> None:
     os.environ["OMP_NUM_THREADS"] = str(threads)  # before torch is imported in this process
     import torch
 
     torch.set_num_threads(threads)
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+
+
+def _exit_with(parent: int, every: float = 1.0) -> None:
+    """End this worker once ``parent`` (the suite's process) is gone. A parent killed with
+    SIGKILL cannot stop its workers, and a worker holds both ends of its task queue's pipe, so
+    it never read an end of file: each ran on (650 MB apiece in the smoke suite) with its
+    result going nowhere, until killed by hand. Nothing of its cell is lost that a rerun
+    would use: only finished cells are kept, and the rerun starts ``work/<key>`` afresh."""
+    while os.getppid() == parent:
+        time.sleep(every)
+    os._exit(1)
 
 
 def _timed(run_one: Callable[..., dict[str, Any]], *args: Any) -> tuple[dict[str, Any], float]:
@@ -65,7 +78,7 @@ def run_parallel(
     order = sorted(cells, key=_expected_seconds, reverse=True)
     context = multiprocessing.get_context("spawn")  # no forked torch or Lightning state
     threads = worker_threads(workers)
-    with ProcessPoolExecutor(workers, context, _init_worker, (threads,)) as pool:
+    with ProcessPoolExecutor(workers, context, _init_worker, (threads, os.getpid())) as pool:
         started: dict[Future[tuple[dict[str, Any], float]], Any] = {}
         try:
             for cell in order:
