@@ -239,7 +239,7 @@ class TrainerConfig(HardwareConfig):
 
     max_steps: int = Field(1000, ge=1)
     """Optimiser steps."""
-    max_minutes: float | None = Field(None, gt=0)
+    max_minutes: float | None = Field(None, gt=0, allow_inf_nan=False)
     """Wall-clock budget: the cosine schedule follows the fraction of it spent (or of
     max_steps, whichever is larger), so a run on a busy machine takes fewer steps but still
     anneals to its floor, and stops when it is spent."""
@@ -530,7 +530,7 @@ class FinetuneConfig(HardwareConfig):
 
     max_steps: int | None = Field(None, ge=1)
     """Optimiser steps; if unset, epochs decide."""
-    max_minutes: float | None = Field(None, gt=0)
+    max_minutes: float | None = Field(None, gt=0, allow_inf_nan=False)
     """Wall-clock budget of training (validation included): the schedule follows the
     fraction of it spent, or of the steps, whichever is larger, and training stops when it is
     spent. Suites use it to give every backbone the same compute time."""

@@ -92,7 +92,7 @@ class SuiteConfig(StrictModel):
     """Cells run at once, each in its own process with an equal share of the idle cores
     (:mod:`plugformer.suites.workers`); 1 runs them one by one in this process. Workers find
     plugins through entry points only."""
-    budget_scale: float = Field(1.0, gt=0)
+    budget_scale: float = Field(1.0, gt=0, allow_inf_nan=False)
     """Multiplies every model cell's ``finetune.max_minutes``: a suite that runs two cells at
     once on one thread each gives each cell more minutes for the same work."""
     keep_checkpoints: bool = False
