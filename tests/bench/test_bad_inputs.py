@@ -36,3 +36,38 @@ def test_a_bad_suite_is_one_line_before_any_cell(
         run_suite(write_suite(workspace, "bad-input", **fields), run, log=quiet)
     assert expect in str(err.value)
     assert not fakes.finetunes and not run.exists()
+
+
+@pytest.mark.parametrize(
+    ("fields", "expect"),
+    [
+        # ran every cell twice over and reported 2 cells of one seed as if two
+        (
+            {"tasks": '["tasks/alpha.toml", "tasks/alpha.toml"]'},
+            "bad-input.toml: tasks: duplicates tasks/alpha.toml",
+        ),
+        (
+            {"tasks": '["tasks/alpha.toml", "tasks/again/alpha.toml"]'},
+            "bad-input.toml: tasks 'tasks/alpha.toml' and 'tasks/again/alpha.toml' are both "
+            "spec 'alpha'",
+        ),
+        # ran the suite without the backbone's column, silently
+        (
+            {"backbones": '[{name = "p", ref = "${TOY_CKPT}", tasks = []}]'},
+            "bad-input.toml: backbones.0.tasks: an empty list runs this backbone on nothing",
+        ),
+    ],
+)
+def test_a_suite_that_would_report_wrong_cells_is_refused(
+    workspace: Path, fakes: Fakes, fields: dict[str, str], expect: str
+) -> None:
+    again = workspace / "tasks" / "again"
+    again.mkdir(exist_ok=True)
+    (again / "alpha.toml").write_text(
+        (workspace / "tasks" / "alpha.toml").read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    run = workspace / "runs" / "bad-input"
+    with pytest.raises(PlugformerError) as err:
+        run_suite(write_suite(workspace, "bad-input", **fields), run, log=quiet)
+    assert expect in str(err.value)
+    assert not fakes.finetunes and not run.exists()

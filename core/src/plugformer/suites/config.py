@@ -58,6 +58,15 @@ class SuiteBackbone(StrictModel):
     """Run this backbone only on these specs (spec names or task kinds), e.g. an encoder on
     ``["sentiment", "qa"]``; default: every spec of the suite."""
 
+    @field_validator("tasks")
+    @classmethod
+    def _some_tasks(cls, value: list[str] | None) -> list[str] | None:
+        if value == []:  # the backbone's column would be silently empty
+            raise ValueError(
+                "an empty list runs this backbone on nothing; leave tasks out to run every spec"
+            )
+        return value
+
     @model_validator(mode="after")
     def _overrides_name_spec_fields(self) -> SuiteBackbone:
         _check_keys(self.overrides, TaskSpec, f"backbones.{self.name}.overrides.")
@@ -112,7 +121,11 @@ class SuiteConfig(StrictModel):
 
     @model_validator(mode="after")
     def _distinct_labels(self) -> SuiteConfig:
-        for what, names in (("backbones", [b.name for b in self.backbones]), ("seeds", self.seeds)):
+        for what, names in (
+            ("tasks", self.tasks),
+            ("backbones", [b.name for b in self.backbones]),
+            ("seeds", self.seeds),
+        ):
             dupes = sorted({str(n) for n in names if names.count(n) > 1})
             if dupes:
                 raise ValueError(f"{what}: duplicates {', '.join(dupes)}")

@@ -250,6 +250,7 @@ def plan_cells(
         check_task_options(load_spec(path, {}, suite.seeds[0]), str(path))
         blame = f"{suite_file}: its overrides on {path.name}"
         spec = load_spec(path, suite.overrides, suite.seeds[0], blame)
+        _check_new_label(suite, suite_file, specs, spec, entry)
         specs.append(spec)
         if suite.overrides.get("options"):
             check_task_options(spec, f"{suite_file}: its overrides on {path.name}")
@@ -276,6 +277,19 @@ def plan_cells(
                 cells.append(Cell("model", seeded, where, label, seed, ref, ids[label], data, code))
     _check_backbone_tasks(suite, suite_file, specs)
     return cells
+
+
+def _check_new_label(
+    suite: SuiteConfig, suite_file: Path, specs: list[TaskSpec], spec: TaskSpec, entry: str
+) -> None:
+    """A report's row is a spec's label: two entries of ``tasks`` naming specs of one label (a
+    registered name and a file of the same name) would be pooled as one spec's seeds."""
+    for earlier, other in zip(suite.tasks, specs, strict=False):
+        if other.label == spec.label:
+            raise ConfigError(
+                f"{suite_file}: tasks {earlier!r} and {entry!r} are both spec {spec.label!r}; "
+                "give one another name (name = ... in its file)"
+            )
 
 
 def _check_backbone_tasks(suite: SuiteConfig, suite_file: Path, specs: list[TaskSpec]) -> None:
