@@ -71,3 +71,21 @@ def test_a_suite_that_would_report_wrong_cells_is_refused(
         run_suite(write_suite(workspace, "bad-input", **fields), run, log=quiet)
     assert expect in str(err.value)
     assert not fakes.finetunes and not run.exists()
+
+
+def test_a_report_metric_no_cell_reports_is_named_in_the_report(
+    workspace: Path, fakes: Fakes
+) -> None:
+    """A misspelt ``report_metrics`` name left the report's "Other metrics" table empty and
+    said nothing (metric names are known only once cells have run, so it cannot be refused
+    before them)."""
+    run = run_suite(
+        write_suite(workspace, "typo-metric", report_metrics='["acuracy"]'),
+        workspace / "runs" / "typo-metric",
+        log=quiet,
+    )
+    report = (run / "report.md").read_text(encoding="utf-8")
+    assert (
+        "No cell reports `acuracy` (the suite's `report_metrics`); the cells report `accuracy`."
+        in report
+    )

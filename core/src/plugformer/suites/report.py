@@ -160,7 +160,8 @@ def _other_metrics(
     cols: Sequence[tuple[str, str]],
 ) -> list[str]:
     """A table of the suite's ``report_metrics`` (other than each task's main one): the mean
-    over seeds per column, with the bootstrap interval when there are several seeds."""
+    over seeds per column, with the bootstrap interval when there are several seeds; below it,
+    the names that no cell reports (a typo) beside those the cells do."""
     if not names:
         return []
     header = ["task", "metric", *(f"{c} (baseline)" if k == "baseline" else c for c, k in cols)]
@@ -195,6 +196,14 @@ def _other_metrics(
                 )
             if any(c != "—" for c in cells):
                 lines.append(f"| {spec} ({first.task}) | {metric} | " + " | ".join(cells) + " |")
+    reported = sorted({m for r in records for m in r["metrics"]})
+    unknown = [m for m in names if m not in reported]
+    if unknown:  # a misspelt name had left the table silently empty
+        lines += [
+            "",
+            f"No cell reports {', '.join(f'`{m}`' for m in unknown)} (the suite's "
+            f"`report_metrics`); the cells report {', '.join(f'`{m}`' for m in reported)}.",
+        ]
     return lines
 
 
