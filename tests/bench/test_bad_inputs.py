@@ -89,3 +89,28 @@ def test_a_report_metric_no_cell_reports_is_named_in_the_report(
         "No cell reports `acuracy` (the suite's `report_metrics`); the cells report `accuracy`."
         in report
     )
+
+
+def test_compare_names_the_settings_in_which_two_runs_differ(workspace: Path, fakes: Fakes) -> None:
+    """`bench compare` of two different suites (or of changed overrides) showed B − A as if like
+    for like and said nothing of the settings between them."""
+    from plugformer.suites.compare import compare_runs, format_comparison
+
+    run_a, run_b = workspace / "runs" / "set-a", workspace / "runs" / "set-b"
+    run_suite(write_suite(workspace, "set-a"), run_a, log=quiet)
+    run_suite(
+        write_suite(
+            workspace,
+            "set-b",
+            backbones='[{name = "pretrained", ref = "${TOY_CKPT}", '
+            "overrides = {finetune = {max_steps = 5}}}, "
+            '{name = "scratch", ref = "scratch:${TOY_CKPT}"}]',
+        ),
+        run_b,
+        log=quiet,
+    )
+    rows = {r.column: r for r in compare_runs(run_a, run_b)}
+    assert rows["pretrained"].settings == ["finetune.max_steps: 2 → 5"]
+    assert rows["scratch"].settings == [] and rows["always-pos"].settings == []
+    table = format_comparison(list(rows.values()), "a", "b")
+    assert "| settings differ: finetune.max_steps: 2 → 5 |" in table

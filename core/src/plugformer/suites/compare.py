@@ -8,14 +8,16 @@ when both runs' cells keep per-example statistics of the metric, a 95% interval 
 difference that resamples seeds and test examples (the same draws for both runs, which
 scored the same test set: :func:`plugformer.resampling.paired_difference`). Pairs
 whose data, metric definition, main metric or test set size differ, or that one run lacks,
-are flagged and never compared. ``format_comparison`` renders the rows as a Markdown table.
+are flagged and never compared; pairs whose spec settings differ (two suites, changed
+overrides) are compared, the differences named in the row's note. ``format_comparison``
+renders the rows as a Markdown table.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +69,11 @@ def paired_permutation_p(
     return float((extreme.sum() + 1) / (resamples + 1))
 
 
+PER_RUN_SETTINGS = ("seed", "name", "out_dir", "backbone")
+"""Spec fields that are no setting of the comparison: the seed (paired seed by seed), the
+spec's name (the row's), and where and from what the cell was trained (the run's own)."""
+
+
 @dataclass
 class Comparison:
     """One (task spec, column) pair of two runs: the difference of means, or why there is none."""
@@ -81,6 +88,9 @@ class Comparison:
     problem: str | None = None
     interval: tuple[float, float] | None = None
     """95% interval of B − A over seeds and test examples, when both keep statistics."""
+    settings: list[str] = field(default_factory=list)
+    """Spec settings in which B's cells differ from A's (``finetune.max_steps: 8 → 40``): a
+    comparison of two suites, or of changed overrides, is shown but not like for like."""
 
     @property
     def delta(self) -> float | None:
@@ -168,14 +178,58 @@ def _compare(a: Aggregate, b: Aggregate) -> Comparison:
     return out
 
 
+def _flat(config: Any, prefix: str = "") -> dict[str, Any]:
+    """A spec's settings as ``{"finetune.max_steps": 40, ...}``."""
+    if not isinstance(config, dict):
+        return {prefix.rstrip("."): config}
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        out.update(_flat(value, f"{prefix}{key}."))
+    return out
+
+
+def _settings(cells: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """Per (spec, kind, column), the settings of its first cell that decide results: not the
+    seed (compared seed by seed), names or progress bars; a baseline's without ``finetune``."""
+    out: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for cell in cells:
+        key = (cell["spec"], cell["kind"], cell["column"])
+        config = cell.get("spec_config")
+        if key in out or not isinstance(config, dict):
+            continue
+        flat = _flat({k: v for k, v in config.items() if k not in PER_RUN_SETTINGS})
+        skip = ("finetune.",) if cell["kind"] == "baseline" else ("finetune.progress",)
+        out[key] = {k: v for k, v in flat.items() if not k.startswith(skip)}
+    return out
+
+
+def _setting_changes(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+    """``key: A's value → B's`` for every setting that differs (``absent``: not in that run)."""
+
+    def show(settings: Mapping[str, Any], key: str) -> str:
+        return repr(settings[key]) if key in settings else "absent"
+
+    return [
+        f"{k}: {show(a, k)} → {show(b, k)}"
+        for k in sorted({*a, *b})
+        if k not in a or k not in b or a[k] != b[k]
+    ]
+
+
 def compare_runs(run_a: str | Path, run_b: str | Path) -> list[Comparison]:
-    """Every (task spec, column) pair of either run; pairs present in one only are flagged."""
-    a = {(g.spec, g.kind, g.column): g for g in aggregate(_load_cells(run_a))}
-    b = {(g.spec, g.kind, g.column): g for g in aggregate(_load_cells(run_b))}
+    """Every (task spec, column) pair of either run; pairs present in one only are flagged,
+    pairs whose spec settings differ carry the differences (:attr:`Comparison.settings`)."""
+    cells_a, cells_b = _load_cells(run_a), _load_cells(run_b)
+    a = {(g.spec, g.kind, g.column): g for g in aggregate(cells_a)}
+    b = {(g.spec, g.kind, g.column): g for g in aggregate(cells_b)}
+    settings_a, settings_b = _settings(cells_a), _settings(cells_b)
     out = []
     for key in dict.fromkeys([*a, *b]):
         if key in a and key in b:
-            out.append(_compare(a[key], b[key]))
+            row = _compare(a[key], b[key])
+            if key in settings_a and key in settings_b:
+                row.settings = _setting_changes(settings_a[key], settings_b[key])
+            out.append(row)
         else:
             only = a.get(key) or b[key]
             out.append(
@@ -211,8 +265,9 @@ def format_comparison(rows: Sequence[Comparison], name_a: str, name_b: str) -> s
         p = "—" if r.p_value is None else f"{r.p_value:.3g}"
         seeds = ",".join("-" if s is None else str(s) for s in r.seeds)
         span = "—" if r.interval is None else f"[{r.interval[0]:+.4g}, {r.interval[1]:+.4g}]"
+        note = f"settings differ: {'; '.join(r.settings)}" if r.settings else ""
         lines.append(
             f"| {r.spec} | {r.column} | {r.main_metric} | {r.mean_a:.4g} | {r.mean_b:.4g} | "
-            f"{r.delta:+.4g} | {span} | {p} | {seeds} | |"
+            f"{r.delta:+.4g} | {span} | {p} | {seeds} | {note} |"
         )
     return "\n".join(lines) + "\n"
