@@ -29,9 +29,9 @@ from tests.bench.conftest import Fakes, quiet, write_suite
     ],
 )
 def test_a_bad_suite_is_one_line_before_any_cell(
-    workspace: Path, fakes: Fakes, fields: dict[str, str], expect: str
+    workspace: Path, fakes: Fakes, fields: dict[str, str], expect: str, tmp_path: Path
 ) -> None:
-    run = workspace / "runs" / "bad-input"
+    run = tmp_path / "run"
     with pytest.raises(PlugformerError) as err:
         run_suite(write_suite(workspace, "bad-input", **fields), run, log=quiet)
     assert expect in str(err.value)
@@ -51,6 +51,16 @@ def test_a_bad_suite_is_one_line_before_any_cell(
             "bad-input.toml: tasks 'tasks/alpha.toml' and 'tasks/again/alpha.toml' are both "
             "spec 'alpha'",
         ),
+        # found when the backbone's first cell ran, after the baselines, the run directory made
+        (
+            {"backbones": '[{name = "p", ref = "hf:minilm-l7"}]'},
+            "suite backbone 'p': hf:minilm-l7: neither a model directory nor a model recipe "
+            "(did you mean 'minilm-l6'?)",
+        ),
+        (
+            {"backbones": '[{name = "p", ref = "scratch:hf:minilm-l7"}]'},
+            "suite backbone 'p': hf:minilm-l7: neither a model directory nor a model recipe",
+        ),
         # ran the suite without the backbone's column, silently
         (
             {"backbones": '[{name = "p", ref = "${TOY_CKPT}", tasks = []}]'},
@@ -59,14 +69,14 @@ def test_a_bad_suite_is_one_line_before_any_cell(
     ],
 )
 def test_a_suite_that_would_report_wrong_cells_is_refused(
-    workspace: Path, fakes: Fakes, fields: dict[str, str], expect: str
+    workspace: Path, fakes: Fakes, fields: dict[str, str], expect: str, tmp_path: Path
 ) -> None:
     again = workspace / "tasks" / "again"
     again.mkdir(exist_ok=True)
     (again / "alpha.toml").write_text(
         (workspace / "tasks" / "alpha.toml").read_text(encoding="utf-8"), encoding="utf-8"
     )
-    run = workspace / "runs" / "bad-input"
+    run = tmp_path / "run"
     with pytest.raises(PlugformerError) as err:
         run_suite(write_suite(workspace, "bad-input", **fields), run, log=quiet)
     assert expect in str(err.value)

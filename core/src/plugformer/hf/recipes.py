@@ -29,6 +29,7 @@ __all__ = [
     "MINILM_L6",
     "MODEL_RECIPES",
     "ModelRecipe",
+    "check_model_ref",
     "get_model",
     "model_dir",
     "register_model_recipe",
@@ -160,6 +161,13 @@ def get_model(
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     log(f"model in {target}")
     return target
+
+
+def check_model_ref(ref: str) -> None:
+    """Refuse, in one line, an ``hf:REF`` that is neither a model directory nor a recipe name,
+    before anything is fetched (a suite checks its backbones so before any cell runs)."""
+    if not Path(ref).expanduser().is_dir():
+        _recipe(ref)
 
 
 def _recipe(name: str) -> ModelRecipe:

@@ -195,7 +195,13 @@ def _identity(label: str, ref: str) -> dict[str, Any]:
 
     try:
         family, rest = split_ref(ref)
-        get_family(split_ref(rest)[0] if family == "scratch" else family)  # before any cell runs
+        if family == "scratch":
+            family, rest = split_ref(rest)
+        get_family(family)  # before any cell runs
+        if family == "hf":  # a misspelt recipe was found when its first cell ran
+            from plugformer.hf.recipes import check_model_ref
+
+            check_model_ref(rest)
         return backbone_identity(ref)
     except PlugformerError as exc:
         raise PlugformerError(
