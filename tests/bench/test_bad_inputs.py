@@ -124,3 +124,25 @@ def test_compare_names_the_settings_in_which_two_runs_differ(workspace: Path, fa
     assert rows["scratch"].settings == [] and rows["always-pos"].settings == []
     table = format_comparison(list(rows.values()), "a", "b")
     assert "| settings differ: finetune.max_steps: 2 → 5 |" in table
+
+
+def test_a_cached_cell_whose_predictions_are_gone_is_recomputed(
+    workspace: Path, fakes: Fakes, tmp_path: Path
+) -> None:
+    """A cell whose predictions/<key>.jsonl had been deleted was taken from the cache, and
+    results.json named a predictions file that did not exist (nothing to re-score)."""
+    import json
+
+    suite, run = write_suite(workspace, "lost"), tmp_path / "run"
+    run_suite(suite, run, log=quiet)
+    model = next(
+        c for c in json.loads((run / "results.json").read_text())["cells"] if c["kind"] == "model"
+    )
+    (run / model["predictions_file"]).unlink()
+    lines: list[str] = []
+    run_suite(suite, run, log=lines.append)
+    warned = [ln for ln in lines if "invalid" in ln]
+    assert len(warned) == 1 and model["key"] in warned[0], lines
+    assert f"its predictions file {model['predictions_file']!r} is missing" in warned[0]
+    assert len(fakes.finetunes) == 5  # 4 model cells, then the one again
+    assert (run / model["predictions_file"]).is_file()

@@ -3,7 +3,8 @@
 A cell file (``cells/<key>.json``) is written with a content hash (``"sha256"``, over the
 record's canonical JSON without that field). Reading checks, in order: the file parses as a
 JSON object; its ``key``, ``kind`` and ``task`` are the cell's; it has the fields a report
-reads (``metrics`` of numbers holding ``main_metric``); the hash matches. A file that fails
+reads (``metrics`` of numbers holding ``main_metric``); the hash matches; the test predictions
+it logged (``predictions/<key>.jsonl``) are there. A file that fails
 is reported by name with the reason and recomputed (issue 20: a cell copied over another was
 shown under the wrong row; a truncated one stopped the suite with a bare JSONDecodeError).
 """
@@ -68,6 +69,18 @@ def _problem(data: Any, key: str, kind: str, task: str) -> str | None:
     return None
 
 
+def _lost_predictions(data: Mapping[str, Any], run_dir: Path) -> str | None:
+    """Why a cell's logged test predictions are not there to re-score (or ``None``): a cell
+    whose file was deleted had been taken from the cache, and results.json named a file that
+    did not exist."""
+    name = data.get("predictions_file")
+    if name is None:  # a cell that logs none
+        return None
+    if not isinstance(name, str) or not (run_dir / name).is_file():
+        return f"its predictions file {name!r} is missing"
+    return None
+
+
 def read_cell(
     path: Path, key: str, kind: str, task: str, warn: Callable[[str], None]
 ) -> dict[str, Any] | None:
@@ -79,7 +92,7 @@ def read_cell(
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         reason = f"unreadable ({type(exc).__name__}: {exc})"
     else:
-        reason = _problem(data, key, kind, task)
+        reason = _problem(data, key, kind, task) or _lost_predictions(data, path.parent.parent)
         if reason is None:
             return data
     warn(f"warning: cached cell {path} is invalid: {reason}; recomputing it")
