@@ -20,6 +20,7 @@ from plugformer.config import ModelConfig
 from plugformer.models.gpt import GPT
 from plugformer.testing import TaskConformance
 from plugformer.tokenizer import train_tokenizer
+from plugformer_qa.decoding import tidy
 from plugformer_qa.task import QAExample, QATask, SpanHead, best_spans
 
 FILLER = "we walked past old houses near a river and saw many birds during an autumn morning with friends".split()
@@ -259,7 +260,8 @@ def test_decoding_takes_the_best_window_of_each_example(tokenizer: Any) -> None:
     start, end = logits_for(batch, {0: (c0, c0 + 1, 2.0), last_of_first: (c1, c1, 3.0)})
     preds = task.decode(start, end, batch)
     offsets = batch["offsets"][last_of_first]
-    expected = example.context[slice(*task._tidy(example.context, *offsets[0]))]  # whole words
+    snap = task.options.snap_to_words  # on by default: whole words
+    expected = example.context[slice(*tidy(example.context, *offsets[0], snap_to_words=snap))]
     assert len(preds) == 2 and preds[0]["answer"] == expected
     assert preds[0]["score"] == pytest.approx(6.0)
     assert LONG[preds[0]["answer_start"] :].startswith(expected)
@@ -301,10 +303,11 @@ def test_a_span_inside_words_is_widened_to_whole_words(
     tokenizer: Any, snap: bool, expected: str
 ) -> None:
     task = QATask({"snap_to_words": snap}, tokenizer)
+    on = task.options.snap_to_words  # what decoding passes to tidy
     context = "the ornithologist Melissa  spoke"
     char_start, char_end = context.index("ogist"), context.index("ssa")
-    assert context[slice(*task._tidy(context, char_start, char_end))] == expected
-    start, end = task._tidy(context, context.index("  "), context.index("  ") + 2)
+    assert context[slice(*tidy(context, char_start, char_end, snap_to_words=on))] == expected
+    start, end = tidy(context, context.index("  "), context.index("  ") + 2, snap_to_words=on)
     assert start == end  # a blank span tidies to nothing
 
 

@@ -1,8 +1,8 @@
 """The ``qa`` task's model side: :class:`SpanHead` (start and end logits per token) and
 :func:`best_spans` (the best-scoring span of each window), both on tensors alone.
 
-The task (:mod:`plugformer_qa.task`) encodes windows, builds this head on a backbone and
-decodes its logits back to character spans of the context.
+The task (:mod:`plugformer_qa.task`) encodes windows and builds this head on a backbone;
+:mod:`plugformer_qa.decoding` turns the spans back into characters of the context.
 """
 
 from __future__ import annotations

@@ -1,5 +1,16 @@
 """The ``qa`` task: extractive question answering in the SQuAD v1.1 format.
 
+:class:`QATask` is the task's contract with the core, in the order a run uses it: options
+and state, encode and collate, head, forward and loss, predict and decode, metrics,
+baselines. What it builds on lives beside it, one job per module:
+
+- :mod:`~plugformer_qa.schema`: the example (:class:`QAExample`) and options (:class:`QAOptions`)
+- :mod:`~plugformer_qa.windows`: window starts and the tokens a character span covers
+- :mod:`~plugformer_qa.head`: :class:`SpanHead` and :func:`best_spans`, on tensors alone
+- :mod:`~plugformer_qa.candidates`: cloze candidates' batching and loss
+- :mod:`~plugformer_qa.decoding`: window spans → one answer per example, as characters
+- :mod:`~plugformer_qa.metrics`, :mod:`~plugformer_qa.baselines`: scoring, the entity ranker
+
 Data flow (``W`` = window, the backbone's context length or ``options.max_length``)::
 
     {"question", "context", "answers": [{"text", "answer_start"}]}
@@ -19,35 +30,27 @@ that does not is labelled with its ``<sep>`` token, as in BERT's SQuAD code, so 
 also teaches the model which window holds the answer. Decoding never returns the ``<sep>``:
 SQuAD v1.1 questions always have an answer.
 
-Answers map back through the tokenizer's character offsets (leading and trailing
-whitespace of the span is dropped), so a prediction is always an exact substring of the
-context. A span that starts or ends inside a word (a sub-word token) is widened to the whole
-word (``snap_to_words``), since SQuAD scoring compares whole words. With
+A prediction is always an exact substring of the context; a span that starts or ends inside
+a word is widened to the whole word (``snap_to_words``; :mod:`~plugformer_qa.decoding`). With
 ``answer_candidates = "entities"`` decoding chooses only among the context's candidate
 entities (cloze QA: the answer is always one), still by the model's start + end logits, and
 training learns that choice: a softmax over each window's candidate occurrences and its
 ``<sep>``, each scored ``start[i] + end[j]``, where every occurrence of the answer's text is
-right (Kadlec et al., 2016's attention-sum reader sums over an entity's occurrences too).
+right (Kadlec et al., 2016's attention-sum reader sums over an entity's occurrences too;
+:mod:`~plugformer_qa.candidates`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from plugformer import SEP, DataError, PlugformerError, Task
-from plugformer.tasks import (
-    Baseline,
-    LocatedExample,
-    TaskOptions,
-    example_location,
-    score_predictions,
-)
+from plugformer.tasks import Baseline, example_location, score_predictions
 from plugformer_qa import __version__
 from plugformer_qa.baselines import EntityRanker, candidate_spans, fit_prior, prior_logits
 from plugformer_qa.candidates import (
@@ -56,8 +59,11 @@ from plugformer_qa.candidates import (
     collate_candidates,
     window_candidates,
 )
+from plugformer_qa.decoding import decode_candidates, decode_spans
 from plugformer_qa.head import SpanHead, best_spans
 from plugformer_qa.metrics import SQuADScore, normalize_text, squad_f1
+from plugformer_qa.schema import Answer, QAExample, QAOptions
+from plugformer_qa.windows import token_span, window_rows, window_starts
 
 __all__ = ["Answer", "QAExample", "QAOptions", "QATask", "SpanHead", "best_spans", "squad_f1"]
 
@@ -65,117 +71,8 @@ DEFAULT_MAX_LEN = 128
 """Window used before the task has seen a backbone (``check_backbone`` sets the real one)."""
 
 
-class Answer(BaseModel):
-    """One gold answer: a span of the context."""
-
-    model_config = ConfigDict(extra="ignore", use_attribute_docstrings=True)
-
-    text: str = Field(min_length=1)
-    """The answer exactly as it appears in the context."""
-    answer_start: int = Field(ge=0)
-    """Character offset of the answer in the context."""
-
-
-class QAExample(LocatedExample):
-    """A question about a context. Unknown fields (``title``, ``article_id``) are ignored.
-    Read from a file, it remembers its file:line for error messages."""
-
-    model_config = ConfigDict(
-        extra="ignore", coerce_numbers_to_str=True, use_attribute_docstrings=True
-    )
-
-    id: str | None = None
-    """Question identifier (optional)."""
-    context: str
-    """The passage the answer is extracted from."""
-    question: str = Field(min_length=1)
-    """The question."""
-    answers: list[Answer] = []
-    """Gold answers (SQuAD dev sets have several); training uses the first. Empty for
-    prediction-only inputs."""
-
-    @model_validator(mode="after")
-    def _answers_are_in_the_context(self) -> QAExample:
-        for k, a in enumerate(self.answers):
-            if self.context[a.answer_start : a.answer_start + len(a.text)] != a.text:
-                raise ValueError(
-                    f"answers[{k}]: {a.text!r} is not at character {a.answer_start} of the context"
-                )
-        return self
-
-
-class QAOptions(TaskOptions):
-    """Options of the ``qa`` task (``[options]`` of a task spec)."""
-
-    doc_stride: int | None = Field(None, ge=1)
-    """Tokens between the starts of consecutive context windows (BERT's ``doc_stride``).
-    Default: half the context tokens a window holds; capped at that number, so windows
-    overlap or abut but never leave gaps."""
-    max_question_tokens: int = Field(64, ge=1)
-    """Questions are cut to this many tokens (and to half the window)."""
-    max_answer_tokens: int = Field(30, ge=1)
-    """Longest span decoding considers, in tokens."""
-    snap_to_words: bool = True
-    """Widen a predicted span that starts or ends inside a word (a sub-word token) to the
-    whole word, since SQuAD scoring compares whole words."""
-    answer_candidates: Literal["any", "entities"] = "any"
-    """Spans decoding may return. ``"any"``: every context span of up to
-    ``max_answer_tokens``. ``"entities"``: only the context's candidate entities, the spans
-    the ``entity-ranker`` baseline chooses among (runs of 1-4 capitalised or numeric words
-    not in the question; :func:`plugformer_qa.baselines.candidate_spans`), as cloze readers
-    choose among the document's entities (Hermann et al., 2015); the model still scores
-    them. An example without a candidate falls back to ``"any"``. Training then learns the
-    same choice: a cross-entropy over each window's candidates, every occurrence of the
-    answer's text counting for it (the attention-sum reader's objective)."""
-    candidate_prior: bool = False
-    """With ``answer_candidates = "entities"``: add to each candidate's score the
-    ``entity-ranker`` baseline's logit for it, times a weight the head learns (starting at 1).
-    The ranker's logistic regression is fitted in ``prepare`` on the training split alone
-    (its default window 10 and C 1, no validation choice) and kept in task checkpoints, so
-    the reader starts from the ranker's lexical features and learns what the backbone adds
-    to them, as DrQA's reader takes lexical features beside its neural ones (Chen et al.,
-    2017)."""
-
-    @model_validator(mode="after")
-    def _prior_needs_entities(self) -> QAOptions:
-        if self.candidate_prior and self.answer_candidates != "entities":
-            raise ValueError('candidate_prior needs answer_candidates = "entities"')
-        return self
-
-
 WINDOW_BATCH = 64
 """Windows scored per forward pass in evaluation: bounds memory whatever a context's length."""
-
-
-def _rows(batch: dict[str, Any], n: int, lo: int, hi: int) -> dict[str, Any]:
-    """Rows ``lo:hi`` of the per-window entries of a collated batch (tensors and lists of n)."""
-    out: dict[str, Any] = {}
-    for key, value in batch.items():
-        if key in ("examples", "example_index"):
-            continue
-        if isinstance(value, torch.Tensor) and value.dim() > 0 and value.size(0) == n:
-            out[key] = value[lo:hi]
-        elif isinstance(value, list) and len(value) == n:
-            out[key] = value[lo:hi]
-        else:
-            out[key] = value
-    return out
-
-
-def _window_starts(n_tokens: int, span: int, stride: int) -> list[int]:
-    """Starts of windows of ``span`` tokens, ``stride`` apart, covering ``n_tokens`` (at least one)."""
-    starts = [0]
-    while starts[-1] + span < n_tokens:
-        starts.append(starts[-1] + stride)
-    return starts
-
-
-def _token_span(
-    offsets: Sequence[tuple[int, int]], char_start: int, char_end: int
-) -> tuple[int, int] | None:
-    """First and last token overlapping characters ``[char_start, char_end)``, if any."""
-    hits = [t for t, (s, e) in enumerate(offsets) if s < char_end and e > char_start]
-    return (hits[0], hits[-1]) if hits else None
 
 
 class QATask(Task):
@@ -233,12 +130,12 @@ class QATask(Task):
         answer = None
         if example.answers:
             first = example.answers[0]
-            answer = _token_span(offsets, first.answer_start, first.answer_start + len(first.text))
+            answer = token_span(offsets, first.answer_start, first.answer_start + len(first.text))
         if train and answer is None:
             raise DataError(f"{example_location(example)}: training needs an answer")
         candidates = self._candidate_tokens(example, offsets) if answer is not None else None
         features = []
-        for start in _window_starts(len(ids), span, stride):
+        for start in window_starts(len(ids), span, stride):
             end = min(start + span, len(ids))
             # context_offset: position of the first context token; offsets: the character
             # span in the context of each context token of the window.
@@ -271,7 +168,7 @@ class QATask(Task):
         priors = self._priors(example)
         out = []
         for char_start, char_end in candidate_spans(example.context, example.question):
-            tokens = _token_span(offsets, char_start, char_end)
+            tokens = token_span(offsets, char_start, char_end)
             if tokens is not None:
                 text = example.context[char_start:char_end]
                 out.append((*tokens, text == gold, priors.get(text, 0.0)))
@@ -347,16 +244,15 @@ class QATask(Task):
         end = F.cross_entropy(outputs["end_logits"], batch["end_positions"])
         return (start + end) / 2
 
+    # ------------------------------------------------------------------ predictions
     @torch.no_grad()
     def predict(
         self, backbone: Any, head: nn.Module, batch: dict[str, Any]
     ) -> list[dict[str, Any]]:
         *spans, logits = self._windowed_spans(backbone, head, batch)
-        if self.options.answer_candidates == "entities":
-            weight = getattr(head, "prior_weight", None)
-            prior_weight = float(weight) if weight is not None else 0.0
-            return self._decode_candidates(*spans, logits, batch, prior_weight)
-        return self._decode_spans(*spans, batch)
+        weight = getattr(head, "prior_weight", None)  # a Parameter with candidate_prior only
+        prior_weight = float(weight) if weight is not None else 0.0
+        return self._answers(spans, logits, batch, prior_weight)
 
     def _windowed_spans(
         self, backbone: Any, head: nn.Module, batch: dict[str, Any]
@@ -372,7 +268,7 @@ class QATask(Task):
         parts, logits = [], []
         keep_logits = self.options.answer_candidates == "entities"
         for lo in range(0, n, WINDOW_BATCH):
-            sub = _rows(batch, n, lo, lo + WINDOW_BATCH)
+            sub = window_rows(batch, n, lo, lo + WINDOW_BATCH)
             out = self.forward(backbone, head, sub)
             parts.append(
                 best_spans(
@@ -389,50 +285,6 @@ class QATask(Task):
             return empty.float(), empty, empty, []
         scores, starts, ends = (torch.cat(p) for p in zip(*parts, strict=True))  # each (B,)
         return scores, starts, ends, logits
-
-    def _decode_candidates(
-        self,
-        scores: torch.Tensor,
-        starts: torch.Tensor,
-        ends: torch.Tensor,
-        logits: list[torch.Tensor],
-        batch: dict[str, Any],
-        prior_weight: float = 0.0,
-    ) -> list[dict[str, Any]]:
-        """The best-scoring candidate entity of each example (``answer_candidates =
-        "entities"``): a candidate occurrence scores ``start[i] + end[j]`` over its first and
-        last token in a window that holds it whole, plus ``prior_weight`` times its text's
-        prior score (``candidate_prior``); the best over occurrences and windows wins.
-        Examples without a candidate decode as with ``"any"``."""
-        predictions = self._decode_spans(scores, starts, ends, batch)
-        examples, owner = batch["examples"], batch["example_index"].tolist()
-        best: list[tuple[float, int, int] | None] = [None] * len(examples)
-        spans = [candidate_spans(ex.context, ex.question) for ex in examples]
-        priors = [self._priors(ex) if prior_weight else {} for ex in examples]
-        for f, e in enumerate(owner):
-            if not spans[e]:
-                continue
-            offset, offsets = int(batch["context_offset"][f]), batch["offsets"][f]
-            start_logits, end_logits = logits[f].tolist()
-            for char_start, char_end in spans[e]:
-                tokens = _token_span(offsets, char_start, char_end)
-                if tokens is None:
-                    continue
-                i, j = tokens
-                # Only an occurrence this window holds whole: none cut at either edge.
-                if offsets[i][0] > char_start or offsets[j][1] < char_end:
-                    continue
-                text = examples[e].context[char_start:char_end]
-                score = start_logits[offset + i] + end_logits[offset + j]
-                score += prior_weight * priors[e].get(text, 0.0)
-                if best[e] is None or score > best[e][0]:
-                    best[e] = (score, char_start, char_end)
-        for e, found in enumerate(best):
-            if found is not None:
-                score, char_start, char_end = found
-                answer = examples[e].context[char_start:char_end]
-                predictions[e] = {"answer": answer, "answer_start": char_start, "score": score}
-        return predictions
 
     def decode(
         self,
@@ -451,51 +303,31 @@ class QATask(Task):
         spans = best_spans(
             start_logits, end_logits, batch["context_mask"], self.options.max_answer_tokens
         )
+        logits: list[torch.Tensor] = []
         if self.options.answer_candidates == "entities":
             logits = list(torch.stack([start_logits, end_logits], dim=1))  # (2, T) per window
-            return self._decode_candidates(*spans, logits, batch, prior_weight)
-        return self._decode_spans(*spans, batch)
+        return self._answers(spans, logits, batch, prior_weight)
 
-    def _decode_spans(
+    def _answers(
         self,
-        scores: torch.Tensor,
-        starts: torch.Tensor,
-        ends: torch.Tensor,
+        spans: Sequence[torch.Tensor],
+        logits: list[torch.Tensor],
         batch: dict[str, Any],
+        prior_weight: float,
     ) -> list[dict[str, Any]]:
-        examples = batch["examples"]
-        best: list[tuple[float, int, int, int] | None] = [None] * len(examples)
-        spans = zip(scores.tolist(), starts.tolist(), ends.tolist(), strict=True)
-        for f, ((score, i, j), e) in enumerate(
-            zip(spans, batch["example_index"].tolist(), strict=True)
-        ):
-            if score > float("-inf") and (best[e] is None or score > best[e][0]):
-                best[e] = (score, f, i, j)
-        predictions = []
-        for example, found in zip(examples, best, strict=True):
-            if found is None:
-                predictions.append({"answer": "", "answer_start": None, "score": None})
-                continue
-            score, f, i, j = found
-            offset, offsets = int(batch["context_offset"][f]), batch["offsets"][f]
-            char_start, char_end = offsets[i - offset][0], offsets[j - offset][1]
-            char_start, char_end = self._tidy(example.context, char_start, char_end)
-            answer = example.context[char_start:char_end]
-            predictions.append({"answer": answer, "answer_start": char_start, "score": score})
-        return predictions
-
-    def _tidy(self, context: str, start: int, end: int) -> tuple[int, int]:
-        """Drop surrounding whitespace of ``context[start:end]``; widen to whole words if asked."""
-        while start < end and context[start].isspace():
-            start += 1
-        while end > start and context[end - 1].isspace():
-            end -= 1
-        if self.options.snap_to_words and start < end:
-            while start > 0 and context[start - 1].isalnum() and context[start].isalnum():
-                start -= 1
-            while end < len(context) and context[end - 1].isalnum() and context[end].isalnum():
-                end += 1
-        return start, end
+        """Each window's best span (score, start, end; each (B,)) → one prediction per
+        example, among all spans or, with ``answer_candidates = "entities"``, among the
+        candidates (:mod:`plugformer_qa.decoding`)."""
+        if self.options.answer_candidates == "entities":
+            return decode_candidates(
+                *spans,
+                logits,
+                batch,
+                snap_to_words=self.options.snap_to_words,
+                prior_of=self._priors,
+                prior_weight=prior_weight,
+            )
+        return decode_spans(*spans, batch, snap_to_words=self.options.snap_to_words)
 
     # ------------------------------------------------------------------ metrics
     def metrics(self) -> dict[str, Any]:
