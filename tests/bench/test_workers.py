@@ -220,3 +220,25 @@ def test_workers_end_when_their_parent_is_killed(tmp_path: Path) -> None:
     for pid in left:  # not left behind by the test either
         os.kill(pid, signal.SIGKILL)
     assert not left, f"workers {left} outlived their parent"
+
+
+def _failing_cell(cell: _SlowCell, out: Path, keep: bool) -> dict[str, float]:
+    """``_sleep_cell``, except that a cell of no seconds fails at once."""
+    if not cell.seconds:
+        raise ValueError("a broken cell")
+    return _sleep_cell(cell, out, keep)
+
+
+def test_a_failing_cell_lets_the_running_ones_finish(tmp_path: Path) -> None:
+    """Before: a cell that failed stopped the cells running beside it, and their work was lost
+    (a suite whose data error showed in 2 seconds discarded its neighbour's nearly finished
+    fine-tuning); as the docstring said, they now end first and their results come back."""
+    from plugformer.suites.workers import run_parallel
+
+    got: list[float] = []
+    with pytest.raises(ValueError, match="a broken cell"):
+        for _, record, _ in run_parallel(
+            [_SlowCell(4), _SlowCell(0)], _failing_cell, tmp_path, False, 2
+        ):
+            got.append(record["slept"])
+    assert got == [4]

@@ -74,7 +74,9 @@ def run_parallel(
     """Run ``cells`` (distinct keys) in ``workers`` processes; yields (cell, record, seconds)
     as each finishes, its seconds counted in the worker. Longest budgets go first, so the last
     cells to finish are short ones. A failing cell stops the rest (as in-process runs do)
-    after the running ones end."""
+    after the running ones end: their results are yielded, then the first failure is raised.
+    (Before, the running cells were stopped with the failure and their work lost: a suite
+    whose 2-second cell failed beside a good one kept neither.)"""
     order = sorted(cells, key=_expected_seconds, reverse=True)
     context = multiprocessing.get_context("spawn")  # no forked torch or Lightning state
     threads = worker_threads(workers)
@@ -84,11 +86,23 @@ def run_parallel(
             for cell in order:
                 started[pool.submit(_timed, run_one, cell, out, keep)] = cell
             pending = set(started)
+            failure: Exception | None = None
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
-                    record, seconds = future.result()
+                    if future.cancelled():
+                        continue
+                    try:
+                        record, seconds = future.result()
+                    except Exception as exc:
+                        if failure is None:
+                            failure = exc
+                            for waiting in pending:  # not started: never will be
+                                waiting.cancel()
+                        continue
                     yield started[future], record, seconds
+            if failure is not None:
+                raise failure
         except BaseException:
             _stop_workers(pool)
             pool.shutdown(wait=True, cancel_futures=True)
