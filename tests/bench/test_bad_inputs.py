@@ -146,3 +146,26 @@ def test_a_cached_cell_whose_predictions_are_gone_is_recomputed(
     assert f"its predictions file {model['predictions_file']!r} is missing" in warned[0]
     assert len(fakes.finetunes) == 5  # 4 model cells, then the one again
     assert (run / model["predictions_file"]).is_file()
+
+
+def test_a_budget_scale_with_no_minutes_to_scale_is_named(
+    workspace: Path, fakes: Fakes, tmp_path: Path
+) -> None:
+    """``budget_scale = 2`` on specs that train for a number of steps changed nothing, and
+    nothing said so; the specs it leaves as they are are now named in a warning."""
+    lines: list[str] = []
+    suite = write_suite(
+        workspace,
+        "unscaled",
+        tasks='["tasks/alpha.toml", "tasks/beta.toml"]',
+        budget_scale="2",
+        backbones='[{name = "p", ref = "${TOY_CKPT}", tasks = ["beta"], '
+        "overrides = {finetune = {max_minutes = 0.5}}}, "
+        '{name = "q", ref = "${TOY_CKPT}", tasks = ["alpha"]}]',
+    )
+    run_suite(suite, tmp_path / "run", log=lines.append)
+    warned = [line for line in lines if line.startswith("warning:")]
+    assert warned == [
+        "warning: budget_scale 2 leaves alpha as they are: no finetune.max_minutes to scale "
+        "(they train for their steps)"
+    ]

@@ -264,6 +264,22 @@ def _remove_empty_dirs(root: Path) -> None:
             os.rmdir(folder)
 
 
+def _warn_unscaled(suite: SuiteConfig, cells: list[Cell], log: Callable[[str], None]) -> None:
+    """Name the specs a ``budget_scale`` other than 1 leaves as they are: without
+    ``finetune.max_minutes`` a cell trains for its steps, and the scale had changed nothing,
+    silently."""
+    if suite.budget_scale == 1.0:
+        return
+    unscaled = {
+        c.spec.label for c in cells if c.kind == "model" and not c.spec.finetune.max_minutes
+    }
+    if unscaled:
+        log(
+            f"warning: budget_scale {suite.budget_scale:g} leaves {', '.join(sorted(unscaled))} "
+            "as they are: no finetune.max_minutes to scale (they train for their steps)"
+        )
+
+
 def budget_minutes(
     path: str | Path, *, seeds: int | None = None, backbones: Mapping[str, str] | None = None
 ) -> tuple[float, int]:
@@ -306,6 +322,7 @@ def run_suite(
     run_dir = Path(out or Path("runs") / "bench" / suite.name)
     cells = plan_cells(suite, path, refs)
     with claim(run_dir, f"bench {suite.name}"):  # one run per directory at a time
+        _warn_unscaled(suite, cells, log)
         cell_file = {c.key: run_dir / "cells" / f"{c.key}.json" for c in cells}
         cached = _cached_cells(cells, cell_file, log)
         pending = {c.key for c in cells if c.key not in cached}
