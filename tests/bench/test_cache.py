@@ -246,3 +246,25 @@ def test_cli_backbone_override_and_seed_count(workspace: Path, fakes: Fakes) -> 
     assert [seed for _, _, seed in fakes.finetunes] == [0, 0]
     compared = CliRunner().invoke(cli, ["bench", "compare", str(run), str(run)])
     assert compared.exit_code == 0 and "+0 |" in compared.output
+
+
+def test_a_model_directory_of_another_family_rewritten_in_place_reruns_its_cells(
+    tmp_path: Path,
+) -> None:
+    """Found in a user audit: ``hf:DIR`` was identified by its path alone, so a model
+    re-exported into the same directory (``plugformer export NEW DIR --to hf``) reused the old
+    model's cached cells. Its files are now part of its identity (``scratch:`` too: a changed
+    config is another architecture)."""
+    from plugformer.suites.plan import backbone_identity
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(b"weights one")
+    (model / "config.json").write_text("{}", encoding="utf-8")
+    first, untrained = backbone_identity(f"hf:{model}"), backbone_identity(f"scratch:hf:{model}")
+    assert first["family"] == "hf" and first["ref"] == str(model) and first["directory_sha256"]
+    assert backbone_identity(f"hf:{model}") == first  # unchanged: the same cells
+    (model / "model.safetensors").write_bytes(b"weights two")
+    assert backbone_identity(f"hf:{model}") != first
+    (model / "config.json").write_text('{"n_layer": 2}', encoding="utf-8")
+    assert backbone_identity(f"scratch:hf:{model}") != untrained

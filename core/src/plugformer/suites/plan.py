@@ -168,7 +168,8 @@ def code_identity(task_class: type) -> dict[str, str]:
 
 def backbone_identity(ref: str) -> dict[str, Any]:
     """What identifies a backbone: weights and tokenizer hashes (``scratch`` marks re-initialised
-    weights); a family outside the core is identified by its reference."""
+    weights); a family outside the core is identified by its reference, and by the files of
+    the directory it names (:func:`_other_family`)."""
     from plugformer.checkpoint import read_manifest, weights_hash
     from plugformer.models.backbones import split_ref
 
@@ -178,15 +179,31 @@ def backbone_identity(ref: str) -> dict[str, Any]:
         if inner != "native":
             # An untrained twin of another family's model (``scratch:hf:minilm-l6``):
             # identified, like that family's models, by its reference.
-            return {"family": inner, "ref": inner_rest, "scratch": True}
+            return {**_other_family(inner, inner_rest), "scratch": True}
     if family not in ("native", "scratch"):
-        return {"family": family, "ref": rest}
+        return _other_family(family, rest)
     manifest = read_manifest(rest)
     return {
         "weights_sha256": weights_hash(rest),
         "tokenizer_sha256": manifest.get("tokenizer_sha256"),
         "scratch": family == "scratch",
     }
+
+
+def _other_family(family: str, ref: str) -> dict[str, Any]:
+    """A model of a family outside the core: its reference, and when that is a directory
+    (``hf:path/to/model``) the sha256 of its files, so a model rewritten in place re-runs its
+    cells (it had been identified by its path alone, and its cells' cached results reused)."""
+    from plugformer.fileio import sha256_file
+
+    identity: dict[str, Any] = {"family": family, "ref": ref}
+    folder = Path(ref).expanduser()
+    if folder.is_dir():
+        digest = hashlib.sha256()
+        for file in sorted(f for f in folder.rglob("*") if f.is_file()):
+            digest.update(f"{file.relative_to(folder).as_posix()}:{sha256_file(file)}\n".encode())
+        identity["directory_sha256"] = digest.hexdigest()
+    return identity
 
 
 def _identity(label: str, ref: str) -> dict[str, Any]:

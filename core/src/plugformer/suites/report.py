@@ -99,6 +99,8 @@ def _markdown(
         ident = (
             f"weights sha256 {b['weights_sha256'][:12]}"
             if b.get("weights_sha256")
+            else f"directory sha256 {b['directory_sha256'][:12]}"
+            if b.get("directory_sha256")
             else "identified by reference"
         )
         lines.append(
