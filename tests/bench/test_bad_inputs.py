@@ -169,3 +169,23 @@ def test_a_budget_scale_with_no_minutes_to_scale_is_named(
         "warning: budget_scale 2 leaves alpha as they are: no finetune.max_minutes to scale "
         "(they train for their steps)"
     ]
+
+
+def test_the_report_names_a_backbone_by_its_reference_as_given(
+    workspace: Path, fakes: Fakes, tmp_path: Path
+) -> None:
+    """The report's Backbones list showed `hf:DIR` (and `hf:minilm-l6`) without its family,
+    as `DIR`: the identity's own reference had replaced the one the suite gave."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}", encoding="utf-8")
+    suite = write_suite(
+        workspace,
+        "refs",
+        seeds="[0]",
+        baselines="false",
+        backbones=f'[{{name = "p", ref = "${{TOY_CKPT}}"}}, {{name = "h", ref = "hf:{model}"}}]',
+    )
+    run = run_suite(suite, tmp_path / "run", log=quiet)
+    report = (run / "report.md").read_text(encoding="utf-8")
+    assert f"- **h**: `hf:{model}` (directory sha256 " in report

@@ -91,7 +91,7 @@ def hardware() -> dict[str, Any]:
 
 def _labels(cell: Cell) -> dict[str, Any]:
     """A record's fields that name things rather than decide results (refreshed on cache hits)."""
-    backbone = {"ref": cell.ref, **cell.backbone}
+    backbone = {**cell.backbone, "ref": cell.ref}  # the reference as given, family and all
     if cell.kind == "model":
         return {
             "spec": cell.spec.label,
