@@ -26,6 +26,21 @@ from tests.bench.conftest import Fakes, quiet, write_suite
             "bad-input.toml: its overrides on alpha.toml: finetune.max_minutes: Input should be "
             "a finite number",
         ),
+        # the suite's own seed, backbone and run directory won, and the override was ignored
+        (
+            {"overrides": "{seed = 5}"},
+            "bad-input.toml: spec key 'overrides.seed' cannot be overridden: the suite sets "
+            "each cell's seed",
+        ),
+        (
+            {"backbones": '[{name = "p", ref = "${TOY_CKPT}", overrides = {backbone = "x"}}]'},
+            "bad-input.toml: backbones.0: spec key 'backbones.p.overrides.backbone' cannot be "
+            "overridden: a suite's backbones are its columns",
+        ),
+        (
+            {"overrides": '{out_dir = "elsewhere"}'},
+            "spec key 'overrides.out_dir' cannot be overridden",
+        ),
     ],
 )
 def test_a_bad_suite_is_one_line_before_any_cell(

@@ -38,7 +38,10 @@ def test_suite_config_validates(workspace: Path) -> None:
     [
         ({"backbones": '[{name = "a", ref = "x", reff = "y"}]'}, "unknown key 'backbones.0.reff'"),
         ({"seeds": "0"}, "seeds"),
-        ({"overrides": "{finetune = {max_stepz = 5}}"}, "did you mean 'finetune.max_steps'"),
+        (
+            {"overrides": "{finetune = {max_stepz = 5}}"},
+            "did you mean 'overrides.finetune.max_steps'",
+        ),
         (
             {"backbones": '[{name = "a", ref = "x"}, {name = "a", ref = "y"}]'},
             "backbones: duplicates a",

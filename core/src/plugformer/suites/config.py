@@ -133,13 +133,26 @@ class SuiteConfig(StrictModel):
 
     @model_validator(mode="after")
     def _overrides_name_spec_fields(self) -> SuiteConfig:
-        _check_keys(self.overrides, TaskSpec, "")
+        _check_keys(self.overrides, TaskSpec, "overrides.")
         return self
 
 
+SUITE_OWNED = {
+    "seed": "the suite sets each cell's seed (seeds = [...], or --seeds N)",
+    "backbone": "a suite's backbones are its columns (backbones = [...], or --backbone NAME=REF)",
+    "out_dir": "a suite writes its cells in its run directory (--out)",
+    "name": "a spec's name is its report row (set it in the spec file)",
+    "task": "a spec's task is its file's (list another spec in tasks)",
+}
+"""Spec fields a suite decides for every cell: an override of one was ignored, silently."""
+
+
 def _check_keys(data: Mapping[str, Any], model: type[BaseModel], prefix: str) -> None:
-    """Every key of a nested override table must be a field of ``model`` (free below ``options``)."""
+    """Every key of a nested override table must be a field of ``model`` (free below ``options``),
+    and none a field the suite decides (:data:`SUITE_OWNED`)."""
     for key, value in data.items():
+        if model is TaskSpec and key in SUITE_OWNED:
+            raise ValueError(f"spec key {prefix + key!r} cannot be overridden: {SUITE_OWNED[key]}")
         field = model.model_fields.get(key)
         if field is None:
             hint = difflib.get_close_matches(key, model.model_fields, n=1)
