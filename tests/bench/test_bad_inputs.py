@@ -204,3 +204,21 @@ def test_the_report_names_a_backbone_by_its_reference_as_given(
     run = run_suite(suite, tmp_path / "run", log=quiet)
     report = (run / "report.md").read_text(encoding="utf-8")
     assert f"- **h**: `hf:{model}` (directory sha256 " in report
+
+
+def test_keep_checkpoints_turned_on_for_a_finished_suite_keeps_them(
+    workspace: Path, fakes: Fakes, tmp_path: Path
+) -> None:
+    """``keep_checkpoints = true`` added to a suite that had run reused every cached cell and
+    kept no checkpoint, saying nothing; those cells now run again and keep theirs."""
+    run = tmp_path / "run"
+    run_suite(write_suite(workspace, "keep"), run, log=quiet)
+    assert len(fakes.finetunes) == 4 and not (run / "checkpoints").exists()
+    lines: list[str] = []
+    keep = write_suite(workspace, "keep", keep_checkpoints="true")
+    run_suite(keep, run, log=lines.append)
+    assert len(fakes.finetunes) == 8
+    assert any("4 cached cells have no checkpoint" in line for line in lines), lines
+    assert len(list((run / "checkpoints").iterdir())) == 4
+    run_suite(keep, run, log=quiet)  # kept: all cached now
+    assert len(fakes.finetunes) == 8

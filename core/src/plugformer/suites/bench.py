@@ -231,6 +231,29 @@ def _cached_cells(
     return out
 
 
+def _without_kept_checkpoints(
+    cells: list[Cell],
+    cached: dict[str, dict[str, Any]],
+    run_dir: Path,
+    log: Callable[[str], None],
+) -> None:
+    """Drop from ``cached`` the model cells whose checkpoint ``keep_checkpoints`` asks for is
+    not in ``checkpoints/<key>``, so they run again and keep it: turning the setting on for a
+    finished suite had reused every cell and kept no checkpoint, silently."""
+    missing = [
+        c.key
+        for c in cells
+        if c.kind == "model" and c.key in cached and not (run_dir / "checkpoints" / c.key).is_dir()
+    ]
+    for key in dict.fromkeys(missing):
+        del cached[key]
+    if missing:
+        log(
+            f"keep_checkpoints: {len(set(missing))} cached cells have no checkpoint in "
+            f"{run_dir / 'checkpoints'}; running them again to keep one"
+        )
+
+
 def _interrupted(
     exc: BaseException, cell: Cell | None, done: int, total: int, run_dir: Path
 ) -> Interrupted:
@@ -325,6 +348,8 @@ def run_suite(
         _warn_unscaled(suite, cells, log)
         cell_file = {c.key: run_dir / "cells" / f"{c.key}.json" for c in cells}
         cached = _cached_cells(cells, cell_file, log)
+        if suite.keep_checkpoints:
+            _without_kept_checkpoints(cells, cached, run_dir, log)
         pending = {c.key for c in cells if c.key not in cached}
         log(
             f"suite {suite.name}: {len(cells)} cells ({len(cells) - len(pending)} cached, {len(pending)} to run) → {run_dir}"

@@ -105,7 +105,8 @@ class SuiteConfig(StrictModel):
     """Multiplies every model cell's ``finetune.max_minutes``: a suite that runs two cells at
     once on one thread each gives each cell more minutes for the same work."""
     keep_checkpoints: bool = False
-    """Keep each model cell's task checkpoint under checkpoints/<key> (default: results only)."""
+    """Keep each model cell's task checkpoint under checkpoints/<key> (default: results only);
+    a cached cell without one there runs again to keep it."""
     report_metrics: list[str] = Field(default_factory=list)
     """Metrics shown in the report beside each task's main one (e.g. ``["macro_f1", "chrf"]``);
     a task that does not report one shows a dash."""
