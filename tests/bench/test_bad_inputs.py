@@ -222,3 +222,21 @@ def test_keep_checkpoints_turned_on_for_a_finished_suite_keeps_them(
     assert len(list((run / "checkpoints").iterdir())) == 4
     run_suite(keep, run, log=quiet)  # kept: all cached now
     assert len(fakes.finetunes) == 8
+
+
+def test_workers_refuse_a_task_registered_in_this_process(
+    workspace: Path, fakes: Fakes, tmp_path: Path
+) -> None:
+    """With workers, a task whose plugin was registered in-process (the toy plugin here) failed
+    in each worker with "unknown task 'keyword'; known: ...", which did not say why; it is
+    now refused before any worker starts, saying what to do."""
+    from plugformer.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        run_suite(write_suite(workspace, "in-process", workers="2"), tmp_path / "run", log=quiet)
+    assert str(err.value) == (
+        "task 'keyword' comes from plugin 'toy-bench', registered in this process: worker "
+        "processes load plugins from entry points only; run the suite with workers = 1 "
+        "(--workers 1), or install the plugin"
+    )
+    assert not fakes.finetunes

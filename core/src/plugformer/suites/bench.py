@@ -365,9 +365,10 @@ def run_suite(
             log(f"suite {suite.name}: ETA {progress.eta()}, from the cells' fine-tuning budgets")
         parallel = workers > 1 and bool(pending)
         if parallel:
-            from plugformer.suites.workers import run_parallel
+            from plugformer.suites.workers import check_workers_see, run_parallel
 
             todo = list({c.key: c for c in cells if c.key in pending}.values())
+            check_workers_see({c.spec.task for c in todo})
             log(f"suite {suite.name}: {workers} cells at a time, each in its own process")
             for cell in cells:  # counted first: they were done before any worker started
                 if cell.key in cached:

@@ -23,12 +23,12 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
-__all__ = ["run_parallel", "worker_threads"]
+__all__ = ["check_workers_see", "run_parallel", "worker_threads"]
 
 
 def worker_threads(workers: int, cpus: int | None = None) -> int:
@@ -38,6 +38,31 @@ def worker_threads(workers: int, cpus: int | None = None) -> int:
     cpus = cpus or os.cpu_count() or 1
     idle = pick_threads("auto", cpus) or cpus  # None: the machine is idle
     return max(1, idle // workers)
+
+
+def check_workers_see(tasks: Iterable[str]) -> None:
+    """Refuse, before any worker starts, a task whose plugin was registered in this process
+    (:func:`plugformer.plugins.register_plugin`): a spawned worker loads plugins from entry
+    points only, and each of its cells had failed with "unknown task ...; known: ...", which
+    did not say why."""
+    import importlib.metadata as md
+
+    from plugformer.errors import ConfigError
+    from plugformer.plugin_manager import ENTRY_POINT_GROUP
+    from plugformer.plugin_registries import plugin_infos
+
+    installed = {ep.name for ep in md.entry_points(group=ENTRY_POINT_GROUP)}
+    wanted = set(tasks)
+    for info in plugin_infos():
+        if info.default or info.name in installed:
+            continue
+        theirs = sorted(wanted & set(info.provides.get("tasks", [])))
+        if theirs:
+            raise ConfigError(
+                f"task {theirs[0]!r} comes from plugin {info.name!r}, registered in this "
+                "process: worker processes load plugins from entry points only; run the suite "
+                "with workers = 1 (--workers 1), or install the plugin"
+            )
 
 
 def _init_worker(threads: int, parent: int) -> None:
