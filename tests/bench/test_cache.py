@@ -70,6 +70,8 @@ def test_a_signal_during_a_cell_says_how_to_continue_the_suite(
         raise KeyboardInterrupt
 
     monkeypatch.setattr("plugformer.suites.workers.run_parallel", one_then_ctrl_c)
+    # no worker processes, so the toy task registered in this process is seen
+    monkeypatch.setattr("plugformer.suites.workers.check_workers_see", lambda tasks: None)
     parallel = workspace / "runs" / "sigint-workers"
     with pytest.raises(Interrupted) as err:
         run_suite(suite, parallel, workers=2, log=quiet)

@@ -78,6 +78,8 @@ def test_every_cell_is_counted_once_in_completion_order(
     apart, so `[1/4]` was printed twice and `[4/4]` never. Two labels of one checkpoint
     share their cells: each label is still a line of its own."""
     monkeypatch.setattr("plugformer.suites.workers.run_parallel", _in_process_workers)
+    # no worker processes, so the toy task registered in this process is seen
+    monkeypatch.setattr("plugformer.suites.workers.check_workers_see", lambda tasks: None)
     twins = '[{name = "a", ref = "${TOY_CKPT}"}, {name = "b", ref = "${TOY_CKPT}"}, {name = "scratch", ref = "scratch:${TOY_CKPT}"}]'
     suite = write_suite(workspace, f"count{workers}", backbones=twins)
     run = workspace / "runs" / f"count{workers}"
