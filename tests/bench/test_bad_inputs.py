@@ -53,6 +53,20 @@ def test_a_bad_suite_is_one_line_before_any_cell(
     assert not fakes.finetunes and not run.exists()
 
 
+def test_a_suite_name_that_is_a_path_is_refused(
+    workspace: Path, fakes: Fakes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the default run directory runs/bench/<name> was then outside runs/bench/
+    monkeypatch.chdir(tmp_path)
+    path = write_suite(workspace, "bad-input")
+    path.write_text('name = "../../x"\n' + path.read_text(encoding="utf-8"), encoding="utf-8")
+    with pytest.raises(PlugformerError) as err:
+        run_suite(path, None, log=quiet)
+    assert "bad-input.toml" in str(err.value)
+    assert "name: a suite name names its run directory runs/bench/<name>" in str(err.value)
+    assert not fakes.finetunes and not (tmp_path / "x").exists()
+
+
 @pytest.mark.parametrize(
     ("fields", "expect"),
     [

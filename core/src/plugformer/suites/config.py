@@ -111,6 +111,17 @@ class SuiteConfig(StrictModel):
     """Metrics shown in the report beside each task's main one (e.g. ``["macro_f1", "chrf"]``);
     a task that does not report one shows a dash."""
 
+    @field_validator("name")
+    @classmethod
+    def _one_path_component(cls, value: str) -> str:
+        # the default run directory is runs/bench/<name>: "../../x" would put it elsewhere
+        if value in (".", "..") or "/" in value or "\\" in value:
+            raise ValueError(
+                "a suite name names its run directory runs/bench/<name>: one folder name, "
+                f"without / or \\ and not . or .., got {value!r}"
+            )
+        return value
+
     @field_validator("seeds", mode="before")
     @classmethod
     def _count_means_range(cls, value: Any) -> Any:
