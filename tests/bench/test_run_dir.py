@@ -40,3 +40,21 @@ def test_an_output_path_that_is_a_file_is_one_line_before_anything_runs(
         run_suite(write_suite(workspace, "file-out"), out, log=lines.append)
     assert not fakes.finetunes and not lines  # nothing announced, nothing run
     assert out.read_text(encoding="utf-8") == "mine\n"
+
+
+def test_a_run_that_fails_before_any_cell_leaves_no_directory(
+    workspace: Path, fakes: Fakes
+) -> None:
+    """Before (found in the audit, left then): a suite whose first cell failed (an empty
+    training file) left its new run directory behind, holding suite.json and an empty work/."""
+    run = workspace / "runs" / "first-fails"
+    suite = write_suite(workspace, "first-fails", baselines="false")
+    fakes.fail_on = 1
+    with pytest.raises(RuntimeError, match="killed"):
+        run_suite(suite, run, log=quiet)
+    assert not run.exists()
+    # a run that saved a cell before failing keeps it, to continue from
+    fakes.fail_on = 3  # the calls count on: the first run's was call 1
+    with pytest.raises(RuntimeError, match="killed"):
+        run_suite(suite, run, log=quiet)
+    assert len(cell_files(run)) == 1 and (run / "suite.json").is_file()

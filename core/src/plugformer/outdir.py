@@ -19,7 +19,7 @@ import shutil
 import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 from plugformer.errors import PlugformerError
@@ -48,8 +48,14 @@ def _holder(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def claim(out: str | os.PathLike[str], command: str) -> Iterator[Path]:
-    """Hold ``out`` for this run (creating it); refuse with one line if another run holds it."""
+def claim(
+    out: str | os.PathLike[str], command: str, disposable: Collection[str] = ()
+) -> Iterator[Path]:
+    """Hold ``out`` for this run (creating it); refuse with one line if another run holds it.
+
+    A run that fails in a directory it created, having written nothing but its logs and the
+    entries named in ``disposable`` (a suite's ``suite.json`` and empty ``work/``), leaves no
+    directory behind."""
     import fcntl
 
     out = Path(out)
@@ -100,9 +106,16 @@ def claim(out: str | os.PathLike[str], command: str) -> Iterator[Path]:
         if created and held:
             with contextlib.suppress(OSError):
                 left = [p for p in out.iterdir() if p.name != LOCK_NAME]
-                if all(failed and p.is_dir() and p.name.endswith(LOG_SUFFIX) for p in left):
-                    for logs in left:
-                        shutil.rmtree(logs)
+                if all(
+                    failed
+                    and (p.name in disposable or (p.is_dir() and p.name.endswith(LOG_SUFFIX)))
+                    for p in left
+                ):
+                    for entry in left:
+                        if entry.is_dir():
+                            shutil.rmtree(entry)
+                        else:
+                            entry.unlink()
                     path.unlink()
                     out.rmdir()
         os.close(fd)  # releases the flock

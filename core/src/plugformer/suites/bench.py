@@ -315,6 +315,11 @@ def budget_minutes(
     return sum(budget_seconds(c) for c in models.values()) / 60, suite.workers
 
 
+_BEFORE_ANY_CELL = ("suite.json", "work", "predictions")
+"""What a suite's run writes before a cell is saved in ``cells/``: thrown away with the
+directory when the run fails (predictions are written just before their cell's file)."""
+
+
 def run_suite(
     path: str | Path,
     out: str | Path | None = None,
@@ -344,7 +349,9 @@ def run_suite(
     refs = resolve_backbones(suite, backbones)
     run_dir = Path(out or Path("runs") / "bench" / suite.name)
     cells = plan_cells(suite, path, refs)
-    with claim(run_dir, f"bench {suite.name}"):  # one run per directory at a time
+    # One run per directory at a time. A run that fails before its first cell is saved,
+    # into a directory it created, leaves none behind (its suite.json and empty work/ only).
+    with claim(run_dir, f"bench {suite.name}", disposable=_BEFORE_ANY_CELL):
         _warn_unscaled(suite, cells, log)
         cell_file = {c.key: run_dir / "cells" / f"{c.key}.json" for c in cells}
         cached = _cached_cells(cells, cell_file, log)
