@@ -240,16 +240,16 @@ def _without_kept_checkpoints(
     """Drop from ``cached`` the model cells whose checkpoint ``keep_checkpoints`` asks for is
     not in ``checkpoints/<key>``, so they run again and keep it: turning the setting on for a
     finished suite had reused every cell and kept no checkpoint, silently."""
-    missing = [
+    missing = {  # a set: two labels of one backbone share their cell
         c.key
         for c in cells
         if c.kind == "model" and c.key in cached and not (run_dir / "checkpoints" / c.key).is_dir()
-    ]
-    for key in dict.fromkeys(missing):
+    }
+    for key in missing:
         del cached[key]
     if missing:
         log(
-            f"keep_checkpoints: {len(set(missing))} cached cells have no checkpoint in "
+            f"keep_checkpoints: {len(missing)} cached cells have no checkpoint in "
             f"{run_dir / 'checkpoints'}; running them again to keep one"
         )
 
