@@ -34,8 +34,9 @@ from tests.bench.conftest import Fakes, quiet, write_suite
         ),
         (
             {"backbones": '[{name = "p", ref = "${TOY_CKPT}", overrides = {backbone = "x"}}]'},
-            "bad-input.toml: backbones.0: spec key 'backbones.p.overrides.backbone' cannot be "
-            "overridden: a suite's backbones are its columns",
+            # the location was said twice: "backbones.0: spec key 'backbones.p.overrides.backbone'"
+            "bad-input.toml: backbones.0: spec key 'overrides.backbone' cannot be overridden: "
+            "a suite's backbones are its columns",
         ),
         (
             {"overrides": '{out_dir = "elsewhere"}'},

@@ -58,3 +58,37 @@ def test_a_run_that_fails_before_any_cell_leaves_no_directory(
     with pytest.raises(RuntimeError, match="killed"):
         run_suite(suite, run, log=quiet)
     assert len(cell_files(run)) == 1 and (run / "suite.json").is_file()
+
+
+def test_a_stopped_run_leaves_no_predictions_of_unsaved_cells(
+    workspace: Path, fakes: Fakes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before (found in the audit): a run stopped (an error, a kill) between a cell's predictions file and its
+    cell file (a cell writes them in that order) left ``predictions/<key>.jsonl`` of a cell that was
+    never saved, beside the saved cells' files."""
+    import plugformer.suites.cellcache as cellcache
+
+    run, suite = workspace / "runs" / "stopped", write_suite(workspace, "stopped")
+    real, calls = cellcache.write_cell, []
+
+    def stopped_on_third(path: Path, record: dict) -> dict:
+        calls.append(path)
+        if len(calls) == 3:  # the third cell's predictions are written, its cell file is not
+            raise OSError("disk full")
+        return real(path, record)
+
+    monkeypatch.setattr(cellcache, "write_cell", stopped_on_third)
+    with pytest.raises(OSError, match="disk full"):
+        run_suite(suite, run, log=quiet)
+    saved = {Path(n).stem for n in cell_files(run)}
+    assert len(saved) == 2
+    assert {p.stem for p in (run / "predictions").glob("*.jsonl")} == saved
+
+    # a kill (no clean-up in the process) leaves one behind: the next run removes it first
+    orphan = run / "predictions" / "0123456789abcdef.jsonl"
+    orphan.write_text("{}\n", encoding="utf-8")
+    monkeypatch.setattr(cellcache, "write_cell", real)
+    run_suite(suite, run, log=quiet)
+    assert not orphan.exists()
+    saved = {Path(n).stem for n in cell_files(run)}
+    assert len(saved) == 5 and {p.stem for p in (run / "predictions").glob("*.jsonl")} == saved

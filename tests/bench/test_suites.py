@@ -308,7 +308,9 @@ def test_unknown_backbone_override_key_is_named(workspace: Path) -> None:
         "bad-override",
         backbones='[{name = "p", ref = "x", overrides = {finetune = {max_step = 3}}}]',
     )
-    with pytest.raises(ConfigError, match=r"backbones\.p\.overrides\.finetune\.max_step"):
+    with pytest.raises(
+        ConfigError, match=r"backbones\.0: unknown spec key .overrides\.finetune\.max_step."
+    ):
         load_suite(suite)
 
 

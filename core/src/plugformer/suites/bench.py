@@ -335,10 +335,7 @@ def run_suite(
     ``workers`` (default: the suite's): cells run at once, each in its own process
     (:mod:`plugformer.suites.workers`); 1 runs them one by one in this process.
     ``budget_scale`` (default: the suite's) multiplies every cell's fine-tuning minutes."""
-    from plugformer.fileio import atomic_write_json
     from plugformer.outdir import claim
-    from plugformer.suites.cellcache import write_cell
-    from plugformer.suites.report import write_reports
 
     path = resolve(path, "suite")  # a file, or a registered suite name such as "default"
     suite = load_suite(path, seeds)
@@ -352,66 +349,99 @@ def run_suite(
     # One run per directory at a time. A run that fails before its first cell is saved,
     # into a directory it created, leaves none behind (its suite.json and empty work/ only).
     with claim(run_dir, f"bench {suite.name}", disposable=_BEFORE_ANY_CELL):
-        _warn_unscaled(suite, cells, log)
-        cell_file = {c.key: run_dir / "cells" / f"{c.key}.json" for c in cells}
-        cached = _cached_cells(cells, cell_file, log)
-        if suite.keep_checkpoints:
-            _without_kept_checkpoints(cells, cached, run_dir, log)
-        pending = {c.key for c in cells if c.key not in cached}
-        log(
-            f"suite {suite.name}: {len(cells)} cells ({len(cells) - len(pending)} cached, {len(pending)} to run) → {run_dir}"
-        )
-        atomic_write_json(
-            run_dir / "suite.json",
-            {**suite.model_dump(mode="json"), "file": str(path), "backbone_refs": refs},
-        )
-        workers = workers or suite.workers
-        _tokenizer.cache_clear()  # a checkpoint rewritten in place since the last run is reread
-        progress, records = Progress(cells, pending, log, workers), []
-        if pending and progress.budgeted():
-            log(f"suite {suite.name}: ETA {progress.eta()}, from the cells' fine-tuning budgets")
-        parallel = workers > 1 and bool(pending)
-        if parallel:
-            from plugformer.suites.workers import check_workers_see, run_parallel
+        _remove_orphan_predictions(run_dir)  # a killed run's, whose cells start over
+        try:
+            return _run_claimed(suite, path, refs, run_dir, cells, workers, log)
+        finally:  # an error or signal between a cell's predictions and its cell file
+            _remove_orphan_predictions(run_dir)
 
-            todo = list({c.key: c for c in cells if c.key in pending}.values())
-            check_workers_see({c.spec.task for c in todo})
-            log(f"suite {suite.name}: {workers} cells at a time, each in its own process")
-            for cell in cells:  # counted first: they were done before any worker started
-                if cell.key in cached:
-                    progress.done(cell, cached[cell.key], None)
-            try:
-                for cell, record, ran in run_parallel(
-                    todo, _run_cell, run_dir, suite.keep_checkpoints, workers
-                ):
-                    cached[cell.key] = write_cell(cell_file[cell.key], record)
-                    # every label sharing the cell is a line of its own; the first is the one timed
-                    twins = [c for c in cells if c.key == cell.key]
-                    for j, twin in enumerate(twins):
-                        progress.done(twin, cached[cell.key], ran if j == 0 else None)
-            except (Interrupted, KeyboardInterrupt) as exc:
-                raise _interrupted(exc, None, len(cached), len(cell_file), run_dir) from None
-        for cell in cells:
-            ran: float | None = None
-            if cell.key not in cached:  # two labels of one backbone share their cells
-                progress.start(cell)
-                t0 = time.perf_counter()
-                try:
-                    record = _run_cell(cell, run_dir, suite.keep_checkpoints)
-                except (Interrupted, KeyboardInterrupt) as exc:
-                    raise _interrupted(exc, cell, len(cached), len(cell_file), run_dir) from None
-                # the record as written, sha256 included: what a rerun reads back from the cache
+
+def _remove_orphan_predictions(run_dir: Path) -> None:
+    """Delete ``predictions/<key>.jsonl`` files without a ``cells/<key>.json``: a cell writes its
+    predictions just before its cell file, so a run stopped between the two left predictions
+    of a cell that is not saved (and that a rerun computes again)."""
+    folder = run_dir / "predictions"
+    if not folder.is_dir():
+        return
+    for file in folder.glob("*.jsonl"):
+        if not (run_dir / "cells" / f"{file.stem}.json").is_file():
+            file.unlink(missing_ok=True)
+
+
+def _run_claimed(
+    suite: SuiteConfig,
+    path: Path,
+    refs: dict[str, str],
+    run_dir: Path,
+    cells: list[Cell],
+    workers: int | None,
+    log: Callable[[str], None],
+) -> Path:
+    """:func:`run_suite` in the run directory it holds."""
+    from plugformer.fileio import atomic_write_json
+    from plugformer.suites.cellcache import write_cell
+    from plugformer.suites.report import write_reports
+
+    _warn_unscaled(suite, cells, log)
+    cell_file = {c.key: run_dir / "cells" / f"{c.key}.json" for c in cells}
+    cached = _cached_cells(cells, cell_file, log)
+    if suite.keep_checkpoints:
+        _without_kept_checkpoints(cells, cached, run_dir, log)
+    pending = {c.key for c in cells if c.key not in cached}
+    log(
+        f"suite {suite.name}: {len(cells)} cells ({len(cells) - len(pending)} cached, {len(pending)} to run) → {run_dir}"
+    )
+    atomic_write_json(
+        run_dir / "suite.json",
+        {**suite.model_dump(mode="json"), "file": str(path), "backbone_refs": refs},
+    )
+    workers = workers or suite.workers
+    _tokenizer.cache_clear()  # a checkpoint rewritten in place since the last run is reread
+    progress, records = Progress(cells, pending, log, workers), []
+    if pending and progress.budgeted():
+        log(f"suite {suite.name}: ETA {progress.eta()}, from the cells' fine-tuning budgets")
+    parallel = workers > 1 and bool(pending)
+    if parallel:
+        from plugformer.suites.workers import check_workers_see, run_parallel
+
+        todo = list({c.key: c for c in cells if c.key in pending}.values())
+        check_workers_see({c.spec.task for c in todo})
+        log(f"suite {suite.name}: {workers} cells at a time, each in its own process")
+        for cell in cells:  # counted first: they were done before any worker started
+            if cell.key in cached:
+                progress.done(cell, cached[cell.key], None)
+        try:
+            for cell, record, ran in run_parallel(
+                todo, _run_cell, run_dir, suite.keep_checkpoints, workers
+            ):
                 cached[cell.key] = write_cell(cell_file[cell.key], record)
-                ran = time.perf_counter() - t0
-            record = copy.deepcopy(cached[cell.key])
-            record.update(_labels(cell))  # a renamed label or moved checkpoint is not a new result
-            records.append(record)
-            if not parallel:  # parallel runs reported every cell as it ended
-                progress.done(cell, record, ran)
-        _remove_empty_dirs(run_dir / "work")
-        written = write_reports(records, run_dir, suite)
-        log(
-            f"suite {suite.name}: done in {clock(time.perf_counter() - progress.t0)}; "
-            + ", ".join(p.name for p in written)
-        )
+                # every label sharing the cell is a line of its own; the first is the one timed
+                twins = [c for c in cells if c.key == cell.key]
+                for j, twin in enumerate(twins):
+                    progress.done(twin, cached[cell.key], ran if j == 0 else None)
+        except (Interrupted, KeyboardInterrupt) as exc:
+            raise _interrupted(exc, None, len(cached), len(cell_file), run_dir) from None
+    for cell in cells:
+        ran: float | None = None
+        if cell.key not in cached:  # two labels of one backbone share their cells
+            progress.start(cell)
+            t0 = time.perf_counter()
+            try:
+                record = _run_cell(cell, run_dir, suite.keep_checkpoints)
+            except (Interrupted, KeyboardInterrupt) as exc:
+                raise _interrupted(exc, cell, len(cached), len(cell_file), run_dir) from None
+            # the record as written, sha256 included: what a rerun reads back from the cache
+            cached[cell.key] = write_cell(cell_file[cell.key], record)
+            ran = time.perf_counter() - t0
+        record = copy.deepcopy(cached[cell.key])
+        record.update(_labels(cell))  # a renamed label or moved checkpoint is not a new result
+        records.append(record)
+        if not parallel:  # parallel runs reported every cell as it ended
+            progress.done(cell, record, ran)
+    _remove_empty_dirs(run_dir / "work")
+    written = write_reports(records, run_dir, suite)
+    log(
+        f"suite {suite.name}: done in {clock(time.perf_counter() - progress.t0)}; "
+        + ", ".join(p.name for p in written)
+    )
     return run_dir

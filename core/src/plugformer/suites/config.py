@@ -69,7 +69,8 @@ class SuiteBackbone(StrictModel):
 
     @model_validator(mode="after")
     def _overrides_name_spec_fields(self) -> SuiteBackbone:
-        _check_keys(self.overrides, TaskSpec, f"backbones.{self.name}.overrides.")
+        # the error's location (backbones.N) comes from pydantic: the key is named from here on
+        _check_keys(self.overrides, TaskSpec, "overrides.")
         return self
 
     def runs(self, spec: TaskSpec) -> bool:
