@@ -369,8 +369,10 @@ class Task:
         the corpus, so the backbone learns the task's format before fine-tuning (as T5 and
         FLAN put supervised tasks into pretraining). Write the fields in the order and with
         the separators that ``encode`` uses, so that pretraining and fine-tuning see the same
-        token sequences: the separator is the special token :data:`SEP` written into the text
-        (``f"{source}{SEP}{target}"``); the corpus ends each document with ``<eos>``. Only
+        token sequences: the separator is the special token :data:`SEP` written into the text;
+        a generated part follows it after a space (``f"{source}{SEP} {target}"``, as
+        :func:`~plugformer.blocks.encoding.after_sep` encodes it), so that its first word is the
+        token it is inside a sentence; the corpus ends each document with ``<eos>``. Only
         training examples are ever passed here. The default refuses: a task opts in.
         """
         from plugformer.errors import PlugformerError

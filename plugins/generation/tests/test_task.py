@@ -149,10 +149,15 @@ def test_pair_encoding_puts_loss_on_the_completion(tok: Tokenizer) -> None:
     task = GenerationTask({"max_length": 64}, tok)  # the length budget, before any backbone
     ex = task.parse_example({"prompt": "red cat sun.", "completion": "red cat"})
     (f,) = task.encode(ex, train=True)
-    prompt, completion = tok.encode(ex.prompt), tok.encode(ex.completion)
+    # the completion after a space: its first word the token it is inside the prompt's text
+    prompt, completion = tok.encode(ex.prompt), tok.encode(" " + ex.completion)
+    assert tok.decode(completion).startswith(" red")
     assert f["input_ids"] == [*prompt, tok.sep_id, *completion, tok.eos_id]
     assert f["labels"] == [IGNORE] * len(prompt) + [*completion, tok.eos_id, IGNORE]
     assert f["prompt_length"] == len(prompt) + 1
+    # the pretraining document is the training sequence (the corpus adds <eos>)
+    (doc,) = task.pretrain_documents([ex])
+    assert [*tok.encode(doc), tok.eos_id] == f["input_ids"]
     with pytest.raises(DataError, match="no completion"):
         task.encode(task.example_from_input("red cat sun."), train=True)
 
@@ -317,6 +322,23 @@ def test_beam_search_decodes_with_the_core_beam_and_one_beam_is_greedy(
     assert beamed == [tok.decode(b[0].tokens).strip() for b in beam]
     with pytest.raises(Exception, match="temperature = 0"):
         GenerationTask({"beam_size": 4, "temperature": 1.0}, tok)
+
+
+@pytest.mark.parametrize("beam_size", [1, 4], ids=["greedy", "beam"])
+def test_min_new_tokens_keeps_a_completion_from_ending_early(
+    tok: Tokenizer, headline_model: tuple, beam_size: int
+) -> None:
+    """The trained model ends its headlines after a few tokens; with the floor at the budget
+    (10) no completion may end before it, and a floor of 0 changes nothing."""
+    model, _ = headline_model
+    free = sample(tok, model, beam_size=beam_size)
+    assert sample(tok, model, beam_size=beam_size, min_new_tokens=0) == free
+    floored = sample(tok, model, beam_size=beam_size, min_new_tokens=10)
+    assert any(len(tok.encode(c)) < 10 for c in free)
+    # a completion's text re-encodes to about its tokens; with the floor every one runs longer
+    assert all(
+        len(f) > len(c) for f, c in zip(floored, free, strict=True) if len(tok.encode(c)) < 8
+    )
 
 
 def test_stop_strings_end_the_completion(tok: Tokenizer, headline_model: tuple) -> None:

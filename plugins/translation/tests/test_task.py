@@ -151,7 +151,8 @@ def test_declared_languages_must_match_the_options(tok: Tokenizer) -> None:
 def test_encoding_puts_loss_on_the_target_only(task: TranslationTask, tok: Tokenizer) -> None:
     ex = task.parse_example({"source": "the cat eats .", "target": "el gato come ."})
     (f,) = task.encode(ex, train=True)
-    source, target = tok.encode(ex.source), tok.encode(ex.target)
+    # the target after a space: its first word the token it is inside a sentence
+    source, target = tok.encode(ex.source), tok.encode(" " + ex.target)
     assert f["input_ids"] == [*source, tok.sep_id, *target, tok.eos_id]
     assert f["prompt_length"] == len(source) + 1
     # labels[t] is the token after t; nothing is learned about the source or <sep>.
@@ -399,9 +400,11 @@ def test_draft_prompt_encoding_and_pretraining_documents_agree(tok: Tokenizer) -
     # pretrain_documents learns the dictionary itself from the examples it is given
     docs = list(task.pretrain_documents(train))
     assert task.lexicon is not None and len(docs) == 28
-    assert docs[0] == f"{ex.source}<sep>{task.draft(ex.source)}<sep>{ex.target}"
+    # draft and target with a space after <sep>: each first word the token it is mid-sentence
+    assert docs[0] == f"{ex.source}<sep> {task.draft(ex.source)}<sep> {ex.target}"
     (feature,) = task.encode(ex, train=True)
-    prompt = [*tok.encode(ex.source), tok.sep_id, *tok.encode(task.draft(ex.source)), tok.sep_id]
+    drafted = tok.encode(" " + task.draft(ex.source))
+    prompt = [*tok.encode(ex.source), tok.sep_id, *drafted, tok.sep_id]
     assert feature["input_ids"][: len(prompt)] == prompt
     assert feature["prompt_length"] == len(prompt)
     # the document is the training sequence (the corpus adds <eos>)
@@ -409,7 +412,7 @@ def test_draft_prompt_encoding_and_pretraining_documents_agree(tok: Tokenizer) -
     # the loss covers the target only, not the draft
     labels = feature["labels"]
     assert set(labels[: len(prompt) - 1]) == {IGNORE}
-    assert labels[len(prompt) - 1] == tok.encode(ex.target)[0]
+    assert labels[len(prompt) - 1] == tok.encode(" " + ex.target)[0]
 
 
 def test_draft_prompt_is_cut_longest_first_to_the_budget(tok: Tokenizer) -> None:

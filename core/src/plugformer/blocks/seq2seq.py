@@ -1,8 +1,9 @@
 """``ConditionalGenerationTask``: prompt → target on a causal backbone (translation, headlines).
 
-Encoding is ``prompt <sep> target <eos>`` with the loss on the target tokens only; the
-prompt is cut to ``prompt_budget`` tokens (default: half the length budget) so a target
-always has room. Decoding is greedy by default (``decode`` is the one method a subclass
+Encoding is ``prompt <sep> target <eos>`` (the target with a space before it, as a word has
+inside a sentence: :func:`~plugformer.blocks.encoding.after_sep`) with the loss on the
+target tokens only; the prompt is cut to ``prompt_budget`` tokens (default: half the length
+budget) so a target always has room. Decoding is greedy by default (``decode`` is the one method a subclass
 overrides for beam search or sampling). Metrics are sacreBLEU's corpus BLEU and chrF on the
 decoded text; the baseline copies the prompt.
 
@@ -26,6 +27,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from torch import nn
 
+from plugformer.blocks.encoding import after_sep
 from plugformer.errors import DataError, PlugformerError
 from plugformer.lm_task import IGNORE, CausalLMTask
 from plugformer.metric_info import MetricInfo
@@ -102,10 +104,11 @@ class ConditionalGenerationTask(CausalLMTask):
         return self.parse_example({self.src: value} if isinstance(value, str) else value, "<input>")
 
     def pretrain_documents(self, examples: Sequence[Any]) -> Iterator[str]:
-        """``prompt <sep> target``: the sequence ``encode`` trains on (the corpus adds ``<eos>``)."""
+        """``prompt <sep> target``: the sequence ``encode`` trains on (the corpus adds ``<eos>``;
+        the target keeps the space :func:`~plugformer.blocks.encoding.after_sep` gives it)."""
         for ex in examples:
             if getattr(ex, self.tgt) is not None:
-                yield f"{getattr(ex, self.src)}{SEP}{getattr(ex, self.tgt)}"
+                yield f"{getattr(ex, self.src)}{SEP} {getattr(ex, self.tgt)}"
 
     # ------------------------------------------------------------------ model
     def check_backbone(self, backbone: Any) -> None:
@@ -192,7 +195,9 @@ class ConditionalGenerationTask(CausalLMTask):
             raise DataError(f"{example_location(example)}: no {self.tgt} to train on")
         prompt = self.prompt_ids(example)
         answer = (
-            [*self.tokenizer.encode(target), self.tokenizer.eos_id] if target is not None else []
+            [*after_sep(self.tokenizer, target), self.tokenizer.eos_id]
+            if target is not None
+            else []
         )
         ids = (prompt + answer)[: self.length_budget]
         labels = [IGNORE] * (len(prompt) - 1) + ids[len(prompt) :] + [IGNORE]

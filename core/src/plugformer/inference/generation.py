@@ -27,6 +27,8 @@ class SamplingConfig:
     repetition_penalty: float = 1.0
     """> 1 discourages tokens already in the sequence (CTRL-style: divide positive logits)."""
     seed: int | None = None
+    min_new_tokens: int = 0
+    """The end of a completion is forbidden before this many new tokens (0: no floor)."""
     no_repeat_ngram_size: int = 0
     """> 0: a completion never repeats one of its own n-grams of this size (the prompt's do
     not count)."""
@@ -57,6 +59,7 @@ def generate(
         prompts,
         cfg.strategy(),
         max_new_tokens=cfg.max_new_tokens,
+        min_new_tokens=min(cfg.min_new_tokens, cfg.max_new_tokens),
         eos_id=eos_id,
         pad_id=pad_id,
         use_cache=use_cache,

@@ -109,6 +109,10 @@ class GenerationOptions(PairOptions):
     length_penalty: float = Field(1.0, ge=0)
     """Beam search's GNMT length penalty: 0 ranks by raw log-probability (short completions
     win), larger values favour longer ones."""
+    min_new_tokens: int = Field(0, ge=0)
+    """The end of a completion is forbidden before this many new tokens (0: no floor; capped
+    at ``max_new_tokens``): a small model's completions tend to end early, which a
+    recall-weighted metric (ROUGE-L) punishes."""
     max_prompt_tokens: int | None = Field(None, ge=1)
     """Prompts are cut to their first max_prompt_tokens (default: half the context); at most
     the context less two tokens (``<sep>`` and one completion token)."""
@@ -184,8 +188,8 @@ class GenerationTask(ConditionalGenerationTask):
         for ex in examples:
             if ex.text is not None:
                 yield ex.text
-            elif ex.completion is not None:
-                yield f"{ex.prompt or ''}{SEP}{ex.completion}"
+            elif ex.completion is not None:  # after a space, as encode has it
+                yield f"{ex.prompt or ''}{SEP} {ex.completion}"
 
     def predict(
         self, backbone: Any, head: nn.Module, batch: dict[str, Any]
@@ -216,7 +220,7 @@ class GenerationTask(ConditionalGenerationTask):
                 prediction |= {
                     "nll": float(nll_sums[e]),
                     "tokens": len(scored[e]),
-                    "bytes": self._bytes(scored[e]),
+                    "bytes": self._bytes(scored[e], pair=e in prompts),
                 }
             predictions.append(prediction)
         return predictions
@@ -229,6 +233,7 @@ class GenerationTask(ConditionalGenerationTask):
         o, tok = self.options, self.tokenizer
         cfg = SamplingConfig(
             max_new_tokens=o.max_new_tokens,
+            min_new_tokens=o.min_new_tokens,
             temperature=o.temperature,
             top_k=o.top_k,
             top_p=o.top_p,
@@ -237,8 +242,11 @@ class GenerationTask(ConditionalGenerationTask):
             seed=o.seed,
         )
 
+        def text(ids: list[int]) -> str:  # without the space encode puts before a completion
+            return tok.decode(ids).removeprefix(" ")
+
         def stopped(ids: list[int]) -> bool:
-            return any(s in tok.decode(ids) for s in o.stop)
+            return any(s in text(ids) for s in o.stop)
 
         if o.beam_size > 1:
             hyps = decoding.decode(
@@ -246,6 +254,7 @@ class GenerationTask(ConditionalGenerationTask):
                 prompts,
                 decoding.Beam(o.beam_size, o.length_penalty),
                 max_new_tokens=o.max_new_tokens,
+                min_new_tokens=min(o.min_new_tokens, o.max_new_tokens),
                 eos_id=tok.eos_id,
                 pad_id=tok.pad_id,
                 repetition_penalty=o.repetition_penalty,
@@ -262,7 +271,7 @@ class GenerationTask(ConditionalGenerationTask):
                 tok.pad_id,
                 stop_check=stopped if o.stop else None,
             )
-        return [self._cut(tok.decode(ids)).strip() for ids in outputs]
+        return [self._cut(text(ids)).strip() for ids in outputs]
 
     def _cut(self, text: str) -> str:
         """``text`` up to the first stop string."""
@@ -270,9 +279,12 @@ class GenerationTask(ConditionalGenerationTask):
             text = text.split(s, 1)[0]
         return text
 
-    def _bytes(self, ids: list[int]) -> int:
-        """UTF-8 bytes of the text that scored tokens spell (special tokens spell nothing)."""
-        return len(self.tokenizer.decode(ids).encode("utf-8"))
+    def _bytes(self, ids: list[int], pair: bool) -> int:
+        """UTF-8 bytes of the text that scored tokens spell (special tokens spell nothing); a
+        completion's without the space ``encode`` puts before it (``after_sep``): bytes of
+        the reference itself."""
+        text = self.tokenizer.decode(ids)
+        return len((text.removeprefix(" ") if pair else text).encode("utf-8"))
 
     # ------------------------------------------------------------------ metrics
     def metrics(self) -> dict[str, Any]:
@@ -358,6 +370,8 @@ class GenerationTask(ConditionalGenerationTask):
             ids = [t for f in self.encode(ex, train=False) for t in f["labels"] if t != IGNORE]
             nll = -sum(math.log((counts[t] + 1) / (total + vocab)) for t in ids)
             predictions.append(
-                {"nll": nll, "tokens": len(ids), "bytes": self._bytes(ids)} if ids else {}
+                {"nll": nll, "tokens": len(ids), "bytes": self._bytes(ids, pair=ex.text is None)}
+                if ids
+                else {}
             )
         return predictions

@@ -45,7 +45,7 @@ from pydantic import ConfigDict, Field
 
 from plugformer import DataError, PlugformerError
 from plugformer.blocks import ConditionalGenerationTask, GenerationOptions
-from plugformer.blocks.encoding import truncate_longest_first
+from plugformer.blocks.encoding import after_sep, truncate_longest_first
 from plugformer.inference import decoding
 from plugformer.lm_task import IGNORE
 from plugformer.metrics import CorpusBLEU, CorpusCHRF
@@ -154,7 +154,7 @@ class TranslationTask(ConditionalGenerationTask):
 
     def pretrain_documents(self, examples: Sequence[Any]) -> Iterator[str]:
         """``source <sep> target``, or with a draft ``source <sep> draft <sep> target``: the
-        sequence ``encode`` trains on. The dictionary is learned here from ``examples`` (only
+        sequence ``encode`` trains on (a space after each ``<sep>``, as ``encode`` has it). The dictionary is learned here from ``examples`` (only
         training examples are passed) when the task was not prepared."""
         if self.options.draft == "none":
             yield from super().pretrain_documents(examples)
@@ -162,8 +162,8 @@ class TranslationTask(ConditionalGenerationTask):
         if self.lexicon is None:
             self.lexicon = fit_lexicon(examples)
         for ex in examples:
-            if ex.target is not None:
-                yield SEP.join([ex.source, self.draft(ex.source), ex.target])
+            if ex.target is not None:  # draft and target after a space, as encode has them
+                yield f"{ex.source}{SEP} {self.draft(ex.source)}{SEP} {ex.target}"
 
     def prompt_budget(self) -> int | None:
         return self.options.max_source_tokens or self.options.prompt_budget
@@ -175,7 +175,7 @@ class TranslationTask(ConditionalGenerationTask):
         tok, budget = self.tokenizer, self.length_budget
         cap = min(self.prompt_budget() or 2 * budget // 3, budget - 2)
         source, drafted = truncate_longest_first(
-            [tok.encode(example.source), tok.encode(self.draft(example.source))], cap - 1
+            [tok.encode(example.source), after_sep(tok, self.draft(example.source))], cap - 1
         )
         return [*source, tok.sep_id, *drafted, tok.sep_id]
 
