@@ -76,7 +76,7 @@ def test_choices_are_made_on_validation_scores_only() -> None:
         "iterations": 2, "drop_null": False, "source_case": False, "validation_score": 9.0
     }  # fmt: skip
     run_baseline(baseline, train, test, [])
-    assert baseline.chosen == {"iterations": 5, "drop_null": True, "source_case": True}
+    assert baseline.chosen == {"iterations": 10, "drop_null": True, "source_case": True}
 
 
 def test_the_draft_lexicon_is_fitted_once_per_training_set(monkeypatch: Any) -> None:

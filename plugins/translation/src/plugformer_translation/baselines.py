@@ -18,7 +18,9 @@
 
   Chosen on **validation BLEU** (the task's own sacrebleu metric), never on test: the EM
   iterations (2, 5, 10), whether NULL-aligned words are dropped, and whether capitals follow
-  the source. Without validation examples: 5 iterations, drop, follow the source.
+  the source. Without validation examples: 10 iterations, drop, follow the source (on the
+  3,112 bible-en-es validation verses the dictionary after 5 iterations scored BLEU / chrF
+  11.44 / 43.3, after 10 12.94 / 44.4, after 20 12.78 / 44.4).
 
 The same dictionary at that default setting, learned from training pairs alone
 (:func:`fit_lexicon`), writes the translation task's ``draft`` (:func:`draft`).
@@ -47,7 +49,7 @@ __all__ = [
 TOKEN = re.compile(r"\w+|[^\w\s]")
 ITERATIONS = (2, 5, 10)
 """EM iterations tried (each a snapshot of one run)."""
-DEFAULT = {"iterations": 5, "drop_null": True, "source_case": True}
+DEFAULT = {"iterations": 10, "drop_null": True, "source_case": True}
 """The setting used without validation examples."""
 NULL = ""
 """The empty target word: alignment to nothing."""
