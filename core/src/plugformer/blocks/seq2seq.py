@@ -3,9 +3,9 @@
 Encoding is ``prompt <sep> target <eos>`` (the target with a space before it, as a word has
 inside a sentence: :func:`~plugformer.blocks.encoding.after_sep`) with the loss on the
 target tokens only; the prompt is cut to ``prompt_budget`` tokens (default: half the length
-budget) so a target always has room. Decoding is greedy by default (``decode`` is the one method a subclass
-overrides for beam search or sampling). Metrics are sacreBLEU's corpus BLEU and chrF on the
-decoded text; the baseline copies the prompt.
+budget) so a target always has room. Decoding is greedy by default (``decode`` is the one
+method a subclass overrides for beam search or sampling). Metrics are sacreBLEU's corpus
+BLEU and chrF on the decoded text; the baseline copies the prompt.
 
 The head is the backbone's own LM head, or with the option ``pointer = true`` a
 pointer-generator (:mod:`plugformer.blocks.copy`) that can also copy the prompt's tokens:
