@@ -98,6 +98,41 @@ def test_longest_first_truncation_keeps_the_short_field() -> None:
     assert [len(s) for s in truncate_longest_first([[0] * 6, [0] * 6], 8)] == [4, 4]
 
 
+def test_a_generated_part_gets_its_in_sentence_first_word_whatever_the_tokenizer() -> None:
+    """after_sep: a byte-level BPE needs a space before the text (``Ġcat``, as inside a
+    sentence); a SentencePiece-style tokenizer (Llama's: every space becomes ``▁``, one more
+    prepended) marks word starts itself, and a space there would add a stray ``▁`` token."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+    from plugformer.blocks.encoding import after_sep
+
+    class Wrapped:  # the one method after_sep uses, as plugformer's tokenizers have it
+        def __init__(self, sentencepiece: bool) -> None:
+            self.hf = Tokenizer(models.BPE(unk_token="[UNK]"))
+            alphabet = []
+            if sentencepiece:
+                self.hf.normalizer = normalizers.Sequence(
+                    [normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")]
+                )
+                self.hf.pre_tokenizer = pre_tokenizers.Split("▁", "merged_with_next")
+            else:
+                self.hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+                alphabet = pre_tokenizers.ByteLevel.alphabet()
+            trainer = trainers.BpeTrainer(
+                vocab_size=200, special_tokens=["[UNK]"], initial_alphabet=alphabet
+            )
+            self.hf.train_from_iterator(["the cat sat on the mat", "a cat and a hat"] * 20, trainer)
+
+        def encode(self, text: str) -> list[int]:
+            return self.hf.encode(text, add_special_tokens=False).ids
+
+    for tok in (Wrapped(sentencepiece=False), Wrapped(sentencepiece=True)):
+        inside = tok.encode("the cat")[len(tok.encode("the")) :]  # "cat" inside a sentence
+        assert after_sep(tok, "cat") == inside
+        # the naive forms each give the other tokenizer's mistake
+        assert {tuple(tok.encode("cat")), tuple(tok.encode(" cat"))} - {tuple(inside)}
+
+
 def test_bio_spans() -> None:
     assert bio_spans(["B-PER", "I-PER", "O", "B-LOC"]) == {(0, 2, "PER"), (3, 4, "LOC")}
     assert bio_spans(["I-PER", "B-PER"]) == {(0, 1, "PER"), (1, 2, "PER")}

@@ -6,6 +6,7 @@ Found in a user audit of ``plugformer bench`` (the toy workspace and fakes are i
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -237,6 +238,31 @@ def test_keep_checkpoints_turned_on_for_a_finished_suite_keeps_them(
     assert len(list((run / "checkpoints").iterdir())) == 4
     run_suite(keep, run, log=quiet)  # kept: all cached now
     assert len(fakes.finetunes) == 8
+
+
+def test_a_cell_run_again_for_its_checkpoint_loses_its_old_record_first(
+    workspace: Path, fakes: Fakes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cached cell that keep_checkpoints runs again kept its old cell file while it ran: a
+    run stopped after the new predictions were written left them beside the old record, which
+    the next run accepted as the cell's. The old record now goes before the cell runs."""
+    import plugformer.suites.cellcache as cellcache
+
+    run = tmp_path / "run"
+    run_suite(write_suite(workspace, "keep"), run, log=quiet)
+    kinds = {p.stem: json.loads(p.read_text())["kind"] for p in (run / "cells").glob("*.json")}
+    models = {key for key, kind in kinds.items() if kind == "model"}
+    assert len(models) == 4
+
+    def stopped(path: Path, record: dict) -> dict:
+        raise OSError("killed")  # after the cell's predictions, before its cell file
+
+    monkeypatch.setattr(cellcache, "write_cell", stopped)
+    with pytest.raises(OSError, match="killed"):
+        run_suite(write_suite(workspace, "keep", keep_checkpoints="true"), run, log=quiet)
+    cells = {p.stem for p in (run / "cells").glob("*.json")}
+    assert cells == set(kinds) - models  # every cell to run again has lost its old record
+    assert {p.stem for p in (run / "predictions").glob("*.jsonl")} == cells
 
 
 def test_workers_refuse_a_task_registered_in_this_process(

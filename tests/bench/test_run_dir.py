@@ -87,8 +87,14 @@ def test_a_stopped_run_leaves_no_predictions_of_unsaved_cells(
     # a kill (no clean-up in the process) leaves one behind: the next run removes it first
     orphan = run / "predictions" / "0123456789abcdef.jsonl"
     orphan.write_text("{}\n", encoding="utf-8")
-    monkeypatch.setattr(cellcache, "write_cell", real)
+    seen: list[bool] = []
+
+    def checked(path: Path, record: dict) -> dict:
+        seen.append(orphan.exists())  # gone before the run saves its first cell
+        return real(path, record)
+
+    monkeypatch.setattr(cellcache, "write_cell", checked)
     run_suite(suite, run, log=quiet)
-    assert not orphan.exists()
+    assert seen and not any(seen) and not orphan.exists()
     saved = {Path(n).stem for n in cell_files(run)}
     assert len(saved) == 5 and {p.stem for p in (run / "predictions").glob("*.jsonl")} == saved

@@ -38,8 +38,25 @@ def after_sep(tokenizer: Any, text: str) -> list[int]:
     else in the text. A byte-level BPE splits a word with no space before it into other,
     rarer pieces (``El`` → ``E l``, against `` El``): a translation or headline then began
     with pieces the pretrained model seldom saw and a pointer could not copy from the
-    prompt. Documents write the same space: ``f"{source}<sep> {target}"``."""
-    return tokenizer.encode(" " + text)
+    prompt. Documents write the same space: ``f"{source}<sep> {target}"``. A tokenizer that
+    marks word starts itself (SentencePiece's ``▁``) already gives a text's first word its
+    in-sentence form, and a space would add a token: it gets the text as it is."""
+    return tokenizer.encode(" " + text if _space_is_literal(tokenizer) else text)
+
+
+def _space_is_literal(tokenizer: Any) -> bool:
+    """Whether ``" b"`` encodes as ``b`` does inside ``"a b"`` (byte-level BPE: ``Ġb``;
+    WordPiece drops the space), not as an extra word-start mark (SentencePiece's ``▁▁b``).
+    Probed once per tokenizer object and kept on it."""
+    known = getattr(tokenizer, "_plugformer_space_is_literal", None)
+    if known is None:
+        head = tokenizer.encode("a")
+        known = tokenizer.encode("a b")[len(head) :] == tokenizer.encode(" b")
+        try:
+            tokenizer._plugformer_space_is_literal = known
+        except AttributeError:  # a tokenizer with __slots__: probe again next time
+            pass
+    return bool(known)
 
 
 def encode_fields(

@@ -28,7 +28,8 @@ class SamplingConfig:
     """> 1 discourages tokens already in the sequence (CTRL-style: divide positive logits)."""
     seed: int | None = None
     min_new_tokens: int = 0
-    """The end of a completion is forbidden before this many new tokens (0: no floor)."""
+    """``<eos>`` is forbidden before this many new tokens (0: no floor); a ``stop_check`` may
+    still end a completion earlier."""
     no_repeat_ngram_size: int = 0
     """> 0: a completion never repeats one of its own n-grams of this size (the prompt's do
     not count)."""

@@ -247,6 +247,10 @@ def _without_kept_checkpoints(
     }
     for key in missing:
         del cached[key]
+        # its old cell file goes too: a rerun stopped after writing its new predictions would
+        # otherwise leave them (and the new checkpoint) beside the old record, which the next
+        # run would accept as the cell's
+        (run_dir / "cells" / f"{key}.json").unlink(missing_ok=True)
     if missing:
         log(
             f"keep_checkpoints: {len(missing)} cached cells have no checkpoint in "

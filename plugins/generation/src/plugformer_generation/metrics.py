@@ -1,8 +1,8 @@
 """Metrics of the generation task: perplexity and bits per byte, ROUGE-L, BLEU and chrF.
 
 Perplexity and bits per byte accumulate three sums over the scored reference text: the
-negative log-likelihood (nats), the number of scored tokens and the UTF-8 bytes of the text
-those tokens spell. Perplexity ``exp(nll / tokens)`` depends on the tokenizer; bits per
+negative log-likelihood (nats), the number of scored tokens and the UTF-8 bytes of the
+reference (a completion's without the space its tokens carry after ``<sep>``). Perplexity ``exp(nll / tokens)`` depends on the tokenizer; bits per
 byte ``nll / (ln 2 * bytes)`` does not, and compares models with different vocabularies.
 
 ROUGE-L is torchmetrics' ``ROUGEScore`` (F-measure of the longest common subsequence of

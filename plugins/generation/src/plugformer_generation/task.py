@@ -16,7 +16,7 @@ With ``pointer = true`` the core's pointer-generator head (:mod:`plugformer.bloc
 also copy the prompt's words, which headlines reuse (news-headlines turns it on).
 
 Evaluation. ``predict`` scores each example's reference with the model (summed NLL, scored
-tokens, UTF-8 bytes of the scored text) and, for pairs, samples a completion after ``prompt
+tokens, UTF-8 bytes of the reference: a completion's without the space encoded before it) and, for pairs, samples a completion after ``prompt
 <sep>`` with the core's KV-cache decoder (greedy, beam search, temperature, top-k, top-p, repetition
 penalty, stop strings; seeded). Metrics: ``perplexity`` and ``bits_per_byte`` from the
 scores; ``rougeL`` (the default ``main_metric``), ``bleu`` and ``chrf`` from the completions.
@@ -110,9 +110,9 @@ class GenerationOptions(PairOptions):
     """Beam search's GNMT length penalty: 0 ranks by raw log-probability (short completions
     win), larger values favour longer ones."""
     min_new_tokens: int = Field(0, ge=0)
-    """The end of a completion is forbidden before this many new tokens (0: no floor; capped
-    at ``max_new_tokens``): a small model's completions tend to end early, which a
-    recall-weighted metric (ROUGE-L) punishes."""
+    """The end of a completion (``<eos>``) is forbidden before this many new tokens (0: no
+    floor; capped at ``max_new_tokens``); a stop string may still end it earlier. A small
+    model's completions tend to end early, which a recall-weighted metric (ROUGE-L) punishes."""
     max_prompt_tokens: int | None = Field(None, ge=1)
     """Prompts are cut to their first max_prompt_tokens (default: half the context); at most
     the context less two tokens (``<sep>`` and one completion token)."""
@@ -335,7 +335,10 @@ class GenerationTask(ConditionalGenerationTask):
                 **{**lower, "range": (1.0, None)},
             ),
             "bits_per_byte": MetricInfo(
-                definition="summed NLL / (ln 2 * UTF-8 bytes of the scored text), <eos> included",
+                definition=(
+                    "summed NLL / (ln 2 * UTF-8 bytes of the reference text; of a pair's "
+                    "completion without the space encoded before it), <eos> included"
+                ),
                 **lower,
             ),
         }

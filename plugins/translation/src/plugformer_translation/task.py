@@ -154,8 +154,9 @@ class TranslationTask(ConditionalGenerationTask):
 
     def pretrain_documents(self, examples: Sequence[Any]) -> Iterator[str]:
         """``source <sep> target``, or with a draft ``source <sep> draft <sep> target``: the
-        sequence ``encode`` trains on (a space after each ``<sep>``, as ``encode`` has it). The dictionary is learned here from ``examples`` (only
-        training examples are passed) when the task was not prepared."""
+        sequence ``encode`` trains on (a space after each ``<sep>``, as ``encode`` has it for
+        the byte-level BPE that pretraining uses). The dictionary is learned here from
+        ``examples`` (only training examples are passed) when the task was not prepared."""
         if self.options.draft == "none":
             yield from super().pretrain_documents(examples)
             return
