@@ -250,7 +250,7 @@ def _without_kept_checkpoints(
         # its old cell file goes too: a rerun stopped after writing its new predictions would
         # otherwise leave them (and the new checkpoint) beside the old record, which the next
         # run would accept as the cell's
-        (run_dir / "cells" / f"{key}.json").unlink(missing_ok=True)
+        _cell_path(run_dir, key).unlink(missing_ok=True)
     if missing:
         log(
             f"keep_checkpoints: {len(missing)} cached cells have no checkpoint in "
@@ -360,6 +360,12 @@ def run_suite(
             _remove_orphan_predictions(run_dir)
 
 
+def _cell_path(run_dir: Path, key: str) -> Path:
+    """Where a cell's record lives: ``cells/<key>.json`` (its predictions are
+    ``predictions/<key>.jsonl``)."""
+    return run_dir / "cells" / f"{key}.json"
+
+
 def _remove_orphan_predictions(run_dir: Path) -> None:
     """Delete ``predictions/<key>.jsonl`` files without a ``cells/<key>.json``: a cell writes its
     predictions just before its cell file, so a run stopped between the two left predictions
@@ -368,7 +374,7 @@ def _remove_orphan_predictions(run_dir: Path) -> None:
     if not folder.is_dir():
         return
     for file in folder.glob("*.jsonl"):
-        if not (run_dir / "cells" / f"{file.stem}.json").is_file():
+        if not _cell_path(run_dir, file.stem).is_file():
             file.unlink(missing_ok=True)
 
 
@@ -387,7 +393,7 @@ def _run_claimed(
     from plugformer.suites.report import write_reports
 
     _warn_unscaled(suite, cells, log)
-    cell_file = {c.key: run_dir / "cells" / f"{c.key}.json" for c in cells}
+    cell_file = {c.key: _cell_path(run_dir, c.key) for c in cells}
     cached = _cached_cells(cells, cell_file, log)
     if suite.keep_checkpoints:
         _without_kept_checkpoints(cells, cached, run_dir, log)

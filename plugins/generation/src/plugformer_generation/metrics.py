@@ -2,8 +2,9 @@
 
 Perplexity and bits per byte accumulate three sums over the scored reference text: the
 negative log-likelihood (nats), the number of scored tokens and the UTF-8 bytes of the
-reference (a completion's without the space its tokens carry after ``<sep>``). Perplexity ``exp(nll / tokens)`` depends on the tokenizer; bits per
-byte ``nll / (ln 2 * bytes)`` does not, and compares models with different vocabularies.
+reference (a completion's without the space its tokens carry after ``<sep>``). Perplexity
+``exp(nll / tokens)`` depends on the tokenizer; bits per byte ``nll / (ln 2 * bytes)`` does
+not, and compares models with different vocabularies.
 
 ROUGE-L is torchmetrics' ``ROUGEScore`` (F-measure of the longest common subsequence of
 words, 0-1). BLEU and chrF are sacrebleu's corpus scores (0-100), shared with the translation

@@ -16,9 +16,9 @@ With ``pointer = true`` the core's pointer-generator head (:mod:`plugformer.bloc
 also copy the prompt's words, which headlines reuse (news-headlines turns it on).
 
 Evaluation. ``predict`` scores each example's reference with the model (summed NLL, scored
-tokens, UTF-8 bytes of the reference: a completion's without the space encoded before it) and, for pairs, samples a completion after ``prompt
-<sep>`` with the core's KV-cache decoder (greedy, beam search, temperature, top-k, top-p, repetition
-penalty, stop strings; seeded). Metrics: ``perplexity`` and ``bits_per_byte`` from the
+tokens, UTF-8 bytes of the reference: a completion's without the space encoded before it)
+and, for pairs, samples a completion after ``prompt <sep>`` with the core's KV-cache decoder
+(greedy, beam search, temperature, top-k, top-p, repetition penalty, stop strings; seeded). Metrics: ``perplexity`` and ``bits_per_byte`` from the
 scores; ``rougeL`` (the default ``main_metric``), ``bleu`` and ``chrf`` from the completions.
 For text-only data set the option ``main_metric = "bits_per_byte"``: text examples have no
 completion to compare, and lower is better there.
