@@ -71,6 +71,62 @@ def test_int8_quantises_every_linear_and_leaves_the_source_model(micro_checkpoin
     assert q.inference_precision == "int8"
 
 
+def test_int8_calls_torch_aos_kernel_directly_with_the_same_outputs() -> None:
+    """``Int8Linear`` runs ``torch.ao``'s packed weight through the same kernel: outputs
+    equal to the bit, for any leading dimensions."""
+    from torch import nn
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
+
+    from plugformer.inference.layout import Int8Linear
+    from plugformer.inference.quantize import prepare
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 24), nn.ReLU(), nn.Linear(24, 8, bias=False))
+    x = torch.randn(3, 5, 16)  # (B, T, C)
+    fast = prepare(model, "int8")
+    assert [type(m) for m in (fast[0], fast[2])] == [Int8Linear, Int8Linear]
+    stock = [m.quantized for m in (fast[0], fast[2])]  # the torch.ao modules they call
+    assert all(type(m) is DynamicQuantizedLinear for m in stock)
+    with torch.inference_mode():
+        want = stock[1](torch.relu(stock[0](x)))
+        assert torch.equal(fast(x), want)
+    assert type(model[0]) is nn.Linear  # the source model is left as it was
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.ao's notice (the reference)
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_swiglu_fused_for_inference_computes_the_same_function(precision: str) -> None:
+    """``prepare`` fuses the native MLP's gate and up projections (one product per step): the
+    prepared model has ``gate_up`` and no ``gate``/``up``, and its logits are the unfused
+    model's under the same precision (fp32: to rounding; int8: per-channel scales are per
+    output row, so stacking rows quantises each weight exactly as before)."""
+    from plugformer.config import ModelConfig
+    from plugformer.inference.quantize import prepare
+    from plugformer.models.gpt import GPT
+
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(n_layers=2, d_model=32, n_heads=2, max_seq_len=16, vocab_size=64))
+    ids = torch.randint(0, 64, (2, 9))
+    unfused = model.blocks[0].mlp
+    with torch.inference_mode():
+        if precision == "int8":  # the reference: torch.ao's modules on the unfused model
+            from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+            ref = quantize_dynamic(
+                model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8
+            )
+            want = ref.lm_logits(ref(ids))
+        else:
+            want = model.lm_logits(model(ids))
+        fast = prepare(model, precision)
+        got = fast.lm_logits(fast(ids))
+    mlp = fast.blocks[0].mlp
+    assert mlp.gate_up is not None and not hasattr(mlp, "gate") and not hasattr(mlp, "up")
+    if precision == "int8":
+        assert unfused.gate_up is None and hasattr(unfused, "gate")  # the caller's copy kept
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
 def test_fp32_layout_computes_the_same_function(micro_checkpoint: Path) -> None:
     """fp32 inference holds every linear weight transposed: same logits and greedy tokens,
     ``weight`` still readable as (out, in), biases kept, the tied embedding untouched."""

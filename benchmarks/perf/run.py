@@ -55,6 +55,7 @@ ROOT = HERE.parents[1]
 
 def bench_generate(args: argparse.Namespace, tmp: Path) -> None:
     import copy
+    import warnings
 
     from plugformer.inference.generation import SamplingConfig, generate
     from plugformer.inference.quantize import autocast, prepare
@@ -68,11 +69,20 @@ def bench_generate(args: argparse.Namespace, tmp: Path) -> None:
     ours = GPT(cfg).to(H.DEVICE).eval()
     hf = hf_twin(ours).to(H.DEVICE).eval()
     # The inference precisions of plugformer.inference.quantize, applied as `plugformer.load(...,
-    # precision=)` does (fp32: linear weights held transposed); transformers gets the same int8
-    # dynamic quantisation and bf16 cast.
+    # precision=)` does (fp32: linear weights held transposed, SwiGLU's gate and up fused; int8:
+    # the same fusion, then torch.ao's kernels called directly). transformers gets the stock
+    # recipes: torch.ao's dynamic quantisation (the same qint8 per-channel weights and kernel,
+    # through torch.ao's own modules) and the bf16 cast.
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    with warnings.catch_warnings():  # torch.ao's deprecation notices
+        warnings.simplefilter("ignore")
+        hf_int8 = quantize_dynamic(
+            copy.deepcopy(hf), {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8
+        )
     models = {
         "fp32": (prepare(copy.deepcopy(ours), "fp32"), hf),
-        "int8": (prepare(copy.deepcopy(ours), "int8"), prepare(copy.deepcopy(hf), "int8")),
+        "int8": (prepare(copy.deepcopy(ours), "int8"), hf_int8),
         "bf16": (prepare(copy.deepcopy(ours), "bf16"), copy.deepcopy(hf).to(torch.bfloat16)),
     }
     precisions = [p for p in args.gen_precisions.split(",") if p]

@@ -8,6 +8,12 @@ model (4 layers, width 256, vocabulary 8192; 2-core AMD EPYC, fp32, weights cycl
 the cache as in decoding), and the same time within noise for 32 to 4,096 rows (prompts,
 scoring). :func:`transpose_linears` makes the swap on a model prepared for inference
 (:func:`plugformer.inference.quantize.prepare`, ``fp32``); training never sees it.
+
+For ``int8``, :class:`Int8Linear` holds the packed qint8 weight ``torch.ao``'s dynamic
+quantisation made and calls its kernel directly: ``torch.ao``'s own module goes through the
+operator's Python overload resolution and a dtype cast on every call, which at a decode step's
+size was 6-10 % of the step (batch 1 and 8, benchmarks/perf/README.md). Same kernel, same
+packed weight, same outputs.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["InferenceLinear", "transpose_linears"]
+__all__ = ["InferenceLinear", "Int8Linear", "call_int8_kernels", "transpose_linears"]
 
 
 class InferenceLinear(nn.Module):
@@ -59,4 +65,40 @@ def transpose_linears(module: nn.Module) -> nn.Module:
             setattr(module, name, InferenceLinear(child))
         else:
             transpose_linears(child)
+    return module
+
+
+class Int8Linear(nn.Module):
+    """``torch.ao``'s dynamically quantised linear layer (qint8 weight, per channel), its
+    kernel called directly: ``x (..., in)`` fp32 → ``(..., out)`` fp32. Inference only."""
+
+    def __init__(self, quantized: nn.Module) -> None:
+        super().__init__()
+        self.in_features, self.out_features = quantized.in_features, quantized.out_features
+        self.quantized = quantized  # keeps the packed weight (and its state_dict) alive
+        self._packed = quantized._packed_params._packed_params
+        # reduce_range=True, as torch.ao's module (version 4) calls it
+        self._kernel = torch.ops.quantized.linear_dynamic.default
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._kernel(x, self._packed, True)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, dtype=qint8"
+
+
+def call_int8_kernels(module: nn.Module) -> nn.Module:
+    """Swap every qint8 dynamically quantised linear below ``module`` for an
+    :class:`Int8Linear`, in place; returns ``module``."""
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
+
+    for name, child in list(module.named_children()):
+        if (
+            type(child) is DynamicQuantizedLinear
+            and child._packed_params.dtype == torch.qint8
+            and getattr(child, "version", 4) >= 4
+        ):
+            setattr(module, name, Int8Linear(child))
+        else:
+            call_int8_kernels(child)
     return module

@@ -52,13 +52,21 @@ def prepare(module: Any, precision: str) -> Any:
     ``nn.Linear`` layers hold their weights transposed, in place (the same function, faster
     for decoding's few rows: :mod:`plugformer.inference.layout`); parameters cast to bfloat16
     in place for ``bf16``; a copy whose ``nn.Linear`` layers are dynamically quantised (qint8,
-    per channel) for ``int8``. A module that is itself one ``nn.Linear`` (a bare
-    classification head) is left as it is under ``fp32`` and ``int8``."""
+    per channel) and call their kernel directly (:class:`~plugformer.inference.layout.Int8Linear`)
+    for ``int8``. At every precision, submodules with a ``fuse_for_inference`` method fuse
+    their layers first (the native SwiGLU MLP: gate and up in one product). A module that is
+    itself one ``nn.Linear`` (a bare classification head) is left as it is under ``fp32`` and
+    ``int8``."""
     import torch
     from torch import nn
 
     precision = check_precision(precision)
     module.eval()
+    if precision == "int8":
+        import copy
+
+        module = copy.deepcopy(module)  # quantised below in place: the caller's stays as it is
+    _fuse_for_inference(module)
     if precision == "fp32":
         from plugformer.inference.layout import transpose_linears
 
@@ -76,10 +84,22 @@ def prepare(module: Any, precision: str) -> Any:
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.simplefilter("ignore", UserWarning)
             module = quantize_dynamic(
-                module, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=False
+                module, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True
             )
+        from plugformer.inference.layout import call_int8_kernels
+
+        call_int8_kernels(module)
     module.inference_precision = precision  # marks the module: not for training
     return module
+
+
+def _fuse_for_inference(module: Any) -> None:
+    """Let every submodule that can fuse its layers for inference do so (the native MLP's
+    ``fuse_for_inference``: SwiGLU's two input projections become one)."""
+    for sub in list(module.modules()):
+        fuse = getattr(sub, "fuse_for_inference", None)
+        if callable(fuse):
+            fuse()
 
 
 def autocast(precision: str) -> contextlib.AbstractContextManager[Any]:
