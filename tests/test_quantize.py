@@ -128,19 +128,25 @@ def test_swiglu_fused_for_inference_computes_the_same_function(precision: str) -
 
 
 def test_fp32_layout_computes_the_same_function(micro_checkpoint: Path) -> None:
-    """fp32 inference holds every linear weight transposed: same logits and greedy tokens,
-    ``weight`` still readable as (out, in), biases kept, the tied embedding untouched."""
+    """fp32 inference holds every linear weight in a fast layout (oneDNN-packed on a CPU
+    that has it, else transposed): same logits and greedy tokens, ``weight`` still readable
+    as (out, in), the tied embedding untouched."""
     from torch import nn
 
     import plugformer
     from plugformer.inference.generation import SamplingConfig, generate
-    from plugformer.inference.layout import InferenceLinear, transpose_linears
+    from plugformer.inference.layout import (
+        InferenceLinear,
+        PackedLinear,
+        onednn_linear_available,
+    )
 
     ref = plugformer.load(micro_checkpoint)
     fast = plugformer.load(micro_checkpoint, precision="fp32")
-    swapped = [m for m in fast.model.modules() if type(m) is InferenceLinear]
+    layout = PackedLinear if onednn_linear_available() else InferenceLinear
+    swapped = [m for m in fast.model.modules() if type(m) is layout]
     assert swapped and not any(type(m) is nn.Linear for m in fast.model.modules())
-    assert fast.model.lm_head.weight.shape == ref.model.lm_head.weight.shape  # (V, C) view
+    torch.testing.assert_close(fast.model.lm_head.weight, ref.model.lm_head.weight)  # (V, C)
     assert torch.equal(fast.model.wte.weight, ref.model.wte.weight)
     ids = torch.tensor([ref.tokenizer.encode("It is a truth universally acknowledged")[:16]] * 3)
     torch.testing.assert_close(
@@ -151,12 +157,40 @@ def test_fp32_layout_computes_the_same_function(micro_checkpoint: Path) -> None:
         prompts = [ids[0, :6].tolist(), ids[0, :2].tolist()]  # left-padded batch
         assert generate(fast.model, prompts, cfg, None) == generate(ref.model, prompts, cfg, None)
 
+
+@pytest.mark.parametrize("layout", ["transposed", "packed"])
+def test_each_fp32_layout_is_nn_linears_function(layout: str) -> None:
+    """Both layouts compute ``nn.Linear``'s function for any leading dimensions, with and
+    without bias, keep ``weight`` readable as (out, in), and survive ``copy.deepcopy``."""
+    import copy
+
+    from torch import nn
+
+    from plugformer.inference.layout import (
+        InferenceLinear,
+        PackedLinear,
+        onednn_linear_available,
+        transpose_linears,
+    )
+
+    if layout == "packed" and not onednn_linear_available():
+        pytest.skip("this PyTorch build has no oneDNN linear kernel")
+    cls = PackedLinear if layout == "packed" else InferenceLinear
+    torch.manual_seed(0)
     head = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2, bias=False))
+    weights = [head[0].weight.detach().clone(), head[2].weight.detach().clone()]
     x = torch.randn(5, 7, 4)  # (B, T, C): any leading dimensions
     want = head(x)
-    transpose_linears(head)
-    assert type(head[0]) is InferenceLinear and head[0].bias is not None
-    torch.testing.assert_close(head(x), want)
+    if layout == "packed":
+        head[0], head[2] = PackedLinear(head[0]), PackedLinear(head[2])
+    else:
+        transpose_linears(head)
+    assert type(head[0]) is cls and head[0].bias is not None and head[2].bias is None
+    assert torch.equal(head[0].weight, weights[0]) and torch.equal(head[2].weight, weights[1])
+    with torch.inference_mode():
+        torch.testing.assert_close(head(x), want)
+        torch.testing.assert_close(copy.deepcopy(head)(x), want)
+        torch.testing.assert_close(head(x[:0]), want[:0])  # no rows
 
 
 def _sentiment_checkpoint(backbone: Path, tmp: Path, precision: str) -> Path:
@@ -188,7 +222,7 @@ def test_precision_round_trips_through_a_task_checkpoint(
 
     import plugformer
     from plugformer import plugins
-    from plugformer.inference.layout import InferenceLinear
+    from plugformer.inference.layout import InferenceLinear, PackedLinear
     from plugformer.training.finetune import evaluate
 
     if "sentiment" not in plugins.tasks().names():
@@ -200,9 +234,9 @@ def test_precision_round_trips_through_a_task_checkpoint(
     assert saved.precision == "int8"
     assert not any(type(m) is nn.Linear for m in saved.backbone.modules())
     fp32 = plugformer.load(ckpt, precision="fp32")  # overridden at load time
-    # fp32: the weights stay fp32, held transposed (plugformer.inference.layout), not quantised
+    # fp32: the weights stay fp32, in a fast layout (plugformer.inference.layout), not quantised
     assert fp32.precision == "fp32"
-    assert any(type(m) is InferenceLinear for m in fp32.backbone.modules())
+    assert any(type(m) in (PackedLinear, InferenceLinear) for m in fp32.backbone.modules())
     assert not any(type(m) is nn.Linear for m in fp32.backbone.modules())
     inputs = ["a great film", "an awful film"]
     assert saved.predict(inputs) and fp32.predict(inputs)

@@ -69,7 +69,7 @@ def bench_generate(args: argparse.Namespace, tmp: Path) -> None:
     ours = GPT(cfg).to(H.DEVICE).eval()
     hf = hf_twin(ours).to(H.DEVICE).eval()
     # The inference precisions of plugformer.inference.quantize, applied as `plugformer.load(...,
-    # precision=)` does (fp32: linear weights held transposed, SwiGLU's gate and up fused; int8:
+    # precision=)` does (fp32: linear weights packed for oneDNN, SwiGLU's gate and up fused; int8:
     # the same fusion, then torch.ao's kernels called directly). transformers gets the stock
     # recipes: torch.ao's dynamic quantisation (the same qint8 per-channel weights and kernel,
     # through torch.ao's own modules) and the bf16 cast.
@@ -80,6 +80,12 @@ def bench_generate(args: argparse.Namespace, tmp: Path) -> None:
         hf_int8 = quantize_dynamic(
             copy.deepcopy(hf), {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8
         )
+    # The strongest fp32 reference: the twin with plugformer's own fp32 layer layout
+    # (oneDNN-packed weights, plugformer.inference.layout.fast_linears), as a user of
+    # transformers could set up; what plugformer gains beyond it is its decoding loop.
+    from plugformer.inference.layout import fast_linears
+
+    hf_packed = fast_linears(copy.deepcopy(hf))
     models = {
         "fp32": (prepare(copy.deepcopy(ours), "fp32"), hf),
         "int8": (prepare(copy.deepcopy(ours), "int8"), hf_int8),
@@ -112,6 +118,8 @@ def bench_generate(args: argparse.Namespace, tmp: Path) -> None:
             suffix = "" if prec == "fp32" else f" {prec}"
             variants[f"plugformer{suffix}"] = lambda m=mine, p=prec: run_ours(m, p)
             variants[f"hf{suffix}"] = lambda m=theirs: run_hf(m)
+            if prec == "fp32":
+                variants["hf packed"] = lambda m=hf_packed: run_hf(m)
         variants["recompute"] = lambda: run_ours(models["fp32"][0], "fp32", use_cache=False)
         for name, fn in variants.items():
             if name != "recompute":
@@ -133,6 +141,8 @@ def bench_generate(args: argparse.Namespace, tmp: Path) -> None:
                     ("hf" if p == "fp32" else f"hf {p}"): ("hf" if p == "fp32" else f"hf {p}")
                     for p in precisions
                 }
+                if "hf packed" in times:
+                    ref["hf packed"] = "hf packed"
                 if name != "plugformer":
                     ref["plugformer fp32"] = "plugformer"
                 else:

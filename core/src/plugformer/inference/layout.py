@@ -1,12 +1,22 @@
-"""Weight layout for fp32 inference: linear layers with their weights stored transposed.
+"""Weight layouts for inference: the kernels a decode step's few rows multiply fastest.
 
-``nn.Linear`` keeps its weight as (out, in) and computes ``x @ W.T``; for the few rows of a
-decode step (batch 1 to 8, one token each) the CPU's GEMM reads that transposed operand
-slowly. Stored once as a contiguous (in, out) matrix, the same product ``x @ W_t`` took 46 %
-less time at batch 1 and 14 % less at batch 8 over the 21 weight matrices of the benchmark
-model (4 layers, width 256, vocabulary 8192; 2-core AMD EPYC, fp32, weights cycling through
-the cache as in decoding), and the same time within noise for 32 to 4,096 rows (prompts,
-scoring). :func:`transpose_linears` makes the swap on a model prepared for inference
+fp32, on a CPU with oneDNN (PyTorch's CPU builds): :class:`PackedLinear` holds each linear
+layer's weight in oneDNN's packed layout (``torch.ops.mkldnn._reorder_linear_weight``, what
+``torch.compile``'s CPU weight freezing does) and multiplies with oneDNN's inner-product
+kernel. On the 2-core AMD EPYC of our benchmarks, over the benchmark model's 21 weight
+matrices (4 layers, width 256, vocabulary 8192), that took half the time of ``x @ W_t`` at 8
+rows, two thirds at 32 and 128, and the same at 1; greedy decoding at batch 8 ran 1.6x
+faster, with the same tokens (benchmarks/perf/README.md). MKL's GEMM, behind ``nn.Linear``,
+is slow on small row counts on this CPU.
+
+fp32 elsewhere (no oneDNN, or weights on a GPU): :class:`InferenceLinear` stores the weight
+transposed. ``nn.Linear`` keeps it as (out, in) and computes ``x @ W.T``; for the few rows of
+a decode step the CPU's GEMM reads that transposed operand slowly. Stored once as a
+contiguous (in, out) matrix, the same product ``x @ W_t`` took 46 % less time at batch 1 and
+14 % less at batch 8 on the same CPU and model, and the same time within noise for 32 to
+4,096 rows (prompts, scoring).
+
+:func:`fast_linears` makes the swap on a model prepared for inference
 (:func:`plugformer.inference.quantize.prepare`, ``fp32``); training never sees it.
 
 For ``int8``, :class:`Int8Linear` holds the packed qint8 weight ``torch.ao``'s dynamic
@@ -21,7 +31,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["InferenceLinear", "Int8Linear", "call_int8_kernels", "transpose_linears"]
+__all__ = [
+    "InferenceLinear",
+    "Int8Linear",
+    "PackedLinear",
+    "call_int8_kernels",
+    "fast_linears",
+    "onednn_linear_available",
+    "transpose_linears",
+]
 
 
 class InferenceLinear(nn.Module):
@@ -54,6 +72,85 @@ class InferenceLinear(nn.Module):
     def extra_repr(self) -> str:
         has_bias = self.bias is not None
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={has_bias}"
+
+
+class PackedLinear(nn.Module):
+    """``nn.Linear``'s function with the weight in oneDNN's packed layout (fp32, CPU):
+    ``x (..., in) → (..., out)``. For inference only (no gradient to the weight).
+
+    ``weight`` is still readable as the (out, in) matrix, unpacked on each read (a copy);
+    the packed tensor is opaque, so it is not a parameter: it is in no ``state_dict`` and
+    ``.to()`` does not move it. ``copy.deepcopy`` works (it packs a copy).
+    """
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self._packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach().float())
+        self.bias = (
+            None
+            if linear.bias is None
+            else nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
+        )
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The (out, in) weight, unpacked (a copy)."""
+        return self._packed.to_dense()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._linear_pointwise(x, self._packed, self.bias, "none", [], "")
+
+    def __deepcopy__(self, memo: dict[int, object]) -> PackedLinear:
+        linear = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None)
+        with torch.no_grad():
+            linear.weight.copy_(self.weight)
+            if self.bias is not None:
+                linear.bias.copy_(self.bias)
+        copied = PackedLinear(linear)
+        copied.train(self.training)
+        memo[id(self)] = copied
+        return copied
+
+    def extra_repr(self) -> str:
+        has_bias = self.bias is not None
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={has_bias}"
+
+
+_ONEDNN: bool | None = None
+
+
+def onednn_linear_available() -> bool:
+    """Whether this PyTorch build packs fp32 linear weights for oneDNN and multiplies with
+    them correctly (probed once per process on a small layer against ``F.linear``)."""
+    global _ONEDNN
+    if _ONEDNN is None:
+        _ONEDNN = False
+        if torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise"):
+            try:
+                probe = nn.Linear(24, 40)
+                x = torch.randn(3, 5, 24, generator=torch.Generator().manual_seed(0))
+                with torch.no_grad():
+                    want = probe(x)
+                    got = PackedLinear(probe)(x)
+                _ONEDNN = bool(torch.allclose(got, want, rtol=1e-4, atol=1e-5))
+            except (RuntimeError, AttributeError):  # an op missing or unsupported here
+                _ONEDNN = False
+    return _ONEDNN
+
+
+def fast_linears(module: nn.Module) -> nn.Module:
+    """Swap every fp32 ``nn.Linear`` below ``module`` for the fastest inference layout, in
+    place: a :class:`PackedLinear` where the weight is on a CPU with oneDNN, else an
+    :class:`InferenceLinear`; returns ``module``. Tied weights (a language-model head sharing
+    the embedding's matrix) get their own copy: the embedding lookup keeps the original."""
+    for name, child in list(module.named_children()):
+        if type(child) is nn.Linear and child.weight.dtype == torch.float32:
+            packed = child.weight.device.type == "cpu" and onednn_linear_available()
+            setattr(module, name, PackedLinear(child) if packed else InferenceLinear(child))
+        else:
+            fast_linears(child)
+    return module
 
 
 def transpose_linears(module: nn.Module) -> nn.Module:

@@ -3,8 +3,9 @@
 ``int8`` swaps every ``nn.Linear`` for ``torch.ao``'s dynamically quantised linear (qint8
 weights, per output channel; activations quantised per batch, accumulation in int32), which
 reads a quarter of the fp32 weight bytes per decode step, the bound of batch-1 CPU decoding.
-``fp32`` keeps the weights but stores each linear layer's transposed
-(:mod:`plugformer.inference.layout`), which a decode step's few rows multiply faster.
+``fp32`` keeps the weights but stores each linear layer's in the layout a decode step's few
+rows multiply fastest: oneDNN's packed one on a CPU, else transposed
+(:mod:`plugformer.inference.layout`).
 ``bf16`` casts the parameters to bfloat16 and runs under bf16 autocast (fast only where the
 CPU has native bf16). Both are for inference only: :func:`prepare` returns a model for
 ``torch.inference_mode``, and training never calls it.
@@ -49,8 +50,9 @@ def saved_precision(manifest: dict[str, Any]) -> str:
 
 def prepare(module: Any, precision: str) -> Any:
     """``module`` (eval mode) ready to run inference at ``precision``: for ``fp32``, its
-    ``nn.Linear`` layers hold their weights transposed, in place (the same function, faster
-    for decoding's few rows: :mod:`plugformer.inference.layout`); parameters cast to bfloat16
+    ``nn.Linear`` layers hold their weights packed for oneDNN on a CPU, else transposed, in
+    place (the same function, faster for decoding's few rows:
+    :mod:`plugformer.inference.layout`); parameters cast to bfloat16
     in place for ``bf16``; a copy whose ``nn.Linear`` layers are dynamically quantised (qint8,
     per channel) and call their kernel directly (:class:`~plugformer.inference.layout.Int8Linear`)
     for ``int8``. At every precision, submodules with a ``fuse_for_inference`` method fuse
@@ -68,9 +70,9 @@ def prepare(module: Any, precision: str) -> Any:
         module = copy.deepcopy(module)  # quantised below in place: the caller's stays as it is
     _fuse_for_inference(module)
     if precision == "fp32":
-        from plugformer.inference.layout import transpose_linears
+        from plugformer.inference.layout import fast_linears
 
-        transpose_linears(module)
+        fast_linears(module)
     elif precision == "bf16":
         for sub in module.modules():
             for p in sub.parameters(recurse=False):
