@@ -193,6 +193,19 @@ def test_each_fp32_layout_is_nn_linears_function(layout: str) -> None:
         torch.testing.assert_close(head(x[:0]), want[:0])  # no rows
 
 
+def test_the_onednn_probe_leaves_the_global_seed_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading a model at fp32 probes oneDNN once; the probe must not draw from the global
+    generator, or a seeded run would sample differently depending on what it loaded."""
+    from plugformer.inference import layout
+
+    monkeypatch.setattr(layout, "_ONEDNN", None)  # probe again
+    torch.manual_seed(7)
+    want = torch.rand(4)
+    torch.manual_seed(7)
+    layout.onednn_linear_available()
+    assert torch.equal(torch.rand(4), want)
+
+
 def _sentiment_checkpoint(backbone: Path, tmp: Path, precision: str) -> Path:
     from plugformer.config import TaskSpec, parse_model
     from plugformer.training.finetune import finetune

@@ -128,9 +128,10 @@ def onednn_linear_available() -> bool:
         _ONEDNN = False
         if torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise"):
             try:
-                probe = nn.Linear(24, 40)
-                x = torch.randn(3, 5, 24, generator=torch.Generator().manual_seed(0))
-                with torch.no_grad():
+                with torch.random.fork_rng(devices=[]), torch.no_grad():  # leave the seed be
+                    torch.manual_seed(0)
+                    probe = nn.Linear(24, 40)
+                    x = torch.randn(3, 5, 24)  # (B, T, C)
                     want = probe(x)
                     got = PackedLinear(probe)(x)
                 _ONEDNN = bool(torch.allclose(got, want, rtol=1e-4, atol=1e-5))
