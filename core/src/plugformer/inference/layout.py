@@ -5,7 +5,7 @@ layer's weight in oneDNN's packed layout (``torch.ops.mkldnn._reorder_linear_wei
 ``torch.compile``'s CPU weight freezing does) and multiplies with oneDNN's inner-product
 kernel. On the 2-core AMD EPYC of our benchmarks, over the benchmark model's 21 weight
 matrices (4 layers, width 256, vocabulary 8192), that took half the time of ``x @ W_t`` at 8
-rows, two thirds at 32 and 128, and the same at 1; greedy decoding at batch 8 ran 1.6x
+rows, two thirds at 32 and 128, and the same at 1; greedy decoding at batch 8 ran 1.3-1.6x
 faster, with the same tokens (benchmarks/perf/README.md). MKL's GEMM, behind ``nn.Linear``,
 is slow on small row counts on this CPU.
 
