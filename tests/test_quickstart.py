@@ -87,6 +87,13 @@ def test_fast_quickstart_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.Mon
     assert 0 < result["total_seconds"] <= result["job_seconds"]
     assert list(Path(result["suite_dir"]).glob("*.png"))
     assert list((Path(result["suite_dir"]) / "predictions").glob("*.jsonl"))
+    # The machine the figures depend on: the precision "auto" trained in, and the report says so.
+    from plugformer.training.common import resolve_precision
+
+    hardware = result["hardware"]
+    assert hardware["training_precision"] == resolve_precision("auto")
+    assert hardware["cpu_capability"] and hardware["cpu"]
+    assert f"training in {hardware['training_precision']}" in report
 
 
 @pytest.mark.network

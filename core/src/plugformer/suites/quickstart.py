@@ -376,12 +376,7 @@ def quickstart(
     done = _stage("report", timings)
     result = {
         "date": time.strftime("%Y-%m-%d"),
-        "hardware": {
-            "machine": platform.machine(),
-            "processor": platform.processor(),
-            "cpus": __import__("os").cpu_count(),
-            "python": platform.python_version(),
-        },
+        "hardware": _hardware(),
         "fast": fast,
         "minutes": minutes,
         "deadline": budget,
@@ -441,12 +436,45 @@ def _suite_budget(
     }
 
 
+def _hardware() -> dict[str, Any]:
+    """What the run's figures depend on: the CPU (model, core count, the instruction set torch
+    dispatches to) and the precision ``"auto"`` resolved to for training here (bf16-mixed
+    where the CPU computes bf16 natively, else fp32): a run is only comparable with one on
+    the same kind of machine."""
+    import os
+
+    import torch
+
+    from plugformer.training.common import resolve_precision
+
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:  # not Linux: platform.processor() is what there is
+        pass
+    return {
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "training_precision": resolve_precision("auto"),
+        "python": platform.python_version(),
+    }
+
+
 def _quickstart_markdown(result: dict[str, Any], suite_report: str) -> str:
+    hw = result["hardware"]
+    cpu = ", ".join(str(x) for x in (hw.get("cpu"), hw["machine"], hw.get("cpu_capability")) if x)
+    precision = f", training in {hw['training_precision']}" if hw.get("training_precision") else ""
     lines = [
         f"# plugformer quickstart — {result['date']}",
         "",
-        f"Hardware: {result['hardware']['cpus']} CPU cores ({result['hardware']['machine']}), "
-        f"Python {result['hardware']['python']}. Total {result.get('total_seconds', 0) / 60:.1f} "
+        f"Hardware: {hw['cpus']} CPU cores ({cpu}){precision}, "
+        f"Python {hw['python']}. Total {result.get('total_seconds', 0) / 60:.1f} "
         f"minutes; stage wall times (s): {result['stage_seconds']}.",
         "",
         *(
