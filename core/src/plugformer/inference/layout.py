@@ -42,7 +42,25 @@ __all__ = [
 ]
 
 
-class InferenceLinear(nn.Module):
+class _FrozenLinear(nn.Module):
+    """What the fp32 inference layouts share: ``nn.Linear``'s sizes, its bias (copied, no
+    gradient) and its repr; a subclass stores the weight its own way."""
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.bias = (
+            None
+            if linear.bias is None
+            else nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
+        )
+
+    def extra_repr(self) -> str:
+        has_bias = self.bias is not None
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={has_bias}"
+
+
+class InferenceLinear(_FrozenLinear):
     """``nn.Linear``'s function, the weight held as (in, out): ``x (..., in) → (..., out)``.
 
     ``weight`` is still readable, as the (out, in) view code written for ``nn.Linear``
@@ -50,15 +68,9 @@ class InferenceLinear(nn.Module):
     """
 
     def __init__(self, linear: nn.Linear) -> None:
-        super().__init__()
-        self.in_features, self.out_features = linear.in_features, linear.out_features
+        super().__init__(linear)
         w = linear.weight.detach()
         self.weight_t = nn.Parameter(w.t().contiguous(), requires_grad=False)  # (in, out)
-        self.bias = (
-            None
-            if linear.bias is None
-            else nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
-        )
 
     @property
     def weight(self) -> torch.Tensor:
@@ -69,12 +81,8 @@ class InferenceLinear(nn.Module):
         y = x @ self.weight_t  # (..., out)
         return y if self.bias is None else y + self.bias
 
-    def extra_repr(self) -> str:
-        has_bias = self.bias is not None
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={has_bias}"
 
-
-class PackedLinear(nn.Module):
+class PackedLinear(_FrozenLinear):
     """``nn.Linear``'s function with the weight in oneDNN's packed layout (fp32, CPU):
     ``x (..., in) → (..., out)``. For inference only (no gradient to the weight).
 
@@ -84,14 +92,8 @@ class PackedLinear(nn.Module):
     """
 
     def __init__(self, linear: nn.Linear) -> None:
-        super().__init__()
-        self.in_features, self.out_features = linear.in_features, linear.out_features
+        super().__init__(linear)
         self._packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach().float())
-        self.bias = (
-            None
-            if linear.bias is None
-            else nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
-        )
 
     @property
     def weight(self) -> torch.Tensor:
@@ -111,10 +113,6 @@ class PackedLinear(nn.Module):
         copied.train(self.training)
         memo[id(self)] = copied
         return copied
-
-    def extra_repr(self) -> str:
-        has_bias = self.bias is not None
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={has_bias}"
 
 
 _ONEDNN: bool | None = None
