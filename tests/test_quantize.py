@@ -206,6 +206,27 @@ def test_the_onednn_probe_leaves_the_global_seed_alone(monkeypatch: pytest.Monke
     assert torch.equal(torch.rand(4), want)
 
 
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_preparing_or_copying_a_model_leaves_the_global_seed_alone(precision: str) -> None:
+    """Loading at a precision fuses and swaps layers; building them must not draw from the
+    global generator (a seeded run would otherwise depend on what it loaded), nor must
+    ``copy.deepcopy`` of the prepared model."""
+    import copy
+
+    from plugformer.config import ModelConfig
+    from plugformer.inference import layout
+    from plugformer.inference.quantize import prepare
+    from plugformer.models.gpt import GPT
+
+    layout.onednn_linear_available()  # probed already (its own test covers the probe)
+    model = GPT(ModelConfig(n_layers=1, d_model=32, n_heads=2, max_seq_len=16, vocab_size=64))
+    torch.manual_seed(7)
+    want = torch.rand(4)
+    torch.manual_seed(7)
+    copy.deepcopy(prepare(model, precision))
+    assert torch.equal(torch.rand(4), want)
+
+
 def _sentiment_checkpoint(backbone: Path, tmp: Path, precision: str) -> Path:
     from plugformer.config import TaskSpec, parse_model
     from plugformer.training.finetune import finetune

@@ -28,6 +28,8 @@ packed weight, same outputs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -104,7 +106,10 @@ class PackedLinear(_FrozenLinear):
         return torch.ops.mkldnn._linear_pointwise(x, self._packed, self.bias, "none", [], "")
 
     def __deepcopy__(self, memo: dict[int, object]) -> PackedLinear:
-        linear = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None)
+        # skip_init: no random init to overwrite, and no draw from the global generator
+        linear = nn.utils.skip_init(
+            nn.Linear, self.in_features, self.out_features, bias=self.bias is not None
+        )
         with torch.no_grad():
             linear.weight.copy_(self.weight)
             if self.bias is not None:
@@ -123,7 +128,7 @@ def onednn_linear_available() -> bool:
     them correctly (probed once per process on a small layer against ``F.linear``)."""
     global _ONEDNN
     if _ONEDNN is None:
-        _ONEDNN = False
+        _ONEDNN = False  # unless the probe below passes
         if torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise"):
             try:
                 with torch.random.fork_rng(devices=[]), torch.no_grad():  # leave the seed be
@@ -134,7 +139,7 @@ def onednn_linear_available() -> bool:
                     got = PackedLinear(probe)(x)
                 _ONEDNN = bool(torch.allclose(got, want, rtol=1e-4, atol=1e-5))
             except (RuntimeError, AttributeError):  # an op missing or unsupported here
-                _ONEDNN = False
+                pass
     return _ONEDNN
 
 
@@ -143,24 +148,36 @@ def fast_linears(module: nn.Module) -> nn.Module:
     place: a :class:`PackedLinear` where the weight is on a CPU with oneDNN, else an
     :class:`InferenceLinear`; returns ``module``. Tied weights (a language-model head sharing
     the embedding's matrix) get their own copy: the embedding lookup keeps the original."""
-    for name, child in list(module.named_children()):
-        if type(child) is nn.Linear and child.weight.dtype == torch.float32:
-            packed = child.weight.device.type == "cpu" and onednn_linear_available()
-            setattr(module, name, PackedLinear(child) if packed else InferenceLinear(child))
-        else:
-            fast_linears(child)
-    return module
+
+    def swap(child: nn.Module) -> nn.Module | None:
+        if not _is_fp32_linear(child):
+            return None
+        packed = child.weight.device.type == "cpu" and onednn_linear_available()
+        return PackedLinear(child) if packed else InferenceLinear(child)
+
+    return _swap_children(module, swap)
 
 
 def transpose_linears(module: nn.Module) -> nn.Module:
     """Swap every fp32 ``nn.Linear`` below ``module`` for an :class:`InferenceLinear`, in place;
     returns ``module``. Tied weights (a language-model head sharing the embedding's matrix)
     get their own transposed copy: the embedding lookup keeps the original."""
+    return _swap_children(module, lambda c: InferenceLinear(c) if _is_fp32_linear(c) else None)
+
+
+def _is_fp32_linear(module: nn.Module) -> bool:
+    return type(module) is nn.Linear and module.weight.dtype == torch.float32
+
+
+def _swap_children(module: nn.Module, swap: Callable[[nn.Module], nn.Module | None]) -> nn.Module:
+    """Replace, in place, every submodule below ``module`` for which ``swap`` returns a
+    module (a swapped one is not searched further); returns ``module``."""
     for name, child in list(module.named_children()):
-        if type(child) is nn.Linear and child.weight.dtype == torch.float32:
-            setattr(module, name, InferenceLinear(child))
+        new = swap(child)
+        if new is None:
+            _swap_children(child, swap)
         else:
-            transpose_linears(child)
+            setattr(module, name, new)
     return module
 
 
@@ -188,13 +205,12 @@ def call_int8_kernels(module: nn.Module) -> nn.Module:
     :class:`Int8Linear`, in place; returns ``module``."""
     from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
 
-    for name, child in list(module.named_children()):
-        if (
+    def swap(child: nn.Module) -> nn.Module | None:
+        qint8 = (
             type(child) is DynamicQuantizedLinear
             and child._packed_params.dtype == torch.qint8
-            and getattr(child, "version", 4) >= 4
-        ):
-            setattr(module, name, Int8Linear(child))
-        else:
-            call_int8_kernels(child)
-    return module
+            and getattr(child, "version", 4) >= 4  # Int8Linear passes reduce_range as v4 does
+        )
+        return Int8Linear(child) if qint8 else None
+
+    return _swap_children(module, swap)

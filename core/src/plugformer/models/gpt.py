@@ -182,8 +182,15 @@ class MLP(nn.Module):
         if not self.swiglu or self.gate_up is not None:
             return
         gate, up = self.gate, self.up
-        fused = nn.Linear(gate.in_features, 2 * gate.out_features, bias=gate.bias is not None)
-        fused.to(gate.weight.device, gate.weight.dtype)
+        # skip_init: the weights are copied in, so no random init (and no global-RNG draw)
+        fused = nn.utils.skip_init(
+            nn.Linear,
+            gate.in_features,
+            2 * gate.out_features,
+            bias=gate.bias is not None,
+            device=gate.weight.device,
+            dtype=gate.weight.dtype,
+        )
         with torch.no_grad():
             fused.weight.copy_(torch.cat([gate.weight, up.weight]))  # (2 * hidden, C)
             if gate.bias is not None:
