@@ -310,3 +310,36 @@ def test_field_flags_take_a_json_list_for_a_field_that_holds_one() -> None:
     )
     assert texts == ["hello"]
     assert fields == {"tokens": ["New", "York"], "text": "[spoiler] great", "tags": "[1, 2"}
+
+
+def test_finetune_max_seq_len_extends_a_rotary_backbone_and_the_checkpoint_keeps_it(
+    micro_checkpoint: Path, tmp_path: Path
+) -> None:
+    """``finetune.max_seq_len`` lets a task read past the pretraining context (32 tokens for
+    the micro backbone): the features are encoded to the longer budget, and the checkpoint
+    reloads with it."""
+    import plugformer
+
+    words = " ".join(["very"] * 40)
+    rows = [
+        {"text": f"a {w} film, {words} {w}", "label": lab}
+        for w, lab in [("great", "pos"), ("awful", "neg")] * 4
+    ]
+    (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    spec = {
+        "task": "sentiment",
+        "data": {"train": str(tmp_path / "train.jsonl"), "holdout": 0.25},
+        "finetune": {"max_steps": 2, "batch_size": 4, "progress": False, "max_seq_len": 48},
+    }
+    from plugformer.config import TaskSpec
+
+    summary = plugformer.finetune(
+        TaskSpec.model_validate(spec), backbone=str(micro_checkpoint), out_dir=tmp_path / "run"
+    )
+    manifest = json.loads((Path(summary["checkpoint"]) / "plugformer.json").read_text())
+    assert manifest["model_config"]["max_seq_len"] == 48
+    predictor = plugformer.load(summary["checkpoint"])
+    assert predictor.backbone.max_seq_len == 48 and predictor.task.length_budget == 48
+    (feature,) = predictor.task.encode(predictor.task.example_from_input(rows[0]), train=False)
+    assert 32 < len(feature["input_ids"]) <= 48  # longer than the pretraining context
+    assert predictor.predict(rows[0]["text"])["label"] in {"pos", "neg"}

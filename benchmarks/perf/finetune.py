@@ -108,7 +108,9 @@ def _bench_one(
     cfg = model_config(vocab_size=task.tokenizer.vocab_size)
     models = {}
     for who in ("plugformer", "plain"):
-        backbone = GPT(cfg).to(H.DEVICE)
+        # the plain loop attends with PyTorch's SDPA; plugformer with its `attention = "auto"`
+        attention = "auto" if who == "plugformer" else "sdpa"
+        backbone = GPT(cfg.model_copy(update={"attention": attention})).to(H.DEVICE)
         models[who] = (backbone, task.build_head(backbone).to(H.DEVICE))
     train_dl, _, _, _ = loaders(task, spec, examples, [])
     # The plain loop's i-th step gets the batch plugformer's i-th step gets: the loader's

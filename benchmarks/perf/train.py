@@ -322,7 +322,9 @@ def bench_train(args: argparse.Namespace, tmp: Path) -> None:
             module = PretrainModule(config, CausalLM(), 0, 4.0)
             data = PretrainData(cache, config)
             cfg = config.model
-            plain = GPT(cfg).to(H.DEVICE)
+            # The plain loop attends with PyTorch's SDPA, as nanoGPT does; `attention = "auto"`
+            # (the explicit product where it pays) is plugformer's own choice.
+            plain = GPT(cfg.model_copy(update={"attention": "sdpa"})).to(H.DEVICE)
             hf = hf_twin(plain).to(H.DEVICE)
             n_params = plain.num_params(non_embedding=False)
             step_args = (cfg.max_seq_len, precision, compile_, config.optim.grad_clip)

@@ -104,6 +104,12 @@ class ModelConfig(StrictModel):
     """Normalisation layer of the pre-norm blocks."""
     causal: bool = True
     """Causal (GPT) attention; false gives a bidirectional encoder (masked-LM pretraining)."""
+    attention: Literal["auto", "sdpa", "explicit"] = "auto"
+    """How attention is computed; the same function either way, so it can change between
+    runs of one checkpoint (as ``attn_implementation`` in transformers): ``sdpa`` is PyTorch's
+    ``scaled_dot_product_attention``, ``explicit`` two batched products and a float32 softmax,
+    ``auto`` explicit where that was measured faster — training in bfloat16 on a CPU over at
+    most 128 positions, where the CPU flash kernel's backward is slow — and sdpa elsewhere."""
     tie_embeddings: bool = True
     """Share the token embedding matrix with the LM head."""
     bias: bool = False
@@ -546,6 +552,11 @@ class FinetuneConfig(HardwareConfig):
     warmup_ratio: float = Field(0.06, ge=0, lt=1)
     """Share of the steps spent warming the learning rate up."""
     grad_clip: float = Field(1.0, ge=0)
+    max_seq_len: int | None = Field(None, ge=2)
+    """Read this many tokens, more than the backbone was pretrained on: a rotary backbone's
+    positions run on past its pretraining context (``BackboneFamily.extend_context``) and
+    fine-tuning trains them; the checkpoint keeps the longer context. Unset: the
+    backbone's own. A family that cannot extend (learned positions) says so."""
     freeze_backbone: bool = False
     """Train the head only."""
     freeze_layers: int = Field(0, ge=0)

@@ -67,6 +67,14 @@ class NativeFamily(BackboneFamily):
         embeddings = [m for m in (model.wte, model.wpe) if m is not None]
         return embeddings, list(model.blocks)
 
+    def extend_context(self, model: Any, max_seq_len: int) -> None:
+        from plugformer.errors import PlugformerError
+
+        try:
+            model.extend_context(max_seq_len)
+        except ValueError as exc:
+            raise PlugformerError(f"finetune.max_seq_len = {max_seq_len}: {exc}") from None
+
 
 class ScratchFamily(BackboneFamily):
     """``scratch:REF``: the backbone REF names, re-initialised by its own family."""

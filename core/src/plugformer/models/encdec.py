@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from plugformer.config import ModelConfig
@@ -42,6 +41,7 @@ from plugformer.models.gpt import (
     Block,
     KVCache,
     add_lm_head_and_rope,
+    attend,
     make_norm,
     scale_residual_init,
 )
@@ -90,6 +90,7 @@ class CrossAttention(nn.Module):
         self.kv = nn.Linear(cfg.d_model, 2 * cfg.d_model, bias=cfg.bias)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.bias)
         self.dropout = cfg.dropout
+        self.impl = cfg.attention
 
     def memory(self, enc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Keys and values (each (B, nh, S, hs)) of the encoder output ``enc`` (B, S, C)."""
@@ -101,9 +102,8 @@ class CrossAttention(nn.Module):
     def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor):
         B, T, C = x.shape
         q = self.q(x).view(B, T, self.n_heads, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
-        )  # (B, nh, T, hs)
+        dropout = self.dropout if self.training else 0.0
+        y = attend(q, k, v, mask, False, dropout, self.impl)  # (B, nh, T, hs)
         return self.proj(y.transpose(1, 2).contiguous().view(B, T, C))  # (B, T, C)
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "check_loaded",
     "check_model_family",
     "check_pretrainable",
+    "extend_context",
     "family_name",
     "freeze_layers",
     "get_family",
@@ -142,6 +143,13 @@ class BackboneFamily:
             )
         for module in [*embeddings, *blocks[:n]]:
             module.requires_grad_(False)
+
+    def extend_context(self, model: Any, max_seq_len: int) -> None:
+        """Let ``model`` read ``max_seq_len`` tokens, more than it was built for
+        (``finetune.max_seq_len``); families whose positions cannot be extended refuse."""
+        raise PlugformerError(
+            f"backbone family {self.name!r} cannot extend its context to {max_seq_len} tokens"
+        )
 
     def kind(self, model: Any) -> str:
         """One of :data:`KINDS`."""
@@ -271,3 +279,10 @@ def kind_of(model: Any) -> str:
 def freeze_layers(model: Any, n: int) -> None:
     """Freeze a backbone's embeddings and lowest ``n`` layers, whatever its family."""
     get_family(family_name(model)).freeze_layers(model, n)
+
+
+def extend_context(model: Any, max_seq_len: int) -> None:
+    """Extend a backbone's context to ``max_seq_len`` tokens, whatever its family (a no-op
+    when it already reads that many)."""
+    if max_seq_len > model.max_seq_len:
+        get_family(family_name(model)).extend_context(model, max_seq_len)

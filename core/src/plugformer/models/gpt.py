@@ -100,6 +100,70 @@ class KVCache:
         self.v = [v[:n] for v in self.v]
 
 
+EXPLICIT_ATTENTION_MAX_KEYS = 256
+"""Longest key span at which training in bfloat16 on a CPU takes :func:`explicit_attention`."""
+
+
+def _explicit_pays(q: torch.Tensor, k: torch.Tensor) -> bool:
+    """Whether :func:`explicit_attention` beats SDPA here: training (gradients wanted) in
+    bfloat16 on a CPU, over at most :data:`EXPLICIT_ATTENTION_MAX_KEYS` keys. There PyTorch's
+    CPU kernels are slow in bfloat16, the flash kernel's backward most of all. Forward +
+    backward, causal, 2 cores with AVX512-BF16, ms for flash / math / explicit, at (B, nh, T,
+    hs) = (16, 2, 128, 32): 7.5 / 4.6 / 3.1; (32, 4, 128, 64): 36.7 / 27.9 / 14.9; (16, 4, 256,
+    64): 36.3 / 40.8 / 27.0; (8, 2, 256, 32): 6.8 / 6.2 / 7.7; (4, 4, 512, 64): 34.5 / 38.5 /
+    39.0. In float32, and without gradients, SDPA was as fast or faster."""
+    return (
+        q.device.type == "cpu"
+        and q.dtype == torch.bfloat16
+        and k.size(-2) <= EXPLICIT_ATTENTION_MAX_KEYS
+        and torch.is_grad_enabled()
+        and q.requires_grad
+    )
+
+
+def attend(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None,
+    is_causal: bool,
+    dropout: float,
+    impl: str = "auto",
+) -> torch.Tensor:
+    """Scaled dot-product attention of q (B, nh, T, hs) over k, v (B, nh, L, hs), computed as
+    ``impl`` (``ModelConfig.attention``) says: ``sdpa`` (PyTorch's fused kernels),
+    ``explicit`` (:func:`explicit_attention`) or ``auto`` (explicit where it pays)."""
+    if impl == "explicit" or (impl == "auto" and _explicit_pays(q, k)):
+        return explicit_attention(q, k, v, mask, is_causal, dropout)
+    return F.scaled_dot_product_attention(
+        q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=is_causal
+    )
+
+
+def explicit_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None,
+    is_causal: bool,
+    dropout: float = 0.0,
+) -> torch.Tensor:
+    """``F.scaled_dot_product_attention`` as two batched products and a float32 softmax.
+    ``mask`` is boolean (True = may attend), broadcastable to (B, nh, T, L)."""
+    T, L = q.size(-2), k.size(-2)
+    att = torch.matmul(q, k.transpose(-2, -1)) * q.size(-1) ** -0.5  # (B, nh, T, L)
+    if is_causal:
+        att = att.masked_fill(
+            torch.ones(T, L, dtype=torch.bool, device=q.device).triu(1), -torch.inf
+        )
+    if mask is not None:
+        att = att.masked_fill(~mask, -torch.inf)
+    att = att.float().softmax(dim=-1).to(v.dtype)
+    if dropout:
+        att = F.dropout(att, dropout)
+    return torch.matmul(att, v)  # (B, nh, T, hs)
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -109,6 +173,7 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=cfg.bias)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=cfg.bias)
         self.dropout = cfg.dropout
+        self.impl = cfg.attention
 
     def forward(
         self,
@@ -134,14 +199,8 @@ class Attention(nn.Module):
             v = cache.v[layer][:, :, : start + T]  # (B, nh, L, hs)
         # Without an explicit mask, SDPA's is_causal picks the fused kernels (the fast path).
         is_causal = self.causal and mask is None and cache is None
-        y = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=mask,
-            dropout_p=self.dropout if self.training else 0.0,
-            is_causal=is_causal,
-        )  # (B, nh, T, hs)
+        dropout = self.dropout if self.training else 0.0
+        y = attend(q, k, v, mask, is_causal, dropout, self.impl)  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
         return self.proj(y)
 
@@ -265,6 +324,26 @@ class GPT(nn.Module):
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def extend_context(self, max_seq_len: int) -> None:
+        """Read up to ``max_seq_len`` tokens (more than pretraining's ``max_seq_len``): the
+        rotary tables are recomputed for the longer span and positions past the old end are
+        extrapolated, those before it keep exactly the angles they were trained with (no
+        position interpolation, which would move every position). Fine-tuning then trains
+        the new positions. Learned position embeddings have no rows to extrapolate: refused.
+        ``config.max_seq_len`` follows, so a checkpoint saved afterwards reloads extended."""
+        if max_seq_len <= self.max_seq_len:
+            return
+        if self.wpe is not None:
+            raise ValueError(
+                f"learned position embeddings stop at {self.max_seq_len} tokens: only a rotary "
+                "(positions = 'rope') backbone can extend its context"
+            )
+        cos, sin = rope_tables(self.config.d_model // self.config.n_heads, max_seq_len)
+        self.rope_cos = cos.to(self.rope_cos.device)
+        self.rope_sin = sin.to(self.rope_sin.device)
+        self.max_seq_len = max_seq_len
+        self.config = self.config.model_copy(update={"max_seq_len": max_seq_len})
 
     def num_params(self, non_embedding: bool = True) -> int:
         n = sum(p.numel() for p in self.parameters())

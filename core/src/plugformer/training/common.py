@@ -3,7 +3,6 @@ Trainer construction from a :class:`TrainerConfig`, and the non-finite-loss guar
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import warnings
@@ -12,7 +11,6 @@ from typing import Any
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from plugformer.config import TrainerConfig
 from plugformer.errors import PlugformerError
@@ -20,7 +18,6 @@ from plugformer.errors import PlugformerError
 __all__ = [
     "AtomicCheckpointIO",
     "adamw",
-    "attention_kernels",
     "build_trainer",
     "check_resumable",
     "clip_gradients",
@@ -120,18 +117,6 @@ def resolve_compile(compile_: bool | str, max_steps: int, accelerator: str = "au
     import shutil
 
     return any(shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if c)
-
-
-def attention_kernels(precision: str, device: str, seq_len: int) -> Any:
-    """The SDPA kernels to train with: the math kernel for bf16 on CPU at short context.
-
-    PyTorch's CPU flash-attention backward is slow in bf16: at context 128 a bf16 step was
-    ~8 % faster with the math kernel (benchmarks/perf), fp32 ~4 % slower. Longer contexts keep
-    flash attention (the math kernel's memory grows with T²).
-    """
-    if device == "cpu" and str(precision).startswith("bf16") and seq_len <= 256:
-        return sdpa_kernel(SDPBackend.MATH)
-    return contextlib.nullcontext()
 
 
 def cosine_schedule(warmup: int, total: int, min_ratio: float):

@@ -312,6 +312,7 @@ def _finetune(spec: TaskSpec, ref: str, out: Path, resume: bool) -> dict[str, An
     from plugformer.checkpoint import save_task
     from plugformer.errors import ConfigError, Interrupted
     from plugformer.models.backbones import resolve_backbone
+    from plugformer.models.families import extend_context
     from plugformer.signals import checkpoint_on_signal, fit
     from plugformer.training.common import seed_everything
 
@@ -332,6 +333,8 @@ def _finetune(spec: TaskSpec, ref: str, out: Path, resume: bool) -> dict[str, An
         )
     seed_everything(spec.seed)
     loaded = resolve_backbone(ref, seed=spec.seed)
+    if spec.finetune.max_seq_len:
+        extend_context(loaded.model, spec.finetune.max_seq_len)
     task = build_task(spec.task, spec.options, loaded.tokenizer)
     task.check_backbone(loaded.model)
     train = load_examples(task, spec, "train")

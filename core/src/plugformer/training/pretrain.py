@@ -29,7 +29,6 @@ from plugformer.fileio import ensure_dir
 from plugformer.models.families import check_model_family, check_pretrainable, get_family
 from plugformer.training.common import (
     adamw,
-    attention_kernels,
     check_finite,
     check_resumable,
     clip_gradients,
@@ -83,9 +82,7 @@ class PretrainModule(L.LightningModule):
         return self._nats(self._forward(x), y, "mean")  # hidden (B, T, C)
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        kernels = attention_kernels(self.trainer.precision, self.device.type, batch.size(1) - 1)
-        with kernels:
-            loss = self._loss(batch)
+        loss = self._loss(batch)
         if self.trainer.world_size == 1:  # under DDP a nan loss shows in the all-reduced gradients
             check_finite(loss.detach(), self.global_step)
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False)
