@@ -340,8 +340,8 @@ class GPT(nn.Module):
                 "(positions = 'rope') backbone can extend its context"
             )
         cos, sin = rope_tables(self.config.d_model // self.config.n_heads, max_seq_len)
-        self.rope_cos = cos.to(self.rope_cos.device)
-        self.rope_sin = sin.to(self.rope_sin.device)
+        self.rope_cos = cos.to(self.rope_cos)  # the old tables' device and dtype
+        self.rope_sin = sin.to(self.rope_sin)
         self.max_seq_len = max_seq_len
         self.config = self.config.model_copy(update={"max_seq_len": max_seq_len})
 
