@@ -250,3 +250,34 @@ def test_a_hanging_registration_hook_is_timed_out_and_named(
     )
     assert "sentiment" in plugins.tasks()  # the others still load
     assert "register_tasks in sleeper: calling" in capsys.readouterr().err
+
+
+def test_a_signal_while_a_plugin_imports_ends_the_run_not_the_plugin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A signal that lands while a task's module is imported reaches the loader wrapped
+    (Python wraps an exception raised in ``__set_name__`` in a RuntimeError): it must still
+    end the run as an interruption (exit 130 / 143), not report the plugin as broken. Found
+    by the chaos test, whose wall-clock signal once fell in the sentiment plugin's import."""
+    from plugformer.errors import Interrupted
+    from plugformer.plugin_registries import get_task_class
+
+    (tmp_path / "pt_signalled.py").write_text(
+        "from plugformer.errors import Interrupted\n"
+        "class Field:\n"
+        "    def __set_name__(self, owner, name):\n"
+        "        raise Interrupted(15, 'interrupted by SIGTERM')\n"
+        "class SignalledTask:\n"
+        "    by_key = Field()\n",
+        encoding="utf-8",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    plugin = types.SimpleNamespace(
+        register_tasks=hookimpl(lambda register: register("pt_signalled:SignalledTask", name="sig"))
+    )
+    plugins.register_plugin(plugin, "signalled")
+    try:
+        with pytest.raises(Interrupted, match="SIGTERM"):
+            get_task_class("sig")
+    finally:
+        plugins.unregister_plugin("signalled")

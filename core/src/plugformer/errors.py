@@ -14,6 +14,7 @@ __all__ = [
     "Interrupted",
     "PlugformerError",
     "PluginError",
+    "raise_if_interrupted",
 ]
 
 
@@ -55,3 +56,20 @@ class Interrupted(BaseException):
     @property
     def exit_code(self) -> int:
         return 128 + int(self.signum)
+
+
+def raise_if_interrupted(exc: BaseException) -> None:
+    """Re-raise the interruption (Ctrl-C, or a signal's :class:`Interrupted`) behind ``exc``.
+
+    A signal that lands while a plugin's module is being imported can reach an ``except
+    Exception`` block wrapped: Python turns an exception raised inside ``__set_name__`` into
+    a ``RuntimeError`` ("Error calling __set_name__ on ..."), its cause the interruption. Code
+    that isolates plugin failures calls this first, so an interrupted run still ends as one
+    (exit 130 / 143), not as a plugin reported broken."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, (KeyboardInterrupt, Interrupted)):
+            raise current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__

@@ -35,7 +35,7 @@ from typing import Any
 import pluggy
 
 from plugformer import PLUGIN_API_VERSION, hookspecs
-from plugformer.errors import PluginError
+from plugformer.errors import PluginError, raise_if_interrupted
 from plugformer.registries import Registry
 
 __all__ = [
@@ -288,6 +288,7 @@ def get_plugin_manager() -> pluggy.PluginManager:
         try:
             module = ep.load()
         except Exception as exc:  # a plugin's import error must not break the others
+            raise_if_interrupted(exc)
             _broken(info, f"import failed: {type(exc).__name__}: {exc}")
             continue
         _register(pm, module, info)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from plugformer.errors import PluginError
+from plugformer.errors import PluginError, raise_if_interrupted
 from plugformer.plugin_manager import (
     PluginInfo,
     PluginTimeout,
@@ -129,6 +129,7 @@ def _collect() -> dict[str, Registry]:
                             _State.broken_by_registration.add(by_owner[other].name)
                 _broken(info, str(exc))
             except Exception as exc:
+                raise_if_interrupted(exc)
                 _broken(info, f"{hook_name} raised {type(exc).__name__}: {exc}")
             if info.status != "ok" and info.name not in _State.hung:
                 _State.broken_by_registration.add(info.name)
@@ -241,6 +242,7 @@ def get_task_class(name: str) -> type:
         try:
             item = getattr(importlib.import_module(modname), attr)
         except Exception as exc:
+            raise_if_interrupted(exc)
             raise PluginError(
                 f"task {name!r} ({reg.owners[name]}): cannot import {item}: {exc}"
             ) from exc
