@@ -73,7 +73,7 @@ class NativeFamily(BackboneFamily):
         try:
             model.extend_context(max_seq_len)
         except ValueError as exc:
-            raise PlugformerError(f"finetune.max_seq_len = {max_seq_len}: {exc}") from None
+            raise PlugformerError(str(exc)) from None
 
 
 class ScratchFamily(BackboneFamily):

@@ -334,7 +334,12 @@ def _finetune(spec: TaskSpec, ref: str, out: Path, resume: bool) -> dict[str, An
     seed_everything(spec.seed)
     loaded = resolve_backbone(ref, seed=spec.seed)
     if spec.finetune.max_seq_len:
-        extend_context(loaded.model, spec.finetune.max_seq_len)
+        try:  # the family says why it cannot; the setting is named here, where it is read
+            extend_context(loaded.model, spec.finetune.max_seq_len)
+        except PlugformerError as exc:
+            raise ConfigError(
+                f"finetune.max_seq_len = {spec.finetune.max_seq_len}: {exc}"
+            ) from None
     task = build_task(spec.task, spec.options, loaded.tokenizer)
     task.check_backbone(loaded.model)
     train = load_examples(task, spec, "train")
