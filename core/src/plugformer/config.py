@@ -2,22 +2,27 @@
 
 Each field is documented where it is declared; cross-field rules live in one model
 validator per rule; unknown keys are errors (``extra="forbid"``) with a did-you-mean.
-Model presets live in :data:`MODEL_PRESETS` (``model.preset = "tiny"``).
+Model presets live in :data:`MODEL_PRESETS` (``model.preset = "tiny"``). Reading TOML,
+``--set`` overrides and one-line validation errors are :mod:`plugformer.tomlconfig`
+(re-exported here).
 """
 
 from __future__ import annotations
 
-import datetime
 import difflib
-import json
-import tomllib
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from plugformer.errors import ConfigError
+from plugformer.tomlconfig import (  # re-exported: the loading half of the config API
+    apply_overrides,
+    format_validation_error,
+    load_toml,
+    parse_model,
+)
 
 __all__ = [
     "MODEL_PRESETS",
@@ -32,6 +37,7 @@ __all__ = [
     "TokenizerConfig",
     "TrainerConfig",
     "apply_overrides",
+    "format_validation_error",
     "load_config",
     "load_toml",
     "parse_model",
@@ -301,143 +307,6 @@ class PretrainConfig(StrictModel):
 # --------------------------------------------------------------------------- loading
 
 M = TypeVar("M", bound=BaseModel)
-
-
-def load_toml(path: str | Path) -> dict[str, Any]:
-    """Read a TOML file; a missing file or a syntax error is one ConfigError line."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such config file")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-    except RecursionError:
-        raise ConfigError(f"{path}: invalid TOML: arrays or tables nested too deeply") from None
-    _refuse_dates(data, str(path), "")
-    return data
-
-
-def _refuse_dates(value: Any, source: str, where: str) -> None:
-    """TOML dates and times have no place in a plugformer config: name the first one."""
-    if isinstance(value, datetime.date | datetime.time):
-        raise ConfigError(
-            f"{source}: {where or 'value'}: a TOML date/time ({value.isoformat()}) where no config "
-            "field takes one; quote it if you mean text"
-        )
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _refuse_dates(v, source, f"{where}.{k}" if where else str(k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            _refuse_dates(v, source, f"{where}[{i}]")
-
-
-def _parse_value(raw: str) -> Any:
-    """``--set`` values are TOML literals where they parse (1, 2.5, true, "x", [1, 2]), else strings."""
-    try:
-        value = tomllib.loads(f"v = {raw}")["v"]
-    except (tomllib.TOMLDecodeError, RecursionError):
-        return raw
-    return raw if isinstance(value, datetime.date | datetime.time) else value
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """Apply ``a.b=c`` overrides to a nested dict (returns a new dict)."""
-    data = json.loads(json.dumps(data))  # deep copy of plain data
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. model.d_model=128")
-        key, raw = item.split("=", 1)
-        parts = key.strip().split(".")
-        node = data
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {key}: {p!r} is not a table")
-        node[parts[-1]] = _parse_value(raw.strip())
-    return data
-
-
-def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """Field names valid at the location of an error (for did-you-mean)."""
-    for part in loc[:-1]:
-        field = model.model_fields.get(str(part))
-        ann = getattr(field, "annotation", None) if field else None
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            model = ann
-        else:
-            return []
-    return list(model.model_fields)
-
-
-def format_validation_error(
-    exc: ValidationError, model: type[BaseModel], source: str, prefix: str = ""
-) -> str:
-    """One line for every error (up to five): ``file: field a.b: what was expected; ...``;
-    ``prefix`` (``model.options``) is where ``model`` sits in the file."""
-    errors = exc.errors()
-    shown = "; ".join(_describe_error(err, model, prefix) for err in errors[:_ERRORS_SHOWN])
-    more = len(errors) - _ERRORS_SHOWN
-    return f"{source}: {shown}" + (
-        f" [and {more} more error{'s' if more > 1 else ''}]" if more > 0 else ""
-    )
-
-
-_ERRORS_SHOWN = 5
-"""Errors one message names; a file with more gets a count of the rest."""
-
-
-def _describe_error(err: Any, model: type[BaseModel], prefix: str = "") -> str:
-    """``field a.b: what was expected (got ...)`` for one pydantic error."""
-    loc = tuple(err["loc"])
-    where = tuple(prefix.split(".")) if prefix else ()
-    dotted = ".".join(str(p) for p in (*where, *loc)) or "(top level)"
-    if err["type"] == "extra_forbidden":
-        candidates = _fields_at(model, loc)
-        hint = difflib.get_close_matches(str(loc[-1]), candidates, n=1)
-        return f"unknown key {dotted!r}" + (
-            f" (did you mean {'.'.join([*where, *map(str, loc[:-1]), hint[0]])!r}?)" if hint else ""
-        )
-    if err["type"] == "missing":  # its "input" is the table the key is missing from
-        return f"missing key {dotted!r}"
-    got = err.get("input")
-    shown = repr(got) if not isinstance(got, dict) else "a table"
-    text = err["msg"]
-    if err["type"] == "value_error":  # a validator's own sentence, without pydantic's prefix
-        text = str(err.get("ctx", {}).get("error", text.removeprefix("Value error, ")))
-    # a rule over a whole table names its fields itself: the table is not shown
-    whole = err["type"] == "value_error" and isinstance(got, dict)
-    if not (loc or where):
-        return text
-    return f"{dotted}: {text}" + ("" if whole else f" (got {shown[:60]})")
-
-
-def parse_model(
-    model: type[M],
-    data: dict[str, Any],
-    source: str = "<config>",
-    overrides: list[str] | tuple[str, ...] = (),
-    prefix: str = "",
-) -> M:
-    """Validate ``data`` against ``model``; errors become one ConfigError line, naming
-    ``source``, or the ``--set`` override that brought the bad key or value in. ``prefix``
-    (``model.options``) is where ``data`` sits in the file: errors name ``prefix.key``."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in ((prefix,) if prefix else ()) + tuple(first["loc"]))
-        unknown = first["type"] == "extra_forbidden"
-        for item in overrides:
-            key = item.split("=", 1)[0].strip()
-            # an unknown section (`--set trainr.max_steps=5`) is a prefix of the key
-            if loc == key or loc.startswith(key + ".") or (unknown and key.startswith(loc + ".")):
-                source = f"--set {item.strip()}"
-                break
-        raise ConfigError(format_validation_error(exc, model, source, prefix)) from None
 
 
 def check_task_options(
