@@ -163,19 +163,53 @@ def test_checkpoint_write_is_atomic_when_killed_mid_write(
     assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]  # the temporary file is gone
 
 
-def test_rerun_without_resume_overwrites_last_ckpt(corpus_file: Path, tmp_path: Path) -> None:
-    """A second run into the same out_dir must not leave a stale last.ckpt beside last-v1.ckpt
-    (``--resume`` would then continue the old run)."""
+def test_rerun_without_resume_is_refused_and_resume_keeps_one_last_ckpt(
+    corpus_file: Path, tmp_path: Path
+) -> None:
+    """A second run into an out_dir that holds a run is refused in one line, before anything is
+    rewritten: Lightning would otherwise resume it silently under the new settings (an
+    OnExceptionCheckpoint turns ckpt_path=None into "last"), as it did before this check.
+    ``--resume`` continues it, and never leaves a stale last.ckpt beside last-v1.ckpt."""
     from plugformer.config import PretrainConfig, parse_model
+    from plugformer.errors import ConfigError
     from plugformer.training.pretrain import pretrain
 
-    cfg = micro_config(corpus_file, tmp_path / "run", max_steps=4, checkpoint_every=2)
+    run = tmp_path / "run"
+    cfg = micro_config(corpus_file, run, max_steps=4, checkpoint_every=2)
     pretrain(parse_model(PretrainConfig, cfg))
+    before = {  # the run's files (not the lock, which names its latest holder)
+        p: p.read_bytes()
+        for p in run.rglob("*")
+        if p.is_file() and "logs" not in p.parts and p.name != ".plugformer.lock"
+    }
     cfg["trainer"]["max_steps"] = 6
-    pretrain(parse_model(PretrainConfig, cfg))
-    ckpts = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("*.ckpt"))
+    with pytest.raises(ConfigError, match=r"holds a pretraining run .*--resume") as info:
+        pretrain(parse_model(PretrainConfig, cfg))
+    assert "\n" not in str(info.value)
+    assert {p: p.read_bytes() for p in before} == before  # nothing rewritten
+    pretrain(parse_model(PretrainConfig, cfg), resume=True)
+    ckpts = sorted(p.name for p in (run / "checkpoints").glob("*.ckpt"))
     assert ckpts == ["last.ckpt"]
-    assert ckpt_step(tmp_path / "run" / "checkpoints" / "last.ckpt") == 6
+    assert ckpt_step(run / "checkpoints" / "last.ckpt") == 6
+
+
+def test_resume_with_another_model_shape_is_one_line(corpus_file: Path, tmp_path: Path) -> None:
+    """--resume under other model settings than the interrupted run's: one line naming the
+    tensor that differs, and the run's config.json is left as it was (a page of
+    load_state_dict errors and a rewritten config.json, before)."""
+    from plugformer.config import PretrainConfig, parse_model
+    from plugformer.errors import ConfigError
+    from plugformer.training.pretrain import pretrain
+
+    run = tmp_path / "run"
+    cfg = micro_config(corpus_file, run, max_steps=2, checkpoint_every=2)
+    pretrain(parse_model(PretrainConfig, cfg))
+    config_json = (run / "config.json").read_bytes()
+    cfg["model"]["d_model"] = 48
+    with pytest.raises(ConfigError, match=r"--resume: .*last\.ckpt holds .* of shape") as info:
+        pretrain(parse_model(PretrainConfig, cfg), resume=True)
+    assert "\n" not in str(info.value) and "different model" in str(info.value)
+    assert (run / "config.json").read_bytes() == config_json
 
 
 # --------------------------------------------------------------------------- clear failures

@@ -343,3 +343,34 @@ def test_finetune_max_seq_len_extends_a_rotary_backbone_and_the_checkpoint_keeps
     (feature,) = predictor.task.encode(predictor.task.example_from_input(rows[0]), train=False)
     assert 32 < len(feature["input_ids"]) <= 48  # longer than the pretraining context
     assert predictor.predict(rows[0]["text"])["label"] in {"pos", "neg"}
+
+
+def test_resume_from_another_models_checkpoint_is_one_line_not_a_plugin_error(
+    micro_checkpoint: Path, tmp_path: Path
+) -> None:
+    """``finetune --resume`` with another backbone (or head) than the interrupted run's: one
+    line saying so. Lightning's load_state_dict failure inside ``fit`` used to be reported as
+    the task plugin failing on its first batch."""
+    import torch
+
+    import plugformer
+    from plugformer.config import TaskSpec
+    from plugformer.errors import ConfigError
+
+    rows = [{"text": f"a {w} film", "label": lab} for w, lab in [("great", "pos"), ("bad", "neg")]]
+    (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows * 4) + "\n")
+    spec = TaskSpec.model_validate(
+        {
+            "task": "sentiment",
+            "data": {"train": str(tmp_path / "train.jsonl"), "holdout": 0.25},
+            "finetune": {"max_steps": 2, "batch_size": 4, "progress": False},
+        }
+    )
+    out = tmp_path / "run"
+    (out / "checkpoints").mkdir(parents=True)
+    # an interrupted run's checkpoint, written by a model of another width
+    other = {"backbone.wte.weight": torch.zeros(7, 3), "head.proj.weight": torch.zeros(2, 3)}
+    torch.save({"state_dict": other, "global_step": 1}, out / "checkpoints" / "last.ckpt")
+    with pytest.raises(ConfigError, match=r"--resume: .*written by a different model") as info:
+        plugformer.finetune(spec, backbone=str(micro_checkpoint), out_dir=out, resume=True)
+    assert "\n" not in str(info.value)

@@ -131,3 +131,14 @@ def test_a_damaged_head_is_refused(tmp_path: Path, tok: Any) -> None:
     (ckpt / "head.safetensors").write_bytes(bytes(head))
     with pytest.raises(CheckpointError, match=r"head\.safetensors does not match"):
         load(ckpt)
+
+
+def test_an_invalid_model_config_value_is_one_line_naming_the_field(
+    tmp_path: Path, tok: Any
+) -> None:
+    """Before: pydantic's own message, four lines ending in a URL."""
+    ckpt = _backbone(tmp_path, tok)
+    _edit(ckpt, lambda m: m["model_config"].update(max_seq_len=-1))
+    with pytest.raises(CheckpointError, match=r"invalid model_config in manifest: ") as info:
+        load_backbone(ckpt)
+    assert "\n" not in str(info.value) and "model_config.max_seq_len" in str(info.value)

@@ -79,6 +79,7 @@ def test_an_unseen_label_at_scoring_time_names_file_and_line(tmp_path: Path) -> 
         ("[optim]\nbetas = [nan, 0.95]", "betas"),
         ("[optim]\nbetas = [0.9, inf]", "betas"),
         ("[trainer]\nmax_steps = true", "max_steps"),
+        ("[optim]\nlr = inf", "lr"),
         ("out_dir = 2026-12-01T10:00:00", "date"),
     ],
 )
@@ -108,3 +109,31 @@ def test_a_task_spec_seed_beyond_32_bits_is_refused() -> None:
 
     with pytest.raises(ConfigError, match="seed"):
         parse_model(TaskSpec, {"task": "sentiment", "data": {"dataset": "x"}, "seed": 2**32})
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "field"),
+    [
+        ("--top-p", "95", "top_p"),
+        ("--top-p", "nan", "top_p"),
+        ("--temperature", "nan", "temperature"),
+        ("--temperature", "-1", "temperature"),
+        ("--top-k", "0", "top_k"),
+        ("--max-new-tokens", "0", "max_new_tokens"),
+        ("--repetition-penalty", "0", "repetition_penalty"),
+    ],
+)
+def test_generate_refuses_bad_sampling_settings_in_one_line(
+    micro_checkpoint: Path, capsys: pytest.CaptureFixture[str], option: str, value: str, field: str
+) -> None:
+    """Before: ``--temperature nan`` ended in "unexpected error: probability tensor contains
+    either inf, nan or element < 0"; ``--top-p 95`` (meant as 0.95), a negative temperature or
+    a zero repetition penalty decoded garbage with exit 0."""
+    from plugformer.cli.main import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["generate", str(micro_checkpoint), "The", option, value])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and f"{field} = " in lines[0] and "expected" in lines[0], err

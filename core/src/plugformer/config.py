@@ -51,10 +51,16 @@ def _counts_not_flags(annotation: Any) -> bool:
 
 
 class StrictModel(BaseModel):
-    """Base for every config model: unknown keys are errors, defaults are validated, and a
+    """Base for every config model: unknown keys are errors, defaults are validated, a number
+    is finite (``lr = inf`` would pass a ``gt=0`` bound and fail at the first step), and a
     number field refuses ``true``/``false`` (pydantic would take ``max_steps = true`` as 1)."""
 
-    model_config = ConfigDict(extra="forbid", validate_default=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_default=True,
+        use_attribute_docstrings=True,
+        allow_inf_nan=False,
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -132,6 +132,9 @@ def fit(trainer: Any, checkpoint: Any, *args: Any, **kwargs: Any) -> None:
             warnings.filterwarnings("ignore", message=r".*there is no last checkpoint available")
             # A fine-tune without validation data says so itself, in one line.
             warnings.filterwarnings("ignore", message=r".*`validation_step` but have no `val_")
+            # Our loaders resume mid-epoch by themselves (the order is a function of seed and
+            # step: PretrainData, finetune_data.loaders), which Lightning cannot see.
+            warnings.filterwarnings("ignore", message=r".*your dataloader is not resumable")
             trainer.fit(*args, **kwargs)
     except (SystemExit, KeyboardInterrupt) as exc:  # SIGTERMException is a SystemExit
         signum = graceful.signum or (signal.SIGINT if isinstance(exc, KeyboardInterrupt) else None)

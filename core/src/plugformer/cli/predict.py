@@ -47,6 +47,15 @@ def generate(
     from plugformer.inference.generation import generate as gen
     from plugformer.models.families import check_decodable
 
+    cfg = SamplingConfig(  # checked (one line) before the checkpoint is read
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        repetition_penalty=repetition_penalty,
+        seed=seed,
+        no_repeat_ngram_size=no_repeat_ngram_size,
+    )
     loaded = load_backbone(checkpoint)
     if not loaded.model.causal:
         raise PlugformerError(
@@ -58,15 +67,6 @@ def generate(
         raise PlugformerError(f"{checkpoint}: {exc}") from None
     tok = loaded.tokenizer
     ids = [tok.bos_id, *tok.encode(prompt)]
-    cfg = SamplingConfig(
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        repetition_penalty=repetition_penalty,
-        seed=seed,
-        no_repeat_ngram_size=no_repeat_ngram_size,
-    )
     out = gen(loaded.model, [ids], cfg, eos_id=tok.eos_id, pad_id=tok.pad_id)[0]
     click.echo(prompt + tok.decode(out))
 

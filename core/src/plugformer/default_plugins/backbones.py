@@ -12,7 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from plugformer.hookspecs import hookimpl
-from plugformer.models.families import BackboneFamily, LoadedBackbone, NoOptions, get_family
+from plugformer.models.families import (
+    BackboneFamily,
+    LoadedBackbone,
+    NoOptions,
+    get_family,
+    invalid_model_config,
+)
 
 
 class NativeFamily(BackboneFamily):
@@ -48,7 +54,7 @@ class NativeFamily(BackboneFamily):
             cfg = ModelConfig.model_validate(manifest["model_config"])
             self.read_options(manifest["model_config"])
         except Exception as exc:
-            raise CheckpointError(f"{path}: invalid model_config in manifest ({exc})") from None
+            raise invalid_model_config(path, exc) from None
         if cfg.vocab_size != tokenizer.vocab_size:
             raise CheckpointError(
                 f"{path}: model_config.vocab_size {cfg.vocab_size} != the tokenizer's "

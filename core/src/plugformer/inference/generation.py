@@ -34,6 +34,31 @@ class SamplingConfig:
     """> 0: a completion never repeats one of its own n-grams of this size (the prompt's do
     not count)."""
 
+    def __post_init__(self) -> None:
+        """Refuse settings that would decode garbage or fail deep inside the sampler, in one
+        line naming the setting (``--top-p 95`` meant as 0.95 is a real mistake)."""
+        import math
+
+        from plugformer.errors import ConfigError
+
+        def bad(name: str, value: object, expected: str) -> None:
+            raise ConfigError(f"sampling: {name} = {value}: expected {expected}")
+
+        if self.max_new_tokens < 1:
+            bad("max_new_tokens", self.max_new_tokens, "at least 1")
+        if self.min_new_tokens < 0:
+            bad("min_new_tokens", self.min_new_tokens, "0 or more")
+        if not math.isfinite(self.temperature) or self.temperature < 0:
+            bad("temperature", self.temperature, "a finite number >= 0 (0: greedy)")
+        if self.top_k is not None and self.top_k < 1:
+            bad("top_k", self.top_k, "at least 1 (or unset)")
+        if self.top_p is not None and not 0 < self.top_p <= 1:  # False for nan too
+            bad("top_p", self.top_p, "0 < top_p <= 1 (or unset)")
+        if not math.isfinite(self.repetition_penalty) or self.repetition_penalty <= 0:
+            bad("repetition_penalty", self.repetition_penalty, "a finite number > 0 (1: off)")
+        if self.no_repeat_ngram_size < 0:
+            bad("no_repeat_ngram_size", self.no_repeat_ngram_size, "0 (off) or more")
+
     def strategy(self) -> Strategy:
         """:class:`Greedy` at temperature 0, else :class:`Sampling`."""
         if self.temperature <= 0:

@@ -46,6 +46,7 @@ __all__ = [
     "family_name",
     "freeze_layers",
     "get_family",
+    "invalid_model_config",
     "kind_of",
 ]
 
@@ -123,9 +124,8 @@ class BackboneFamily:
         tokenizer = self.load_tokenizer(path, manifest)
         try:
             model = self.build(manifest["model_config"])
-        except (KeyError, TypeError, ValueError) as exc:
-            first = str(exc).splitlines()[0] if str(exc) else repr(exc)
-            raise CheckpointError(f"{path}: invalid model_config in manifest ({first})") from None
+        except (KeyError, TypeError, ValueError) as exc:  # ValidationError is a ValueError
+            raise invalid_model_config(path, exc) from None
         load_weights(model, path / "model.safetensors")
         model.eval()
         return LoadedBackbone(model, tokenizer, manifest, str(path))
@@ -170,6 +170,20 @@ class NoOptions(BaseModel):
     """The :attr:`BackboneFamily.Options` of a family that has no settings of its own."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+def invalid_model_config(path: Path, exc: Exception) -> CheckpointError:
+    """A manifest's ``model_config`` that a family's config model refuses, as one line naming
+    the field (pydantic's own message spans lines and ends in a URL)."""
+    from pydantic import ValidationError
+
+    where = f"{path}: invalid model_config in manifest"
+    if isinstance(exc, ValidationError):
+        from plugformer.tomlconfig import format_validation_error
+
+        return CheckpointError(format_validation_error(exc, BaseModel, where, "model_config"))
+    first = str(exc).splitlines()[0] if str(exc) else repr(exc)
+    return CheckpointError(f"{where} ({first})")
 
 
 def check_loaded(name: str, result: Any) -> LoadedBackbone:

@@ -133,6 +133,9 @@ def pretrain_backbones(
 
     suffix = "-fast" if fast else ""
     trunk_minutes, anneal_minutes = minutes * TRUNK_SHARE, minutes * (1 - TRUNK_SHARE)
+    for slug in ("trunk", "tasks", "text"):  # a job starts afresh: an earlier job's runs in
+        # its directories are not resumed (pretrain refuses to overwrite them unasked)
+        (out / f"pretrain-{slug}" / "checkpoints" / "last.ckpt").unlink(missing_ok=True)
     log(f"  trunk: {trunk_minutes:.2g} min on the text (warm-up, constant learning rate)")
     trunk = pretrain(
         _pretrain_config(f"quickstart{suffix}", out / "pretrain-trunk", corpus, trunk_minutes)

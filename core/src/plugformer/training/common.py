@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ __all__ = [
     "adamw",
     "build_trainer",
     "check_resumable",
+    "check_resume_fits",
     "clip_gradients",
     "cosine_schedule",
     "param_groups",
@@ -290,9 +292,10 @@ def build_trainer(
         ) from None
 
 
-def check_resumable(path: Path) -> None:
+def check_resumable(path: Path) -> dict[str, Any]:
     """Open ``last.ckpt`` as Lightning will (``weights_only=True``: tensors and plain data, no
-    code); a corrupt, truncated or code-carrying file is one CheckpointError line."""
+    code) and return it; a corrupt, truncated or code-carrying file is one CheckpointError
+    line."""
     from plugformer.errors import CheckpointError
 
     try:
@@ -308,3 +311,29 @@ def check_resumable(path: Path) -> None:
         ) from None
     if not isinstance(state, dict) or "state_dict" not in state or "global_step" not in state:
         raise CheckpointError(f"--resume: {path} is not a Lightning training checkpoint")
+    return state
+
+
+def check_resume_fits(path: Path, state: Mapping[str, Any], module: torch.nn.Module) -> None:
+    """Refuse, in one line, to resume ``module`` from a checkpoint of another shape: a run
+    resumed with other model settings (or another backbone) than the interrupted one had.
+    Lightning would fail later, inside ``fit``, with a page of ``load_state_dict`` errors."""
+    from plugformer.errors import ConfigError
+
+    saved, ours = state["state_dict"], module.state_dict()
+    missing = sorted(set(ours) - set(saved))
+    unexpected = sorted(set(saved) - set(ours))
+    if missing or unexpected:
+        key, what = (missing[0], "has no") if missing else (unexpected[0], "has an unexpected")
+        raise ConfigError(
+            f"--resume: {path} {what} {key!r} ({len(missing)} missing, {len(unexpected)} "
+            "unexpected tensors): it was written by a different model; resume with the "
+            "interrupted run's settings and backbone"
+        )
+    for key, tensor in ours.items():
+        if tuple(saved[key].shape) != tuple(tensor.shape):
+            raise ConfigError(
+                f"--resume: {path} holds {key!r} of shape {tuple(saved[key].shape)}, this run's "
+                f"model has {tuple(tensor.shape)}: it was written by a different model; resume "
+                "with the interrupted run's settings and backbone"
+            )

@@ -314,18 +314,17 @@ def _finetune(spec: TaskSpec, ref: str, out: Path, resume: bool) -> dict[str, An
     from plugformer.models.backbones import resolve_backbone
     from plugformer.models.families import extend_context
     from plugformer.signals import checkpoint_on_signal, fit
-    from plugformer.training.common import seed_everything
+    from plugformer.training.common import check_resumable, check_resume_fits, seed_everything
 
     t0 = time.time()
     last = out / "checkpoints" / "last.ckpt"
     start_step = 0
+    resumed = None
     if resume:
-        from plugformer.training.common import check_resumable
-
         if not last.is_file():
             raise ConfigError(f"--resume: no {last} to resume from (the run was not interrupted)")
-        check_resumable(last)
-        start_step = int(torch.load(last, map_location="cpu", weights_only=True)["global_step"])
+        resumed = check_resumable(last)
+        start_step = int(resumed["global_step"])
     elif last.is_file():
         raise ConfigError(
             f"{out}: holds an interrupted run ({last}); continue it with --resume, "
@@ -369,6 +368,9 @@ def _finetune(spec: TaskSpec, ref: str, out: Path, resume: bool) -> dict[str, An
     train_dl, val_dl, steps, per_epoch = loaders(task, spec, train, val, start_step)
     ft = spec.finetune
     module = FinetuneModule(task, loaded.model, head, spec, total_steps=steps)
+    if resumed is not None:  # another backbone or head shape: one line, not a plugin's fault
+        check_resume_fits(last, resumed, module)
+        resumed = None  # Lightning reads the file itself; the copy would only hold memory
     keep = _KeepBest(task.main_metric, task.higher_is_better)
     budget = ft.max_minutes * 60 if ft.max_minutes else None
     # warmup_ratio is a share of the run: with a budget, of its minutes too (the step limit

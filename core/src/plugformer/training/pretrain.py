@@ -31,6 +31,7 @@ from plugformer.training.common import (
     adamw,
     check_finite,
     check_resumable,
+    check_resume_fits,
     clip_gradients,
     param_groups,
     resolve_compile,
@@ -330,8 +331,14 @@ def _pretrain(config: PretrainConfig, resume: bool) -> dict[str, Any]:
     last = out / "checkpoints" / "last.ckpt"
     if resume and not last.is_file():
         raise ConfigError(f"--resume: no {last} to resume from")
-    if resume:
-        check_resumable(last)
+    if not resume and last.is_file():
+        # Lightning would resume it silently (an OnExceptionCheckpoint turns ckpt_path=None
+        # into "last"), under this run's settings: refuse, as finetune does.
+        raise ConfigError(
+            f"{out}: holds a pretraining run ({last}); continue it with --resume, or delete it "
+            "(or choose another out_dir) to start afresh"
+        )
+    resumed = check_resumable(last) if resume else None
     objective = objectives().get(config.objective)
     seed_everything(config.seed)
 
@@ -358,9 +365,10 @@ def _pretrain(config: PretrainConfig, resume: bool) -> dict[str, Any]:
     config = config.model_copy(deep=True)
     config.model.vocab_size = tokenizer.vocab_size
     config.model.causal = objective.causal
-    (out / "config.json").write_text(config.model_dump_json(indent=2))
-
     module = PretrainModule(config, objective, tokenizer.mask_id, cache.bytes_per_token)
+    if resumed is not None:  # before anything of the interrupted run is rewritten
+        check_resume_fits(last, resumed, module)
+    (out / "config.json").write_text(config.model_dump_json(indent=2))
     if parent is not None:
         module.model.load_state_dict(parent.model.state_dict())
     data = PretrainData(cache, config)
