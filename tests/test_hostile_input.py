@@ -181,6 +181,11 @@ def test_config_validate_bad_files(content: bytes, expect: str, tmp_path: Path, 
 def test_config_missing_file_and_bad_override(tmp_path: Path, capsys) -> None:
     code, line = cli(capsys, "config", "validate", str(tmp_path / "nope.toml"))
     assert code == 2 and "no such config file" in line
+    # paths that exist but are no file are named for what they are, not "no such file"
+    code, line = cli(capsys, "config", "validate", str(tmp_path))
+    assert code == 2 and "is a directory" in line
+    code, line = cli(capsys, "config", "validate", "/dev/null")
+    assert code == 2 and "not a regular file" in line
     good = toml(tmp_path / "ok.toml", {"seed": 1})
     code, line = cli(capsys, "config", "validate", str(good), "--set", "seed")
     assert code == 2 and "KEY=VALUE" in line
@@ -519,6 +524,11 @@ def test_predict_input_errors_name_file_and_line(
     latin1.write_bytes("a fine film\nun film tr\xe8s dr\xf4le\n".encode("latin-1"))
     code, line = cli(capsys, "predict", ckpt, "--input", str(latin1))
     assert code == 2 and f"{latin1}:2: not UTF-8 text" in line
+    # Before: an empty --input file said "nothing to predict" without naming it.
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n\n")
+    code, line = cli(capsys, "predict", ckpt, "--input", str(empty))
+    assert code == 2 and f"{empty}: no inputs" in line
 
 
 def test_a_spec_without_validation_says_so_and_reports_its_last_step(

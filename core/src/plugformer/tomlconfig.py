@@ -27,6 +27,10 @@ M = TypeVar("M", bound=BaseModel)
 def load_toml(path: str | Path) -> dict[str, Any]:
     """Read a TOML file; a missing file or a syntax error is one ConfigError line."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, expected a TOML config file")
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"{path}: not a regular file, expected a TOML config file")
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
     try:

@@ -215,6 +215,8 @@ def predict(
                 if line.strip():
                     inputs.append(_parse_input(line, f"{name}:{n}"))
                     places.append(f"{name}:{n}")
+        if not inputs:
+            raise PlugformerError(f"{name}: no inputs in it (empty, blank lines or a header only)")
     if not inputs and not sys.stdin.isatty():
         for n, line in _lines(sys.stdin.buffer, "<stdin>"):
             if line.strip():
