@@ -8,6 +8,7 @@ plugins/qa/tests; bench cells (2) in bench/test_cache.py."""
 from __future__ import annotations
 
 import json
+import sys
 import time
 import types
 from pathlib import Path
@@ -18,7 +19,10 @@ import pytest
 
 from plugformer import hook_calls, hookimpl, plugins
 from plugformer.config import TaskSpec
-from plugformer.errors import PlugformerError
+from plugformer.errors import PlugformerError, PluginError
+from tests import test_plugin_validation
+from tests.test_plugin_validation import Install
+from tests.test_specs import run_cli as run
 
 
 def test_on_result_gets_a_copy() -> None:
@@ -281,3 +285,154 @@ def test_a_signal_while_a_plugin_imports_ends_the_run_not_the_plugin(
             get_task_class("sig")
     finally:
         plugins.unregister_plugin("signalled")
+
+
+# A plugin's own sys.exit() and half-done registrations: entry points installed in a temporary
+# folder on sys.path (test_plugin_validation's `install`), the CLI run in-process.
+
+install = test_plugin_validation.install  # the fixture
+
+FINE = """
+    from plugformer import hookimpl
+
+    @hookimpl
+    def register_tasks(register):
+        register("plugformer.default_plugins.declarative:Tagging", name="pv-fine")
+"""
+
+
+def test_a_plugin_calling_sys_exit_while_imported_is_broken_not_fatal(
+    install: Install,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Before: a plugin whose module exits at import (``parse_args()`` at module level) ended
+    every command, ``--help`` and ``plugins`` included, with its exit code and nothing on
+    stderr. Now it is listed broken with the reason and the others load; a lazy task
+    reference to such a module is a one-line PluginError; ``--strict-plugins`` is fatal."""
+    install("exiter", "import sys\nsys.exit(3)\n")
+    install("fine", FINE)
+    code, out, err = run(capsys, "--help")
+    assert code == 0 and "Usage" in out, err
+    code, out, err = run(capsys, "plugins", "--json")
+    assert code == 0, err
+    listed = {p["name"]: p for p in json.loads(out)}
+    assert listed["exiter"]["status"] == "broken"
+    assert listed["exiter"]["error"] == "called sys.exit(3) while being imported"
+    assert listed["fine"]["status"] == "ok" and "pv-fine" in plugins.tasks()
+    code, _, err = run(capsys, "--strict-plugins", "plugins")
+    assert code == 2 and "plugin 'exiter'" in err and "sys.exit(3)" in err, err
+
+    (tmp_path / "pt_exits_on_import.py").write_text("import sys\nsys.exit('no arguments')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    lazy = types.SimpleNamespace(
+        register_tasks=hookimpl(lambda register: register("pt_exits_on_import:T", name="lazy"))
+    )
+    plugins.reset()
+    plugins.set_strict(False)
+    plugins.register_plugin(lazy, "lazy")
+    with pytest.raises(
+        PluginError, match=r"called sys.exit\('no arguments'\) while being imported"
+    ):
+        plugins.get_task_class("lazy")
+    infos = {i.name: i for i in plugins.check_lazy_references()}
+    assert infos["lazy"].status == "broken" and "sys.exit" in infos["lazy"].error
+
+
+def test_a_plugin_calling_sys_exit_in_a_hook_is_broken_not_fatal(
+    install: Install, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: ``sys.exit()`` inside ``register_tasks`` ended ``plugins`` and every command
+    that names a task, and inside ``register_commands`` every command, ``--help`` included.
+    An interruption turned into an exit by the plugin still ends the run."""
+    install(
+        "quitter",
+        """
+        import sys
+        from plugformer import hookimpl
+
+        @hookimpl
+        def register_tasks(register):
+            sys.exit(3)
+
+        @hookimpl
+        def register_commands(cli):
+            sys.exit(4)
+        """,
+    )
+    install("fine", FINE)
+    code, out, err = run(capsys, "--help")
+    assert code == 0 and "Usage" in out
+    assert "plugin 'quitter' failed to add commands: called sys.exit(4) in register_commands" in err
+    code, out, err = run(capsys, "plugins", "--json")
+    assert code == 0, err
+    listed = {p["name"]: p for p in json.loads(out)}
+    assert listed["quitter"]["status"] == "broken"
+    assert listed["quitter"]["error"] == "called sys.exit(3) in register_tasks"
+    assert listed["fine"]["status"] == "ok" and "pv-fine" in plugins.tasks()
+
+    def ctrl_c_then_exit(register: Any) -> None:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            sys.exit(1)
+
+    plugins.register_plugin(
+        types.SimpleNamespace(register_tasks=hookimpl(specname="register_tasks")(ctrl_c_then_exit)),
+        "ctrl-c",
+    )
+    with pytest.raises(KeyboardInterrupt):
+        plugins.plugin_infos()
+
+
+def test_a_plugin_that_breaks_halfway_through_registering_registers_nothing(
+    install: Install, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: a plugin whose ``register_specs`` registered a good folder and then a missing
+    one was listed broken, yet ``tasks`` listed its specs, ``config validate NAME`` resolved
+    them, and the task its ``register_tasks`` had registered before was usable. Now all of
+    it is withdrawn (asking for a name says the plugin is broken) and none of its hooks runs."""
+    install(
+        "halfway",
+        """
+        from pathlib import Path
+        from plugformer import hookimpl
+
+        @hookimpl
+        def register_tasks(register):
+            register("plugformer.default_plugins.declarative:Tagging", name="pv-half-task")
+
+        @hookimpl
+        def register_specs(register):
+            register(Path(__file__).parent / "specs")
+            register(Path(__file__).parent / "no-such-folder")
+
+        @hookimpl
+        def on_result(result):
+            raise RuntimeError("a broken plugin's hook was called")
+        """,
+    )
+    install("fine", FINE)
+    specs = tmp_path / "site" / "pv_halfway" / "specs"
+    specs.mkdir()
+    (specs / "pv-half-spec.toml").write_text('task = "tagging"\n[data]\ntrain = "t.jsonl"\n')
+
+    code, out, err = run(capsys, "plugins", "--json")
+    assert code == 0, err
+    listed = {p["name"]: p for p in json.loads(out)}
+    assert listed["halfway"]["status"] == "broken"
+    assert "no-such-folder is neither a file nor a folder" in listed["halfway"]["error"]
+    assert listed["halfway"]["provides"] == {}
+    assert listed["fine"]["status"] == "ok" and listed["fine"]["provides"] == {"tasks": ["pv-fine"]}
+
+    code, out, err = run(capsys, "tasks", "--json")
+    assert code == 0 and "pv-half-spec" not in {r["name"] for r in json.loads(out)}
+    assert "plugformer-halfway (plugin halfway) is broken: pv-half-spec" in err
+    code, _, err = run(capsys, "config", "validate", "pv-half-spec")
+    assert code == 2 and "plugformer-halfway (plugin halfway), which is broken" in err, err
+    assert "pv-half-task" not in plugins.tasks() and "pv-fine" in plugins.tasks()
+    with pytest.raises(PluginError, match=r"plugin halfway\), which is broken"):
+        plugins.tasks().get("pv-half-task")
+    hook_calls.call_on_result({"metrics": {}})
+    assert "a broken plugin's hook was called" not in capsys.readouterr().err

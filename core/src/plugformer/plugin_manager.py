@@ -7,7 +7,10 @@ an incompatible ``PLUGFORMER_API``, has a hook implementation with a bad signatu
 that is no hook of :mod:`plugformer.hookspecs`, registers a name another plugin has (a name
 of the core's own stays the core's), or raises inside a registration hook is recorded as
 broken and skipped — unless plugins are strict (``--strict-plugins`` or
-``PLUGFORMER_STRICT_PLUGINS=1``), which makes it fatal.
+``PLUGFORMER_STRICT_PLUGINS=1``), which makes it fatal. A plugin calling ``sys.exit()`` while
+being imported or inside a hook (a module that parses the command line at import, say) is a
+broken plugin like any other, not the end of the command (:class:`PluginExit`); an
+interruption (Ctrl-C, a signal) still ends the run (:func:`plugformer.errors.raise_if_interrupted`).
 
 Environment: ``PLUGFORMER_LOAD_PLUGINS=a,b`` loads only those entry points, by entry-point or
 distribution name (empty: none; a name that matches nothing installed is warned about);
@@ -41,6 +44,7 @@ from plugformer.registries import Registry
 __all__ = [
     "DEFAULT_PLUGINS",
     "ENTRY_POINT_GROUP",
+    "PluginExit",
     "PluginInfo",
     "PluginTimeout",
     "get_plugin_manager",
@@ -96,6 +100,9 @@ class _State:
     broken_by_registration: set[str] = set()
     """Plugins that broke while registering: healthy again when the registries are rebuilt
     (after a clashing plugin is unregistered, say) unless they break again."""
+    withdrawn: dict[str, Any] = {}
+    """Plugins taken out of the manager because they broke while registering (name → plugin
+    object), so that none of their hooks is called; put back when the registries are rebuilt."""
     strict: bool = os.environ.get("PLUGFORMER_STRICT_PLUGINS", "") not in ("", "0")
     warned_unmatched: bool = False
     """Whether ``PLUGFORMER_LOAD_PLUGINS`` names that match nothing were warned about: once per
@@ -120,6 +127,7 @@ def reset() -> None:
     _State.withheld = {}
     _State.hung = set()
     _State.broken_by_registration = set()
+    _State.withdrawn = {}
     _State.warned_unmatched = False
 
 
@@ -291,6 +299,10 @@ def get_plugin_manager() -> pluggy.PluginManager:
             raise_if_interrupted(exc)
             _broken(info, f"import failed: {type(exc).__name__}: {exc}")
             continue
+        except SystemExit as exc:  # parse_args() at import time: the plugin's end, not ours
+            raise_if_interrupted(exc)
+            _broken(info, f"called {exit_call(exc)} while being imported")
+            continue
         _register(pm, module, info)
     if _tracing():
         _trace(pm)
@@ -305,6 +317,7 @@ def register_plugin(
     pm = get_plugin_manager()
     info = PluginInfo(name, distribution, version, getattr(module, "__name__", name))
     _State.infos[name] = info
+    _State.withdrawn.pop(name, None)
     _register(pm, module, info)
     _State.registries = None
     return info
@@ -316,6 +329,7 @@ def unregister_plugin(name: str) -> None:
     if plugin is not None:
         pm.unregister(plugin)
     _State.infos.pop(name, None)
+    _State.withdrawn.pop(name, None)
     _State.registries = None
 
 
@@ -360,9 +374,22 @@ class PluginTimeout(PluginError):
     """A plugin's hook did not return within the time limit."""
 
 
+class PluginExit(Exception):
+    """A plugin's hook called ``sys.exit()``: reported as that plugin's failure, not obeyed.
+
+    An ``Exception`` (not a :class:`PluginError`, which callers of runtime hooks re-raise as
+    a deliberate refusal), so every ``except Exception`` that isolates a plugin catches it."""
+
+
+def exit_call(exc: SystemExit) -> str:
+    """``sys.exit(3)``: the call behind ``exc``, for a one-line reason."""
+    return "sys.exit()" if exc.code is None else f"sys.exit({exc.code!r})"
+
+
 def _call_impl(impl: Any, hook_name: str, bounded: bool = False, **kwargs: Any) -> Any:
     """Call one plugin's implementation of a hook (traced when PLUGFORMER_TRACE_PLUGINS is set:
-    the plugin is named before the call starts); ``bounded`` applies :func:`hook_timeout`."""
+    the plugin is named before the call starts); ``bounded`` applies :func:`hook_timeout`.
+    A ``sys.exit()`` in the hook is raised as :class:`PluginExit`."""
     tracing = _tracing()
     if tracing:
         print(f"[plugformer] hook {hook_name} in {impl.plugin_name}: calling", file=sys.stderr)
@@ -371,6 +398,9 @@ def _call_impl(impl: Any, hook_name: str, bounded: bool = False, **kwargs: Any) 
         if bounded:
             return _bounded(impl.function, hook_timeout(), **kwargs)
         return impl.function(**kwargs)
+    except SystemExit as exc:
+        raise_if_interrupted(exc)
+        raise PluginExit(f"called {exit_call(exc)} in {hook_name}") from exc
     finally:
         if tracing:
             took = (time.perf_counter() - t0) * 1000

@@ -3,9 +3,11 @@ objectives, decoding strategies and named config files.
 
 The registration hooks (``register_tasks`` … ``register_specs``) are called once, plugin by
 plugin, when a registry is first asked for, each under :func:`plugformer.plugins.hook_timeout`:
-a hook that raises, hangs or registers a name another plugin has marks its plugin broken (a
-name of the core's own stays the core's), and what a broken plugin would have registered is
-withheld, so that asking for it names the broken plugin rather than "unknown". The registries
+a hook that raises, calls ``sys.exit()``, hangs or registers a name another plugin has marks
+its plugin broken (a name of the core's own stays the core's), and what a broken plugin would
+have registered is withheld — what it registered before it broke included: a plugin's
+registrations count all together or not at all — so that asking for it names the broken plugin
+rather than "unknown", and none of its hooks is called again. The registries
 are rebuilt after :func:`plugformer.plugins.register_plugin` or ``unregister_plugin``.
 Loading the plugins, and calling a hook under tracing and a timeout, live in
 :mod:`plugformer.plugin_manager`; :mod:`plugformer.plugins` is the public face of both.
@@ -18,11 +20,13 @@ from typing import Any
 
 from plugformer.errors import PluginError, raise_if_interrupted
 from plugformer.plugin_manager import (
+    PluginExit,
     PluginInfo,
     PluginTimeout,
     _broken,
     _call_impl,
     _State,
+    exit_call,
     get_plugin_manager,
 )
 from plugformer.registries import CORE_OWNER, Registry
@@ -59,14 +63,22 @@ SPEC_KINDS = {
 
 
 def _collect() -> dict[str, Registry]:
-    """Call each registration hook plugin by plugin, so one failure is attributed and isolated."""
+    """Call each registration hook plugin by plugin, so one failure is attributed and isolated.
+
+    A plugin's registrations take effect all together or not at all: when it breaks (a hook
+    raises, exits, hangs or clashes, in its first hook or a later one), everything it had
+    registered so far is withdrawn and withheld, and the plugin is taken out of the manager
+    (:func:`_set_aside`), so none of its runtime hooks is called either."""
     if _State.registries is not None:
         return _State.registries
     pm = get_plugin_manager()
     _State.withheld = {}
-    for name in _State.broken_by_registration:
-        if name in _State.infos:
-            _State.infos[name].status, _State.infos[name].error = "ok", ""
+    for name, info in _State.infos.items():  # in load order, so hooks keep their order
+        if name in _State.broken_by_registration:
+            info.status, info.error = "ok", ""
+            plugin = _State.withdrawn.pop(name, None)
+            if plugin is not None and pm.get_plugin(name) is None:
+                pm.register(plugin, name=name)  # a fresh chance, as the status says
     _State.broken_by_registration = set()
     regs = {
         "register_tasks": Registry("task"),
@@ -77,6 +89,8 @@ def _collect() -> dict[str, Registry]:
         **{f"specs:{k}": Registry(*names) for k, names in SPEC_KINDS.items()},
     }
     by_owner: dict[str, PluginInfo] = {}
+    registered: dict[str, list[tuple[str, str, Any]]] = {}
+    """Plugin name → (registry key, name, item) of everything it registered, over all hooks."""
     for info in _State.infos.values():
         info.provides = {}  # rebuilt below (registries are re-collected after register_plugin)
     for hook_name in REGISTRATION_HOOKS:
@@ -93,27 +107,30 @@ def _collect() -> dict[str, Registry]:
                 continue
             owner = CORE_OWNER if info.default else f"{info.distribution} (plugin {info.name})"
             by_owner[owner] = info
-            added: list[tuple[Registry, str]] = []
+            added = registered.setdefault(info.name, [])
 
             def register(
                 *args: Any,
                 _info: PluginInfo = info,
                 _owner: str = owner,
-                _added: list[tuple[Registry, str]] = added,
+                _added: list[tuple[str, str, Any]] = added,
                 _hook: str = hook_name,
                 **kw: Any,
             ) -> None:
-                if by_owner[_owner].status != "ok":  # a late call from a timed-out hook
+                if _info.status != "ok":  # a late call from a timed-out or broken hook
                     return
                 for key, name, item in _registrations(_hook, args, kw, _info):
                     regs[key].add(name, item, _owner)
-                    _added.append((regs[key], name))
+                    _added.append((key, name, item))
 
+            newly_broken = [info]
             try:
                 _call_impl(impl, hook_name, bounded=True, register=register)
             except PluginTimeout as exc:
                 _State.hung.add(info.name)
                 _broken(info, f"{hook_name} {exc}")
+            except PluginExit as exc:  # sys.exit() in the hook: this plugin's failure only
+                _broken(info, str(exc))
             except PluginError as exc:
                 # A name clash: neither registration can be trusted, so both plugins are broken
                 # (a clash with the core's own name is recorded as none: only this plugin is).
@@ -127,18 +144,53 @@ def _collect() -> dict[str, Registry]:
                         ):
                             by_owner[other].status, by_owner[other].error = "broken", str(exc)
                             _State.broken_by_registration.add(by_owner[other].name)
+                            newly_broken.append(by_owner[other])
                 _broken(info, str(exc))
             except Exception as exc:
                 raise_if_interrupted(exc)
                 _broken(info, f"{hook_name} raised {type(exc).__name__}: {exc}")
             if info.status != "ok" and info.name not in _State.hung:
                 _State.broken_by_registration.add(info.name)
-            for reg, name in added:
-                info.provides.setdefault(reg.key, []).append(name)
+            for broken in newly_broken:
+                if broken.status != "ok":
+                    _withdraw(regs, broken, registered.get(broken.name, []))
     for (key, name), broken in _State.withheld.items():
         regs[key].withheld.setdefault(name, broken)
+    for name, entries in registered.items():
+        for key, reg_name, _item in entries:
+            _State.infos[name].provides.setdefault(regs[key].key, []).append(reg_name)
+    _set_aside(pm)
     _State.registries = regs
     return regs
+
+
+def _withdraw(
+    regs: dict[str, Registry], info: PluginInfo, entries: list[tuple[str, str, Any]]
+) -> None:
+    """Take back everything a plugin that has just broken registered (in this hook and in the
+    ones before it): the names are withheld instead, so asking for one names the broken plugin.
+    A name it clashed on stays in its registry's ``conflicts``, so that a third plugin
+    registering it later clashes too (:meth:`Registry.add`)."""
+    owner = CORE_OWNER if info.default else f"{info.distribution} (plugin {info.name})"
+    for key, name, item in entries:
+        reg = regs[key]
+        if reg.items.get(name) is item and reg.owners.get(name) == owner:
+            del reg.items[name], reg.owners[name]
+        _State.withheld.setdefault((key, name), info)
+    entries.clear()
+
+
+def _set_aside(pm: Any) -> None:
+    """Take every plugin that broke while registering out of the manager, so that none of its
+    hooks (callbacks, readers, ``on_result``) is called; :func:`_collect` puts it back when the
+    registries are rebuilt."""
+    for name, info in _State.infos.items():
+        if info.status == "ok":
+            continue
+        plugin = pm.get_plugin(name)
+        if plugin is not None:
+            pm.unregister(plugin)
+            _State.withdrawn[name] = plugin
 
 
 def _withhold(impl: Any, hook_name: str, info: PluginInfo) -> None:
@@ -155,8 +207,8 @@ def _withhold(impl: Any, hook_name: str, info: PluginInfo) -> None:
 
     try:
         _call_impl(impl, hook_name, bounded=True, register=record)
-    except Exception:  # the plugin is broken already, and reported as such
-        pass
+    except Exception as exc:  # the plugin is broken already, and reported as such
+        raise_if_interrupted(exc)
 
 
 def _registrations(
@@ -245,6 +297,12 @@ def get_task_class(name: str) -> type:
             raise_if_interrupted(exc)
             raise PluginError(
                 f"task {name!r} ({reg.owners[name]}): cannot import {item}: {exc}"
+            ) from exc
+        except SystemExit as exc:  # the task's module exits at import: the task is broken
+            raise_if_interrupted(exc)
+            raise PluginError(
+                f"task {name!r} ({reg.owners[name]}): cannot import {item}: "
+                f"called {exit_call(exc)} while being imported"
             ) from exc
         declared = getattr(item, "name", None)
         if declared != name:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from plugformer.plugin_manager import (
     DEFAULT_PLUGINS,
     ENTRY_POINT_GROUP,
+    PluginExit,
     PluginInfo,
     PluginTimeout,
     get_plugin_manager,
@@ -42,6 +43,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "REGISTRATION_HOOKS",
     "SPEC_KINDS",
+    "PluginExit",
     "PluginInfo",
     "PluginTimeout",
     "Registry",

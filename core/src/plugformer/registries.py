@@ -38,8 +38,9 @@ class Registry:
         """Names a broken plugin would have registered here, with that plugin."""
 
     def add(self, name: str, item: Any, owner: str) -> None:
-        """Register ``name``; a :class:`PluginError` if another owner has it already. A name
-        the core registered stays the core's and is not recorded as a clash: installing a
+        """Register ``name``; a :class:`PluginError` if another owner has it already, or if
+        plugins clashed on it already (their registrations are withdrawn, the clash stays). A
+        name the core registered stays the core's and is not recorded as a clash: installing a
         plugin must never switch off a built-in (the plugin is the one reported broken)."""
         if name in self.items and self.owners[name] == CORE_OWNER and owner != CORE_OWNER:
             raise PluginError(
@@ -51,6 +52,15 @@ class Registry:
             raise PluginError(
                 f"{self.kind} {name!r} is registered by both {self.owners[name]!r} and {owner!r}; "
                 "uninstall one of them"
+            )
+        if name in self.conflicts:
+            # Contested already: the clashing plugins' registrations were withdrawn (they are
+            # broken), but the name stays contested, as it was before they were withdrawn.
+            if owner not in self.conflicts[name]:
+                self.conflicts[name].append(owner)
+            raise PluginError(
+                f"{self.kind} {name!r} is registered by both {self.conflicts[name][0]!r} and "
+                f"{owner!r}; uninstall one of them"
             )
         self.items[name] = item
         self.owners[name] = owner
