@@ -191,6 +191,12 @@ def test_config_missing_file_and_bad_override(tmp_path: Path, capsys) -> None:
     assert code == 2 and "KEY=VALUE" in line
     code, line = cli(capsys, "config", "validate", str(good), "--set", "seed.x=1")
     assert code == 2 and "not a table" in line
+    # A rule over a whole table that names the field: the --set that set it is blamed (it
+    # named the file before, which has no preset).
+    code, line = cli(
+        capsys, "config", "validate", str(good), "--kind", "pretrain", "--set", "model.preset=huge"
+    )
+    assert code == 2 and line.startswith("plugformer: error: --set model.preset=huge: "), line
 
 
 # --------------------------------------------------------------------------- pretraining corpora

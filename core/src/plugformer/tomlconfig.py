@@ -156,10 +156,14 @@ def parse_model(
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in ((prefix,) if prefix else ()) + tuple(first["loc"]))
         unknown = first["type"] == "extra_forbidden"
+        # a rule over a whole table (`model`) that names the field it refused (`preset`)
+        ruling = first["type"] == "value_error" and isinstance(first.get("input"), dict)
         for item in overrides:
             key = item.split("=", 1)[0].strip()
+            inside = key.startswith(loc + ".") if loc else "." not in key
+            named = ruling and key.rsplit(".", 1)[-1] in str(first.get("msg", ""))
             # an unknown section (`--set trainr.max_steps=5`) is a prefix of the key
-            if loc == key or loc.startswith(key + ".") or (unknown and key.startswith(loc + ".")):
+            if loc == key or loc.startswith(key + ".") or (inside and (unknown or named)):
                 source = f"--set {item.strip()}"
                 break
         raise ConfigError(format_validation_error(exc, model, source, prefix)) from None
