@@ -240,19 +240,23 @@ def test_backbone_settings_override_the_suite_and_pick_tasks(
         seeds="[0]",
         overrides="{finetune = {max_steps = 3, lr_head = 0.01}}",
         backbones=(
-            '[{name = "pretrained", ref = "${TOY_CKPT}"}, '
+            '[{name = "pretrained", ref = "${TOY_CKPT}", '
+            "task_overrides = {beta = {finetune = {max_steps = 5}}}}, "
             '{name = "scratch", ref = "scratch:${TOY_CKPT}", tasks = ["alpha"], '
-            "overrides = {finetune = {max_steps = 7, max_minutes = 0.5}}}]"
+            "overrides = {finetune = {max_steps = 7, max_minutes = 0.5}}, "
+            "task_overrides = {alpha = {finetune = {lr_head = 0.02}}}}]"
         ),
     )
     run = run_suite(suite, workspace / "runs" / "per-backbone", log=quiet)
     ckpt, scratch = str(workspace / "ckpt"), f"scratch:{workspace / 'ckpt'}"
-    # (alpha and beta are the same spec under two names: beta's cell is alpha's, from the cache)
-    assert set(seen) == {("alpha", ckpt), ("alpha", scratch)}
+    # (alpha and beta are the same spec under two names: beta's cell would be alpha's, from the
+    # cache, but the pretrained backbone has settings of its own on beta)
+    assert set(seen) == {("alpha", ckpt), ("beta", ckpt), ("alpha", scratch)}
     assert seen[("alpha", ckpt)].max_steps == 3 and seen[("alpha", ckpt)].max_minutes is None
+    assert seen[("beta", ckpt)].max_steps == 5  # its settings on this spec only
     assert seen[("alpha", scratch)].max_steps == 7  # the backbone's own setting wins
     assert seen[("alpha", scratch)].max_minutes == 0.5
-    assert seen[("alpha", scratch)].lr_head == 0.01  # what it does not set comes from the suite
+    assert seen[("alpha", scratch)].lr_head == 0.02  # and its setting on the spec over both
     cells = json.loads((run / "results.json").read_text())["cells"]
     models = sorted((c["spec"], c["column"]) for c in cells if c["kind"] == "model")
     assert models == [("alpha", "pretrained"), ("alpha", "scratch"), ("beta", "pretrained")]
@@ -265,6 +269,10 @@ def test_backbone_settings_override_the_suite_and_pick_tasks(
         (
             {"backbones": '[{name = "p", ref = "${TOY_CKPT}", tasks = ["alfa"]}]'},
             "bad-plan.toml: backbone 'p': tasks names 'alfa', which is no spec or task",
+        ),
+        (
+            {"backbones": '[{name = "p", ref = "${TOY_CKPT}", task_overrides = {alfa = {}}}]'},
+            "bad-plan.toml: backbone 'p': task_overrides names 'alfa', which is no spec or task",
         ),
         # an unknown family was found only when its first cell ran, the run directory made
         (

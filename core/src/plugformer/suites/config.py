@@ -57,6 +57,12 @@ class SuiteBackbone(StrictModel):
     tasks: list[str] | None = None
     """Run this backbone only on these specs (spec names or task kinds), e.g. an encoder on
     ``["sentiment", "qa"]``; default: every spec of the suite."""
+    task_overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Spec settings for this backbone on some specs only (keys: spec names or task kinds),
+    applied after ``overrides`` (a task kind's, then a spec name's): e.g. the untrained
+    control's own learning rate and batch on translation, chosen on validation, where the
+    spec's were tuned for a pretrained start:
+    ``{"bible-en-es" = {finetune = {lr_backbone = 6e-3, batch_size = 32}}}``."""
 
     @field_validator("tasks")
     @classmethod
@@ -71,11 +77,22 @@ class SuiteBackbone(StrictModel):
     def _overrides_name_spec_fields(self) -> SuiteBackbone:
         # the error's location (backbones.N) comes from pydantic: the key is named from here on
         _check_keys(self.overrides, TaskSpec, "overrides.")
+        for name, table in self.task_overrides.items():
+            _check_keys(table, TaskSpec, f"task_overrides.{name}.")
         return self
 
     def runs(self, spec: TaskSpec) -> bool:
         """Whether this backbone has a cell for ``spec``."""
         return self.tasks is None or spec.label in self.tasks or spec.task in self.tasks
+
+    def overrides_for(self, spec: TaskSpec) -> dict[str, Any]:
+        """This backbone's settings on ``spec``: ``overrides``, then ``task_overrides`` of its
+        task kind, then of its spec name (the more specific wins)."""
+        out = dict(self.overrides)
+        for key in dict.fromkeys((spec.task, spec.label)):
+            if key in self.task_overrides:
+                out = merge_overrides(out, self.task_overrides[key])
+        return out
 
 
 class SuiteConfig(StrictModel):

@@ -292,10 +292,11 @@ def plan_cells(
                 if not entry.runs(spec):
                     continue
                 # A backbone's own settings (learning rates, budget, length) win over the suite's.
-                overrides = merge_overrides(suite.overrides, entry.overrides)
+                own = entry.overrides_for(spec)
+                overrides = merge_overrides(suite.overrides, own)
                 blame = f"{suite_file}: backbone {label!r}'s overrides on {path.name}"
                 seeded = _scale_budget(load_spec(path, overrides, seed, blame), suite.budget_scale)
-                if entry.overrides.get("options"):
+                if own.get("options"):
                     check_task_options(seeded, blame)
                 cells.append(Cell("model", seeded, where, label, seed, ref, ids[label], data, code))
     _check_backbone_tasks(suite, suite_file, specs)
@@ -320,13 +321,17 @@ def _check_backbone_tasks(suite: SuiteConfig, suite_file: Path, specs: list[Task
     silently drop the backbone's cells."""
     names = {s.label for s in specs} | {s.task for s in specs}
     for entry in suite.backbones:
-        unknown = [t for t in entry.tasks or [] if t not in names]
-        if unknown:
-            have = ", ".join(f"{s.label} ({s.task})" for s in specs)
-            raise ConfigError(
-                f"{suite_file}: backbone {entry.name!r}: tasks names {unknown[0]!r}, which is "
-                f"no spec or task of the suite (its specs: {have})"
-            )
+        for field, listed in (
+            ("tasks", entry.tasks or []),
+            ("task_overrides", entry.task_overrides),
+        ):
+            unknown = [t for t in listed if t not in names]
+            if unknown:
+                have = ", ".join(f"{s.label} ({s.task})" for s in specs)
+                raise ConfigError(
+                    f"{suite_file}: backbone {entry.name!r}: {field} names {unknown[0]!r}, which "
+                    f"is no spec or task of the suite (its specs: {have})"
+                )
 
 
 def _scale_budget(spec: TaskSpec, scale: float) -> TaskSpec:
