@@ -294,8 +294,9 @@ def build_trainer(
 
 def check_resumable(path: Path) -> dict[str, Any]:
     """Open ``last.ckpt`` as Lightning will (``weights_only=True``: tensors and plain data, no
-    code) and return it; a corrupt, truncated or code-carrying file is one CheckpointError
-    line."""
+    code); a corrupt, truncated or code-carrying file is one CheckpointError line. Returns what
+    a resume needs before Lightning reads the file again: ``global_step`` and the ``shapes``
+    of the saved tensors (for :func:`check_resume_fits`), not the tensors themselves."""
     from plugformer.errors import CheckpointError
 
     try:
@@ -311,29 +312,31 @@ def check_resumable(path: Path) -> dict[str, Any]:
         ) from None
     if not isinstance(state, dict) or "state_dict" not in state or "global_step" not in state:
         raise CheckpointError(f"--resume: {path} is not a Lightning training checkpoint")
-    return state
+    shapes = {k: tuple(v.shape) for k, v in state["state_dict"].items()}
+    return {"global_step": int(state["global_step"]), "shapes": shapes}
 
 
-def check_resume_fits(path: Path, state: Mapping[str, Any], module: torch.nn.Module) -> None:
-    """Refuse, in one line, to resume ``module`` from a checkpoint of another shape: a run
-    resumed with other model settings (or another backbone) than the interrupted one had.
-    Lightning would fail later, inside ``fit``, with a page of ``load_state_dict`` errors."""
+def check_resume_fits(
+    path: Path, shapes: Mapping[str, tuple[int, ...]], module: torch.nn.Module
+) -> None:
+    """Refuse, in one line, to resume ``module`` from a checkpoint of another shape (``shapes``
+    from :func:`check_resumable`): a run resumed with other model settings (or another
+    backbone) than the interrupted one had. Lightning would fail later, inside ``fit``, with a
+    page of ``load_state_dict`` errors."""
     from plugformer.errors import ConfigError
 
-    saved, ours = state["state_dict"], module.state_dict()
-    missing = sorted(set(ours) - set(saved))
-    unexpected = sorted(set(saved) - set(ours))
+    ours = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    missing = sorted(set(ours) - set(shapes))
+    unexpected = sorted(set(shapes) - set(ours))
     if missing or unexpected:
         key, what = (missing[0], "has no") if missing else (unexpected[0], "has an unexpected")
-        raise ConfigError(
-            f"--resume: {path} {what} {key!r} ({len(missing)} missing, {len(unexpected)} "
-            "unexpected tensors): it was written by a different model; resume with the "
-            "interrupted run's settings and backbone"
-        )
-    for key, tensor in ours.items():
-        if tuple(saved[key].shape) != tuple(tensor.shape):
-            raise ConfigError(
-                f"--resume: {path} holds {key!r} of shape {tuple(saved[key].shape)}, this run's "
-                f"model has {tuple(tensor.shape)}: it was written by a different model; resume "
-                "with the interrupted run's settings and backbone"
-            )
+        problem = f"{what} {key!r} ({len(missing)} missing, {len(unexpected)} unexpected tensors)"
+    else:
+        key = next((k for k in ours if shapes[k] != ours[k]), None)
+        if key is None:
+            return
+        problem = f"holds {key!r} of shape {shapes[key]}, this run's model has {ours[key]}"
+    raise ConfigError(
+        f"--resume: {path} {problem}: it was written by a different model; resume with the "
+        "interrupted run's settings and backbone"
+    )

@@ -324,7 +324,7 @@ def _finetune(spec: TaskSpec, ref: str, out: Path, resume: bool) -> dict[str, An
         if not last.is_file():
             raise ConfigError(f"--resume: no {last} to resume from (the run was not interrupted)")
         resumed = check_resumable(last)
-        start_step = int(resumed["global_step"])
+        start_step = resumed["global_step"]
     elif last.is_file():
         raise ConfigError(
             f"{out}: holds an interrupted run ({last}); continue it with --resume, "
@@ -369,8 +369,7 @@ def _finetune(spec: TaskSpec, ref: str, out: Path, resume: bool) -> dict[str, An
     ft = spec.finetune
     module = FinetuneModule(task, loaded.model, head, spec, total_steps=steps)
     if resumed is not None:  # another backbone or head shape: one line, not a plugin's fault
-        check_resume_fits(last, resumed, module)
-        resumed = None  # Lightning reads the file itself; the copy would only hold memory
+        check_resume_fits(last, resumed["shapes"], module)
     keep = _KeepBest(task.main_metric, task.higher_is_better)
     budget = ft.max_minutes * 60 if ft.max_minutes else None
     # warmup_ratio is a share of the run: with a budget, of its minutes too (the step limit

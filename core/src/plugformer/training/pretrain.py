@@ -367,7 +367,7 @@ def _pretrain(config: PretrainConfig, resume: bool) -> dict[str, Any]:
     config.model.causal = objective.causal
     module = PretrainModule(config, objective, tokenizer.mask_id, cache.bytes_per_token)
     if resumed is not None:  # before anything of the interrupted run is rewritten
-        check_resume_fits(last, resumed, module)
+        check_resume_fits(last, resumed["shapes"], module)
     (out / "config.json").write_text(config.model_dump_json(indent=2))
     if parent is not None:
         module.model.load_state_dict(parent.model.state_dict())
