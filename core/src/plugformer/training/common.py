@@ -214,6 +214,23 @@ def progress_bar() -> Any:
             title = f"Epoch {current_epoch}"
             return f"{title:{len(self.validation_description)}}"  # as wide as "Validation"
 
+        @property
+        def total_train_batches(self) -> int | float:
+            # Lightning's total is the steps still to run, but a resumed run's bar counts on
+            # from the batches its epoch had done before the interruption (60/29 when a run
+            # stopped at step 30 resumes to 60): the total counts those batches too.
+            trainer = self.trainer
+            total = super().total_train_batches
+            if trainer.max_epochs == -1 and trainer.max_steps is not None and trainer.max_steps > 0:
+                done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+                total = min(trainer.num_training_batches, done + total)
+            return total
+
+        def get_metrics(self, trainer: Any, pl_module: Any) -> dict[str, Any]:
+            items = super().get_metrics(trainer, pl_module)
+            items.pop("v_num", None)  # the CSV logger's version ("resume1"): not a metric
+            return items
+
     return _StepBoundedRichProgressBar(console_kwargs={"stderr": True})
 
 
@@ -290,6 +307,28 @@ def build_trainer(
         raise ConfigError(
             f"trainer (strategy={cfg.strategy!r}, accelerator={cfg.accelerator!r}, devices={cfg.devices!r}): {first}"
         ) from None
+
+
+def resume_state(last: Path, resume: bool, run: str, out_option: str) -> dict[str, Any] | None:
+    """What ``--resume`` (``resume``) may do with ``last`` (``out/checkpoints/last.ckpt``):
+    with it, the checked checkpoint's :func:`check_resumable` summary; without it, ``None``
+    for a fresh directory. Refused in one line: ``--resume`` with nothing to resume, and a
+    fresh start over an existing run (Lightning would resume it silently: an
+    OnExceptionCheckpoint turns ``ckpt_path=None`` into ``"last"``, under this run's
+    settings). ``run`` names what the directory holds, ``out_option`` where it was chosen."""
+    from plugformer.errors import ConfigError
+
+    if resume:
+        if not last.is_file():
+            raise ConfigError(f"--resume: no {last} to resume from (no run was interrupted there)")
+        return check_resumable(last)
+    if last.is_file():
+        out = last.parent.parent
+        raise ConfigError(
+            f"{out}: holds {run} ({last}); continue it with --resume, or delete it "
+            f"(or choose another {out_option}) to start afresh"
+        )
+    return None
 
 
 def check_resumable(path: Path) -> dict[str, Any]:

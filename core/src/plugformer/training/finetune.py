@@ -314,22 +314,12 @@ def _finetune(spec: TaskSpec, ref: str, out: Path, resume: bool) -> dict[str, An
     from plugformer.models.backbones import resolve_backbone
     from plugformer.models.families import extend_context
     from plugformer.signals import checkpoint_on_signal, fit
-    from plugformer.training.common import check_resumable, check_resume_fits, seed_everything
+    from plugformer.training.common import check_resume_fits, resume_state, seed_everything
 
     t0 = time.time()
     last = out / "checkpoints" / "last.ckpt"
-    start_step = 0
-    resumed = None
-    if resume:
-        if not last.is_file():
-            raise ConfigError(f"--resume: no {last} to resume from (the run was not interrupted)")
-        resumed = check_resumable(last)
-        start_step = resumed["global_step"]
-    elif last.is_file():
-        raise ConfigError(
-            f"{out}: holds an interrupted run ({last}); continue it with --resume, "
-            "or delete it (or choose another --out) to start afresh"
-        )
+    resumed = resume_state(last, resume, "an interrupted run", "--out")
+    start_step = resumed["global_step"] if resumed else 0
     seed_everything(spec.seed)
     loaded = resolve_backbone(ref, seed=spec.seed)
     if spec.finetune.max_seq_len:

@@ -30,11 +30,11 @@ from plugformer.models.families import check_model_family, check_pretrainable, g
 from plugformer.training.common import (
     adamw,
     check_finite,
-    check_resumable,
     check_resume_fits,
     clip_gradients,
     param_groups,
     resolve_compile,
+    resume_state,
 )
 from plugformer.training.losses import linear_cross_entropy
 from plugformer.training.objectives import IGNORE, Objective
@@ -318,7 +318,6 @@ def _pretrain(config: PretrainConfig, resume: bool) -> dict[str, Any]:
     from plugformer.data.cache import plugformer_home
     from plugformer.data.corpus import Corpus, Document, build_token_cache, load_documents
     from plugformer.data.mixture import mix_tasks, task_sources
-    from plugformer.errors import ConfigError
     from plugformer.fileio import atomic_write_json
     from plugformer.hook_calls import extra_callbacks
     from plugformer.plugin_registries import objectives
@@ -329,16 +328,7 @@ def _pretrain(config: PretrainConfig, resume: bool) -> dict[str, Any]:
     out = Path(config.out_dir)
     ensure_dir(out)
     last = out / "checkpoints" / "last.ckpt"
-    if resume and not last.is_file():
-        raise ConfigError(f"--resume: no {last} to resume from")
-    if not resume and last.is_file():
-        # Lightning would resume it silently (an OnExceptionCheckpoint turns ckpt_path=None
-        # into "last"), under this run's settings: refuse, as finetune does.
-        raise ConfigError(
-            f"{out}: holds a pretraining run ({last}); continue it with --resume, or delete it "
-            "(or choose another out_dir) to start afresh"
-        )
-    resumed = check_resumable(last) if resume else None
+    resumed = resume_state(last, resume, "a pretraining run", "out_dir")
     objective = objectives().get(config.objective)
     seed_everything(config.seed)
 
