@@ -142,3 +142,29 @@ def test_an_invalid_model_config_value_is_one_line_naming_the_field(
     with pytest.raises(CheckpointError, match=r"invalid model_config in manifest: ") as info:
         load_backbone(ckpt)
     assert "\n" not in str(info.value) and "model_config.max_seq_len" in str(info.value)
+
+
+def test_a_manifest_edited_to_another_head_count_is_refused(tmp_path: Path, tok: Any) -> None:
+    """Before: ``n_heads`` changes no tensor's shape, so a manifest edited to another head count
+    loaded the weights into a different model without a word. The weights file now carries
+    the config it was saved with (covered by the weights hash)."""
+    ckpt = _backbone(tmp_path, tok)
+    heads = json.loads((ckpt / "plugformer.json").read_text())["model_config"]["n_heads"]
+    _edit(ckpt, lambda m: m["model_config"].update(n_heads=1))
+    assert heads != 1
+    with pytest.raises(CheckpointError, match=r"model_config\.n_heads \(1\)") as info:
+        load_backbone(ckpt)
+    assert "\n" not in str(info.value) and f"saved with ({heads})" in str(info.value)
+
+
+def test_an_unknown_model_config_key_gets_a_did_you_mean(tmp_path: Path, tok: Any) -> None:
+    """Before: the unknown key was named without the field it was likely meant for."""
+    ckpt = _backbone(tmp_path, tok)
+
+    def misspell(m: dict[str, Any]) -> None:
+        m["model_config"]["n_head"] = m["model_config"].pop("n_heads")
+
+    _edit(ckpt, misspell)
+    with pytest.raises(CheckpointError, match=r"unknown key 'model_config\.n_head'") as info:
+        load_backbone(ckpt)
+    assert "did you mean 'model_config.n_heads'?" in str(info.value)

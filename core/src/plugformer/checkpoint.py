@@ -23,7 +23,7 @@ from typing import Any
 
 from plugformer.errors import CheckpointError, ConfigError
 from plugformer.fileio import atomic_dir
-from plugformer.manifest import FORMAT_VERSION
+from plugformer.manifest import FORMAT_VERSION, config_metadata
 
 __all__ = [
     "FORMAT_VERSION",
@@ -110,7 +110,9 @@ def save_backbone(
     path = Path(path)
     with atomic_dir(path) as tmp:
         save_file(
-            _state_dict_for_save(model), str(tmp / "model.safetensors"), metadata={"format": "pt"}
+            _state_dict_for_save(model),
+            str(tmp / "model.safetensors"),
+            metadata=config_metadata(model.config.model_dump()),
         )
         tokenizer.save(tmp / "tokenizer.json")
         from plugformer.fileio import sha256_file
@@ -233,7 +235,9 @@ def save_task(
     model = loaded.model
     with atomic_dir(path) as tmp:
         save_file(
-            _state_dict_for_save(model), str(tmp / "model.safetensors"), metadata={"format": "pt"}
+            _state_dict_for_save(model),
+            str(tmp / "model.safetensors"),
+            metadata=config_metadata(model.config.model_dump()),
         )
         save_file(
             {k: v.detach().contiguous().cpu() for k, v in head.state_dict().items()},

@@ -4,11 +4,16 @@ A manifest is trusted only after it validates here and its hashes match the file
 :func:`validate_manifest` checks every field the loaders read (types included), and
 :func:`verify_files` checks the tokenizer and weights hashes (both mandatory) and — for a
 native backbone — that the shapes in ``model.safetensors``' header are the ones
-``model_config`` would build, all before a single parameter is allocated.
+``model_config`` would build, all before a single parameter is allocated. The weights file
+also carries the ``model_config`` it was saved with (:func:`config_metadata`, in the
+safetensors header, so the weights hash covers it): :func:`check_saved_config` refuses a
+manifest edited to another architecture whose tensors have the same shapes (``n_heads``).
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,7 +24,9 @@ from plugformer.errors import CheckpointError
 __all__ = [
     "Manifest",
     "TaskInfo",
+    "check_saved_config",
     "check_shapes",
+    "config_metadata",
     "native_shapes",
     "validate_manifest",
     "verify_files",
@@ -109,6 +116,50 @@ def verify_files(path: Path, manifest: Manifest, tokenizer_hash: str) -> None:
             f"{path}: corrupt weights: model.safetensors does not match the manifest's "
             "weights_sha256 (damaged, or weights from another checkpoint)"
         )
+
+
+SAVED_CONFIG = "plugformer.model_config"
+"""The safetensors metadata key holding the ``model_config`` the weights were saved with."""
+
+
+def _canonical(model_config: Mapping[str, Any]) -> str:
+    """``model_config`` as the JSON text both sides compare (keys sorted, as the manifest
+    writes non-JSON values)."""
+    return json.dumps(model_config, sort_keys=True, default=str)
+
+
+def config_metadata(model_config: Mapping[str, Any]) -> dict[str, str]:
+    """The safetensors metadata of a backbone's weights: its ``model_config`` beside the
+    format tag, so the weights file says which architecture its tensors are for."""
+    return {"format": "pt", SAVED_CONFIG: _canonical(model_config)}
+
+
+def check_saved_config(file: Path, model_config: Mapping[str, Any]) -> None:
+    """The manifest's ``model_config`` is the one ``file``'s weights were saved with (read
+    from the header alone). Some settings change no tensor's shape (``n_heads``, the rotary
+    base, the norm's epsilon): a manifest edited to another would load the weights into a
+    different model without a word. Files saved before the config was recorded pass, and
+    so does a key on one side only."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            saved = (f.metadata() or {}).get(SAVED_CONFIG)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{file}: corrupt weights ({exc})") from None
+    if saved is None:
+        return
+    theirs, ours = json.loads(saved), json.loads(_canonical(model_config))
+    # Keys on one side only are not compared: a field added to a family's config later has a
+    # default, and a manifest written without it still describes the same model.
+    key = next((k for k in sorted(set(theirs) & set(ours)) if theirs[k] != ours[k]), None)
+    if key is None:
+        return
+    raise CheckpointError(
+        f"{file}: the manifest's model_config.{key} ({ours.get(key)!r}) is not the one these "
+        f"weights were saved with ({theirs.get(key)!r}); the manifest was edited or comes from "
+        "another checkpoint"
+    )
 
 
 def check_shapes(file: Path, expected: dict[str, tuple[int, ...]], ignore: set[str]) -> None:

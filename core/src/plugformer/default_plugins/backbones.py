@@ -46,7 +46,13 @@ class NativeFamily(BackboneFamily):
         from plugformer.checkpoint import MANIFEST, load_weights
         from plugformer.config import ModelConfig
         from plugformer.errors import CheckpointError
-        from plugformer.manifest import check_shapes, native_shapes, validate_manifest, verify_files
+        from plugformer.manifest import (
+            check_saved_config,
+            check_shapes,
+            native_shapes,
+            validate_manifest,
+            verify_files,
+        )
 
         tokenizer = self.load_tokenizer(path, manifest)
         verify_files(path, validate_manifest(manifest, path / MANIFEST), tokenizer.hash)
@@ -54,7 +60,7 @@ class NativeFamily(BackboneFamily):
             cfg = ModelConfig.model_validate(manifest["model_config"])
             self.read_options(manifest["model_config"])
         except Exception as exc:
-            raise invalid_model_config(path, exc) from None
+            raise invalid_model_config(path, exc, ModelConfig) from None
         if cfg.vocab_size != tokenizer.vocab_size:
             raise CheckpointError(
                 f"{path}: model_config.vocab_size {cfg.vocab_size} != the tokenizer's "
@@ -62,6 +68,7 @@ class NativeFamily(BackboneFamily):
             )
         tied = {"lm_head.weight"} if cfg.tie_embeddings else set()
         check_shapes(path / "model.safetensors", native_shapes(cfg), tied)
+        check_saved_config(path / "model.safetensors", manifest["model_config"])
         from plugformer.models.gpt import GPT
 
         model = GPT(cfg)

@@ -120,8 +120,10 @@ class BackboneFamily:
     def load(self, path: Path, manifest: dict[str, Any]) -> LoadedBackbone:
         """A checkpoint of this family (backbone, or the backbone of a task checkpoint)."""
         from plugformer.checkpoint import load_weights
+        from plugformer.manifest import check_saved_config
 
         tokenizer = self.load_tokenizer(path, manifest)
+        check_saved_config(path / "model.safetensors", manifest.get("model_config") or {})
         try:
             model = self.build(manifest["model_config"])
         except (KeyError, TypeError, ValueError) as exc:  # ValidationError is a ValueError
@@ -172,16 +174,19 @@ class NoOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def invalid_model_config(path: Path, exc: Exception) -> CheckpointError:
-    """A manifest's ``model_config`` that a family's config model refuses, as one line naming
-    the field (pydantic's own message spans lines and ends in a URL)."""
+def invalid_model_config(
+    path: Path, exc: Exception, model: type[BaseModel] = BaseModel
+) -> CheckpointError:
+    """A manifest's ``model_config`` that a family's config model (``model``, whose fields an
+    unknown key's did-you-mean is drawn from) refuses, as one line naming the field
+    (pydantic's own message spans lines and ends in a URL)."""
     from pydantic import ValidationError
 
     where = f"{path}: invalid model_config in manifest"
     if isinstance(exc, ValidationError):
         from plugformer.tomlconfig import format_validation_error
 
-        return CheckpointError(format_validation_error(exc, BaseModel, where, "model_config"))
+        return CheckpointError(format_validation_error(exc, model, where, "model_config"))
     first = str(exc).splitlines()[0] if str(exc) else repr(exc)
     return CheckpointError(f"{where} ({first})")
 
