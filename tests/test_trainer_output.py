@@ -57,3 +57,23 @@ def test_pretraining_raises_no_lightning_pytree_deprecation(corpus_file: Path, t
         warnings.simplefilter("always")
         pretrain(parse_model(PretrainConfig, cfg))
     assert not [w for w in caught if "LeafSpec" in str(w.message)]
+
+
+def test_a_resumed_runs_progress_bar_counts_to_its_step_limit(
+    corpus_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture
+):
+    """Before: Lightning's total is the steps still to run while the resumed bar counts on from
+    the interrupted run's batches: a run stopped at step 3 and resumed to 6 read "6/3"."""
+    from plugformer.config import PretrainConfig, parse_model
+    from plugformer.training.pretrain import pretrain
+
+    monkeypatch.setenv("PLUGFORMER_PROGRESS", "1")
+    cfg = micro_config(corpus_file, tmp_path / "run", max_steps=3, val_every=3, progress=True)
+    pretrain(parse_model(PretrainConfig, cfg))
+    capfd.readouterr()
+    cfg["trainer"]["max_steps"] = 6
+    pretrain(parse_model(PretrainConfig, cfg), resume=True)
+    out = capfd.readouterr()
+    shown = out.out + out.err
+    assert "6/6" in shown and "6/3" not in shown
+    assert "v_num" not in shown
