@@ -272,7 +272,7 @@ BAD_EXAMPLES = {
     "missingcol.csv": (b"sentence,label\nhello,positive\nbye,negative\n", ":2: field 'text'"),
     "ragged.csv": (b"text,label\na,positive\nb\n", ":3: expected 2 columns"),
     "headeronly.tsv": (b"text\tlabel\n", "empty file"),
-    "quote.csv": (b'text,label\n"unterminated,positive\n', "csv"),
+    "quote.csv": (b'text,label\n"unterminated,positive\n', ":2: unterminated quote"),
     "emptytext.tsv": (b"text\tlabel\n\tpositive\nok\tnegative\n", ":2:"),
     "data.xml": (b"<a/>", "unknown format"),
 }
@@ -298,6 +298,35 @@ def test_a_directory_given_as_data_is_named_as_one(tmp_path: Path) -> None:
     (tmp_path / "train").mkdir()
     with pytest.raises(DataError, match=r"train: is a directory \(expected a \.jsonl"):
         list(readers.read_records(tmp_path / "train"))
+
+
+def test_a_csv_quote_never_closed_is_refused_naming_where_it_opened(tmp_path: Path) -> None:
+    """Before: Python's lenient csv read an unterminated quote as a field holding the rest of
+    the file (the rows after it vanished, or a misleading column count was reported)."""
+    from plugformer.data import readers
+
+    path = tmp_path / "d.csv"
+    path.write_text('text,label\ngood,pos\n"never closed, pos\nbad,neg\nfine,pos\n')
+    with pytest.raises(DataError) as exc:
+        list(readers.read_records(path))
+    assert str(exc.value) == (
+        f"{path}:3: unterminated quote: the quoted field that starts on this line is never closed"
+    )
+    tsv = tmp_path / "d.tsv"
+    tsv.write_text('text\tlabel\ngood\tpos\nbad\t"neg\n')
+    with pytest.raises(DataError, match=r"d\.tsv:3: unterminated quote"):
+        list(readers.read_records(tsv))
+    # valid quoting still reads: commas, doubled quotes and newlines inside quotes, CRLF, a
+    # stray quote inside an unquoted field, a closing quote at the very end of the file
+    path.write_bytes(
+        b'text,label\r\n"a, b",pos\r\n"two\r\nlines ""q""",neg\r\nit"s,pos\r\n"end",neg'
+    )
+    assert [(w.rsplit(":", 1)[1], r["text"]) for w, r in readers.read_records(path)] == [
+        ("2", "a, b"),
+        ("4", 'two\r\nlines "q"'),
+        ("5", 'it"s'),
+        ("6", "end"),
+    ]
 
 
 def test_reader_huge_line_names_file_and_line(tmp_path: Path, monkeypatch) -> None:
@@ -432,7 +461,9 @@ def test_a_bad_set_override_is_named_as_the_override(tmp_path: Path, capsys) -> 
 def test_config_validate_checks_a_specs_task_and_options(tmp_path: Path, capsys) -> None:
     """Before: a spec with a misspelt option or an unknown task was "valid", and finetune then
     refused it."""
-    spec = toml(tmp_path / "s.toml", {"task": "sentiment", "data": {"dataset": "x"}})
+    spec = toml(
+        tmp_path / "s.toml", {"task": "sentiment", "data": {"dataset": "movie-review-sentences"}}
+    )
     assert main_code(capsys, "config", "validate", str(spec)) == 0
     bad = toml(
         tmp_path / "o.toml",
@@ -449,6 +480,40 @@ def test_config_validate_checks_a_specs_task_and_options(tmp_path: Path, capsys)
     )
     code, line = cli(capsys, "config", "validate", str(bounded))
     assert code == 2 and "max_length" in line and "greater than or equal to 1" in line, line
+
+
+def test_config_validate_checks_that_a_specs_data_exists(tmp_path: Path, capsys) -> None:
+    """Before: a spec naming an unknown dataset or a missing data file was "valid" (the schema
+    only), and finetune then refused it. Now validate finds both, as finetune does, in one line
+    naming the spec file and the field, and fetches nothing."""
+    typo = toml(tmp_path / "d.toml", {"task": "sentiment", "data": {"dataset": "movie-reviewz"}})
+    code, line = cli(capsys, "config", "validate", str(typo))
+    assert code == 2 and line.startswith(
+        f"plugformer: error: {typo}: data.dataset: unknown dataset 'movie-reviewz'"
+    ), line
+    # data files are relative to the spec file, as finetune reads them
+    gone = toml(tmp_path / "f.toml", {"task": "sentiment", "data": {"train": "gone.jsonl"}})
+    code, line = cli(capsys, "config", "validate", str(gone))
+    assert code == 2 and line == (
+        f"plugformer: error: {gone}: data.train: {tmp_path / 'gone.jsonl'}: no such file"
+    )
+    code, line = cli(capsys, "config", "validate", str(gone), "--set", "data.test=nope.csv")
+    assert code == 2 and "data.train" in line  # the file's own first
+    (tmp_path / "gone.jsonl").write_text('{"text": "fine", "label": "pos"}\n')
+    assert main_code(capsys, "config", "validate", str(gone)) == 0
+    code, line = cli(capsys, "config", "validate", str(gone), "--set", "data.test=nope.csv")
+    assert code == 2 and line == f"plugformer: error: {gone}: data.test: nope.csv: no such file"
+    # a suite's specs are checked the same way
+    suite = tmp_path / "suite.toml"
+    suite.write_text(f'tasks = ["{typo}"]\nbackbones = [{{name = "a", ref = "nowhere"}}]\n')
+    code, line = cli(capsys, "config", "validate", str(suite))
+    assert code == 2 and f"{typo}: data.dataset: unknown dataset" in line, line
+    # a registered dataset is looked up, not fetched
+    from plugformer.data.cache import plugformer_home
+
+    known = toml(tmp_path / "k.toml", {"task": "sentiment", "data": {"dataset": "vader-nyt"}})
+    assert main_code(capsys, "config", "validate", str(known)) == 0
+    assert not (plugformer_home() / "data").exists() and not any(plugformer_home().glob("*"))
 
 
 def test_finetune_and_bench_name_the_spec_file_of_a_bad_option(

@@ -46,6 +46,33 @@ def test_integer_labels_written_as_floats_are_one_class(tmp_path: Path) -> None:
     assert task.labels == ["0", "1"]
 
 
+@pytest.mark.parametrize(
+    ("value", "got"),
+    [(5, "a number (5)"), (2.5, "a number (2.5)"), (True, "a boolean (true)"),
+     (["a"], "a list"), (None, "null")],
+)  # fmt: skip
+def test_a_text_that_is_no_string_is_refused_naming_file_line_and_field(
+    value: Any, got: str, tmp_path: Path
+) -> None:
+    """Before: ``{"text": 5}`` was read as the text "5" (pydantic's coerce_numbers_to_str,
+    meant for ids and labels). Ids and labels still take numbers."""
+    from plugformer.training.finetune import build_task
+
+    path = tmp_path / "d.jsonl"
+    rows = [{"id": 1, "text": "good", "label": 1}, {"text": value, "label": "pos"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    expect = f"{path}:2: field 'text': expected a string, got {got}"
+    with pytest.raises(DataError) as exc:
+        _sentiment().read_file(path)
+    assert str(exc.value) == expect
+    with pytest.raises(DataError) as exc:  # the core's declarative classification too
+        build_task("classification", {}, None).read_file(path)
+    assert str(exc.value) == expect
+    path.write_text(json.dumps(rows[0]) + "\n")
+    (example,) = _sentiment().read_file(path)
+    assert (example.id, example.text, example.label) == ("1", "good", "1")
+
+
 def test_label_errors_name_file_and_line(tmp_path: Path) -> None:
     from plugformer.training.finetune import build_task
 

@@ -9,6 +9,7 @@ name without ``.toml``), and a name works wherever a file path does:
 
 :func:`resolve` turns a reference (a path or a name) into a file; :func:`load_task_spec` reads
 a task spec from what ``plugformer finetune SPEC`` takes (file, name, or task name with data);
+:func:`check_task_data` checks that the data a spec names exists;
 :func:`describe_specs` lists task specs for ``plugformer tasks``. Nothing here imports torch.
 """
 
@@ -24,6 +25,7 @@ from plugformer.specfiles import NamedFile, named_files
 
 __all__ = [
     "NamedFile",
+    "check_task_data",
     "describe_specs",
     "is_dataset_name",
     "is_path",
@@ -110,6 +112,43 @@ def is_dataset_name(data: Path) -> bool:
 
         raise DataError(f"{data}: no such file")
     return True
+
+
+def check_task_data(spec: Any, source: str) -> None:
+    """Refuse a spec whose data is not there, as ``plugformer finetune`` would when it reads it:
+    ``data.dataset`` must name a registered recipe (not a file), and ``data.train`` /
+    ``validation`` / ``test`` existing files. Nothing is downloaded or read: the recipe is
+    looked up in the dataset registry, the files are only looked at.
+
+    :param spec: a :class:`plugformer.config.TaskSpec` whose relative paths are already
+        relative to its file (:func:`plugformer.config.resolve_spec_paths`).
+    :param source: what the error blames, usually the spec file.
+    :raises DataError: one line naming ``source`` and the field (a :class:`PluginError` for a
+        dataset only a broken plugin registers).
+    """
+    from plugformer.config import SPEC_PATH_KEYS
+    from plugformer.errors import DataError, PlugformerError
+
+    data = spec.data
+    if data.dataset:
+        if Path(data.dataset).exists():  # as finetune reads a split: a file is no recipe name
+            raise DataError(
+                f"{source}: data.dataset {data.dataset!r} is a file: give it as data.train"
+            )
+        from plugformer.data.cache import resolve_recipe  # the lookup finetune's load_split makes
+
+        try:
+            resolve_recipe(data.dataset)
+        except PlugformerError as exc:
+            raise type(exc)(f"{source}: data.dataset: {exc}") from None
+    for split in SPEC_PATH_KEYS:
+        file = getattr(data, split)
+        if not file:
+            continue
+        if not Path(file).exists():
+            raise DataError(f"{source}: data.{split}: {file}: no such file")
+        if Path(file).is_dir():
+            raise DataError(f"{source}: data.{split}: {file}: is a directory, expected a file")
 
 
 def _data_table(data: Path, validation: Path | None) -> dict[str, Any]:

@@ -83,6 +83,21 @@ def example_location(example: Any) -> str:
     return f"example {ident!r}" if ident is not None else "an example without an id"
 
 
+def _json_kind(value: Any) -> str:
+    """What a value read from JSON is, in JSON's words (``a number``, ``null``, ...)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, int | float):
+        return f"a number ({value!r})"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
 class TaskOptions(StrictModel):
     """Options every task accepts; a task's ``Options`` subclasses this."""
 
@@ -174,6 +189,8 @@ class Task:
     ----------------
     name: the task kind users write in specs (``"sentiment"``).
     Example: a pydantic model of one example; every input row is validated against it.
+        Declare its texts ``StrictStr``: a number given for a text is then refused, not read
+        as a string (``coerce_numbers_to_str`` is for ids and labels).
     Options: a pydantic model (subclass of TaskOptions) of the task's options.
     requires_causal: True if the task decodes left to right (translation, generation): a
         bidirectional backbone is refused with a clear message.
@@ -220,7 +237,10 @@ class Task:
         except ValidationError as exc:
             err = exc.errors()[0]
             field = ".".join(str(p) for p in err["loc"]) or "(row)"
-            raise DataError(f"{where}: field {field!r}: {err['msg']}") from None
+            msg = err["msg"]
+            if err["type"] == "string_type":  # a text given as a number, a list, null, ...
+                msg = f"expected a string, got {_json_kind(err.get('input'))}"
+            raise DataError(f"{where}: field {field!r}: {msg}") from None
         if "_where" in getattr(type(example), "__private_attributes__", {}):
             example._where = where  # an Example with this private attribute learns its file:line
         return example

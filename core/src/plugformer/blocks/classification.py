@@ -29,6 +29,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictStr,
     create_model,
     field_validator,
     model_validator,
@@ -62,10 +63,11 @@ def classification_example(
 ) -> type[BaseModel]:
     """A pydantic example model: optional ``id``, required non-empty texts, optional label.
 
-    Unknown fields are ignored; numbers are read as strings (``label = 1`` → ``"1"``).
+    Unknown fields are ignored; an id or label number is read as a string (``label = 1`` →
+    ``"1"``), a text must be a string (``"text": 5`` is refused).
     """
     fields: dict[str, Any] = {"id": (str | None, None)}
-    fields.update({f: (str, Field(min_length=1)) for f in text_fields})
+    fields.update({f: (StrictStr, Field(min_length=1)) for f in text_fields})
     fields[label_field] = (str | None, None)
     return create_model(name, __base__=_LocatedExample, **fields)
 

@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, create_model
 from torch import nn
 
 from plugformer.blocks.encoding import after_sep
@@ -43,12 +43,13 @@ class _Seq2SeqExample(LocatedExample):
 
 
 def seq2seq_example(name: str, source: str, target: str) -> type[BaseModel]:
-    """Example model: optional ``id``, a non-empty source, an optional target; extras ignored."""
+    """Example model: optional ``id``, a non-empty source, an optional target; extras ignored.
+    Source and target must be strings (a number is refused); an id number is read as one."""
     return create_model(
         name,
         __base__=_Seq2SeqExample,
         id=(str | None, None),
-        **{source: (str, Field(min_length=1)), target: (str | None, None)},
+        **{source: (StrictStr, Field(min_length=1)), target: (StrictStr | None, None)},
     )
 
 

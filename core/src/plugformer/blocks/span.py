@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, StrictStr
 from torch import nn
 
 from plugformer.blocks.encoding import pad_collate
@@ -42,11 +42,11 @@ class SpanExample(LocatedExample):
 
     id: str | None = None
     """Identifier (optional)."""
-    question: str = Field(min_length=1)
-    """The question."""
-    context: str = Field(min_length=1)
+    question: StrictStr = Field(min_length=1)
+    """The question (a string: a number is refused, not read as one)."""
+    context: StrictStr = Field(min_length=1)
     """The passage holding the answer."""
-    answer: str | None = None
+    answer: StrictStr | None = None
     """The answer text, a substring of ``context``."""
     answer_start: int | None = Field(None, ge=0)
     """Character offset of ``answer`` in ``context`` (default: its first occurrence)."""

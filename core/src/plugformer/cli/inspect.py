@@ -89,19 +89,25 @@ def config_validate(file: str, kind: str | None, overrides: tuple[str, ...]) -> 
     from plugformer.config import apply_overrides, load_toml, parse_model
 
     path = _named_file(file, kind)
-    data = apply_overrides(load_toml(path), overrides)
+    raw = load_toml(path)
+    data = apply_overrides(raw, overrides)
     kind = kind or _guess_kind(data)
     if kind == "suite":
         data.setdefault("name", path.stem)  # as `plugformer bench` reads it (load_suite)
     model = parse_model(_model_for(kind), data, str(path), overrides)
     # "valid" must mean "will run": the task (or the backbone family) exists and takes its
-    # options; a suite's specs, overrides and backbone task lists are checked as
-    # `plugformer bench` checks them
+    # options, a spec's dataset and data files exist; a suite's specs, overrides and backbone
+    # task lists are checked as `plugformer bench` checks them
     detail = ""
     if kind == "task":
-        from plugformer.config import check_task_options
+        from plugformer.config import check_task_options, resolve_spec_paths
+        from plugformer.specs import check_task_data
 
         check_task_options(model, str(path), overrides)
+        # the data files as finetune finds them: the file's paths relative to the file, a
+        # --set path as given
+        located = apply_overrides(resolve_spec_paths(raw, path), overrides)
+        check_task_data(parse_model(_model_for(kind), located, str(path), overrides), str(path))
     elif kind == "pretrain":
         from plugformer.models.families import check_model_family
 

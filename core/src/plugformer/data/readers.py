@@ -64,19 +64,63 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         yield lineno, obj
 
 
+def _unclosed_quote(lines: list[str], start: int, delimiter: str) -> int | None:
+    """The line (1-based) whose ``"`` opens a field that is never closed, in the record that
+    starts on line ``start`` and may run to the end of ``lines``; ``None`` when it ends.
+
+    Python's ``csv`` reads such a quote leniently: the rest of the file becomes one field.
+    This follows its rules (a quote opens a field only at the field's start; ``""`` inside
+    is a quote; a quote closes the field, whatever follows it)."""
+    opened, quoted, at_start, closing = 0, False, True, False
+    for lineno in range(start, len(lines) + 1):
+        for ch in lines[lineno - 1]:
+            if closing:  # the previous character was a quote inside a quoted field
+                closing = False
+                if ch == '"':  # "" : a quote in the text
+                    continue
+                quoted = False
+            if quoted:
+                closing = ch == '"'
+            elif ch in "\r\n":
+                return None  # the record ends on this line
+            elif ch == '"' and at_start:
+                opened, quoted, at_start = lineno, True, False
+            else:
+                at_start = ch == delimiter
+    return opened if quoted and not closing else None
+
+
 def _read_delimited(path: Path, delimiter: str) -> Iterator[tuple[int, dict[str, Any]]]:
     text = "".join(line for _, line in _lines(path))
     text = text.removeprefix("\ufeff")  # a UTF-8 byte-order mark (Excel's CSV export)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    lines = io.StringIO(text, newline="").readlines()  # the lines csv counts in line_num
+    reader = csv.reader(lines, delimiter=delimiter)
+    start = 1  # the line the next record starts on
+
+    def unclosed_quote() -> None:
+        opened = _unclosed_quote(lines, start, delimiter)
+        if opened is not None:
+            raise DataError(
+                f"{path}:{opened}: unterminated quote: the quoted field that starts on this "
+                "line is never closed"
+            )
+
     try:
         header = next(reader)
     except StopIteration:
         raise DataError(f"{path}: empty file (expected a header row)") from None
     except csv.Error as exc:
+        unclosed_quote()  # e.g. the field limit, reached by reading the rest of the file
         raise DataError(f"{path}:1: {exc}") from None
+    if reader.line_num == len(lines):  # only the last record can run into the end of the file
+        unclosed_quote()
+    start = reader.line_num + 1
     header = [h.strip() for h in header]
     try:
         for row in reader:
+            if reader.line_num == len(lines):
+                unclosed_quote()
+            start = reader.line_num + 1
             if not row or all(not c.strip() for c in row):
                 continue
             if len(row) != len(header):
@@ -85,6 +129,7 @@ def _read_delimited(path: Path, delimiter: str) -> Iterator[tuple[int, dict[str,
                 )
             yield reader.line_num, dict(zip(header, row, strict=True))
     except csv.Error as exc:
+        unclosed_quote()
         raise DataError(f"{path}:{reader.line_num}: {exc}") from None
 
 

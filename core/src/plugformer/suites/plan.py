@@ -257,9 +257,10 @@ def plan_cells(
     Every spec, override and backbone ``tasks`` entry is checked here, before any cell runs.
     ``check_only`` (``plugformer config validate``): the same checks, but the cells carry no
     identity of their backbones, data or code, so no checkpoint need exist and no dataset is
-    fetched."""
+    fetched (each spec's recipe is looked up and its data files looked at instead)."""
     from plugformer.config import check_task_options
     from plugformer.plugin_registries import get_task_class
+    from plugformer.specs import check_task_data
 
     ids: dict[str, dict[str, Any]] = {
         label: {} if check_only else _identity(label, ref) for label, ref in refs.items()
@@ -279,6 +280,8 @@ def plan_cells(
             check_task_options(spec, f"{suite_file}: its overrides on {path.name}")
         cls = get_task_class(spec.task)
         where = str(path)
+        if check_only:  # no identities, but the data a cell would read must be there
+            check_task_data(spec, where)
         data, code = ({}, {}) if check_only else (data_version(spec), code_identity(cls))
         if suite.baselines:  # a baseline borrows the first backbone's tokenizer
             cells += [

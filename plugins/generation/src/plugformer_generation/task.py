@@ -36,7 +36,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
 import torch
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, StrictStr, model_validator
 from torch import nn
 
 from plugformer import SEP, DataError
@@ -69,11 +69,11 @@ class GenerationExample(LocatedExample):
 
     id: str | None = None
     """Identifier carried into predictions and error messages."""
-    prompt: str | None = None
-    """Text the completion follows."""
-    completion: str | None = None
+    prompt: StrictStr | None = None
+    """Text the completion follows (texts are strings: a number is refused, not read as one)."""
+    completion: StrictStr | None = None
     """Reference completion of ``prompt``; required for training and scoring, not prediction."""
-    text: str | None = None
+    text: StrictStr | None = None
     """A plain text, learned and scored as a whole (causal-LM loss on every token)."""
 
     @model_validator(mode="after")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
 
 from plugformer.tasks import LocatedExample, TaskOptions
 
@@ -36,10 +36,10 @@ class QAExample(LocatedExample):
 
     id: str | None = None
     """Question identifier (optional)."""
-    context: str
+    context: StrictStr
     """The passage the answer is extracted from."""
-    question: str = Field(min_length=1)
-    """The question."""
+    question: StrictStr = Field(min_length=1)
+    """The question (a string: a number is refused, not read as one)."""
     answers: list[Answer] = []
     """Gold answers (SQuAD dev sets have several); training uses the first. Empty for
     prediction-only inputs."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import ConfigDict, Field, PrivateAttr, StrictStr, field_validator
 
 from plugformer.blocks import ClassificationOptions, ClassificationTask, PooledHead
 from plugformer.tasks import Baseline, LocatedExample
@@ -42,8 +42,8 @@ class SentimentExample(LocatedExample):
 
     id: str | None = None
     """Identifier (optional); numbers are read as strings."""
-    text: str = Field(min_length=1)
-    """The text to classify."""
+    text: StrictStr = Field(min_length=1)
+    """The text to classify (a string: a number is refused, not read as one)."""
     label: str | None = None
     """Label name, e.g. ``"positive"``; integer labels become names (``1``, ``1.0`` and
     ``"1.0"`` all → ``"1"``). Needed for training and scoring, absent for prediction-only

@@ -41,7 +41,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, StrictStr
 
 from plugformer import DataError, PlugformerError
 from plugformer.blocks import ConditionalGenerationTask, GenerationOptions
@@ -66,9 +66,9 @@ class TranslationExample(LocatedExample):
 
     id: str | None = None
     """Identifier carried into predictions and error messages."""
-    source: str = Field(min_length=1)
-    """Text to translate."""
-    target: str | None = None
+    source: StrictStr = Field(min_length=1)
+    """Text to translate (a string: a number is refused, not read as one)."""
+    target: StrictStr | None = None
     """Reference translation; required for training and scoring, not for prediction."""
     source_lang: str | None = None
     """Language of ``source`` (e.g. ``"en"``); if given, must match the task's ``source_lang``."""
