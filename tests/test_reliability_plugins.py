@@ -345,7 +345,8 @@ def test_a_plugin_calling_sys_exit_in_a_hook_is_broken_not_fatal(
 ) -> None:
     """Before: ``sys.exit()`` inside ``register_tasks`` ended ``plugins`` and every command
     that names a task, and inside ``register_commands`` every command, ``--help`` included.
-    An interruption turned into an exit by the plugin still ends the run."""
+    The first failure is the one reported. An interruption turned into an exit by the plugin
+    still ends the run."""
     install(
         "quitter",
         """
@@ -369,8 +370,12 @@ def test_a_plugin_calling_sys_exit_in_a_hook_is_broken_not_fatal(
     assert code == 0, err
     listed = {p["name"]: p for p in json.loads(out)}
     assert listed["quitter"]["status"] == "broken"
-    assert listed["quitter"]["error"] == "called sys.exit(3) in register_tasks"
+    assert listed["quitter"]["error"] == "called sys.exit(4) in register_commands"
     assert listed["fine"]["status"] == "ok" and "pv-fine" in plugins.tasks()
+    plugins.reset()  # without the command line, register_tasks is the first to exit
+    listed = {i.name: i.as_dict() for i in plugins.plugin_infos()}
+    assert listed["quitter"]["status"] == "broken"
+    assert listed["quitter"]["error"] == "called sys.exit(3) in register_tasks"
 
     def ctrl_c_then_exit(register: Any) -> None:
         try:
@@ -436,3 +441,127 @@ def test_a_plugin_that_breaks_halfway_through_registering_registers_nothing(
         plugins.tasks().get("pv-half-task")
     hook_calls.call_on_result({"metrics": {}})
     assert "a broken plugin's hook was called" not in capsys.readouterr().err
+
+
+FINE_WITH_COMMAND = (
+    FINE
+    + """
+    import click
+
+    @hookimpl
+    def register_commands(cli):
+        @cli.command("pv-fine-cmd")
+        def fine_cmd():
+            click.echo("fine here")
+"""
+)
+
+
+@pytest.mark.parametrize(
+    ("breaks", "reason"),
+    [
+        ('raise RuntimeError("boom")', "register_tasks raised RuntimeError: boom"),
+        ("sys.exit(3)", "called sys.exit(3) in register_tasks"),
+        (
+            'register("plugformer.default_plugins.declarative:Tagging", name="tagging")',
+            "task 'tagging' is built into plugformer",
+        ),
+    ],
+    ids=["raises", "exits", "clashes"],
+)
+def test_a_broken_plugins_commands_are_withdrawn_with_its_other_registrations(
+    breaks: str, reason: str, install: Install, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: commands were added at start-up, before any registration hook ran, so a plugin
+    found broken there kept its commands: ``--help`` offered them and they ran. Now they go
+    with its tasks: left out of ``--help`` (one stderr line names the plugin), and invoking
+    one is a one-line error saying which plugin is broken and why; a healthy plugin's
+    command is unaffected."""
+    install(
+        "cmdbroken",
+        f"""
+        import sys
+        import click
+        from plugformer import hookimpl
+
+        @hookimpl
+        def register_commands(cli):
+            @cli.command("pv-hello")
+            def hello():
+                click.echo("hello from a broken plugin")
+
+        @hookimpl
+        def register_tasks(register):
+            register("plugformer.default_plugins.declarative:Tagging", name="pv-cmdbroken-task")
+            {breaks}
+        """,
+    )
+    install("fine", FINE_WITH_COMMAND)
+
+    code, out, err = run(capsys, "--help")
+    assert code == 0 and "Usage" in out, err
+    assert "pv-hello" not in out and "pv-fine-cmd" in out and "pretrain" in out
+    assert (
+        "plugin 'cmdbroken' (plugformer-cmdbroken) is broken; its commands are left out: pv-hello"
+        in err
+    ), err
+
+    plugins.reset()  # a fresh process, as each command is: the plugin not yet found broken
+    code, out, err = run(capsys, "pv-hello")
+    assert code == 2 and "hello from a broken plugin" not in out
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert (
+        "command 'pv-hello' comes from plugformer-cmdbroken (plugin cmdbroken), which is broken: "
+        + reason
+    ) in lines[0], err
+
+    code, out, err = run(capsys, "pv-fine-cmd")
+    assert (code, out.strip()) == (0, "fine here"), err
+    code, out, err = run(capsys, "plugins", "--json")
+    listed = {p["name"]: p for p in json.loads(out)}
+    assert listed["cmdbroken"]["status"] == "broken" and reason in listed["cmdbroken"]["error"]
+    assert "pv-cmdbroken-task" not in plugins.tasks() and "pv-fine" in plugins.tasks()
+
+
+def test_a_plugin_whose_register_commands_fails_adds_none_of_them_and_is_broken(
+    install: Install, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: a ``register_commands`` that raised after adding a command left that command
+    in place, and the plugin listed ``ok`` with its tasks usable. Now its registrations count
+    all together, its commands included: none of its commands is added and the plugin is
+    broken like one whose registration hook failed."""
+    install(
+        "halfcmd",
+        """
+        import click
+        from plugformer import hookimpl
+
+        @hookimpl
+        def register_commands(cli):
+            @cli.command("pv-half-cmd")
+            def half():
+                click.echo("half")
+
+            raise RuntimeError("no more")
+
+        @hookimpl
+        def register_tasks(register):
+            register("plugformer.default_plugins.declarative:Tagging", name="pv-halfcmd-task")
+        """,
+    )
+    install("fine", FINE_WITH_COMMAND)
+
+    code, out, err = run(capsys, "--help")
+    assert code == 0 and "pv-half-cmd" not in out and "pv-fine-cmd" in out, err
+    assert "plugin 'halfcmd' failed to add commands: no more" in err
+    code, out, err = run(capsys, "pv-half-cmd")
+    assert code == 2 and "half" not in out and "No such command 'pv-half-cmd'" in err, err
+    code, out, err = run(capsys, "plugins", "--json")
+    assert code == 0, err
+    listed = {p["name"]: p for p in json.loads(out)}
+    assert listed["halfcmd"]["status"] == "broken"
+    assert listed["halfcmd"]["error"] == "register_commands raised RuntimeError: no more"
+    assert listed["fine"]["status"] == "ok"
+    with pytest.raises(PluginError, match=r"plugin halfcmd\), which is broken: register_commands"):
+        plugins.tasks().get("pv-halfcmd-task")

@@ -9,6 +9,7 @@ here fine-tune each template's shipped demo spec (``NAME-demo``) by name.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import json
 import os
@@ -65,6 +66,69 @@ def test_unknown_template_is_one_clear_error(tmp_path: Path) -> None:
 
     with pytest.raises(PlugformerError, match="choose one of classification, pair"):
         write_plugin("demo", tmp_path, "regression")
+
+
+@pytest.mark.parametrize(
+    ("where", "expect"),
+    [
+        ("afile", "--dir {tmp}/afile is a file, not a directory"),
+        ("afile/sub", "--dir {tmp}/afile/sub: {tmp}/afile is a file, not a directory"),
+        ("full", "{tmp}/full/plugformer-demo already exists (a directory that is not empty)"),
+        ("denied", "{tmp}/denied/plugformer-demo: permission denied (cannot write here)"),
+    ],
+    ids=["a-file", "under-a-file", "taken", "unwritable"],
+)
+def test_a_dir_that_cannot_hold_the_plugin_is_one_line(
+    where: str,
+    expect: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Before: ``new-plugin demo --dir afile`` said ``afile/plugformer-demo: cannot write (File
+    exists)``, and under a file ``(Not a directory)``, naming neither the --dir nor the file.
+    Each is now one line naming the path and what is wrong with it; nothing is written."""
+    from plugformer import fileio
+    from plugformer.cli.main import main
+
+    (tmp_path / "afile").write_text("not a directory\n")
+    (tmp_path / "full" / "plugformer-demo").mkdir(parents=True)
+    (tmp_path / "full" / "plugformer-demo" / "keep.txt").write_text("mine\n")
+    (tmp_path / "denied").mkdir()
+    if where == "denied":  # tests run as root, whom chmod does not stop: inject the EACCES
+
+        def denied(*args: object, **kwargs: object) -> str:
+            raise PermissionError(errno.EACCES, "Permission denied")
+
+        monkeypatch.setattr(fileio.tempfile, "mkdtemp", denied)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    with pytest.raises(SystemExit) as exc:
+        main(["new-plugin", "demo", "--dir", str(tmp_path / where)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"plugformer: error: {expect.format(tmp=tmp_path)}"
+    ), err
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_a_scaffold_failing_midway_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The package is written under a temporary name and renamed once complete: a failure
+    partway (here the disk filling up while the demo data is written) leaves neither a
+    partial package nor the --dir folders the scaffold created for it."""
+    from plugformer import scaffold
+    from plugformer.errors import PlugformerError
+
+    def disk_full(template: str) -> dict[str, str]:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(scaffold, "_demo_data", disk_full)
+    with pytest.raises(PlugformerError, match="plugformer-demo: no space left on device"):
+        write_plugin("demo", tmp_path / "new" / "deeper")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_readme_names_the_base_class(tmp_path: Path) -> None:

@@ -130,8 +130,11 @@ def register_commands(cli: Any) -> None:
 
     Called once at CLI start-up. The core's own commands come through this hook too (the
     default plugin ``plugformer.default_plugins.commands``) and are added first; a plugin may
-    not replace or remove them. A plugin that raises here loses its commands, not the
-    others'. Returns nothing.
+    not replace or remove them. A plugin's commands count with its other registrations, all
+    together or not at all: a plugin that raises (or exits, or hangs) here adds none of its
+    commands and is broken, its tasks and specs withdrawn; a plugin found broken in a
+    registration hook loses its commands (left out of ``--help``; running one says the plugin
+    is broken). The other plugins' commands are unaffected. Returns nothing.
     """
 
 

@@ -7,7 +7,9 @@ a hook that raises, calls ``sys.exit()``, hangs or registers a name another plug
 its plugin broken (a name of the core's own stays the core's), and what a broken plugin would
 have registered is withheld — what it registered before it broke included: a plugin's
 registrations count all together or not at all — so that asking for it names the broken plugin
-rather than "unknown", and none of its hooks is called again. The registries
+rather than "unknown", and none of its hooks is called again. A plugin whose
+``register_commands`` fails is broken the same way (:func:`mark_broken`), and a broken plugin's
+commands are withdrawn with the rest (:mod:`plugformer.cli.main`). The registries
 are rebuilt after :func:`plugformer.plugins.register_plugin` or ``unregister_plugin``.
 Loading the plugins, and calling a hook under tracing and a timeout, live in
 :mod:`plugformer.plugin_manager`; :mod:`plugformer.plugins` is the public face of both.
@@ -39,6 +41,7 @@ __all__ = [
     "datasets",
     "decoding_strategies",
     "get_task_class",
+    "mark_broken",
     "named_specs",
     "objectives",
     "plugin_infos",
@@ -245,6 +248,21 @@ def plugin_infos() -> list[PluginInfo]:
     get_plugin_manager()
     _collect()
     return list(_State.infos.values())
+
+
+def mark_broken(name: str, reason: str, hung: bool = False) -> None:
+    """Record plugin ``name`` as broken by a hook outside the registries (its
+    ``register_commands`` failed at CLI start-up): as when a registration hook fails, what it
+    registers is withheld and none of its hooks is called again once the registries are
+    (re)built. ``hung``: the hook timed out, so it is not called again even to name what it
+    registers. Never raises, even when strict: :func:`raise_if_broken` reports it."""
+    info = _State.infos.get(name)
+    if info is None or info.status != "ok":
+        return
+    info.status, info.error = "broken", reason
+    if hung:
+        _State.hung.add(name)
+    _State.registries = None  # rebuilt without it
 
 
 def raise_if_broken() -> None:

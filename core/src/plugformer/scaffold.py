@@ -7,12 +7,18 @@ package data (``register_specs``) with a few dozen generated rows per split that
 learnable rule. ``pip install -e`` it and it shows in ``plugformer plugins``, its tests pass
 without edits and ``plugformer finetune NAME-demo --backbone CKPT`` runs in seconds. A name
 whose distribution is installed, or whose task the core or an installed plugin already
-registers, is refused: the result could not be installed beside it.
+registers, is refused: the result could not be installed beside it. So is a ``--dir`` that
+cannot hold it (a file, or under one) and a ``plugformer-NAME`` already there, each in one
+line before anything is written. The package is built under a temporary name beside its
+destination and renamed into place when complete: a failure leaves nothing behind, not even
+the ``--dir`` folders it created.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import random
 import re
 from importlib import resources
@@ -152,6 +158,54 @@ def _task_owner(name: str) -> str | None:
     return None
 
 
+def _check_destination(directory: Path, target: Path) -> list[Path]:
+    """Refuse, in one line, a ``--dir`` that is or lies under something other than a directory,
+    and a ``target`` that exists already; return the folders of ``directory`` still to be
+    created, deepest first (removed again if the scaffold fails)."""
+    missing: list[Path] = []
+    probe = directory
+    while not os.path.lexists(probe) and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    if not probe.is_dir():
+        what = "a file, not a directory" if probe.is_file() else "not a directory"
+        if probe == directory:
+            raise PlugformerError(f"--dir {directory} is {what}")
+        raise PlugformerError(f"--dir {directory}: {probe} is {what}")
+    if os.path.lexists(target):
+        if target.is_symlink():
+            what = "a symbolic link"
+        elif target.is_dir():
+            what = (
+                "a directory that is not empty" if any(target.iterdir()) else "an empty directory"
+            )
+        else:
+            what = "a file" if target.is_file() else "neither a file nor a directory"
+        raise PlugformerError(
+            f"{target} already exists ({what}); remove it or choose another --dir"
+        )
+    return missing
+
+
+def _write_files(target: Path, values: dict[str, str]) -> None:
+    """Fill the templates with ``values`` and write the package and its demo data into a
+    temporary directory beside ``target``, renamed to ``target`` once complete."""
+    templates = resources.files("plugformer") / "templates"
+    template = values["template"]
+    with atomic_dir(target, overwrite=False) as tmp:
+        for src, dst in _FILES.items():
+            text = (templates / src.format(template=template)).read_text(encoding="utf-8")
+            for key, value in values.items():
+                text = text.replace("{{" + key + "}}", value)
+            out = tmp / dst.format(**values)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(text, encoding="utf-8")
+        data = tmp / "src" / values["package"] / "specs" / "data"
+        data.mkdir()
+        for split, rows in _demo_data(template).items():
+            (data / f"{split}.jsonl").write_text(rows, encoding="utf-8")
+
+
 def write_plugin(name: str, directory: str | Path = ".", template: str = "classification") -> Path:
     """Write ``DIRECTORY/plugformer-NAME`` (a task of shape ``template``) and return its path."""
     if template not in TEMPLATES:
@@ -176,9 +230,9 @@ def write_plugin(name: str, directory: str | Path = ".", template: str = "classi
             f"plugin name {name!r}: the task {name!r} is already registered by {owner}; "
             "choose another name"
         )
-    target = Path(directory) / dist
-    if target.exists():
-        raise PlugformerError(f"{target}: already exists")
+    directory = Path(directory)
+    target = directory / dist
+    created = _check_destination(directory, target)
     values = {
         "name": name,
         "package": package,
@@ -188,17 +242,11 @@ def write_plugin(name: str, directory: str | Path = ".", template: str = "classi
         "base": _BASES[template],
         "spec_options": _SPEC_OPTIONS.get(template, ""),
     }
-    templates = resources.files("plugformer") / "templates"
-    with atomic_dir(target, overwrite=False) as tmp:
-        for src, dst in _FILES.items():
-            text = (templates / src.format(template=template)).read_text(encoding="utf-8")
-            for key, value in values.items():
-                text = text.replace("{{" + key + "}}", value)
-            out = tmp / dst.format(**values)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(text, encoding="utf-8")
-        data = tmp / "src" / package / "specs" / "data"
-        data.mkdir()
-        for split, rows in _demo_data(template).items():
-            (data / f"{split}.jsonl").write_text(rows, encoding="utf-8")
+    try:
+        _write_files(target, values)
+    except BaseException:
+        for folder in created:  # deepest first; only folders left empty go
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
     return target
