@@ -113,3 +113,35 @@ def test_warmup_steps_still_end_warm_up_first_when_they_come_first(
     cb = BudgetSchedule(warmup_steps=10, max_steps=1_000, max_seconds=60.0, warmup_fraction=0.5)
     lrs = _run(cb, _trainer(), clock, lambda i: 0.1, 1_000)
     assert lrs[9] < 1.0 and lrs[10] == pytest.approx(1.0, abs=0.01)
+
+
+def test_a_step_stalled_past_the_budget_is_followed_by_one_at_the_floor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before: a busy machine stalled the ninth step of a 12-second budget for 10 s; it had
+    started at a fifth of the anneal, the budget was spent when it ended, and the run stopped
+    at 0.91 of the peak learning rate (the fast quickstart, under CI beside other work)."""
+    clock = _Clock()
+    monkeypatch.setattr(sched.time, "perf_counter", clock)
+    cb = BudgetSchedule(warmup_steps=2, max_steps=10_000, max_seconds=12.0, min_ratio=0.1)
+    trainer = _trainer(lr=1.0)
+    lrs = _run(cb, trainer, clock, lambda i: 10.0 if i == 8 else 0.3, 10_000)
+    assert trainer.should_stop and trainer.global_step == 10  # one step after the stalled one
+    assert lrs[-2] > 0.5  # the stalled step ran far above the floor
+    assert lrs[-1] == pytest.approx(0.1)  # the last one at the floor
+    assert cb.final_lrs(trainer)[0] == pytest.approx(0.1)
+
+
+def test_a_run_that_ends_at_its_floor_takes_no_extra_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Steps of 0.8% of the budget: the last one ran within the tolerance, so the run stops
+    where it did before the rule (which stopped whatever the last step's rate)."""
+    steps, default = {}, sched.FLOOR_TOLERANCE
+    for tolerance in (default, 1.0):
+        clock = _Clock()
+        monkeypatch.setattr(sched.time, "perf_counter", clock)
+        monkeypatch.setattr(sched, "FLOOR_TOLERANCE", tolerance)
+        cb = BudgetSchedule(warmup_steps=2, max_steps=10_000, max_seconds=12.0, min_ratio=0.1)
+        trainer = _trainer()
+        _run(cb, trainer, clock, lambda i: 0.1, 10_000)
+        steps[tolerance] = trainer.global_step
+    assert steps[default] == steps[1.0] == pytest.approx(120, abs=1)

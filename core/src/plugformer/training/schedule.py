@@ -6,9 +6,12 @@ two fractions spent::
     progress = max(step / max_steps, elapsed / budget)
 
 The learning rate warms up linearly over ``warmup_steps``, then follows a cosine from its peak
-to ``min_ratio × peak`` as progress goes from the end of warm-up to 1, and the run stops at 1.
-On a machine that gets busy half-way, a budgeted run trains fewer steps but still anneals to its
-floor — a step count measured once at start-up would leave it stopped near its peak.
+to ``min_ratio × peak`` as progress goes from the end of warm-up to 1, and the run stops at 1
+once a step has run at the floor. On a machine that gets busy half-way, a budgeted run trains
+fewer steps but still anneals to its floor — a step count measured once at start-up would leave
+it stopped near its peak. A busy machine can also stall one step for a good part of a short
+budget (oversubscribed threads): that step started below 1 and ran well above the floor, so one
+more step runs at the floor before the run stops (:data:`FLOOR_TOLERANCE`).
 
 Fine-tuning gives its warm-up as a share of the run (``finetune.warmup_ratio``), and a budgeted
 run's step limit is only a cap, far beyond the steps the minutes allow. So a budgeted schedule
@@ -30,7 +33,12 @@ from typing import Any
 
 import lightning as L
 
-__all__ = ["BudgetSchedule", "lr_multiplier"]
+__all__ = ["FLOOR_TOLERANCE", "BudgetSchedule", "lr_multiplier"]
+
+FLOOR_TOLERANCE = 0.002
+"""How close to the floor (a fraction of the peak − floor range) the last step of a budgeted run
+must have run for the run to stop when its budget is spent; further, and one more step runs at
+the floor. A step that started 3% of the budget before its end ran within this."""
 
 
 def lr_multiplier(
@@ -122,7 +130,12 @@ class BudgetSchedule(L.Callback):
         batch_idx: int,
     ) -> None:
         if self.max_seconds and self.progress(trainer.global_step) >= 1.0:
-            trainer.should_stop = True  # the budget is spent; the LR is at its floor
+            # The budget is spent. Stop once the step just taken ran at the floor (or warm-up
+            # never ended: there is nothing to anneal); the next step starts past 1, so it
+            # runs at the floor.
+            near = self.min_ratio + FLOOR_TOLERANCE * (1.0 - self.min_ratio)
+            if self.warmup_end is None or self.last_multiplier <= near:
+                trainer.should_stop = True
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.elapsed, self._t0 = self.seconds(), None
