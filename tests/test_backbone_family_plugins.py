@@ -316,6 +316,7 @@ def test_a_checkpoint_saved_before_model_options_still_loads(tok: Any, tmp_path:
     path = save_backbone(tmp_path / "old", model, tok)
     manifest = json.loads((path / MANIFEST).read_text())
     del manifest["model_config"]["options"]  # as written before [model.options] existed
+    del manifest["model_config_sha256"]  # ... and before model_config was hashed
     (path / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
     loaded = load_backbone(path)
     assert loaded.model.config.options == {}

@@ -17,6 +17,7 @@ from plugformer.checkpoint import load_backbone, save_backbone, save_task
 from plugformer.config import ModelConfig, TaskSpec, parse_model
 from plugformer.errors import CheckpointError
 from plugformer.inference.predictor import load
+from plugformer.manifest import entry_hashes
 from plugformer.models.families import LoadedBackbone
 from plugformer.models.gpt import GPT
 from plugformer.tokenizer import train_tokenizer
@@ -29,9 +30,13 @@ def _backbone(tmp: Path, tok: Any) -> Path:
     return save_backbone(tmp / "bb", model, tok)
 
 
-def _edit(path: Path, fn: Any) -> None:
+def _edit(path: Path, fn: Any, rehash: bool = True) -> None:
+    """Edit the manifest; ``rehash`` updates its entry hashes too, as a careful forger would,
+    so the checks behind them are reached."""
     manifest = json.loads((path / "plugformer.json").read_text())
     fn(manifest)
+    if rehash:
+        manifest.update(entry_hashes(manifest))
     (path / "plugformer.json").write_text(json.dumps(manifest))
 
 
@@ -146,15 +151,38 @@ def test_an_invalid_model_config_value_is_one_line_naming_the_field(
 
 def test_a_manifest_edited_to_another_head_count_is_refused(tmp_path: Path, tok: Any) -> None:
     """Before: ``n_heads`` changes no tensor's shape, so a manifest edited to another head count
-    loaded the weights into a different model without a word. The weights file now carries
-    the config it was saved with (covered by the weights hash)."""
+    loaded the weights into a different model without a word. ``model_config`` is hashed."""
     ckpt = _backbone(tmp_path, tok)
-    heads = json.loads((ckpt / "plugformer.json").read_text())["model_config"]["n_heads"]
-    _edit(ckpt, lambda m: m["model_config"].update(n_heads=1))
-    assert heads != 1
-    with pytest.raises(CheckpointError, match=r"model_config\.n_heads \(1\)") as info:
+    assert json.loads((ckpt / "plugformer.json").read_text())["model_config"]["n_heads"] != 1
+    _edit(ckpt, lambda m: m["model_config"].update(n_heads=1), rehash=False)
+    with pytest.raises(
+        CheckpointError, match=r"'model_config' does not match .*model_config_sha256"
+    ):
         load_backbone(ckpt)
-    assert "\n" not in str(info.value) and f"saved with ({heads})" in str(info.value)
+
+
+def test_an_edited_task_state_is_refused(tmp_path: Path, tok: Any) -> None:
+    """Before: swapping a sentiment checkpoint's labels loaded, and every prediction came out
+    inverted; so did another pooling. ``task`` is hashed."""
+    ckpt = _sentiment_checkpoint(tmp_path, tok)
+    state = json.loads((ckpt / "plugformer.json").read_text())["task"]["state"]
+    assert sorted(state["labels"]) == ["neg", "pos"]
+    _edit(ckpt, lambda m: m["task"]["state"].update(labels=state["labels"][::-1]), False)
+    with pytest.raises(CheckpointError, match=r"'task' does not match .*task_sha256") as info:
+        load(ckpt)
+    assert "\n" not in str(info.value)
+
+
+def test_identical_saves_write_identical_bytes(tmp_path: Path, tok: Any) -> None:
+    """Before: the weights' safetensors metadata held two keys, written in a random order, so
+    identical runs wrote different ``model.safetensors`` bytes and weights hashes."""
+    hashes = {
+        json.loads((_backbone(tmp_path / str(i), tok) / "plugformer.json").read_text())[
+            "weights_sha256"
+        ]
+        for i in range(4)
+    }
+    assert len(hashes) == 1
 
 
 def test_an_unknown_model_config_key_gets_a_did_you_mean(tmp_path: Path, tok: Any) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 
 from plugformer.errors import CheckpointError, ConfigError
 from plugformer.fileio import atomic_dir
-from plugformer.manifest import FORMAT_VERSION, config_metadata
+from plugformer.manifest import FORMAT_VERSION, entry_hashes
 
 __all__ = [
     "FORMAT_VERSION",
@@ -78,9 +78,10 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{mpath}: corrupt manifest ({exc})") from None
     if not isinstance(manifest, dict) or "format_version" not in manifest or "kind" not in manifest:
         raise CheckpointError(f"{mpath}: manifest lacks format_version/kind")
-    from plugformer.manifest import validate_manifest
+    from plugformer.manifest import check_entries, validate_manifest
 
     validate_manifest(manifest, mpath)  # every field the loaders read, typed (plugformer.manifest)
+    check_entries(manifest, mpath)  # model_config and task, as saved
     for needed in ("model.safetensors", "tokenizer.json"):
         if not (path / needed).is_file():
             raise CheckpointError(f"{path}: missing {needed}")
@@ -112,7 +113,7 @@ def save_backbone(
         save_file(
             _state_dict_for_save(model),
             str(tmp / "model.safetensors"),
-            metadata=config_metadata(model.config.model_dump()),
+            metadata={"format": "pt"},
         )
         tokenizer.save(tmp / "tokenizer.json")
         from plugformer.fileio import sha256_file
@@ -129,6 +130,7 @@ def save_backbone(
             "versions": library_versions(),
             **(extra or {}),
         }
+        manifest.update(entry_hashes(manifest))
         (tmp / MANIFEST).write_text(
             json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8"
         )
@@ -237,7 +239,7 @@ def save_task(
         save_file(
             _state_dict_for_save(model),
             str(tmp / "model.safetensors"),
-            metadata=config_metadata(model.config.model_dump()),
+            metadata={"format": "pt"},
         )
         save_file(
             {k: v.detach().contiguous().cpu() for k, v in head.state_dict().items()},
@@ -267,6 +269,7 @@ def save_task(
             "metrics": {"validation": summary.get("val_metrics", {})},
             "versions": library_versions(),
         }
+        manifest.update(entry_hashes(manifest))
         (tmp / MANIFEST).write_text(
             json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8"
         )

@@ -4,10 +4,11 @@ A manifest is trusted only after it validates here and its hashes match the file
 :func:`validate_manifest` checks every field the loaders read (types included), and
 :func:`verify_files` checks the tokenizer and weights hashes (both mandatory) and — for a
 native backbone — that the shapes in ``model.safetensors``' header are the ones
-``model_config`` would build, all before a single parameter is allocated. The weights file
-also carries the ``model_config`` it was saved with (:func:`config_metadata`, in the
-safetensors header, so the weights hash covers it): :func:`check_saved_config` refuses a
-manifest edited to another architecture whose tensors have the same shapes (``n_heads``).
+``model_config`` would build, all before a single parameter is allocated. The entries that
+change what a checkpoint computes without changing a file — ``model_config`` (``n_heads``
+changes no tensor's shape) and a task checkpoint's ``task`` (its labels' order, its options) —
+are hashed too (``model_config_sha256``, ``task_sha256``; :func:`check_entries`), so a
+manifest edited by hand is refused rather than loaded into a different model.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from plugformer.errors import CheckpointError
 __all__ = [
     "Manifest",
     "TaskInfo",
-    "check_saved_config",
+    "check_entries",
     "check_shapes",
-    "config_metadata",
+    "entry_hashes",
     "native_shapes",
     "validate_manifest",
     "verify_files",
@@ -75,6 +76,10 @@ class Manifest(BaseModel):
     """sha256 of model.safetensors (mandatory)."""
     head_sha256: str | None = Field(None, pattern=_SHA256)
     """sha256 of head.safetensors (task checkpoints; verified when present)."""
+    model_config_sha256: str | None = Field(None, pattern=_SHA256)
+    """sha256 of ``model_config`` as sorted JSON (verified when present)."""
+    task_sha256: str | None = Field(None, pattern=_SHA256)
+    """sha256 of ``task`` as sorted JSON (task checkpoints; verified when present)."""
     task: TaskInfo | None = None
     """The task of a task checkpoint."""
 
@@ -118,48 +123,38 @@ def verify_files(path: Path, manifest: Manifest, tokenizer_hash: str) -> None:
         )
 
 
-SAVED_CONFIG = "plugformer.model_config"
-"""The safetensors metadata key holding the ``model_config`` the weights were saved with."""
+HASHED_ENTRIES = {"model_config": "model_config_sha256", "task": "task_sha256"}
+"""Manifest entries whose content is hashed into the manifest (entry → its hash's key)."""
 
 
-def _canonical(model_config: Mapping[str, Any]) -> str:
-    """``model_config`` as the JSON text both sides compare (keys sorted, as the manifest
-    writes non-JSON values)."""
-    return json.dumps(model_config, sort_keys=True, default=str)
+def _entry_sha256(value: Any) -> str:
+    """sha256 of an entry as JSON (keys sorted; what the manifest's writer makes of values JSON
+    lacks, so the entry hashes the same before writing and after reading)."""
+    import hashlib
+
+    text = json.dumps(json.loads(json.dumps(value, default=str)), sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def config_metadata(model_config: Mapping[str, Any]) -> dict[str, str]:
-    """The safetensors metadata of a backbone's weights: its ``model_config`` beside the
-    format tag, so the weights file says which architecture its tensors are for."""
-    return {"format": "pt", SAVED_CONFIG: _canonical(model_config)}
+def entry_hashes(manifest: Mapping[str, Any]) -> dict[str, str]:
+    """The hashes of the manifest's :data:`HASHED_ENTRIES` it has, for the writer to add."""
+    return {
+        key: _entry_sha256(manifest[entry])
+        for entry, key in HASHED_ENTRIES.items()
+        if entry in manifest
+    }
 
 
-def check_saved_config(file: Path, model_config: Mapping[str, Any]) -> None:
-    """The manifest's ``model_config`` is the one ``file``'s weights were saved with (read
-    from the header alone). Some settings change no tensor's shape (``n_heads``, the rotary
-    base, the norm's epsilon): a manifest edited to another would load the weights into a
-    different model without a word. Files saved before the config was recorded pass, and
-    so does a key on one side only."""
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(file), framework="pt") as f:
-            saved = (f.metadata() or {}).get(SAVED_CONFIG)
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{file}: corrupt weights ({exc})") from None
-    if saved is None:
-        return
-    theirs, ours = json.loads(saved), json.loads(_canonical(model_config))
-    # Keys on one side only are not compared: a field added to a family's config later has a
-    # default, and a manifest written without it still describes the same model.
-    key = next((k for k in sorted(set(theirs) & set(ours)) if theirs[k] != ours[k]), None)
-    if key is None:
-        return
-    raise CheckpointError(
-        f"{file}: the manifest's model_config.{key} ({ours.get(key)!r}) is not the one these "
-        f"weights were saved with ({theirs.get(key)!r}); the manifest was edited or comes from "
-        "another checkpoint"
-    )
+def check_entries(manifest: Mapping[str, Any], where: str | Path) -> None:
+    """Each hashed entry matches its hash (a manifest written before they were hashed has none:
+    it passes)."""
+    for entry, key in HASHED_ENTRIES.items():
+        want = manifest.get(key)
+        if want is not None and entry in manifest and _entry_sha256(manifest[entry]) != want:
+            raise CheckpointError(
+                f"{where}: '{entry}' does not match the manifest's {key}: it was edited (or "
+                "comes from another checkpoint), and would load the weights into another model"
+            )
 
 
 def check_shapes(file: Path, expected: dict[str, tuple[int, ...]], ignore: set[str]) -> None:

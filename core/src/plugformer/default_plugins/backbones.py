@@ -46,13 +46,7 @@ class NativeFamily(BackboneFamily):
         from plugformer.checkpoint import MANIFEST, load_weights
         from plugformer.config import ModelConfig
         from plugformer.errors import CheckpointError
-        from plugformer.manifest import (
-            check_saved_config,
-            check_shapes,
-            native_shapes,
-            validate_manifest,
-            verify_files,
-        )
+        from plugformer.manifest import check_shapes, native_shapes, validate_manifest, verify_files
 
         tokenizer = self.load_tokenizer(path, manifest)
         verify_files(path, validate_manifest(manifest, path / MANIFEST), tokenizer.hash)
@@ -68,7 +62,6 @@ class NativeFamily(BackboneFamily):
             )
         tied = {"lm_head.weight"} if cfg.tie_embeddings else set()
         check_shapes(path / "model.safetensors", native_shapes(cfg), tied)
-        check_saved_config(path / "model.safetensors", manifest["model_config"])
         from plugformer.models.gpt import GPT
 
         model = GPT(cfg)

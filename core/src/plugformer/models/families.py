@@ -120,10 +120,8 @@ class BackboneFamily:
     def load(self, path: Path, manifest: dict[str, Any]) -> LoadedBackbone:
         """A checkpoint of this family (backbone, or the backbone of a task checkpoint)."""
         from plugformer.checkpoint import load_weights
-        from plugformer.manifest import check_saved_config
 
         tokenizer = self.load_tokenizer(path, manifest)
-        check_saved_config(path / "model.safetensors", manifest.get("model_config") or {})
         try:
             model = self.build(manifest["model_config"])
         except (KeyError, TypeError, ValueError) as exc:  # ValidationError is a ValueError
