@@ -185,3 +185,12 @@ def test_every_error_of_a_file_is_named_in_its_one_line() -> None:
     with pytest.raises(ConfigError, match=r"\[and 2 more errors\]$") as info:
         parse_model(TaskSpec, many, "spec.toml")
     assert "missing key 'data'" in str(info.value)  # not "Field required (got a table)"
+
+
+def test_a_key_set_twice_blames_the_last_set_the_one_used(tmp_path: Path) -> None:
+    """Before: the error named the first ``--set`` of the key, whose value was overridden."""
+    path = write(tmp_path, "[trainer]\nmax_steps = 5\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, PretrainConfig, ["trainer.max_steps=3", "trainer.max_steps=0"])
+    msg = str(err.value)
+    assert msg.startswith("--set trainer.max_steps=0:"), msg

@@ -638,3 +638,80 @@ def test_a_bad_argument_is_one_line(tmp_path: Path, capsys) -> None:
     assert "plugformer predict --help" in line
     code, line = cli(capsys, "pretrian")
     assert code == 2 and "No such command 'pretrian'" in line
+
+
+def test_a_csv_header_naming_a_column_twice_is_refused(tmp_path: Path) -> None:
+    """Before: the last of two same-named columns silently won."""
+    from plugformer.data import readers
+
+    for name, body in [("a.csv", "text,text\nx,y\n"), ("b.tsv", "text\tlabel\ttext\nx\tpos\ty\n")]:
+        path = tmp_path / name
+        path.write_text(body)
+        with pytest.raises(DataError) as exc:
+            list(readers.read_records(path))
+        assert str(exc.value) == f"{path}:1: column 'text' appears twice"
+
+
+def test_a_txt_file_with_crlf_and_a_byte_order_mark_reads_clean_texts(tmp_path: Path) -> None:
+    """Before: every text kept its ``\\r`` and the first its byte-order mark."""
+    from plugformer.data import readers
+
+    path = tmp_path / "d.txt"
+    path.write_bytes("bad movie\r\n\r\ngood movie\r\n".encode("utf-8-sig"))
+    texts = [r["text"] for _, r in readers.read_records(path)]
+    assert texts == ["bad movie", "good movie"]
+
+
+def test_predict_strips_crlf_and_a_byte_order_mark_from_stdin(
+    monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """Before: ``printf 'bad movie\\r\\n' | plugformer predict CKPT`` predicted ``'bad movie\\r'``."""
+    import types
+
+    import plugformer
+
+    seen: list[Any] = []
+    task = types.SimpleNamespace(
+        name="fake", options=types.SimpleNamespace(columns={}), read_input=seen.append
+    )
+    predictor = types.SimpleNamespace(task=task, predict=lambda xs: ["pos" for _ in xs])
+    monkeypatch.setattr(plugformer, "load", lambda *a, **k: predictor)
+    stdin = types.SimpleNamespace(
+        isatty=lambda: False, buffer=io.BytesIO("\ufeffbad movie\r\ngood movie\r\n".encode())
+    )
+    monkeypatch.setattr("sys.stdin", stdin)
+    main(["--threads", "1", "predict", "ckpt"])
+    assert seen == ["bad movie", "good movie"]
+    assert capsys.readouterr().out.splitlines() == ['"pos"', '"pos"']
+
+
+def test_a_plugformer_home_that_is_a_file_is_one_error_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """Before: "downloading ..." and then ``unexpected error: NotADirectoryError``."""
+    home = tmp_path / "home"
+    home.write_text("")
+    monkeypatch.setenv("PLUGFORMER_HOME", str(home))
+    code, line = cli(capsys, "data", "get", "shakespeare")
+    assert code == 2 and f"PLUGFORMER_HOME={home}: {home} is a file" in line
+    monkeypatch.setenv("PLUGFORMER_HOME", str(home / "sub"))
+    code, line = cli(capsys, "data", "get", "shakespeare")
+    assert code == 2 and f"PLUGFORMER_HOME={home / 'sub'}: {home} is a file" in line
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_an_unwritable_plugformer_home_is_one_error_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: ``unexpected error: PermissionError`` halfway through a download."""
+    from plugformer.data.cache import writable_home
+
+    home = tmp_path / "home"
+    home.mkdir()
+    home.chmod(0o500)
+    monkeypatch.setenv("PLUGFORMER_HOME", str(home))
+    try:
+        with pytest.raises(DataError, match=rf"PLUGFORMER_HOME={home}: .* is not writable"):
+            writable_home()
+    finally:
+        home.chmod(0o700)

@@ -565,3 +565,18 @@ def test_a_plugin_whose_register_commands_fails_adds_none_of_them_and_is_broken(
     assert listed["fine"]["status"] == "ok"
     with pytest.raises(PluginError, match=r"plugin halfcmd\), which is broken: register_commands"):
         plugins.tasks().get("pv-halfcmd-task")
+
+
+def test_a_plugin_timeout_that_is_not_a_number_is_one_error_for_every_command(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: ``PLUGFORMER_PLUGIN_TIMEOUT=abc`` made every plugin "fail to add commands",
+    the core's included, and each command was then ``No such command``."""
+    monkeypatch.setenv("PLUGFORMER_PLUGIN_TIMEOUT", "abc")
+    for args in (["data", "list"], ["plugins"]):
+        code, out, err = run(capsys, *args)
+        assert code == 2 and out == "", err
+        assert err.strip() == (
+            "plugformer: error: PLUGFORMER_PLUGIN_TIMEOUT='abc': expected a positive number "
+            "of seconds (0 for no limit)"
+        )

@@ -343,7 +343,10 @@ def hook_timeout() -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise PluginError(f"PLUGFORMER_PLUGIN_TIMEOUT={raw!r} is not a number of seconds") from None
+        raise PluginError(
+            f"PLUGFORMER_PLUGIN_TIMEOUT={raw!r}: expected a positive number of seconds "
+            "(0 for no limit)"
+        ) from None
     return value if value > 0 else float("inf")
 
 

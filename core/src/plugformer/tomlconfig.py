@@ -158,7 +158,7 @@ def parse_model(
         unknown = first["type"] == "extra_forbidden"
         # a rule over a whole table (`model`) that names the field it refused (`preset`)
         ruling = first["type"] == "value_error" and isinstance(first.get("input"), dict)
-        for item in overrides:
+        for item in reversed(overrides):  # a key given twice: the last one is the one used
             key = item.split("=", 1)[0].strip()
             inside = key.startswith(loc + ".") if loc else "." not in key
             named = ruling and key.rsplit(".", 1)[-1] in str(first.get("msg", ""))

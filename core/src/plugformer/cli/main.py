@@ -213,6 +213,9 @@ def main(argv: list[str] | None = None) -> None:
 
     install_default_handlers()
     try:
+        from plugformer.plugin_manager import hook_timeout
+
+        hook_timeout()  # a bad value is the user's to fix, not every plugin's failure
         _add_commands()
         cli.main(argv, prog_name="plugformer", standalone_mode=False)
     except click.exceptions.Abort:

