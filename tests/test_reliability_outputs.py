@@ -204,3 +204,45 @@ def test_a_head_that_forgets_to_pool_is_told_the_shape_it_owes(
     ):
         finetune(spec, str(micro_checkpoint), tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_symlinked_output_is_written_through_and_stays_a_link(tmp_path: Path) -> None:
+    """Before: the rename replaced the link with a file; its target kept the old result."""
+    from plugformer.fileio import atomic_write_json
+
+    target, link = tmp_path / "target.json", tmp_path / "link.json"
+    target.write_text("{}")
+    link.symlink_to(target)
+    atomic_write_json(link, {"accuracy": 0.5})
+    assert link.is_symlink() and json.loads(target.read_text()) == {"accuracy": 0.5}
+
+
+def test_an_output_that_is_not_a_regular_file_is_written_in_place(tmp_path: Path) -> None:
+    """Before: ``--out /dev/null`` (or ``/dev/stdout``, a FIFO) was replaced by a regular
+    file — as root, the device itself. A FIFO stands in for the device here."""
+    import threading
+
+    from plugformer.fileio import atomic_write_text
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
+    reader.start()
+    atomic_write_text(fifo, "metrics\n")
+    reader.join(timeout=10)
+    assert got == ["metrics\n"]
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)  # still the pipe, not a file
+
+
+def test_a_long_but_valid_file_name_can_be_written(tmp_path: Path) -> None:
+    """Before: the temporary sibling's name (the name + random part + ``.tmp``) passed 255
+    bytes, so a 240-character name was refused as too long."""
+    from plugformer.fileio import atomic_dir, atomic_write_text
+
+    for name in ("a" * 240 + ".json", "é" * 120 + ".json"):
+        atomic_write_text(tmp_path / name, "x")
+        assert (tmp_path / name).read_text() == "x"
+    with atomic_dir(tmp_path / ("d" * 250)) as tmp:
+        (tmp / "f").write_text("y")
+    assert (tmp_path / ("d" * 250) / "f").read_text() == "y"

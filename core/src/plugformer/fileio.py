@@ -1,7 +1,10 @@
 """Atomic file writes: a temporary file in the same directory, fsync, then rename.
 
 A run killed at any moment leaves either the old file or the new one, never half of
-one. Directories (checkpoints, caches) are built under a temporary name and renamed.
+one. Directories (checkpoints, caches) are built under a temporary name and renamed. A
+symlink is written through (its target is replaced, the link stays), and a path that is not a
+regular file (``/dev/null``, ``/dev/stdout``, a FIFO) is written in place: a rename would put
+a file where the device was.
 """
 
 from __future__ import annotations
@@ -63,13 +66,31 @@ def ensure_dir(path: str | os.PathLike[str]) -> Path:
     return path
 
 
+def _tmp_prefix(path: Path) -> str:
+    """A temporary sibling's name prefix: ``path``'s name, cut so that the prefix, mkstemp's
+    random part and ``.tmp`` fit a 255-byte file name whatever the name's length."""
+    name = path.name.encode("utf-8", "surrogateescape")[:64].decode("utf-8", "ignore")
+    return f".{name}."
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kw: Any) -> Iterator[IO[Any]]:
-    """Open a temporary sibling of ``path`` for writing; rename it over ``path`` on success."""
+    """Open a temporary sibling of ``path`` for writing; rename it over ``path`` on success.
+    A symlink's target is what gets replaced; a path that exists and is not a regular file
+    (a device, a FIFO) is written in place."""
     path = Path(path)
+    if path.exists() and not path.is_file():  # /dev/null, /dev/stdout, a FIFO (links followed)
+        try:
+            with open(path, mode, **kw) as f:
+                yield f
+        except OSError as exc:
+            raise _explain(exc, path) from exc
+        return
+    if path.is_symlink():  # write through the link, as open() would; the link stays
+        path = Path(os.path.realpath(path))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=path.parent)
         _publish_mode(fd)
     except OSError as exc:
         raise _explain(exc, path) from exc
@@ -115,7 +136,7 @@ def atomic_dir(
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=path.parent))
         _publish_mode(tmp, directory=True)
     except OSError as exc:
         raise _explain(exc, path) from exc
