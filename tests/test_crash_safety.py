@@ -212,6 +212,97 @@ def test_resume_with_another_model_shape_is_one_line(corpus_file: Path, tmp_path
     assert (run / "config.json").read_bytes() == config_json
 
 
+def test_resume_with_other_settings_is_refused_naming_the_setting(
+    corpus_file: Path, tmp_path: Path
+) -> None:
+    """``pretrain --resume`` with another seed or learning rate than the interrupted run's
+    was accepted, and config.json rewritten as if the whole run had used them. Now one line
+    names the setting and both values; a longer step limit is still allowed."""
+    from plugformer.config import PretrainConfig, parse_model
+    from plugformer.errors import ConfigError
+    from plugformer.training.pretrain import pretrain
+
+    run = tmp_path / "run"
+    cfg = micro_config(corpus_file, run, max_steps=2, checkpoint_every=2)
+    pretrain(parse_model(PretrainConfig, cfg))
+    config_json = (run / "config.json").read_bytes()
+    for key, value, line in [
+        ("seed", 7, "--resume: seed is 7, the interrupted run had 0; resume with its settings"),
+        ("lr", 0.5, "--resume: optim.lr is 0.5, the interrupted run had 0.01;"),
+    ]:
+        changed = json.loads(json.dumps(cfg))
+        if key == "seed":
+            changed["seed"] = value
+        else:
+            changed["optim"][key] = value
+        with pytest.raises(ConfigError) as info:
+            pretrain(parse_model(PretrainConfig, changed), resume=True)
+        assert str(info.value).startswith(line) and "\n" not in str(info.value)
+        assert (run / "config.json").read_bytes() == config_json
+    cfg["trainer"]["max_steps"] = 4  # a longer run: allowed
+    assert pretrain(parse_model(PretrainConfig, cfg), resume=True)["steps"] == 4
+
+
+INTERRUPT_AT = """
+import os, signal
+import lightning as L
+from plugformer import hookimpl
+
+class InterruptAt(L.Callback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGINT)
+
+@hookimpl
+def register_callbacks(stage, config):
+    step = os.environ.get("INTERRUPT_AT")
+    return [InterruptAt(int(step))] if step and stage == "finetune" else None
+"""
+
+
+def test_finetune_resume_refuses_other_settings_and_counts_the_whole_run(
+    micro_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``finetune --resume`` with another seed or lr_head was accepted (the summary said the
+    new seed), and its summary counted only the resumed steps' examples, tokens and FLOPs.
+    Now the other settings are one line naming the setting; a larger step limit is allowed,
+    and the compute equals an uninterrupted run's."""
+    import types
+
+    import plugformer
+    from plugformer import plugins
+    from plugformer.errors import ConfigError, Interrupted
+    from tests.test_signals import write_sentiment
+
+    plugin = types.ModuleType("pt_interrupt_at")
+    exec(INTERRUPT_AT, plugin.__dict__)
+    plugins.register_plugin(plugin, "interrupt-at")
+    spec = write_sentiment(tmp_path / "data", max_steps=8, val_every=4)
+    ref = plugformer.finetune(
+        spec, str(micro_checkpoint), tmp_path / "ref", overrides=["finetune.max_steps=10"]
+    )
+    out = tmp_path / "run"
+    monkeypatch.setenv("INTERRUPT_AT", "3")
+    with pytest.raises(Interrupted):
+        plugformer.finetune(spec, str(micro_checkpoint), out)
+    monkeypatch.delenv("INTERRUPT_AT")
+    for override, line in [
+        ("seed=5", "--resume: seed is 5, the interrupted run had 3; resume with its settings"),
+        ("finetune.lr_head=0.5", "--resume: finetune.lr_head is 0.5, the interrupted run had "),
+        ("data.max_train=10", "--resume: data.max_train is 10, the interrupted run had unset;"),
+    ]:
+        with pytest.raises(ConfigError) as info:
+            plugformer.finetune(spec, str(micro_checkpoint), out, True, [override])
+        assert str(info.value).startswith(line) and "\n" not in str(info.value)
+    summary = plugformer.finetune(spec, str(micro_checkpoint), out, True, ["finetune.max_steps=10"])
+    assert summary["steps"] == ref["steps"] == 10 and summary["seed"] == 3
+    for key in ("examples_seen", "tokens_seen", "train_flops"):
+        assert summary["compute"][key] == ref["compute"][key], key
+
+
 # --------------------------------------------------------------------------- clear failures
 
 

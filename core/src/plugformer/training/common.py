@@ -22,6 +22,7 @@ __all__ = [
     "build_trainer",
     "check_resumable",
     "check_resume_fits",
+    "check_resume_settings",
     "clip_gradients",
     "cosine_schedule",
     "param_groups",
@@ -379,3 +380,68 @@ def check_resume_fits(
         f"--resume: {path} {problem}: it was written by a different model; resume with the "
         "interrupted run's settings and backbone"
     )
+
+
+RESUME_MAY_CHANGE = frozenset(
+    {
+        "trainer.max_steps",
+        "trainer.max_minutes",
+        "finetune.max_steps",
+        "finetune.max_minutes",
+        "trainer.progress",
+        "finetune.progress",
+        "trainer.log_every",
+        "data.num_workers",
+        "out_dir",
+    }
+)
+"""The settings ``--resume`` may change (dotted, as ``--set`` names them): the step limit and
+the minutes budget (a run may be given longer), what is shown (progress bar, logging
+interval), where the output goes and how many data-loader workers read. Threads are no
+setting (the environment's). Every other setting must be the interrupted run's."""
+
+
+def _dotted(value: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested dict as ``{"a.b": leaf}``; lists and empty dicts are leaves."""
+    if not isinstance(value, dict) or not value:
+        return {prefix: value}
+    flat: dict[str, Any] = {}
+    for key, sub in value.items():
+        flat.update(_dotted(sub, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def _shown(value: Any) -> str:
+    import json
+
+    return "unset" if value is None else json.dumps(value)
+
+
+def check_resume_settings(saved: Path, settings: Mapping[str, Any]) -> None:
+    """Refuse, in one line naming the first differing dotted setting with both values, to
+    resume the run whose settings ``saved`` (a JSON file the interrupted run wrote) holds under
+    other ``settings`` (this run's, as ``model_dump(mode="json")`` gives them): the summary
+    would record the new ones as if the whole run had used them. :data:`RESUME_MAY_CHANGE`
+    are exempt, and so is a setting that ``saved`` lacks (one added since it was written); a
+    run directory from before settings were saved (no ``saved``) is not checked."""
+    import json
+
+    from plugformer.errors import ConfigError
+
+    try:
+        before = _dotted(json.loads(saved.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"--resume: {saved} (the interrupted run's settings) cannot be read "
+            f"({type(exc).__name__}); delete it to resume without checking them"
+        ) from None
+    now = _dotted(json.loads(json.dumps(settings, default=str)))  # tuples as lists, as saved
+    for key, value in now.items():
+        if key in RESUME_MAY_CHANGE or key not in before or before[key] == value:
+            continue
+        raise ConfigError(
+            f"--resume: {key} is {_shown(value)}, the interrupted run had {_shown(before[key])}; "
+            "resume with its settings"
+        )

@@ -82,6 +82,19 @@ class FinetuneModule(L.LightningModule):
         self.log("train_loss", loss, prog_bar=True, batch_size=int(batch["input_ids"].size(0)))
         return loss
 
+    # The counters of the whole run, not of its last process: saved in Lightning's
+    # checkpoint, so a resumed run's summary counts what the interrupted one read.
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["plugformer_seen"] = {
+            "examples": self.examples_seen,
+            "tokens": self.tokens_seen,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        seen = checkpoint.get("plugformer_seen")
+        if seen:  # absent in a checkpoint from before the counters were saved
+            self.examples_seen, self.tokens_seen = int(seen["examples"]), int(seen["tokens"])
+
     def _eval_step(self, batch: dict[str, Any], metrics: nn.ModuleDict) -> None:
         preds = self.task.predict(self.backbone, self.head, batch)
         self.task.update_metrics(dict(metrics.items()), preds, batch["examples"])
@@ -290,8 +303,13 @@ def finetune(
     if not ref:
         raise PlugformerError("no backbone: pass --backbone CKPT or set `backbone` in the spec")
     out = Path(out_dir or spec.out_dir or f"runs/{spec.label}")
-    with claim(out, "finetune"):
+    with claim(out, "finetune", disposable=(SETTINGS_FILE,)):
         return _finetune(spec, ref, out, resume)
+
+
+SETTINGS_FILE = "spec.json"
+"""In a fine-tuning run's output directory: the spec it runs (with the backbone it was given),
+written when it starts; ``--resume`` checks its own against it (:func:`check_resume_settings`)."""
 
 
 def _first_batch_error(task: str, exc: Exception) -> PluginError:
@@ -311,14 +329,25 @@ def _first_batch_error(task: str, exc: Exception) -> PluginError:
 def _finetune(spec: TaskSpec, ref: str, out: Path, resume: bool) -> dict[str, Any]:
     from plugformer.checkpoint import save_task
     from plugformer.errors import ConfigError, Interrupted
+    from plugformer.fileio import atomic_write_json
     from plugformer.models.backbones import resolve_backbone
     from plugformer.models.families import extend_context
     from plugformer.signals import checkpoint_on_signal, fit
-    from plugformer.training.common import check_resume_fits, resume_state, seed_everything
+    from plugformer.training.common import (
+        check_resume_fits,
+        check_resume_settings,
+        resume_state,
+        seed_everything,
+    )
 
     t0 = time.time()
     last = out / "checkpoints" / "last.ckpt"
     resumed = resume_state(last, resume, "an interrupted run", "--out")
+    # The run's settings (and backbone), so a resume can refuse other ones before any work.
+    settings = spec.model_copy(update={"backbone": ref}).model_dump(mode="json")
+    if resumed is not None:
+        check_resume_settings(out / SETTINGS_FILE, settings)
+    atomic_write_json(out / SETTINGS_FILE, settings)
     start_step = resumed["global_step"] if resumed else 0
     seed_everything(spec.seed)
     loaded = resolve_backbone(ref, seed=spec.seed)

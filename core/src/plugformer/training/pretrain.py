@@ -31,6 +31,7 @@ from plugformer.training.common import (
     adamw,
     check_finite,
     check_resume_fits,
+    check_resume_settings,
     clip_gradients,
     param_groups,
     resolve_compile,
@@ -358,7 +359,8 @@ def _pretrain(config: PretrainConfig, resume: bool) -> dict[str, Any]:
     module = PretrainModule(config, objective, tokenizer.mask_id, cache.bytes_per_token)
     if resumed is not None:  # before anything of the interrupted run is rewritten
         check_resume_fits(last, resumed["shapes"], module)
-    (out / "config.json").write_text(config.model_dump_json(indent=2))
+        check_resume_settings(out / "config.json", config.model_dump(mode="json"))
+    atomic_write_json(out / "config.json", config.model_dump(mode="json"))
     if parent is not None:
         module.model.load_state_dict(parent.model.state_dict())
     data = PretrainData(cache, config)
