@@ -15,6 +15,7 @@ from plugformer.config import (
     load_config,
 )
 from plugformer.errors import ConfigError
+from plugformer.tomlconfig import load_toml
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -194,3 +195,11 @@ def test_a_key_set_twice_blames_the_last_set_the_one_used(tmp_path: Path) -> Non
         load_config(path, PretrainConfig, ["trainer.max_steps=3", "trainer.max_steps=0"])
     msg = str(err.value)
     assert msg.startswith("--set trainer.max_steps=0:"), msg
+
+
+def test_a_toml_file_with_a_byte_order_mark_reads(tmp_path: Path) -> None:
+    """Before: a config saved by a Windows editor (UTF-8 with a BOM) was "invalid TOML:
+    Invalid statement (at line 1, column 1)"."""
+    path = tmp_path / "c.toml"
+    path.write_bytes(b"\xef\xbb\xbfseed = 3\n[trainer]\nmax_steps = 5\n")
+    assert load_toml(path) == {"seed": 3, "trainer": {"max_steps": 5}}

@@ -164,3 +164,23 @@ def test_generate_refuses_bad_sampling_settings_in_one_line(
     assert exc.value.code == 2, err
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1 and f"{field} = " in lines[0] and "expected" in lines[0], err
+
+
+def test_generate_with_a_prompt_that_fills_the_context_is_one_line(
+    micro_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: a prompt as long as the context printed the prompt back, exit 0, no word; more
+    new tokens than the context leaves were cut short as silently."""
+    from plugformer.checkpoint import load_backbone
+    from plugformer.cli.main import main
+
+    context = load_backbone(micro_checkpoint).model.max_seq_len
+    with pytest.raises(SystemExit) as exc:
+        main(["generate", str(micro_checkpoint), "the " * (2 * context)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and f"context of {context} tokens" in lines[0], err
+
+    main(["generate", str(micro_checkpoint), "The", "--max-new-tokens", str(10 * context)])
+    assert "leaves room for" in capsys.readouterr().err

@@ -67,6 +67,18 @@ def generate(
         raise PlugformerError(f"{checkpoint}: {exc}") from None
     tok = loaded.tokenizer
     ids = [tok.bos_id, *tok.encode(prompt)]
+    room = loaded.model.max_seq_len - len(ids)  # new tokens the context leaves
+    if room < 1:
+        raise PlugformerError(
+            f"prompt: {len(ids)} tokens (with <bos>) fill {checkpoint}'s context of "
+            f"{loaded.model.max_seq_len} tokens, leaving none to generate; shorten it"
+        )
+    if max_new_tokens > room:
+        click.echo(
+            f"plugformer: note: the context ({loaded.model.max_seq_len} tokens) leaves room "
+            f"for {room} new tokens after the prompt, not {max_new_tokens}",
+            err=True,
+        )
     out = gen(loaded.model, [ids], cfg, eos_id=tok.eos_id, pad_id=tok.pad_id)[0]
     click.echo(prompt + tok.decode(out))
 
