@@ -72,8 +72,19 @@ def _isolated(
         monkeypatch.setenv("PLUGFORMER_HOME", str(tmp_path_factory.mktemp("home")))
     plugins.reset()
     plugins.set_strict(False)
+    # The CLI run in-process with --threads N sets OMP_NUM_THREADS and torch's thread count for
+    # the rest of the process: every later test would then run (and round) on N threads.
+    omp = os.environ.get("OMP_NUM_THREADS")
+    torch = __import__("sys").modules.get("torch")
+    threads = torch.get_num_threads() if torch is not None else None
     yield
     plugins.reset()
+    if omp is None:
+        os.environ.pop("OMP_NUM_THREADS", None)
+    else:
+        os.environ["OMP_NUM_THREADS"] = omp
+    if threads is not None:
+        __import__("sys").modules["torch"].set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

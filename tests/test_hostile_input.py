@@ -680,7 +680,7 @@ def test_predict_strips_crlf_and_a_byte_order_mark_from_stdin(
         isatty=lambda: False, buffer=io.BytesIO("\ufeffbad movie\r\ngood movie\r\n".encode())
     )
     monkeypatch.setattr("sys.stdin", stdin)
-    main(["--threads", "1", "predict", "ckpt"])
+    main(["predict", "ckpt"])
     assert seen == ["bad movie", "good movie"]
     assert capsys.readouterr().out.splitlines() == ['"pos"', '"pos"']
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -52,11 +53,18 @@ def test_cli_threads_option_reaches_torch(tmp_path):
     assert "THREADS 1" in out.stdout, out.stderr[-500:]
 
 
-def test_cli_rejects_a_bad_thread_count():
+@pytest.mark.parametrize("omp", [None, "2"])
+def test_cli_rejects_a_bad_thread_count(omp: str | None):
+    """With ``OMP_NUM_THREADS`` set too (before: a bad ``--threads`` was then not checked at
+    all, and an earlier in-process test that set it made this one fail in CI)."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    if omp:
+        env["OMP_NUM_THREADS"] = omp
     out = subprocess.run(
         [sys.executable, "-m", "plugformer", "--threads", "none", "plugins"],
         capture_output=True,
         text=True,
+        env=env,
     )
     assert out.returncode == 2
     assert "--threads" in out.stderr and "Traceback" not in out.stderr

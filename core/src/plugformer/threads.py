@@ -59,8 +59,12 @@ def pick_threads(setting: str | int | None, cpus: int | None = None) -> int | No
 
 
 def apply_threads(setting: str | int | None) -> int | None:
-    """Set the thread count for this process (unless ``OMP_NUM_THREADS`` is set); returns it."""
+    """Set the thread count for this process (unless ``OMP_NUM_THREADS`` is set); returns it.
+    A bad ``setting`` is refused (ValueError) either way: the environment overriding it is no
+    reason to accept ``--threads none``."""
     if os.environ.get("OMP_NUM_THREADS"):
+        if str(setting) not in ("", "None", "default", "auto"):
+            pick_threads(setting)  # raises on a bad setting; the environment's count stands
         return None
     n = pick_threads(setting)
     if n is None:
