@@ -109,6 +109,13 @@ def test_evaluate_prints_its_metrics_when_the_checkpoint_is_read_only(
     out = capsys.readouterr()
     assert json.loads(out.out) == {"accuracy": 0.75}
     assert f"result written to {tmp_path / 'ok' / 'eval_test.json'}" in out.err
+    # Other data or settings never overwrite the checkpoint's own result (before: they did).
+    (tmp_path / "other.jsonl").write_text('{"text": "a", "label": "pos"}\n')
+    ckpt = ["evaluate", str(spec), "--checkpoint", str(tmp_path / "ok" / "ckpt")]
+    main([*ckpt, "--data", str(tmp_path / "other.jsonl")])
+    assert f"{tmp_path / 'ok' / 'eval_test-other.json'}" in capsys.readouterr().err
+    main([*ckpt, "--set", "options.max_length=16"])
+    assert "eval_test-set-" in capsys.readouterr().err
 
 
 def test_outputs_are_readable_by_others_under_a_normal_umask(tmp_path: Path) -> None:

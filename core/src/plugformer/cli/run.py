@@ -118,6 +118,20 @@ def _spec_from_checkpoint(
     )
 
 
+def _default_result_name(split: str, data: Path | None, overrides: tuple[str, ...]) -> str:
+    """Where ``evaluate`` writes beside the checkpoint when not told: ``eval_test.json`` for
+    its own split and settings; other data or settings get their own name (the data file's
+    stem, a hash of the ``--set``s), so they never overwrite the checkpoint's own result."""
+    import hashlib
+
+    name = f"eval_{split}"
+    if data is not None:
+        name += f"-{Path(data).stem}"
+    if overrides:
+        name += "-set-" + hashlib.sha256("\n".join(overrides).encode()).hexdigest()[:8]
+    return f"{name}.json"
+
+
 @click.command()
 @click.argument("target", metavar="SPEC|CHECKPOINT")
 @click.option(
@@ -172,7 +186,7 @@ def evaluate(
     changed = apply_overrides({}, [o for o in overrides if o.strip().startswith("options.")])
     result = run(s, checkpoint, split=split, options=changed.get("options"))
     click.echo(json.dumps(result["metrics"], indent=2))  # shown even if the file cannot be written
-    target = out or checkpoint.parent / f"eval_{split}.json"
+    target = out or checkpoint.parent / _default_result_name(split, data, overrides)
     try:
         atomic_write_json(target, result)
     except PlugformerError as exc:
