@@ -316,7 +316,7 @@ def _pretrain(config: PretrainConfig, resume: bool) -> dict[str, Any]:
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from plugformer.checkpoint import load_backbone, save_backbone
-    from plugformer.data.cache import plugformer_home
+    from plugformer.data.cache import writable_home
     from plugformer.data.corpus import Corpus, Document, build_token_cache, load_documents
     from plugformer.data.mixture import mix_tasks, task_sources
     from plugformer.fileio import atomic_write_json
@@ -347,10 +347,10 @@ def _pretrain(config: PretrainConfig, resume: bool) -> dict[str, Any]:
             Document(f"task:{s.name}:{i}", d) for s in sources for i, d in enumerate(s.documents)
         ]
         tokenizer = _prepare_tokenizer(config, out, docs + task_docs, resume=resume)
-    cache = build_token_cache(docs, tokenizer, config.data.val_fraction, plugformer_home())
+    cache = build_token_cache(docs, tokenizer, config.data.val_fraction, writable_home())
     mixture: dict[str, Any] | None = None
     if sources:
-        cache, mixture = mix_tasks(cache, sources, tokenizer, plugformer_home(), config.seed)
+        cache, mixture = mix_tasks(cache, sources, tokenizer, writable_home(), config.seed)
         shown = ", ".join(f"{k} {v['share']:.1%}" for k, v in mixture.items())
         print(f"[pretrain] token shares: {shown}", file=sys.stderr, flush=True)
     config = config.model_copy(deep=True)
