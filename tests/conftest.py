@@ -5,6 +5,7 @@ tokenizer trained on a dozen short sentences."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,7 @@ def _isolated(
     # The CLI run in-process with --threads N sets OMP_NUM_THREADS and torch's thread count for
     # the rest of the process: every later test would then run (and round) on N threads.
     omp = os.environ.get("OMP_NUM_THREADS")
-    torch = __import__("sys").modules.get("torch")
+    torch = sys.modules.get("torch")
     threads = torch.get_num_threads() if torch is not None else None
     yield
     plugins.reset()
@@ -84,7 +85,7 @@ def _isolated(
     else:
         os.environ["OMP_NUM_THREADS"] = omp
     if threads is not None:
-        __import__("sys").modules["torch"].set_num_threads(threads)
+        sys.modules["torch"].set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -347,10 +347,11 @@ def _pretrain(config: PretrainConfig, resume: bool) -> dict[str, Any]:
             Document(f"task:{s.name}:{i}", d) for s in sources for i, d in enumerate(s.documents)
         ]
         tokenizer = _prepare_tokenizer(config, out, docs + task_docs, resume=resume)
-    cache = build_token_cache(docs, tokenizer, config.data.val_fraction, writable_home())
+    home = writable_home()  # checked once, before the token caches are written under it
+    cache = build_token_cache(docs, tokenizer, config.data.val_fraction, home)
     mixture: dict[str, Any] | None = None
     if sources:
-        cache, mixture = mix_tasks(cache, sources, tokenizer, writable_home(), config.seed)
+        cache, mixture = mix_tasks(cache, sources, tokenizer, home, config.seed)
         shown = ", ".join(f"{k} {v['share']:.1%}" for k, v in mixture.items())
         print(f"[pretrain] token shares: {shown}", file=sys.stderr, flush=True)
     config = config.model_copy(deep=True)
