@@ -253,3 +253,40 @@ def test_a_long_but_valid_file_name_can_be_written(tmp_path: Path) -> None:
     with atomic_dir(tmp_path / ("d" * 250)) as tmp:
         (tmp / "f").write_text("y")
     assert (tmp_path / ("d" * 250) / "f").read_text() == "y"
+
+
+def _plugformer_cli() -> list[str]:
+    import sys
+
+    return [sys.executable, "-c", "from plugformer.cli.main import main; main()"]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_standard_output_is_one_error_not_an_unexpected_one() -> None:
+    """Before: `plugformer tasks --json > /dev/full` printed "unexpected error: OSError"."""
+    import subprocess
+
+    with open("/dev/full", "w") as full:
+        res = subprocess.run(
+            [*_plugformer_cli(), "tasks", "--json"], stdout=full, stderr=subprocess.PIPE, text=True
+        )
+    assert res.returncode == 1
+    assert res.stderr.strip().splitlines() == [
+        "plugformer: error: cannot write the output: No space left on device"
+    ]
+
+
+def test_a_reader_that_goes_away_stops_the_output_quietly() -> None:
+    """`plugformer tasks --json | head -c 1`: the pipe closes before the output is written;
+    the command stops with click's exit status for a broken pipe, 1, and nothing on stderr
+    (no "unexpected error", no "Exception ignored" from the interpreter's last flush)."""
+    import subprocess
+
+    proc = subprocess.Popen(
+        [*_plugformer_cli(), "tasks", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before the child has started: its first write finds no reader
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 1
+    assert err == ""

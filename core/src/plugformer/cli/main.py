@@ -205,6 +205,15 @@ def _add_commands() -> None:
                 cli.plugin_commands[name] = impl.plugin_name
 
 
+def _detach_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's flush at exit cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no file descriptor (captured in tests): nothing to flush
+        pass
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one clear line for user errors, tracebacks only with --debug."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -241,6 +250,16 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("plugformer: interrupted by SIGINT", err=True)
         sys.exit(130)
+    except OSError as exc:
+        if debug:
+            raise
+        # An OSError that reached here is not a file of ours (those are PlugformerErrors that
+        # name the file): a full or failing standard output, or a disk filled mid-run. (A
+        # closed pipe, `plugformer tasks | head -1`, never gets here: click exits 1 quietly.)
+        where = f"cannot write {exc.filename}" if exc.filename else "cannot write the output"
+        _detach_stdout()
+        click.echo(f"plugformer: error: {where}: {exc.strerror or exc}", err=True)
+        sys.exit(1)
     except Exception as exc:
         if debug:
             raise
