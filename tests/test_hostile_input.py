@@ -154,6 +154,35 @@ def test_evaluate_names_what_it_was_given_instead_of_a_task_checkpoint(
     assert code == 2 and "a backbone checkpoint" in line and "fine-tune it first" in line
 
 
+@pytest.mark.parametrize("given", ["movie-review-sentences", "mine.jsonl"])
+def test_evaluate_a_spec_on_other_data_takes_a_dataset_name_or_a_file(
+    given: str, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """`evaluate SPEC --checkpoint CKPT --data NAME` read NAME as a file ("no such file"); a
+    dataset name is now scored as the dataset's split, a file as that split, each whole (the
+    spec's max_test is for its own data)."""
+    import plugformer.training.finetune as ft
+
+    seen: dict[str, Any] = {}
+
+    def fake_run(spec: Any, checkpoint: Path, split: str, options: Any) -> dict[str, Any]:
+        seen.update(data=spec.data, split=split)
+        return {"metrics": {"accuracy": 1.0}}
+
+    monkeypatch.setattr(ft, "evaluate", fake_run)
+    monkeypatch.chdir(tmp_path)
+    if given.endswith(".jsonl"):
+        Path(given).write_text('{"text": "fine", "label": "pos"}\n')
+    out = tmp_path / "r.json"
+    main(["evaluate", "movie-reviews", "--checkpoint", "ck", "--data", given, "--out", str(out)])
+    data = seen["data"]
+    if given.endswith(".jsonl"):
+        assert (data.dataset, data.test) == (None, given)
+    else:
+        assert (data.dataset, data.test) == (given, None)
+    assert data.max_test is None and seen["split"] == "test"
+
+
 # --------------------------------------------------------------------------- configs
 
 

@@ -98,6 +98,15 @@ def _check_task_checkpoint(path: Path) -> None:
         )
 
 
+def _scored_data(data: Path, split: str) -> dict[str, str]:
+    """``--data`` as the spec's data section: a dataset recipe (its split ``split`` is scored)
+    or a file scored as ``split``, whole (the spec's ``max_test`` / ``max_eval`` are for its
+    own data, not for what the user brought)."""
+    from plugformer.specs import is_dataset_name
+
+    return {"dataset": str(data)} if is_dataset_name(data) else {split: str(data)}
+
+
 def _spec_from_checkpoint(
     checkpoint: Path, data: Path | None, split: str, overrides: tuple[str, ...]
 ) -> Any:
@@ -110,9 +119,7 @@ def _spec_from_checkpoint(
         raise PlugformerError(f"{checkpoint}: stores no spec; give a SPEC file or --data FILE")
     raw = {k: v for k, v in stored.items() if v is not None}
     if data is not None:
-        from plugformer.specs import is_dataset_name
-
-        raw["data"] = {"dataset": str(data)} if is_dataset_name(data) else {split: str(data)}
+        raw["data"] = _scored_data(data, split)
     return parse_model(
         TaskSpec, apply_overrides(raw, overrides), f"{checkpoint} (stored spec)", overrides
     )
@@ -174,9 +181,10 @@ def evaluate(
 
         s = load_task_spec(target, None, overrides)
         if data is not None:
-            s = s.model_copy(
-                update={"data": s.data.model_copy(update={split: str(data), "dataset": None})}
-            )
+            from plugformer.config import TaskData, parse_model
+
+            scored = parse_model(TaskData, _scored_data(data, split), f"--data {data}")
+            s = s.model_copy(update={"data": scored})
     from plugformer.config import apply_overrides
     from plugformer.fileio import atomic_write_json
     from plugformer.training.finetune import evaluate as run
