@@ -144,6 +144,7 @@ def test_a_signal_during_finetuning_stops_with_a_line_a_status_and_checkpoints(
     assert "not resumable" not in r.stderr, r.stderr[-2000:]
     assert (out / "final" / "plugformer.json").is_file()
     assert not (out / "checkpoints").exists()
+    assert not (out / "best").exists()  # the interrupted run's best-so-far: superseded by final
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import shutil
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -464,6 +465,9 @@ def _finetune(spec: TaskSpec, ref: str, out: Path, resume: bool) -> dict[str, An
         save_task(out / "final", loaded, head, task, spec, summary)
         summary["checkpoint"] = str(out / "final")
         last.unlink(missing_ok=True)  # the run is complete: nothing is left to resume
+        # An interrupted run's best weights so far (OUT/best) are superseded by final, which was
+        # selected over the whole run; left, they would read as a second, older result.
+        shutil.rmtree(out / "best", ignore_errors=True)
         with contextlib.suppress(
             OSError
         ):  # and its folder goes too, unless something else is in it
