@@ -19,6 +19,8 @@ from plugformer.inference.decoding import (
     block_repeated_ngrams,
     decode,
     get_strategy,
+    mask_disallowed,
+    monotonic_copy,
 )
 from plugformer.models.gpt import GPT
 
@@ -173,6 +175,47 @@ def test_no_repeat_ngram_size_stops_loops(gpt: GPT, strategy: Strategy) -> None:
     for out in blocked:
         assert len(out) == 24
         assert len(set(_ngrams(out, 2))) == len(_ngrams(out, 2))  # no bigram twice
+
+
+def _is_subsequence(small: list[int], big: list[int]) -> bool:
+    it = iter(big)
+    return all(t in it for t in small)  # `in` consumes the iterator up to the match
+
+
+def test_monotonic_copy_allows_the_source_tokens_after_the_last_copied() -> None:
+    allowed = monotonic_copy([5, 6, 7, 6, 8])
+    assert allowed([]) == [5, 6, 7, 8]
+    assert allowed([6]) == [6, 7, 8]  # matched at its first occurrence: the most left to copy
+    assert allowed([6, 6]) == [8]
+    assert allowed([6, 6, 8]) == [] and allowed([9]) == []  # used up; not a copy
+    logits = torch.zeros(3, 10)
+    mask_disallowed(logits, [[1, 2], None, []], keep=0)
+    assert torch.isfinite(logits[0]).nonzero().flatten().tolist() == [0, 1, 2]
+    assert torch.isfinite(logits[1]).all()  # None: unconstrained
+    assert torch.isfinite(logits[2]).nonzero().flatten().tolist() == [0]  # the end stays
+
+
+@pytest.mark.parametrize("strategy", [Greedy(), Beam(3)], ids=["greedy", "beam"])
+def test_allowed_tokens_makes_every_output_a_subsequence_of_its_prompt(
+    gpt: GPT, strategy: Strategy
+) -> None:
+    plain = tokens(decode(gpt, PROMPTS, strategy, max_new_tokens=6, eos_id=None))
+    assert not all(_is_subsequence(o, p) for o, p in zip(plain, PROMPTS, strict=True))
+    copies = [monotonic_copy(p) for p in PROMPTS]
+    out = tokens(
+        decode(
+            gpt,
+            PROMPTS,
+            strategy,
+            max_new_tokens=6,
+            eos_id=0,
+            min_new_tokens=6,  # a floor past the source: the constraint still ends it
+            allowed_tokens=lambda i, ids: copies[i](ids),
+        )
+    )
+    for o, p in zip(out, PROMPTS, strict=True):
+        assert o and _is_subsequence(o, p), (o, p)
+    assert len(out[1]) <= 2  # two source tokens: nothing left to copy after them
 
 
 def test_kv_cache_reorders_in_place_by_index(gpt: GPT) -> None:

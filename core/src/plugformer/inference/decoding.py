@@ -46,6 +46,8 @@ __all__ = [
     "get_strategy",
     "gnmt_length_penalty",
     "left_pad",
+    "mask_disallowed",
+    "monotonic_copy",
     "start_incremental",
 ]
 
@@ -303,6 +305,47 @@ def block_repeated_ngrams(logits: torch.Tensor, hyps: Sequence[Sequence[int]], n
         logits[rows, cols] = float("-inf")
 
 
+def monotonic_copy(source: Sequence[int]) -> Callable[[Sequence[int]], list[int]]:
+    """The constraint of extractive (compressive) decoding: each new token is a token of
+    ``source`` after the last one copied, so an output is a subsequence of the source,
+    words skipped but never reordered or invented (sentence compression, as deletion-based
+    compressors and extractive summarisers do).
+
+    Returns ``allowed(tokens) -> ids``: the tokens that may follow ``tokens``, the new tokens
+    so far. Each copied token is matched at its first occurrence after the previous match
+    (the greedy match leaves the most of the source to copy from); an empty list once the
+    source is used up (only the end of sequence is left).
+    """
+    src = list(source)
+
+    def allowed(tokens: Sequence[int]) -> list[int]:
+        at = -1  # position in the source of the last token copied
+        for t in tokens:
+            try:
+                at = src.index(t, at + 1)
+            except ValueError:  # not a copy (forced by another constraint): nothing follows
+                return []
+        return sorted(set(src[at + 1 :]))
+
+    return allowed
+
+
+def mask_disallowed(
+    logits: torch.Tensor, allowed: Sequence[Sequence[int] | None], keep: int | None
+) -> None:
+    """In place: ``-inf`` in row ``r`` of ``logits`` (N, V) for every token outside
+    ``allowed[r]`` (``None``: no constraint on the row) except ``keep`` (the end of sequence,
+    which a constraint never forbids)."""
+    rows = [r for r, ids in enumerate(allowed) if ids is not None]
+    if not rows:
+        return
+    mask = torch.full((len(rows), logits.shape[1]), float("-inf"), device=logits.device)
+    at = [i for i, r in enumerate(rows) for _ in range(len(allowed[r]) + (keep is not None))]
+    ids = [t for r in rows for t in [*allowed[r], *([keep] if keep is not None else [])]]
+    mask[at, ids] = 0.0  # (R, V): 0 where allowed
+    logits[rows] += mask
+
+
 def _penalise(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
     """CTRL's repetition penalty: divide positive logits of seen tokens, multiply negative ones."""
     picked = logits.gather(1, seen)
@@ -326,6 +369,7 @@ def decode(
     stop_check: Callable[[list[int]], bool] | None = None,
     n_best: int = 1,
     generator: torch.Generator | None = None,
+    allowed_tokens: Callable[[int, list[int]], Sequence[int] | None] | None = None,
 ) -> list[list[Hypothesis]]:
     """The ``n_best`` best complete hypotheses of each prompt, best first.
 
@@ -336,6 +380,10 @@ def decode(
     :param repetition_penalty: > 1 discourages tokens already in the sequence (prompt included).
     :param no_repeat_ngram_size: > 0 forbids a hypothesis to repeat any of its own n-grams of
         this size (:func:`block_repeated_ngrams`; the prompt is not counted).
+    :param allowed_tokens: ``allowed_tokens(i, tokens)`` names the tokens that may follow the
+        new ``tokens`` of prompt ``i`` (``None``: any), as transformers'
+        ``prefix_allowed_tokens_fn``; ``eos_id`` stays allowed (:func:`monotonic_copy` is
+        one such constraint).
     """
     B, K = len(prompts), strategy.beam_size
     wanted = [max_new_tokens] * B if isinstance(max_new_tokens, int) else list(max_new_tokens)
@@ -375,10 +423,16 @@ def decode(
             logits = _penalise(logits, seen, repetition_penalty)
         if no_repeat_ngram_size > 0:
             block_repeated_ngrams(logits, new, no_repeat_ngram_size)  # this step's own tensor
+        if allowed_tokens is not None:
+            mask_disallowed(
+                logits, [allowed_tokens(active[r // K], new[r]) for r in range(n * K)], eos_id
+            )
         if eos_id is not None:
             early = [g * K + k for g, p in enumerate(active) if step < floors[p] for k in range(K)]
             if early:
                 logits[early, eos_id] = float("-inf")
+            if allowed_tokens is not None:  # a constraint may leave only the end, floor or not
+                logits[torch.isneginf(logits).all(dim=-1), eos_id] = 0.0
         lprobs = torch.log_softmax(logits, dim=-1).view(n, K, -1)  # (n, K, V)
         cand_scores, cand_tokens, cand_beams = strategy.step(step, lprobs, scores, generator)
         c_scores, c_tokens, c_beams = (
