@@ -49,6 +49,8 @@ from plugformer.metric_info import MetricInfo
 from plugformer.tasks import Baseline, LocatedExample, score_predictions
 from plugformer_generation import __version__
 from plugformer_generation.baselines import Lead
+from plugformer_generation.compressor import Compressor
+from plugformer_generation.extractive import oracle_compression
 from plugformer_generation.metrics import BitsPerByte, CorpusBLEU, CorpusCHRF, Perplexity, RougeL
 
 __all__ = ["GenerationExample", "GenerationOptions", "GenerationTask"]
@@ -113,6 +115,13 @@ class GenerationOptions(PairOptions):
     """The end of a completion (``<eos>``) is forbidden before this many new tokens (0: no
     floor; capped at ``max_new_tokens``); a stop string may still end it earlier. A small
     model's completions tend to end early, which a recall-weighted metric (ROUGE-L) punishes."""
+    extractive: bool = False
+    """A completion copies the prompt's tokens in order, skipping any: each new token is one
+    of the prompt's after the last one copied (:func:`plugformer.inference.decoding.
+    monotonic_copy`), so a headline is a compression of its article, never a word it lacks.
+    Greedy or beam search (``beam_size``). Training targets are then the reference's words
+    that the prompt holds (:func:`plugformer_generation.extractive.oracle_compression`);
+    the references themselves score the predictions."""
     max_prompt_tokens: int | None = Field(None, ge=1)
     """Prompts are cut to their first max_prompt_tokens (default: half the context); at most
     the context less two tokens (``<sep>`` and one completion token)."""
@@ -125,6 +134,8 @@ class GenerationOptions(PairOptions):
             raise ValueError("top_k and top_p apply only when sampling: set temperature > 0")
         if self.beam_size > 1 and self.temperature > 0:
             raise ValueError("beam search (beam_size > 1) is deterministic: set temperature = 0")
+        if self.extractive and self.temperature > 0:
+            raise ValueError("extractive decoding is greedy or beam search: set temperature = 0")
         return self
 
 
@@ -164,6 +175,12 @@ class GenerationTask(ConditionalGenerationTask):
         """Features with ``input_ids``, ``labels`` and ``prompt_length`` (0 for text windows)."""
         if example.text is not None:
             return self._encode_text(example.text)
+        if train and self.options.extractive and example.completion is not None:
+            # Train on what the copy constraint can write: the reference's words in the prompt.
+            target = oracle_compression(example.prompt or "", example.completion)
+            if not target:  # the article holds none of its headline: nothing to learn to keep
+                return []
+            example = example.model_copy(update={"completion": target})
         return super().encode(example, train=train)  # prompt <sep> completion <eos>
 
     def prompt_budget(self) -> int | None:
@@ -248,7 +265,15 @@ class GenerationTask(ConditionalGenerationTask):
         def stopped(ids: list[int]) -> bool:
             return any(s in text(ids) for s in o.stop)
 
-        if o.beam_size > 1:
+        allowed = None
+        if o.extractive:  # each prompt's own tokens, specials (<sep>, <bos>) left out
+            special = {getattr(tok, f"{n}_id", None) for n in ("pad", "bos", "eos", "sep")}
+            copies = [decoding.monotonic_copy([t for t in p if t not in special]) for p in prompts]
+
+            def allowed(i: int, ids: list[int]) -> list[int]:
+                return copies[i](ids)
+
+        if o.beam_size > 1 or allowed is not None:
             hyps = decoding.decode(
                 decoder,
                 prompts,
@@ -260,6 +285,7 @@ class GenerationTask(ConditionalGenerationTask):
                 repetition_penalty=o.repetition_penalty,
                 no_repeat_ngram_size=o.no_repeat_ngram_size,
                 stop_check=stopped if o.stop else None,
+                allowed_tokens=allowed,
             )
             outputs = [h[0].tokens if h else [] for h in hyps]
         else:
@@ -355,7 +381,7 @@ class GenerationTask(ConditionalGenerationTask):
         def main(predictions: list[dict[str, Any]], examples: Sequence[GenerationExample]) -> float:
             return score_predictions(self, predictions, examples)[self.main_metric]
 
-        return {"lead": Lead(main)}
+        return {"lead": Lead(main), "compress": Compressor(main)}
 
     def _unigram(
         self, train: list[GenerationExample], test: list[GenerationExample]
