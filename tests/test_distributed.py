@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from plugformer.training.pretrain import read_metrics_csv
+from tests.cli_helpers import toml as write_config
 from tests.conftest import micro_config
 
 PLUGFORMER = [sys.executable, "-m", "plugformer"]
@@ -25,15 +26,6 @@ PLUGFORMER = [sys.executable, "-m", "plugformer"]
 # rounding, amplified a little by 20 Adam steps. Measured: see docs/scale.md.
 VAL_LOSS_TOL = 1e-4
 WEIGHT_TOL = 1e-4
-
-
-def write_config(path: Path, cfg: dict) -> Path:
-    lines = [f"{k} = {json.dumps(v)}" for k, v in cfg.items() if not isinstance(v, dict)]
-    for table, values in cfg.items():
-        if isinstance(values, dict):
-            lines += [f"[{table}]", *(f"{k} = {json.dumps(v)}" for k, v in values.items())]
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def env(home: Path) -> dict[str, str]:
