@@ -49,6 +49,24 @@ def test_mixture_is_a_distribution_and_the_loss_reads_it() -> None:
     torch.testing.assert_close(direct, lprobs.gather(1, targets[:, None])[:, 0])
 
 
+def test_mixture_at_the_prompt_columns_equals_the_dense_mixture() -> None:
+    """``log_probs`` mixes only at the prompt's columns; the dense formula over all V, with
+    repeated prompt tokens and padding that shares a token with a copyable position, agrees."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(3)
+    N, S, V, C = 9, 8, 11, 4
+    head = _random_head(C)
+    queries, lm, context = torch.randn(N, C), torch.randn(N, V), torch.randn(N, S)
+    source = torch.randint(0, 4, (N, S))  # 8 positions over 4 tokens: repeats everywhere
+    valid = torch.rand(N, S) > 0.4
+    valid[0] = False
+    log_attention, log_gate, log_keep = head._parts(queries, lm, context, source, valid)
+    copied = torch.zeros(N, V).scatter_add(1, source, log_attention.exp())
+    dense = torch.logaddexp(F.log_softmax(lm, -1) + log_keep, copied.log() + log_gate)
+    torch.testing.assert_close(head.log_probs(queries, lm, context, source, valid), dense)
+
+
 def test_loss_gradients_are_finite_where_nothing_can_be_copied() -> None:
     torch.manual_seed(0)
     head = _random_head(4)
