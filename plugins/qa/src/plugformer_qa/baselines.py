@@ -106,9 +106,10 @@ def _sentence_starts(context: str) -> set[int]:
     return out
 
 
-def _candidates(context: str) -> list[tuple[str, list[int]]]:
+@lru_cache(maxsize=4096)  # read by candidate_spans and _context_view, for each question
+def _candidates(context: str) -> tuple[tuple[str, tuple[int, ...]], ...]:
     """``(text, word-bounded occurrence offsets)`` of each candidate with an occurrence not at
-    a sentence start, in order of that first occurrence."""
+    a sentence start, in order of that first occurrence (cached: do not change it)."""
     starts = _sentence_starts(context)
     seen: dict[str, list[int]] = {}
     for start, end, _ in candidates(context):
@@ -117,12 +118,12 @@ def _candidates(context: str) -> list[tuple[str, list[int]]]:
             continue
         offsets = _occurrences(text, context, strict=True)
         seen[text] = offsets if any(o not in starts for o in offsets) else []
-    out = [(t, o) for t, o in seen.items() if o]
+    out = [(t, tuple(o)) for t, o in seen.items() if o]
     first = {t: next(x for x in o if x not in starts) for t, o in out}
-    return sorted(out, key=lambda c: first[c[0]])
+    return tuple(sorted(out, key=lambda c: first[c[0]]))
 
 
-@lru_cache(maxsize=256)  # a context's questions (title, subtitle, each entity) come together
+@lru_cache(maxsize=4096)  # a context is read for each of its questions, by fit and by encode
 def _context_view(
     context: str,
 ) -> tuple[list[str], list[tuple[str, int, list[tuple[int, int]], float]]]:
@@ -165,7 +166,17 @@ def features(
     context: str, question: str, windows: Sequence[int] = WINDOWS
 ) -> list[tuple[str, int, dict[int, list[float]]]]:
     """``(text, answer_start, {window: feature vector})`` of each candidate of ``context`` that
-    is not in the question (see the module docstring); one vector per proximity window."""
+    is not in the question (see the module docstring); one vector per proximity window.
+
+    Cached (do not change what it returns): the prior's fit, each QA cell's encoding and the
+    baseline read the same questions, in a suite's worker cell after cell."""
+    return _features(context, question, tuple(windows))
+
+
+@lru_cache(maxsize=8192)
+def _features(
+    context: str, question: str, windows: tuple[int, ...]
+) -> list[tuple[str, int, dict[int, list[float]]]]:
     q = question_view(question)
     lower, candidates_ = _context_view(context)
     is_content = [w in q["content"] for w in lower]

@@ -29,7 +29,7 @@ import torch
 
 from plugformer_qa.baselines import candidate_spans
 from plugformer_qa.schema import QAExample
-from plugformer_qa.windows import token_span
+from plugformer_qa.windows import TokenSpans
 
 __all__ = ["decode_candidates", "decode_spans", "tidy"]
 
@@ -109,8 +109,9 @@ def decode_candidates(
             continue
         offset, offsets = int(batch["context_offset"][f]), batch["offsets"][f]
         start_logits, end_logits = logits[f].tolist()  # (T,), (T,) as lists
+        window = TokenSpans(offsets)
         for char_start, char_end in spans[e]:
-            tokens = token_span(offsets, char_start, char_end)
+            tokens = window.span(char_start, char_end)
             if tokens is None:
                 continue
             i, j = tokens

@@ -63,7 +63,7 @@ from plugformer_qa.decoding import decode_candidates, decode_spans
 from plugformer_qa.head import SpanHead, best_spans
 from plugformer_qa.metrics import SQuADScore, normalize_text, squad_f1
 from plugformer_qa.schema import Answer, QAExample, QAOptions
-from plugformer_qa.windows import token_span, window_rows, window_starts
+from plugformer_qa.windows import TokenSpans, token_span, window_rows, window_starts
 
 __all__ = ["Answer", "QAExample", "QAOptions", "QATask", "SpanHead", "best_spans", "squad_f1"]
 
@@ -167,8 +167,9 @@ class QATask(Task):
         gold = example.answers[0].text
         priors = self._priors(example)
         out = []
+        spans = TokenSpans(offsets)
         for char_start, char_end in candidate_spans(example.context, example.question):
-            tokens = token_span(offsets, char_start, char_end)
+            tokens = spans.span(char_start, char_end)
             if tokens is not None:
                 text = example.context[char_start:char_end]
                 out.append((*tokens, text == gold, priors.get(text, 0.0)))
