@@ -597,33 +597,3 @@ def test_candidate_prior_is_the_rankers_logit_learned_on_train_and_kept_in_check
     again = QATask(options, tokenizer)
     again.load_state_dict(json.loads(json.dumps(task.state_dict())))
     assert again.prior == task.prior
-
-
-def test_token_spans_by_binary_search_equal_a_scan_of_every_token() -> None:
-    """``TokenSpans`` (two binary searches on rising offsets) finds what a scan of every token
-    finds, for spans inside, across, between and outside tokens, and zero-width tokens; offsets
-    that do not rise are scanned."""
-    import random
-
-    from plugformer_qa.windows import TokenSpans
-
-    def scan(offsets: list[tuple[int, int]], a: int, b: int) -> tuple[int, int] | None:
-        hits = [t for t, (s, e) in enumerate(offsets) if s < b and e > a]
-        return (hits[0], hits[-1]) if hits else None
-
-    rng = random.Random(0)
-    for _ in range(200):
-        offsets, at = [], rng.randint(0, 3)
-        for _ in range(rng.randint(0, 12)):
-            start = at + rng.choice([0, 0, 1])  # adjacent or after a space
-            at = start + rng.choice([0, 1, 2, 3])  # zero-width tokens too
-            offsets.append((start, at))
-        spans = TokenSpans(offsets)
-        assert spans.rising
-        for _ in range(20):
-            a = rng.randint(0, at + 2)
-            b = a + rng.randint(1, 6)
-            assert spans.span(a, b) == scan(offsets, a, b), (offsets, a, b)
-    shuffled = [(5, 8), (0, 4), (9, 12)]
-    assert not TokenSpans(shuffled).rising
-    assert TokenSpans(shuffled).span(3, 6) == scan(shuffled, 3, 6) == (0, 1)
