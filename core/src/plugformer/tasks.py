@@ -381,6 +381,19 @@ class Task:
         instances on every call; each tunes on validation only."""
         return {}
 
+    def fuse(self, a: Any, b: Any, weight: float) -> Any:
+        """One prediction of an example from two systems' predictions of it: ``weight`` on
+        ``a``, ``1 - weight`` on ``b`` (0 ≤ weight ≤ 1). A suite's ``ensembles`` use it to
+        pool a fine-tuned model with a baseline, the weight chosen on validation; a task that
+        predicts probabilities pools them (:class:`~plugformer.blocks.ClassificationTask`:
+        a weighted geometric mean). The default refuses: a task opts in."""
+        from plugformer.errors import PlugformerError
+
+        raise PlugformerError(
+            f"task {self.name!r} cannot pool two systems' predictions "
+            "(its plugin does not implement Task.fuse)"
+        )
+
     # ------------------------------------------------------------------ pretraining
     def pretrain_documents(self, examples: Sequence[Any]) -> Iterable[str]:
         """Language-model documents made of training examples, for task-aware pretraining.

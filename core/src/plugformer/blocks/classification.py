@@ -256,6 +256,27 @@ class ClassificationTask(Task):
         probs = logits.float().softmax(dim=-1).tolist()
         return [prediction(p, self.label_set.names) for p in probs]
 
+    def fuse(self, a: Any, b: Any, weight: float) -> dict[str, Any]:
+        """The weighted geometric mean of two predictions' probabilities, renormalised
+        (log-linear pooling: ``weight · log p_a + (1 - weight) · log p_b``, as a product of
+        experts). Probabilities are floored at 1e-12, so a system certain of one label
+        cannot veto the other's whatever the weight; ``weight`` 1 gives ``a``'s label."""
+        import math
+
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError(f"weight must be between 0 and 1, got {weight}")
+        names = self.label_set.names
+        pa, pb = a["probs"], b["probs"]
+        logs = [
+            weight * math.log(max(pa.get(n, 0.0), 1e-12))
+            + (1 - weight) * math.log(max(pb.get(n, 0.0), 1e-12))
+            for n in names
+        ]
+        top = max(logs)
+        exp = [math.exp(v - top) for v in logs]
+        total = sum(exp)
+        return prediction([e / total for e in exp], names)
+
     # ------------------------------------------------------------------ metrics
     def metrics(self) -> dict[str, Any]:
         return classification_metrics(len(self.label_set.require()), self.metric_names)

@@ -158,6 +158,12 @@ def _run_model(cell: Cell, out: Path, keep: bool) -> dict[str, Any]:
     record["compute"] = summary.get("compute")
     record["predictions_file"] = _log_samples(out, cell, result["samples"])
     record["example_statistics"] = result.get("example_statistics")
+    if cell.validation:  # an ensemble chooses its weight on these
+        val = evaluate(cell.spec, summary["checkpoint"], "validation", keep_predictions=True)
+        record["validation_metrics"] = val["metrics"]
+        record["validation_predictions_file"] = _log_samples(
+            out, cell, val["samples"], "validation"
+        )
     if keep:
         shutil.rmtree(out / "checkpoints" / cell.key, ignore_errors=True)
         shutil.move(summary["checkpoint"], out / "checkpoints" / cell.key)
@@ -165,12 +171,14 @@ def _run_model(cell: Cell, out: Path, keep: bool) -> dict[str, Any]:
     return record
 
 
-def _log_samples(out: Path, cell: Cell, samples: list[dict[str, Any]]) -> str:
-    """Write a cell's test predictions to ``predictions/<key>.jsonl``; returns the path
-    relative to the run directory."""
+def _log_samples(out: Path, cell: Cell, samples: list[dict[str, Any]], split: str = "test") -> str:
+    """Write a cell's test predictions to ``predictions/<key>.jsonl`` (another split's to
+    ``predictions/<key>.<split>.jsonl``); returns the path relative to the run directory."""
     from plugformer.inference.samples import write_samples
 
-    rel = Path("predictions") / f"{cell.key}.jsonl"
+    rel = Path("predictions") / (
+        f"{cell.key}.jsonl" if split == "test" else f"{cell.key}.{split}.jsonl"
+    )
     write_samples(out / rel, samples)
     return rel.as_posix()
 
@@ -178,7 +186,7 @@ def _log_samples(out: Path, cell: Cell, samples: list[dict[str, Any]]) -> str:
 def _run_baseline(cell: Cell, tokenizer: Any, out: Path) -> dict[str, Any]:
     from plugformer.hook_calls import call_on_result
     from plugformer.metric_info import normalise_metric_info
-    from plugformer.tasks import run_baseline
+    from plugformer.tasks import run_baseline, score_predictions
     from plugformer.training.finetune import build_task, load_examples
 
     t0 = time.perf_counter()
@@ -189,7 +197,11 @@ def _run_baseline(cell: Cell, tokenizer: Any, out: Path) -> dict[str, Any]:
     validation = load_examples(task, cell.spec, "validation")  # its only tuning data
     task.prepare(train)
     baseline = task.baselines()[cell.column]
-    predictions, described = run_baseline(baseline, train, test, validation)
+    # With validation predictions for an ensemble: one fit, tuned on validation as always,
+    # predicting both splits.
+    asked = test + validation if cell.validation else test
+    predictions, described = run_baseline(baseline, train, asked, validation)
+    predictions, val_predictions = predictions[: len(test)], predictions[len(test) :]
     metrics, size = task.metrics(), cell.spec.finetune.eval_batch_size
     for i in range(0, len(test), size):  # batch by batch, as in evaluation
         task.update_metrics(metrics, predictions[i : i + size], test[i : i + size])
@@ -205,6 +217,11 @@ def _run_baseline(cell: Cell, tokenizer: Any, out: Path) -> dict[str, Any]:
     from plugformer.inference.samples import sample_records
 
     record["predictions_file"] = _log_samples(out, cell, sample_records(test, predictions))
+    if cell.validation:
+        record["validation_metrics"] = score_predictions(task, val_predictions, validation, size)
+        record["validation_predictions_file"] = _log_samples(
+            out, cell, sample_records(validation, val_predictions), "validation"
+        )
     stats = task.example_statistics(predictions, test)
     record["example_statistics"] = stats.as_dict() if stats is not None else None
     call_on_result({**record, "split": "test", "backbone": None, "baseline": cell.column})
@@ -367,14 +384,14 @@ def _cell_path(run_dir: Path, key: str) -> Path:
 
 
 def _remove_orphan_predictions(run_dir: Path) -> None:
-    """Delete ``predictions/<key>.jsonl`` files without a ``cells/<key>.json``: a cell writes its
+    """Delete ``predictions/<key>[.split].jsonl`` files without a ``cells/<key>.json``: a cell writes its
     predictions just before its cell file, so a run stopped between the two left predictions
     of a cell that is not saved (and that a rerun computes again)."""
     folder = run_dir / "predictions"
     if not folder.is_dir():
         return
-    for file in folder.glob("*.jsonl"):
-        if not _cell_path(run_dir, file.stem).is_file():
+    for file in folder.glob("*.jsonl"):  # <key>.jsonl, <key>.validation.jsonl
+        if not _cell_path(run_dir, file.name.split(".", 1)[0]).is_file():
             file.unlink(missing_ok=True)
 
 
@@ -390,6 +407,7 @@ def _run_claimed(
     """:func:`run_suite` in the run directory it holds."""
     from plugformer.fileio import atomic_write_json
     from plugformer.suites.cellcache import write_cell
+    from plugformer.suites.ensemble import ensemble_records
     from plugformer.suites.report import write_reports
 
     _warn_unscaled(suite, cells, log)
@@ -449,6 +467,7 @@ def _run_claimed(
         if not parallel:  # parallel runs reported every cell as it ended
             progress.done(cell, record, ran)
     _remove_empty_dirs(run_dir / "work")
+    records += ensemble_records(suite, records, run_dir, log)
     written = write_reports(records, run_dir, suite)
     log(
         f"suite {suite.name}: done in {clock(time.perf_counter() - progress.t0)}; "

@@ -70,14 +70,15 @@ def _problem(data: Any, key: str, kind: str, task: str) -> str | None:
 
 
 def _lost_predictions(data: Mapping[str, Any], run_dir: Path) -> str | None:
-    """Why a cell's logged test predictions are not there to re-score (or ``None``): a cell
+    """Why a cell's logged test (or validation) predictions are not there (or ``None``): a cell
     whose file was deleted had been taken from the cache, and results.json named a file that
     did not exist."""
-    name = data.get("predictions_file")
-    if name is None:  # a cell that logs none
-        return None
-    if not isinstance(name, str) or not (run_dir / name).is_file():
-        return f"its predictions file {name!r} is missing"
+    for field in ("predictions_file", "validation_predictions_file"):
+        name = data.get(field)
+        if name is None:  # a cell that logs none
+            continue
+        if not isinstance(name, str) or not (run_dir / name).is_file():
+            return f"its predictions file {name!r} is missing"
     return None
 
 

@@ -1,8 +1,8 @@
 """Suite configuration: the TOML file's schema, loading it, and what it names.
 
 A suite file (a named suite such as ``default``, shipped in ``plugformer/configs/suites/``, or
-any ``<name>.toml``) is validated as :class:`SuiteConfig`: its task specs (names or files), its backbone columns (:class:`SuiteBackbone`), seeds, baselines and the
-overrides applied to every spec. Here too: resolving backbone references (``--backbone``
+any ``<name>.toml``) is validated as :class:`SuiteConfig`: its task specs (names or files), its backbone columns (:class:`SuiteBackbone`), seeds, baselines, ensembles
+(:class:`SuiteEnsemble`) and the overrides applied to every spec. Here too: resolving backbone references (``--backbone``
 replacements, ``${VAR}`` expansion), finding a suite's spec files by name or path, and loading one spec as
 the suite sees it (overrides applied, one seed). Planning and running cells is
 :mod:`plugformer.suites.bench`.
@@ -33,6 +33,7 @@ from plugformer.specs import is_path, resolve
 __all__ = [
     "SuiteBackbone",
     "SuiteConfig",
+    "SuiteEnsemble",
     "load_spec",
     "load_suite",
     "merge_overrides",
@@ -95,6 +96,39 @@ class SuiteBackbone(StrictModel):
         return out
 
 
+WEIGHTS = tuple(round(0.05 * i, 2) for i in range(21))
+"""The default grid of an ensemble's weight on the model: 0, 0.05, ..., 1."""
+
+
+class SuiteEnsemble(StrictModel):
+    """A column that pools a backbone's fine-tuned model with one of a task's baselines.
+
+    For each spec it runs on and each seed, the model cell's and the baseline's predictions
+    are pooled example by example (:meth:`~plugformer.tasks.Task.fuse`) with the weight on the
+    model that scores best on the validation split (ties: the weight nearest 0.5), then
+    scored on test. Both cells also predict the validation split for it; nothing is trained
+    again. What a model adds to a strong lexical system shows as the column's distance from
+    the baseline's."""
+
+    name: str = Field(min_length=1)
+    """Column label in reports, e.g. ``minilm+tfidf``."""
+    model: str = Field(min_length=1)
+    """The backbone column whose model cells are pooled (a name in ``backbones``)."""
+    baseline: str = Field(min_length=1)
+    """The baseline pooled with them (a name of the task's baselines, e.g. ``tfidf-logreg``)."""
+    tasks: list[str] | None = None
+    """Specs (names or task kinds) to pool on; default: every spec the model runs on. Each
+    task must implement ``Task.fuse`` and have the baseline."""
+    weights: list[Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=lambda: list(WEIGHTS), min_length=1
+    )
+    """Weights on the model tried on validation (default 0, 0.05, ..., 1)."""
+
+    def runs(self, spec: TaskSpec) -> bool:
+        """Whether this ensemble pools on ``spec``."""
+        return self.tasks is None or spec.label in self.tasks or spec.task in self.tasks
+
+
 class SuiteConfig(StrictModel):
     """A benchmark suite (``plugformer/configs/suites/<name>.toml``, or any file)."""
 
@@ -125,6 +159,9 @@ class SuiteConfig(StrictModel):
     keep_checkpoints: bool = False
     """Keep each model cell's task checkpoint under checkpoints/<key> (default: results only);
     a cached cell without one there runs again to keep it."""
+    ensembles: list[SuiteEnsemble] = Field(default_factory=list)
+    """Columns pooling a backbone's model with a baseline, the weight chosen on validation:
+    ``{name = "minilm+tfidf", model = "minilm", baseline = "tfidf-logreg"}``."""
     report_metrics: list[str] = Field(default_factory=list)
     """Metrics shown in the report beside each task's main one (e.g. ``["macro_f1", "chrf"]``);
     a task that does not report one shows a dash."""
@@ -159,6 +196,27 @@ class SuiteConfig(StrictModel):
             dupes = sorted({str(n) for n in names if names.count(n) > 1})
             if dupes:
                 raise ValueError(f"{what}: duplicates {', '.join(dupes)}")
+        return self
+
+    @model_validator(mode="after")
+    def _ensembles_name_columns(self) -> SuiteConfig:
+        backbones = [b.name for b in self.backbones]
+        for i, ens in enumerate(self.ensembles):
+            if ens.model not in backbones:
+                raise ValueError(
+                    f"ensembles.{i}.model: no backbone {ens.model!r} (the suite has "
+                    f"{', '.join(backbones)})"
+                )
+            if ens.name in backbones:
+                raise ValueError(f"ensembles.{i}.name: {ens.name!r} is already a backbone column")
+            if not self.baselines:
+                raise ValueError(
+                    f"ensembles.{i}: pools with a baseline, but the suite has baselines = false"
+                )
+        names = [e.name for e in self.ensembles]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"ensembles: duplicates {', '.join(dupes)}")
         return self
 
     @model_validator(mode="after")

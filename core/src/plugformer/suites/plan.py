@@ -22,7 +22,13 @@ from typing import Any, Literal
 
 from plugformer.config import TaskSpec
 from plugformer.errors import ConfigError, PlugformerError
-from plugformer.suites.config import SuiteConfig, load_spec, merge_overrides, spec_path
+from plugformer.suites.config import (
+    SuiteConfig,
+    SuiteEnsemble,
+    load_spec,
+    merge_overrides,
+    spec_path,
+)
 
 __all__ = [
     "Cell",
@@ -70,6 +76,8 @@ class Cell:
     data: dict[str, Any]
     code: dict[str, str]
     """Versions and source hashes of the task plugin and the core."""
+    validation: bool = False
+    """Also predict the validation split (for an ensemble that pools this cell)."""
 
     @cached_property
     def key(self) -> str:
@@ -81,6 +89,7 @@ class Cell:
             self.data,
             self.code,
             self.seed,
+            self.validation,
         )
 
     def describe(self) -> str:
@@ -110,11 +119,12 @@ def cell_key(
     data: Mapping[str, Any],
     code: Mapping[str, str],
     seed: int | None,
+    validation: bool = False,
 ) -> str:
     """sha256 (16 hex) of what decides a cell's result: the resolved spec (presentation fields
     left out), the backbone's weights and tokenizer hashes, the data version, the task plugin's
-    and the core's versions and source hashes (:func:`code_identity`), the seed, and which
-    baseline (baseline cells)."""
+    and the core's versions and source hashes (:func:`code_identity`), the seed, which
+    baseline (baseline cells), and whether it also predicts the validation split."""
     spec_json = _strip(spec.model_dump(mode="json"), PRESENTATION_FIELDS)
     if kind == "baseline":  # a baseline neither trains nor depends on the seed
         spec_json = _strip(spec_json, {"finetune": None, "seed": None})
@@ -127,6 +137,8 @@ def cell_key(
         "code": dict(code),
         "seed": seed,
     }
+    if validation:  # only then: the keys of cells without it stay what they were
+        material["validation"] = True
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -283,9 +295,21 @@ def plan_cells(
         if check_only:  # no identities, but the data a cell would read must be there
             check_task_data(spec, where)
         data, code = ({}, {}) if check_only else (data_version(spec), code_identity(cls))
+        pooled = _ensembles_on(suite, suite_file, spec, cls)
         if suite.baselines:  # a baseline borrows the first backbone's tokenizer
             cells += [
-                Cell("baseline", spec, where, name, None, refs[first], ids[first], data, code)
+                Cell(
+                    "baseline",
+                    spec,
+                    where,
+                    name,
+                    None,
+                    refs[first],
+                    ids[first],
+                    data,
+                    code,
+                    validation=name in {e.baseline for e in pooled},
+                )
                 for name in cls(spec.options, None).baselines()
             ]
         entries = {b.name: b for b in suite.backbones}
@@ -301,9 +325,51 @@ def plan_cells(
                 seeded = _scale_budget(load_spec(path, overrides, seed, blame), suite.budget_scale)
                 if own.get("options"):
                     check_task_options(seeded, blame)
-                cells.append(Cell("model", seeded, where, label, seed, ref, ids[label], data, code))
+                keep_val = label in {e.model for e in pooled}
+                cells.append(
+                    Cell(
+                        "model",
+                        seeded,
+                        where,
+                        label,
+                        seed,
+                        ref,
+                        ids[label],
+                        data,
+                        code,
+                        validation=keep_val,
+                    )
+                )
     _check_backbone_tasks(suite, suite_file, specs)
     return cells
+
+
+def _ensembles_on(
+    suite: SuiteConfig, suite_file: Path, spec: TaskSpec, cls: type
+) -> list[SuiteEnsemble]:
+    """The suite's ensembles that pool on ``spec`` (whose model backbone runs on it); each
+    checked: the task implements ``Task.fuse`` and has the baseline."""
+    from plugformer.tasks import Task
+
+    entries = {b.name: b for b in suite.backbones}
+    out = []
+    for ens in suite.ensembles:
+        if not (ens.runs(spec) and entries[ens.model].runs(spec)):
+            continue
+        if cls.fuse is Task.fuse:
+            raise ConfigError(
+                f"{suite_file}: ensemble {ens.name!r}: task {spec.task!r} ({spec.label}) cannot "
+                "pool predictions (its plugin does not implement Task.fuse); list the specs "
+                "it should pool on in the ensemble's tasks"
+            )
+        names = list(cls(spec.options, None).baselines())
+        if ens.baseline not in names:
+            raise ConfigError(
+                f"{suite_file}: ensemble {ens.name!r}: {spec.label} has no baseline "
+                f"{ens.baseline!r} (it has {', '.join(names) or 'none'})"
+            )
+        out.append(ens)
+    return out
 
 
 def _check_new_label(

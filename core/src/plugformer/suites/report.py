@@ -94,7 +94,8 @@ def _markdown(
     lines += _paired(aggs)
     lines += _other_metrics(aggs, records, getattr(suite, "report_metrics", []), cols)
     lines += ["", "## Backbones", ""]
-    for r in {r["column"]: r for r in records if r["kind"] == "model"}.values():
+    columns = {r["column"]: r for r in records if r["kind"] == "model" and "ensemble" not in r}
+    for r in columns.values():
         b = r["backbone"]
         ident = (
             f"weights sha256 {b['weights_sha256'][:12]}"
@@ -106,6 +107,7 @@ def _markdown(
         lines.append(
             f"- **{b['label']}**: `{b['ref']}` ({ident}{', re-initialised' if b.get('scratch') else ''})"
         )
+    lines += _ensembles(records)
     lines += ["", "## Metrics", ""]
     for a in {a.spec: a for a in aggs}.values():
         info = _definition(a.metric_info, a.main_metric)
@@ -128,6 +130,29 @@ def _markdown(
     ]
     lines += [f"![{p.stem.replace('_', ' ')}]({p.name})" for p in plots]
     return "\n".join(lines) + "\n"
+
+
+def _ensembles(records: Sequence[dict[str, Any]]) -> list[str]:
+    """What each ensemble column pooled, and the weight validation chose per seed."""
+    pooled = [r for r in records if r["kind"] == "model" and "ensemble" in r]
+    if not pooled:
+        return []
+    lines = ["", "## Ensembles", ""]
+    for column in dict.fromkeys(r["column"] for r in pooled):
+        mine = [r for r in pooled if r["column"] == column]
+        e = mine[0]["ensemble"]
+        weights = ", ".join(
+            f"{r['spec']} seed {r['seed']}: {r['ensemble']['weight']:g}" for r in mine
+        )
+        lines.append(
+            f"- **{column}**: {e['model']}'s fine-tuned model pooled with the {e['baseline']} "
+            "baseline (the task's `fuse`: for classification, a weighted geometric mean of the "
+            "label probabilities), the weight on the model chosen on the validation split "
+            f"among {len(e['weights_tried'])} weights from {min(e['weights_tried']):g} to "
+            f"{max(e['weights_tried']):g}; no more training. "
+            f"Weights chosen: {weights}."
+        )
+    return lines
 
 
 def _paired(aggs: Sequence[Aggregate]) -> list[str]:
