@@ -237,6 +237,33 @@ class TaskConformance:
             task.update_metrics(metrics, preds, test)
             assert task.main_metric in task.compute_metrics(metrics)
 
+    def test_fuse_pools_a_baseline_with_itself_and_at_the_ends(self, task: Any) -> None:
+        """``Task.fuse`` (optional): pooling a system with itself, or at weight 1 / 0, scores
+        as that system alone; a task that does not opt in refuses with a clear error."""
+        from plugformer.errors import PlugformerError
+        from plugformer.tasks import Task, run_baseline, score_predictions
+
+        train, test = self._parse(task, self.train_examples), self._eval(task)
+        if type(task).fuse is Task.fuse:
+            with pytest.raises(PlugformerError, match=r"Task\.fuse"):
+                task.fuse(None, None, 0.5)
+            return
+        systems = [
+            run_baseline(b, train, test, train[: len(test)])[0] for b in task.baselines().values()
+        ]
+        if not systems:
+            pytest.skip("the task has no baseline whose predictions could be pooled")
+        a, b = systems[0], systems[-1]
+        main = task.main_metric
+        alone = {id(s): score_predictions(task, s, test)[main] for s in (a, b)}
+        same = [task.fuse(x, x, 0.3) for x in a]
+        json.dumps(same)  # pooled predictions are logged like any other
+        assert score_predictions(task, same, test)[main] == alone[id(a)]
+        at_one = [task.fuse(x, y, 1.0) for x, y in zip(a, b, strict=True)]
+        at_zero = [task.fuse(x, y, 0.0) for x, y in zip(a, b, strict=True)]
+        assert score_predictions(task, at_one, test)[main] == alone[id(a)]
+        assert score_predictions(task, at_zero, test)[main] == alone[id(b)]
+
     def test_example_statistics_reproduce_the_main_metric(self, task: Any, backbone: Any) -> None:
         """Reports resample test examples through ``example_statistics``: the statistics of
         every example together must give the main metric the task reports (``None`` opts out)."""

@@ -55,10 +55,23 @@ def choose_weight(
     return best[2], sign * best[0]
 
 
-def _predictions(run_dir: Path, record: dict[str, Any], field: str) -> list[Any]:
+def _paired_predictions(
+    run_dir: Path, a: dict[str, Any], b: dict[str, Any], field: str, examples: Sequence[Any]
+) -> tuple[list[Any], list[Any]]:
+    """Two cells' logged predictions of ``examples`` (``field`` names the file), checked to be
+    of the same examples in the same order."""
+    from plugformer.errors import PlugformerError
     from plugformer.inference.samples import read_samples
 
-    return [s["prediction"] for s in read_samples(run_dir / record[field])]
+    sa, sb = (read_samples(run_dir / r[field]) for r in (a, b))
+    ids = [getattr(ex, "id", None) for ex in examples]
+    for record, samples in ((a, sa), (b, sb)):
+        if [s.get("id") for s in samples] != ids:
+            raise PlugformerError(
+                f"{run_dir / record[field]}: its predictions are not of the {len(ids)} examples "
+                f"the spec reads now ({len(samples)} logged); run the suite again"
+            )
+    return [s["prediction"] for s in sa], [s["prediction"] for s in sb]
 
 
 def _fused_record(
@@ -76,9 +89,9 @@ def _fused_record(
     task = build_task(spec.task, spec.options, None)
     task.prepare(load_examples(task, spec, "train"))  # what scoring needs (a label set, ...)
     val, test = load_examples(task, spec, "validation"), load_examples(task, spec, "test")
-    val_a, val_b = (_predictions(run_dir, r, "validation_predictions_file") for r in (model, base))
+    val_a, val_b = _paired_predictions(run_dir, model, base, "validation_predictions_file", val)
     weight, val_score = choose_weight(task, val_a, val_b, val, ens.weights)
-    test_a, test_b = (_predictions(run_dir, r, "predictions_file") for r in (model, base))
+    test_a, test_b = _paired_predictions(run_dir, model, base, "predictions_file", test)
     fused = fuse_all(task, test_a, test_b, weight)
     record = copy.deepcopy(model)
     key = f"{model['key']}-{ens.name}"
