@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
                     file=sys.stderr,
                 )
                 return 1
-        write_cell(out / "cells" / f"{record['key']}.json", record)
+        if "ensemble" not in record:  # an ensemble's record has no cell file: bench pools anew
+            write_cell(out / "cells" / f"{record['key']}.json", record)
         records.append(record)
     for path in write_reports(records, out, suite):
         print(path)
