@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from plugformer.blocks import ClassificationTask
 from plugformer.errors import ConfigError
@@ -20,16 +22,20 @@ class Polarity(ClassificationTask):
     name = "polarity-test"
 
 
+class _Ex(BaseModel):
+    id: str | None = None
+    text: str
+    label: str
+
+
 def _task() -> Polarity:
-    from pydantic import BaseModel
-
-    class Ex(BaseModel):
-        text: str
-        label: str
-
     task = Polarity({}, None)
-    task.prepare([Ex(text="a", label="neg"), Ex(text="b", label="pos")])
+    task.prepare([_Ex(text="a", label="neg"), _Ex(text="b", label="pos")])
     return task
+
+
+def _logged(run: Path, name: str) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in (run / name).read_text().splitlines()]
 
 
 def _p(pos: float) -> dict[str, object]:
@@ -51,15 +57,8 @@ def test_fuse_is_a_weighted_geometric_mean_of_the_probabilities() -> None:
 
 
 def test_the_weight_is_chosen_on_the_examples_given_ties_nearest_one_half() -> None:
-    from pydantic import BaseModel
-
-    class Ex(BaseModel):
-        id: str | None = None
-        text: str
-        label: str
-
     task = _task()
-    gold = [Ex(text=str(i), label=lab) for i, lab in enumerate(["pos", "neg", "pos", "neg"])]
+    gold = [_Ex(text=str(i), label=lab) for i, lab in enumerate(["pos", "neg", "pos", "neg"])]
     # the model is right on the first two, the baseline on the last two, each less sure where
     # it is wrong: pooling at a middle weight gets all four
     model = [_p(0.9), _p(0.1), _p(0.4), _p(0.6)]
@@ -103,10 +102,24 @@ def test_an_ensemble_column_pools_each_seed_on_validation_and_rescores(
     scratch = [c for c in cells if c["column"] == "scratch"]
     assert all("validation_predictions_file" in c for c in [base, *models])
     assert not any("validation_predictions_file" in c for c in scratch)
+    task = Polarity({}, None)
+    task.prepare([_Ex(text="x", label="neg"), _Ex(text="y", label="pos")])
+    val_base = _logged(run, base["validation_predictions_file"])
     for fused, model in zip(pooled, models, strict=True):
         info = fused["ensemble"]
         assert info["model_cell"] == model["key"] and info["baseline_cell"] == base["key"]
-        assert info["weight"] in (0.0, 0.5, 1.0) and info["tuned_on"] == "validation"
+        # the weight is the one the logged validation predictions choose, nothing else's
+        val_model = _logged(run, model["validation_predictions_file"])
+        gold = [_Ex(**s["example"]) for s in val_model]
+        weight, score = choose_weight(
+            task,
+            [s["prediction"] for s in val_model],
+            [s["prediction"] for s in val_base],
+            gold,
+            [0.0, 0.5, 1.0],
+        )
+        assert info["weight"] == weight and fused["validation_metrics"]["accuracy"] == score
+        assert "finetune" not in fused  # no second validation curve of the same model
         samples = [
             json.loads(x) for x in (run / fused["predictions_file"]).read_text().splitlines()
         ]
@@ -116,13 +129,18 @@ def test_an_ensemble_column_pools_each_seed_on_validation_and_rescores(
     report = (run / "report.md").read_text()
     assert "pretrained+majority" in report and "## Ensembles" in report
     assert report.count("**pretrained**") == 1  # one backbone line, not one per column
-    # a rerun reuses every cell and computes the same ensembles
-    again = json.loads(
-        (run_suite(suite, workspace / "runs" / "pooled", log=quiet) / "results.json").read_text()
-    )["cells"]
+    # a rerun reuses every cell, computes the same ensembles, and removes stale pooled files
+    stale = run / "predictions" / "ensembles" / "0123456789abcdef-old.jsonl"
+    stale.write_text("{}\n")
+    lines: list[str] = []
+    again = json.loads((run_suite(suite, run, log=lines.append) / "results.json").read_text())[
+        "cells"
+    ]
+    assert any("0 to run" in line for line in lines)
     assert [c["metrics"] for c in again if c["column"] == "pretrained+majority"] == [
         c["metrics"] for c in pooled
     ]
+    assert not stale.exists()
 
 
 @pytest.mark.parametrize(
@@ -135,6 +153,14 @@ def test_an_ensemble_column_pools_each_seed_on_validation_and_rescores(
         (
             '[{name = "x", model = "pretrained", baseline = "always-pos"}]',
             "cannot pool predictions",
+        ),
+        (
+            '[{name = "../x", model = "pretrained", baseline = "always-pos"}]',
+            "ensembles.0.name: .*names a file",
+        ),
+        (
+            '[{name = "x", model = "pretrained", baseline = "always-pos", tasks = []}]',
+            "ensembles.0.tasks: .*pools on nothing",
         ),
     ],
 )
@@ -158,3 +184,32 @@ def test_a_baseline_the_task_lacks_is_named(
     )
     with pytest.raises(ConfigError, match="has no baseline 'tfidf' \\(it has majority\\)"):
         run_suite(suite, workspace / "runs" / "no-such-baseline", log=quiet)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        (
+            {
+                "ensembles": '[{name = "x", model = "pretrained", baseline = "majority", tasks = ["polr"]}]'
+            },
+            "ensemble 'x' pools on no spec",
+        ),
+        (
+            {
+                "ensembles": '[{name = "x", model = "pretrained", baseline = "majority"}]',
+                "backbones": '[{name = "pretrained", ref = "${TOY_CKPT}", overrides = { data = { max_test = 4 } } }]',
+            },
+            "backbone 'pretrained' changes the data of polar \\(max_test\\)",
+        ),
+    ],
+)
+def test_an_ensemble_on_nothing_or_on_other_examples_is_refused(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, fields: dict[str, str], message: str
+) -> None:
+    monkeypatch.setenv("TOY_CKPT", str(workspace / "ckpt"))
+    ensembles = fields.pop("ensembles")
+    suite = _polar_suite(workspace, "refused-ensemble", ensembles, **fields)
+    with pytest.raises(ConfigError, match=message) as err:
+        run_suite(suite, workspace / "runs" / "refused-ensemble", log=quiet)
+    assert "\n" not in str(err.value)

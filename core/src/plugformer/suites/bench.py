@@ -144,8 +144,15 @@ def _tokenizer(ref: str) -> Any:
     return resolve_backbone(ref, seed=0).tokenizer
 
 
+def _task_for(cell: Cell) -> Any:
+    """The cell's task, built without a tokenizer: enough to read its data."""
+    from plugformer.training.finetune import build_task
+
+    return build_task(cell.spec.task, cell.spec.options, None)
+
+
 def _run_model(cell: Cell, out: Path, keep: bool) -> dict[str, Any]:
-    from plugformer.training.finetune import evaluate, finetune
+    from plugformer.training.finetune import evaluate, finetune, load_examples
 
     work = out / "work" / cell.key
     shutil.rmtree(work, ignore_errors=True)  # a killed earlier attempt
@@ -158,7 +165,8 @@ def _run_model(cell: Cell, out: Path, keep: bool) -> dict[str, Any]:
     record["compute"] = summary.get("compute")
     record["predictions_file"] = _log_samples(out, cell, result["samples"])
     record["example_statistics"] = result.get("example_statistics")
-    if cell.validation:  # an ensemble chooses its weight on these
+    if cell.validation and load_examples(_task_for(cell), cell.spec, "validation"):
+        # an ensemble chooses its weight on these (without validation data it skips the cell)
         val = evaluate(cell.spec, summary["checkpoint"], "validation", keep_predictions=True)
         record["validation_metrics"] = val["metrics"]
         record["validation_predictions_file"] = _log_samples(
@@ -217,7 +225,7 @@ def _run_baseline(cell: Cell, tokenizer: Any, out: Path) -> dict[str, Any]:
     from plugformer.inference.samples import sample_records
 
     record["predictions_file"] = _log_samples(out, cell, sample_records(test, predictions))
-    if cell.validation:
+    if cell.validation and validation:
         record["validation_metrics"] = score_predictions(task, val_predictions, validation, size)
         record["validation_predictions_file"] = _log_samples(
             out, cell, sample_records(validation, val_predictions), "validation"
@@ -467,7 +475,7 @@ def _run_claimed(
         if not parallel:  # parallel runs reported every cell as it ended
             progress.done(cell, record, ran)
     _remove_empty_dirs(run_dir / "work")
-    records += ensemble_records(suite, records, run_dir, log)
+    records += ensemble_records(suite, records, run_dir, log)  # and removes stale ones
     written = write_reports(records, run_dir, suite)
     log(
         f"suite {suite.name}: done in {clock(time.perf_counter() - progress.t0)}; "

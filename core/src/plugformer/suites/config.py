@@ -124,6 +124,26 @@ class SuiteEnsemble(StrictModel):
     )
     """Weights on the model tried on validation (default 0, 0.05, ..., 1)."""
 
+    @field_validator("name")
+    @classmethod
+    def _file_name(cls, value: str) -> str:
+        # it names the pooled predictions' file: predictions/ensembles/<cell key>-<name>.jsonl
+        if value in (".", "..") or not re.fullmatch(r"[\w.+-]+", value):
+            raise ValueError(
+                "an ensemble's name names a file: letters, digits and . _ + - only, "
+                f"not . or .., got {value!r}"
+            )
+        return value
+
+    @field_validator("tasks")
+    @classmethod
+    def _some_tasks(cls, value: list[str] | None) -> list[str] | None:
+        if value == []:  # the column would be silently empty
+            raise ValueError(
+                "an empty list pools on nothing; leave tasks out to pool on every spec"
+            )
+        return value
+
     def runs(self, spec: TaskSpec) -> bool:
         """Whether this ensemble pools on ``spec``."""
         return self.tasks is None or spec.label in self.tasks or spec.task in self.tasks

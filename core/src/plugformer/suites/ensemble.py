@@ -64,12 +64,13 @@ def _paired_predictions(
     from plugformer.inference.samples import read_samples
 
     sa, sb = (read_samples(run_dir / r[field]) for r in (a, b))
-    ids = [getattr(ex, "id", None) for ex in examples]
+    fields = [ex.model_dump(mode="json") if hasattr(ex, "model_dump") else ex for ex in examples]
     for record, samples in ((a, sa), (b, sb)):
-        if [s.get("id") for s in samples] != ids:
+        if [s.get("example") for s in samples] != fields:
             raise PlugformerError(
-                f"{run_dir / record[field]}: its predictions are not of the {len(ids)} examples "
-                f"the spec reads now ({len(samples)} logged); run the suite again"
+                f"{run_dir / record[field]}: its predictions are not of the {len(fields)} "
+                f"examples the spec reads now ({len(samples)} logged); delete "
+                f"{run_dir / 'cells' / (record['key'] + '.json')} to compute that cell again"
             )
     return [s["prediction"] for s in sa], [s["prediction"] for s in sb]
 
@@ -123,7 +124,9 @@ def _fused_record(
     rel = Path("predictions") / "ensembles" / f"{key}.jsonl"
     write_samples(run_dir / rel, sample_records(test, fused))
     record["predictions_file"] = rel.as_posix()
-    for field in ("validation_predictions_file", HASH_FIELD):  # the model cell's, not this one's
+    # the model cell's, not this one's: its file, its hash, its training history (a second
+    # validation curve would be the model's again)
+    for field in ("validation_predictions_file", HASH_FIELD, "finetune"):
         record.pop(field, None)
     record["wall_seconds"] = round(time.perf_counter() - t0, 2)  # the pooling's own time
     return record
@@ -137,8 +140,9 @@ def ensemble_records(
 ) -> list[dict[str, Any]]:
     """One record per ensemble × model cell that has a baseline cell to pool with, in the
     order of the model cells. A cell without validation predictions (no validation data) is
-    reported and skipped."""
-    out = []
+    reported and skipped. Pooled prediction files no record names (an earlier run's) are
+    removed."""
+    out: list[dict[str, Any]] = []
     for ens in suite.ensembles:
         for model in records:
             if model["kind"] != "model" or model["column"] != ens.model:
@@ -173,4 +177,8 @@ def ensemble_records(
                 f"{fused['main_metric']} {fused['validation_metrics'][fused['main_metric']]:.4g}), "
                 f"test {fused['metrics'][fused['main_metric']]:.4g}"
             )
+    kept = {r["predictions_file"] for r in out}
+    for stale in (run_dir / "predictions" / "ensembles").glob("*.jsonl"):
+        if f"predictions/ensembles/{stale.name}" not in kept:
+            stale.unlink(missing_ok=True)
     return out

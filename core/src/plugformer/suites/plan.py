@@ -341,6 +341,15 @@ def plan_cells(
                     )
                 )
     _check_backbone_tasks(suite, suite_file, specs)
+    for ens in suite.ensembles:  # a misspelt task kind or spec name would pool on nothing
+        if not any(
+            c.kind == "model" and c.column == ens.model and c.validation and ens.runs(c.spec)
+            for c in cells
+        ):
+            raise ConfigError(
+                f"{suite_file}: ensemble {ens.name!r} pools on no spec: its model "
+                f"{ens.model!r} runs on none of {ens.tasks or 'the specs'}"
+            )
     return cells
 
 
@@ -361,6 +370,14 @@ def _ensembles_on(
                 f"{suite_file}: ensemble {ens.name!r}: task {spec.task!r} ({spec.label}) cannot "
                 "pool predictions (its plugin does not implement Task.fuse); list the specs "
                 "it should pool on in the ensemble's tasks"
+            )
+        own = entries[ens.model].overrides_for(spec)
+        if own.get("data"):  # the model would predict other examples than the baseline
+            raise ConfigError(
+                f"{suite_file}: ensemble {ens.name!r}: backbone {ens.model!r} changes the data "
+                f"of {spec.label} ({', '.join(sorted(own['data']))}), so its predictions are "
+                "not of the baseline's examples; set the data for every column in the suite's "
+                "overrides"
             )
         names = list(cls(spec.options, None).baselines())
         if ens.baseline not in names:
