@@ -213,3 +213,27 @@ def test_an_ensemble_on_nothing_or_on_other_examples_is_refused(
     with pytest.raises(ConfigError, match=message) as err:
         run_suite(suite, workspace / "runs" / "refused-ensemble", log=quiet)
     assert "\n" not in str(err.value)
+
+
+def test_without_validation_data_the_cells_run_and_pooling_is_skipped(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TOY_CKPT", str(workspace / "ckpt"))
+    data = "\n".join(f'{s} = "{workspace / s}.jsonl"' for s in ("train", "test"))
+    (workspace / "tasks" / "noval.toml").write_text(
+        f'task = "classification"\n\n[data]\n{data}\n\n[finetune]\nmax_steps = 2\nbatch_size = 8\n',
+        encoding="utf-8",
+    )
+    suite = write_suite(
+        workspace,
+        "noval",
+        tasks='["tasks/noval.toml"]',
+        seeds="1",
+        ensembles='[{name = "x", model = "pretrained", baseline = "majority"}]',
+    )
+    lines: list[str] = []
+    run = run_suite(suite, workspace / "runs" / "noval", log=lines.append)
+    cells = json.loads((run / "results.json").read_text())["cells"]
+    assert {c["column"] for c in cells} == {"majority", "pretrained", "scratch"}
+    assert not any("validation_predictions_file" in c for c in cells)
+    assert any("no validation predictions to choose a weight on; skipped" in x for x in lines)
