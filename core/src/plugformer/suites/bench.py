@@ -144,15 +144,8 @@ def _tokenizer(ref: str) -> Any:
     return resolve_backbone(ref, seed=0).tokenizer
 
 
-def _task_for(cell: Cell) -> Any:
-    """The cell's task, built without a tokenizer: enough to read its data."""
-    from plugformer.training.finetune import build_task
-
-    return build_task(cell.spec.task, cell.spec.options, None)
-
-
 def _run_model(cell: Cell, out: Path, keep: bool) -> dict[str, Any]:
-    from plugformer.training.finetune import evaluate, finetune, load_examples
+    from plugformer.training.finetune import build_task, evaluate, finetune, load_examples
 
     work = out / "work" / cell.key
     shutil.rmtree(work, ignore_errors=True)  # a killed earlier attempt
@@ -165,8 +158,10 @@ def _run_model(cell: Cell, out: Path, keep: bool) -> dict[str, Any]:
     record["compute"] = summary.get("compute")
     record["predictions_file"] = _log_samples(out, cell, result["samples"])
     record["example_statistics"] = result.get("example_statistics")
-    if cell.validation and load_examples(_task_for(cell), cell.spec, "validation"):
-        # an ensemble chooses its weight on these (without validation data it skips the cell)
+    # an ensemble chooses its weight on these (without validation data it skips the cell);
+    # a task without a tokenizer is enough to read the data
+    reader = build_task(cell.spec.task, cell.spec.options, None) if cell.validation else None
+    if reader is not None and load_examples(reader, cell.spec, "validation"):
         val = evaluate(cell.spec, summary["checkpoint"], "validation", keep_predictions=True)
         record["validation_metrics"] = val["metrics"]
         record["validation_predictions_file"] = _log_samples(

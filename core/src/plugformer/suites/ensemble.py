@@ -27,9 +27,8 @@ __all__ = ["choose_weight", "ensemble_records", "fuse_all"]
 
 
 def fuse_all(task: Any, a: Sequence[Any], b: Sequence[Any], weight: float) -> list[Any]:
-    """``task.fuse`` of each pair of predictions (the same examples, in the same order)."""
-    if len(a) != len(b):
-        raise ValueError(f"{len(a)} predictions against {len(b)}: not the same examples")
+    """``task.fuse`` of each pair of predictions (the same examples, in the same order; lists
+    of different lengths raise ValueError)."""
     return [task.fuse(x, y, weight) for x, y in zip(a, b, strict=True)]
 
 
