@@ -234,3 +234,31 @@ def test_the_suite_budget_follows_the_minutes_left(monkeypatch: pytest.MonkeyPat
     for off in (None, 0):
         none = qs._suite_budget(suite, None, {}, time.time() - 60 * 60, off, ref)
         assert none["scale"] == 1.4 and "no deadline" in none["reason"]
+
+
+def test_text_anneals_as_many_steps_as_text_and_tasks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The two backbones differ only in what their annealing reads: ``text`` gets the steps
+    ``text+tasks`` took in its minutes (a machine whose speed varies between the two phases
+    must not give one more tokens), capped at MATCH_CAP times those minutes."""
+    import plugformer.training.pretrain as pretrain_module
+
+    runs: list[object] = []
+
+    def fake_pretrain(cfg: object) -> dict[str, object]:
+        runs.append(cfg)
+        steps = {1: 120, 2: 37}.get(len(runs), 99)  # trunk, text+tasks, text
+        return {"checkpoint": str(tmp_path / f"run{len(runs)}"), "steps": steps,
+                "train_seconds": 60.0, "tokens_per_second": 1000.0}  # fmt: skip
+
+    monkeypatch.setattr(pretrain_module, "pretrain", fake_pretrain)
+    result = qs.pretrain_backbones(tmp_path, tmp_path / "corpus.jsonl", 4.0, True, lambda m: None)
+    trunk, tasks, text = runs
+    anneal = 4.0 * (1 - qs.TRUNK_SHARE)
+    assert trunk.trainer.max_minutes == pytest.approx(4.0 * qs.TRUNK_SHARE)
+    assert tasks.trainer.max_minutes == pytest.approx(anneal) and tasks.data.tasks
+    assert text.trainer.max_steps == 37 and text.data.tasks == []
+    assert text.trainer.max_minutes == pytest.approx(anneal * qs.MATCH_CAP)
+    assert text.init_from == tasks.init_from == str(tmp_path / "run1")
+    assert result["text"]["total_steps"] == 120 + 99
