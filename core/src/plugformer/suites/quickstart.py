@@ -136,10 +136,10 @@ def pretrain_backbones(
 
     Why steps and not minutes for the second: the steps a phase trains in its minutes vary
     between phases of one job (benchmarks/results/HISTORY.md). In commit 2a0ad4c's default
-    job the two annealed for the same 1.8 minutes, and
-    ``text`` trained 243 steps to ``text+tasks``'s 399; fine-tuned for translation it scored
-    9.23 BLEU on test against 11.20, where the same comparison on validation with backbones
-    of equal steps (commit ff569e0's job, 491 and 463) had been level (10.36 and 10.43).
+    job the two annealed for the same 1.8 minutes, and ``text`` trained 243 steps to
+    ``text+tasks``'s 399; fine-tuned for translation it scored 9.23 BLEU on test against
+    11.20, where the same comparison on validation with backbones of equal steps (commit
+    ff569e0's job, 491 and 463) had been level (10.36 and 10.43).
     """
     from plugformer.training.pretrain import pretrain
 
