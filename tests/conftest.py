@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from plugformer import threads as threads_module
+
 os.environ.setdefault("PLUGFORMER_PROGRESS", "0")
 # Bit-exact resume tests compare runs started at different moments: keep torch's thread
 # count whatever else the machine is doing (the CLI's "auto" adapts to the load).
@@ -76,6 +78,7 @@ def _isolated(
     # The CLI run in-process with --threads N sets OMP_NUM_THREADS and torch's thread count for
     # the rest of the process: every later test would then run (and round) on N threads.
     omp = os.environ.get("OMP_NUM_THREADS")
+    auto = threads_module._auto  # an in-process --threads auto makes later fits re-pick
     torch = sys.modules.get("torch")
     threads = torch.get_num_threads() if torch is not None else None
     yield
@@ -86,6 +89,7 @@ def _isolated(
         os.environ["OMP_NUM_THREADS"] = omp
     if threads is not None:
         sys.modules["torch"].set_num_threads(threads)
+    threads_module._auto = auto
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -68,3 +69,51 @@ def test_cli_rejects_a_bad_thread_count(omp: str | None):
     )
     assert out.returncode == 2
     assert "--threads" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_an_auto_count_is_picked_again_for_the_load_of_now(monkeypatch):
+    """A quickstart started while another job was exiting trained its whole trunk on one of
+    two cores: the count chosen at start-up is picked again as each training run starts."""
+    import torch
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "other_runnable", lambda: 1.0)  # busy at start-up
+    assert threads.apply_threads("auto") == 1 and torch.get_num_threads() == 1
+    monkeypatch.setattr(threads, "other_runnable", lambda: 0.0)  # the other job is gone
+    assert threads.refresh_threads(cpus=2) == 2 and torch.get_num_threads() == 2
+    monkeypatch.setattr(threads, "other_runnable", lambda: 1.0)
+    assert threads.refresh_threads(cpus=2) == 1 and torch.get_num_threads() == 1
+
+
+def test_a_count_that_is_not_auto_is_left_alone(monkeypatch):
+    import torch
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert threads.apply_threads("1") == 1
+    monkeypatch.setattr(threads, "other_runnable", lambda: 0.0)
+    assert threads.refresh_threads(cpus=2) is None and torch.get_num_threads() == 1
+
+
+def test_this_processs_own_busy_threads_are_counted_as_its_own():
+    """/proc/loadavg counts every runnable thread, this process's too (OpenMP threads still
+    spinning after a parallel region): those must not read as another job."""
+    import threading
+
+    import torch
+
+    a = torch.randn(1024, 1024)
+    done = threading.Event()
+
+    def work() -> None:  # matmuls release the GIL: this thread stays runnable
+        while not done.is_set():
+            torch.mm(a, a)
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    try:
+        time.sleep(0.05)
+        seen = max(threads._own_running() for _ in range(20))
+    finally:
+        done.set()
+        worker.join()
+    assert seen >= 2  # the reader and the worker

@@ -121,6 +121,9 @@ def fit(trainer: Any, checkpoint: Any, *args: Any, **kwargs: Any) -> None:
     """``trainer.fit(*args, **kwargs)``; a signal stops it at a step boundary with a checkpoint
     (``checkpoint``, a :func:`checkpoint_on_signal` callback among the trainer's callbacks) and raises
     :class:`Interrupted` naming the step and the checkpoint."""
+    from plugformer.threads import refresh_threads
+
+    refresh_threads()  # an ``auto`` thread count follows the load of now, not of start-up
     graceful = _Graceful(trainer)
     checkpoint.graceful = graceful
     try:
