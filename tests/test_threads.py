@@ -81,8 +81,11 @@ def test_an_auto_count_is_picked_again_for_the_load_of_now(monkeypatch):
     assert threads.apply_threads("auto") == 1 and torch.get_num_threads() == 1
     monkeypatch.setattr(threads, "other_runnable", lambda: 0.0)  # the other job is gone
     assert threads.refresh_threads(cpus=2) == 2 and torch.get_num_threads() == 2
+    # idle: nothing inherited, so Lightning shares the cores out among DDP processes itself
+    assert "OMP_NUM_THREADS" not in os.environ
     monkeypatch.setattr(threads, "other_runnable", lambda: 1.0)
     assert threads.refresh_threads(cpus=2) == 1 and torch.get_num_threads() == 1
+    assert os.environ["OMP_NUM_THREADS"] == "1"
 
 
 def test_a_count_that_is_not_auto_is_left_alone(monkeypatch):

@@ -115,8 +115,14 @@ def refresh_threads(cpus: int | None = None) -> int | None:
     if not _auto or torch is None:
         return None
     cpus = cpus or os.cpu_count() or 1
-    n = pick_threads("auto", cpus) or cpus
+    busy = pick_threads("auto", cpus)
+    n = busy or cpus
     if n != torch.get_num_threads():
         torch.set_num_threads(n)
-    os.environ["OMP_NUM_THREADS"] = str(n)  # what a process spawned from here inherits
+    # What a process started from here inherits, as apply_threads leaves it: unset when idle,
+    # so that Lightning gives each DDP process its share of the cores.
+    if busy is None:
+        os.environ.pop("OMP_NUM_THREADS", None)
+    else:
+        os.environ["OMP_NUM_THREADS"] = str(n)
     return n
