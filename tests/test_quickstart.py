@@ -250,7 +250,7 @@ def test_text_anneals_as_many_steps_as_text_and_tasks(
         runs.append(cfg)
         steps = {1: 120, 2: 37}.get(len(runs), 99)  # trunk, text+tasks, text
         return {"checkpoint": str(tmp_path / f"run{len(runs)}"), "steps": steps,
-                "train_seconds": 60.0, "tokens_per_second": 1000.0}  # fmt: skip
+                "train_seconds": 60.0, "tokens_per_second": 1000.0, "threads": 2}  # fmt: skip
 
     monkeypatch.setattr(pretrain_module, "pretrain", fake_pretrain)
     result = qs.pretrain_backbones(tmp_path, tmp_path / "corpus.jsonl", 4.0, True, lambda m: None)

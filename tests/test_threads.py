@@ -71,6 +71,16 @@ def test_cli_rejects_a_bad_thread_count(omp: str | None):
     assert "--threads" in out.stderr and "Traceback" not in out.stderr
 
 
+def test_a_passing_load_is_not_a_competitor(monkeypatch):
+    """A kernel thread writing back a checkpoint is runnable for a moment; a CPU-bound
+    competitor at every read."""
+    reads = iter([1.0, 2.0, 0.0, 1.0, 1.0])
+    monkeypatch.setattr(threads, "other_runnable", lambda **_: next(reads))
+    assert threads.steady_runnable(reads=5, interval=0.0) == 0.0
+    monkeypatch.setattr(threads, "other_runnable", lambda **_: 1.0)
+    assert threads.steady_runnable(reads=5, interval=0.0) == 1.0
+
+
 def test_an_auto_count_is_picked_again_for_the_load_of_now(monkeypatch):
     """A quickstart started while another job was exiting trained its whole trunk on one of
     two cores: the count chosen at start-up is picked again as each training run starts."""
@@ -79,11 +89,11 @@ def test_an_auto_count_is_picked_again_for_the_load_of_now(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(threads, "other_runnable", lambda: 1.0)  # busy at start-up
     assert threads.apply_threads("auto") == 1 and torch.get_num_threads() == 1
-    monkeypatch.setattr(threads, "other_runnable", lambda: 0.0)  # the other job is gone
+    monkeypatch.setattr(threads, "other_runnable", lambda **_: 0.0)  # the other job is gone
     assert threads.refresh_threads(cpus=2) == 2 and torch.get_num_threads() == 2
     # idle: nothing inherited, so Lightning shares the cores out among DDP processes itself
     assert "OMP_NUM_THREADS" not in os.environ
-    monkeypatch.setattr(threads, "other_runnable", lambda: 1.0)
+    monkeypatch.setattr(threads, "other_runnable", lambda **_: 1.0)
     assert threads.refresh_threads(cpus=2) == 1 and torch.get_num_threads() == 1
     assert os.environ["OMP_NUM_THREADS"] == "1"
 
@@ -93,7 +103,7 @@ def test_a_count_that_is_not_auto_is_left_alone(monkeypatch):
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert threads.apply_threads("1") == 1
-    monkeypatch.setattr(threads, "other_runnable", lambda: 0.0)
+    monkeypatch.setattr(threads, "other_runnable", lambda **_: 0.0)
     assert threads.refresh_threads(cpus=2) is None and torch.get_num_threads() == 1
 
 

@@ -30,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["apply_threads", "other_runnable", "pick_threads", "refresh_threads"]
+__all__ = ["apply_threads", "other_runnable", "pick_threads", "refresh_threads", "steady_runnable"]
 
 _auto = False
 """Whether this process's count came from ``auto`` (so :func:`refresh_threads` may re-pick it)."""
@@ -69,9 +69,25 @@ def other_runnable(samples: int = 3, interval: float = 0.003) -> float:
     return max(0.0, statistics.median(counts))
 
 
-def pick_threads(setting: str | int | None, cpus: int | None = None) -> int | None:
+def steady_runnable(reads: int = 5, interval: float = 0.1) -> float:
+    """Runnable threads of other processes that stay: the fewest of ``reads`` reads
+    ``interval`` seconds apart. A CPU-bound competitor is runnable at every read; a kernel
+    thread writing back the checkpoint or token cache just saved, or a process exiting, is
+    not, and must not cost a training run of minutes half its cores."""
+    counts = []
+    for i in range(reads):
+        counts.append(other_runnable(samples=1, interval=0.0))
+        if i < reads - 1:
+            time.sleep(interval)
+    return min(counts)
+
+
+def pick_threads(
+    setting: str | int | None, cpus: int | None = None, busy: float | None = None
+) -> int | None:
     """Threads for ``setting``: ``"auto"``, a number, or ``"default"``/None (torch's choice,
-    whatever the load: what runs that must be bit-reproducible across restarts want)."""
+    whatever the load: what runs that must be bit-reproducible across restarts want).
+    ``busy``: the other runnable threads, when the caller has counted them."""
     if setting is None or setting in ("", "default"):
         return None
     if str(setting) != "auto":
@@ -80,7 +96,7 @@ def pick_threads(setting: str | int | None, cpus: int | None = None) -> int | No
             raise ValueError(f"threads must be a positive number or 'auto', not {setting!r}")
         return n
     cpus = cpus or os.cpu_count() or 1
-    busy = other_runnable()
+    busy = other_runnable() if busy is None else busy
     if busy < 1:
         return None  # idle: torch's default (all cores) measured fastest
     return max(1, cpus - round(busy))
@@ -109,13 +125,14 @@ def refresh_threads(cpus: int | None = None) -> int | None:
     """Pick an ``auto`` count again for the load of now, where this process's count came from
     ``auto`` and torch is loaded; returns the count in force, or None where it is not auto's.
 
-    An idle machine gets all ``cpus`` (``os.cpu_count()``), a busy one the idle cores.
+    An idle machine gets all ``cpus`` (``os.cpu_count()``), a busy one the idle cores; the
+    load is what stays over half a second (:func:`steady_runnable`), as a run is long.
     """
     torch = sys.modules.get("torch")
     if not _auto or torch is None:
         return None
     cpus = cpus or os.cpu_count() or 1
-    busy = pick_threads("auto", cpus)
+    busy = pick_threads("auto", cpus, steady_runnable())
     n = busy or cpus
     if n != torch.get_num_threads():
         torch.set_num_threads(n)

@@ -152,7 +152,10 @@ def pretrain_backbones(
     trunk = pretrain(
         _pretrain_config(f"quickstart{suffix}", out / "pretrain-trunk", corpus, trunk_minutes)
     )
-    log(f"  trunk: {trunk['steps']} steps at {trunk['tokens_per_second']:,.0f} tok/s")
+    log(
+        f"  trunk: {trunk['steps']} steps at {trunk['tokens_per_second']:,.0f} tok/s "
+        f"on {trunk['threads']} thread(s)"
+    )
     result: dict[str, dict[str, Any]] = {}
     for label in BACKBONES:
         slug = "tasks" if label == "text+tasks" else "text"
@@ -170,6 +173,10 @@ def pretrain_backbones(
         else:
             log(f"  {label}: annealing {anneal_minutes:.2g} min from the trunk")
         summary = pretrain(cfg)
+        log(
+            f"  {label}: annealed {summary['steps']} steps in {summary['train_seconds']:.0f}s "
+            f"on {summary['threads']} thread(s)"
+        )
         summary["trunk"] = {k: v for k, v in trunk.items() if k != "checkpoint"}
         summary["total_steps"] = trunk["steps"] + summary["steps"]
         summary["total_train_seconds"] = trunk["train_seconds"] + summary["train_seconds"]

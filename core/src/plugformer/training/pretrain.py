@@ -413,6 +413,8 @@ def _pretrain(config: PretrainConfig, resume: bool) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "steps": trainer.global_step,
         "world_size": trainer.world_size,
+        # torch's intra-op threads as training ended: an ``auto`` count follows the load
+        "threads": torch.get_num_threads(),
         "objective": config.objective,
         "n_params": _num_params(module.model),
         "train_tokens": cache.meta["train_tokens"],
