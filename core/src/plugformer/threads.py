@@ -17,9 +17,10 @@ The load at start-up can be gone a minute later: a quickstart started while anot
 was still exiting saw one busy process, and pretrained its whole trunk on one of the two
 cores (585 steps at 7,520 tok/s, against 958 at 12,341 when started seconds later). So an
 ``auto`` count is picked again as each training run starts (:func:`refresh_threads`, from
-:func:`plugformer.signals.fit`): a long job's later stages follow the load of their own time. Matmul results can depend on the thread count,
-so a run resumed under a different load is exact only with a fixed count. This
-module does not import torch: it sets ``OMP_NUM_THREADS`` before torch is loaded.
+:func:`plugformer.signals.fit`): a long job's later stages follow the load of their own
+time. Matmul results can depend on the thread count, so a run resumed under a different
+load is exact only with a fixed count. This module does not import torch: it sets
+``OMP_NUM_THREADS`` before torch is loaded.
 """
 
 from __future__ import annotations
