@@ -133,13 +133,13 @@ def refresh_threads(cpus: int | None = None) -> int | None:
     if not _auto or torch is None:
         return None
     cpus = cpus or os.cpu_count() or 1
-    busy = pick_threads("auto", cpus, steady_runnable())
-    n = busy or cpus
+    picked = pick_threads("auto", cpus, steady_runnable())  # None: the machine is idle
+    n = picked or cpus
     if n != torch.get_num_threads():
         torch.set_num_threads(n)
     # What a process started from here inherits, as apply_threads leaves it: unset when idle,
     # so that Lightning gives each DDP process its share of the cores.
-    if busy is None:
+    if picked is None:
         os.environ.pop("OMP_NUM_THREADS", None)
     else:
         os.environ["OMP_NUM_THREADS"] = str(n)
