@@ -406,31 +406,35 @@ def test_scoring_needs_gold_answers() -> None:
         task.update_metrics(task.metrics(), [{"answer": "c"}], [example])
 
 
-def test_an_untrained_head_adds_the_language_models_next_token_log_probs_to_the_start(
+def test_the_start_logits_add_the_language_models_next_token_log_probs_by_a_learned_weight(
     tokenizer: Any,
 ) -> None:
-    """On a causal LM the start logits are the linear score plus the model's log-probability,
-    at the window's query <sep>, of each window token as the next one; the pointer is zero."""
+    """On a causal LM the start logits are the linear score plus ``copy_weight`` times the
+    model's log-probability, at the window's query <sep>, of each window token as the next
+    one; an untrained head's weight is zero (the linear head alone), and the pointer is zero."""
     task = QATask({"max_length": 24}, tokenizer)
     backbone = micro_gpt(tokenizer).eval()
     head = task.build_head(backbone).eval()
+    assert float(head.copy_weight) == 0.0
     batch = eval_batch(task, parse(task, TEST[:2]))
     assert (
         batch["input_ids"][torch.arange(len(batch["query_index"])), batch["query_index"]]
         == tokenizer.sep_id
     ).all()
     with torch.no_grad():
-        out = task.forward(backbone, head, batch)
         hidden = backbone(batch["input_ids"], batch["attention_mask"])  # (B, T, C)
         linear = head.proj(hidden)[..., 0]  # (B, T)
-        for row, q in enumerate(batch["query_index"].tolist()):
-            logp = torch.log_softmax(backbone.lm_logits(hidden[row, q]), dim=-1)  # (V,)
-            allowed = batch["context_mask"][row]
-            expected = linear[row] + logp[batch["input_ids"][row]]
-            torch.testing.assert_close(out["start_logits"][row][allowed], expected[allowed])
-            torch.testing.assert_close(
-                out["end_logits"][row][allowed], head.proj(hidden)[row, :, 1][allowed]
-            )
+        for weight in (0.0, 0.5):
+            head.copy_weight.fill_(weight)
+            out = task.forward(backbone, head, batch)
+            for row, q in enumerate(batch["query_index"].tolist()):
+                logp = torch.log_softmax(backbone.lm_logits(hidden[row, q]), dim=-1)  # (V,)
+                allowed = batch["context_mask"][row]
+                expected = linear[row] + weight * logp[batch["input_ids"][row]]
+                torch.testing.assert_close(out["start_logits"][row][allowed], expected[allowed])
+                torch.testing.assert_close(
+                    out["end_logits"][row][allowed], head.proj(hidden)[row, :, 1][allowed]
+                )
 
 
 def test_entity_decoding_returns_the_best_scoring_candidate_not_the_best_span(
