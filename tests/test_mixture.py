@@ -72,6 +72,33 @@ def test_token_shares_match_the_config_and_the_manifest_says_what_went_in(
     assert total == summary["train_tokens"]
 
 
+def test_task_documents_are_packed_whole_into_blocks() -> None:
+    """Training reads blocks on a fixed grid: a document that crosses a grid line is cut in
+    two (a translation's target from its source). Packed, each starts at a block or right
+    after another in the same block, one that fits is never cut, a longer one starts at a
+    block; text fills the gaps and every text token still appears once, in order."""
+    from plugformer.data.mixture import _pack, _packed
+
+    rng = np.random.default_rng(0)
+    block = 32
+    lengths = [*rng.integers(3, 33, 60).tolist(), 70, 32, 5]
+    docs = [np.full(n, 1000 + k) for k, n in enumerate(lengths)]
+    text = np.arange(900)
+    stream = _packed(text, docs, _pack(docs, block))
+    assert stream.size == text.size + sum(lengths)
+    for k, n in enumerate(lengths):
+        (at,) = np.nonzero(stream == 1000 + k)
+        assert at.size == n and at[-1] - at[0] == n - 1  # whole and in one piece
+        if n <= block:
+            assert at[0] // block == at[-1] // block, f"document {k} ({n} tokens) is cut"
+        else:
+            assert at[0] % block == 0
+    assert np.array_equal(stream[stream < 1000], text)
+    # a corpus too small to fill the gaps is read again from its start
+    small = _packed(np.arange(5), docs[:3], _pack(docs[:3], block))
+    assert small.size % block == 0 and set(small[small < 1000].tolist()) <= set(range(5))
+
+
 def test_only_training_examples_reach_the_corpus(tmp_path: Path, corpus_file: Path) -> None:
     from plugformer.tokenizer import Tokenizer
 

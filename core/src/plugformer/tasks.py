@@ -228,6 +228,11 @@ class Task:
         self.max_len: int | None = self.options.max_length
         """The length budget: longest input fed to the backbone (``options.max_length`` until
         ``check_backbone`` sets it from the backbone's context)."""
+        self.pretrain_max_tokens: int | None = None
+        """Set by task-aware pretraining, with ``tokenizer``, before ``pretrain_documents``:
+        the tokens a document may take (its ``<eos>`` not counted) to be read whole in one
+        block of the pretraining context. ``None``: not known (the documents train the
+        tokenizer itself)."""
 
     # ------------------------------------------------------------------ data
     def parse_example(self, raw: dict[str, Any], where: str = "<input>") -> Any:
@@ -407,6 +412,13 @@ class Task:
         :func:`~plugformer.blocks.encoding.after_sep` encodes it), so that its first word is the
         token it is inside a sentence; the corpus ends each document with ``<eos>``. Only
         training examples are ever passed here. The default refuses: a task opts in.
+
+        The pretraining corpus packs each document whole into one block of its context where
+        it fits, and a longer one is cut where the blocks end. So a task whose documents can
+        run longer than ``self.pretrain_max_tokens`` (when set, with ``self.tokenizer``)
+        should shorten them the way its ``encode`` does (a prompt cut to its budget, a
+        passage to a window around the answer), so that the part fine-tuning learns from is
+        read together with what it depends on.
         """
         from plugformer.errors import PlugformerError
 

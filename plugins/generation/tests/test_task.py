@@ -164,6 +164,24 @@ def test_pair_encoding_puts_loss_on_the_completion(tok: Tokenizer) -> None:
         task.encode(task.example_from_input("red cat sun."), train=True)
 
 
+def test_pretraining_document_is_cut_as_encode_cuts_the_prompt(tok: Tokenizer) -> None:
+    """With pretraining's context known, a long article's document keeps the article's first
+    tokens, as fine-tuning does, and the whole headline. Before, the corpus cut a document
+    wherever its blocks ended, so a headline was read beside the article's last paragraph."""
+    task = GenerationTask({"max_length": 64, "max_prompt_tokens": 6}, tok)
+    ex = task.parse_example({"prompt": "red cat sun. " * 6, "completion": "red cat"})
+    (f,) = task.encode(ex, train=True)
+    (whole,) = task.pretrain_documents([ex])  # context unknown: the document as it is
+    assert whole.startswith(ex.prompt)
+    task.pretrain_max_tokens = 63
+    (doc,) = task.pretrain_documents([ex])
+    assert [*tok.encode(doc), tok.eos_id] == f["input_ids"]
+    completion = tok.encode(" " + ex.completion)
+    task.pretrain_max_tokens = len(completion) + 3  # tighter than the prompt's budget
+    (doc,) = task.pretrain_documents([ex])
+    assert tok.encode(doc) == [*tok.encode(ex.prompt)[:2], tok.sep_id, *completion]
+
+
 def test_long_text_is_windowed_and_every_token_scored_once(tok: Tokenizer) -> None:
     task = GenerationTask({"max_length": 8}, tok)
     text = " ".join(r["text"] for r in texts(3))

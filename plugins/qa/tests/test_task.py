@@ -12,11 +12,20 @@ from typing import Any
 import pytest
 import torch
 
-from plugformer import DataError
+from plugformer import SEP, DataError
 from plugformer.testing import TaskConformance
 from plugformer_qa.decoding import tidy
 from plugformer_qa.task import QAExample, QATask, best_spans
-from plugins.qa.tests.conftest import FILLER, TEST, TRAIN, eval_batch, logits_for, micro_gpt, parse
+from plugins.qa.tests.conftest import (
+    FILLER,
+    TEST,
+    TRAIN,
+    eval_batch,
+    logits_for,
+    make_examples,
+    micro_gpt,
+    parse,
+)
 
 
 class TestQAConformance(TaskConformance):
@@ -301,3 +310,31 @@ def test_scoring_needs_gold_answers() -> None:
     example = task.example_from_input({"question": "q", "context": "c"})
     with pytest.raises(DataError, match="no gold answers"):
         task.update_metrics(task.metrics(), [{"answer": "c"}], [example])
+
+
+def test_pretraining_document_cuts_the_passage_around_the_answer(tokenizer: Any) -> None:
+    """With pretraining's context known, the passage is a window that holds the answer, so
+    question, passage and answer fit one block. Before, a news-cloze document (~230 tokens)
+    in blocks of 128 was never read with its question and its answer together."""
+    task = QATask({}, tokenizer)
+    row = make_examples(1, seed=5)[0]
+    before, after = "we walked past old houses near a river " * 6, " and saw many birds" * 6
+    answer = row["answers"][0]
+    ex = task.parse_example(
+        {
+            **row,
+            "context": before + row["context"] + after,
+            "answers": [{**answer, "answer_start": answer["answer_start"] + len(before)}],
+        }
+    )
+    (whole,) = task.pretrain_documents([ex])  # context unknown: the whole passage
+    assert whole == f"{ex.question}{SEP}{ex.context}{SEP} {answer['text']}"
+    task.pretrain_max_tokens = 24
+    docs = list(task.pretrain_documents([ex, ex]))
+    assert docs[0] == docs[1]  # the window is drawn reproducibly
+    question, passage, tail = docs[0].split(SEP)
+    assert (question, tail) == (ex.question, " " + answer["text"])
+    assert len(tokenizer.encode(docs[0])) <= 24
+    at = ex.context.index(passage)
+    assert answer["text"] in passage and ex.context[at - 1] == " "  # starts at a word
+    assert len(passage) < len(ex.context) // 2

@@ -13,7 +13,14 @@ from typing import Any
 
 from plugformer.errors import DataError
 
-__all__ = ["IGNORE", "after_sep", "encode_fields", "pad_collate", "truncate_longest_first"]
+__all__ = [
+    "IGNORE",
+    "after_sep",
+    "encode_fields",
+    "first_tokens",
+    "pad_collate",
+    "truncate_longest_first",
+]
 
 IGNORE = -100
 """Label value that losses ignore (padding, special tokens, sub-word continuations)."""
@@ -30,6 +37,15 @@ def truncate_longest_first(segments: Sequence[Sequence[int]], budget: int) -> li
         out[longest].pop()
         excess -= 1
     return out
+
+
+def first_tokens(tokenizer: Any, text: str, n: int) -> str:
+    """The prefix of ``text`` that its first ``n`` tokens cover (cut where a token ends): a
+    document cut as ``encode`` cuts the token list (``encode(text)[:n]``), kept as text."""
+    if n <= 0:
+        return ""
+    ids, offsets = tokenizer.encode_with_offsets(text)
+    return text if len(ids) <= n else text[: offsets[n - 1][1]]
 
 
 def after_sep(tokenizer: Any, text: str) -> list[int]:

@@ -27,7 +27,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, create_model
 from torch import nn
 
-from plugformer.blocks.encoding import after_sep
+from plugformer.blocks.encoding import after_sep, first_tokens
 from plugformer.errors import DataError, PlugformerError
 from plugformer.lm_task import IGNORE, CausalLMTask
 from plugformer.metric_info import MetricInfo
@@ -106,10 +106,24 @@ class ConditionalGenerationTask(CausalLMTask):
 
     def pretrain_documents(self, examples: Sequence[Any]) -> Iterator[str]:
         """``prompt <sep> target``: the sequence ``encode`` trains on (the corpus adds ``<eos>``;
-        the target keeps the space :func:`~plugformer.blocks.encoding.after_sep` gives it)."""
+        the target keeps the space :func:`~plugformer.blocks.encoding.after_sep` gives it),
+        the prompt cut as :meth:`prompt_ids` cuts it within pretraining's context."""
         for ex in examples:
             if getattr(ex, self.tgt) is not None:
-                yield f"{getattr(ex, self.src)}{SEP} {getattr(ex, self.tgt)}"
+                yield self.pair_document(getattr(ex, self.src), getattr(ex, self.tgt))
+
+    def pair_document(self, prompt: str, target: str) -> str:
+        """``prompt <sep> target``; with ``pretrain_max_tokens`` known, the prompt cut to its
+        first tokens as :meth:`prompt_ids` cuts it (its budget, at most half the context by
+        default), and further so that ``<sep>`` and the whole target fit: the target is what
+        fine-tuning learns, and it is read beside the start of its prompt, as fine-tuning
+        reads it (a long article's headline beside its lead, not its last paragraph)."""
+        room = self.pretrain_max_tokens
+        if room is not None and self.tokenizer is not None:
+            cap = min(self.prompt_budget() or room // 2, room - 2)
+            cap = min(cap, room - 1 - len(after_sep(self.tokenizer, target)))
+            prompt = first_tokens(self.tokenizer, prompt, max(cap, 1))
+        return f"{prompt}{SEP} {target}"
 
     # ------------------------------------------------------------------ model
     def check_backbone(self, backbone: Any) -> None:

@@ -10,6 +10,17 @@ of the training tokens::
 
     text tokens = (1 - Σ shares) · total        task i tokens ≈ share_i · total
 
+Training reads the stream as blocks on a fixed grid of ``T`` tokens (``T + 1`` with the next
+block's first as the last target), so a document placed at a random offset is cut in two
+whenever it crosses a grid line: a 110-token translation pair would be whole in one block of
+128 only 14% of the time, its target mostly cut off from its source. With the block length
+given (``block``), task documents are therefore packed whole: each starts at a grid line,
+those that fit share a block (next-fit, in the seeded order), and the rest of a block is
+filled with text, which thus still appears exactly once (as Ding et al. 2024, "Fewer
+Truncations Improve Language Modeling", pack whole documents). A task may shorten its
+documents to the block beforehand (``Task.pretrain_max_tokens``); a longer one starts at a
+grid line and runs on into the next blocks.
+
 The mixed training stream is cached beside the text cache (``tokens/<key>/``); the
 validation stream stays the text's, so held-out bits per byte mean the same with or without
 tasks. What went in — tasks, splits, examples, documents and tokens per source — is returned
@@ -50,11 +61,17 @@ class TaskSource:
     documents: tuple[str, ...]
 
 
-def task_sources(mixes: Sequence[Any]) -> list[TaskSource]:
+def task_sources(
+    mixes: Sequence[Any], tokenizer: Any = None, max_tokens: int | None = None
+) -> list[TaskSource]:
     """Read each ``TaskMix``'s spec, its train split, and the task's documents.
 
     A spec is read as ``plugformer finetune`` reads it (:func:`plugformer.specs.load_task_spec`):
-    its data paths relative to the spec file, its options checked against the task's."""
+    its data paths relative to the spec file, its options checked against the task's. With the
+    pretraining tokenizer and context (``max_tokens``: a document's tokens, its ``<eos>`` not
+    counted), each task is built with that tokenizer and told the length
+    (``Task.pretrain_max_tokens``), so that it can shorten its documents to what fine-tuning
+    reads; without them (to train the tokenizer itself), the documents are whole."""
     from plugformer.specs import load_task_spec, resolve
     from plugformer.training.finetune import build_task, load_examples
 
@@ -64,7 +81,9 @@ def task_sources(mixes: Sequence[Any]) -> list[TaskSource]:
         spec = load_task_spec(path)
         if mix.max_examples:
             spec.data.max_train = mix.max_examples
-        task = build_task(spec.task, spec.options, None)
+        task = build_task(spec.task, spec.options, tokenizer)
+        if tokenizer is not None:
+            task.pretrain_max_tokens = max_tokens
         examples = load_examples(task, spec, "train")  # the train split only, by construction
         docs = tuple(_documents(task, examples, path))
         if not docs:
@@ -108,16 +127,62 @@ def _fill(docs: list[np.ndarray], target: int, rng: np.random.Generator) -> tupl
     return order, tokens
 
 
+def _pack(docs: Sequence[np.ndarray], block: int) -> list[tuple[int, int]]:
+    """Next-fit packing of documents (in order) into blocks of ``block`` tokens: a list of
+    ``(document index, 0)`` and ``(-1, n)`` items, ``n`` tokens of text filling out a block.
+    Every document starts at a multiple of ``block``, or right after another one in the same
+    block; one longer than a block starts at a multiple and runs on. The layout ends at a
+    multiple of ``block``."""
+    layout: list[tuple[int, int]] = []
+    used = 0  # tokens taken in the current block
+    for i, d in enumerate(docs):
+        n = len(d)
+        if used and used + n > block:  # it does not fit beside the others: a new block
+            layout.append((-1, block - used))
+            used = 0
+        layout.append((i, 0))
+        used = (used + n) % block
+    if used:
+        layout.append((-1, block - used))
+    return layout
+
+
+def _packed(
+    text: np.ndarray, docs: Sequence[np.ndarray], layout: list[tuple[int, int]]
+) -> np.ndarray:
+    """The stream: the packed task region (its fillers taken from the start of ``text``, in
+    order), then the rest of the text. Every text token appears once; if the fillers need more
+    text than there is (a tiny corpus), the text is read again from its start."""
+    need = sum(n for i, n in layout if i < 0)
+    filler = np.resize(text, need) if need > text.size else text[:need]
+    parts, at = [], 0
+    for i, n in layout:
+        if i >= 0:
+            parts.append(docs[i])
+        else:
+            parts.append(filler[at : at + n])
+            at += n
+    parts.append(text[need:])
+    return np.concatenate(parts)
+
+
 def _built(cdir: Path) -> bool:
     """A mixture cache is complete once its ``meta.json`` is written (then published)."""
     return (cdir / "meta.json").is_file()
 
 
 def mix_tasks(
-    text_cache: Any, sources: Sequence[TaskSource], tokenizer: Any, home: Path, seed: int
+    text_cache: Any,
+    sources: Sequence[TaskSource],
+    tokenizer: Any,
+    home: Path,
+    seed: int,
+    block: int | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """A token cache whose training stream is the text's plus every task at its share.
 
+    ``block``: the training context (``model.max_seq_len``); task documents are then packed
+    whole into its blocks (the module's docstring), else appended one after another.
     Returns the new :class:`~plugformer.data.corpus.TokenCache` and the provenance
     (per source: task, spec, split, examples, documents, tokens, target and actual share).
     """
@@ -125,7 +190,7 @@ def mix_tasks(
 
     h = hashlib.sha256()
     h.update(text_cache.meta["key"].encode())
-    h.update(str(seed).encode())
+    h.update(f"{seed}\0{block}".encode())
     for src in sources:
         h.update(f"{src.task}\0{src.share!r}\0".encode())
         for d in src.documents:
@@ -141,7 +206,7 @@ def mix_tasks(
     text = text_cache.tokens("train")
     n_text = int(text.size)
     total = n_text / (1.0 - sum(s.share for s in sources))
-    parts: list[np.ndarray] = [np.asarray(text)]
+    task_docs: list[np.ndarray] = []
     provenance: dict[str, Any] = {
         "text": {
             "split": "train",
@@ -154,7 +219,7 @@ def mix_tasks(
         encoded = encode_documents(list(src.documents), tokenizer, dtype)
         target = round(src.share * total)
         order, tokens = _fill(encoded, target, np.random.default_rng([seed, i]))
-        parts.extend(encoded[j] for j in order)
+        task_docs.extend(encoded[j] for j in order)
         provenance[f"task:{src.name}"] = {
             "task": src.task,
             "spec": src.spec,
@@ -165,7 +230,18 @@ def mix_tasks(
             "tokens": tokens,
             "share_target": src.share,
         }
-    stream = np.concatenate(parts)
+    if block:
+        # all sources in one seeded order (not one task after another), so that a block may
+        # hold documents of two tasks; the seed differs from each source's own ([seed, i])
+        shuffle = np.random.default_rng([seed, len(sources)]).permutation(len(task_docs))
+        task_docs = [task_docs[j] for j in shuffle]
+        stream = _packed(np.asarray(text), task_docs, _pack(task_docs, block))
+    else:
+        stream = np.concatenate([np.asarray(text), *task_docs])
+    # text read again to fill blocks (only where a tiny corpus runs out) counts as text
+    provenance["text"]["tokens"] = int(stream.size) - sum(
+        v["tokens"] for k, v in provenance.items() if k != "text"
+    )
     for info in provenance.values():
         info["share"] = round(info["tokens"] / stream.size, 4)
     meta = {

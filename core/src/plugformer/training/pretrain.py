@@ -334,24 +334,28 @@ def _pretrain(config: PretrainConfig, resume: bool) -> dict[str, Any]:
     seed_everything(config.seed)
 
     docs = load_documents(config.data.corpus)
-    sources = task_sources(config.data.tasks) if config.data.tasks else []
     parent = load_backbone(config.init_from) if config.init_from else None
+    block = config.model.max_seq_len
     if parent is not None:  # continued pretraining: the parent's shape and tokenizer
         config = config.model_copy(deep=True)
         config.model = type(config.model).model_validate(parent.manifest["model_config"])
-        tokenizer = parent.tokenizer
+        tokenizer, block = parent.tokenizer, config.model.max_seq_len
         tokenizer.save(out / "tokenizer.json")
     else:
-        # The tokenizer learns from the task documents too (their vocabulary, their languages).
+        # The tokenizer learns from the task documents too (their vocabulary, their languages),
+        # read whole: only with the tokenizer can a task cut them to the context.
+        whole = task_sources(config.data.tasks) if config.data.tasks else []
         task_docs = [
-            Document(f"task:{s.name}:{i}", d) for s in sources for i, d in enumerate(s.documents)
+            Document(f"task:{s.name}:{i}", d) for s in whole for i, d in enumerate(s.documents)
         ]
         tokenizer = _prepare_tokenizer(config, out, docs + task_docs, resume=resume)
+    # each document fits a block of `block` tokens with its <eos> (data.mixture)
+    sources = task_sources(config.data.tasks, tokenizer, block - 1) if config.data.tasks else []
     home = writable_home()  # checked once, before the token caches are written under it
     cache = build_token_cache(docs, tokenizer, config.data.val_fraction, home)
     mixture: dict[str, Any] | None = None
     if sources:
-        cache, mixture = mix_tasks(cache, sources, tokenizer, home, config.seed)
+        cache, mixture = mix_tasks(cache, sources, tokenizer, home, config.seed, block)
         shown = ", ".join(f"{k} {v['share']:.1%}" for k, v in mixture.items())
         print(f"[pretrain] token shares: {shown}", file=sys.stderr, flush=True)
     config = config.model_copy(deep=True)

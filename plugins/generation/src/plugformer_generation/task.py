@@ -39,7 +39,7 @@ import torch
 from pydantic import ConfigDict, Field, StrictStr, model_validator
 from torch import nn
 
-from plugformer import SEP, DataError
+from plugformer import DataError
 from plugformer.blocks import ConditionalGenerationTask
 from plugformer.blocks import GenerationOptions as PairOptions
 from plugformer.inference import decoding
@@ -201,12 +201,13 @@ class GenerationTask(ConditionalGenerationTask):
 
     def pretrain_documents(self, examples: Sequence[GenerationExample]) -> Iterator[str]:
         """``prompt <sep> completion`` (an article and its headline), or a plain text as it is:
-        the sequences ``encode`` trains on (the corpus adds ``<eos>``)."""
+        the sequences ``encode`` trains on (the corpus adds ``<eos>``), the prompt cut to its
+        first ``max_prompt_tokens`` as ``encode`` cuts it (:meth:`pair_document`)."""
         for ex in examples:
             if ex.text is not None:
                 yield ex.text
             elif ex.completion is not None:  # after a space, as encode has it
-                yield f"{ex.prompt or ''}{SEP} {ex.completion}"
+                yield self.pair_document(ex.prompt or "", ex.completion)
 
     def predict(
         self, backbone: Any, head: nn.Module, batch: dict[str, Any]

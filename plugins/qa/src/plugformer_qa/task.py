@@ -63,7 +63,13 @@ from plugformer_qa.decoding import decode_candidates, decode_spans
 from plugformer_qa.head import SpanHead, best_spans
 from plugformer_qa.metrics import SQuADScore, normalize_text, squad_f1
 from plugformer_qa.schema import Answer, QAExample, QAOptions
-from plugformer_qa.windows import TokenSpans, token_span, window_rows, window_starts
+from plugformer_qa.windows import (
+    TokenSpans,
+    passage_around,
+    token_span,
+    window_rows,
+    window_starts,
+)
 
 __all__ = ["Answer", "QAExample", "QAOptions", "QATask", "SpanHead", "best_spans", "squad_f1"]
 
@@ -180,10 +186,40 @@ class QATask(Task):
         causal model reads the question before the passage it must search; then the answer
         to be copied out of the passage, after a space: a word inside a passage is one token
         with its leading space, and the answer must start with that same token for the
-        model's prediction at the query ``<sep>`` to point at it (:class:`SpanHead`)."""
+        model's prediction at the query ``<sep>`` to point at it (:class:`SpanHead`).
+
+        With pretraining's context known (``pretrain_max_tokens``), the context is cut to a
+        window around the answer (:func:`passage_around`) so that the whole document fits
+        one block: a news-cloze document (~230 tokens) in blocks of 128 was otherwise never
+        read with its question and its answer together."""
         for ex in examples:
             if ex.answers:
-                yield f"{ex.question}{SEP}{ex.context}{SEP} {ex.answers[0].text}"
+                answer = ex.answers[0]
+                yield f"{ex.question}{SEP}{self._passage(ex)}{SEP} {answer.text}"
+
+    def _passage(self, ex: QAExample) -> str:
+        """The context, or the window of it that fits ``pretrain_max_tokens`` beside the
+        question, two ``<sep>`` and the answer, starting at a word."""
+        room, tok = self.pretrain_max_tokens, self.tokenizer
+        if room is None or tok is None:
+            return ex.context
+        answer = ex.answers[0]
+        end = answer.answer_start + len(answer.text)
+        _, offsets = tok.encode_with_offsets(ex.context)
+        span = room - len(tok.encode(f"{ex.question}{SEP}{SEP} {answer.text}"))
+        while True:
+            a, b = passage_around(
+                offsets, answer.answer_start, end, max(span, 1), ex.id or ex.question
+            )
+            if a > 0 and not ex.context[a - 1].isspace():  # start at a word, not inside one
+                space = ex.context.find(" ", a, answer.answer_start)
+                a = a if space < 0 else space + 1
+            # a passage cut out of its context may take a token or two more on its own
+            excess = len(tok.encode(f"{ex.question}{SEP}{ex.context[a:b]}{SEP} {answer.text}"))
+            excess -= room
+            if excess <= 0 or span <= 1:
+                return ex.context[a:b]
+            span -= excess
 
     def collate(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         B, T = len(features), max(len(f["input_ids"]) for f in features)

@@ -1,19 +1,21 @@
 """Context windows as token positions, shared by encoding and decoding: where the windows
 over a long context start (:func:`window_starts`), which tokens a character span covers
 (:func:`token_span`, :class:`TokenSpans` for many spans of one text), and a slice of a
-collated batch's windows (:func:`window_rows`).
+collated batch's windows (:func:`window_rows`), and the passage of a pretraining document
+(:func:`passage_around`).
 """
 
 from __future__ import annotations
 
 import bisect
+import hashlib
 import itertools
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
-__all__ = ["TokenSpans", "token_span", "window_rows", "window_starts"]
+__all__ = ["TokenSpans", "passage_around", "token_span", "window_rows", "window_starts"]
 
 
 def window_starts(n_tokens: int, span: int, stride: int) -> list[int]:
@@ -22,6 +24,26 @@ def window_starts(n_tokens: int, span: int, stride: int) -> list[int]:
     while starts[-1] + span < n_tokens:
         starts.append(starts[-1] + stride)
     return starts
+
+
+def passage_around(
+    offsets: Sequence[tuple[int, int]], char_start: int, char_end: int, span: int, key: str
+) -> tuple[int, int]:
+    """Characters ``[a, b)`` of a window of at most ``span`` tokens of a passage (token
+    ``offsets``) that holds the answer at ``[char_start, char_end)`` whole. Where the window
+    starts among those that hold it is drawn from ``key`` (the example's id), reproducibly,
+    so that the answer's place in the window teaches nothing. An answer longer than the span
+    keeps its first tokens."""
+    n = len(offsets)
+    if n <= span:
+        return 0, offsets[-1][1] if n else 0
+    first, last = token_span(offsets, char_start, char_end) or (0, 0)
+    low, high = max(0, last - span + 1), min(first, n - span)
+    if high < low:  # the answer alone is longer than the span
+        low = high = first
+    draw = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
+    start = low + draw % (high - low + 1)
+    return offsets[start][0], offsets[min(start + span, n) - 1][1]
 
 
 def token_span(
