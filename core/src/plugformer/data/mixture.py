@@ -14,8 +14,8 @@ Training reads the stream as blocks on a fixed grid of ``T`` tokens (``T + 1`` w
 block's first as the last target), so a document placed at a random offset is cut in two
 whenever it crosses a grid line: a 110-token translation pair would be whole in one block of
 128 only 14% of the time, its target mostly cut off from its source. With the block length
-given (``block``), task documents are therefore packed whole: each starts at a grid line,
-those that fit share a block (next-fit, in the seeded order), and the rest of a block is
+given (``block``), task documents are therefore packed whole: each starts at a grid line or
+right after another in its block (best-fit, in the seeded order), and the rest of a block is
 filled with text, which thus still appears exactly once (as Ding et al. 2024, "Fewer
 Truncations Improve Language Modeling", pack whole documents). A task may shorten its
 documents to the block beforehand (``Task.pretrain_max_tokens``); a longer one starts at a
@@ -128,22 +128,32 @@ def _fill(docs: list[np.ndarray], target: int, rng: np.random.Generator) -> tupl
 
 
 def _pack(docs: Sequence[np.ndarray], block: int) -> list[tuple[int, int]]:
-    """Next-fit packing of documents (in order) into blocks of ``block`` tokens: a list of
-    ``(document index, 0)`` and ``(-1, n)`` items, ``n`` tokens of text filling out a block.
-    Every document starts at a multiple of ``block``, or right after another one in the same
-    block; one longer than a block starts at a multiple and runs on. The layout ends at a
-    multiple of ``block``."""
-    layout: list[tuple[int, int]] = []
-    used = 0  # tokens taken in the current block
+    """Best-fit packing of documents into blocks of ``block`` tokens: a list of ``(document
+    index, 0)`` and ``(-1, n)`` items in stream order, ``n`` tokens of text filling out a block.
+    Each document (in the given order) goes into the open block with the least room that
+    holds it, else starts a new block; one longer than a block starts a block and runs on,
+    and the room left in its last block stays open. Every document that fits a block is thus
+    never cut, and the text that fills the gaps (cut into pieces without their context) is
+    kept small. The layout ends at a multiple of ``block``."""
+    units: list[tuple[list[int], list[int]]] = []  # (documents, [tokens]) from a block's start
+    open_by_room: list[list[int]] = [[] for _ in range(block)]  # room → units with that room
     for i, d in enumerate(docs):
         n = len(d)
-        if used and used + n > block:  # it does not fit beside the others: a new block
-            layout.append((-1, block - used))
-            used = 0
-        layout.append((i, 0))
-        used = (used + n) % block
-    if used:
-        layout.append((-1, block - used))
+        room = next((r for r in range(n, block) if open_by_room[r]), None) if n < block else None
+        if room is None:  # a new unit, at a block's start
+            units.append(([i], [n]))
+            u, left = len(units) - 1, -n % block
+        else:
+            u, left = open_by_room[room].pop(), room - n
+            units[u][0].append(i)
+            units[u][1][0] += n
+        if left:
+            open_by_room[left].append(u)
+    layout: list[tuple[int, int]] = []
+    for members, (used,) in units:
+        layout.extend((i, 0) for i in members)
+        if used % block:
+            layout.append((-1, -used % block))
     return layout
 
 
