@@ -120,8 +120,7 @@ class ConditionalGenerationTask(CausalLMTask):
         reads it (a long article's headline beside its lead, not its last paragraph)."""
         room = self.pretrain_max_tokens
         if room is not None and self.tokenizer is not None:
-            cap = min(self.prompt_budget() or room // 2, room - 2)
-            cap = min(cap, room - 1 - len(after_sep(self.tokenizer, target)))
+            cap = min(self.prompt_cap(room), room - 1 - len(after_sep(self.tokenizer, target)))
             prompt = first_tokens(self.tokenizer, prompt, max(cap, 1))
         return f"{prompt}{SEP} {target}"
 
@@ -197,10 +196,14 @@ class ConditionalGenerationTask(CausalLMTask):
         """Longest prompt asked for (``options.prompt_budget``); ``None``: half the budget."""
         return self.options.prompt_budget
 
+    def prompt_cap(self, budget: int) -> int:
+        """Most prompt tokens in a sequence of ``budget``: the prompt budget, else half, and
+        room for ``<sep>`` and one target token."""
+        return min(self.prompt_budget() or budget // 2, budget - 2)
+
     def prompt_ids(self, example: Any) -> list[int]:
         """The prompt's tokens, cut to the prompt budget, then ``<sep>``."""
-        budget = self.length_budget
-        cap = min(self.prompt_budget() or budget // 2, budget - 2)
+        cap = self.prompt_cap(self.length_budget)
         return [*self.tokenizer.encode(getattr(example, self.src))[:cap], self.tokenizer.sep_id]
 
     def encode(self, example: Any, *, train: bool) -> list[dict[str, Any]]:

@@ -13,8 +13,8 @@ of the training tokens::
 Training reads the stream as blocks on a fixed grid of ``T`` tokens (``T + 1`` with the next
 block's first as the last target), so a document placed at a random offset is cut in two
 whenever it crosses a grid line: a 110-token translation pair would be whole in one block of
-128 only 14% of the time, its target mostly cut off from its source. With the block length
-given (``block``), task documents are therefore packed whole: each starts at a grid line or
+128 only 14% of the time, its target mostly cut off from its source. Task documents are
+therefore packed whole into blocks of the training context: each starts at a grid line or
 right after another in its block (best-fit, in the seeded order), and the rest of a block is
 filled with text, which thus still appears exactly once (as Ding et al. 2024, "Fewer
 Truncations Improve Language Modeling", pack whole documents). A task may shorten its
@@ -135,25 +135,27 @@ def _pack(docs: Sequence[np.ndarray], block: int) -> list[tuple[int, int]]:
     and the room left in its last block stays open. Every document that fits a block is thus
     never cut, and the text that fills the gaps (cut into pieces without their context) is
     kept small. The layout ends at a multiple of ``block``."""
-    units: list[tuple[list[int], list[int]]] = []  # (documents, [tokens]) from a block's start
+    members: list[list[int]] = []  # per unit (from a block's start): its documents
+    used: list[int] = []  # per unit: its tokens
     open_by_room: list[list[int]] = [[] for _ in range(block)]  # room → units with that room
     for i, d in enumerate(docs):
         n = len(d)
         room = next((r for r in range(n, block) if open_by_room[r]), None) if n < block else None
         if room is None:  # a new unit, at a block's start
-            units.append(([i], [n]))
-            u, left = len(units) - 1, -n % block
+            members.append([i])
+            used.append(n)
+            u, left = len(members) - 1, -n % block
         else:
             u, left = open_by_room[room].pop(), room - n
-            units[u][0].append(i)
-            units[u][1][0] += n
+            members[u].append(i)
+            used[u] += n
         if left:
             open_by_room[left].append(u)
     layout: list[tuple[int, int]] = []
-    for members, (used,) in units:
-        layout.extend((i, 0) for i in members)
-        if used % block:
-            layout.append((-1, -used % block))
+    for unit, tokens in zip(members, used, strict=True):
+        layout.extend((i, 0) for i in unit)
+        if tokens % block:
+            layout.append((-1, -tokens % block))
     return layout
 
 
@@ -187,12 +189,12 @@ def mix_tasks(
     tokenizer: Any,
     home: Path,
     seed: int,
-    block: int | None = None,
+    block: int,
 ) -> tuple[Any, dict[str, Any]]:
     """A token cache whose training stream is the text's plus every task at its share.
 
-    ``block``: the training context (``model.max_seq_len``); task documents are then packed
-    whole into its blocks (the module's docstring), else appended one after another.
+    ``block``: the training context (``model.max_seq_len``); task documents are packed whole
+    into its blocks (the module's docstring).
     Returns the new :class:`~plugformer.data.corpus.TokenCache` and the provenance
     (per source: task, spec, split, examples, documents, tokens, target and actual share).
     """
@@ -240,14 +242,11 @@ def mix_tasks(
             "tokens": tokens,
             "share_target": src.share,
         }
-    if block:
-        # all sources in one seeded order (not one task after another), so that a block may
-        # hold documents of two tasks; the seed differs from each source's own ([seed, i])
-        shuffle = np.random.default_rng([seed, len(sources)]).permutation(len(task_docs))
-        task_docs = [task_docs[j] for j in shuffle]
-        stream = _packed(np.asarray(text), task_docs, _pack(task_docs, block))
-    else:
-        stream = np.concatenate([np.asarray(text), *task_docs])
+    # all sources in one seeded order (not one task after another), so that a block may hold
+    # documents of two tasks; the seed differs from each source's own ([seed, i])
+    shuffle = np.random.default_rng([seed, len(sources)]).permutation(len(task_docs))
+    task_docs = [task_docs[j] for j in shuffle]
+    stream = _packed(np.asarray(text), task_docs, _pack(task_docs, block))
     # text read again to fill blocks (only where a tiny corpus runs out) counts as text
     provenance["text"]["tokens"] = int(stream.size) - sum(
         v["tokens"] for k, v in provenance.items() if k != "text"
