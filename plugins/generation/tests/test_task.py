@@ -116,7 +116,10 @@ def headline_model(tok: Tokenizer) -> tuple[GPT, list[float]]:
 def test_plugin_registers_lazily() -> None:
     tasks: list[tuple] = []
     plugin.register_tasks(register=lambda *a, **kw: tasks.append((a, kw)))
-    assert tasks == [(("plugformer_generation.task:GenerationTask",), {"name": "generation"})]
+    assert tasks == [
+        (("plugformer_generation.task:GenerationTask",), {"name": "generation"}),
+        (("plugformer_generation.compression:CompressionTask",), {"name": "compression"}),
+    ]
     code = "import sys, plugformer_generation.plugin; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -103,8 +103,19 @@ class Compressor:
         def predict(scored: list[tuple[list[str], Any]], keep: int) -> list[dict[str, Any]]:
             out = []
             for src, p in scored:
+                if not src:
+                    out.append({})
+                    continue
                 top = sorted(sorted(range(len(src)), key=lambda i: -p[i])[:keep])
-                out.append({"completion": " ".join(src[i] for i in top)} if src else {})
+                out.append(
+                    {
+                        "completion": " ".join(src[i] for i in top),
+                        # what the compression task's fuse pools with its model's
+                        "words": src,
+                        "keep": [float(x) for x in p],
+                        "kept": len(top),
+                    }
+                )
             return out
 
         scored = [ex for ex in validation if ex.prompt and ex.completion is not None]

@@ -1,4 +1,4 @@
-"""Entry point of the plugin: registers the ``generation`` task and its dataset recipes.
+"""Entry point of the plugin: registers the ``generation`` and ``compression`` tasks and its dataset recipes.
 
 Kept light on purpose: ``plugformer plugins`` and ``plugformer --help`` import this module,
 so it names the task class by string (imported only when the task is used) and imports the
@@ -19,6 +19,7 @@ PLUGFORMER_API = ">=1,<2"
 @hookimpl
 def register_tasks(register: Callable[..., Any]) -> None:
     register("plugformer_generation.task:GenerationTask", name="generation")
+    register("plugformer_generation.compression:CompressionTask", name="compression")
 
 
 @hookimpl
