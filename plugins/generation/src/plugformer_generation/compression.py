@@ -174,29 +174,44 @@ class CompressionTask(Task):
     def _echo(self) -> bool:
         return self.options.echo and self._causal
 
-    def encode(self, example: CompressionExample, *, train: bool) -> list[dict[str, Any]]:
-        src = self.window_words(example)
-        if train and example.completion is None:
-            raise DataError(f"{example_location(example)}: no completion to train on")
-        kept = set(oracle_keep(src, example.completion)) if example.completion else set()
+    def _pieces(self, src: list[str]) -> list[list[int]]:
+        """Each window word's sub-word ids, as many words as fit the length budget in every
+        copy with ``<sep>`` and ``<eos>`` (words past it are predicted as dropped)."""
         copies = 2 if self._echo() else 1
-        budget = self.length_budget - 1 - (copies - 1)  # room for <eos> (and <sep>)
+        budget = self.length_budget - copies  # room for <eos> (and <sep>)
         pieces: list[list[int]] = []
+        used = 0
         for i, word in enumerate(src):
             ids = self.tokenizer.encode(word if i == 0 else " " + word) or [self.tokenizer.pad_id]
-            if copies * (sum(map(len, pieces)) + len(ids)) > budget:
-                break  # words past the budget are dropped (predicted as dropped)
+            if copies * (used + len(ids)) > budget:
+                break
             pieces.append(ids)
-        tagged: list[int] = []
-        labels: list[int] = []
-        for i, ids in enumerate(pieces):
-            tagged += ids
-            gold = int(i in kept) if example.completion is not None else IGNORE
-            labels += [gold] + [IGNORE] * (len(ids) - 1)
-        if copies == 2:
-            first = [t for ids in pieces for t in ids] + [self.tokenizer.sep_id]
-            tagged, labels = first + tagged, [IGNORE] * len(first) + labels
-        return [{"input_ids": [*tagged, self.tokenizer.eos_id], "labels": [*labels, IGNORE]}]
+            used += len(ids)
+        return pieces
+
+    def _word_starts(self, pieces: list[list[int]]) -> list[int]:
+        """Positions of the tagged copy's words' first sub-words."""
+        pos = sum(map(len, pieces)) + 1 if self._echo() else 0  # past the first copy and <sep>
+        starts = []
+        for ids in pieces:
+            starts.append(pos)
+            pos += len(ids)
+        return starts
+
+    def encode(self, example: CompressionExample, *, train: bool) -> list[dict[str, Any]]:
+        if train and example.completion is None:
+            raise DataError(f"{example_location(example)}: no completion to train on")
+        src = self.window_words(example)
+        pieces = self._pieces(src)
+        ids = [t for word in pieces for t in word]
+        if self._echo():
+            ids = [*ids, self.tokenizer.sep_id, *ids]  # W <sep> W
+        labels = [IGNORE] * (len(ids) + 1)  # + <eos>
+        if example.completion is not None:
+            kept = set(oracle_keep(src, example.completion))
+            for i, start in enumerate(self._word_starts(pieces)):
+                labels[start] = int(i in kept)
+        return [{"input_ids": [*ids, self.tokenizer.eos_id], "labels": labels}]
 
     def collate(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         return pad_collate(features, {"input_ids": self.tokenizer.pad_id, "labels": IGNORE})
@@ -217,22 +232,14 @@ class CompressionTask(Task):
 
     @torch.no_grad()
     def predict(self, backbone: Any, head: nn.Module, batch: dict[str, Any]) -> list[Any]:
-        # Every encoded word carries a label position (0/1 in training, IGNORE only for words
-        # without a reference), so the positions are found from the encoding, not the labels.
         p_keep = self.forward(backbone, head, batch).float().softmax(-1)[..., 1].tolist()  # (B, T)
         out = []
         for row, ex in enumerate(batch["examples"]):
             src = self.window_words(ex)
-            starts = self._word_starts(ex)
+            starts = self._word_starts(self._pieces(src))
             keep = [round(p_keep[row][s], 4) for s in starts] + [0.0] * (len(src) - len(starts))
             out.append(scored_words(src, keep, self.options.keep))
         return out
-
-    def _word_starts(self, example: CompressionExample) -> list[int]:
-        """Positions of the tagged copy's words' first sub-words (the words that fit)."""
-        ex = example.model_copy(update={"completion": "x"})  # label every word that fits
-        labels = self.encode(ex, train=False)[0]["labels"]
-        return [t for t, label in enumerate(labels) if label != IGNORE]
 
     # ------------------------------------------------------------------ metrics
     def metrics(self) -> dict[str, Any]:
