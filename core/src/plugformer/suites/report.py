@@ -147,7 +147,8 @@ def _ensembles(records: Sequence[dict[str, Any]]) -> list[str]:
         lines.append(
             f"- **{column}**: {e['model']}'s fine-tuned model pooled with the {e['baseline']} "
             "baseline (the task's `fuse`: for classification, a weighted geometric mean of the "
-            "label probabilities; for compression, of each word's keep probability), the weight on the model chosen on the validation split "
+            "label probabilities; for compression, of each word's keep probability), the "
+            "weight on the model chosen on the validation split "
             f"among {len(e['weights_tried'])} weights from {min(e['weights_tried']):g} to "
             f"{max(e['weights_tried']):g}; no more training. "
             f"Weights chosen: {weights}."
