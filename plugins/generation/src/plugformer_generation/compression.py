@@ -54,7 +54,7 @@ from plugformer.tasks import (
 from plugformer_generation import __version__
 from plugformer_generation.baselines import Lead
 from plugformer_generation.compressor import WINDOW, Compressor
-from plugformer_generation.extractive import oracle_keep, words
+from plugformer_generation.extractive import oracle_keep, scored_words, top_words, words
 from plugformer_generation.metrics import RougeL
 
 __all__ = [
@@ -62,7 +62,7 @@ __all__ = [
     "CompressionOptions",
     "CompressionTask",
     "WindowLead",
-    "scored_words",
+    "scored_words",  # re-exported from .extractive, beside the task that writes them
     "top_words",
 ]
 
@@ -98,21 +98,6 @@ class CompressionOptions(TaskOptions):
     """Feed the window twice on a causal backbone and tag the second copy (module docstring)."""
     dropout: float = Field(0.1, ge=0, lt=1)
     """Dropout on the token states, before the linear classifier."""
-
-
-def top_words(src: Sequence[str], p: Sequence[float], keep: int) -> str:
-    """The ``keep`` words of ``src`` with the highest ``p``, in ``src``'s order (ties: the
-    earlier word), joined by spaces."""
-    top = sorted(sorted(range(len(src)), key=lambda i: -p[i])[:keep])
-    return " ".join(src[i] for i in top)
-
-
-def scored_words(src: list[str], p: Sequence[float], keep: int) -> dict[str, Any]:
-    """A prediction: the ``keep`` likeliest words as the completion, with what
-    :meth:`CompressionTask.fuse` pools (the words, each one's keep probability, how many were
-    kept)."""
-    keep = min(keep, len(src))
-    return {"completion": top_words(src, p, keep), "words": src, "keep": list(p), "kept": keep}
 
 
 def _logit(p: float) -> float:

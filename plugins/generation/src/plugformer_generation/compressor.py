@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from plugformer_generation.extractive import key, oracle_keep, words
+from plugformer_generation.extractive import key, oracle_keep, scored_words, words
 
 __all__ = ["Compressor"]
 
@@ -103,19 +103,8 @@ class Compressor:
         def predict(scored: list[tuple[list[str], Any]], keep: int) -> list[dict[str, Any]]:
             out = []
             for src, p in scored:
-                if not src:
-                    out.append({})
-                    continue
-                top = sorted(sorted(range(len(src)), key=lambda i: -p[i])[:keep])
-                out.append(
-                    {
-                        "completion": " ".join(src[i] for i in top),
-                        # what the compression task's fuse pools with its model's
-                        "words": src,
-                        "keep": [float(x) for x in p],
-                        "kept": len(top),
-                    }
-                )
+                # with words and probabilities, which the compression task's fuse pools
+                out.append(scored_words(src, [float(x) for x in p], keep) if src else {})
             return out
 
         scored = [ex for ex in validation if ex.prompt and ex.completion is not None]

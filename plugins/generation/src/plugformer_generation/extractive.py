@@ -11,8 +11,10 @@ written as the article has the words. The reference itself still scores every pr
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from typing import Any
 
-__all__ = ["key", "oracle_compression", "oracle_keep", "words"]
+__all__ = ["key", "oracle_compression", "oracle_keep", "scored_words", "top_words", "words"]
 
 _NOT_ALNUM = re.compile(r"[^0-9a-z]+")
 _EDGE = "\"'“”‘’.,;:!?()[]{}«»—–-"
@@ -58,3 +60,18 @@ def oracle_compression(prompt: str, reference: str) -> str:
     with ``reference``'s words, in order, joined by spaces; ``""`` when they share none."""
     src = words(prompt)
     return " ".join(src[i] for i in oracle_keep(src, reference))
+
+
+def top_words(src: Sequence[str], p: Sequence[float], keep: int) -> str:
+    """The ``keep`` words of ``src`` with the highest ``p``, in ``src``'s order (ties: the
+    earlier word), joined by spaces."""
+    top = sorted(sorted(range(len(src)), key=lambda i: -p[i])[:keep])
+    return " ".join(src[i] for i in top)
+
+
+def scored_words(src: list[str], p: Sequence[float], keep: int) -> dict[str, Any]:
+    """A prediction: the ``keep`` likeliest words as the completion, with what the compression
+    task's ``fuse`` pools (the words, each one's keep probability, how many were kept); the
+    compress baseline's predictions and the compression model's are both made here."""
+    keep = min(keep, len(src))
+    return {"completion": top_words(src, p, keep), "words": src, "keep": list(p), "kept": keep}
