@@ -13,7 +13,8 @@ import torch
 
 from plugformer import DataError
 from plugformer.testing import TaskConformance, micro_backbone, tokenizer_for
-from plugformer_generation.compression import CompressionTask, top_words
+from plugformer_generation.compression import CompressionTask
+from plugformer_generation.extractive import top_words
 from plugformer_generation.task import IGNORE
 
 WORDS = "red blue green cat dog sun moon tree fish bird king road".split()

@@ -54,7 +54,7 @@ from plugformer.tasks import (
 from plugformer_generation import __version__
 from plugformer_generation.baselines import Lead
 from plugformer_generation.compressor import WINDOW, Compressor
-from plugformer_generation.extractive import oracle_keep, scored_words, top_words, words
+from plugformer_generation.extractive import oracle_keep, scored_words, words
 from plugformer_generation.metrics import RougeL
 
 __all__ = [
@@ -62,8 +62,6 @@ __all__ = [
     "CompressionOptions",
     "CompressionTask",
     "WindowLead",
-    "scored_words",  # re-exported from .extractive, beside the task that writes them
-    "top_words",
 ]
 
 FLOOR = 1e-6
