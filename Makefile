@@ -24,7 +24,7 @@ $(BIN)/.installed: $(BIN)/.installed-run
 
 install: $(BIN)/.installed
 
-# The job's 29-minute deadline counts from here, the install included (PLUGFORMER_JOB_START).
+# The job's 28.5-minute deadline counts from here, the install included (PLUGFORMER_JOB_START).
 quickstart:
 	@PLUGFORMER_JOB_START=$$(date +%s) $(MAKE) --no-print-directory run-quickstart
 

@@ -427,6 +427,10 @@ class FinetuneConfig(HardwareConfig):
     warmup_ratio: float = Field(0.06, ge=0, lt=1)
     """Share of the steps spent warming the learning rate up."""
     grad_clip: float = Field(1.0, ge=0)
+    ema_decay: float | None = Field(None, gt=0, lt=1)
+    """Validate, select and keep an exponential moving average of the weights, updated after
+    every optimiser step with this decay (Lightning's ``EMAWeightAveraging``; about
+    ``1 / (1 - decay)`` steps of memory). Unset: the weights themselves."""
     max_seq_len: int | None = Field(None, ge=2)
     """Read this many tokens, more than the backbone was pretrained on: a rotary backbone's
     positions run on past its pretraining context (``BackboneFamily.extend_context``) and

@@ -399,6 +399,10 @@ def _finetune(spec: TaskSpec, ref: str, out: Path, resume: bool) -> dict[str, An
     )
     on_signal = checkpoint_on_signal(last)
     callbacks: list[Any] = [keep, schedule, _RngState(), on_signal]
+    if ft.ema_decay is not None:  # after keep: it swaps back after keep has copied
+        from plugformer.training.averaging import EMAWeights
+
+        callbacks.append(EMAWeights(ft.ema_decay))
     if ft.early_stopping_patience and val_dl is not None:
         from lightning.pytorch.callbacks import EarlyStopping
 
