@@ -70,6 +70,21 @@ MODULES = {
         def register_tasks(register):
             register("pt_thirdparty.good:EchoTask", name="echo-twin")
     """,
+    "numapi": """
+        from plugformer import hookimpl
+        PLUGFORMER_API = 2
+
+        @hookimpl
+        def register_tasks(register):
+            pass
+    """,
+    "badkw": """
+        from plugformer import hookimpl
+
+        @hookimpl
+        def register_specs(register):
+            register(".", knd="suite")
+    """,
     "raiser": """
         from plugformer import hookimpl
 
@@ -138,15 +153,20 @@ def test_installed_plugin_is_discovered_and_broken_ones_are_isolated(thirdparty:
     assert good["provides"]["tasks"] == ["echo"] and good["hooks"] == ["register_tasks"]
     reasons = {
         name: listed[f"tp-{name}"]["error"]
-        for name in ("importfail", "badsig", "oldapi", "dup", "twin", "raiser")
+        for name in ("importfail", "badsig", "oldapi", "numapi", "badkw", "dup", "twin", "raiser")
     }
     assert all(listed[f"tp-{n}"]["status"] == "broken" for n in reasons)
     assert "import failed: ModuleNotFoundError" in reasons["importfail"]
+    # ... naming the plugin's own line, where its author has to look
+    assert reasons["importfail"].endswith("importfail.py:1)"), reasons["importfail"]
+    assert "raiser.py:6)" in reasons["raiser"], reasons["raiser"]
     assert (
         "bad hook implementation" in reasons["badsig"]
         and "not_an_argument_of_the_hook" in reasons["badsig"]
     )
     assert "needs plugin API >=7,<8" in reasons["oldapi"] and "provides API 1" in reasons["oldapi"]
+    # Not a string: reported like any other broken plugin, not fatal to the CLI (it was).
+    assert "PLUGFORMER_API must be a string" in reasons["numapi"] and "not 2" in reasons["numapi"]
     # A duplicate task name names both registrations; neither plugin's task is usable.
     assert (
         "'echo-twin'" in reasons["dup"]
@@ -155,6 +175,15 @@ def test_installed_plugin_is_discovered_and_broken_ones_are_isolated(thirdparty:
     )
     assert reasons["twin"] == reasons["dup"]
     assert "the registry server is down" in reasons["raiser"]
+    # A misspelt keyword is refused, not dropped (it registered task specs as such before).
+    assert "unexpected keyword 'knd' (did you mean 'kind'?)" in reasons["badkw"]
+    # Listing and unknown names say which plugins are broken: one that failed to import
+    # registers no name, so "unknown name" alone would send its author looking for a typo.
+    listing = cli("tasks")
+    assert listing.returncode == 0 and "(plugin tp-importfail) is broken" in listing.stderr
+    unknown = cli("finetune", "a-spec-of-tp-importfail")
+    assert unknown.returncode == 2 and "broken plugins, which may provide it" in unknown.stderr
+    assert "tp-importfail" in unknown.stderr and len(unknown.stderr.strip().splitlines()) == 1
     # The core's own plugins still work beside the broken ones.
     assert listed["corpora"]["status"] == "ok"
     # ... and the CLI as a whole still works.

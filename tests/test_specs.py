@@ -139,6 +139,12 @@ def test_a_plugin_ships_specs_and_a_suite_naming_them(
         assert mine["distribution"] == "plugformer-ships" and mine["task"] == "sentiment"
         info = next(i for i in plugins.plugin_infos() if i.name == "ships")
         assert info.provides == {"specs": ["reviews-tiny"], "suites": ["mine"]}
+        # A registered spec is validated as the kind it is registered as, even with its
+        # `task` key misspelt (its keys alone would have made it a pretraining config).
+        spec_file = tmp_path / "reviews-tiny.toml"
+        spec_file.write_text(spec_file.read_text().replace("task =", "taks ="))
+        code, _, err = run_cli(capsys, "config", "validate", "reviews-tiny")
+        assert code == 2 and "unknown key 'taks' (did you mean 'task'?)" in err, err
     finally:
         plugins.unregister_plugin("ships")
 

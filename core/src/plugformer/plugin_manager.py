@@ -138,13 +138,39 @@ def _broken(info: PluginInfo, reason: str) -> None:
         raise PluginError(f"plugin {info.name!r} ({info.distribution}): {reason}")
 
 
+def raised_at(exc: BaseException) -> str:
+    """`` (at FILE:LINE)``: where ``exc`` was raised, in the innermost frame outside Python's
+    standard library, pluggy and plugformer (the plugin's own line, as a rule), or ``""``
+    when there is none. A broken plugin's one-line reason then points at the line to fix."""
+    import sysconfig
+    import traceback
+
+    stdlib = sysconfig.get_paths()["stdlib"]
+    frames = [
+        f
+        for f in traceback.extract_tb(exc.__traceback__)
+        if not f.filename.startswith(("<", stdlib))
+        and f"{os.sep}pluggy{os.sep}" not in f.filename
+        and f"{os.sep}plugformer{os.sep}" not in f.filename
+    ]
+    if not frames:
+        # A SyntaxError's own location is the plugin's line, though no frame is.
+        filename, line = getattr(exc, "filename", None), getattr(exc, "lineno", None)
+        return f" (at {filename}:{line})" if filename and line else ""
+    return f" (at {frames[-1].filename}:{frames[-1].lineno})"
+
+
 def _api_ok(module: Any, info: PluginInfo) -> bool:
     spec = getattr(module, "PLUGFORMER_API", None)
-    info.api = spec or ""
     if spec is None:
         return True  # undeclared: assume compatible, as pytest does with missing metadata
     from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
+    if not isinstance(spec, str):  # a number (2, 1.5) or bytes: SpecifierSet raises TypeError
+        info.api = repr(spec)
+        _broken(info, f"PLUGFORMER_API must be a string such as '>=1,<2', not {spec!r}")
+        return False
+    info.api = spec
     try:
         ok = str(PLUGIN_API_VERSION) in SpecifierSet(spec)
     except InvalidSpecifier:
@@ -297,7 +323,7 @@ def get_plugin_manager() -> pluggy.PluginManager:
             module = ep.load()
         except Exception as exc:  # a plugin's import error must not break the others
             raise_if_interrupted(exc)
-            _broken(info, f"import failed: {type(exc).__name__}: {exc}")
+            _broken(info, f"import failed: {type(exc).__name__}: {exc}{raised_at(exc)}")
             continue
         except SystemExit as exc:  # parse_args() at import time: the plugin's end, not ours
             raise_if_interrupted(exc)

@@ -30,6 +30,7 @@ from plugformer.plugin_manager import (
     _State,
     exit_call,
     get_plugin_manager,
+    raised_at,
 )
 from plugformer.registries import CORE_OWNER, Registry
 
@@ -151,7 +152,7 @@ def _collect() -> dict[str, Registry]:
                 _broken(info, str(exc))
             except Exception as exc:
                 raise_if_interrupted(exc)
-                _broken(info, f"{hook_name} raised {type(exc).__name__}: {exc}")
+                _broken(info, f"{hook_name} raised {type(exc).__name__}: {exc}{raised_at(exc)}")
             if info.status != "ok" and info.name not in _State.hung:
                 _State.broken_by_registration.add(info.name)
             for broken in newly_broken:
@@ -214,10 +215,36 @@ def _withhold(impl: Any, hook_name: str, info: PluginInfo) -> None:
         raise_if_interrupted(exc)
 
 
+_KEYWORDS = {
+    "register_specs": ("path", "kind", "name"),
+    "register_tasks": ("task", "name"),
+    "register_datasets": ("recipe",),
+}
+"""The keywords each hook's ``register`` callback takes; the others take ``name`` and
+``factory`` (``objective`` for objectives)."""
+
+
+def _check_keywords(hook_name: str, kw: dict[str, Any]) -> None:
+    """Refuse a keyword the callback does not take: read with ``kw.get``, a misspelt one
+    (``knd="suite"``) would be dropped and the call would silently do something else."""
+    import difflib
+
+    allowed = _KEYWORDS.get(hook_name, ("name", "factory", "objective"))
+    for key in kw:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise PluginError(
+                f"{hook_name}: register() got an unexpected keyword {key!r}{hint}; "
+                f"it takes {', '.join(allowed)}"
+            )
+
+
 def _registrations(
     hook_name: str, args: tuple[Any, ...], kw: dict[str, Any], info: PluginInfo
 ) -> list[tuple[str, str, Any]]:
     """Normalise the arguments of one ``register`` call to (registry key, name, item) triples."""
+    _check_keywords(hook_name, kw)
     if hook_name == "register_specs":
         from plugformer.specfiles import named_files
 
@@ -263,6 +290,18 @@ def mark_broken(name: str, reason: str, hung: bool = False) -> None:
     if hung:
         _State.hung.add(name)
     _State.registries = None  # rebuilt without it
+
+
+def broken_note() -> str:
+    """``"; broken plugins, which may provide it: NAME (reason), ..."`` for an unknown-name
+    error, or ``""`` when every plugin loaded. A plugin that failed to import registers no
+    names at all, so "unknown name" alone would send its author looking for a typo."""
+    broken = [i for i in plugin_infos() if i.status == "broken"]
+    if not broken:
+        return ""
+    shown = "; ".join(f"{i.name} ({i.error})" for i in broken[:3])
+    more = f"; and {len(broken) - 3} more" if len(broken) > 3 else ""
+    return f"; broken plugins, which may provide it: {shown}{more} (`plugformer plugins`)"
 
 
 def raise_if_broken() -> None:

@@ -65,10 +65,13 @@ def resolve(ref: str | os.PathLike[str], kind: str) -> Path:
     listing = {"task": "plugformer tasks", "suite": "plugformer suites"}.get(
         kind, "plugformer plugins"
     )
+    from plugformer.plugin_registries import broken_note
+
     raise ConfigError(
         f"{name!r} is neither a file nor a registered {reg.kind} name"
         + (f" (did you mean {hint[0]!r}?)" if hint else "")
         + f"; `{listing}` lists the names"
+        + broken_note()
     )
 
 
@@ -199,10 +202,13 @@ def load_task_spec(
             import difflib
 
             hint = difflib.get_close_matches(spec, named.names(), n=1)
+            from plugformer.plugin_registries import broken_note
+
             raise ConfigError(
                 f"{spec!r} is neither a spec file nor a spec name"
                 + (f" (did you mean {hint[0]!r}?)" if hint else "")
                 + "; `plugformer tasks` lists the names; with a task name, give --data FILE (or a dataset name)"
+                + broken_note()
             )
         source = "command line"
         raw = {"task": spec, "data": _data_table(data, validation)}

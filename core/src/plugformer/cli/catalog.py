@@ -96,6 +96,18 @@ def _list_named(kind: str, columns: tuple[str, ...], as_json: bool) -> None:
             f"broken: {', '.join(names)}; `plugformer plugins` says why",
             err=True,
         )
+    # A plugin that failed before registering (an import error, a bad hook) names nothing to
+    # withhold: say that it is broken, or its missing specs would go unexplained.
+    from plugformer.plugin_registries import plugin_infos
+
+    reported = {id(i) for i in withheld.values()}
+    for info in plugin_infos():
+        if info.status == "broken" and id(info) not in reported:
+            click.echo(
+                f"plugformer: {info.distribution} (plugin {info.name}) is broken, so nothing it "
+                f"provides is listed: {info.error}",
+                err=True,
+            )
 
 
 def _tasks_without_specs(with_specs: set[str]) -> None:

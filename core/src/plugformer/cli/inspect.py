@@ -61,13 +61,14 @@ def _guess_kind(data: dict[str, Any]) -> str:
     return "pretrain"
 
 
-def _named_file(ref: str, kind: str | None) -> Path:
+def _named_file(ref: str, kind: str | None) -> tuple[Path, str | None]:
     """A config file, or the file registered under a name (of ``kind``, or of the one kind that
-    has it)."""
+    has it), with the kind its registration says (``None`` for a path: guessed from its keys,
+    a registered file's kind is not: a misspelt ``task =`` must not make it a pretrain config)."""
     from plugformer import specs
 
     if kind is not None or specs.is_path(ref):
-        return specs.resolve(ref, kind or "task")
+        return specs.resolve(ref, kind or "task"), kind
     from plugformer.plugin_registries import SPEC_KINDS, named_specs
 
     kinds = [k for k in SPEC_KINDS if ref in named_specs(k)]
@@ -75,7 +76,7 @@ def _named_file(ref: str, kind: str | None) -> Path:
         raise PlugformerError(
             f"{ref!r} names a {' and a '.join(kinds)} config; say which with --kind"
         )
-    return specs.resolve(ref, kinds[0] if kinds else "task")
+    return specs.resolve(ref, kinds[0] if kinds else "task"), kinds[0] if kinds else None
 
 
 @config.command("validate")
@@ -88,10 +89,10 @@ def config_validate(file: str, kind: str | None, overrides: tuple[str, ...]) -> 
     """Check FILE (a path or a registered name) against its schema; print the resolved config."""
     from plugformer.config import apply_overrides, load_toml, parse_model
 
-    path = _named_file(file, kind)
+    path, registered = _named_file(file, kind)
     raw = load_toml(path)
     data = apply_overrides(raw, overrides)
-    kind = kind or _guess_kind(data)
+    kind = registered or _guess_kind(data)
     if kind == "suite":
         data.setdefault("name", path.stem)  # as `plugformer bench` reads it (load_suite)
     model = parse_model(_model_for(kind), data, str(path), overrides)

@@ -300,6 +300,12 @@ def build_trainer(
         message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
         category=FutureWarning,
     )
+    # Training into an existing output directory replaces its run, logs included (a run in
+    # progress is refused or resumed before this: resume_state); Lightning's warning about it
+    # names its own source file and a folder the user did not choose.
+    warnings.filterwarnings(
+        "ignore", message=r"Experiment logs directory .* exists and is not empty"
+    )
     try:
         return L.Trainer(**kwargs)
     except (ValueError, MisconfigurationException) as exc:
