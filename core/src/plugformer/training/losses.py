@@ -24,6 +24,7 @@ import torch
 
 __all__ = ["linear_cross_entropy"]
 
+_LOG2E = 1.4426950408889634
 _CHUNK_ELEMENTS = 1 << 21
 """Logit elements per chunk (8 MB in float32): rows per chunk = this // vocabulary size."""
 
@@ -43,6 +44,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         low = torch.empty(rows, V, dtype=compute_dtype, device=h.device)
         f32 = low if compute_dtype == torch.float32 else torch.empty(rows, V, device=h.device)
         gw_chunk = torch.empty_like(w) if need_grad and compute_dtype != torch.float32 else None
+        rows_idx = torch.arange(rows, device=h.device)
         for s in range(0, N, rows):
             hc, tc = h[s : s + rows], target[s : s + rows]
             n = hc.size(0)
@@ -53,12 +55,16 @@ class _LinearCrossEntropy(torch.autograd.Function):
             # log-sum-exp by hand, in place: logsumexp() allocates two (n, V) temporaries.
             picked = x.gather(1, tc[:, None]).squeeze(1)  # (n,) logits of the targets
             peak = x.amax(dim=1, keepdim=True)  # (n, 1)
-            x.sub_(peak).exp_()
+            # exp(x - peak) as exp2((x - peak) * log2 e): on CPU, torch's exp2 kernel is ~3x
+            # faster than its exp, and exp was the costliest pass of the loss.
+            x.sub_(peak).mul_(_LOG2E).exp2_()
             norm = x.sum(dim=1, keepdim=True)  # (n, 1)
             total += (peak.squeeze(1) + norm.squeeze(1).log() - picked).sum()
             if need_grad:
                 x.div_(norm)  # softmax
-                x[torch.arange(n, device=tc.device), tc] -= 1.0  # d(sum of losses)/d(logits)
+                x[rows_idx[:n], tc] -= 1.0  # d(sum of losses)/d(logits)
+                # Two passes, not torch.mul(..., out=low): an output of another dtype takes
+                # torch's unvectorised path, ~30x slower here.
                 g = x if x is low[:n] else low[:n].copy_(x)
                 torch.mm(g, w, out=grad_h[s : s + n])  # (n, C)
                 if gw_chunk is None:
