@@ -23,6 +23,9 @@ from tests.cli_helpers import cli, main_code, toml
         (b"[model]\nn_heads = 3\nd_model = 16", "must divide"),
         (b"model = 5", "model"),
         (b"[trainer]\nbatch_size = -1", "trainer.batch_size"),
+        # absurdly large: refused here, where before they failed (or hung) inside training
+        (b"[trainer]\nbatch_size = 1000000000000", "less than or equal to 65536"),
+        (b"[trainer]\nmax_steps = 9223372036854775807", "trainer.max_steps"),
         (b"[model]\npreset = 'huge'", "unknown preset"),
         (b"x = " + b"[" * 5000 + b"]" * 5000, ""),  # deep nesting: an error, not a crash
     ],

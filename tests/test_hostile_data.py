@@ -90,6 +90,8 @@ BAD_EXAMPLES = {
     "ragged.csv": (b"text,label\na,positive\nb\n", ":3: expected 2 columns"),
     "headeronly.tsv": (b"text\tlabel\n", "empty file"),
     "quote.csv": (b'text,label\n"unterminated,positive\n', ":2: unterminated quote"),
+    # text after a closing quote: the lenient reader dropped the quotes without a word
+    "strayquote.csv": (b'text,label\n"bad" film,negative\nok,positive\n', ":2: ',' expected"),
     "emptytext.tsv": (b"text\tlabel\n\tpositive\nok\tnegative\n", ":2:"),
     "data.xml": (b"<a/>", "unknown format"),
 }
@@ -248,3 +250,22 @@ def test_a_txt_file_with_crlf_and_a_byte_order_mark_reads_clean_texts(tmp_path: 
     path.write_bytes("bad movie\r\n\r\ngood movie\r\n".encode("utf-8-sig"))
     texts = [r["text"] for _, r in readers.read_records(path)]
     assert texts == ["bad movie", "good movie"]
+
+
+def test_pretraining_corpus_files_are_read_by_format_or_refused_by_name(tmp_path: Path) -> None:
+    """Before: a CSV corpus was read as plain text (its header a paragraph), a .parquet file
+    as text, a missing x.tsv was "unknown dataset", a folder "cannot write"."""
+    from plugformer.data.corpus import load_documents
+
+    csv_file = tmp_path / "c.csv"
+    csv_file.write_text('id,text\n1,"first, with a comma"\n2,second\n')
+    docs = load_documents([str(csv_file)])
+    assert [d.text for d in docs] == ["first, with a comma", "second"]
+    (tmp_path / "p.parquet").write_bytes(b"PAR1")
+    for src, expect in (
+        (tmp_path, "is a folder"),
+        (tmp_path / "p.parquet", ".parquet files are not read"),
+        (tmp_path / "x.tsv", "x.tsv: no such file"),
+    ):
+        with pytest.raises(DataError, match=expect):
+            load_documents([str(src)])

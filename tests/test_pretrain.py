@@ -132,6 +132,17 @@ def test_a_damaged_token_cache_is_rebuilt(tmp_path: Path, capsys) -> None:
         np.array(build_token_cache(docs, tok, 0.2, tmp_path).tokens("train")), train
     )
     assert "unreadable" in capsys.readouterr().err
+    # Overwritten ids, the size kept: an IndexError deep in the model before, no file named
+    ids = np.memmap(first.dir / "train.bin", dtype=first.meta["dtype"], mode="r+")
+    ids[3] = 65535
+    ids.flush()
+    del ids
+    assert np.array_equal(
+        np.array(build_token_cache(docs, tok, 0.2, tmp_path).tokens("train")), train
+    )
+    assert f"train.bin holds token id 65535, past the vocabulary's {tok.vocab_size}" in (
+        capsys.readouterr().err
+    )
     build_token_cache(docs, tok, 0.2, tmp_path)
     assert capsys.readouterr().err == ""  # an intact cache is reused silently
 

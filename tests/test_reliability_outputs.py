@@ -276,6 +276,23 @@ def test_a_full_standard_output_is_one_error_not_an_unexpected_one() -> None:
     ]
 
 
+def test_an_os_error_on_a_path_says_what_was_wrong_with_it() -> None:
+    """Before: every OSError that reached the CLI was "cannot write PATH", also a config or a
+    checkpoint that could not be *read* and a folder given where a file was expected."""
+    import errno
+
+    from plugformer.cli.main import _os_error
+
+    def err(code: int, path: str | None = "/x/y") -> str:
+        return _os_error(OSError(code, os.strerror(code), path))
+
+    assert err(errno.EISDIR) == "/x/y: expected a file, found a folder"
+    assert err(errno.ENOENT) == "/x/y: no such file"
+    assert err(errno.EACCES) == "cannot read or write /x/y: Permission denied"
+    assert err(errno.ENOSPC) == "cannot write /x/y: No space left on device"
+    assert err(errno.ENOSPC, None) == "cannot write the output: No space left on device"
+
+
 def test_a_reader_that_goes_away_stops_the_output_quietly() -> None:
     """`plugformer tasks --json | head -c 1`: the pipe closes before the output is written;
     the command stops with click's exit status for a broken pipe, 1, and nothing on stderr

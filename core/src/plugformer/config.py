@@ -75,6 +75,12 @@ class StrictModel(BaseModel):
 
 SEED_MAX = 2**32 - 1
 """Largest seed: NumPy's seeding (``lightning.seed_everything``) takes 32-bit seeds."""
+MAX_STEPS = 10**9
+"""Largest step or epoch count. Past it a typo, not a plan: 2**63 passed the schema and
+failed inside the first training batch with an OverflowError blamed on the task plugin."""
+MAX_BATCH = 2**16
+"""Largest batch (or micro-batches per step). 10**12 passed the schema and grew to 19 GB
+before failing, deaf to SIGTERM inside one allocation."""
 
 Beta = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]
 
@@ -255,15 +261,15 @@ class TrainerConfig(HardwareConfig):
     """What Lightning's Trainer is given (the hardware settings of :class:`HardwareConfig`,
     and these)."""
 
-    max_steps: int = Field(1000, ge=1)
+    max_steps: int = Field(1000, ge=1, le=MAX_STEPS)
     """Optimiser steps."""
     max_minutes: float | None = Field(None, gt=0, allow_inf_nan=False)
     """Wall-clock budget: the cosine schedule follows the fraction of it spent (or of
     max_steps, whichever is larger), so a run on a busy machine takes fewer steps but still
     anneals to its floor, and stops when it is spent."""
-    batch_size: int = Field(32, ge=1)
+    batch_size: int = Field(32, ge=1, le=MAX_BATCH)
     """Sequences per micro-batch (per process)."""
-    accumulate_grad_batches: int = Field(1, ge=1)
+    accumulate_grad_batches: int = Field(1, ge=1, le=MAX_BATCH)
     """Micro-batches per optimiser step."""
     compile: bool | Literal["auto"] = "auto"
     """Wrap the model with torch.compile; ``auto`` compiles runs of 500+ steps where a compiler
@@ -409,16 +415,16 @@ class FinetuneConfig(HardwareConfig):
     The hardware settings (precision, strategy, accelerator, devices, num_nodes, progress) are
     the trainer's own (:class:`HardwareConfig`), written at the top of ``[finetune]``."""
 
-    max_steps: int | None = Field(None, ge=1)
+    max_steps: int | None = Field(None, ge=1, le=MAX_STEPS)
     """Optimiser steps; if unset, epochs decide."""
     max_minutes: float | None = Field(None, gt=0, allow_inf_nan=False)
     """Wall-clock budget of training (validation included): the schedule follows the
     fraction of it spent, or of the steps, whichever is larger, and training stops when it is
     spent. Suites use it to give every backbone the same compute time."""
-    epochs: int = Field(3, ge=1)
+    epochs: int = Field(3, ge=1, le=MAX_STEPS)
     """Passes over the training set (when max_steps is unset)."""
-    batch_size: int = Field(32, ge=1)
-    eval_batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(32, ge=1, le=MAX_BATCH)
+    eval_batch_size: int = Field(64, ge=1, le=MAX_BATCH)
     lr_backbone: float = Field(3e-4, ge=0)
     """Learning rate of the backbone's parameters."""
     lr_head: float = Field(1e-3, gt=0)

@@ -256,9 +256,8 @@ def main(argv: list[str] | None = None) -> None:
         # An OSError that reached here is not a file of ours (those are PlugformerErrors that
         # name the file): a full or failing standard output, or a disk filled mid-run. (A
         # closed pipe, `plugformer tasks | head -1`, never gets here: click exits 1 quietly.)
-        where = f"cannot write {exc.filename}" if exc.filename else "cannot write the output"
         _detach_stdout()
-        click.echo(f"plugformer: error: {where}: {exc.strerror or exc}", err=True)
+        click.echo(f"plugformer: error: {_os_error(exc)}", err=True)
         sys.exit(1)
     except Exception as exc:
         if debug:
@@ -268,6 +267,24 @@ def main(argv: list[str] | None = None) -> None:
             err=True,
         )
         sys.exit(1)
+
+
+def _os_error(exc: OSError) -> str:
+    """One line for an OSError no reader turned into a PlugformerError: a path that is a
+    folder, unreadable or missing is named as what could not be read; anything else (a
+    full disk, a closed output) as what could not be written."""
+    import errno
+
+    reason = exc.strerror or str(exc)
+    if not exc.filename:
+        return f"cannot write the output: {reason}"
+    if exc.errno == errno.EISDIR:
+        return f"{exc.filename}: expected a file, found a folder"
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        return f"{exc.filename}: no such file"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"cannot read or write {exc.filename}: {reason}"
+    return f"cannot write {exc.filename}: {reason}"
 
 
 if __name__ == "__main__":  # pragma: no cover

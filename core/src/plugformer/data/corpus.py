@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -49,8 +50,26 @@ class Document:
     text: str
 
 
+_BINARY = frozenset((".parquet", ".arrow", ".feather", ".gz", ".bz2", ".xz", ".zip", ".pdf"))
+"""Suffixes of files that are not text: refused by name, not read as one long paragraph."""
+_TABULAR = {".jsonl": "JSON lines", ".ndjson": "JSON lines", ".csv": "CSV", ".tsv": "TSV"}
+
+
 def _file_documents(path: Path) -> Iterator[Document]:
-    if path.suffix.lower() in (".jsonl", ".ndjson"):
+    """The documents of one corpus file: each record's ``text`` field of a JSONL, CSV or TSV
+    file, or the paragraphs of any other text file."""
+    suffix = path.suffix.lower()
+    if path.is_dir():
+        raise DataError(
+            f"data.corpus: {path} is a folder; name its files (JSONL, CSV or TSV with a "
+            "'text' field, or plain text)"
+        )
+    if suffix in _BINARY:
+        raise DataError(
+            f"data.corpus: {path}: {suffix} files are not read; give JSONL, CSV or TSV with "
+            "a 'text' field, or plain text"
+        )
+    if suffix in _TABULAR:
         from plugformer.data.readers import read_records
 
         for where, rec in read_records(path):
@@ -79,6 +98,8 @@ def load_documents(sources: list[str]) -> list[Document]:
         if path.exists():
             docs.extend(_file_documents(path))
             continue
+        if path.suffix.lower() in (*_TABULAR, ".txt", *_BINARY) or "/" in src or os.sep in src:
+            raise DataError(f"data.corpus: {src}: no such file")  # a path, not a dataset name
         from plugformer.data.cache import load_split
 
         try:
@@ -129,7 +150,7 @@ def build_token_cache(
     key = h.hexdigest()[:20]
     cdir = home / "tokens" / key
     if (cdir / "meta.json").is_file():
-        cached, problem = _read_cache(cdir)
+        cached, problem = _read_cache(cdir, tokenizer.vocab_size)
         if cached is not None:
             return cached
         # derived data: rebuilt from the documents, as if it had never been written
@@ -142,14 +163,19 @@ def build_token_cache(
     if not splits["val"]:  # tiny corpora: hold out the last document
         splits["val"].append(splits["train"].pop())
     if not splits["train"]:
-        raise DataError("corpus too small: no training documents after the validation split")
+        raise DataError(
+            f"corpus too small: {len(docs)} document(s), none left for training after the "
+            f"validation split (data.val_fraction = {val_fraction})"
+        )
     meta: dict[str, Any] = {
         "dtype": np.dtype(dtype).name,
         "tokenizer_sha256": tokenizer.hash,
         "key": key,
     }
     # another process may build the same cache at once: a valid copy of theirs stays
-    with atomic_dir(cdir, keep=lambda d: _read_cache(d)[0] is not None) as tmp:
+    with atomic_dir(
+        cdir, keep=lambda d: _read_cache(d, tokenizer.vocab_size)[0] is not None
+    ) as tmp:
         for split, items in splits.items():
             ids = encode_documents([d.text for d in items], tokenizer, dtype)
             arr = np.concatenate(ids) if ids else np.zeros(0, dtype=dtype)
@@ -163,9 +189,11 @@ def build_token_cache(
     return TokenCache(cdir, meta)
 
 
-def _read_cache(cdir: Path) -> tuple[TokenCache | None, str]:
-    """A cached token stream whose meta.json parses and whose .bin files hold the number of
-    tokens it records; else ``(None, why not)`` (truncated, edited, half-deleted)."""
+def _read_cache(cdir: Path, vocab_size: int) -> tuple[TokenCache | None, str]:
+    """A cached token stream whose meta.json parses, whose .bin files hold the number of
+    tokens it records and no id past the vocabulary; else ``(None, why not)`` (truncated,
+    edited, half-deleted, overwritten). The id check reads every token once (milliseconds
+    for millions): a bad id would otherwise surface as an IndexError deep in the model."""
     try:
         meta = json.loads((cdir / "meta.json").read_text("utf-8"))
         itemsize = np.dtype(meta["dtype"]).itemsize
@@ -173,6 +201,10 @@ def _read_cache(cdir: Path) -> tuple[TokenCache | None, str]:
             size, n = (cdir / f"{split}.bin").stat().st_size, int(meta[f"{split}_tokens"])
             if size != n * itemsize:
                 return None, f"{split}.bin holds {size} bytes, its meta.json says {n * itemsize}"
+            tokens = np.memmap(cdir / f"{split}.bin", dtype=meta["dtype"], mode="r", shape=(n,))
+            top = int(tokens.max()) if n else 0
+            if top >= vocab_size:
+                return None, f"{split}.bin holds token id {top}, past the vocabulary's {vocab_size}"
         float(meta["val_bytes"])
     except (OSError, ValueError, TypeError, KeyError) as exc:  # JSONDecodeError is a ValueError
         return None, f"unreadable ({type(exc).__name__}: {exc})"

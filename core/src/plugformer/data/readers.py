@@ -94,7 +94,9 @@ def _read_delimited(path: Path, delimiter: str) -> Iterator[tuple[int, dict[str,
     text = "".join(line for _, line in _lines(path))
     text = text.removeprefix("\ufeff")  # a UTF-8 byte-order mark (Excel's CSV export)
     lines = io.StringIO(text, newline="").readlines()  # the lines csv counts in line_num
-    reader = csv.reader(lines, delimiter=delimiter)
+    # strict: text after a closing quote ('"bad" film') is an error, where the lenient
+    # reader silently dropped the quotes ('bad film')
+    reader = csv.reader(lines, delimiter=delimiter, strict=True)
     start = 1  # the line the next record starts on
 
     def unclosed_quote() -> None:
@@ -135,7 +137,13 @@ def _read_delimited(path: Path, delimiter: str) -> Iterator[tuple[int, dict[str,
             yield reader.line_num, dict(zip(header, row, strict=True))
     except csv.Error as exc:
         unclosed_quote()
-        raise DataError(f"{path}:{reader.line_num}: {exc}") from None
+        hint = ""
+        if "expected after" in str(exc):
+            hint = (
+                "; a field that starts with a quote must end with it, inner quotes doubled "
+                '(the text "bad" film is written """bad"" film")'
+            )
+        raise DataError(f"{path}:{reader.line_num}: {exc}{hint}") from None
 
 
 def _read_text(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:

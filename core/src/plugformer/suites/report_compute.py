@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from plugformer.fileio import atomic_open
+
 __all__ = ["compute_markdown", "compute_rows", "plot_quality_vs_compute"]
 
 FIELDS = ("params_total", "params_trained", "train_seconds", "examples_seen", "tokens_seen")
@@ -103,6 +105,7 @@ def plot_quality_vs_compute(records: Sequence[dict[str, Any]], path: Path) -> Pa
     fig.suptitle("Test main metric vs fine-tuning compute (dashed: baselines)", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    with atomic_open(path, "wb") as f:  # a killed report leaves no half-written PNG
+        fig.savefig(f, format="png", dpi=110)
     plt.close(fig)
     return path

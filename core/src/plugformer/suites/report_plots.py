@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from plugformer.fileio import atomic_open
 from plugformer.suites.aggregate import Aggregate, _columns, metric_label
 
 __all__ = ["plot_main_metric", "plot_val_curves"]
@@ -98,7 +99,8 @@ def plot_main_metric(aggs: Sequence[Aggregate], path: Path, title: str) -> Path:
         frameon=False,
     )
     fig.suptitle(title, fontsize=11)
-    fig.savefig(path, dpi=120)
+    with atomic_open(path, "wb") as f:  # a killed report leaves no half-written PNG
+        fig.savefig(f, format="png", dpi=120)
     return path
 
 
@@ -156,5 +158,6 @@ def plot_val_curves(
         "Validation main metric during fine-tuning (bold: mean over seeds; faint: each seed)",
         fontsize=11,
     )
-    fig.savefig(path, dpi=120)
+    with atomic_open(path, "wb") as f:  # a killed report leaves no half-written PNG
+        fig.savefig(f, format="png", dpi=120)
     return path
