@@ -119,3 +119,12 @@ def test_predict_strips_crlf_and_a_byte_order_mark_from_stdin(
     main(["predict", "ckpt"])
     assert seen == ["bad movie", "good movie"]
     assert capsys.readouterr().out.splitlines() == ['"pos"', '"pos"']
+
+
+def test_debug_after_the_command_shows_the_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: ``plugformer config validate X --debug`` said "No such option '--debug'"."""
+    from plugformer.errors import ConfigError
+
+    monkeypatch.setenv("PLUGFORMER_DEBUG", "")  # restored after: --debug sets it
+    with pytest.raises(ConfigError, match="no-such-config"):  # raised, not one line
+        main(["config", "validate", "no-such-config", "--debug"])

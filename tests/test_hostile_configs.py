@@ -103,6 +103,9 @@ def test_a_bad_set_override_is_named_as_the_override(tmp_path: Path, capsys) -> 
     # A typo in the section (the first part of the key) is the override's too.
     code, line = cli(capsys, "config", "validate", str(good), "--set", "trainr.max_steps=20")
     assert code == 2 and "--set trainr.max_steps=20: unknown key 'trainr'" in line, line
+    for empty in ("..=5", ".trainer=5", "=5"):  # blamed the config file's "(top level)"
+        code, line = cli(capsys, "config", "validate", str(good), "--set", empty)
+        assert code == 2 and f"--set {empty!r}: expected a dotted key" in line, line
 
 
 def test_config_validate_checks_a_specs_task_and_options(tmp_path: Path, capsys) -> None:

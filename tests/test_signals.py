@@ -20,7 +20,15 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import micro_config
-from tests.test_crash_safety import PLUGFORMER, cli_env, error_lines, run_cli, write_config
+from tests.test_crash_safety import (
+    PLUGFORMER,
+    ckpt_step,
+    cli_env,
+    error_lines,
+    run_cli,
+    same_weights,
+    write_config,
+)
 
 
 def write_sentiment(d: Path, max_steps: int, val_every: int) -> Path:
@@ -218,3 +226,33 @@ def test_chaos_signals_then_resume_or_rerun_match_the_uninterrupted_run(
         assert r.returncode == 0, r.stderr[-2000:]
         scores.append(json.loads(r.stdout))
     assert scores[0] == pytest.approx(scores[1], abs=1e-6), sent
+
+
+@pytest.mark.slow
+def test_sigkill_during_finetuning_resumes_from_the_periodic_checkpoint(
+    micro_checkpoint: Path, tmp_path: Path
+) -> None:
+    """``finetune.checkpoint_every``: a run killed without warning resumes from its last
+    periodic checkpoint to the uninterrupted run's metrics and weights (before, only SIGINT
+    and SIGTERM left a checkpoint, and a SIGKILLed fine-tune had to start over)."""
+    spec = write_sentiment(tmp_path / "data", max_steps=30, val_every=6)
+    home = tmp_path / "home"
+    ref = run_cli(finetune_args(spec, micro_checkpoint, tmp_path / "ref"), home)
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    want = json.loads(ref.stdout)
+    out = tmp_path / "out"
+    args = [*finetune_args(spec, micro_checkpoint, out), "--set", "finetune.checkpoint_every=4"]
+    env = {**self_signal_env(tmp_path), "SELF_SIGNAL": f"13:{int(signal.SIGKILL)}:train"}
+    rc, _, err = finish(start(args, env))
+    assert rc == -signal.SIGKILL, err[-3000:]
+    assert ckpt_step(out / "checkpoints" / "last.ckpt") == 12  # the last multiple of 4 done
+    r = run_cli([*args, "--resume"], home)
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = json.loads(r.stdout)
+    assert got["steps"] == want["steps"] and got["best_step"] == want["best_step"]
+    assert got["val_metrics"] == pytest.approx(want["val_metrics"], abs=1e-6)
+    weights = sorted(p.name for p in (tmp_path / "ref" / "final").glob("*.safetensors"))
+    assert weights, "no weights in the reference checkpoint"
+    for name in weights:
+        assert not same_weights(tmp_path / "ref" / "final" / name, out / "final" / name), name
+    assert not (out / "checkpoints").exists()  # complete: nothing left to resume

@@ -437,6 +437,11 @@ class FinetuneConfig(HardwareConfig):
     """Validate, select and keep an exponential moving average of the weights, updated after
     every optimiser step with this decay (Lightning's ``EMAWeightAveraging``; about
     ``1 / (1 - decay)`` steps of memory). Unset: the weights themselves."""
+    checkpoint_every: int | None = Field(None, ge=1, le=MAX_STEPS)
+    """Also write ``checkpoints/last.ckpt`` every this many steps, so that a run killed
+    without warning (SIGKILL, a lost machine) resumes with ``--resume`` from the last one
+    (SIGINT and SIGTERM write it themselves). Unset: only on a signal; a fine-tuning run of
+    a few minutes is cheaper to run again than to checkpoint."""
     max_seq_len: int | None = Field(None, ge=2)
     """Read this many tokens, more than the backbone was pretrained on: a rotary backbone's
     positions run on past its pretraining context (``BackboneFamily.extend_context``) and

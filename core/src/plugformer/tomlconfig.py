@@ -78,6 +78,10 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. model.d_model=128")
         key, raw = item.split("=", 1)
         parts = key.strip().split(".")
+        if not all(p.strip() for p in parts):  # "..=5", ".trainer=5", "=5"
+            raise ConfigError(
+                f"--set {item!r}: expected a dotted key such as trainer.max_steps before '='"
+            )
         node = data
         for p in parts[:-1]:
             node = node.setdefault(p, {})

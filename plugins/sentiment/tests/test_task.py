@@ -92,6 +92,10 @@ def test_integer_labels_become_names_in_numeric_order(tokenizer: Any) -> None:
     rows = [{"text": "x", "label": 10}, {"text": "y", "label": 2}, {"text": "z", "label": 1}]
     task.prepare(parse(task, rows))
     assert task.labels == ["1", "2", "10"]
+    # a float that is no integer (NaN from an empty pandas cell, 1.5) is no label name
+    for bad in (float("nan"), 1.5):
+        with pytest.raises(DataError, match="a label is a name or an integer, not"):
+            task.parse_example({"text": "x", "label": bad})
 
 
 def test_fixed_label_order_and_unknown_labels(tokenizer: Any) -> None:

@@ -218,6 +218,11 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: one clear line for user errors, tracebacks only with --debug."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("PLUGFORMER_DEBUG") == "1"
+    if "--debug" in argv[1:] and "--" not in argv[: argv.index("--debug")]:
+        # `plugformer finetune ... --debug` (after the command) means what it says, where
+        # click would refuse it as an option the command does not have
+        argv.remove("--debug")
+        argv.insert(0, "--debug")
     from plugformer.signals import install_default_handlers
 
     install_default_handlers()

@@ -399,6 +399,18 @@ def _finetune(spec: TaskSpec, ref: str, out: Path, resume: bool) -> dict[str, An
     )
     on_signal = checkpoint_on_signal(last)
     callbacks: list[Any] = [keep, schedule, _RngState(), on_signal]
+    if ft.checkpoint_every:  # periodic last.ckpt: resumable after a kill without warning
+        from lightning.pytorch.callbacks import ModelCheckpoint
+
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=last.parent,
+                save_last=True,
+                save_top_k=0,
+                every_n_train_steps=ft.checkpoint_every,
+                enable_version_counter=False,  # overwrite last.ckpt, never a last-v1.ckpt
+            )
+        )
     if ft.ema_decay is not None:  # after keep: it swaps back after keep has copied
         from plugformer.training.averaging import EMAWeights
 

@@ -58,8 +58,11 @@ class SentimentExample(LocatedExample):
             return None
         if isinstance(value, bool):
             raise ValueError("a label is a name or an integer, not true/false")
-        if isinstance(value, float) and value.is_integer():
-            return str(int(value))
+        if isinstance(value, float):
+            if value.is_integer():
+                return str(int(value))
+            # NaN (a JSON NaN, an empty pandas cell) or 1.5 would become a class of its own
+            raise ValueError(f"a label is a name or an integer, not {value!r}")
         if isinstance(value, str):
             value = value.strip()
             if not value:
