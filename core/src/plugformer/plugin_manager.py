@@ -145,14 +145,15 @@ def raised_at(exc: BaseException) -> str:
     import sysconfig
     import traceback
 
-    stdlib = sysconfig.get_paths()["stdlib"]
-    frames = [
-        f
-        for f in traceback.extract_tb(exc.__traceback__)
-        if not f.filename.startswith(("<", stdlib))
-        and f"{os.sep}pluggy{os.sep}" not in f.filename
-        and f"{os.sep}plugformer{os.sep}" not in f.filename
-    ]
+    import plugformer
+
+    skip = (
+        "<",  # frozen import machinery
+        sysconfig.get_paths()["stdlib"],
+        os.path.dirname(pluggy.__file__) + os.sep,
+        os.path.dirname(plugformer.__file__) + os.sep,
+    )
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(skip)]
     if not frames:
         # A SyntaxError's own location is the plugin's line, though no frame is.
         filename, line = getattr(exc, "filename", None), getattr(exc, "lineno", None)
