@@ -52,7 +52,8 @@ class Document:
 
 _BINARY = frozenset((".parquet", ".arrow", ".feather", ".gz", ".bz2", ".xz", ".zip", ".pdf"))
 """Suffixes of files that are not text: refused by name, not read as one long paragraph."""
-_TABULAR = {".jsonl": "JSON lines", ".ndjson": "JSON lines", ".csv": "CSV", ".tsv": "TSV"}
+_TABULAR = frozenset((".jsonl", ".ndjson", ".csv", ".tsv"))
+"""Suffixes read record by record (``read_records``), each record's ``text`` a document."""
 
 
 def _file_documents(path: Path) -> Iterator[Document]:
