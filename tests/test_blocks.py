@@ -299,3 +299,65 @@ def test_read_rows_gives_the_kit_a_fixture_files_rows(tmp_path) -> None:
     assert [task.parse_example(r).label for r in read_rows(tmp_path / "pairs.csv")] == [
         "entailment"
     ]
+
+
+class TestLabelWordsHead(TaskConformance):
+    """The classification base with ``head = "label_words"`` passes the kit too."""
+
+    task_class = NLITask
+    register_in_process = True
+    train_examples = TestNLITask.train_examples
+    train_steps = 60
+    options = {"head": "label_words"}
+
+
+def _nli(options: dict, rows=NLI_ROWS):
+    from plugformer.testing import micro_backbone, tokenizer_for
+
+    examples = [{"premise": p, "hypothesis": h, "label": lab} for p, h, lab in rows]
+    tok = tokenizer_for(examples)
+    task = NLITask(options, tok)
+    task.prepare([task.parse_example(e, "<test>") for e in examples])
+    backbone = micro_backbone(tok)
+    task.check_backbone(backbone.model)
+    return task, tok, backbone.model, examples
+
+
+def test_label_words_head_starts_as_the_lm_predicting_the_label_after_sep() -> None:
+    """The input is ``premise <sep> hypothesis <sep>`` (the pretraining document up to its
+    label), and at step 0 the classifier's logits are the LM head's logits, at that last
+    <sep>, of each label's first token as ``pretrain_documents`` writes it."""
+    import torch
+
+    from plugformer.tasks import SEP
+
+    task, tok, model, examples = _nli({"head": "label_words"})
+    head = task.build_head(model).eval()
+    parsed = [task.parse_example(e, "<test>") for e in examples[:4]]
+    feats = [f for ex in parsed for f in task.encode(ex, train=True)]
+    assert all(f["input_ids"][-1] == tok.sep_id for f in feats)
+    doc = next(iter(task.pretrain_documents(parsed[:1])))
+    assert tok.encode(doc)[: len(feats[0]["input_ids"])] == feats[0]["input_ids"]
+    batch = task.collate(feats)
+    model.eval()
+    with torch.no_grad():
+        hidden = model(batch["input_ids"], batch["attention_mask"])  # (B, T, C)
+        last = batch["attention_mask"].sum(1) - 1  # (B,)
+        lm = model.lm_logits(hidden)[torch.arange(len(feats)), last]  # (B, V)
+        ids = [tok.encode(f"{SEP}{name}")[1] for name in task.labels]
+        torch.testing.assert_close(head(hidden, batch), lm[:, ids], rtol=1e-4, atol=1e-5)
+
+
+def test_label_words_head_refuses_what_it_cannot_read() -> None:
+    from plugformer.errors import ConfigError, PlugformerError
+    from plugformer.testing import micro_backbone
+
+    with pytest.raises(ConfigError, match="pooling must be"):
+        NLITask({"head": "label_words", "pooling": "mean"})
+    rows = [("a b", "c d", "yes please"), ("e f", "g h", "yes thanks")]
+    task, _, model, _ = _nli({"head": "label_words"}, rows)
+    with pytest.raises(ConfigError, match="first tokens differ"):
+        task.build_head(model)
+    task, tok, _, _ = _nli({"head": "label_words"})
+    with pytest.raises(PlugformerError, match="causal"):
+        task.check_backbone(micro_backbone(tok, causal=False).model)

@@ -193,7 +193,8 @@ class Task:
         as a string (``coerce_numbers_to_str`` is for ids and labels).
     Options: a pydantic model (subclass of TaskOptions) of the task's options.
     requires_causal: True if the task decodes left to right (translation, generation): a
-        bidirectional backbone is refused with a clear message.
+        bidirectional backbone is refused with a clear message. An instance may set it from
+        its options (a classifier started from the LM head, ``head = "label_words"``).
     main_metric: the metric name (a key of ``metrics()``) used for model selection and the
         headline of suite reports.
     higher_is_better: direction of ``main_metric``.
@@ -438,7 +439,8 @@ class Task:
 
         if self.requires_causal and not getattr(backbone, "causal", True):
             raise PlugformerError(
-                f"task {self.name!r} decodes left to right and needs a causal backbone; "
+                f"task {self.name!r} needs a causal backbone (it decodes, or reads the LM "
+                "head, left to right); "
                 "this backbone is bidirectional (masked-LM / encoder)"
             )
         self.max_len = self.max_length(backbone)

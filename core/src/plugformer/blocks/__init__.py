@@ -13,7 +13,8 @@ The pointer-generator of :mod:`plugformer.blocks.copy` (``pointer = true`` on a
 :class:`ConditionalGenerationTask`) lets generation copy the prompt's tokens.
 
 Shared pieces: :func:`encode_fields` (several fields with longest-first truncation),
-:func:`pad_collate`, :class:`LabelSet`, :class:`PooledHead` / :class:`TokenHead`, standard
+:func:`pad_collate`, :class:`LabelSet`, :class:`PooledHead` / :class:`TokenHead`
+(:func:`init_from_lm_head` starts a pooled head from a causal LM's label-word logits), standard
 metrics (:class:`SpanF1`, :class:`MeanOf`, :func:`classification_metrics`) and baselines
 (:func:`majority_baseline`). Importing this package imports torch.
 """
@@ -27,7 +28,7 @@ from plugformer.blocks.classification import (
     prediction,
 )
 from plugformer.blocks.encoding import IGNORE, encode_fields, pad_collate, truncate_longest_first
-from plugformer.blocks.heads import PooledHead, TokenHead, pool, resolve_pooling
+from plugformer.blocks.heads import PooledHead, TokenHead, init_from_lm_head, pool, resolve_pooling
 from plugformer.blocks.labels import LabelSet, sorted_labels
 from plugformer.blocks.metrics import (
     MeanOf,
@@ -63,6 +64,7 @@ __all__ = [
     "classification_example",
     "classification_metrics",
     "encode_fields",
+    "init_from_lm_head",
     "majority_baseline",
     "on_device",
     "pad_collate",

@@ -37,7 +37,7 @@ from pydantic import (
 from torch import nn
 
 from plugformer.blocks.encoding import encode_fields, pad_collate
-from plugformer.blocks.heads import PooledHead, resolve_pooling
+from plugformer.blocks.heads import PooledHead, init_from_lm_head, resolve_pooling
 from plugformer.blocks.labels import LabelSet
 from plugformer.blocks.metrics import (
     CLASSIFICATION_INFO,
@@ -90,6 +90,14 @@ class ClassificationOptions(TaskOptions):
     """Example field holding the label (default: the task class's, ``label``)."""
     labels: list[str] | None = None
     """Fixed label names in output order; default: the training labels, sorted."""
+    head: Literal["pooled", "label_words"] = "pooled"
+    """``pooled``: a linear layer on the pooled hidden states (``pooling``), from a random
+    start. ``label_words``: the input ends in ``<sep>``, as in this task's pretraining
+    documents (``text <sep> label``), and the linear layer on that ``<sep>`` state starts as
+    the backbone's LM head restricted to each label's first token: what a causal backbone
+    learnt from the task's documents in pretraining is the classifier's start (prompt-based
+    fine-tuning, as in PET or LM-BFF). Needs a causal backbone with an affine LM head, label
+    names whose first tokens differ, and ``pooling`` ``auto`` or ``last``."""
     pooling: Literal["auto", "last", "mean"] = "auto"
     """``last`` real token, ``mean`` of real tokens, or ``auto`` (last if causal, else mean)."""
     dropout: float = Field(0.1, ge=0, lt=1)
@@ -127,6 +135,11 @@ class ClassificationOptions(TaskOptions):
             )
         if self.text_fields is not None and not self.text_fields:
             raise ValueError("text_fields: name at least one field")
+        if self.head == "label_words" and self.pooling == "mean":
+            raise ValueError(
+                'head "label_words" reads the state at the closing <sep>: pooling must be '
+                '"auto" or "last", not "mean"'
+            )
         return self
 
 
@@ -171,6 +184,8 @@ class ClassificationTask(Task):
             )
         self.main_metric = main  # type: ignore[misc]
         self.label_set = LabelSet(self.name, opts.labels, field=self.label_key)
+        if opts.head == "label_words":  # the LM head's predictions at <sep> are the start
+            self.requires_causal = True  # type: ignore[misc]
 
     @property
     def labels(self) -> list[str]:
@@ -217,9 +232,12 @@ class ClassificationTask(Task):
     # ------------------------------------------------------------------ tensors
     def encode(self, example: Any, *, train: bool) -> list[dict[str, Any]]:
         texts = [getattr(example, f) for f in self.fields]
-        feature: dict[str, Any] = {
-            "input_ids": encode_fields(self.tokenizer, texts, self.length_budget)
-        }
+        if self.options.head == "label_words":  # t1 <sep> t2 <sep>: the label comes next
+            ids = encode_fields(self.tokenizer, texts, self.length_budget - 1, end=False)
+            ids.append(self.tokenizer.sep_id)
+        else:
+            ids = encode_fields(self.tokenizer, texts, self.length_budget)
+        feature: dict[str, Any] = {"input_ids": ids}
         if train or self.gold(example) is not None:
             feature["labels"] = self.label_set.index(
                 self.gold(example), example.id, where=example_location(example)
@@ -232,10 +250,40 @@ class ClassificationTask(Task):
     # ------------------------------------------------------------------ model
     def build_head(self, backbone: Any) -> nn.Module:
         self.check_backbone(backbone)
-        pooling = resolve_pooling(self.options.pooling, backbone)
-        return PooledHead(
-            backbone.d_model, len(self.label_set.require()), pooling, self.options.dropout
-        )
+        names = self.label_set.require()
+        if self.options.head == "pooled":
+            pooling = resolve_pooling(self.options.pooling, backbone)
+            return PooledHead(backbone.d_model, len(names), pooling, self.options.dropout)
+        if not getattr(backbone, "causal", False) or not hasattr(backbone, "lm_logits"):
+            raise ConfigError(
+                f'task {self.name!r}: options.head = "label_words" needs a causal backbone with '
+                f"an LM head; this {getattr(backbone, 'family', '')} backbone has none (use "
+                'head = "pooled")'
+            )
+        head = PooledHead(backbone.d_model, len(names), "last", self.options.dropout)
+        try:
+            init_from_lm_head(head, backbone, self.label_tokens())
+        except ValueError as exc:
+            raise ConfigError(f'task {self.name!r}: options.head = "label_words": {exc}') from None
+        return head
+
+    def label_tokens(self) -> list[int]:
+        """Each label's first token where it follows ``<sep>`` in :meth:`pretrain_documents`
+        (``text<sep>label``); distinct, or the labels could not be told apart."""
+        names = self.label_set.require()
+        tokens = []
+        for name in names:
+            ids = self.tokenizer.encode(f"{SEP}{name}")
+            if len(ids) < 2 or ids[0] != self.tokenizer.sep_id:
+                raise ConfigError(f"task {self.name!r}: label {name!r} encodes to no token")
+            tokens.append(ids[1])
+        if len(set(tokens)) < len(tokens):
+            clash = [n for n, t in zip(names, tokens, strict=True) if tokens.count(t) > 1]
+            raise ConfigError(
+                f'task {self.name!r}: options.head = "label_words" needs labels whose first '
+                f"tokens differ; {clash} begin with the same token"
+            )
+        return tokens
 
     def loss(self, outputs: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
         expected = (batch["labels"].size(0), len(self.label_set.require()))
