@@ -247,6 +247,36 @@ def test_python_api_takes_a_spec_file_and_predicts_one_input(
         plugformer.finetune(42, backbone=str(micro_checkpoint))  # type: ignore[arg-type]
 
 
+def test_python_api_mistakes_are_named(micro_checkpoint: Path, tmp_path: Path) -> None:
+    """A Python caller's slips get the framework's one-line errors, not a stray TypeError or
+    a wrong result: one override string (it was applied character by character: ``--set
+    'f'``), an unknown split (an AttributeError from pydantic), a non-list input to predict,
+    a bad item in a list of inputs (which one?), predict on a backbone checkpoint."""
+    import plugformer
+    from plugformer.errors import ConfigError, DataError, PlugformerError
+
+    splits, _ = _sentiment(tmp_path)
+    for split, rows in splits.items():
+        (tmp_path / f"{split}.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    spec = tmp_path / "reviews.toml"
+    spec.write_text(
+        'task = "sentiment"\n[data]\ntrain = "train.jsonl"\ntest = "test.jsonl"\n'
+        "[finetune]\nmax_steps = 2\nbatch_size = 4\nprogress = false\n"
+    )
+    with pytest.raises(TypeError, match=r"a list of KEY=VALUE strings, e.g. \['finetune"):
+        plugformer.finetune(str(spec), backbone=str(micro_checkpoint), overrides="finetune.x=1")
+    ckpt = plugformer.finetune(str(spec), backbone=str(micro_checkpoint), out_dir=tmp_path / "r")
+    with pytest.raises(ConfigError, match="split 'dev': expected one of test, validation, train"):
+        plugformer.evaluate(str(spec), ckpt["checkpoint"], split="dev")
+    predictor = plugformer.load(ckpt["checkpoint"])
+    with pytest.raises(DataError, match="a string, a dict or a list of them, not int"):
+        predictor.predict(5)  # type: ignore[arg-type]
+    with pytest.raises(DataError, match=r"^inputs\[1\]: .*field 'text'"):
+        predictor.predict([{"text": "good"}, {"txt": "bad"}])
+    with pytest.raises(PlugformerError, match="a backbone checkpoint, with no task head"):
+        plugformer.load(micro_checkpoint).predict("a great film")
+
+
 def test_predict_reads_inputs_by_the_training_files_column_names(
     micro_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

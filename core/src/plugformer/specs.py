@@ -186,6 +186,7 @@ def load_task_spec(
         resolve_spec_paths,
     )
     from plugformer.plugin_registries import named_specs
+    from plugformer.tomlconfig import override_list
 
     spec = os.fspath(spec)
     data = Path(data) if data is not None else None
@@ -216,7 +217,7 @@ def load_task_spec(
         raw["data"] = _data_table(data, validation)
     elif validation is not None:
         raw.setdefault("data", {})["validation"] = str(validation)
-    overrides = tuple(overrides)
+    overrides = override_list(overrides)
     spec_model = parse_model(TaskSpec, apply_overrides(raw, overrides), source, overrides)
     check_task_options(spec_model, source, overrides)
     return spec_model

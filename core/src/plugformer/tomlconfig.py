@@ -19,7 +19,13 @@ from pydantic import BaseModel, ValidationError
 
 from plugformer.errors import ConfigError
 
-__all__ = ["apply_overrides", "format_validation_error", "load_toml", "parse_model"]
+__all__ = [
+    "apply_overrides",
+    "format_validation_error",
+    "load_toml",
+    "override_list",
+    "parse_model",
+]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -70,10 +76,24 @@ def _parse_value(raw: str) -> Any:
     return raw if isinstance(value, datetime.date | datetime.time) else value
 
 
+def override_list(overrides: Any) -> tuple[str, ...]:
+    """``overrides`` (a list of ``KEY=VALUE`` strings, from Python or ``--set``) as a tuple;
+    one string is refused: iterating it would apply one override per character."""
+    if isinstance(overrides, str | bytes):
+        raise TypeError(
+            f"overrides must be a list of KEY=VALUE strings, e.g. [{overrides!r}], not one string"
+        )
+    out = tuple(overrides)
+    for item in out:
+        if not isinstance(item, str):
+            raise TypeError(f"overrides: {item!r} is not a KEY=VALUE string")
+    return out
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """Apply ``a.b=c`` overrides to a nested dict (returns a new dict)."""
     data = json.loads(json.dumps(data))  # deep copy of plain data
-    for item in overrides:
+    for item in override_list(overrides):
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. model.d_model=128")
         key, raw = item.split("=", 1)

@@ -104,11 +104,25 @@ class Predictor:
         """Predictions for raw inputs (strings or dicts, as ``task.read_input`` takes: a dict's
         keys may be the training files' column names), in the order of ``inputs``; one input (a
         string or a dict) gives its prediction alone."""
-        from plugformer.inference.quantize import autocast
+        from plugformer.errors import DataError
 
         if isinstance(inputs, (str, Mapping)):  # one input: a string is not a list of characters
-            return self.predict([inputs], batch_size)[0]
-        examples = [self.task.read_input(x) for x in inputs]
+            return self._predict([self.task.read_input(inputs)], batch_size)[0]
+        if not isinstance(inputs, Sequence):
+            raise DataError(
+                f"predict takes a string, a dict or a list of them, not {type(inputs).__name__}"
+            )
+        examples = []
+        for i, value in enumerate(inputs):
+            try:
+                examples.append(self.task.read_input(value))
+            except DataError as exc:  # say which of the inputs it was
+                raise DataError(f"inputs[{i}]: {exc}") from None
+        return self._predict(examples, batch_size)
+
+    def _predict(self, examples: list[Any], batch_size: int) -> list[Any]:
+        from plugformer.inference.quantize import autocast
+
         out: list[Any] = [None] * len(examples)
         for positions, batch in self._batches(examples, batch_size):
             with autocast(self.precision):

@@ -69,6 +69,15 @@ class LoadedBackbone:
     manifest: dict[str, Any] = field(default_factory=dict)
     path: str | None = None
 
+    def predict(self, *args: Any, **kwargs: Any) -> Any:
+        """Refused: ``plugformer.load`` of a *backbone* checkpoint gives this, which has no task
+        head to predict with (a task checkpoint gives a ``Predictor``)."""
+        raise PlugformerError(
+            f"{self.path or 'this backbone'} is a backbone checkpoint, with no task head to "
+            "predict with: fine-tune it (plugformer.finetune(SPEC, backbone=...)) and load the "
+            "task checkpoint that writes"
+        )
+
 
 class BackboneFamily:
     """Base class of a family. Subclasses set :attr:`name` and implement :meth:`resolve`,

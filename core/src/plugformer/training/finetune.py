@@ -25,7 +25,13 @@ import torch
 from torch import nn
 
 from plugformer.config import TaskSpec
-from plugformer.errors import CheckpointError, DataError, PlugformerError, PluginError
+from plugformer.errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    PlugformerError,
+    PluginError,
+)
 from plugformer.inference.predictor import Predictor, eval_collate
 from plugformer.models.families import freeze_layers
 from plugformer.training.common import (
@@ -308,6 +314,9 @@ def finetune(
         return _finetune(spec, ref, out, resume)
 
 
+SPLITS = ("test", "validation", "train")
+"""The splits :func:`evaluate` scores (the CLI offers the first two)."""
+
 SETTINGS_FILE = "spec.json"
 """In a fine-tuning run's output directory: the spec it runs (with the backbone it was given),
 written when it starts; ``--resume`` checks its own against it (:func:`check_resume_settings`)."""
@@ -329,7 +338,7 @@ def _first_batch_error(task: str, exc: Exception) -> PluginError:
 
 def _finetune(spec: TaskSpec, ref: str, out: Path, resume: bool) -> dict[str, Any]:
     from plugformer.checkpoint import save_task
-    from plugformer.errors import ConfigError, Interrupted
+    from plugformer.errors import Interrupted
     from plugformer.fileio import atomic_write_json
     from plugformer.models.backbones import resolve_backbone
     from plugformer.models.families import extend_context
@@ -500,7 +509,8 @@ def evaluate(
     options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Score a task checkpoint on a split of the spec's data; tells plugins via ``on_result``.
-    ``spec``: a :class:`TaskSpec`, a spec file or a registered spec name.
+    ``spec``: a :class:`TaskSpec`, a spec file or a registered spec name; ``split``: ``test``,
+    ``validation`` or ``train``.
 
     The task's options are the checkpoint's; ``options`` change some of them for this
     evaluation (decoding settings: ``beam_size``, ``no_repeat_ngram_size``, ...)."""
@@ -510,6 +520,8 @@ def evaluate(
     from plugformer.metric_info import normalise_metric_info
 
     t0 = time.time()
+    if split not in SPLITS:
+        raise ConfigError(f"split {split!r}: expected one of {', '.join(SPLITS)}")
     spec = _as_spec(spec)
     # The spec's [inference] precision when it sets one, else the checkpoint's saved one.
     explicit = "inference" in spec.model_fields_set

@@ -119,7 +119,8 @@ class QATask(Task):
     def example_from_input(self, value: str | dict[str, Any]) -> QAExample:
         if isinstance(value, str):
             raise DataError(
-                'task \'qa\' needs a JSON object per input: {"question": ..., "context": ...}'
+                "task 'qa' needs a dict per input (a JSON object on the command line): "
+                '{"question": ..., "context": ...}'
             )
         return self.parse_example(value, "<input>")
 
