@@ -212,6 +212,19 @@ def test_decoding_options_change_at_evaluation_and_prediction(
     assert "tensors:" in str(info.value) and "Error(s)" not in str(info.value)
 
 
+def _reviews_spec(d: Path, max_steps: int) -> Path:
+    """A sentiment spec file over train/test JSONL files written beside it."""
+    splits, _ = _sentiment(d)
+    for split, rows in splits.items():
+        (d / f"{split}.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    spec = d / "reviews.toml"
+    spec.write_text(
+        'task = "sentiment"\n[data]\ntrain = "train.jsonl"\ntest = "test.jsonl"\n'
+        f"[finetune]\nmax_steps = {max_steps}\nbatch_size = 4\nprogress = false\n"
+    )
+    return spec
+
+
 def test_python_api_takes_a_spec_file_and_predicts_one_input(
     micro_checkpoint: Path, tmp_path: Path
 ) -> None:
@@ -220,14 +233,7 @@ def test_python_api_takes_a_spec_file_and_predicts_one_input(
     per character."""
     import plugformer
 
-    splits, _ = _sentiment(tmp_path)
-    for split, rows in splits.items():
-        (tmp_path / f"{split}.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    spec = tmp_path / "reviews.toml"
-    spec.write_text(
-        'task = "sentiment"\n[data]\ntrain = "train.jsonl"\ntest = "test.jsonl"\n'
-        "[finetune]\nmax_steps = 50\nbatch_size = 4\nprogress = false\n"
-    )
+    spec = _reviews_spec(tmp_path, max_steps=50)
     summary = plugformer.finetune(
         str(spec),
         backbone=str(micro_checkpoint),
@@ -255,14 +261,7 @@ def test_python_api_mistakes_are_named(micro_checkpoint: Path, tmp_path: Path) -
     import plugformer
     from plugformer.errors import ConfigError, DataError, PlugformerError
 
-    splits, _ = _sentiment(tmp_path)
-    for split, rows in splits.items():
-        (tmp_path / f"{split}.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    spec = tmp_path / "reviews.toml"
-    spec.write_text(
-        'task = "sentiment"\n[data]\ntrain = "train.jsonl"\ntest = "test.jsonl"\n'
-        "[finetune]\nmax_steps = 2\nbatch_size = 4\nprogress = false\n"
-    )
+    spec = _reviews_spec(tmp_path, max_steps=2)
     with pytest.raises(TypeError, match=r"a list of KEY=VALUE strings, e.g. \['finetune"):
         plugformer.finetune(str(spec), backbone=str(micro_checkpoint), overrides="finetune.x=1")
     ckpt = plugformer.finetune(str(spec), backbone=str(micro_checkpoint), out_dir=tmp_path / "r")
