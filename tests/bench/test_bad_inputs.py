@@ -85,12 +85,12 @@ def test_a_suite_name_that_is_a_path_is_refused(
         # found when the backbone's first cell ran, after the baselines, the run directory made
         (
             {"backbones": '[{name = "p", ref = "hf:minilm-l7"}]'},
-            "suite backbone 'p': hf:minilm-l7: neither a model directory nor a model recipe "
+            "bad-input.toml: backbone 'p': hf:minilm-l7: neither a model directory nor a model recipe "
             "(did you mean 'minilm-l6'?)",
         ),
         (
             {"backbones": '[{name = "p", ref = "scratch:hf:minilm-l7"}]'},
-            "suite backbone 'p': hf:minilm-l7: neither a model directory nor a model recipe",
+            "bad-input.toml: backbone 'p': hf:minilm-l7: neither a model directory nor a model recipe",
         ),
         # ran the suite without the backbone's column, silently
         (
@@ -157,11 +157,15 @@ def test_compare_names_the_settings_in_which_two_runs_differ(workspace: Path, fa
     assert "| settings differ: finetune.max_steps: 2 → 5 |" in table
 
 
+@pytest.mark.parametrize(
+    ("damage", "reason"), [("deleted", "is missing"), ("cut", "is not the one it wrote")]
+)
 def test_a_cached_cell_whose_predictions_are_gone_is_recomputed(
-    workspace: Path, fakes: Fakes, tmp_path: Path
+    workspace: Path, fakes: Fakes, tmp_path: Path, damage: str, reason: str
 ) -> None:
     """A cell whose predictions/<key>.jsonl had been deleted was taken from the cache, and
-    results.json named a predictions file that did not exist (nothing to re-score)."""
+    results.json named a predictions file that did not exist (nothing to re-score); one whose
+    file was cut short was taken too, and re-scoring it read half a JSON line."""
     import json
 
     suite, run = write_suite(workspace, "lost"), tmp_path / "run"
@@ -169,14 +173,19 @@ def test_a_cached_cell_whose_predictions_are_gone_is_recomputed(
     model = next(
         c for c in json.loads((run / "results.json").read_text())["cells"] if c["kind"] == "model"
     )
-    (run / model["predictions_file"]).unlink()
+    logged = run / model["predictions_file"]
+    intact = logged.read_bytes()
+    if damage == "deleted":
+        logged.unlink()
+    else:
+        logged.write_bytes(intact[: len(intact) // 2])
     lines: list[str] = []
     run_suite(suite, run, log=lines.append)
     warned = [ln for ln in lines if "invalid" in ln]
     assert len(warned) == 1 and model["key"] in warned[0], lines
-    assert f"its predictions file {model['predictions_file']!r} is missing" in warned[0]
+    assert f"its predictions file {model['predictions_file']!r} {reason}" in warned[0]
     assert len(fakes.finetunes) == 5  # 4 model cells, then the one again
-    assert (run / model["predictions_file"]).is_file()
+    assert logged.read_bytes() == intact
 
 
 def test_a_budget_scale_with_no_minutes_to_scale_is_named(

@@ -31,6 +31,26 @@ def test_interrupted_suite_resumes_without_redoing_cells(workspace: Path, fakes:
     assert len(cell_files(run)) == 5 and not (run / "work").exists()
 
 
+def test_a_stopped_rerun_of_another_suite_leaves_no_earlier_results(
+    workspace: Path, fakes: Fakes
+) -> None:
+    """Before: a run with other settings into a finished run's directory, stopped before its
+    end, left the earlier run's results.json and report.md beside its own suite.json, and
+    ``bench compare`` read the old figures as this run's."""
+    run = workspace / "runs" / "again"
+    run_suite(write_suite(workspace), run, log=quiet)
+    assert (run / "results.json").is_file() and (run / "report.md").is_file()
+    (run / ".report.md.abc123.tmp").write_text("a killed write's leftover")
+    fakes.fail_on = len(fakes.finetunes) + 1
+    with pytest.raises(RuntimeError, match="killed"):
+        run_suite(write_suite(workspace, seeds="[0, 1, 2]"), run, log=quiet)
+    assert not (run / "results.json").exists() and not (run / "report.md").exists()
+    assert not list(run.glob(".*.tmp"))
+    fakes.fail_on = None
+    run_suite(write_suite(workspace, seeds="[0, 1, 2]"), run, log=quiet)
+    assert {c["seed"] for c in json.loads((run / "results.json").read_text())["cells"]} >= {2}
+
+
 def test_a_signal_during_a_cell_says_how_to_continue_the_suite(
     workspace: Path, fakes: Fakes, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -398,6 +398,20 @@ def _remove_orphan_predictions(run_dir: Path) -> None:
             file.unlink(missing_ok=True)
 
 
+def _remove_reports(run_dir: Path) -> None:
+    """Delete an earlier run's reports (and temporary files a killed write left) before cells
+    run: they are made again from all the cells at the end, and a run stopped before then
+    would leave results.json of the earlier suite beside this one's suite.json, which ``bench
+    compare`` read as this run's."""
+    from plugformer.suites.report import REPORT_FILES
+
+    for name in REPORT_FILES:
+        (run_dir / name).unlink(missing_ok=True)
+    for tmp in run_dir.glob(".*.tmp"):  # fileio.atomic_open's temporary siblings
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+
+
 def _run_claimed(
     suite: SuiteConfig,
     path: Path,
@@ -422,6 +436,8 @@ def _run_claimed(
     log(
         f"suite {suite.name}: {len(cells)} cells ({len(cells) - len(pending)} cached, {len(pending)} to run) → {run_dir}"
     )
+    if pending:
+        _remove_reports(run_dir)
     atomic_write_json(
         run_dir / "suite.json",
         {**suite.model_dump(mode="json"), "file": str(path), "backbone_refs": refs},

@@ -4,7 +4,9 @@ A cell file (``cells/<key>.json``) is written with a content hash (``"sha256"``,
 record's canonical JSON without that field). Reading checks, in order: the file parses as a
 JSON object; its ``key``, ``kind`` and ``task`` are the cell's; it has the fields a report
 reads (``metrics`` of numbers holding ``main_metric``); the hash matches; the test predictions
-it logged (``predictions/<key>.jsonl``) are there. A file that fails
+it logged (``predictions/<key>.jsonl``) are there, with the sha256 the cell recorded for them
+(a cut or edited predictions file made ``rescore.py`` fail, and made the cell's metrics
+unreproducible from its own predictions). A file that fails
 is reported by name with the reason and recomputed (issue 20: a cell copied over another was
 shown under the wrong row; a truncated one stopped the suite with a bare JSONDecodeError).
 """
@@ -22,6 +24,10 @@ from plugformer.fileio import atomic_write_json
 __all__ = ["content_hash", "read_cell", "write_cell"]
 
 HASH_FIELD = "sha256"
+PREDICTION_FIELDS = ("predictions_file", "validation_predictions_file")
+"""A cell's logged predictions, as paths relative to the run directory."""
+PREDICTION_HASHES = "predictions_sha256"
+"""The sha256 of each logged predictions file, by the field that names it."""
 
 
 def _canonical(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -39,7 +45,16 @@ def content_hash(record: Mapping[str, Any]) -> str:
 def write_cell(path: Path, record: dict[str, Any]) -> dict[str, Any]:
     """Write a finished cell atomically, with its content hash; returns the record as written,
     which is what :func:`read_cell` gives back on a later run (so a report made from either is
-    the same, byte for byte)."""
+    the same, byte for byte). The predictions files it names (written before it, relative to
+    the run directory, ``path``'s grandparent) are hashed into it."""
+    run_dir = path.parent.parent
+    hashes = {
+        field: _file_sha256(run_dir / record[field])
+        for field in PREDICTION_FIELDS
+        if isinstance(record.get(field), str) and (run_dir / record[field]).is_file()
+    }
+    if hashes:
+        record = {**record, PREDICTION_HASHES: hashes}
     written = {**_canonical(record), HASH_FIELD: content_hash(record)}
     atomic_write_json(path, written)
     return written
@@ -69,16 +84,28 @@ def _problem(data: Any, key: str, kind: str, task: str) -> str | None:
     return None
 
 
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _lost_predictions(data: Mapping[str, Any], run_dir: Path) -> str | None:
-    """Why a cell's logged test (or validation) predictions are not there (or ``None``): a cell
-    whose file was deleted had been taken from the cache, and results.json named a file that
-    did not exist."""
-    for field in ("predictions_file", "validation_predictions_file"):
+    """Why a cell's logged test (or validation) predictions are not there as it wrote them (or
+    ``None``): a cell whose file was deleted had been taken from the cache, and results.json
+    named a file that did not exist; one whose file was cut short fed ``rescore.py`` half a
+    JSON line."""
+    hashes = data.get(PREDICTION_HASHES) or {}
+    for field in PREDICTION_FIELDS:
         name = data.get(field)
         if name is None:  # a cell that logs none
             continue
         if not isinstance(name, str) or not (run_dir / name).is_file():
             return f"its predictions file {name!r} is missing"
+        if field in hashes and _file_sha256(run_dir / name) != hashes[field]:
+            return f"its predictions file {name!r} is not the one it wrote (cut or edited)"
     return None
 
 

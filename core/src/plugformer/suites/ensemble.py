@@ -80,7 +80,7 @@ def _fused_record(
     """The ensemble's record for one model cell (see the module docstring)."""
     from plugformer.config import TaskSpec
     from plugformer.inference.samples import sample_records, write_samples
-    from plugformer.suites.cellcache import HASH_FIELD
+    from plugformer.suites.cellcache import HASH_FIELD, PREDICTION_HASHES
     from plugformer.tasks import score_predictions
     from plugformer.training.finetune import build_task, load_examples
 
@@ -125,7 +125,7 @@ def _fused_record(
     record["predictions_file"] = rel.as_posix()
     # the model cell's, not this one's: its file, its hash, its training history (a second
     # validation curve would be the model's again)
-    for field in ("validation_predictions_file", HASH_FIELD, "finetune"):
+    for field in ("validation_predictions_file", HASH_FIELD, PREDICTION_HASHES, "finetune"):
         record.pop(field, None)
     record["wall_seconds"] = round(time.perf_counter() - t0, 2)  # the pooling's own time
     return record

@@ -261,6 +261,17 @@ def _csv(aggs: Sequence[Aggregate]) -> str:
     return buf.getvalue()
 
 
+REPORT_FILES = (
+    "results.json",
+    "report.md",
+    "report.csv",
+    "main_metric.png",
+    "val_curves.png",
+    "quality_vs_compute.png",
+)
+"""What :func:`write_reports` writes in a run directory, from the cells alone."""
+
+
 def write_reports(records: Sequence[dict[str, Any]], out: Path, suite: Any) -> list[Path]:
     """results.json, report.md, report.csv and the PNG plots; returns the paths written."""
     from plugformer.fileio import atomic_write_json, atomic_write_text
