@@ -106,6 +106,19 @@ def test_config_validate_checks_a_suite_as_bench_would(tmp_path: Path, capsys) -
     assert "backbone 'a'" in err and "poolin" in err
     main(["config", "validate", "default", "--kind", "suite"])
     assert "valid suite config (" in capsys.readouterr().err
+    # a backbone's family and recipe are checked too (its checkpoint may be made later)
+    for ref, reason in [
+        ("scrach:runs/x/final", "unknown backbone family 'scrach'"),
+        ("scratch:", "names no checkpoint or model after the family"),
+        ("hf:minilm-l7", "did you mean 'minilm-l6'?"),
+    ]:
+        suite.write_text(
+            f'tasks = ["movie-reviews"]\nbackbones = [{{name = "a", ref = "{ref}"}}]\n'
+        )
+        with pytest.raises(SystemExit) as exit_:
+            main(["config", "validate", str(suite)])
+        err = capsys.readouterr().err
+        assert exit_.value.code != 0 and f"{suite}: backbone 'a': " in err and reason in err
 
 
 def test_missing_file_and_bad_toml(tmp_path: Path) -> None:

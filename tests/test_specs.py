@@ -101,6 +101,9 @@ def test_unknown_names_are_one_clear_error(capsys: pytest.CaptureFixture[str]) -
     assert code == 2 and "did you mean 'tiny'" in err
     code, _, err = run_cli(capsys, "bench", "defualt")
     assert code == 2 and "did you mean 'default'" in err and "plugformer suites" in err
+    # run's options before the suite: "No such option '--seeds'" before
+    code, _, err = run_cli(capsys, "bench", "--seeds", "1", "defualt")
+    assert code == 2 and "did you mean 'default'" in err
 
 
 class ShipsSpecs:

@@ -193,7 +193,7 @@ def test_a_baseline_the_task_lacks_is_named(
             {
                 "ensembles": '[{name = "x", model = "pretrained", baseline = "majority", tasks = ["polr"]}]'
             },
-            "ensemble 'x' pools on no spec",
+            "ensemble 'x': tasks names 'polr', which is no spec or task of the suite",
         ),
         (
             {

@@ -277,11 +277,11 @@ def test_backbone_settings_override_the_suite_and_pick_tasks(
         # an unknown family was found only when its first cell ran, the run directory made
         (
             {"backbones": '[{name = "p", ref = "bogus:x"}]'},
-            "suite backbone 'p': unknown backbone family 'bogus'",
+            "bad-plan.toml: backbone 'p': unknown backbone family 'bogus'",
         ),
         (
             {"backbones": '[{name = "p", ref = "scratch:bogus:x"}]'},
-            "suite backbone 'p': unknown backbone family 'bogus'",
+            "bad-plan.toml: backbone 'p': unknown backbone family 'bogus'",
         ),
         # the suite's seeds and overrides were blamed on the spec file
         ({"seeds": "[-1]"}, "bad-plan.toml: seeds.0: Input should be greater than or equal to 0"),

@@ -17,17 +17,22 @@ __all__ = ["bench"]
 
 
 class _RunByDefault(click.Group):
-    """A group whose first argument, when it names no sub-command, is the SUITE of ``run``."""
+    """A group whose arguments, when the first names no sub-command, are ``run``'s: the SUITE
+    and its options in any order (``bench --seeds 1 s.toml`` as well as ``bench s.toml --seeds
+    1``)."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and not args[0].startswith("-") and args[0] not in self.commands:
+        if args and args[0] not in self.commands and args[0] not in self.get_help_option_names(ctx):
             args = ["run", *args]
         return super().parse_args(ctx, args)
 
 
 @click.group(cls=_RunByDefault, subcommand_metavar="SUITE [OPTIONS] | COMMAND [ARGS]...")
 def bench() -> None:
-    """Benchmark suites: `plugformer bench SUITE` runs one; `bench compare A B` compares runs."""
+    """Benchmark suites: `plugformer bench SUITE` runs one; `bench compare A B` compares runs.
+
+    `bench SUITE` is `bench run SUITE` and takes its options (--seeds N, --out DIR, --backbone
+    LABEL=REF, --workers N: see `plugformer bench run --help`)."""
 
 
 def _pairs(values: tuple[str, ...]) -> dict[str, str]:

@@ -218,7 +218,11 @@ def _other_family(family: str, ref: str) -> dict[str, Any]:
     return identity
 
 
-def _identity(label: str, ref: str) -> dict[str, Any]:
+def _check_ref(label: str, ref: str, suite_file: Path) -> None:
+    """Refuse, before any cell runs, a reference whose family is unknown, whose ``hf:`` recipe
+    is misspelt, or that names nothing (``scratch:``, which read as the current directory);
+    what ``plugformer config validate`` checks of a backbone too (its checkpoint may be made
+    later)."""
     from plugformer.models.backbones import split_ref
     from plugformer.models.families import get_family
 
@@ -226,16 +230,27 @@ def _identity(label: str, ref: str) -> dict[str, Any]:
         family, rest = split_ref(ref)
         if family == "scratch":
             family, rest = split_ref(rest)
-        get_family(family)  # before any cell runs
+        if not rest.strip():
+            raise PlugformerError(f"{ref!r} names no checkpoint or model after the family")
+        get_family(family)
         if family == "hf":  # a misspelt recipe was found when its first cell ran
             from plugformer.hf.recipes import check_model_ref
 
             check_model_ref(rest)
+    except PlugformerError as exc:
+        raise _blamed(exc, label, suite_file) from None
+
+
+def _blamed(exc: Exception, label: str, suite_file: Path) -> PlugformerError:
+    return PlugformerError(f"{suite_file}: backbone {label!r}: {exc} (pass --backbone {label}=REF)")
+
+
+def _identity(label: str, ref: str, suite_file: Path) -> dict[str, Any]:
+    _check_ref(label, ref, suite_file)
+    try:
         return backbone_identity(ref)
     except PlugformerError as exc:
-        raise PlugformerError(
-            f"suite backbone {label!r}: {exc} (pass --backbone {label}=REF)"
-        ) from None
+        raise _blamed(exc, label, suite_file) from None
 
 
 def data_version(spec: TaskSpec) -> dict[str, Any]:
@@ -268,14 +283,18 @@ def plan_cells(
 
     Every spec, override and backbone ``tasks`` entry is checked here, before any cell runs.
     ``check_only`` (``plugformer config validate``): the same checks, but the cells carry no
-    identity of their backbones, data or code, so no checkpoint need exist and no dataset is
-    fetched (each spec's recipe is looked up and its data files looked at instead)."""
+    identity of their backbones, data or code, so no checkpoint need exist (the references'
+    families and recipes are checked) and no dataset is fetched (each spec's recipe is looked up and its data files looked at instead)."""
     from plugformer.config import check_task_options
     from plugformer.plugin_registries import get_task_class
     from plugformer.specs import check_task_data
 
+    if check_only:  # the families and recipes, not the checkpoints (made later, perhaps)
+        for label, ref in refs.items():
+            _check_ref(label, ref, suite_file)
     ids: dict[str, dict[str, Any]] = {
-        label: {} if check_only else _identity(label, ref) for label, ref in refs.items()
+        label: {} if check_only else _identity(label, ref, suite_file)
+        for label, ref in refs.items()
     }
     first = next(iter(refs))
     cells: list[Cell] = []
@@ -341,7 +360,15 @@ def plan_cells(
                     )
                 )
     _check_backbone_tasks(suite, suite_file, specs)
+    names = {s.label for s in specs} | {s.task for s in specs}
     for ens in suite.ensembles:  # a misspelt task kind or spec name would pool on nothing
+        unknown = [t for t in ens.tasks or [] if t not in names]
+        if unknown:
+            have = ", ".join(f"{s.label} ({s.task})" for s in specs)
+            raise ConfigError(
+                f"{suite_file}: ensemble {ens.name!r}: tasks names {unknown[0]!r}, which is no "
+                f"spec or task of the suite (its specs: {have})"
+            )
         if not any(
             c.kind == "model" and c.column == ens.model and c.validation and ens.runs(c.spec)
             for c in cells

@@ -21,6 +21,11 @@ __all__ = ["compute_markdown", "compute_rows", "plot_quality_vs_compute"]
 FIELDS = ("params_total", "params_trained", "train_seconds", "examples_seen", "tokens_seen")
 
 
+def _seconds(value: float) -> str:
+    """Whole seconds, but tenths under ten (a sub-second cell read as 0)."""
+    return f"{value:.1f}" if value < 10 else f"{value:.0f}"
+
+
 def compute_rows(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (task spec, backbone): seed means of the compute fields and main metric."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -63,7 +68,7 @@ def compute_markdown(records: Sequence[dict[str, Any]]) -> str:
     for r in rows:
         lines.append(
             f"| {r['spec']} | {r['column']} | {_si(r['params_trained'])} / {_si(r['params_total'])} "
-            f"| {r['train_seconds']:.0f} | {r['examples_seen']:,.0f} | {_si(r['tokens_seen'])} "
+            f"| {_seconds(r['train_seconds'])} | {r['examples_seen']:,.0f} | {_si(r['tokens_seen'])} "
             f"| {_si(r['train_flops'])} | {r['metric']} {r['value']:.4g} |"
         )
     return "\n".join(lines) + "\n"
