@@ -253,11 +253,14 @@ def test_python_api_takes_a_spec_file_and_predicts_one_input(
         plugformer.finetune(42, backbone=str(micro_checkpoint))  # type: ignore[arg-type]
 
 
-def test_python_api_mistakes_are_named(micro_checkpoint: Path, tmp_path: Path) -> None:
+def test_python_api_mistakes_are_named(
+    micro_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A Python caller's slips get the framework's one-line errors, not a stray TypeError or
     a wrong result: one override string (it was applied character by character: ``--set
     'f'``), an unknown split (an AttributeError from pydantic), a non-list input to predict,
-    a bad item in a list of inputs (which one?), predict on a backbone checkpoint."""
+    a bad item in a list of inputs (which one?), predict on a backbone checkpoint; and a run
+    into a finished run's directory says it replaces it."""
     import plugformer
     from plugformer.errors import ConfigError, DataError, PlugformerError
 
@@ -265,6 +268,9 @@ def test_python_api_mistakes_are_named(micro_checkpoint: Path, tmp_path: Path) -
     with pytest.raises(TypeError, match=r"a list of KEY=VALUE strings, e.g. \['finetune"):
         plugformer.finetune(str(spec), backbone=str(micro_checkpoint), overrides="finetune.x=1")
     ckpt = plugformer.finetune(str(spec), backbone=str(micro_checkpoint), out_dir=tmp_path / "r")
+    assert "holds a finished run" not in capsys.readouterr().err
+    plugformer.finetune(str(spec), backbone=str(micro_checkpoint), out_dir=tmp_path / "r")
+    assert f"{tmp_path / 'r'} holds a finished run; this one replaces it" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="split 'dev': expected one of test, validation, train"):
         plugformer.evaluate(str(spec), ckpt["checkpoint"], split="dev")
     predictor = plugformer.load(ckpt["checkpoint"])

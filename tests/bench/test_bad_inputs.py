@@ -120,15 +120,21 @@ def test_a_report_metric_no_cell_reports_is_named_in_the_report(
     """A misspelt ``report_metrics`` name left the report's "Other metrics" table empty and
     said nothing (metric names are known only once cells have run, so it cannot be refused
     before them)."""
+    lines: list[str] = []
     run = run_suite(
         write_suite(workspace, "typo-metric", report_metrics='["acuracy"]'),
         workspace / "runs" / "typo-metric",
-        log=quiet,
+        log=lines.append,
     )
     report = (run / "report.md").read_text(encoding="utf-8")
     assert (
         "No cell reports `acuracy` (the suite's `report_metrics`); the cells report `accuracy`."
         in report
+    )
+    # and on the terminal, where the run is watched
+    assert (
+        "warning: report_metrics 'acuracy' is reported by no cell; the cells report accuracy"
+        in lines
     )
 
 

@@ -488,6 +488,13 @@ def _run_claimed(
     _remove_empty_dirs(run_dir / "work")
     records += ensemble_records(suite, records, run_dir, log)  # and removes stale ones
     written = write_reports(records, run_dir, suite)
+    reported = {m for r in records for m in r["metrics"]}
+    unknown = [m for m in suite.report_metrics if m not in reported]
+    if unknown:  # report.md says so too, but nobody reads it for a typo
+        log(
+            f"warning: report_metrics {', '.join(map(repr, unknown))} is reported by no cell; "
+            f"the cells report {', '.join(sorted(reported))}"
+        )
     log(
         f"suite {suite.name}: done in {clock(time.perf_counter() - progress.t0)}; "
         + ", ".join(p.name for p in written)

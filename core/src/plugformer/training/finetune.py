@@ -311,6 +311,12 @@ def finetune(
         raise PlugformerError("no backbone: pass --backbone CKPT or set `backbone` in the spec")
     out = Path(out_dir or spec.out_dir or f"runs/{spec.label}")
     with claim(out, "finetune", disposable=(SETTINGS_FILE,)):
+        if not resume and (out / "final").is_dir():  # a finished run: say it is replaced
+            print(
+                f"plugformer: {out} holds a finished run; this one replaces it "
+                "(give --out another directory to keep it)",
+                file=sys.stderr,
+            )
         return _finetune(spec, ref, out, resume)
 
 
