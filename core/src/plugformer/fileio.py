@@ -27,6 +27,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "ensure_dir",
+    "remove_temporaries",
     "sha256_file",
 ]
 
@@ -71,6 +72,15 @@ def _tmp_prefix(path: Path) -> str:
     random part and ``.tmp`` fit a 255-byte file name whatever the name's length."""
     name = path.name.encode("utf-8", "surrogateescape")[:64].decode("utf-8", "ignore")
     return f".{name}."
+
+
+def remove_temporaries(folder: str | os.PathLike[str]) -> None:
+    """Delete the temporary files that writes killed mid-way (SIGKILL: no cleanup ran) left
+    in ``folder``: ``atomic_open``'s ``.<name>.<random>.tmp`` siblings. Call it only while no
+    write into ``folder`` is under way (a run holding its directory)."""
+    for tmp in Path(folder).glob(".*.tmp"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

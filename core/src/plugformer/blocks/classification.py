@@ -254,10 +254,10 @@ class ClassificationTask(Task):
         if self.options.head == "pooled":
             pooling = resolve_pooling(self.options.pooling, backbone)
             return PooledHead(backbone.d_model, len(names), pooling, self.options.dropout)
-        if not getattr(backbone, "causal", False) or not hasattr(backbone, "lm_logits"):
+        if not hasattr(backbone, "lm_logits"):  # check_backbone refused a bidirectional one
             raise ConfigError(
-                f'task {self.name!r}: options.head = "label_words" needs a causal backbone with '
-                f"an LM head; this {getattr(backbone, 'family', '')} backbone has none (use "
+                f'task {self.name!r}: options.head = "label_words" needs a backbone with an LM '
+                f"head; this {getattr(backbone, 'family', '')} backbone has none (use "
                 'head = "pooled")'
             )
         head = PooledHead(backbone.d_model, len(names), "last", self.options.dropout)

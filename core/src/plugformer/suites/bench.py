@@ -403,13 +403,12 @@ def _remove_reports(run_dir: Path) -> None:
     run: they are made again from all the cells at the end, and a run stopped before then
     would leave results.json of the earlier suite beside this one's suite.json, which ``bench
     compare`` read as this run's."""
+    from plugformer.fileio import remove_temporaries
     from plugformer.suites.report import REPORT_FILES
 
     for name in REPORT_FILES:
         (run_dir / name).unlink(missing_ok=True)
-    for tmp in run_dir.glob(".*.tmp"):  # fileio.atomic_open's temporary siblings
-        if tmp.is_file():
-            tmp.unlink(missing_ok=True)
+    remove_temporaries(run_dir)
 
 
 def _run_claimed(
@@ -425,7 +424,7 @@ def _run_claimed(
     from plugformer.fileio import atomic_write_json
     from plugformer.suites.cellcache import write_cell
     from plugformer.suites.ensemble import ensemble_records
-    from plugformer.suites.report import write_reports
+    from plugformer.suites.report import unreported_metrics, write_reports
 
     _warn_unscaled(suite, cells, log)
     cell_file = {c.key: _cell_path(run_dir, c.key) for c in cells}
@@ -488,12 +487,11 @@ def _run_claimed(
     _remove_empty_dirs(run_dir / "work")
     records += ensemble_records(suite, records, run_dir, log)  # and removes stale ones
     written = write_reports(records, run_dir, suite)
-    reported = {m for r in records for m in r["metrics"]}
-    unknown = [m for m in suite.report_metrics if m not in reported]
+    unknown, reported = unreported_metrics(records, suite.report_metrics)
     if unknown:  # report.md says so too, but nobody reads it for a typo
         log(
             f"warning: report_metrics {', '.join(map(repr, unknown))} is reported by no cell; "
-            f"the cells report {', '.join(sorted(reported))}"
+            f"the cells report {', '.join(reported)}"
         )
     log(
         f"suite {suite.name}: done in {clock(time.perf_counter() - progress.t0)}; "

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from plugformer.fileio import atomic_write_json
+from plugformer.fileio import atomic_write_json, sha256_file
 
 __all__ = ["content_hash", "read_cell", "write_cell"]
 
@@ -49,7 +49,7 @@ def write_cell(path: Path, record: dict[str, Any]) -> dict[str, Any]:
     the run directory, ``path``'s grandparent) are hashed into it."""
     run_dir = path.parent.parent
     hashes = {
-        field: _file_sha256(run_dir / record[field])
+        field: sha256_file(run_dir / record[field])
         for field in PREDICTION_FIELDS
         if isinstance(record.get(field), str) and (run_dir / record[field]).is_file()
     }
@@ -84,14 +84,6 @@ def _problem(data: Any, key: str, kind: str, task: str) -> str | None:
     return None
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _lost_predictions(data: Mapping[str, Any], run_dir: Path) -> str | None:
     """Why a cell's logged test (or validation) predictions are not there as it wrote them (or
     ``None``): a cell whose file was deleted had been taken from the cache, and results.json
@@ -104,7 +96,7 @@ def _lost_predictions(data: Mapping[str, Any], run_dir: Path) -> str | None:
             continue
         if not isinstance(name, str) or not (run_dir / name).is_file():
             return f"its predictions file {name!r} is missing"
-        if field in hashes and _file_sha256(run_dir / name) != hashes[field]:
+        if field in hashes and sha256_file(run_dir / name) != hashes[field]:
             return f"its predictions file {name!r} is not the one it wrote (cut or edited)"
     return None
 

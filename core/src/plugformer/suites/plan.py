@@ -284,7 +284,8 @@ def plan_cells(
     Every spec, override and backbone ``tasks`` entry is checked here, before any cell runs.
     ``check_only`` (``plugformer config validate``): the same checks, but the cells carry no
     identity of their backbones, data or code, so no checkpoint need exist (the references'
-    families and recipes are checked) and no dataset is fetched (each spec's recipe is looked up and its data files looked at instead)."""
+    families and recipes are checked) and no dataset is fetched (each spec's recipe is looked
+    up and its data files looked at instead)."""
     from plugformer.config import check_task_options
     from plugformer.plugin_registries import get_task_class
     from plugformer.specs import check_task_data
@@ -360,15 +361,8 @@ def plan_cells(
                     )
                 )
     _check_backbone_tasks(suite, suite_file, specs)
-    names = {s.label for s in specs} | {s.task for s in specs}
     for ens in suite.ensembles:  # a misspelt task kind or spec name would pool on nothing
-        unknown = [t for t in ens.tasks or [] if t not in names]
-        if unknown:
-            have = ", ".join(f"{s.label} ({s.task})" for s in specs)
-            raise ConfigError(
-                f"{suite_file}: ensemble {ens.name!r}: tasks names {unknown[0]!r}, which is no "
-                f"spec or task of the suite (its specs: {have})"
-            )
+        _check_task_names(suite_file, f"ensemble {ens.name!r}", "tasks", ens.tasks or [], specs)
         if not any(
             c.kind == "model" and c.column == ens.model and c.validation and ens.runs(c.spec)
             for c in cells
@@ -432,19 +426,25 @@ def _check_new_label(
 def _check_backbone_tasks(suite: SuiteConfig, suite_file: Path, specs: list[TaskSpec]) -> None:
     """A backbone's ``tasks`` must each name a spec or task kind of the suite: a typo would
     silently drop the backbone's cells."""
-    names = {s.label for s in specs} | {s.task for s in specs}
     for entry in suite.backbones:
-        for field, listed in (
-            ("tasks", entry.tasks or []),
-            ("task_overrides", entry.task_overrides),
-        ):
-            unknown = [t for t in listed if t not in names]
-            if unknown:
-                have = ", ".join(f"{s.label} ({s.task})" for s in specs)
-                raise ConfigError(
-                    f"{suite_file}: backbone {entry.name!r}: {field} names {unknown[0]!r}, which "
-                    f"is no spec or task of the suite (its specs: {have})"
-                )
+        owner = f"backbone {entry.name!r}"
+        _check_task_names(suite_file, owner, "tasks", entry.tasks or [], specs)
+        _check_task_names(suite_file, owner, "task_overrides", entry.task_overrides, specs)
+
+
+def _check_task_names(
+    suite_file: Path, owner: str, field: str, listed: Any, specs: list[TaskSpec]
+) -> None:
+    """Every name ``listed`` is a spec or task kind of the suite, or one line naming the first
+    that is not."""
+    names = {s.label for s in specs} | {s.task for s in specs}
+    unknown = [t for t in listed if t not in names]
+    if unknown:
+        have = ", ".join(f"{s.label} ({s.task})" for s in specs)
+        raise ConfigError(
+            f"{suite_file}: {owner}: {field} names {unknown[0]!r}, which is no spec or task of "
+            f"the suite (its specs: {have})"
+        )
 
 
 def _scale_budget(spec: TaskSpec, scale: float) -> TaskSpec:

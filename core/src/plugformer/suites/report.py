@@ -224,8 +224,7 @@ def _other_metrics(
                 )
             if any(c != "—" for c in cells):
                 lines.append(f"| {spec} ({first.task}) | {metric} | " + " | ".join(cells) + " |")
-    reported = sorted({m for r in records for m in r["metrics"]})
-    unknown = [m for m in names if m not in reported]
+    unknown, reported = unreported_metrics(records, names)
     if unknown:  # a misspelt name had left the table silently empty
         lines += [
             "",
@@ -259,6 +258,15 @@ def _csv(aggs: Sequence[Aggregate]) -> str:
             }
         )
     return buf.getvalue()
+
+
+def unreported_metrics(
+    records: Sequence[dict[str, Any]], names: Sequence[str]
+) -> tuple[list[str], list[str]]:
+    """The ``report_metrics`` ``names`` no cell reports, and the metrics the cells do report
+    (sorted): a misspelt name is known only once the cells have run."""
+    reported = sorted({m for r in records for m in r["metrics"]})
+    return [m for m in names if m not in reported], reported
 
 
 REPORT_FILES = (
